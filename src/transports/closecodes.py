@@ -1,0 +1,10 @@
+"""WebSocket close codes the server uses (RFC 6455, section 7.4.1)."""
+
+NORMAL = 1000
+GOING_AWAY = 1001
+"""The server is shutting down."""
+PROTOCOL_ERROR = 1002
+POLICY_VIOLATION = 1008
+"""Used for a client that reads too slowly: its outgoing buffer overflowed."""
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011

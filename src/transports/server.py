@@ -1,0 +1,83 @@
+"""One process: the page over HTTP and the chat over WebSocket, until a signal stops it."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import time
+from dataclasses import dataclass
+
+import anyio
+import anyio.abc
+
+from chatcore import ChatCore
+
+from . import static_http, trio_websocket_server, wsproto_server
+from .config import AppKind, ServerConfig, Transport
+from .echo import EchoApp
+from .hub import App, Hub
+
+log = logging.getLogger(__name__)
+
+JOIN_KEY_BYTES = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A started server: its hub, the ports it actually bound, and its off switch."""
+
+    hub: Hub
+    http_port: int
+    ws_port: int
+    stopping: anyio.Event
+
+    def stop(self) -> None:
+        """Begin a clean shutdown: every client gets close 1001, then `run` returns."""
+        self.stopping.set()
+
+
+def make_app(config: ServerConfig) -> App:
+    if config.app is AppKind.ECHO:
+        return EchoApp()
+    return ChatCore(
+        clock=time.time,
+        new_join_key=lambda: secrets.token_urlsafe(JOIN_KEY_BYTES),
+        history_limit=config.limits.history_limit,
+    )
+
+
+async def run(
+    config: ServerConfig,
+    *,
+    task_status: anyio.abc.TaskStatus[Running] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until `Running.stop` is called; then close every connection with 1001 and return."""
+    hub = Hub(make_app(config))
+    transport = trio_websocket_server if config.transport is Transport.TRIO_WEBSOCKET else wsproto_server
+    async with anyio.create_task_group() as tasks:
+        ws_port = await tasks.start(transport.serve, hub, config.host, config.ws_port, config.limits)
+        site = static_http.StaticSite(config.web_dir, ws_port)
+        http_port = await tasks.start(static_http.serve, site, config.host, config.http_port)
+        log.info("%s %s on ws://%s:%d/", config.transport.value, config.app.value, _url_host(config.host), ws_port)
+        log.info("page from %s on http://%s:%d/", site.root, _url_host(config.host), http_port)
+        running = Running(hub, http_port, ws_port, anyio.Event())
+        task_status.started(running)
+        await running.stopping.wait()
+        await hub.shutdown(config.shutdown_grace)
+        tasks.cancel_scope.cancel()
+
+
+async def run_until_signal(config: ServerConfig) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down cleanly."""
+    async with anyio.create_task_group() as tasks:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            running: Running = await tasks.start(run, config)
+            async for signum in signals:
+                log.info("%s: closing connections with 1001", signal.Signals(signum).name)
+                running.stop()
+                break
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

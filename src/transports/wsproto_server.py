@@ -1,0 +1,210 @@
+"""Our own socket loop: wsproto's sans-IO connection over anyio streams.
+
+Runs under trio (the default) and, through anyio, under asyncio too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from functools import partial
+
+import anyio
+import anyio.abc
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from . import closecodes
+from .hub import Hub
+from .limits import Limits
+from .outbox import CloseRequest
+from .peer import Peer, PeerGone
+
+log = logging.getLogger(__name__)
+
+RECEIVE_SIZE = 65536
+_STREAM_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+
+
+class WsprotoPeer(Peer[bytes]):
+    """Queues ready-framed bytes, so one write carries many messages."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, ws: WSConnection, limits: Limits, remote: str) -> None:
+        super().__init__(limits, remote)
+        self._stream = stream
+        self._ws = ws
+
+    def _encode(self, message: str | bytes) -> tuple[bytes, int]:
+        event = TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
+        frame = self._ws.send(event)
+        return frame, len(frame)
+
+    def send_control(self, frame: bytes) -> None:
+        """Queue an already-framed control frame (a pong); dropped once closing."""
+        self.outbox.put(frame, len(frame))
+
+    async def _write(self, batch: list[bytes]) -> None:
+        try:
+            await self._stream.send(b"".join(batch))
+        except _STREAM_ERRORS as error:
+            raise PeerGone from error
+
+    async def _finish(self, close: CloseRequest) -> None:
+        if self._ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            return
+        if close.code == CloseReason.NO_STATUS_RCVD:
+            # Answering a close that carried no code: the answer carries none either.
+            frame = self._ws.send(CloseConnection(code=CloseReason.NO_STATUS_RCVD))
+        else:
+            frame = self._ws.send(CloseConnection(code=close.code, reason=close.reason))
+        await self._write([frame])
+
+
+class _Reader:
+    """Turns incoming frames into whole messages for the hub."""
+
+    def __init__(self, hub: Hub, stream: anyio.abc.ByteStream, ws: WSConnection, peer: WsprotoPeer, limits: Limits):
+        self._hub = hub
+        self._stream = stream
+        self._ws = ws
+        self._peer = peer
+        self._max_message_size = limits.max_message_size
+        self._text: list[str] = []
+        self._binary: list[bytes] = []
+        self._size = 0
+
+    async def run(self, connection: int) -> None:
+        while self._process_events(connection):
+            try:
+                data: bytes | None = await self._stream.receive(RECEIVE_SIZE)
+            except _STREAM_ERRORS:
+                data = None
+            self._ws.receive_data(data)
+
+    def _process_events(self, connection: int) -> bool:
+        """Handle what wsproto has parsed; False once nothing more should be read."""
+        for event in self._ws.events():
+            if isinstance(event, TextMessage | BytesMessage):
+                if not self._add_fragment(connection, event):
+                    return False
+            elif isinstance(event, Ping):
+                self._peer.send_control(self._ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                self._on_close(event)
+                return False
+        return True
+
+    def _add_fragment(self, connection: int, event: TextMessage | BytesMessage) -> bool:
+        self._size += len(event.data)
+        if self._size > self._max_message_size:
+            self._peer.close(closecodes.MESSAGE_TOO_BIG, f"message larger than {self._max_message_size}")
+            return False
+        if isinstance(event, TextMessage):
+            self._text.append(event.data)
+        else:
+            self._binary.append(bytes(event.data))
+        if not event.message_finished:
+            return True
+        self._size = 0
+        if isinstance(event, TextMessage):
+            text, self._text = "".join(self._text), []
+            self._hub.receive_text(connection, text)
+        else:
+            data, self._binary = b"".join(self._binary), []
+            self._hub.receive_binary(connection, data)
+        return True
+
+    def _on_close(self, event: CloseConnection) -> None:
+        state = self._ws.state
+        if state is ConnectionState.REMOTE_CLOSING:
+            # The client closes: answer with its code.
+            answer = event.response()
+            self._peer.close(answer.code, answer.reason or "")
+        elif state is ConnectionState.OPEN:
+            # wsproto found a protocol error (1002, 1007, ...) in what the client sent.
+            log.info("%s: closing with %d: %s", self._peer.remote, event.code, event.reason)
+            self._peer.close(event.code, event.reason or "")
+
+
+async def _handshake(stream: anyio.abc.ByteStream, ws: WSConnection, remote: str) -> bool:
+    """Read the HTTP upgrade request and accept it; False if the client got it wrong."""
+    while True:
+        try:
+            data = await stream.receive(RECEIVE_SIZE)
+        except _STREAM_ERRORS:
+            return False
+        try:
+            ws.receive_data(data)
+        except RemoteProtocolError as error:
+            log.info("%s: refused handshake: %s", remote, error)
+            await _reject(stream, ws, error)
+            return False
+        for event in ws.events():
+            if isinstance(event, Request):
+                await stream.send(ws.send(AcceptConnection()))
+                return True
+
+
+async def _reject(stream: anyio.abc.ByteStream, ws: WSConnection, error: RemoteProtocolError) -> None:
+    hint = error.event_hint
+    if not isinstance(hint, RejectConnection):
+        return
+    try:
+        response = ws.send(RejectConnection(status_code=400, has_body=False))
+    except LocalProtocolError:
+        return  # the HTTP parser is past answering
+    with contextlib.suppress(*_STREAM_ERRORS):
+        await stream.send(response)
+
+
+async def _handle(hub: Hub, limits: Limits, stream: anyio.abc.SocketStream) -> None:
+    remote = _describe(stream)
+    async with stream:
+        ws = WSConnection(ConnectionType.SERVER)
+        accepted = False
+        with anyio.move_on_after(limits.handshake_timeout) as handshake:
+            accepted = await _handshake(stream, ws, remote)
+        if handshake.cancelled_caught:
+            log.info("%s: handshake timed out", remote)
+        if not accepted or handshake.cancelled_caught:
+            return
+        peer = WsprotoPeer(stream, ws, limits, remote)
+        reader = _Reader(hub, stream, ws, peer, limits)
+        await hub.serve(peer, reader.run)
+
+
+def _describe(stream: anyio.abc.SocketStream) -> str:
+    try:
+        address = stream.extra(anyio.abc.SocketAttribute.remote_address)
+    except anyio.TypedAttributeLookupError:
+        return "unknown peer"
+    if isinstance(address, tuple):
+        return f"{address[0]}:{address[1]}"
+    return address
+
+
+async def serve(
+    hub: Hub,
+    host: str,
+    port: int,
+    limits: Limits,
+    *,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve WebSocket connections on ``host:port`` until cancelled; reports the bound port."""
+    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    async with listener:
+        bound = listener.extra(anyio.abc.SocketAttribute.local_port)
+        task_status.started(bound)
+        await listener.serve(partial(_handle, hub, limits))
