@@ -7,11 +7,11 @@ page which port the WebSocket server listens on.
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 import logging
 import mimetypes
 from dataclasses import dataclass
 from functools import partial
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -101,7 +101,8 @@ async def _refuse(stream: anyio.abc.SocketStream, connection: h11.Connection, st
         ("connection", "close"),
     ]
     try:
-        await stream.send(connection.send(h11.Response(status_code=status, headers=headers, reason=_phrase(status))) + body)
+        head = connection.send(h11.Response(status_code=status, headers=headers, reason=_phrase(status)))
+        await stream.send(head + body)
     except (h11.LocalProtocolError, *_STREAM_ERRORS):
         pass
 

@@ -1,0 +1,51 @@
+"""A test client speaking the seed protocol through python-websockets (an independent implementation)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from typing import Any
+
+from websockets.sync.client import ClientConnection, connect
+
+TIMEOUT = 5.0
+
+
+class ChatClient:
+    def __init__(self, url: str, **options: Any) -> None:
+        self._stack = ExitStack()
+        self.ws: ClientConnection = self._stack.enter_context(
+            connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT, **options)
+        )
+
+    def send(self, event: object) -> None:
+        self.ws.send(json.dumps(event))
+
+    def send_raw(self, message: str | bytes) -> None:
+        self.ws.send(message)
+
+    def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        event = json.loads(self.ws.recv(timeout=timeout))
+        assert isinstance(event, dict)
+        return event
+
+    def init(self, join_key: str | None = None) -> dict[str, Any]:
+        event: dict[str, Any] = {"type": "init"}
+        if join_key is not None:
+            event["joinKey"] = join_key
+        self.send(event)
+        reply = self.recv()
+        assert reply["type"] == "init", reply
+        return reply
+
+    def talk(self, payload: str) -> None:
+        self.send({"type": "talk", "payload": payload})
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> ChatClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

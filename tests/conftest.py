@@ -1,0 +1,80 @@
+"""Shared fixtures: a real server on loopback, in a thread of its own, for each transport."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from transports.config import ServerConfig, Transport
+from transports.limits import Limits
+from transports.server import Running, run
+
+TEST_LIMITS = Limits(close_timeout=1.0, handshake_timeout=2.0)
+
+
+@dataclass
+class LiveServer:
+    """A server running in a background thread, and a way to look inside it."""
+
+    config: ServerConfig
+    running: Running
+    portal: BlockingPortal
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.config.host}:{self.running.ws_port}/"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.config.host}:{self.running.http_port}/"
+
+    def call(self, function: Callable[[], Any]) -> Any:
+        """Run ``function`` in the server's event loop thread."""
+        return self.portal.call(function)
+
+    def connection_count(self) -> int:
+        count: int = self.call(lambda: self.running.hub.connection_count)
+        return count
+
+
+@contextmanager
+def live_server(config: ServerConfig) -> Iterator[LiveServer]:
+    with start_blocking_portal(backend="trio") as portal:
+        future, running = portal.start_task(run, config)
+        try:
+            yield LiveServer(config, running, portal)
+        finally:
+            portal.call(running.stop)
+            future.result(timeout=config.shutdown_grace + 10)
+
+
+@pytest.fixture(params=[t.value for t in Transport])
+def transport(request: pytest.FixtureRequest) -> Transport:
+    return Transport(request.param)
+
+
+@pytest.fixture
+def server_config(transport: Transport) -> ServerConfig:
+    return ServerConfig(transport=transport, http_port=0, ws_port=0, limits=TEST_LIMITS, shutdown_grace=2.0)
+
+
+@pytest.fixture
+def server(server_config: ServerConfig) -> Iterator[LiveServer]:
+    with live_server(server_config) as live:
+        yield live
+
+
+@pytest.fixture
+def start_server(server_config: ServerConfig) -> Iterator[Callable[..., LiveServer]]:
+    """Start a server with some settings changed: ``start_server(limits=...)``."""
+    with ExitStack() as stack:
+
+        def start(**changes: Any) -> LiveServer:
+            return stack.enter_context(live_server(replace(server_config, **changes)))
+
+        yield start

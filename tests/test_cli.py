@@ -1,0 +1,137 @@
+"""The ``chat-server`` command as a user runs it: a real process, real signals."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from chat_client import ChatClient
+from conftest import LiveServer
+from transports.config import AppKind, Transport
+
+SEED_CLIENT = Path(__file__).parent / "seed_client"
+CHAT_SERVER = Path(sys.executable).parent / "chat-server"
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[str]
+    http_port: int
+    ws_port: int
+    log: list[str]
+
+
+@contextmanager
+def server_process(*args: str, command: list[str] | None = None) -> Iterator[ServerProcess]:
+    argv = (command or [sys.executable, "-m", "transports"]) + list(args)
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(30, process.kill)
+    watchdog.start()
+    try:
+        log: list[str] = []
+        ports: dict[str, int] = {}
+        assert process.stderr is not None
+        while len(ports) < 2:
+            line = process.stderr.readline()
+            assert line, "server exited early:\n" + "".join(log)
+            log.append(line)
+            if match := re.search(r" on (ws|http)://[^ ]+:(\d+)/", line):
+                ports[match.group(1)] = int(match.group(2))
+        yield ServerProcess(process, ports["http"], ports["ws"], log)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        watchdog.cancel()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_closes_clients_with_1001_and_exits_cleanly(transport: Transport, signum: int) -> None:
+    with server_process("--transport", transport.value, "--http-port", "0", "--ws-port", "0") as server:
+        assert any(transport.value in line for line in server.log)
+        with ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as client:
+            client.init()
+            server.process.send_signal(signum)
+            with pytest.raises(ConnectionClosed) as closed:
+                client.recv(timeout=10)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1001
+        assert server.process.wait(timeout=15) == 0
+        assert server.process.stderr is not None
+        rest = server.process.stderr.read()
+        assert "Traceback" not in rest
+        assert signal.Signals(signum).name in rest
+
+
+def test_the_console_script_serves_page_and_socket_in_one_process() -> None:
+    with server_process("--http-port", "0", "--ws-port", "0", command=[str(CHAT_SERVER)]) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=5)
+        connection.request("GET", "/config.js")
+        assert str(server.ws_port) in connection.getresponse().read().decode()
+        connection.close()
+        with ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as client:
+            assert client.init()["userId"] == 1
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0
+
+
+def test_help_lists_the_flags() -> None:
+    output = subprocess.run([str(CHAT_SERVER), "--help"], capture_output=True, text=True, check=True).stdout
+    for flag in ["--transport", "--host", "--http-port", "--ws-port", "--web", "--app",
+                 "--max-message-size", "--outbox-bytes", "--handshake-timeout", "--history-limit"]:
+        assert flag in output
+    assert "trio-websocket" in output
+    assert "wsproto" in output
+
+
+@pytest.mark.parametrize("args", [["--transport", "nope"], ["--ws-port", "70000"], ["--web", "/no/such/dir"]])
+def test_bad_flags_are_refused(args: list[str]) -> None:
+    result = subprocess.run([str(CHAT_SERVER), *args], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "error" in result.stderr
+
+
+def test_the_unchanged_seed_client_works_on_default_ports(transport: Transport) -> None:
+    """The seed's page hard-codes ws://localhost:8001/ and is served with ``--web`` on port 8000."""
+    with server_process("--transport", transport.value, "--web", str(SEED_CLIENT)) as server:
+        assert (server.http_port, server.ws_port) == (8000, 8001)
+        connection = http.client.HTTPConnection("localhost", 8000, timeout=5)
+        connection.request("GET", "/")
+        assert connection.getresponse().read() == (SEED_CLIENT / "index.html").read_bytes()
+        connection.close()
+        # Exactly what the seed's main.js sends: init without a render flag, userId as a string.
+        with ChatClient("ws://localhost:8001/") as first:
+            join_key = first.init()["joinKey"]
+            with ChatClient("ws://localhost:8001/") as second:
+                second.send({"type": "init", "joinKey": join_key})
+                assert second.recv()["userId"] == 2
+                second.send({"type": "talk", "payload": "hello", "userId": "2"})
+                for member in (first, second):
+                    event = member.recv()
+                    assert set(event) == {"type", "payload", "userId", "time"}
+                    assert (event["type"], event["payload"], event["userId"]) == ("talk", "hello", 2)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0
+
+
+def test_echo_app_echoes_text_and_binary(start_server: Callable[..., LiveServer]) -> None:
+    live = start_server(app=AppKind.ECHO)
+    with ChatClient(live.ws_url) as client:
+        messages: list[str | bytes] = ["hello", json.dumps({"type": "init"}), "ünïcødé", b"\x00\xffbinary", b""]
+        for message in messages:
+            client.send_raw(message)
+            assert client.ws.recv(timeout=5) == message

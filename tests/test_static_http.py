@@ -1,0 +1,112 @@
+"""The page's HTTP side: files from the web folder, /config.js, and nothing outside the folder."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import LiveServer
+
+SEED_CLIENT = Path(__file__).parent / "seed_client"
+
+
+def get(live: LiveServer, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", live.running.http_port, timeout=5)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def test_index_is_the_chat_page_with_the_seed_dom(server: LiveServer) -> None:
+    status, headers, body = get(server, "/")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    page = body.decode()
+    for marker in ['id="name-span"', 'id="message-wrapper"', 'id="form"', 'id="message-input"',
+                   "container is-max-desktop", "button is-primary", "field has-addons", 'class="box"']:
+        assert marker in page
+    assert "http://" not in page
+    assert "https://" not in page
+
+
+def test_config_js_tells_the_page_the_socket_port(server: LiveServer) -> None:
+    status, headers, body = get(server, "/config.js")
+    assert status == 200
+    assert headers["content-type"].startswith("text/javascript")
+    assert body.decode() == f'window.CHAT_CONFIG = {{"wsPort": {server.running.ws_port}}};\n'
+
+
+@pytest.mark.parametrize(("path", "kind"), [
+    ("/main.js", "text/javascript"),
+    ("/style.css", "text/css"),
+    ("/vendor/bulma.min.css", "text/css"),
+    ("/index.html?join=abc", "text/html"),
+])
+def test_page_files_are_served_with_their_types(server: LiveServer, path: str, kind: str) -> None:
+    status, headers, body = get(server, path)
+    assert status == 200
+    assert headers["content-type"].startswith(kind)
+    assert int(headers["content-length"]) == len(body) > 0
+
+
+def test_bulma_is_served_locally(server: LiveServer) -> None:
+    _, _, body = get(server, "/vendor/bulma.min.css")
+    assert b"bulma.io v0.9" in body[:200]
+
+
+@pytest.mark.parametrize("path", [
+    "/missing.js",
+    "/../pyproject.toml",
+    "/%2e%2e/pyproject.toml",
+    "/vendor/../../pyproject.toml",
+    "/%00",
+    "//etc/passwd",
+])
+def test_nothing_outside_the_web_folder_is_served(server: LiveServer, path: str) -> None:
+    status, _, body = get(server, path)
+    assert status == 404
+    assert b"trio-chat" not in body
+    assert b"root:" not in body
+
+
+def test_head_has_no_body_and_other_methods_are_refused(server: LiveServer) -> None:
+    status, headers, body = get(server, "/", method="HEAD")
+    assert (status, body) == (200, b"")
+    assert int(headers["content-length"]) > 0
+    status, headers, _ = get(server, "/", method="POST")
+    assert status == 405
+    assert headers["allow"] == "GET, HEAD"
+
+
+def test_garbage_gets_a_400_and_the_server_keeps_serving(server: LiveServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.running.http_port), timeout=5) as sock:
+        sock.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 400")
+    assert get(server, "/")[0] == 200
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(server: LiveServer) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.running.http_port, timeout=5)
+    try:
+        for path in ["/", "/main.js", "/config.js"]:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            assert response.status == 200
+            response.read()
+    finally:
+        connection.close()
+
+
+def test_another_client_folder_can_be_served(start_server: Callable[..., LiveServer]) -> None:
+    live = start_server(web_dir=SEED_CLIENT)
+    status, _, body = get(live, "/")
+    assert status == 200
+    assert body == (SEED_CLIENT / "index.html").read_bytes()
+    assert get(live, "/main.js")[2] == (SEED_CLIENT / "main.js").read_bytes()
