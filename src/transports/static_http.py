@@ -19,13 +19,14 @@ import anyio
 import anyio.abc
 import h11
 
+from .tcp import STREAM_ERRORS, serve_tcp
+
 log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 16384
 IDLE_TIMEOUT = 30.0
 """Seconds a keep-alive HTTP connection may wait for its next request."""
 
-_STREAM_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,7 @@ async def _handle(site: StaticSite, stream: anyio.abc.SocketStream) -> None:
         except h11.RemoteProtocolError as error:
             log.info("bad HTTP request: %s", error)
             await _refuse(stream, connection, error.error_status_hint)
-        except (h11.LocalProtocolError, *_STREAM_ERRORS) as error:
+        except (h11.LocalProtocolError, *STREAM_ERRORS) as error:
             log.debug("http connection ended: %r", error)
 
 
@@ -103,7 +104,7 @@ async def _refuse(stream: anyio.abc.SocketStream, connection: h11.Connection, st
     try:
         head = connection.send(h11.Response(status_code=status, headers=headers, reason=_phrase(status)))
         await stream.send(head + body)
-    except (h11.LocalProtocolError, *_STREAM_ERRORS):
+    except (h11.LocalProtocolError, *STREAM_ERRORS):
         pass
 
 
@@ -156,7 +157,4 @@ async def serve(
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``site`` over HTTP on ``host:port`` until cancelled; reports the bound port."""
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    async with listener:
-        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
-        await listener.serve(partial(_handle, site))
+    await serve_tcp(partial(_handle, site), host, port, task_status=task_status)

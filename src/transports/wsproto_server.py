@@ -30,11 +30,11 @@ from .hub import Hub
 from .limits import Limits
 from .outbox import CloseRequest
 from .peer import Peer, PeerGone
+from .tcp import STREAM_ERRORS, describe_remote, serve_tcp
 
 log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 65536
-_STREAM_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
 class WsprotoPeer(Peer[bytes]):
@@ -57,7 +57,7 @@ class WsprotoPeer(Peer[bytes]):
     async def _write(self, batch: list[bytes]) -> None:
         try:
             await self._stream.send(b"".join(batch))
-        except _STREAM_ERRORS as error:
+        except STREAM_ERRORS as error:
             raise PeerGone from error
 
     async def _finish(self, close: CloseRequest) -> None:
@@ -88,7 +88,7 @@ class _Reader:
         while self._process_events(connection):
             try:
                 data: bytes | None = await self._stream.receive(RECEIVE_SIZE)
-            except _STREAM_ERRORS:
+            except STREAM_ERRORS:
                 data = None
             self._ws.receive_data(data)
 
@@ -142,7 +142,7 @@ async def _handshake(stream: anyio.abc.ByteStream, ws: WSConnection, remote: str
     while True:
         try:
             data = await stream.receive(RECEIVE_SIZE)
-        except _STREAM_ERRORS:
+        except STREAM_ERRORS:
             return False
         try:
             ws.receive_data(data)
@@ -164,12 +164,12 @@ async def _reject(stream: anyio.abc.ByteStream, ws: WSConnection, error: RemoteP
         response = ws.send(RejectConnection(status_code=400, has_body=False))
     except LocalProtocolError:
         return  # the HTTP parser is past answering
-    with contextlib.suppress(*_STREAM_ERRORS):
+    with contextlib.suppress(*STREAM_ERRORS):
         await stream.send(response)
 
 
 async def _handle(hub: Hub, limits: Limits, stream: anyio.abc.SocketStream) -> None:
-    remote = _describe(stream)
+    remote = describe_remote(stream)
     async with stream:
         ws = WSConnection(ConnectionType.SERVER)
         accepted = False
@@ -184,16 +184,6 @@ async def _handle(hub: Hub, limits: Limits, stream: anyio.abc.SocketStream) -> N
         await hub.serve(peer, reader.run)
 
 
-def _describe(stream: anyio.abc.SocketStream) -> str:
-    try:
-        address = stream.extra(anyio.abc.SocketAttribute.remote_address)
-    except anyio.TypedAttributeLookupError:
-        return "unknown peer"
-    if isinstance(address, tuple):
-        return f"{address[0]}:{address[1]}"
-    return address
-
-
 async def serve(
     hub: Hub,
     host: str,
@@ -203,8 +193,4 @@ async def serve(
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections on ``host:port`` until cancelled; reports the bound port."""
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    async with listener:
-        bound = listener.extra(anyio.abc.SocketAttribute.local_port)
-        task_status.started(bound)
-        await listener.serve(partial(_handle, hub, limits))
+    await serve_tcp(partial(_handle, hub, limits), host, port, task_status=task_status)
