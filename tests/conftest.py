@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
+from playwright.sync_api import Browser, sync_playwright
 
+from chat_page import CHROMIUM, CHROMIUM_ARGS
 from transports.config import ServerConfig, Transport
 from transports.limits import Limits
 from transports.server import Running, run
@@ -78,3 +81,21 @@ def start_server(server_config: ServerConfig) -> Iterator[Callable[..., LiveServ
             return stack.enter_context(live_server(replace(server_config, **changes)))
 
         yield start
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, driven by Playwright (whose own browser download does not work here)."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

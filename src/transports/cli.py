@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default=defaults.host, help="address to listen on; 0.0.0.0 for every IPv4 interface")
     parser.add_argument("--http-port", type=_port, default=defaults.http_port, help="port of the page")
     parser.add_argument("--ws-port", type=_port, default=defaults.ws_port, help="port of the WebSocket server")
+    parser.add_argument("--public-ws-port", type=_port, default=None, metavar="N",
+                        help="WebSocket port the page is told to use, if a proxy forwards it to --ws-port "
+                        "(default: --ws-port)")
     parser.add_argument("--web", type=_web_dir, default=None, metavar="DIR",
                         help=f"serve this static client folder instead of the bundled page ({bundled_web_dir()})")
     parser.add_argument("--max-message-size", type=_positive_int, default=limits.max_message_size,
@@ -94,6 +97,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         http_port=args.http_port,
         ws_port=args.ws_port,
+        public_ws_port=args.public_ws_port,
         web_dir=args.web or bundled_web_dir(),
         limits=limits,
     )

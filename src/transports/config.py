@@ -34,6 +34,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     http_port: int = 8000
     ws_port: int = 8001
+    public_ws_port: int | None = None
+    """The WebSocket port pages are told to use, when a proxy forwards another port to ``ws_port``."""
     web_dir: Path = field(default_factory=bundled_web_dir)
     limits: Limits = field(default_factory=Limits)
     shutdown_grace: float = 5.0

@@ -57,7 +57,7 @@ async def run(
     transport = trio_websocket_server if config.transport is Transport.TRIO_WEBSOCKET else wsproto_server
     async with anyio.create_task_group() as tasks:
         ws_port = await tasks.start(transport.serve, hub, config.host, config.ws_port, config.limits)
-        site = static_http.StaticSite(config.web_dir, ws_port)
+        site = static_http.StaticSite(config.web_dir, config.public_ws_port or ws_port)
         http_port = await tasks.start(static_http.serve, site, config.host, config.http_port)
         log.info("%s %s on ws://%s:%d/", config.transport.value, config.app.value, _url_host(config.host), ws_port)
         log.info("page from %s on http://%s:%d/", site.root, _url_host(config.host), http_port)
