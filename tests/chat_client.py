@@ -29,10 +29,13 @@ class ChatClient:
         assert isinstance(event, dict)
         return event
 
-    def init(self, join_key: str | None = None) -> dict[str, Any]:
+    def init(self, join_key: str | None = None, *, renders_text: bool = True) -> dict[str, Any]:
+        """Start or join a room; ``renders_text=False`` behaves like the seed page (no ``render`` field)."""
         event: dict[str, Any] = {"type": "init"}
         if join_key is not None:
             event["joinKey"] = join_key
+        if renders_text:
+            event["render"] = "text"
         self.send(event)
         reply = self.recv()
         assert reply["type"] == "init", reply

@@ -14,7 +14,7 @@ from conftest import LiveServer
 
 BAD_INPUTS = [
     ("not json", "invalid JSON"),
-    ("[" * 50_000, "invalid JSON"),
+    ("[" * 50_000, "nested deeper than 32 levels"),
     ("[1, 2]", "JSON object"),
     ("{}", '"type"'),
     ('{"type": 7}', '"type"'),
@@ -137,12 +137,18 @@ def test_unknown_join_key_is_an_error_then_a_new_init_works(server: LiveServer) 
         assert client.init()["userId"] == 1
 
 
-def test_markup_travels_as_text_to_clients_that_render_text(server: LiveServer) -> None:
+def test_markup_reaches_text_renderers_unchanged_and_seed_pages_escaped(server: LiveServer) -> None:
     payload = '<img src=x onerror="alert(1)"><b>bold</b> & ünïcødé 🎉'
-    with ChatClient(server.ws_url) as client:
-        client.init()
-        client.talk(payload)
-        assert client.recv()["payload"] == payload
+    escaped = "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&lt;b&gt;bold&lt;/b&gt; &amp; ünïcødé 🎉"
+    with ChatClient(server.ws_url) as modern, ChatClient(server.ws_url) as legacy:
+        join_key = modern.init()["joinKey"]
+        legacy.init(join_key, renders_text=False)
+        modern.talk(payload)
+        assert modern.recv()["payload"] == payload
+        assert legacy.recv()["payload"] == escaped
+        with ChatClient(server.ws_url) as late_legacy:
+            late_legacy.init(join_key, renders_text=False)
+            assert late_legacy.recv()["payload"] == escaped
 
 
 def test_a_message_above_the_size_limit_closes_with_1009(server: LiveServer) -> None:

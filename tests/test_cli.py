@@ -115,7 +115,7 @@ def test_the_unchanged_seed_client_works_on_default_ports(transport: Transport) 
         connection.close()
         # Exactly what the seed's main.js sends: init without a render flag, userId as a string.
         with ChatClient("ws://localhost:8001/") as first:
-            join_key = first.init()["joinKey"]
+            join_key = first.init(renders_text=False)["joinKey"]
             with ChatClient("ws://localhost:8001/") as second:
                 second.send({"type": "init", "joinKey": join_key})
                 assert second.recv()["userId"] == 2

@@ -8,15 +8,16 @@ from typing import Any
 
 import pytest
 
-from chatcore import Action, Broadcast, ChatCore, Close, Send
+from chatcore import Action, Broadcast, ChatCore, Close, CoreLimits, Send
 
 
 class FakeClock:
+    """Stands still until a test moves it."""
+
     def __init__(self) -> None:
         self.now = 1000.0
 
     def __call__(self) -> float:
-        self.now += 1.0
         return self.now
 
 
@@ -28,8 +29,13 @@ def keys() -> Iterator[str]:
 
 
 @pytest.fixture
-def core() -> ChatCore:
-    return ChatCore(clock=FakeClock(), new_join_key=keys().__next__)
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def core(clock: FakeClock) -> ChatCore:
+    return ChatCore(clock=clock, new_join_key=keys().__next__)
 
 
 def decoded(action: Action) -> dict[str, Any]:
@@ -51,17 +57,17 @@ def send(core: ChatCore, connection: int, event: object) -> list[Action]:
     return core.receive_text(connection, json.dumps(event))
 
 
-def start_room(core: ChatCore, connection: int) -> str:
+def start_room(core: ChatCore, connection: int, **init: object) -> str:
     core.connect(connection)
-    reply = only_reply(send(core, connection, {"type": "init"}), connection)
+    reply = only_reply(send(core, connection, {"type": "init", **init}), connection)
     join_key = reply["joinKey"]
     assert isinstance(join_key, str)
     return join_key
 
 
-def join_room(core: ChatCore, connection: int, join_key: str) -> list[Action]:
+def join_room(core: ChatCore, connection: int, join_key: str, **init: object) -> list[Action]:
     core.connect(connection)
-    return send(core, connection, {"type": "init", "joinKey": join_key})
+    return send(core, connection, {"type": "init", "joinKey": join_key, **init})
 
 
 def assert_error(actions: list[Action], connection: int, text: str) -> None:
@@ -105,7 +111,7 @@ def test_talk_is_broadcast_to_every_member_including_the_sender(core: ChatCore) 
     assert isinstance(broadcast, Broadcast)
     assert broadcast.room == join_key
     assert sorted(broadcast.recipients) == [1, 2]
-    assert decoded(broadcast) == {"type": "talk", "payload": "hello", "userId": 2, "time": 1001.0}
+    assert decoded(broadcast) == {"type": "talk", "payload": "hello", "userId": 2, "time": 1000.0}
 
 
 def test_the_user_id_a_client_sends_is_ignored(core: ChatCore) -> None:
@@ -116,11 +122,13 @@ def test_the_user_id_a_client_sends_is_ignored(core: ChatCore) -> None:
         assert event["userId"] == 2
 
 
-def test_time_comes_from_the_injected_clock(core: ChatCore) -> None:
+def test_time_comes_from_the_injected_clock(core: ChatCore, clock: FakeClock) -> None:
     start_room(core, 1)
+    clock.now = 1234.5
     first = decoded(send(core, 1, {"type": "talk", "payload": "a"})[0])
+    clock.now = 1240.25
     second = decoded(send(core, 1, {"type": "talk", "payload": "b"})[0])
-    assert (first["time"], second["time"]) == (1001.0, 1002.0)
+    assert (first["time"], second["time"]) == (1234.5, 1240.25)
 
 
 def test_a_joiner_gets_the_history_after_its_init_in_order(core: ChatCore) -> None:
@@ -139,7 +147,7 @@ def test_a_joiner_gets_the_history_after_its_init_in_order(core: ChatCore) -> No
 
 
 def test_history_keeps_only_the_most_recent_messages() -> None:
-    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, history_limit=2)
+    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, limits=CoreLimits(history_limit=2))
     join_key = start_room(core, 1)
     for text in ["one", "two", "three"]:
         send(core, 1, {"type": "talk", "payload": text})
@@ -147,9 +155,14 @@ def test_history_keeps_only_the_most_recent_messages() -> None:
     assert [e["payload"] for e in events[1:]] == ["two", "three"]
 
 
-def test_a_negative_history_limit_is_refused() -> None:
-    with pytest.raises(ValueError, match="history_limit"):
-        ChatCore(clock=FakeClock(), new_join_key=keys().__next__, history_limit=-1)
+@pytest.mark.parametrize(
+    "bad",
+    [{"history_limit": -1}, {"max_payload_chars": 0}, {"max_json_depth": 0}, {"messages_per_second": 0},
+     {"message_burst": 0}, {"max_rate_strikes": 0}],
+)
+def test_nonsense_limits_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        CoreLimits(**bad)  # type: ignore[arg-type]
 
 
 def test_user_ids_are_never_reused_after_members_leave(core: ChatCore) -> None:
@@ -202,7 +215,8 @@ def test_unknown_join_key_is_an_error_and_init_can_be_retried(core: ChatCore) ->
         ("not json", "invalid JSON"),
         ("{", "invalid JSON"),
         ("", "invalid JSON"),
-        ("[" * 100_000 + "]" * 100_000, "invalid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "nested deeper than 32"),
+        ('{"a":' * 33 + "1" + "}" * 33, "nested deeper than 32"),
         ("[]", "JSON object"),
         ('"init"', "JSON object"),
         ("null", "JSON object"),
@@ -260,7 +274,7 @@ def test_receive_accepts_decoded_event_dicts(core: ChatCore) -> None:
 
 
 def test_payloads_travel_unchanged(core: ChatCore) -> None:
-    start_room(core, 1)
+    start_room(core, 1, render="text")
     payload = '<img src=x onerror="alert(1)"> "quotes" \\ ünïcødé 🎉 \n'
     assert decoded(send(core, 1, {"type": "talk", "payload": payload})[0])["payload"] == payload
 
@@ -293,3 +307,92 @@ def test_the_same_inputs_give_the_same_actions() -> None:
         return out
 
     assert script() == script()
+
+
+def test_a_payload_up_to_the_limit_is_accepted_and_a_longer_one_refused() -> None:
+    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, limits=CoreLimits(max_payload_chars=10))
+    start_room(core, 1)
+    assert isinstance(send(core, 1, {"type": "talk", "payload": "x" * 10})[0], Broadcast)
+    assert_error(send(core, 1, {"type": "talk", "payload": "x" * 11}), 1, "longer than 10 characters")
+
+
+def test_nesting_up_to_the_limit_is_accepted() -> None:
+    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, limits=CoreLimits(max_json_depth=4))
+    start_room(core, 1)
+    # The event object itself is level 1.
+    assert isinstance(send(core, 1, {"type": "talk", "payload": "x", "extra": [[[1]]]})[0], Broadcast)
+    assert_error(send(core, 1, {"type": "talk", "payload": "x", "extra": [[[[1]]]]}), 1, "nested deeper than 4")
+
+
+def test_brackets_inside_strings_are_not_nesting() -> None:
+    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, limits=CoreLimits(max_json_depth=4))
+    start_room(core, 1, render="text")
+    payload = '[{[{"\\"[[[[[[' * 10
+    assert decoded(send(core, 1, {"type": "talk", "payload": payload})[0])["payload"] == payload
+
+
+def test_the_rate_limit_answers_errors_then_closes_with_1008(clock: FakeClock) -> None:
+    limits = CoreLimits(messages_per_second=2, message_burst=3, max_rate_strikes=2)
+    core = ChatCore(clock=clock, new_join_key=keys().__next__, limits=limits)
+    start_room(core, 1)  # the init took one token
+    for _ in range(2):
+        assert isinstance(send(core, 1, {"type": "talk", "payload": "x"})[0], Broadcast)
+    assert_error(send(core, 1, {"type": "talk", "payload": "x"}), 1, "slow down")
+    clock.now += 0.5  # one token back
+    assert isinstance(send(core, 1, {"type": "talk", "payload": "x"})[0], Broadcast)
+    assert_error(send(core, 1, {"type": "talk", "payload": "x"}), 1, "slow down")
+    assert_error(core.receive_text(1, "garbage counts too"), 1, "slow down")
+    assert core.receive_binary(1, b"x") == [Close(1, 1008, "message rate limit exceeded")]
+
+
+def test_the_rate_limit_is_per_connection(clock: FakeClock) -> None:
+    core = ChatCore(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(message_burst=2))
+    join_key = start_room(core, 1)
+    send(core, 1, {"type": "talk", "payload": "x"})
+    assert_error(send(core, 1, {"type": "talk", "payload": "x"}), 1, "slow down")
+    join_room(core, 2, join_key)
+    assert isinstance(send(core, 2, {"type": "talk", "payload": "x"})[0], Broadcast)
+
+
+def test_a_backwards_clock_neither_refills_nor_breaks_the_bucket(clock: FakeClock) -> None:
+    core = ChatCore(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(message_burst=2))
+    start_room(core, 1)
+    send(core, 1, {"type": "talk", "payload": "x"})
+    clock.now -= 3600
+    assert_error(send(core, 1, {"type": "talk", "payload": "x"}), 1, "slow down")
+    clock.now += 1
+    assert isinstance(send(core, 1, {"type": "talk", "payload": "x"})[0], Broadcast)
+
+
+MARKUP = '<img src=x onerror="alert(1)"> & \'quoted\''
+ESCAPED = "&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &#x27;quoted&#x27;"
+
+
+def test_clients_that_do_not_declare_text_rendering_get_escaped_payloads(core: ChatCore) -> None:
+    join_key = start_room(core, 1, render="text")
+    join_room(core, 2, join_key)  # a seed page: no render field
+    join_room(core, 3, join_key, render="html")  # anything but "text" is treated as markup
+    actions = send(core, 1, {"type": "talk", "payload": MARKUP})
+    assert len(actions) == 2
+    by_recipients = {action.recipients: decoded(action)["payload"] for action in actions
+                     if isinstance(action, Broadcast)}
+    assert by_recipients == {(1,): MARKUP, (2, 3): ESCAPED}
+
+
+def test_replay_is_escaped_for_markup_renderers_only(core: ChatCore) -> None:
+    join_key = start_room(core, 1, render="text")
+    send(core, 1, {"type": "talk", "payload": MARKUP})
+    legacy = [decoded(a) for a in join_room(core, 2, join_key)]
+    modern = [decoded(a) for a in join_room(core, 3, join_key, render="text")]
+    assert legacy[1]["payload"] == ESCAPED
+    assert modern[1]["payload"] == MARKUP
+
+
+def test_a_room_of_one_kind_gets_one_broadcast(core: ChatCore) -> None:
+    join_key = start_room(core, 1)
+    join_room(core, 2, join_key)
+    actions = send(core, 1, {"type": "talk", "payload": "<b>"})
+    assert len(actions) == 1
+    assert isinstance(actions[0], Broadcast)
+    assert actions[0].recipients == (1, 2)
+    assert decoded(actions[0])["payload"] == "&lt;b&gt;"

@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from chat_client import ChatClient
+from chatcore import CoreLimits
 from conftest import TEST_LIMITS, LiveServer
 from raw_websocket import client_frame, open_raw, read_until_closed
 
@@ -22,7 +23,10 @@ def test_a_member_that_stops_reading_is_closed_and_the_room_goes_on(
     start_server: Callable[..., LiveServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    live = start_server(limits=replace(TEST_LIMITS, outbox_bytes=64 * 1024))
+    live = start_server(
+        limits=replace(TEST_LIMITS, outbox_bytes=64 * 1024),
+        core_limits=CoreLimits(max_payload_chars=20_000, messages_per_second=1e6, message_burst=1_000_000),
+    )
     with ChatClient(live.ws_url) as alice:
         join_key = alice.init()["joinKey"]
         stalled = open_raw("127.0.0.1", live.running.ws_port, receive_buffer=4096)

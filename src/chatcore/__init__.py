@@ -5,16 +5,17 @@ randomness; drivers in ``transports`` do all of that.
 """
 
 from .actions import Action, Broadcast, Close, ConnectionId, Send
-from .core import DEFAULT_HISTORY_LIMIT, ChatCore
+from .core import ChatCore
+from .limits import CoreLimits
 from .protocol import ProtocolError
 
 __all__ = [
-    "DEFAULT_HISTORY_LIMIT",
     "Action",
     "Broadcast",
     "ChatCore",
     "Close",
     "ConnectionId",
+    "CoreLimits",
     "ProtocolError",
     "Send",
 ]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .actions import Action, Broadcast, ConnectionId, Send
+from . import closecodes
+from .actions import Action, Broadcast, Close, ConnectionId, Send
+from .limits import CoreLimits
 from .protocol import (
     InitRequest,
     ProtocolError,
@@ -14,18 +16,24 @@ from .protocol import (
     error_event,
     init_event,
     parse_request,
-    talk_event,
 )
-from .room import Room
+from .ratelimit import TokenBucket
+from .room import Room, Talk
 
-DEFAULT_HISTORY_LIMIT = 1000
 MAX_JOIN_KEY_ATTEMPTS = 16
+RATE_LIMIT_ERROR = "too many messages: slow down"
 
 
 @dataclass(frozen=True, slots=True)
 class _Membership:
     room: Room
     user_id: int
+
+
+@dataclass(slots=True)
+class _Connection:
+    bucket: TokenBucket
+    membership: _Membership | None = field(default=None)
 
 
 class ChatCore:
@@ -42,16 +50,13 @@ class ChatCore:
         *,
         clock: Callable[[], float],
         new_join_key: Callable[[], str],
-        history_limit: int = DEFAULT_HISTORY_LIMIT,
+        limits: CoreLimits | None = None,
     ) -> None:
-        if history_limit < 0:
-            raise ValueError("history_limit must be >= 0")
         self._clock = clock
         self._new_join_key = new_join_key
-        self._history_limit = history_limit
+        self.limits = limits or CoreLimits()
         self._rooms: dict[str, Room] = {}
-        # None: connected, but not yet in a room.
-        self._connections: dict[ConnectionId, _Membership | None] = {}
+        self._connections: dict[ConnectionId, _Connection] = {}
 
     @property
     def connection_count(self) -> int:
@@ -65,55 +70,65 @@ class ChatCore:
         """A connection was opened."""
         if connection in self._connections:
             raise ValueError(f"connection {connection} is already open")
-        self._connections[connection] = None
+        limits = self.limits
+        bucket = TokenBucket(limits.messages_per_second, limits.message_burst, self._clock())
+        self._connections[connection] = _Connection(bucket)
         return []
 
     def disconnect(self, connection: ConnectionId) -> list[Action]:
         """A connection was closed; its room stays for later joiners."""
-        membership = self._connections.pop(connection)
+        membership = self._connections.pop(connection).membership
         if membership is not None:
             membership.room.remove_member(connection)
         return []
 
     def receive_text(self, connection: ConnectionId, text: str) -> list[Action]:
         """A text message arrived: JSON, one event."""
-        membership = self._require_open(connection)
+        state = self._admit(connection)
+        if isinstance(state, list):
+            return state
         try:
-            return self._handle(connection, membership, decode_text(text))
+            return self._handle(connection, state, decode_text(text, self.limits.max_json_depth))
         except ProtocolError as error:
             return [Send(connection, error_event(str(error)))]
 
     def receive(self, connection: ConnectionId, event: object) -> list[Action]:
         """A decoded client event arrived."""
-        membership = self._require_open(connection)
+        state = self._admit(connection)
+        if isinstance(state, list):
+            return state
         try:
-            return self._handle(connection, membership, event)
+            return self._handle(connection, state, event)
         except ProtocolError as error:
             return [Send(connection, error_event(str(error)))]
 
     def receive_binary(self, connection: ConnectionId, data: bytes) -> list[Action]:
         """A binary message arrived; the protocol is JSON text only."""
-        self._require_open(connection)
+        state = self._admit(connection)
+        if isinstance(state, list):
+            return state
         return [Send(connection, error_event("binary messages are not supported; send JSON text"))]
 
-    def _handle(
-        self, connection: ConnectionId, membership: _Membership | None, event: object
-    ) -> list[Action]:
-        request = parse_request(event)
-        if isinstance(request, InitRequest):
-            return self._init(connection, membership, request)
-        return self._talk(membership, request)
-
-    def _require_open(self, connection: ConnectionId) -> _Membership | None:
+    def _admit(self, connection: ConnectionId) -> _Connection | list[Action]:
+        """The connection's state if it may send now, else what to answer instead."""
         try:
-            return self._connections[connection]
+            state = self._connections[connection]
         except KeyError:
             raise ValueError(f"connection {connection} is not open") from None
+        if state.bucket.allow(self._clock()):
+            return state
+        if state.bucket.strikes > self.limits.max_rate_strikes:
+            return [Close(connection, closecodes.POLICY_VIOLATION, "message rate limit exceeded")]
+        return [Send(connection, error_event(RATE_LIMIT_ERROR))]
 
-    def _init(
-        self, connection: ConnectionId, membership: _Membership | None, request: InitRequest
-    ) -> list[Action]:
-        if membership is not None:
+    def _handle(self, connection: ConnectionId, state: _Connection, event: object) -> list[Action]:
+        request = parse_request(event, self.limits.max_payload_chars)
+        if isinstance(request, InitRequest):
+            return self._init(connection, state, request)
+        return self._talk(state.membership, request)
+
+    def _init(self, connection: ConnectionId, state: _Connection, request: InitRequest) -> list[Action]:
+        if state.membership is not None:
             raise ProtocolError("already in a chat; open a new connection for another")
         if request.join_key is None:
             room = self._create_room()
@@ -122,17 +137,18 @@ class ChatCore:
             if found is None:
                 raise ProtocolError("chat not found.")
             room = found
-        user_id = room.add_member(connection)
-        self._connections[connection] = _Membership(room, user_id)
+        user_id = room.add_member(connection, renders_text=request.renders_text)
+        state.membership = _Membership(room, user_id)
+        escape_html = not request.renders_text
         actions: list[Action] = [Send(connection, init_event(room.join_key, user_id))]
-        actions.extend(Send(connection, message) for message in room.history)
+        actions.extend(Send(connection, talk.message(escape_html=escape_html)) for talk in room.history)
         return actions
 
     def _create_room(self) -> Room:
         for _ in range(MAX_JOIN_KEY_ATTEMPTS):
             join_key = self._new_join_key()
             if join_key not in self._rooms:
-                room = Room(join_key, self._history_limit)
+                room = Room(join_key, self.limits.history_limit)
                 self._rooms[join_key] = room
                 return room
         raise RuntimeError("the join key generator keeps returning keys in use")
@@ -141,6 +157,12 @@ class ChatCore:
         if membership is None:
             raise ProtocolError('send "init" before "talk"')
         room = membership.room
-        message = talk_event(request.payload, membership.user_id, self._clock())
-        room.history.append(message)
-        return [Broadcast(room.join_key, room.recipients(), message)]
+        talk = Talk(request.payload, membership.user_id, self._clock())
+        room.history.append(talk)
+        text_members, markup_members = room.recipients()
+        actions: list[Action] = []
+        if text_members:
+            actions.append(Broadcast(room.join_key, text_members, talk.message(escape_html=False)))
+        if markup_members:
+            actions.append(Broadcast(room.join_key, markup_members, talk.message(escape_html=True)))
+        return actions

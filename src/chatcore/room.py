@@ -5,6 +5,30 @@ from __future__ import annotations
 from collections import deque
 
 from .actions import ConnectionId
+from .protocol import talk_event
+
+
+class Talk:
+    """One accepted message, encoded at most once for each kind of client."""
+
+    __slots__ = ("_escaped", "_text", "payload", "time", "user_id")
+
+    def __init__(self, payload: str, user_id: int, time: float) -> None:
+        self.payload = payload
+        self.user_id = user_id
+        self.time = time
+        self._text: str | None = None
+        self._escaped: str | None = None
+
+    def message(self, *, escape_html: bool) -> str:
+        """The ``talk`` event as JSON text, payload escaped for markup renderers or not."""
+        if escape_html:
+            if self._escaped is None:
+                self._escaped = talk_event(self.payload, self.user_id, self.time, escape_html=True)
+            return self._escaped
+        if self._text is None:
+            self._text = talk_event(self.payload, self.user_id, self.time, escape_html=False)
+        return self._text
 
 
 class Room:
@@ -12,18 +36,27 @@ class Room:
 
     def __init__(self, join_key: str, history_limit: int) -> None:
         self.join_key = join_key
-        self.members: dict[ConnectionId, int] = {}
-        self.history: deque[str] = deque(maxlen=history_limit)
+        self.history: deque[Talk] = deque(maxlen=history_limit)
+        self._text_members: dict[ConnectionId, int] = {}
+        self._markup_members: dict[ConnectionId, int] = {}
         self._last_user_id = 0
+        self._recipients: tuple[tuple[ConnectionId, ...], tuple[ConnectionId, ...]] | None = None
 
-    def add_member(self, connection: ConnectionId) -> int:
+    def add_member(self, connection: ConnectionId, *, renders_text: bool) -> int:
         """Admit a connection and return its new, never-used user id."""
         self._last_user_id += 1
-        self.members[connection] = self._last_user_id
+        members = self._text_members if renders_text else self._markup_members
+        members[connection] = self._last_user_id
+        self._recipients = None
         return self._last_user_id
 
     def remove_member(self, connection: ConnectionId) -> None:
-        del self.members[connection]
+        if self._text_members.pop(connection, None) is None:
+            del self._markup_members[connection]
+        self._recipients = None
 
-    def recipients(self) -> tuple[ConnectionId, ...]:
-        return tuple(self.members)
+    def recipients(self) -> tuple[tuple[ConnectionId, ...], tuple[ConnectionId, ...]]:
+        """Members that render text, and members that render markup (they get escaped payloads)."""
+        if self._recipients is None:
+            self._recipients = (tuple(self._text_members), tuple(self._markup_members))
+        return self._recipients

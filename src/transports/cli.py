@@ -4,27 +4,41 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+import resource
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
 
+from chatcore import CoreLimits
+
 from .config import AppKind, ServerConfig, Transport, bundled_web_dir
 from .limits import Limits
+from .origin import normalize_origin
 from .server import run_until_signal
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+log = logging.getLogger(__name__)
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
+def _number(kind: Callable[[str], float], minimum: float, meaning: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(meaning)
+        return value
+
+    return parse
+
+
+_positive_int = _number(int, 1, "must be at least 1")
+_non_negative_int = _number(int, 0, "must be 0 or more")
+_non_negative_seconds = _number(float, 0, "must be 0 or more")
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
     return value
 
 
@@ -35,13 +49,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
-
-
 def _web_dir(text: str) -> Path:
     path = Path(text)
     if not path.is_dir():
@@ -49,48 +56,71 @@ def _web_dir(text: str) -> Path:
     return path
 
 
+def _origin(text: str) -> str:
+    origin = normalize_origin(text)
+    if not origin.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError("must look like http://host:port or https://host")
+    return origin
+
+
 def build_parser() -> argparse.ArgumentParser:
-    defaults = ServerConfig()
-    limits = Limits()
+    config, limits, core = ServerConfig(), Limits(), CoreLimits()
     parser = argparse.ArgumentParser(
         prog="chat-server",
         description="Real-time chat: serves the page over HTTP and the chat over WebSocket, in one process.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--transport", choices=[t.value for t in Transport], default=defaults.transport.value,
-                        help="WebSocket implementation")
-    parser.add_argument("--app", choices=[a.value for a in AppKind], default=defaults.app.value,
-                        help="chat, or a plain WebSocket echo for conformance testing")
-    parser.add_argument("--host", default=defaults.host, help="address to listen on; 0.0.0.0 for every IPv4 interface")
-    parser.add_argument("--http-port", type=_port, default=defaults.http_port, help="port of the page")
-    parser.add_argument("--ws-port", type=_port, default=defaults.ws_port, help="port of the WebSocket server")
-    parser.add_argument("--public-ws-port", type=_port, default=None, metavar="N",
-                        help="WebSocket port the page is told to use, if a proxy forwards it to --ws-port "
-                        "(default: --ws-port)")
-    parser.add_argument("--web", type=_web_dir, default=None, metavar="DIR",
-                        help=f"serve this static client folder instead of the bundled page ({bundled_web_dir()})")
-    parser.add_argument("--max-message-size", type=_positive_int, default=limits.max_message_size,
-                        help="largest incoming message in characters (text) or bytes (binary); above it: close 1009")
-    parser.add_argument("--outbox-bytes", type=_positive_int, default=limits.outbox_bytes,
-                        help="outgoing bytes queued per connection; a client falling further behind is closed (1008)")
-    parser.add_argument("--handshake-timeout", type=_seconds, default=limits.handshake_timeout,
-                        help="seconds a new connection has to complete the WebSocket handshake")
-    parser.add_argument("--close-timeout", type=_seconds, default=limits.close_timeout,
-                        help="seconds a closing connection has before it is dropped")
-    parser.add_argument("--history-limit", type=_non_negative_int, default=limits.history_limit,
-                        help="messages kept per room and replayed to joiners")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add = parser.add_argument
+    add("--transport", choices=[t.value for t in Transport], default=config.transport.value,
+        help="WebSocket implementation")
+    add("--app", choices=[a.value for a in AppKind], default=config.app.value,
+        help="chat, or a plain WebSocket echo for conformance testing")
+    add("--host", default=config.host, help="address to listen on; 0.0.0.0 for every IPv4 interface")
+    add("--http-port", type=_port, default=config.http_port, help="port of the page")
+    add("--ws-port", type=_port, default=config.ws_port, help="port of the WebSocket server")
+    add("--public-ws-port", type=_port, default=None, metavar="N",
+        help="WebSocket port the page is told to use, if a proxy forwards it to --ws-port (default: --ws-port)")
+    add("--web", type=_web_dir, default=None, metavar="DIR",
+        help=f"serve this static client folder instead of the bundled page ({bundled_web_dir()})")
+    add("--allow-origin", type=_origin, action="append", default=[], metavar="ORIGIN",
+        help="also accept WebSocket handshakes from pages of this origin, e.g. https://chat.example.org "
+        "(repeatable; our own page and clients sending no Origin are always accepted)")
+    add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    group = parser.add_argument_group("limits")
+    add = group.add_argument
+    add("--max-message-size", type=_positive_int, default=limits.max_message_size,
+        help="largest incoming message in characters (text) or bytes (binary); above it: close 1009")
+    add("--max-payload-chars", type=_positive_int, default=core.max_payload_chars,
+        help="longest talk payload; longer ones get an error event")
+    add("--max-json-depth", type=_positive_int, default=core.max_json_depth,
+        help="deepest JSON nesting in one event; deeper ones get an error event")
+    add("--rate", type=_number(float, 0.001, "must be more than 0"), default=core.messages_per_second,
+        help="messages per second one connection may send, sustained; faster ones get error events")
+    add("--burst", type=_positive_int, default=core.message_burst,
+        help="messages one connection may send at once before --rate applies")
+    add("--rate-strikes", type=_positive_int, default=core.max_rate_strikes,
+        help="messages refused in a row for rate before the connection is closed with 1008")
+    add("--history-limit", type=_non_negative_int, default=core.history_limit,
+        help="messages kept per room and replayed to joiners")
+    add("--outbox-bytes", type=_positive_int, default=limits.outbox_bytes,
+        help="outgoing bytes queued per connection; a client falling further behind is closed (1008)")
+    add("--max-connections", type=_positive_int, default=limits.max_connections,
+        help="open WebSocket connections in total; more are refused with HTTP 503")
+    add("--max-connections-per-address", type=_positive_int, default=limits.max_connections_per_address,
+        help="open WebSocket connections from one IP address; more are refused with HTTP 429")
+    add("--handshake-timeout", type=_seconds, default=limits.handshake_timeout,
+        help="seconds a new connection has to complete the WebSocket handshake")
+    add("--close-timeout", type=_seconds, default=limits.close_timeout,
+        help="seconds a closing connection has before it is dropped")
+    add("--ping-interval", type=_non_negative_seconds, default=limits.ping_interval,
+        help="seconds between keepalive pings (0: none)")
+    add("--ping-timeout", type=_seconds, default=limits.ping_timeout,
+        help="seconds a peer has to answer a ping before it is dropped as dead")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    limits = Limits(
-        max_message_size=args.max_message_size,
-        outbox_bytes=args.outbox_bytes,
-        handshake_timeout=args.handshake_timeout,
-        close_timeout=args.close_timeout,
-        history_limit=args.history_limit,
-    )
     return ServerConfig(
         transport=Transport(args.transport),
         app=AppKind(args.app),
@@ -99,12 +129,43 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         ws_port=args.ws_port,
         public_ws_port=args.public_ws_port,
         web_dir=args.web or bundled_web_dir(),
-        limits=limits,
+        allow_origins=frozenset(args.allow_origin),
+        limits=Limits(
+            max_message_size=args.max_message_size,
+            outbox_bytes=args.outbox_bytes,
+            handshake_timeout=args.handshake_timeout,
+            close_timeout=args.close_timeout,
+            max_connections=args.max_connections,
+            max_connections_per_address=args.max_connections_per_address,
+            ping_interval=args.ping_interval,
+            ping_timeout=args.ping_timeout,
+        ),
+        core_limits=CoreLimits(
+            history_limit=args.history_limit,
+            max_payload_chars=args.max_payload_chars,
+            max_json_depth=args.max_json_depth,
+            messages_per_second=args.rate,
+            message_burst=args.burst,
+            max_rate_strikes=args.rate_strikes,
+        ),
     )
+
+
+def _raise_file_limit(connections: int) -> None:
+    """Each connection is a file descriptor: lift the soft limit toward what --max-connections needs."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256  # listeners, HTTP clients, logs
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+        if new_soft < wanted:
+            log.warning("open-file limit %d allows fewer than --max-connections %d", new_soft, connections)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = config_from_args(args)
+    _raise_file_limit(config.limits.max_connections)
     # trio-websocket only runs on trio; the wsproto loop runs on it as well.
-    anyio.run(run_until_signal, config_from_args(args), backend="trio")
+    anyio.run(run_until_signal, config, backend="trio")

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from chatcore import CoreLimits
+
 from .limits import Limits
 
 
@@ -37,6 +39,9 @@ class ServerConfig:
     public_ws_port: int | None = None
     """The WebSocket port pages are told to use, when a proxy forwards another port to ``ws_port``."""
     web_dir: Path = field(default_factory=bundled_web_dir)
+    allow_origins: frozenset[str] = frozenset()
+    """Origins (``scheme://host:port``) besides our own page allowed to open WebSockets."""
     limits: Limits = field(default_factory=Limits)
+    core_limits: CoreLimits = field(default_factory=CoreLimits)
     shutdown_grace: float = 5.0
     """Seconds connections get to finish their closing handshake on shutdown."""

@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
 
-from chatcore import Action, Broadcast, Close, ConnectionId, Send
+from chatcore import Action, Broadcast, Close, ConnectionId, Send, closecodes
 
-from . import closecodes
+from .limits import Limits
+from .origin import OriginPolicy
 from .peer import Peer
 
 log = logging.getLogger(__name__)
+
+
+REFUSAL_BODIES = {
+    403: b"origin not allowed\n",
+    429: b"too many connections from your address\n",
+    503: b"server full\n",
+}
+"""What a refused handshake's HTTP response says, by the status `Hub.admit` chose."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +55,14 @@ class App(Protocol):
 class Hub:
     """Open connections of one server and the application they talk to."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, limits: Limits, origins: OriginPolicy) -> None:
         self._app = app
+        self._limits = limits
+        self.origins = origins
         self._peers: dict[ConnectionId, Peer[Any]] = {}
         self._ids = itertools.count(1)
+        self._reserved = 0
+        self._per_address: Counter[str] = Counter()
         self._shutting_down = False
         self._all_closed = anyio.Event()
 
@@ -56,8 +70,34 @@ class Hub:
     def connection_count(self) -> int:
         return len(self._peers)
 
+    def admit(self, address: str, origin: str | None, host: str | None) -> int | None:
+        """Decide on a WebSocket handshake: None to accept it, or the HTTP status to refuse it with.
+
+        An accepted handshake holds a connection slot, given back by `release`,
+        or by `closed` once `serve` has run with a peer from that address.
+        """
+        if not self.origins.allows(origin, host):
+            log.info("%s: refused handshake from origin %r (403)", address, origin)
+            return 403
+        if self._reserved >= self._limits.max_connections:
+            log.warning("%s: refused handshake: %d connections open (503)", address, self._reserved)
+            return 503
+        if self._per_address[address] >= self._limits.max_connections_per_address:
+            log.info("%s: refused handshake: too many connections from this address (429)", address)
+            return 429
+        self._reserved += 1
+        self._per_address[address] += 1
+        return None
+
+    def release(self, address: str) -> None:
+        """Give back a slot that `admit` granted."""
+        self._reserved -= 1
+        self._per_address[address] -= 1
+        if not self._per_address[address]:
+            del self._per_address[address]
+
     def open(self, peer: Peer[Any]) -> ConnectionId:
-        """Register a connection whose handshake is complete."""
+        """Register a connection whose handshake is complete (its slot reserved)."""
         connection = next(self._ids)
         self._peers[connection] = peer
         self.perform(self._app.connect(connection))
@@ -73,7 +113,8 @@ class Hub:
 
     def closed(self, connection: ConnectionId) -> None:
         """Forget a connection that has ended, however it ended."""
-        del self._peers[connection]
+        peer = self._peers.pop(connection)
+        self.release(peer.address)
         self.perform(self._app.disconnect(connection))
         if self._shutting_down and not self._peers:
             self._all_closed.set()
@@ -102,28 +143,37 @@ class Hub:
             await self._all_closed.wait()
 
     async def serve(self, peer: Peer[Any], read_loop: Callable[[ConnectionId], Awaitable[None]]) -> None:
-        """Run one connection: its writer, and ``read_loop`` feeding this hub, until both end.
+        """Run one connection (slot reserved, handshake done) until it ends; never raises.
 
-        Never raises: a bug while serving one connection is logged and ends
-        that connection only.
+        A bug while serving one connection is logged and ends that connection only.
         """
         try:
             connection = self.open(peer)
         except Exception:
             log.exception("%s: internal error while opening", peer.remote)
+            self.release(peer.address)
             return
         try:
             with peer.scope:
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(peer.write_loop)
-                    try:
-                        await read_loop(connection)
-                    except Exception:
-                        log.exception("%s: internal error; closing with 1011", peer.remote)
-                        peer.close(closecodes.INTERNAL_ERROR, "internal error", discard=True)
-                    else:
-                        peer.close(closecodes.NORMAL, "")
+                    await self._read(peer, connection, read_loop)
+                    peer.close(closecodes.NORMAL, "")
         except Exception:
             log.exception("%s: internal error", peer.remote)
         finally:
             self.closed(connection)
+
+    async def _read(
+        self, peer: Peer[Any], connection: ConnectionId, read_loop: Callable[[ConnectionId], Awaitable[None]]
+    ) -> None:
+        """Feed the hub from ``read_loop``, pinging the peer meanwhile."""
+        async with anyio.create_task_group() as reading:
+            if self._limits.ping_interval > 0:
+                reading.start_soon(peer.keepalive, self._limits.ping_interval, self._limits.ping_timeout)
+            try:
+                await read_loop(connection)
+            except Exception:
+                log.exception("%s: internal error; closing with 1011", peer.remote)
+                peer.close(closecodes.INTERNAL_ERROR, "internal error", discard=True)
+            reading.cancel_scope.cancel()

@@ -1,10 +1,8 @@
-"""The server's explicit limits, with their defaults."""
+"""Limits the transports enforce on every connection, with their defaults (the core has its own)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from chatcore import DEFAULT_HISTORY_LIMIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,5 +17,11 @@ class Limits:
     """Seconds a new TCP connection has to complete the WebSocket handshake."""
     close_timeout: float = 5.0
     """Seconds a closing connection has to finish the closing handshake before it is dropped."""
-    history_limit: int = DEFAULT_HISTORY_LIMIT
-    """Messages kept per room and replayed to a joiner."""
+    max_connections: int = 10_000
+    """Open WebSocket connections in total; more are refused with HTTP 503."""
+    max_connections_per_address: int = 256
+    """Open WebSocket connections from one client IP address; more are refused with HTTP 429."""
+    ping_interval: float = 20.0
+    """Seconds between keepalive pings on an idle or busy connection (0: no pings)."""
+    ping_timeout: float = 20.0
+    """Seconds a peer has to answer a ping before it is considered dead and dropped."""

@@ -13,7 +13,8 @@ from typing import Generic, TypeVar
 
 import anyio
 
-from . import closecodes
+from chatcore import closecodes
+
 from .limits import Limits
 from .outbox import CloseRequest, Outbox
 
@@ -31,8 +32,11 @@ class PeerGone(Exception):
 class Peer(ABC, Generic[T]):
     """The write side of one connection."""
 
-    def __init__(self, limits: Limits, remote: str) -> None:
+    def __init__(self, limits: Limits, address: str, remote: str) -> None:
+        self.address = address
+        """The client's IP address, as counted for the per-address limit."""
         self.remote = remote
+        """How log lines name this peer."""
         self.outbox: Outbox[T] = Outbox(limits.outbox_bytes)
         # Bounds the whole connection once a close is requested; see `close`.
         self.scope = anyio.CancelScope()
@@ -66,6 +70,21 @@ class Peer(ABC, Generic[T]):
                     return
         except PeerGone:
             self.scope.cancel()
+
+    async def keepalive(self, interval: float, pong_timeout: float) -> None:
+        """Ping every ``interval`` seconds; drop the connection if a pong takes over ``pong_timeout``."""
+        while True:
+            await anyio.sleep(interval)
+            with anyio.move_on_after(pong_timeout) as waiting:
+                await self._ping()
+            if waiting.cancelled_caught:
+                log.info("%s: no pong within %g s; dropping the connection", self.remote, pong_timeout)
+                self.scope.cancel()
+                return
+
+    @abstractmethod
+    async def _ping(self) -> None:
+        """Send a ping and return when its pong arrives."""
 
     @abstractmethod
     def _encode(self, message: str | bytes) -> tuple[T, int]:

@@ -17,6 +17,7 @@ from . import static_http, trio_websocket_server, wsproto_server
 from .config import AppKind, ServerConfig, Transport
 from .echo import EchoApp
 from .hub import App, Hub
+from .origin import OriginPolicy
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def make_app(config: ServerConfig) -> App:
     return ChatCore(
         clock=time.time,
         new_join_key=lambda: secrets.token_urlsafe(JOIN_KEY_BYTES),
-        history_limit=config.limits.history_limit,
+        limits=config.core_limits,
     )
 
 
@@ -53,12 +54,14 @@ async def run(
     task_status: anyio.abc.TaskStatus[Running] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `Running.stop` is called; then close every connection with 1001 and return."""
-    hub = Hub(make_app(config))
+    origins = OriginPolicy(config.allow_origins)
+    hub = Hub(make_app(config), config.limits, origins)
     transport = trio_websocket_server if config.transport is Transport.TRIO_WEBSOCKET else wsproto_server
     async with anyio.create_task_group() as tasks:
         ws_port = await tasks.start(transport.serve, hub, config.host, config.ws_port, config.limits)
         site = static_http.StaticSite(config.web_dir, config.public_ws_port or ws_port)
         http_port = await tasks.start(static_http.serve, site, config.host, config.http_port)
+        origins.page_ports.add(http_port)
         log.info("%s %s on ws://%s:%d/", config.transport.value, config.app.value, _url_host(config.host), ws_port)
         log.info("page from %s on http://%s:%d/", site.root, _url_host(config.host), http_port)
         running = Running(hub, http_port, ws_port, anyio.Event())

@@ -25,12 +25,12 @@ async def serve_tcp(
         await listener.serve(handler)
 
 
-def describe_remote(stream: anyio.abc.SocketStream) -> str:
-    """``host:port`` of the other end, for log lines."""
+def remote_address(stream: anyio.abc.SocketStream) -> tuple[str, str]:
+    """The other end's IP address, and ``host:port`` for log lines."""
     try:
         address = stream.extra(anyio.abc.SocketAttribute.remote_address)
     except anyio.TypedAttributeLookupError:
-        return "unknown peer"
+        return "unknown", "unknown peer"
     if isinstance(address, tuple):
-        return f"{address[0]}:{address[1]}"
-    return address
+        return str(address[0]), f"{address[0]}:{address[1]}"
+    return address, address

@@ -6,9 +6,9 @@ import logging
 from functools import partial
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from .hub import Hub
+from .hub import REFUSAL_BODIES, Hub
 from .limits import Limits
 from .outbox import CloseRequest
 from .peer import Peer, PeerGone
@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 class TrioWebsocketPeer(Peer[str | bytes]):
     """Queues whole messages; trio-websocket frames them as it writes."""
 
-    def __init__(self, websocket: WebSocketConnection, limits: Limits, remote: str) -> None:
-        super().__init__(limits, remote)
+    def __init__(self, websocket: WebSocketConnection, limits: Limits, address: str, remote: str) -> None:
+        super().__init__(limits, address, remote)
         self._websocket = websocket
 
     def _encode(self, message: str | bytes) -> tuple[str | bytes, int]:
@@ -39,6 +39,12 @@ class TrioWebsocketPeer(Peer[str | bytes]):
         except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
             raise PeerGone from error
 
+    async def _ping(self) -> None:
+        try:
+            await self._websocket.ping()
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            await trio.sleep_forever()  # the read loop is ending the connection
+
 
 async def _read_loop(hub: Hub, websocket: WebSocketConnection, connection: int) -> None:
     try:
@@ -53,9 +59,24 @@ async def _read_loop(hub: Hub, websocket: WebSocketConnection, connection: int) 
 
 
 async def _handle(hub: Hub, limits: Limits, request: WebSocketRequest) -> None:
-    websocket = await request.accept()
-    remote = str(websocket.remote)
-    peer = TrioWebsocketPeer(websocket, limits, remote)
+    remote = request.remote
+    address = str(remote.address) if isinstance(remote, Endpoint) else str(remote)
+    headers = dict(request.headers)
+    origin, host = headers.get(b"origin"), headers.get(b"host")
+    refusal = hub.admit(
+        address,
+        origin.decode("latin-1") if origin is not None else None,
+        host.decode("latin-1") if host is not None else None,
+    )
+    if refusal is not None:
+        await request.reject(refusal, body=REFUSAL_BODIES[refusal])
+        return
+    try:
+        websocket = await request.accept()
+    except BaseException:
+        hub.release(address)
+        raise
+    peer = TrioWebsocketPeer(websocket, limits, address, f"{address}:{getattr(remote, 'port', '?')}")
     await hub.serve(peer, partial(_read_loop, hub, websocket))
 
 

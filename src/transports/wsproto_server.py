@@ -18,19 +18,22 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Ping,
+    Pong,
     RejectConnection,
+    RejectData,
     Request,
     TextMessage,
 )
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from . import closecodes
-from .hub import Hub
+from chatcore import closecodes
+
+from .hub import REFUSAL_BODIES, Hub
 from .limits import Limits
 from .outbox import CloseRequest
 from .peer import Peer, PeerGone
-from .tcp import STREAM_ERRORS, describe_remote, serve_tcp
+from .tcp import STREAM_ERRORS, remote_address, serve_tcp
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +43,14 @@ RECEIVE_SIZE = 65536
 class WsprotoPeer(Peer[bytes]):
     """Queues ready-framed bytes, so one write carries many messages."""
 
-    def __init__(self, stream: anyio.abc.ByteStream, ws: WSConnection, limits: Limits, remote: str) -> None:
-        super().__init__(limits, remote)
+    def __init__(
+        self, stream: anyio.abc.ByteStream, ws: WSConnection, limits: Limits, address: str, remote: str
+    ) -> None:
+        super().__init__(limits, address, remote)
         self._stream = stream
         self._ws = ws
+        self._pong = anyio.Event()
+        self._pings = 0
 
     def _encode(self, message: str | bytes) -> tuple[bytes, int]:
         event = TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
@@ -51,8 +58,19 @@ class WsprotoPeer(Peer[bytes]):
         return frame, len(frame)
 
     def send_control(self, frame: bytes) -> None:
-        """Queue an already-framed control frame (a pong); dropped once closing."""
+        """Queue an already-framed control frame (a ping or pong); dropped once closing."""
         self.outbox.put(frame, len(frame))
+
+    async def _ping(self) -> None:
+        if self._ws.state is not ConnectionState.OPEN or self.outbox.closing:
+            await anyio.sleep_forever()  # closing: the close timeout bounds what is left
+        self._pings += 1
+        self._pong = anyio.Event()
+        self.send_control(self._ws.send(Ping(payload=str(self._pings).encode())))
+        await self._pong.wait()
+
+    def pong_received(self) -> None:
+        self._pong.set()
 
     async def _write(self, batch: list[bytes]) -> None:
         try:
@@ -99,7 +117,10 @@ class _Reader:
                 if not self._add_fragment(connection, event):
                     return False
             elif isinstance(event, Ping):
-                self._peer.send_control(self._ws.send(event.response()))
+                if self._ws.state is ConnectionState.OPEN:
+                    self._peer.send_control(self._ws.send(event.response()))
+            elif isinstance(event, Pong):
+                self._peer.pong_received()
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
                 return False
@@ -137,51 +158,64 @@ class _Reader:
             self._peer.close(event.code, event.reason or "")
 
 
-async def _handshake(stream: anyio.abc.ByteStream, ws: WSConnection, remote: str) -> bool:
-    """Read the HTTP upgrade request and accept it; False if the client got it wrong."""
+async def _receive_request(stream: anyio.abc.ByteStream, ws: WSConnection, remote: str) -> Request | None:
+    """Read the HTTP upgrade request; None if the client went away or got it wrong (then answered 400)."""
     while True:
         try:
             data = await stream.receive(RECEIVE_SIZE)
         except STREAM_ERRORS:
-            return False
+            return None
         try:
             ws.receive_data(data)
         except RemoteProtocolError as error:
             log.info("%s: refused handshake: %s", remote, error)
-            await _reject(stream, ws, error)
-            return False
+            await _reject(stream, ws, 400, b"not a WebSocket handshake\n")
+            return None
         for event in ws.events():
             if isinstance(event, Request):
-                await stream.send(ws.send(AcceptConnection()))
-                return True
+                return event
 
 
-async def _reject(stream: anyio.abc.ByteStream, ws: WSConnection, error: RemoteProtocolError) -> None:
-    hint = error.event_hint
-    if not isinstance(hint, RejectConnection):
-        return
+async def _reject(stream: anyio.abc.ByteStream, ws: WSConnection, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
     try:
-        response = ws.send(RejectConnection(status_code=400, has_body=False))
+        response = ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+        response += ws.send(RejectData(data=body, body_finished=True))
     except LocalProtocolError:
         return  # the HTTP parser is past answering
     with contextlib.suppress(*STREAM_ERRORS):
         await stream.send(response)
 
 
+def _header(request: Request, name: bytes) -> str | None:
+    for key, value in request.extra_headers:
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
 async def _handle(hub: Hub, limits: Limits, stream: anyio.abc.SocketStream) -> None:
-    remote = describe_remote(stream)
+    address, remote = remote_address(stream)
     async with stream:
         ws = WSConnection(ConnectionType.SERVER)
-        accepted = False
-        with anyio.move_on_after(limits.handshake_timeout) as handshake:
-            accepted = await _handshake(stream, ws, remote)
-        if handshake.cancelled_caught:
-            log.info("%s: handshake timed out", remote)
-        if not accepted or handshake.cancelled_caught:
+        request = None
+        with anyio.move_on_after(limits.handshake_timeout) as waiting:
+            request = await _receive_request(stream, ws, remote)
+        if waiting.cancelled_caught:
+            log.info("%s: no WebSocket handshake within %g s", remote, limits.handshake_timeout)
+        if request is None:
             return
-        peer = WsprotoPeer(stream, ws, limits, remote)
-        reader = _Reader(hub, stream, ws, peer, limits)
-        await hub.serve(peer, reader.run)
+        refusal = hub.admit(address, _header(request, b"origin"), request.host)
+        if refusal is not None:
+            await _reject(stream, ws, refusal, REFUSAL_BODIES[refusal])
+            return
+        try:
+            await stream.send(ws.send(AcceptConnection()))
+        except STREAM_ERRORS:
+            hub.release(address)
+            return
+        peer = WsprotoPeer(stream, ws, limits, address, remote)
+        await hub.serve(peer, _Reader(hub, stream, ws, peer, limits).run)
 
 
 async def serve(

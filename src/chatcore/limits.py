@@ -1,0 +1,32 @@
+"""What one client may ask of the core, with the defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CoreLimits:
+    """Bounds the core enforces on every connection."""
+
+    history_limit: int = 1000
+    """Messages kept per room; a joiner gets these, oldest first."""
+    max_payload_chars: int = 10_000
+    """Longest talk payload, in characters; longer ones get an error event."""
+    max_json_depth: int = 32
+    """Deepest nesting of arrays and objects in one event; deeper ones get an error event."""
+    messages_per_second: float = 10.0
+    """Sustained rate of messages from one connection (token bucket refill)."""
+    message_burst: int = 30
+    """Messages one connection may send at once before the rate applies (bucket size)."""
+    max_rate_strikes: int = 20
+    """Consecutive messages refused for rate before the connection is closed with 1008."""
+
+    def __post_init__(self) -> None:
+        if self.history_limit < 0:
+            raise ValueError("history_limit must be >= 0")
+        for name in ("max_payload_chars", "max_json_depth", "message_burst", "max_rate_strikes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.messages_per_second <= 0:
+            raise ValueError("messages_per_second must be > 0")
