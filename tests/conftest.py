@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from playwright.sync_api import Browser, sync_playwright
 
@@ -43,6 +44,24 @@ class LiveServer:
     def connection_count(self) -> int:
         count: int = self.call(lambda: self.running.hub.connection_count)
         return count
+
+    def task_count(self) -> int:
+        """Tasks alive in the server's event loop, the portal's own included."""
+        count: int = self.call(_count_tasks)
+        return count
+
+
+def _count_tasks() -> int:
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    stack = [root]
+    count = 0
+    while stack:
+        task = stack.pop()
+        count += 1
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return count
 
 
 @contextmanager

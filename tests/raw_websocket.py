@@ -8,19 +8,21 @@ import socket
 import struct
 
 
-def client_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
-    """One masked client frame (the mask key is random, as RFC 6455 requires)."""
-    mask = os.urandom(4)
-    header = bytes([(0x80 if fin else 0) | opcode])
+def client_frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True, rsv: int = 0) -> bytes:
+    """One client frame, masked with a random key as RFC 6455 requires (unless told not to)."""
+    mask = os.urandom(4) if masked else b""
+    header = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    mask_bit = 0x80 if masked else 0
     length = len(payload)
     if length < 126:
-        header += bytes([0x80 | length])
+        header += bytes([mask_bit | length])
     elif length < 1 << 16:
-        header += bytes([0x80 | 126]) + struct.pack("!H", length)
+        header += bytes([mask_bit | 126]) + struct.pack("!H", length)
     else:
-        header += bytes([0x80 | 127]) + struct.pack("!Q", length)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return header + mask + masked
+        header += bytes([mask_bit | 127]) + struct.pack("!Q", length)
+    if masked:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + payload
 
 
 def open_raw(host: str, port: int, *, receive_buffer: int | None = None) -> socket.socket:
@@ -30,13 +32,7 @@ def open_raw(host: str, port: int, *, receive_buffer: int | None = None) -> sock
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     sock.settimeout(5)
     sock.connect((host, port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
+    sock.sendall(handshake_request(host, port))
     response = b""
     while b"\r\n\r\n" not in response:
         chunk = sock.recv(1)
@@ -56,3 +52,47 @@ def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
     except ConnectionResetError:
         pass
     return bytes(received)
+
+
+def handshake_request(host: str, port: int, *, origin: str | None = None) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        "GET / HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    if origin is not None:
+        lines.append(f"Origin: {origin}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """One server frame (servers do not mask): its opcode and payload."""
+    head = _read_exactly(sock, 2)
+    opcode, length = head[0] & 0x0F, head[1] & 0x7F
+    if length == 126:
+        length = struct.unpack("!H", _read_exactly(sock, 2))[0]
+    elif length == 127:
+        length = struct.unpack("!Q", _read_exactly(sock, 8))[0]
+    return opcode, _read_exactly(sock, length)
+
+
+def close_code(sock: socket.socket) -> int:
+    """Skip data frames until the server's close frame; return its code."""
+    while True:
+        opcode, payload = read_frame(sock)
+        if opcode == 0x8:
+            return int(struct.unpack("!H", payload[:2])[0])
+
+
+def _read_exactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        data += chunk
+    return data

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from functools import partial
 
 import trio
-from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebSocketRequest
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection
 
 from .hub import REFUSAL_BODIES, Hub
 from .limits import Limits
@@ -14,6 +18,22 @@ from .outbox import CloseRequest
 from .peer import Peer, PeerGone
 
 log = logging.getLogger(__name__)
+
+
+class _ConformingConnection(WebSocketConnection):
+    """trio-websocket, except that a protocol error is answered with its close code.
+
+    trio-websocket drops the TCP connection when wsproto finds a protocol
+    error (invalid UTF-8, an unmasked frame, ...); RFC 6455 (7.1.7) asks for
+    a close frame with 1002/1007 first, which clients show their users.
+    """
+
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        if self._wsproto.state is ConnectionState.OPEN:  # the error is ours to report, not the peer's close
+            log.info("%s: closing with %d: %s", self.remote, event.code, event.reason)
+            with contextlib.suppress(ConnectionClosed):
+                await self._send(CloseConnection(code=event.code, reason=event.reason))
+        await super()._handle_close_connection_event(event)
 
 
 class TrioWebsocketPeer(Peer[str | bytes]):
@@ -61,13 +81,10 @@ async def _read_loop(hub: Hub, websocket: WebSocketConnection, connection: int) 
 async def _handle(hub: Hub, limits: Limits, request: WebSocketRequest) -> None:
     remote = request.remote
     address = str(remote.address) if isinstance(remote, Endpoint) else str(remote)
-    headers = dict(request.headers)
-    origin, host = headers.get(b"origin"), headers.get(b"host")
-    refusal = hub.admit(
-        address,
-        origin.decode("latin-1") if origin is not None else None,
-        host.decode("latin-1") if host is not None else None,
-    )
+    origin = dict(request.headers).get(b"origin")
+    # wsproto keeps Host out of the headers; trio-websocket has no accessor for its event's copy.
+    host: str = request._event.host
+    refusal = hub.admit(address, origin.decode("latin-1") if origin is not None else None, host)
     if refusal is not None:
         await request.reject(refusal, body=REFUSAL_BODIES[refusal])
         return
@@ -80,6 +97,30 @@ async def _handle(hub: Hub, limits: Limits, request: WebSocketRequest) -> None:
     await hub.serve(peer, partial(_read_loop, hub, websocket))
 
 
+async def _serve_stream(hub: Hub, limits: Limits, stream: trio.SocketStream) -> None:
+    """trio-websocket's own per-connection server loop, with `_ConformingConnection`."""
+    async with trio.open_nursery() as nursery:
+        connection = _ConformingConnection(
+            stream, WSConnection(ConnectionType.SERVER), max_message_size=limits.max_message_size
+        )
+        nursery.start_soon(connection._reader_task)
+        request = None
+        with trio.move_on_after(limits.handshake_timeout):
+            request = await connection._get_request()
+        try:
+            if request is None:
+                log.info("%s: no WebSocket handshake within %g s", connection.remote, limits.handshake_timeout)
+            else:
+                await _handle(hub, limits, request)
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as gone:
+            log.debug("%s: gone during the handshake: %r", connection.remote, gone)
+        finally:
+            with trio.move_on_after(limits.close_timeout):
+                await connection.aclose()
+            nursery.cancel_scope.cancel()
+            await stream.aclose()
+
+
 async def serve(
     hub: Hub,
     host: str,
@@ -89,17 +130,6 @@ async def serve(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections on ``host:port`` until cancelled; reports the bound port."""
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(
-            partial(
-                serve_websocket,
-                partial(_handle, hub, limits),
-                host,
-                port,
-                None,
-                max_message_size=limits.max_message_size,
-                connect_timeout=limits.handshake_timeout,
-                disconnect_timeout=limits.close_timeout,
-            )
-        )
-        task_status.started(server.port)
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(partial(_serve_stream, hub, limits), listeners)

@@ -52,6 +52,11 @@ class WsprotoPeer(Peer[bytes]):
         self._pong = anyio.Event()
         self._pings = 0
 
+    def send(self, message: str | bytes) -> None:
+        # Once wsproto has seen a close or EOF it frames nothing more; the read loop is ending.
+        if self._ws.state is ConnectionState.OPEN:
+            super().send(message)
+
     def _encode(self, message: str | bytes) -> tuple[bytes, int]:
         event = TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
         frame = self._ws.send(event)
