@@ -153,6 +153,8 @@ def test_non_websocket_requests_get_a_4xx_or_a_clean_close(server: LiveServer, r
         sock.sendall(request_bytes)
         answer = read_until_closed(sock, timeout=10)
     assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:80]
+    if request_bytes.startswith(b"GET"):
+        assert answer.startswith(b"HTTP/1.1 400")
     with ChatClient(server.ws_url) as other:
         assert other.init()["userId"] == 1
 
