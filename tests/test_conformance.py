@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from kosoku import FailureError, run_fuzzingclient
@@ -32,7 +33,9 @@ RUN_TIMEOUT = 180.0
 def test_autobahn_cases_1_to_10(start_server: Callable[..., LiveServer]) -> None:
     live = start_server(app=AppKind.ECHO, limits=replace(TEST_LIMITS, max_message_size=LARGEST_CASE_MESSAGE))
 
-    results = asyncio.run(run_cases(live.ws_url))
+    # A thread of its own: Playwright's sync API may already run an asyncio loop in this one.
+    with ThreadPoolExecutor(max_workers=1) as runner:
+        results = runner.submit(asyncio.run, run_cases(live.ws_url)).result()
 
     assert len(results) == EXPECTED_CASE_COUNT
     # Passed: both verdicts OK, NON-STRICT or INFORMATIONAL. Anything else (FAILED,
