@@ -19,6 +19,7 @@ from chatcore import Action, Broadcast, Close, ConnectionId, Send, closecodes
 
 from .limits import Limits
 from .origin import OriginPolicy
+from .outgoing import Outgoing
 from .peer import Peer
 
 log = logging.getLogger(__name__)
@@ -123,14 +124,33 @@ class Hub:
         peers = self._peers
         for action in actions:
             if isinstance(action, Broadcast):
+                message = Outgoing(action.message)  # encoded and framed once for the whole room
                 for recipient in action.recipients:
-                    peers[recipient].send(action.message)
+                    peers[recipient].send(message)
             elif isinstance(action, Send):
-                peers[action.connection].send(action.message)
+                peers[action.connection].send(Outgoing(action.message))
             elif isinstance(action, SendBinary):
-                peers[action.connection].send(action.data)
+                peers[action.connection].send(Outgoing(action.data))
             elif isinstance(action, Close):
                 peers[action.connection].close(action.code, action.reason)
+
+    async def keepalive(self) -> None:
+        """Ping every peer every ``ping_interval``; drop those that leave one unanswered for ``ping_timeout``.
+
+        One task for all connections, checking a few times per period.
+        """
+        interval, timeout = self._limits.ping_interval, self._limits.ping_timeout
+        if interval <= 0:
+            return
+        while True:
+            await anyio.sleep(min(interval, timeout) / 4)
+            now = anyio.current_time()
+            for peer in list(self._peers.values()):
+                if peer.ping_sent_at is not None:
+                    if now - peer.ping_sent_at >= timeout:
+                        peer.drop(f"no pong within {timeout:g} s")
+                elif now - peer.last_ping_at >= interval:
+                    peer.ping(now)
 
     async def shutdown(self, grace: float) -> None:
         """Close every connection with 1001 and wait up to ``grace`` seconds for them to end."""
@@ -156,24 +176,16 @@ class Hub:
         try:
             with peer.scope:
                 async with anyio.create_task_group() as tasks:
+                    peer.tasks = tasks
                     tasks.start_soon(peer.write_loop)
-                    await self._read(peer, connection, read_loop)
-                    peer.close(closecodes.NORMAL, "")
+                    try:
+                        await read_loop(connection)
+                    except Exception:
+                        log.exception("%s: internal error; closing with 1011", peer.remote)
+                        peer.close(closecodes.INTERNAL_ERROR, "internal error", discard=True)
+                    else:
+                        peer.close(closecodes.NORMAL, "")
         except Exception:
             log.exception("%s: internal error", peer.remote)
         finally:
             self.closed(connection)
-
-    async def _read(
-        self, peer: Peer[Any], connection: ConnectionId, read_loop: Callable[[ConnectionId], Awaitable[None]]
-    ) -> None:
-        """Feed the hub from ``read_loop``, pinging the peer meanwhile."""
-        async with anyio.create_task_group() as reading:
-            if self._limits.ping_interval > 0:
-                reading.start_soon(peer.keepalive, self._limits.ping_interval, self._limits.ping_timeout)
-            try:
-                await read_loop(connection)
-            except Exception:
-                log.exception("%s: internal error; closing with 1011", peer.remote)
-                peer.close(closecodes.INTERNAL_ERROR, "internal error", discard=True)
-            reading.cancel_scope.cancel()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-
-import anyio
 
 T = TypeVar("T")
 
@@ -22,35 +21,39 @@ class Outbox(Generic[T]):
     """Items waiting to be written, bounded by their total size.
 
     Producers never wait: `put` refuses what does not fit, and the caller
-    decides what refusal means (we close the connection). One consumer
-    takes everything queued at once, so writes coalesce.
+    decides what refusal means (we close the connection). The consumer is
+    told through ``notify`` when the queue stops being empty or a close is
+    requested, and takes everything queued at once, so writes coalesce.
     """
 
-    def __init__(self, limit: int) -> None:
+    __slots__ = ("_close", "_items", "_limit", "_notify", "_size")
+
+    def __init__(self, limit: int, notify: Callable[[], None]) -> None:
         self._limit = limit
+        self._notify = notify
         self._items: list[T] = []
         self._size = 0
         self._close: CloseRequest | None = None
-        self._wakeup = anyio.Event()
 
     @property
-    def closing(self) -> bool:
-        return self._close is not None
+    def closing(self) -> CloseRequest | None:
+        """The close requested, if any."""
+        return self._close
 
-    @property
-    def size(self) -> int:
-        return self._size
+    def __bool__(self) -> bool:
+        return bool(self._items)
 
     def put(self, item: T, size: int) -> bool:
         """Queue one item; False when closing or when it would overflow the bound."""
         if self._close is not None:
             return False
-        # One item larger than the bound still goes through an empty queue.
-        if self._items and self._size + size > self._limit:
-            return False
-        self._items.append(item)
+        items = self._items
+        if items and self._size + size > self._limit:
+            return False  # one item larger than the bound still goes through an empty queue
+        items.append(item)
         self._size += size
-        self._wakeup.set()
+        if len(items) == 1:
+            self._notify()
         return True
 
     def request_close(self, code: int, reason: str, *, discard: bool = False) -> bool:
@@ -61,16 +64,13 @@ class Outbox(Generic[T]):
         if self._close is not None:
             return False
         if discard:
-            self._items.clear()
+            self._items = []
             self._size = 0
         self._close = CloseRequest(code, reason)
-        self._wakeup.set()
+        self._notify()
         return True
 
-    async def take(self) -> tuple[list[T], CloseRequest | None]:
-        """Wait for items or a close request; return all queued items and the request, if any."""
-        while not self._items and self._close is None:
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
+    def take(self) -> list[T]:
+        """Everything queued, oldest first; the queue is empty after."""
         items, self._items, self._size = self._items, [], 0
-        return items, self._close
+        return items

@@ -1,8 +1,8 @@
-"""One connection as the hub sees it: a bounded outbox and a writer that drains it.
+"""One connection as the hub sees it: the write side, its bounds and its keepalive state.
 
-Each transport subclasses `Peer` with its own framing (`_encode`), writing
-(`_write`) and closing handshake (`_finish`); queueing, bounds, the slow-reader
-policy and close deadlines live here once.
+Queueing with its bound, the slow-reader policy, close deadlines and ping
+bookkeeping live here once; each transport subclasses `Peer` with how it
+frames (`_encode`), when it writes (`_wake`, `write_loop`) and how it pings.
 """
 
 from __future__ import annotations
@@ -12,21 +12,19 @@ from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
 import anyio
+import anyio.abc
 
 from chatcore import closecodes
 
 from .limits import Limits
-from .outbox import CloseRequest, Outbox
+from .outbox import Outbox
+from .outgoing import Outgoing
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 SLOW_READER_REASON = "outgoing buffer full: reading too slowly"
-
-
-class PeerGone(Exception):
-    """The connection can no longer be written to."""
 
 
 class Peer(ABC, Generic[T]):
@@ -37,17 +35,23 @@ class Peer(ABC, Generic[T]):
         """The client's IP address, as counted for the per-address limit."""
         self.remote = remote
         """How log lines name this peer."""
-        self.outbox: Outbox[T] = Outbox(limits.outbox_bytes)
-        # Bounds the whole connection once a close is requested; see `close`.
+        self.outbox: Outbox[T] = Outbox(limits.outbox_bytes, self._wake)
         self.scope = anyio.CancelScope()
+        """Bounds the whole connection once a close is requested; see `close`."""
+        self.ping_sent_at: float | None = None
+        """When the unanswered ping went out (None: no ping outstanding)."""
+        self.last_ping_at = anyio.current_time()
+        self.tasks: anyio.abc.TaskGroup | None = None
+        """The connection's task group, while `Hub.serve` runs it."""
         self._close_timeout = limits.close_timeout
 
-    def send(self, message: str | bytes) -> None:
+    def send(self, message: Outgoing) -> None:
         """Queue one WebSocket message; a reader that cannot keep up is closed."""
-        if self.outbox.closing:
+        outbox = self.outbox
+        if outbox.closing is not None:
             return
         item, size = self._encode(message)
-        if self.outbox.put(item, size):
+        if outbox.put(item, size):
             return
         log.warning("%s: closing with %d: %s", self.remote, closecodes.POLICY_VIOLATION, SLOW_READER_REASON)
         self.close(closecodes.POLICY_VIOLATION, SLOW_READER_REASON, discard=True)
@@ -58,42 +62,31 @@ class Peer(ABC, Generic[T]):
             deadline = anyio.current_time() + self._close_timeout
             self.scope.deadline = min(self.scope.deadline, deadline)
 
+    def drop(self, why: str) -> None:
+        """End the connection now, without a closing handshake (it cannot be had)."""
+        log.info("%s: dropping the connection: %s", self.remote, why)
+        self.scope.cancel()
+
+    def ping(self, now: float) -> None:
+        """Send a keepalive ping; `pong_received` clears it."""
+        self.ping_sent_at = self.last_ping_at = now
+        self._send_ping()
+
+    def pong_received(self) -> None:
+        self.ping_sent_at = None
+
+    @abstractmethod
     async def write_loop(self) -> None:
-        """Drain the outbox until the connection is closed or broken."""
-        try:
-            while True:
-                batch, close = await self.outbox.take()
-                if batch:
-                    await self._write(batch)
-                if close is not None:
-                    await self._finish(close)
-                    return
-        except PeerGone:
-            self.scope.cancel()
-
-    async def keepalive(self, interval: float, pong_timeout: float) -> None:
-        """Ping every ``interval`` seconds; drop the connection if a pong takes over ``pong_timeout``."""
-        while True:
-            await anyio.sleep(interval)
-            with anyio.move_on_after(pong_timeout) as waiting:
-                await self._ping()
-            if waiting.cancelled_caught:
-                log.info("%s: no pong within %g s; dropping the connection", self.remote, pong_timeout)
-                self.scope.cancel()
-                return
+        """Write what `send` queues until the connection is closed (then finish it) or broken."""
 
     @abstractmethod
-    async def _ping(self) -> None:
-        """Send a ping and return when its pong arrives."""
+    def _wake(self) -> None:
+        """The outbox stopped being empty, or a close was requested."""
 
     @abstractmethod
-    def _encode(self, message: str | bytes) -> tuple[T, int]:
+    def _encode(self, message: Outgoing) -> tuple[T, int]:
         """Turn a message into an outbox item and its size in bytes."""
 
     @abstractmethod
-    async def _write(self, batch: list[T]) -> None:
-        """Write queued items; raise `PeerGone` if the connection is broken."""
-
-    @abstractmethod
-    async def _finish(self, close: CloseRequest) -> None:
-        """Start or answer the closing handshake; raise `PeerGone` if broken."""
+    def _send_ping(self) -> None:
+        """Start a ping whose pong ends in `pong_received`."""

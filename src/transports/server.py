@@ -58,6 +58,7 @@ async def run(
     hub = Hub(make_app(config), config.limits, origins)
     transport = trio_websocket_server if config.transport is Transport.TRIO_WEBSOCKET else wsproto_server
     async with anyio.create_task_group() as tasks:
+        tasks.start_soon(hub.keepalive)
         ws_port = await tasks.start(transport.serve, hub, config.host, config.ws_port, config.limits)
         site = static_http.StaticSite(config.web_dir, config.public_ws_port or ws_port)
         http_port = await tasks.start(static_http.serve, site, config.host, config.http_port)

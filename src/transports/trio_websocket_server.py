@@ -14,8 +14,8 @@ from wsproto.events import CloseConnection
 
 from .hub import REFUSAL_BODIES, Hub
 from .limits import Limits
-from .outbox import CloseRequest
-from .peer import Peer, PeerGone
+from .outgoing import Outgoing
+from .peer import Peer
 
 log = logging.getLogger(__name__)
 
@@ -37,33 +37,42 @@ class _ConformingConnection(WebSocketConnection):
 
 
 class TrioWebsocketPeer(Peer[str | bytes]):
-    """Queues whole messages; trio-websocket frames them as it writes."""
+    """Queues whole messages; a writer task hands them to trio-websocket, which frames them."""
 
     def __init__(self, websocket: WebSocketConnection, limits: Limits, address: str, remote: str) -> None:
-        super().__init__(limits, address, remote)
         self._websocket = websocket
+        self._ready = trio.Event()
+        super().__init__(limits, address, remote)
 
-    def _encode(self, message: str | bytes) -> tuple[str | bytes, int]:
-        return message, len(message)
+    def _wake(self) -> None:
+        self._ready.set()
 
-    async def _write(self, batch: list[str | bytes]) -> None:
+    def _encode(self, message: Outgoing) -> tuple[str | bytes, int]:
+        return message.message, len(message.message)
+
+    async def write_loop(self) -> None:
+        outbox = self.outbox
         try:
-            for message in batch:
-                await self._websocket.send_message(message)
-        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as error:
-            raise PeerGone from error
-
-    async def _finish(self, close: CloseRequest) -> None:
-        try:
-            await self._websocket.aclose(close.code, close.reason)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
-            raise PeerGone from error
-
-    async def _ping(self) -> None:
-        try:
-            await self._websocket.ping()
+            while True:
+                await self._ready.wait()
+                self._ready = trio.Event()
+                for message in outbox.take():
+                    await self._websocket.send_message(message)
+                close = outbox.closing
+                if close is not None and not outbox:
+                    await self._websocket.aclose(close.code, close.reason)
+                    return
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-            await trio.sleep_forever()  # the read loop is ending the connection
+            self.scope.cancel()
+
+    def _send_ping(self) -> None:
+        if self.tasks is not None:
+            self.tasks.start_soon(self._ping_roundtrip)
+
+    async def _ping_roundtrip(self) -> None:
+        with contextlib.suppress(ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._websocket.ping()
+            self.pong_received()
 
 
 async def _read_loop(hub: Hub, websocket: WebSocketConnection, connection: int) -> None:

@@ -1,18 +1,25 @@
-"""Our own socket loop: wsproto's sans-IO connection over anyio streams.
+"""Our own socket loop: wsproto's sans-IO connection over anyio sockets, built for throughput.
 
-Runs under trio (the default) and, through anyio, under asyncio too.
+A broadcast is framed once (`Outgoing`) and the same bytes are queued for
+every member. One `Flusher` task per server then writes, with one
+non-blocking ``send`` per connection, everything queued for it since the
+last round: no task switch per message per member, and writes coalesce.
+Only a connection whose socket is full gets its writer task involved,
+waiting for it to drain. Runs under trio (the default) and, through anyio,
+under asyncio too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from functools import partial
 
 import anyio
 import anyio.abc
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -32,7 +39,8 @@ from chatcore import closecodes
 from .hub import REFUSAL_BODIES, Hub
 from .limits import Limits
 from .outbox import CloseRequest
-from .peer import Peer, PeerGone
+from .outgoing import Outgoing
+from .peer import Peer
 from .tcp import STREAM_ERRORS, remote_address, serve_tcp
 
 log = logging.getLogger(__name__)
@@ -40,90 +48,159 @@ log = logging.getLogger(__name__)
 RECEIVE_SIZE = 65536
 
 
+class Flusher:
+    """Writes every peer with something queued, once per scheduling round."""
+
+    def __init__(self) -> None:
+        self._dirty: list[WsprotoPeer] = []
+        self._wakeup = anyio.Event()
+
+    def mark(self, peer: WsprotoPeer) -> None:
+        if not self._dirty:
+            self._wakeup.set()
+        self._dirty.append(peer)
+
+    async def run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = anyio.Event()
+            dirty, self._dirty = self._dirty, []
+            for peer in dirty:
+                peer.flush()
+
+
 class WsprotoPeer(Peer[bytes]):
-    """Queues ready-framed bytes, so one write carries many messages."""
+    """Queues ready-made frames and writes them straight to the non-blocking socket."""
 
     def __init__(
-        self, stream: anyio.abc.ByteStream, ws: WSConnection, limits: Limits, address: str, remote: str
+        self,
+        stream: anyio.abc.SocketStream,
+        connection: Connection,
+        limits: Limits,
+        address: str,
+        remote: str,
+        flusher: Flusher,
     ) -> None:
-        super().__init__(limits, address, remote)
-        self._stream = stream
-        self._ws = ws
-        self._pong = anyio.Event()
+        self._socket: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        self._connection = connection
+        self._flusher = flusher
+        self._unsent: memoryview | None = None  # what the socket did not take; the writer task owns it
+        self._gone = False
+        self._writer_needed = anyio.Event()
         self._pings = 0
+        super().__init__(limits, address, remote)
 
-    def send(self, message: str | bytes) -> None:
+    def send(self, message: Outgoing) -> None:
         # Once wsproto has seen a close or EOF it frames nothing more; the read loop is ending.
-        if self._ws.state is ConnectionState.OPEN:
+        if self._connection.state is ConnectionState.OPEN:
             super().send(message)
-
-    def _encode(self, message: str | bytes) -> tuple[bytes, int]:
-        event = TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
-        frame = self._ws.send(event)
-        return frame, len(frame)
 
     def send_control(self, frame: bytes) -> None:
         """Queue an already-framed control frame (a ping or pong); dropped once closing."""
         self.outbox.put(frame, len(frame))
 
-    async def _ping(self) -> None:
-        if self._ws.state is not ConnectionState.OPEN or self.outbox.closing:
-            await anyio.sleep_forever()  # closing: the close timeout bounds what is left
-        self._pings += 1
-        self._pong = anyio.Event()
-        self.send_control(self._ws.send(Ping(payload=str(self._pings).encode())))
-        await self._pong.wait()
+    def _encode(self, message: Outgoing) -> tuple[bytes, int]:
+        frame = message.frame()
+        return frame, len(frame)
 
-    def pong_received(self) -> None:
-        self._pong.set()
+    def _wake(self) -> None:
+        if self.outbox.closing is not None or self._unsent is not None:
+            self._writer_needed.set()
+        else:
+            self._flusher.mark(self)
 
-    async def _write(self, batch: list[bytes]) -> None:
+    def flush(self) -> None:
+        """Write everything queued, as far as the socket takes it now."""
+        if self._unsent is not None or self._gone:
+            return  # the writer task sends it, in order, once the socket drains
+        items = self.outbox.take()
+        if items:
+            self._write_now(items[0] if len(items) == 1 else b"".join(items))
+
+    def _write_now(self, data: bytes | memoryview) -> None:
         try:
-            await self._stream.send(b"".join(batch))
-        except STREAM_ERRORS as error:
-            raise PeerGone from error
-
-    async def _finish(self, close: CloseRequest) -> None:
-        if self._ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            sent = self._socket.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as error:
+            self._gone = True
+            self.drop(f"write failed: {error}")
             return
+        if sent < len(data):
+            self._unsent = memoryview(data)[sent:]
+            self._writer_needed.set()
+
+    async def write_loop(self) -> None:
+        while not self._gone:
+            await self._writer_needed.wait()
+            self._writer_needed = anyio.Event()
+            await self._drain()
+            close = self.outbox.closing
+            if close is not None and not self._gone:
+                self.flush()
+                await self._drain()
+                frame = self._close_frame(close)
+                if frame and not self._gone:
+                    self._write_now(frame)
+                    await self._drain()
+                return
+
+    async def _drain(self) -> None:
+        """Wait for the socket to take what it left, then what queued meanwhile."""
+        while self._unsent is not None and not self._gone:
+            await anyio.wait_writable(self._socket)
+            unsent, self._unsent = self._unsent, None
+            self._write_now(unsent)
+            if self._unsent is None:
+                self.flush()
+
+    def _close_frame(self, close: CloseRequest) -> bytes:
+        if self._connection.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            return b""
         if close.code == CloseReason.NO_STATUS_RCVD:
             # Answering a close that carried no code: the answer carries none either.
-            frame = self._ws.send(CloseConnection(code=CloseReason.NO_STATUS_RCVD))
-        else:
-            frame = self._ws.send(CloseConnection(code=close.code, reason=close.reason))
-        await self._write([frame])
+            return self._connection.send(CloseConnection(code=CloseReason.NO_STATUS_RCVD))
+        return self._connection.send(CloseConnection(code=close.code, reason=close.reason))
+
+    def _send_ping(self) -> None:
+        if self._connection.state is ConnectionState.OPEN:
+            self._pings += 1
+            self.send_control(self._connection.send(Ping(payload=str(self._pings).encode())))
 
 
 class _Reader:
     """Turns incoming frames into whole messages for the hub."""
 
-    def __init__(self, hub: Hub, stream: anyio.abc.ByteStream, ws: WSConnection, peer: WsprotoPeer, limits: Limits):
+    def __init__(
+        self, hub: Hub, stream: anyio.abc.SocketStream, connection: Connection, peer: WsprotoPeer, limits: Limits
+    ) -> None:
         self._hub = hub
         self._stream = stream
-        self._ws = ws
+        self._connection = connection
         self._peer = peer
         self._max_message_size = limits.max_message_size
         self._text: list[str] = []
         self._binary: list[bytes] = []
         self._size = 0
 
-    async def run(self, connection: int) -> None:
-        while self._process_events(connection):
+    async def run(self, connection_id: int) -> None:
+        receive = self._stream.receive
+        while self._process_events(connection_id):
             try:
-                data: bytes | None = await self._stream.receive(RECEIVE_SIZE)
+                data: bytes | None = await receive(RECEIVE_SIZE)
             except STREAM_ERRORS:
                 data = None
-            self._ws.receive_data(data)
+            self._connection.receive_data(data)
 
-    def _process_events(self, connection: int) -> bool:
+    def _process_events(self, connection_id: int) -> bool:
         """Handle what wsproto has parsed; False once nothing more should be read."""
-        for event in self._ws.events():
+        for event in self._connection.events():
             if isinstance(event, TextMessage | BytesMessage):
-                if not self._add_fragment(connection, event):
+                if not self._add_fragment(connection_id, event):
                     return False
             elif isinstance(event, Ping):
-                if self._ws.state is ConnectionState.OPEN:
-                    self._peer.send_control(self._ws.send(event.response()))
+                if self._connection.state is ConnectionState.OPEN:
+                    self._peer.send_control(self._connection.send(event.response()))
             elif isinstance(event, Pong):
                 self._peer.pong_received()
             elif isinstance(event, CloseConnection):
@@ -131,11 +208,19 @@ class _Reader:
                 return False
         return True
 
-    def _add_fragment(self, connection: int, event: TextMessage | BytesMessage) -> bool:
+    def _add_fragment(self, connection_id: int, event: TextMessage | BytesMessage) -> bool:
         self._size += len(event.data)
         if self._size > self._max_message_size:
             self._peer.close(closecodes.MESSAGE_TOO_BIG, f"message larger than {self._max_message_size}")
             return False
+        if event.message_finished and not self._size - len(event.data):
+            # The common case: a whole message in one frame.
+            self._size = 0
+            if isinstance(event, TextMessage):
+                self._hub.receive_text(connection_id, event.data)
+            else:
+                self._hub.receive_binary(connection_id, bytes(event.data))
+            return True
         if isinstance(event, TextMessage):
             self._text.append(event.data)
         else:
@@ -145,14 +230,14 @@ class _Reader:
         self._size = 0
         if isinstance(event, TextMessage):
             text, self._text = "".join(self._text), []
-            self._hub.receive_text(connection, text)
+            self._hub.receive_text(connection_id, text)
         else:
             data, self._binary = b"".join(self._binary), []
-            self._hub.receive_binary(connection, data)
+            self._hub.receive_binary(connection_id, data)
         return True
 
     def _on_close(self, event: CloseConnection) -> None:
-        state = self._ws.state
+        state = self._connection.state
         if state is ConnectionState.REMOTE_CLOSING:
             # The client closes: answer with its code.
             answer = event.response()
@@ -199,28 +284,40 @@ def _header(request: Request, name: bytes) -> str | None:
     return None
 
 
-async def _handle(hub: Hub, limits: Limits, stream: anyio.abc.SocketStream) -> None:
+async def _accept(
+    hub: Hub, limits: Limits, stream: anyio.abc.SocketStream, address: str, remote: str
+) -> Connection | None:
+    """Complete the opening handshake, or refuse it; the established connection, if any."""
+    ws = WSConnection(ConnectionType.SERVER)
+    request = None
+    with anyio.move_on_after(limits.handshake_timeout) as waiting:
+        request = await _receive_request(stream, ws, remote)
+    if waiting.cancelled_caught:
+        log.info("%s: no WebSocket handshake within %g s", remote, limits.handshake_timeout)
+    if request is None:
+        return None
+    refusal = hub.admit(address, _header(request, b"origin"), request.host)
+    if refusal is not None:
+        await _reject(stream, ws, refusal, REFUSAL_BODIES[refusal])
+        return None
+    try:
+        await stream.send(ws.send(AcceptConnection()))
+    except STREAM_ERRORS:
+        hub.release(address)
+        return None
+    # Only the connection is kept: the handshake's HTTP machinery can go.
+    assert ws.connection is not None
+    return ws.connection
+
+
+async def _handle(hub: Hub, limits: Limits, flusher: Flusher, stream: anyio.abc.SocketStream) -> None:
     address, remote = remote_address(stream)
     async with stream:
-        ws = WSConnection(ConnectionType.SERVER)
-        request = None
-        with anyio.move_on_after(limits.handshake_timeout) as waiting:
-            request = await _receive_request(stream, ws, remote)
-        if waiting.cancelled_caught:
-            log.info("%s: no WebSocket handshake within %g s", remote, limits.handshake_timeout)
-        if request is None:
+        connection = await _accept(hub, limits, stream, address, remote)
+        if connection is None:
             return
-        refusal = hub.admit(address, _header(request, b"origin"), request.host)
-        if refusal is not None:
-            await _reject(stream, ws, refusal, REFUSAL_BODIES[refusal])
-            return
-        try:
-            await stream.send(ws.send(AcceptConnection()))
-        except STREAM_ERRORS:
-            hub.release(address)
-            return
-        peer = WsprotoPeer(stream, ws, limits, address, remote)
-        await hub.serve(peer, _Reader(hub, stream, ws, peer, limits).run)
+        peer = WsprotoPeer(stream, connection, limits, address, remote, flusher)
+        await hub.serve(peer, _Reader(hub, stream, connection, peer, limits).run)
 
 
 async def serve(
@@ -232,4 +329,7 @@ async def serve(
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections on ``host:port`` until cancelled; reports the bound port."""
-    await serve_tcp(partial(_handle, hub, limits), host, port, task_status=task_status)
+    flusher = Flusher()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(flusher.run)
+        await serve_tcp(partial(_handle, hub, limits, flusher), host, port, task_status=task_status)
