@@ -89,6 +89,30 @@ def test_the_console_script_serves_page_and_socket_in_one_process() -> None:
         assert server.process.wait(timeout=15) == 0
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_wsproto_transport_runs_on_asyncio_and_uvloop(loop: str) -> None:
+    args = ["--transport", "wsproto", "--event-loop", loop, "--http-port", "0", "--ws-port", "0"]
+    with server_process(*args) as server:
+        with ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as alice:
+            join_key = alice.init()["joinKey"]
+            with ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as bob:
+                bob.init(join_key)
+                bob.talk("on " + loop)
+                assert alice.recv()["payload"] == "on " + loop
+            server.process.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                alice.recv(timeout=10)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1001
+        assert server.process.wait(timeout=15) == 0
+
+
+def test_event_loops_other_than_trio_need_the_wsproto_transport() -> None:
+    result = subprocess.run([str(CHAT_SERVER), "--event-loop", "uvloop"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "--transport wsproto" in result.stderr
+
+
 def test_help_lists_the_flags() -> None:
     output = subprocess.run([str(CHAT_SERVER), "--help"], capture_output=True, text=True, check=True).stdout
     for flag in ["--transport", "--host", "--http-port", "--ws-port", "--web", "--app",

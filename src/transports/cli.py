@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--allow-origin", type=_origin, action="append", default=[], metavar="ORIGIN",
         help="also accept WebSocket handshakes from pages of this origin, e.g. https://chat.example.org "
         "(repeatable; our own page and clients sending no Origin are always accepted)")
+    add("--event-loop", choices=["trio", "asyncio", "uvloop"], default="trio",
+        help="event loop under --transport wsproto (trio-websocket needs trio); uvloop needs the uvloop package")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     group = parser.add_argument_group("limits")
@@ -163,9 +165,15 @@ def _raise_file_limit(connections: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.event_loop != "trio" and args.transport != Transport.WSPROTO.value:
+        parser.error("--event-loop asyncio and uvloop need --transport wsproto")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config_from_args(args)
     _raise_file_limit(config.limits.max_connections)
-    # trio-websocket only runs on trio; the wsproto loop runs on it as well.
-    anyio.run(run_until_signal, config, backend="trio")
+    if args.event_loop == "trio":
+        anyio.run(run_until_signal, config, backend="trio")
+    else:
+        options = {"use_uvloop": args.event_loop == "uvloop"}
+        anyio.run(run_until_signal, config, backend="asyncio", backend_options=options)

@@ -23,14 +23,3 @@ async def serve_tcp(
     async with listener:
         task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
         await listener.serve(handler)
-
-
-def remote_address(stream: anyio.abc.SocketStream) -> tuple[str, str]:
-    """The other end's IP address, and ``host:port`` for log lines."""
-    try:
-        address = stream.extra(anyio.abc.SocketAttribute.remote_address)
-    except anyio.TypedAttributeLookupError:
-        return "unknown", "unknown peer"
-    if isinstance(address, tuple):
-        return str(address[0]), f"{address[0]}:{address[1]}"
-    return address, address

@@ -1,6 +1,7 @@
 """Our own socket loop: wsproto's sans-IO connection over anyio sockets, built for throughput.
 
-A broadcast is framed once (`Outgoing`) and the same bytes are queued for
+Connections are plain non-blocking sockets (`rawsocket`). A broadcast is
+framed once (`Outgoing`) and the same bytes are queued for
 every member. One `Flusher` task per server then writes, with one
 non-blocking ``send`` per connection, everything queued for it since the
 last round: no task switch per message per member, and writes coalesce.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 from functools import partial
 
 import anyio
@@ -41,7 +41,7 @@ from .limits import Limits
 from .outbox import CloseRequest
 from .outgoing import Outgoing
 from .peer import Peer
-from .tcp import STREAM_ERRORS, remote_address, serve_tcp
+from .rawsocket import RawSocket, serve_raw_tcp
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +74,19 @@ class WsprotoPeer(Peer[bytes]):
 
     def __init__(
         self,
-        stream: anyio.abc.SocketStream,
+        raw: RawSocket,
         connection: Connection,
         limits: Limits,
-        address: str,
-        remote: str,
         flusher: Flusher,
     ) -> None:
-        self._socket: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        self._socket = raw.sock
         self._connection = connection
         self._flusher = flusher
         self._unsent: memoryview | None = None  # what the socket did not take; the writer task owns it
         self._gone = False
         self._writer_needed = anyio.Event()
         self._pings = 0
-        super().__init__(limits, address, remote)
+        super().__init__(limits, raw.address, raw.remote)
 
     def send(self, message: Outgoing) -> None:
         # Once wsproto has seen a close or EOF it frames nothing more; the read loop is ending.
@@ -171,11 +169,9 @@ class WsprotoPeer(Peer[bytes]):
 class _Reader:
     """Turns incoming frames into whole messages for the hub."""
 
-    def __init__(
-        self, hub: Hub, stream: anyio.abc.SocketStream, connection: Connection, peer: WsprotoPeer, limits: Limits
-    ) -> None:
+    def __init__(self, hub: Hub, raw: RawSocket, connection: Connection, peer: WsprotoPeer, limits: Limits) -> None:
         self._hub = hub
-        self._stream = stream
+        self._raw = raw
         self._connection = connection
         self._peer = peer
         self._max_message_size = limits.max_message_size
@@ -184,13 +180,10 @@ class _Reader:
         self._size = 0
 
     async def run(self, connection_id: int) -> None:
-        receive = self._stream.receive
+        receive = self._raw.receive
         while self._process_events(connection_id):
-            try:
-                data: bytes | None = await receive(RECEIVE_SIZE)
-            except STREAM_ERRORS:
-                data = None
-            self._connection.receive_data(data)
+            data = await receive(RECEIVE_SIZE)
+            self._connection.receive_data(data or None)  # None: the peer has gone
 
     def _process_events(self, connection_id: int) -> bool:
         """Handle what wsproto has parsed; False once nothing more should be read."""
@@ -248,33 +241,32 @@ class _Reader:
             self._peer.close(event.code, event.reason or "")
 
 
-async def _receive_request(stream: anyio.abc.ByteStream, ws: WSConnection, remote: str) -> Request | None:
+async def _receive_request(raw: RawSocket, ws: WSConnection) -> Request | None:
     """Read the HTTP upgrade request; None if the client went away or got it wrong (then answered 400)."""
     while True:
-        try:
-            data = await stream.receive(RECEIVE_SIZE)
-        except STREAM_ERRORS:
+        data = await raw.receive(RECEIVE_SIZE)
+        if not data:
             return None
         try:
             ws.receive_data(data)
         except RemoteProtocolError as error:
-            log.info("%s: refused handshake: %s", remote, error)
-            await _reject(stream, ws, 400, b"not a WebSocket handshake\n")
+            log.info("%s: refused handshake: %s", raw.remote, error)
+            await _reject(raw, ws, 400, b"not a WebSocket handshake\n")
             return None
         for event in ws.events():
             if isinstance(event, Request):
                 return event
 
 
-async def _reject(stream: anyio.abc.ByteStream, ws: WSConnection, status: int, body: bytes) -> None:
+async def _reject(raw: RawSocket, ws: WSConnection, status: int, body: bytes) -> None:
     headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
     try:
         response = ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
         response += ws.send(RejectData(data=body, body_finished=True))
     except LocalProtocolError:
         return  # the HTTP parser is past answering
-    with contextlib.suppress(*STREAM_ERRORS):
-        await stream.send(response)
+    with contextlib.suppress(OSError):
+        await raw.send_all(response)
 
 
 def _header(request: Request, name: bytes) -> str | None:
@@ -284,40 +276,36 @@ def _header(request: Request, name: bytes) -> str | None:
     return None
 
 
-async def _accept(
-    hub: Hub, limits: Limits, stream: anyio.abc.SocketStream, address: str, remote: str
-) -> Connection | None:
+async def _accept(hub: Hub, limits: Limits, raw: RawSocket) -> Connection | None:
     """Complete the opening handshake, or refuse it; the established connection, if any."""
     ws = WSConnection(ConnectionType.SERVER)
     request = None
     with anyio.move_on_after(limits.handshake_timeout) as waiting:
-        request = await _receive_request(stream, ws, remote)
+        request = await _receive_request(raw, ws)
     if waiting.cancelled_caught:
-        log.info("%s: no WebSocket handshake within %g s", remote, limits.handshake_timeout)
+        log.info("%s: no WebSocket handshake within %g s", raw.remote, limits.handshake_timeout)
     if request is None:
         return None
-    refusal = hub.admit(address, _header(request, b"origin"), request.host)
+    refusal = hub.admit(raw.address, _header(request, b"origin"), request.host)
     if refusal is not None:
-        await _reject(stream, ws, refusal, REFUSAL_BODIES[refusal])
+        await _reject(raw, ws, refusal, REFUSAL_BODIES[refusal])
         return None
     try:
-        await stream.send(ws.send(AcceptConnection()))
-    except STREAM_ERRORS:
-        hub.release(address)
+        await raw.send_all(ws.send(AcceptConnection()))
+    except OSError:
+        hub.release(raw.address)
         return None
     # Only the connection is kept: the handshake's HTTP machinery can go.
     assert ws.connection is not None
     return ws.connection
 
 
-async def _handle(hub: Hub, limits: Limits, flusher: Flusher, stream: anyio.abc.SocketStream) -> None:
-    address, remote = remote_address(stream)
-    async with stream:
-        connection = await _accept(hub, limits, stream, address, remote)
-        if connection is None:
-            return
-        peer = WsprotoPeer(stream, connection, limits, address, remote, flusher)
-        await hub.serve(peer, _Reader(hub, stream, connection, peer, limits).run)
+async def _handle(hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket) -> None:
+    connection = await _accept(hub, limits, raw)
+    if connection is None:
+        return
+    peer = WsprotoPeer(raw, connection, limits, flusher)
+    await hub.serve(peer, _Reader(hub, raw, connection, peer, limits).run)
 
 
 async def serve(
@@ -332,4 +320,4 @@ async def serve(
     flusher = Flusher()
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(flusher.run)
-        await serve_tcp(partial(_handle, hub, limits, flusher), host, port, task_status=task_status)
+        await serve_raw_tcp(partial(_handle, hub, limits, flusher), host, port, task_status=task_status)
