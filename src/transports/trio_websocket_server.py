@@ -20,13 +20,28 @@ from .peer import Peer
 log = logging.getLogger(__name__)
 
 
-class _ConformingConnection(WebSocketConnection):
-    """trio-websocket, except that a protocol error is answered with its close code.
+class _ServerConnection(WebSocketConnection):
+    """trio-websocket with two additions, both on its own internals (pinned by our tests).
 
-    trio-websocket drops the TCP connection when wsproto finds a protocol
-    error (invalid UTF-8, an unmasked frame, ...); RFC 6455 (7.1.7) asks for
-    a close frame with 1002/1007 first, which clients show their users.
+    A protocol error is answered with its close code: trio-websocket drops the
+    TCP connection when wsproto finds one (invalid UTF-8, an unmasked frame...),
+    but RFC 6455 (7.1.7) asks for a close frame with 1002/1007 first.
+
+    `send_frames` writes frames built elsewhere, so that a broadcast is framed
+    once for a whole room and a batch of messages is one write.
     """
+
+    async def send_frames(self, frames: bytes) -> None:
+        """Write complete, unmasked frames (no extension is ever negotiated) in one go."""
+        if self._close_reason:
+            raise ConnectionClosed(self._close_reason)
+        async with self._stream_lock:
+            try:
+                await self._stream.send_all(frames)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._abort_web_socket()
+                assert self._close_reason is not None
+                raise ConnectionClosed(self._close_reason) from None
 
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         if self._wsproto.state is ConnectionState.OPEN:  # the error is ours to report, not the peer's close
@@ -36,10 +51,10 @@ class _ConformingConnection(WebSocketConnection):
         await super()._handle_close_connection_event(event)
 
 
-class TrioWebsocketPeer(Peer[str | bytes]):
-    """Queues whole messages; a writer task hands them to trio-websocket, which frames them."""
+class TrioWebsocketPeer(Peer[bytes]):
+    """Queues frames (a broadcast's are shared); a writer task writes each batch at once."""
 
-    def __init__(self, websocket: WebSocketConnection, limits: Limits, address: str, remote: str) -> None:
+    def __init__(self, websocket: _ServerConnection, limits: Limits, address: str, remote: str) -> None:
         self._websocket = websocket
         self._ready = trio.Event()
         super().__init__(limits, address, remote)
@@ -47,8 +62,9 @@ class TrioWebsocketPeer(Peer[str | bytes]):
     def _wake(self) -> None:
         self._ready.set()
 
-    def _encode(self, message: Outgoing) -> tuple[str | bytes, int]:
-        return message.message, len(message.message)
+    def _encode(self, message: Outgoing) -> tuple[bytes, int]:
+        frame = message.frame()
+        return frame, len(frame)
 
     async def write_loop(self) -> None:
         outbox = self.outbox
@@ -56,8 +72,9 @@ class TrioWebsocketPeer(Peer[str | bytes]):
             while True:
                 await self._ready.wait()
                 self._ready = trio.Event()
-                for message in outbox.take():
-                    await self._websocket.send_message(message)
+                frames = outbox.take()
+                if frames:
+                    await self._websocket.send_frames(frames[0] if len(frames) == 1 else b"".join(frames))
                 close = outbox.closing
                 if close is not None and not outbox:
                     await self._websocket.aclose(close.code, close.reason)
@@ -99,6 +116,7 @@ async def _handle(hub: Hub, limits: Limits, request: WebSocketRequest) -> None:
         return
     try:
         websocket = await request.accept()
+        assert isinstance(websocket, _ServerConnection)  # the request came from `_serve_stream`
     except BaseException:
         hub.release(address)
         raise
@@ -107,9 +125,9 @@ async def _handle(hub: Hub, limits: Limits, request: WebSocketRequest) -> None:
 
 
 async def _serve_stream(hub: Hub, limits: Limits, stream: trio.SocketStream) -> None:
-    """trio-websocket's own per-connection server loop, with `_ConformingConnection`."""
+    """trio-websocket's own per-connection server loop, with `_ServerConnection`."""
     async with trio.open_nursery() as nursery:
-        connection = _ConformingConnection(
+        connection = _ServerConnection(
             stream, WSConnection(ConnectionType.SERVER), max_message_size=limits.max_message_size
         )
         nursery.start_soon(connection._reader_task)
