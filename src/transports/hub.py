@@ -174,17 +174,15 @@ class Hub:
             self.release(peer.address)
             return
         try:
-            with peer.scope:
-                async with anyio.create_task_group() as tasks:
-                    peer.tasks = tasks
-                    tasks.start_soon(peer.write_loop)
-                    try:
-                        await read_loop(connection)
-                    except Exception:
-                        log.exception("%s: internal error; closing with 1011", peer.remote)
-                        peer.close(closecodes.INTERNAL_ERROR, "internal error", discard=True)
-                    else:
-                        peer.close(closecodes.NORMAL, "")
+            async with anyio.create_task_group() as tasks:
+                peer.start(tasks)
+                try:
+                    await read_loop(connection)
+                except Exception:
+                    log.exception("%s: internal error; closing with 1011", peer.remote)
+                    peer.close(closecodes.INTERNAL_ERROR, "internal error", discard=True)
+                else:
+                    peer.close(closecodes.NORMAL, "")
         except Exception:
             log.exception("%s: internal error", peer.remote)
         finally:

@@ -8,6 +8,7 @@ frames (`_encode`), when it writes (`_wake`, `write_loop`) and how it pings.
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
@@ -19,6 +20,7 @@ from chatcore import closecodes
 from .limits import Limits
 from .outbox import Outbox
 from .outgoing import Outgoing
+from .rawsocket import format_remote
 
 T = TypeVar("T")
 
@@ -30,20 +32,29 @@ SLOW_READER_REASON = "outgoing buffer full: reading too slowly"
 class Peer(ABC, Generic[T]):
     """The write side of one connection."""
 
-    def __init__(self, limits: Limits, address: str, remote: str) -> None:
+    __slots__ = (
+        "_close_timeout", "_deadline", "_dropped", "address", "last_ping_at", "outbox", "ping_sent_at", "port",
+        "tasks",
+    )
+
+    def __init__(self, limits: Limits, address: str, port: int) -> None:
         self.address = address
         """The client's IP address, as counted for the per-address limit."""
-        self.remote = remote
-        """How log lines name this peer."""
+        self.port = port
         self.outbox: Outbox[T] = Outbox(limits.outbox_bytes, self._wake)
-        self.scope = anyio.CancelScope()
-        """Bounds the whole connection once a close is requested; see `close`."""
+        self._deadline = math.inf  # for the whole connection, once a close is requested
+        self._dropped = False
         self.ping_sent_at: float | None = None
         """When the unanswered ping went out (None: no ping outstanding)."""
         self.last_ping_at = anyio.current_time()
         self.tasks: anyio.abc.TaskGroup | None = None
-        """The connection's task group, while `Hub.serve` runs it."""
+        """The connection's task group, while `Hub.serve` runs it; its cancel scope bounds the connection."""
         self._close_timeout = limits.close_timeout
+
+    @property
+    def remote(self) -> str:
+        """How log lines name this peer."""
+        return format_remote(self.address, self.port)
 
     def send(self, message: Outgoing) -> None:
         """Queue one WebSocket message; a reader that cannot keep up is closed."""
@@ -59,13 +70,16 @@ class Peer(ABC, Generic[T]):
     def close(self, code: int, reason: str, *, discard: bool = False) -> None:
         """Close after the queued data (or drop it, with ``discard``), within the close timeout."""
         if self.outbox.request_close(code, reason, discard=discard):
-            deadline = anyio.current_time() + self._close_timeout
-            self.scope.deadline = min(self.scope.deadline, deadline)
+            self._deadline = min(self._deadline, anyio.current_time() + self._close_timeout)
+            if self.tasks is not None:
+                self.tasks.cancel_scope.deadline = self._deadline
 
     def drop(self, why: str) -> None:
         """End the connection now, without a closing handshake (it cannot be had)."""
         log.info("%s: dropping the connection: %s", self.remote, why)
-        self.scope.cancel()
+        self._dropped = True
+        if self.tasks is not None:
+            self.tasks.cancel_scope.cancel()
 
     def ping(self, now: float) -> None:
         """Send a keepalive ping; `pong_received` clears it."""
@@ -75,9 +89,12 @@ class Peer(ABC, Generic[T]):
     def pong_received(self) -> None:
         self.ping_sent_at = None
 
-    @abstractmethod
-    async def write_loop(self) -> None:
-        """Write what `send` queues until the connection is closed (then finish it) or broken."""
+    def start(self, tasks: anyio.abc.TaskGroup) -> None:
+        """Begin writing; `Hub.serve` calls this once, with the connection's task group."""
+        self.tasks = tasks
+        tasks.cancel_scope.deadline = self._deadline
+        if self._dropped:
+            tasks.cancel_scope.cancel()
 
     @abstractmethod
     def _wake(self) -> None:

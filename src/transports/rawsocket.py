@@ -12,30 +12,38 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
+import sniffio
 
 BACKLOG = 1024
+
+WaitReadable = Callable[[socket.socket], Awaitable[None]]
 
 
 class RawSocket:
     """One accepted connection."""
 
-    __slots__ = ("address", "remote", "sock")
+    __slots__ = ("_wait_readable", "address", "port", "sock")
 
-    def __init__(self, sock: socket.socket, address: str, remote: str) -> None:
+    def __init__(self, sock: socket.socket, address: str, port: int, wait_readable: WaitReadable) -> None:
         self.sock = sock
         self.address = address
         """The client's IP address."""
-        self.remote = remote
+        self.port = port
+        self._wait_readable = wait_readable
+
+    @property
+    def remote(self) -> str:
         """``host:port`` of the client, for log lines."""
+        return format_remote(self.address, self.port)
 
     async def receive(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes``; ``b""`` once the peer has closed or reset the connection."""
-        await anyio.wait_readable(self.sock)
         while True:
+            await self._wait_readable(self.sock)
             try:
                 return self.sock.recv(max_bytes)
             except BlockingIOError:
-                await anyio.wait_readable(self.sock)
+                continue
             except OSError:
                 return b""
 
@@ -60,6 +68,11 @@ async def serve_raw_tcp(
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Call ``handler`` for each connection to ``host:port`` until cancelled; reports the bound port."""
+    wait_readable: WaitReadable = anyio.wait_readable
+    if sniffio.current_async_library() == "trio":
+        import trio  # its own wait saves a coroutine frame per idle connection
+
+        wait_readable = trio.lowlevel.wait_readable
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.create_server((host, port), family=family, backlog=BACKLOG)
     listener.setblocking(False)
@@ -76,16 +89,24 @@ async def serve_raw_tcp(
                     except OSError:  # out of file descriptors, say: let the backlog wait
                         await anyio.sleep(0.1)
                         break
-                    connections.start_soon(_run, handler, sock, peer)
+                    connections.start_soon(_run, handler, sock, peer, wait_readable)
 
 
-async def _run(handler: Callable[[RawSocket], Awaitable[None]], sock: socket.socket, peer: tuple[str, int]) -> None:
+async def _run(
+    handler: Callable[[RawSocket], Awaitable[None]],
+    sock: socket.socket,
+    peer: tuple[str, int],
+    wait_readable: WaitReadable,
+) -> None:
     sock.setblocking(False)
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    host, port = peer[0], peer[1]
-    remote = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        await handler(RawSocket(sock, host, remote))
+        await handler(RawSocket(sock, peer[0], peer[1], wait_readable))
     finally:
         sock.close()
+
+
+def format_remote(address: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 address."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"

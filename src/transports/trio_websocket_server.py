@@ -6,6 +6,7 @@ import contextlib
 import logging
 from functools import partial
 
+import anyio.abc
 import trio
 from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
@@ -54,10 +55,12 @@ class _ServerConnection(WebSocketConnection):
 class TrioWebsocketPeer(Peer[bytes]):
     """Queues frames (a broadcast's are shared); a writer task writes each batch at once."""
 
-    def __init__(self, websocket: _ServerConnection, limits: Limits, address: str, remote: str) -> None:
+    __slots__ = ("_ready", "_websocket")
+
+    def __init__(self, websocket: _ServerConnection, limits: Limits, address: str, port: int) -> None:
         self._websocket = websocket
         self._ready = trio.Event()
-        super().__init__(limits, address, remote)
+        super().__init__(limits, address, port)
 
     def _wake(self) -> None:
         self._ready.set()
@@ -66,7 +69,11 @@ class TrioWebsocketPeer(Peer[bytes]):
         frame = message.frame()
         return frame, len(frame)
 
-    async def write_loop(self) -> None:
+    def start(self, tasks: anyio.abc.TaskGroup) -> None:
+        super().start(tasks)
+        tasks.start_soon(self._write_loop)
+
+    async def _write_loop(self) -> None:
         outbox = self.outbox
         try:
             while True:
@@ -80,7 +87,7 @@ class TrioWebsocketPeer(Peer[bytes]):
                     await self._websocket.aclose(close.code, close.reason)
                     return
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-            self.scope.cancel()
+            self.drop("the connection broke")
 
     def _send_ping(self) -> None:
         if self.tasks is not None:
@@ -120,7 +127,7 @@ async def _handle(hub: Hub, limits: Limits, request: WebSocketRequest) -> None:
     except BaseException:
         hub.release(address)
         raise
-    peer = TrioWebsocketPeer(websocket, limits, address, f"{address}:{getattr(remote, 'port', '?')}")
+    peer = TrioWebsocketPeer(websocket, limits, address, remote.port if isinstance(remote, Endpoint) else 0)
     await hub.serve(peer, partial(_read_loop, hub, websocket))
 
 

@@ -70,23 +70,33 @@ class Flusher:
 
 
 class WsprotoPeer(Peer[bytes]):
-    """Queues ready-made frames and writes them straight to the non-blocking socket."""
+    """One connection: reads whole messages for the hub; queues ready-made frames and
+    writes them straight to the non-blocking socket.
 
-    def __init__(
-        self,
-        raw: RawSocket,
-        connection: Connection,
-        limits: Limits,
-        flusher: Flusher,
-    ) -> None:
+    A writer task exists only while the socket is full or a close is due:
+    an idle connection costs no task for writing.
+    """
+
+    __slots__ = (
+        "_binary", "_connection", "_flusher", "_gone", "_hub", "_max_message_size", "_pings", "_raw", "_size",
+        "_socket", "_text", "_unsent", "_writer_running",
+    )
+
+    def __init__(self, hub: Hub, raw: RawSocket, connection: Connection, limits: Limits, flusher: Flusher) -> None:
+        self._hub = hub
+        self._raw = raw
         self._socket = raw.sock
         self._connection = connection
         self._flusher = flusher
         self._unsent: memoryview | None = None  # what the socket did not take; the writer task owns it
         self._gone = False
-        self._writer_needed = anyio.Event()
+        self._writer_running = False
         self._pings = 0
-        super().__init__(limits, raw.address, raw.remote)
+        self._max_message_size = limits.max_message_size
+        self._text: list[str] | None = None  # fragments of an unfinished message, if any
+        self._binary: list[bytes] | None = None
+        self._size = 0
+        super().__init__(limits, raw.address, raw.port)
 
     def send(self, message: Outgoing) -> None:
         # Once wsproto has seen a close or EOF it frames nothing more; the read loop is ending.
@@ -101,11 +111,21 @@ class WsprotoPeer(Peer[bytes]):
         frame = message.frame()
         return frame, len(frame)
 
+    def start(self, tasks: anyio.abc.TaskGroup) -> None:
+        super().start(tasks)
+        if self.outbox.closing is not None:  # closed before it started: shutting down
+            self._need_writer()
+
     def _wake(self) -> None:
         if self.outbox.closing is not None or self._unsent is not None:
-            self._writer_needed.set()
+            self._need_writer()
         else:
             self._flusher.mark(self)
+
+    def _need_writer(self) -> None:
+        if not self._writer_running and self.tasks is not None:
+            self._writer_running = True
+            self.tasks.start_soon(self._write)
 
     def flush(self) -> None:
         """Write everything queued, as far as the socket takes it now."""
@@ -126,12 +146,11 @@ class WsprotoPeer(Peer[bytes]):
             return
         if sent < len(data):
             self._unsent = memoryview(data)[sent:]
-            self._writer_needed.set()
+            self._need_writer()
 
-    async def write_loop(self) -> None:
-        while not self._gone:
-            await self._writer_needed.wait()
-            self._writer_needed = anyio.Event()
+    async def _write(self) -> None:
+        """Drain a full socket, and finish the connection once a close is due."""
+        try:
             await self._drain()
             close = self.outbox.closing
             if close is not None and not self._gone:
@@ -141,7 +160,8 @@ class WsprotoPeer(Peer[bytes]):
                 if frame and not self._gone:
                     self._write_now(frame)
                     await self._drain()
-                return
+        finally:
+            self._writer_running = False
 
     async def _drain(self) -> None:
         """Wait for the socket to take what it left, then what queued meanwhile."""
@@ -165,21 +185,8 @@ class WsprotoPeer(Peer[bytes]):
             self._pings += 1
             self.send_control(self._connection.send(Ping(payload=str(self._pings).encode())))
 
-
-class _Reader:
-    """Turns incoming frames into whole messages for the hub."""
-
-    def __init__(self, hub: Hub, raw: RawSocket, connection: Connection, peer: WsprotoPeer, limits: Limits) -> None:
-        self._hub = hub
-        self._raw = raw
-        self._connection = connection
-        self._peer = peer
-        self._max_message_size = limits.max_message_size
-        self._text: list[str] = []
-        self._binary: list[bytes] = []
-        self._size = 0
-
-    async def run(self, connection_id: int) -> None:
+    async def read_loop(self, connection_id: int) -> None:
+        """Feed the hub whole messages until the connection closes."""
         receive = self._raw.receive
         while self._process_events(connection_id):
             data = await receive(RECEIVE_SIZE)
@@ -193,9 +200,9 @@ class _Reader:
                     return False
             elif isinstance(event, Ping):
                 if self._connection.state is ConnectionState.OPEN:
-                    self._peer.send_control(self._connection.send(event.response()))
+                    self.send_control(self._connection.send(event.response()))
             elif isinstance(event, Pong):
-                self._peer.pong_received()
+                self.pong_received()
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
                 return False
@@ -204,29 +211,26 @@ class _Reader:
     def _add_fragment(self, connection_id: int, event: TextMessage | BytesMessage) -> bool:
         self._size += len(event.data)
         if self._size > self._max_message_size:
-            self._peer.close(closecodes.MESSAGE_TOO_BIG, f"message larger than {self._max_message_size}")
+            self.close(closecodes.MESSAGE_TOO_BIG, f"message larger than {self._max_message_size}")
             return False
-        if event.message_finished and not self._size - len(event.data):
-            # The common case: a whole message in one frame.
-            self._size = 0
-            if isinstance(event, TextMessage):
-                self._hub.receive_text(connection_id, event.data)
-            else:
-                self._hub.receive_binary(connection_id, bytes(event.data))
-            return True
         if isinstance(event, TextMessage):
+            if self._text is None:
+                if event.message_finished:  # the common case: a whole message in one frame
+                    self._size = 0
+                    self._hub.receive_text(connection_id, event.data)
+                    return True
+                self._text = []
             self._text.append(event.data)
+            if event.message_finished:
+                text, self._text, self._size = "".join(self._text), None, 0
+                self._hub.receive_text(connection_id, text)
         else:
+            if self._binary is None:
+                self._binary = []
             self._binary.append(bytes(event.data))
-        if not event.message_finished:
-            return True
-        self._size = 0
-        if isinstance(event, TextMessage):
-            text, self._text = "".join(self._text), []
-            self._hub.receive_text(connection_id, text)
-        else:
-            data, self._binary = b"".join(self._binary), []
-            self._hub.receive_binary(connection_id, data)
+            if event.message_finished:
+                data, self._binary, self._size = b"".join(self._binary), None, 0
+                self._hub.receive_binary(connection_id, data)
         return True
 
     def _on_close(self, event: CloseConnection) -> None:
@@ -234,11 +238,11 @@ class _Reader:
         if state is ConnectionState.REMOTE_CLOSING:
             # The client closes: answer with its code.
             answer = event.response()
-            self._peer.close(answer.code, answer.reason or "")
+            self.close(answer.code, answer.reason or "")
         elif state is ConnectionState.OPEN:
             # wsproto found a protocol error (1002, 1007, ...) in what the client sent.
-            log.info("%s: closing with %d: %s", self._peer.remote, event.code, event.reason)
-            self._peer.close(event.code, event.reason or "")
+            log.info("%s: closing with %d: %s", self.remote, event.code, event.reason)
+            self.close(event.code, event.reason or "")
 
 
 async def _receive_request(raw: RawSocket, ws: WSConnection) -> Request | None:
@@ -304,8 +308,8 @@ async def _handle(hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket) ->
     connection = await _accept(hub, limits, raw)
     if connection is None:
         return
-    peer = WsprotoPeer(raw, connection, limits, flusher)
-    await hub.serve(peer, _Reader(hub, raw, connection, peer, limits).run)
+    peer = WsprotoPeer(hub, raw, connection, limits, flusher)
+    await hub.serve(peer, peer.read_loop)
 
 
 async def serve(
