@@ -158,7 +158,7 @@ class ChatCore:
             raise ProtocolError('send "init" before "talk"')
         room = membership.room
         talk = Talk(request.payload, membership.user_id, self._clock())
-        room.history.append(talk)
+        room.record(talk)
         text_members, markup_members = room.recipients()
         actions: list[Action] = []
         if text_members:

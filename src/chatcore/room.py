@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 from .actions import ConnectionId
 from .protocol import talk_event
@@ -34,13 +35,29 @@ class Talk:
 class Room:
     """A room outlives its members; user ids are never reused within it."""
 
+    __slots__ = (
+        "_history", "_history_limit", "_last_user_id", "_markup_members", "_recipients", "_text_members", "join_key",
+    )
+
     def __init__(self, join_key: str, history_limit: int) -> None:
         self.join_key = join_key
-        self.history: deque[Talk] = deque(maxlen=history_limit)
+        self._history_limit = history_limit
+        self._history: deque[Talk] | None = None  # made on the first talk: many rooms never have one
         self._text_members: dict[ConnectionId, int] = {}
         self._markup_members: dict[ConnectionId, int] = {}
         self._last_user_id = 0
         self._recipients: tuple[tuple[ConnectionId, ...], tuple[ConnectionId, ...]] | None = None
+
+    @property
+    def history(self) -> Sequence[Talk]:
+        """The most recent talks, oldest first."""
+        return self._history if self._history is not None else ()
+
+    def record(self, talk: Talk) -> None:
+        """Keep a talk in the history (the oldest goes once the limit is reached)."""
+        if self._history is None:
+            self._history = deque(maxlen=self._history_limit)
+        self._history.append(talk)
 
     def add_member(self, connection: ConnectionId, *, renders_text: bool) -> int:
         """Admit a connection and return its new, never-used user id."""

@@ -1,0 +1,120 @@
+"""Baseline chat server: the seed's design done right, to measure our transports against.
+
+asyncio (the standard event loop, not uvloop) and python-websockets' asyncio API,
+speaking the same protocol as ``chat-server``: server-assigned user ids that are
+never reused, rooms in a dict, a bounded history, and every ``talk`` encoded to
+JSON once and handed to ``websockets.broadcast``. No compression, no pings.
+
+    python bench/baseline_server.py --host 127.0.0.1 --port 8001
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import socket
+import time
+from collections import deque
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
+
+HISTORY_LIMIT = 1000  # the same bound as chat-server's --history-limit default
+
+
+class Room:
+    """Members, the last user id handed out, and the most recent messages (already encoded)."""
+
+    def __init__(self, join_key: str) -> None:
+        self.join_key = join_key
+        self.members: set[ServerConnection] = set()
+        self.last_user_id = 0
+        self.history: deque[str] = deque(maxlen=HISTORY_LIMIT)
+
+
+ROOMS: dict[str, Room] = {}
+
+
+def encode(event: dict[str, Any]) -> str:
+    """Compact JSON, as the seed's clients expect it."""
+    return json.dumps(event, separators=(",", ":"))
+
+
+def error(message: str) -> str:
+    """An ``error`` event; seed servers read ``message``, seed pages print ``payload``."""
+    return encode({"type": "error", "message": message, "payload": message})
+
+
+def new_room() -> Room:
+    """A room under a fresh, unguessable join key."""
+    room = Room(secrets.token_urlsafe(12))
+    ROOMS[room.join_key] = room
+    return room
+
+
+async def join(ws: ServerConnection, event: dict[str, Any]) -> tuple[Room | None, int]:
+    """Answer ``init``: create or find the room, send the new user id, then the history."""
+    key = event.get("joinKey")
+    room = new_room() if key is None else ROOMS.get(key) if isinstance(key, str) else None
+    if room is None:
+        await ws.send(error("chat not found."))
+        return None, 0
+    room.last_user_id += 1
+    user_id = room.last_user_id  # taken before awaiting: others may join meanwhile
+    await ws.send(encode({"type": "init", "joinKey": room.join_key, "userId": user_id}))
+    # broadcast() writes without yielding, so no new talk can slip in between the
+    # replay and joining the room: nothing is lost, nothing arrives out of order.
+    for message in room.history:
+        broadcast([ws], message)
+    room.members.add(ws)
+    return room, user_id
+
+
+def decode(text: str | bytes) -> dict[str, Any]:
+    """A client event as a dict; anything else becomes an empty (invalid) event."""
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+async def handler(ws: ServerConnection) -> None:
+    """One connection: ``init`` once, then any number of ``talk`` events."""
+    room: Room | None = None
+    user_id = 0
+    try:
+        async for text in ws:
+            event = decode(text)
+            kind, payload = event.get("type"), event.get("payload")
+            if kind == "init" and room is None:
+                room, user_id = await join(ws, event)
+            elif kind == "talk" and room is not None and isinstance(payload, str):
+                message = encode({"type": "talk", "payload": payload, "userId": user_id, "time": time.time()})
+                room.history.append(message)
+                broadcast(room.members, message)
+            else:
+                await ws.send(error("expected one init, then talk events"))
+    except ConnectionClosed:
+        pass  # a client that vanishes is routine, not a server error
+    finally:
+        if room is not None:
+            room.members.discard(ws)
+
+
+async def main() -> None:
+    """Serve until killed."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    args = parser.parse_args()
+    async with serve(handler, args.host, args.port, compression=None, max_size=2**24,
+                     ping_interval=None, backlog=socket.SOMAXCONN) as server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,524 @@
+"""Benchmark runner: our two transports against the baseline, one command.
+
+    python bench/run.py                 # full matrix: 100/1000/10000 connections x rooms of 10/100, 3 repeats
+    python bench/run.py --quick         # seconds-long smoke run; exits non-zero on any lost message
+
+Every run gets a fresh server process on free ports, with the protection limits
+lifted, pinned to one CPU while the load generator (bench/loadgen.py) runs on
+another. Servers take turns in rotating order across repetitions so drift on a
+shared machine hits all of them alike; the table shows medians. Any lost
+message, error or failed run makes the exit status 1 and marks the row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import queue
+import resource
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+BENCH = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+SERVERS = ("baseline", "trio-websocket", "wsproto", "wsproto-uvloop")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LIMIT_FLAGS = ["--rate", "1000000", "--burst", "1000000", "--ping-interval", "0",
+               "--outbox-bytes", "16777216", "--max-payload-chars", "100000"]
+FD_HEADROOM = 256  # listeners, logs, the odd HTTP client
+GENERATOR_BUSY_PCT = 90  # above this the generator, not the server, may be what limits deliveries/s
+DISTURBED_PCT = 20  # other processes using this much CPU during a run disturb its numbers
+
+
+@dataclass
+class Run:
+    """What one (server, connections, room size) run measured; ``failure`` says why it has no numbers."""
+
+    server: str
+    connections: int
+    room_size: int
+    repetition: int
+    failure: str | None = None
+    lost: int = 0
+    errors: int = 0
+    cpu_per_1k: float = float("nan")
+    deliveries_per_sec: float = float("nan")
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    rss_kib_per_conn: float = float("nan")
+    conns_per_sec: float = float("nan")
+    server_cpu_pct: float = float("nan")
+    gen_cpu_pct: float = float("nan")
+    other_cpu_pct: float = float("nan")
+    loadgen: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bad(self) -> bool:
+        """Lost messages, errors, or no result at all."""
+        return self.failure is not None or self.lost != 0 or self.errors != 0
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Which CPUs the server and the generator are pinned to (None: not pinned)."""
+
+    server: set[int] | None
+    generator: set[int] | None
+
+    @staticmethod
+    def choose() -> Placement:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            return Placement(None, None)
+        return Placement({cpus[0]}, {cpus[1]})
+
+    def describe(self) -> str:
+        if self.server is None or self.generator is None:
+            return "not pinned (fewer than 2 CPUs available): server and generator share a CPU"
+        return f"server pinned to CPU {min(self.server)}, load generator to CPU {min(self.generator)}"
+
+
+# --- the machine -------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release(), "port_range": ephemeral_ports()}
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The client port range; every connection of the generator needs one of them."""
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    return int(low), int(high)
+
+
+def raise_file_limit() -> int:
+    """Lift the soft open-file limit to the hard one (inherited by the processes we start)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard if hard != resource.RLIM_INFINITY else 1 << 20
+
+
+def check_capacity(max_connections: int, file_limit: int) -> None:
+    """Refuse to start a matrix the machine cannot hold, rather than fail mid-way."""
+    low, high = ephemeral_ports()
+    problems = []
+    if high - low + 1 < max_connections + 1000:
+        problems.append(f"ephemeral port range {low}-{high} is too small for {max_connections} connections "
+                        "(widen /proc/sys/net/ipv4/ip_local_port_range)")
+    if file_limit < max_connections + FD_HEADROOM:
+        problems.append(f"open-file hard limit {file_limit} is below {max_connections + FD_HEADROOM} "
+                        "(raise it with ulimit -Hn or limits.conf)")
+    if problems:
+        sys.exit("bench: " + "; ".join(problems))
+
+
+# --- one process --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_command(server: str, port: int, max_connections: int) -> list[str]:
+    """How to start one server on ``port`` with its limits lifted."""
+    if server == "baseline":
+        return [sys.executable, str(BENCH / "baseline_server.py"), "--host", HOST, "--port", str(port)]
+    loop_flags = ["--event-loop", "uvloop"] if server.endswith("-uvloop") else []
+    return [sys.executable, "-m", "transports", "--transport", server.removesuffix("-uvloop"), *loop_flags,
+            "--host", HOST,
+            "--http-port", str(free_port()), "--ws-port", str(port), "--log-level", "WARNING",
+            "--max-connections", str(max_connections), "--max-connections-per-address", str(max_connections),
+            *LIMIT_FLAGS]
+
+
+def wait_accepting(process: subprocess.Popen[bytes], port: int, timeout: float = 20.0) -> None:
+    """Block until the server accepts TCP connections on ``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with status {process.returncode} before accepting")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not accept connections on port {port} within {timeout} s")
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size (VmRSS) of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_time(pid: int) -> float:
+    """User plus system CPU seconds of a process, all threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime: fields 14 and 15 of stat(5)
+
+
+def machine_busy() -> float:
+    """CPU seconds spent by everything on the machine, all CPUs together (first line of /proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, Path("/proc/stat").read_text().split()[1:8])
+    return (user + nice + system + irq + softirq) / CLK_TCK
+
+
+def pin(process: subprocess.Popen[Any], cpus: set[int] | None) -> None:
+    """Pin a freshly started process (before it starts any thread) to ``cpus``."""
+    if cpus is not None:
+        os.sched_setaffinity(process.pid, cpus)
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 10.0, grace: float = 0.0) -> None:
+    """Give it ``grace`` seconds to exit by itself, then SIGTERM, then SIGKILL if it lingers."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(grace)
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class LineReader:
+    """The generator's stdout, one JSON event at a time, with a timeout (a thread feeds a queue)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def next_event(self, timeout: float) -> dict[str, Any]:
+        """The next JSON line (other output is passed through to stderr)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"load generator silent for {timeout:.0f} s") from None
+            if line is None:
+                raise RuntimeError("load generator ended early")
+            try:
+                event: dict[str, Any] = json.loads(line)
+                return event
+            except ValueError:
+                sys.stderr.write(line)
+
+
+def expect(reader: LineReader, name: str, timeout: float) -> dict[str, Any]:
+    """Read the next event, which must be ``name`` (a ``result`` instead means the generator gave up)."""
+    event = reader.next_event(timeout)
+    if event.get("event") != name:
+        raise RuntimeError(f"expected {name!r} from the load generator, got {event}")
+    return event
+
+
+# --- one run -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs besides the server and the matrix point."""
+
+    duration: float
+    window: int
+    payload_bytes: int
+    max_connections: int
+    placement: Placement
+    logs: Path
+
+
+def loadgen_command(settings: Settings, port: int, connections: int, room_size: int) -> list[str]:
+    """How to start the load generator against ``port``."""
+    return [sys.executable, str(BENCH / "loadgen.py"), "--url", f"ws://{HOST}:{port}/",
+            "--connections", str(connections), "--room-size", str(room_size),
+            "--duration", str(settings.duration), "--window", str(settings.window),
+            "--payload-bytes", str(settings.payload_bytes)]
+
+
+def measure(run: Run, server: subprocess.Popen[bytes], generator: subprocess.Popen[str],
+            settings: Settings, rss_before: int) -> None:
+    """Follow the generator through its phases, sampling the server's RSS and CPU at each step."""
+    assert generator.stdin is not None
+    assert generator.stdout is not None
+    reader = LineReader(generator.stdout)
+    expect(reader, "joined", timeout=60 + run.connections / 50)
+    run.rss_kib_per_conn = (rss_kib(server.pid) - rss_before) / run.connections
+    generator.stdin.write("go\n")
+    generator.stdin.flush()
+    expect(reader, "load-start", timeout=30)
+    cpu_before, busy_before = cpu_time(server.pid), machine_busy()
+    expect(reader, "load-end", timeout=settings.duration + 60)
+    cpu_used, busy = cpu_time(server.pid) - cpu_before, machine_busy() - busy_before
+    result = expect(reader, "result", timeout=120)
+    if server.poll() is not None:
+        raise RuntimeError(f"server exited with status {server.returncode} during the run")
+    record(run, result, cpu_used)
+    # Whatever else ran meanwhile (other jobs on a shared machine, this runner): the drift check.
+    run.other_cpu_pct = 100 * max(0.0, busy - cpu_used - result["cpu_seconds_load"]) / result["duration"]
+
+
+def record(run: Run, result: dict[str, Any], server_cpu: float) -> None:
+    """Fill a run from the generator's result and the server's CPU seconds over the load phase."""
+    run.loadgen = result
+    run.lost, run.errors = result["lost"], result["errors"]
+    run.cpu_per_1k = server_cpu / result["deliveries"] * 1000 if result["deliveries"] else float("nan")
+    run.deliveries_per_sec = result["deliveries_per_sec"]
+    run.p50_ms, run.p99_ms = result["p50_ms"], result["p99_ms"]
+    run.conns_per_sec = result["conns_per_sec"]
+    run.server_cpu_pct = 100 * server_cpu / result["duration"]
+    run.gen_cpu_pct = result["cpu_percent_load"]
+
+
+def run_one(settings: Settings, server_name: str, connections: int, room_size: int, repetition: int) -> Run:
+    """One fresh server, one generator, one set of numbers."""
+    run = Run(server_name, connections, room_size, repetition)
+    port = free_port()
+    tag = f"{server_name}-{connections}-{room_size}-{repetition}"
+    with open(settings.logs / f"{tag}.server.log", "wb") as server_log, \
+         open(settings.logs / f"{tag}.loadgen.log", "w") as generator_log:
+        server = subprocess.Popen(server_command(server_name, port, settings.max_connections),
+                                  stdout=server_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        pin(server, settings.placement.server)
+        generator: subprocess.Popen[str] | None = None
+        try:
+            wait_accepting(server, port)
+            rss_before = rss_kib(server.pid)
+            generator = subprocess.Popen(loadgen_command(settings, port, connections, room_size), text=True,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=generator_log)
+            pin(generator, settings.placement.generator)
+            measure(run, server, generator, settings, rss_before)
+        except (RuntimeError, OSError, KeyError) as error:
+            run.failure = f"{error} (logs: {settings.logs}/{tag}.*.log)"
+        finally:
+            if generator is not None:
+                stop(generator, grace=10)
+            stop(server)
+    return run
+
+
+# --- the matrix --------------------------------------------------------------------------------------------
+
+
+def rotations(servers: list[str], repeat: int) -> Iterator[tuple[int, list[str]]]:
+    """Round robin: every repetition runs every server, starting one further along."""
+    for repetition in range(repeat):
+        shift = repetition % len(servers)
+        yield repetition, servers[shift:] + servers[:shift]
+
+
+def progress(run: Run) -> None:
+    """One line per run on stderr, so a long matrix shows it is alive."""
+    if run.failure:
+        status = f"FAILED: {run.failure}"
+    else:
+        status = (f"{run.cpu_per_1k:.4f} CPU s/1k, {run.deliveries_per_sec:,.0f} deliv/s, p50 {run.p50_ms:.2f} ms, "
+                  f"p99 {run.p99_ms:.2f} ms, {run.rss_kib_per_conn:.1f} KiB/conn, {run.conns_per_sec:,.0f} conn/s, "
+                  f"CPU: server {run.server_cpu_pct:.0f}%, generator {run.gen_cpu_pct:.0f}%, "
+                  f"other {run.other_cpu_pct:.0f}%, "
+                  f"lost {run.lost}, errors {run.errors}")
+    print(f"  {run.connections:>6} conns, rooms of {run.room_size:>3}, #{run.repetition + 1} "
+          f"{run.server:<15} {status}", file=sys.stderr, flush=True)
+
+
+def run_matrix(args: argparse.Namespace, settings: Settings) -> list[Run]:
+    """Every (connections, room size) point, every server, ``--repeat`` times, in rotating order."""
+    runs = []
+    for connections in args.connections:
+        for room_size in args.room_sizes:
+            for repetition, order in rotations(args.servers, args.repeat):
+                for server in order:
+                    run = run_one(settings, server, connections, room_size, repetition)
+                    progress(run)
+                    runs.append(run)
+    return runs
+
+
+# --- the report --------------------------------------------------------------------------------------------
+
+METRICS = ("cpu_per_1k", "deliveries_per_sec", "p50_ms", "p99_ms", "rss_kib_per_conn", "conns_per_sec",
+           "server_cpu_pct", "gen_cpu_pct", "other_cpu_pct")
+
+
+def medians(runs: list[Run]) -> dict[str, float]:
+    """Median of every metric over the runs that produced numbers."""
+    good = [run for run in runs if run.failure is None]
+    return {name: statistics.median(getattr(run, name) for run in good) if good else float("nan")
+            for name in METRICS}
+
+
+def ratio(value: float, base: float | None) -> str:
+    """`` (x1.23)`` against the baseline, or nothing."""
+    if base is None or base != base or base == 0 or value != value:
+        return ""
+    return f" (x{value / base:.2f})"
+
+
+def table(runs: list[Run], servers: list[str]) -> str:
+    """The Markdown table of medians, one row per (connections, room size, server)."""
+    lines = ["| conns | room | server | CPU s / 1k deliv | deliv/s | p50 ms | p99 ms | RSS KiB / idle conn "
+             "| conns/s | server CPU % | gen CPU % | other CPU % | lost | errors |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    points = sorted({(run.connections, run.room_size) for run in runs})
+    for connections, room_size in points:
+        here = {name: [r for r in runs if (r.connections, r.room_size, r.server) == (connections, room_size, name)]
+                for name in servers}
+        base = medians(here["baseline"]) if here.get("baseline") else None
+        for name in servers:
+            if here[name]:
+                lines.append(row(connections, room_size, name, here[name], base))
+    return "\n".join(lines)
+
+
+def row(connections: int, room_size: int, name: str, runs: list[Run], base: dict[str, float] | None) -> str:
+    """One table row; a bad row is marked in bold with ❌."""
+    m = medians(runs)
+    b = base or {}
+    lost, errors = sum(run.lost for run in runs), sum(run.errors for run in runs)
+    failed = sum(run.failure is not None for run in runs)
+    mark = f"**❌ {name}**" + (f" ({failed} failed)" if failed else "") if any(r.bad for r in runs) else name
+    return (f"| {connections} | {room_size} | {mark} "
+            f"| {m['cpu_per_1k']:.4f}{ratio(m['cpu_per_1k'], b.get('cpu_per_1k'))} "
+            f"| {m['deliveries_per_sec']:,.0f}{ratio(m['deliveries_per_sec'], b.get('deliveries_per_sec'))} "
+            f"| {m['p50_ms']:.2f} | {m['p99_ms']:.2f} "
+            f"| {m['rss_kib_per_conn']:.1f}{ratio(m['rss_kib_per_conn'], b.get('rss_kib_per_conn'))} "
+            f"| {m['conns_per_sec']:,.0f}{ratio(m['conns_per_sec'], b.get('conns_per_sec'))} "
+            f"| {m['server_cpu_pct']:.0f} | {m['gen_cpu_pct']:.0f} | {m['other_cpu_pct']:.0f} | {lost} | {errors} |")
+
+
+def header(args: argparse.Namespace, settings: Settings, argv: list[str]) -> str:
+    """Machine, placement and the exact command line."""
+    info = machine()
+    return "\n".join([
+        f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, Linux {info['kernel']}",
+        f"placement: {settings.placement.describe()}",
+        f"command: {shlex.join([sys.executable, *argv])}",
+        f"load: {args.duration:g} s per run, window {args.window}, payload {args.payload_bytes} B, "
+        f"senders per room max(1, room size // 10), medians of {args.repeat} repetition(s); "
+        "ratios (x) are against the baseline (asyncio + python-websockets); CPU % are of one CPU over the "
+        "load phase; 'other' is everything else on the machine meanwhile (high: the numbers are disturbed)",
+    ])
+
+
+def failures(runs: list[Run]) -> list[str]:
+    """A line for every run that lost messages, saw errors or failed."""
+    lines = []
+    for run in runs:
+        if run.bad:
+            samples = run.loadgen.get("error_samples", [])
+            lines.append(f"{run.server} {run.connections}x{run.room_size} #{run.repetition + 1}: "
+                         f"lost {run.lost}, errors {run.errors} {samples} {run.failure or ''}")
+    return lines
+
+
+def warnings(runs: list[Run]) -> list[str]:
+    """Runs whose numbers may not measure the server: a busy generator or a busy machine."""
+    lines = []
+    for run in runs:
+        where = f"{run.server} {run.connections}x{run.room_size} #{run.repetition + 1}"
+        if run.gen_cpu_pct >= GENERATOR_BUSY_PCT:
+            lines.append(f"{where}: load generator at {run.gen_cpu_pct:.0f}% CPU: it may be the bottleneck")
+        if run.other_cpu_pct >= DISTURBED_PCT:
+            lines.append(f"{where}: other processes used {run.other_cpu_pct:.0f}% of a CPU during the load")
+    return lines
+
+
+# --- the command -------------------------------------------------------------------------------------------
+
+
+def int_list(text: str) -> list[int]:
+    """``100,1000`` → [100, 1000]."""
+    return [int(part) for part in text.split(",") if part]
+
+
+def server_list(text: str) -> list[str]:
+    """``baseline,wsproto`` → validated server names."""
+    names = [part for part in text.split(",") if part]
+    unknown = set(names) - set(SERVERS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown server(s) {sorted(unknown)}; choose from {SERVERS}")
+    return names
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Options; ``--quick`` overrides the matrix with a seconds-long smoke run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--quick", action="store_true", help="smoke run: 100 connections, rooms of 10, 1 s, 1 repetition")
+    add("--connections", type=int_list, default=[100, 1000, 10000], help="comma-separated")
+    add("--room-sizes", type=int_list, default=[10, 100], help="comma-separated")
+    add("--repeat", type=int, default=3, help="repetitions per server (median is reported)")
+    add("--duration", type=float, default=10.0, help="seconds of load per run")
+    add("--window", type=int, default=1, help="messages in flight per sender")
+    add("--payload-bytes", type=int, default=64)
+    add("--servers", type=server_list, default=list(SERVERS), help="comma-separated, from " + ",".join(SERVERS))
+    add("--json", type=Path, default=None, metavar="OUT", help="also write every run and the medians here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.connections, args.room_sizes, args.repeat, args.duration = [100], [10], 1, 1.0
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the matrix, print the table; 1 if anything was lost, errored or failed."""
+    argv = sys.argv if argv is None else argv
+    args = parse_args(argv[1:])
+    started = time.monotonic()
+    file_limit = raise_file_limit()
+    max_connections = min(20000, file_limit - FD_HEADROOM)
+    check_capacity(max(args.connections), file_limit)
+    logs = Path(tempfile.mkdtemp(prefix="chat-bench-"))
+    settings = Settings(args.duration, args.window, args.payload_bytes, max_connections, Placement.choose(), logs)
+    print(header(args, settings, argv), file=sys.stderr, flush=True)
+    runs = run_matrix(args, settings)
+    elapsed = time.monotonic() - started
+    print(f"\n{header(args, settings, argv)}\nwall time: {elapsed:.0f} s\n\n{table(runs, args.servers)}\n")
+    bad = failures(runs)
+    for line in warnings(runs):
+        print(f"WARNING: {line}", file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "command": argv, "wall_seconds": elapsed,
+                                         "runs": [asdict(run) for run in runs]}, indent=1))
+    if bad:
+        print("FAILED: lost messages, errors or failed runs:\n  " + "\n  ".join(bad), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
