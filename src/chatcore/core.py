@@ -84,30 +84,30 @@ class ChatCore:
 
     def receive_text(self, connection: ConnectionId, text: str) -> list[Action]:
         """A text message arrived: JSON, one event."""
-        state = self._admit(connection)
-        if isinstance(state, list):
-            return state
-        try:
-            return self._handle(connection, state, decode_text(text, self.limits.max_json_depth))
-        except ProtocolError as error:
-            return [Send(connection, error_event(str(error)))]
+        return self._receive(connection, text=text)
 
     def receive(self, connection: ConnectionId, event: object) -> list[Action]:
         """A decoded client event arrived."""
+        return self._receive(connection, event=event)
+
+    def receive_binary(self, connection: ConnectionId, data: bytes) -> list[Action]:
+        """A binary message arrived; the protocol is JSON text only."""
+        return self._receive(connection, binary=True)
+
+    def _receive(
+        self, connection: ConnectionId, *, text: str | None = None, event: object = None, binary: bool = False
+    ) -> list[Action]:
         state = self._admit(connection)
         if isinstance(state, list):
             return state
         try:
+            if binary:
+                raise ProtocolError("binary messages are not supported; send JSON text")
+            if text is not None:
+                event = decode_text(text, self.limits.max_json_depth)
             return self._handle(connection, state, event)
         except ProtocolError as error:
             return [Send(connection, error_event(str(error)))]
-
-    def receive_binary(self, connection: ConnectionId, data: bytes) -> list[Action]:
-        """A binary message arrived; the protocol is JSON text only."""
-        state = self._admit(connection)
-        if isinstance(state, list):
-            return state
-        return [Send(connection, error_event("binary messages are not supported; send JSON text"))]
 
     def _admit(self, connection: ConnectionId) -> _Connection | list[Action]:
         """The connection's state if it may send now, else what to answer instead."""
