@@ -11,7 +11,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 
@@ -60,7 +60,7 @@ class Hub:
         self._app = app
         self._limits = limits
         self.origins = origins
-        self._peers: dict[ConnectionId, Peer[Any]] = {}
+        self._peers: dict[ConnectionId, Peer] = {}
         self._ids = itertools.count(1)
         self._reserved = 0
         self._per_address: Counter[str] = Counter()
@@ -97,7 +97,7 @@ class Hub:
         if not self._per_address[address]:
             del self._per_address[address]
 
-    def open(self, peer: Peer[Any]) -> ConnectionId:
+    def open(self, peer: Peer) -> ConnectionId:
         """Register a connection whose handshake is complete (its slot reserved)."""
         connection = next(self._ids)
         self._peers[connection] = peer
@@ -162,7 +162,7 @@ class Hub:
         with anyio.move_on_after(grace):
             await self._all_closed.wait()
 
-    async def serve(self, peer: Peer[Any], read_loop: Callable[[ConnectionId], Awaitable[None]]) -> None:
+    async def serve(self, peer: Peer, read_loop: Callable[[ConnectionId], Awaitable[None]]) -> None:
         """Run one connection (slot reserved, handshake done) until it ends; never raises.
 
         A bug while serving one connection is logged and ends that connection only.

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,8 +14,8 @@ class CloseRequest:
     reason: str
 
 
-class Outbox(Generic[T]):
-    """Items waiting to be written, bounded by their total size.
+class Outbox:
+    """Frames waiting to be written, bounded by their total size.
 
     Producers never wait: `put` refuses what does not fit, and the caller
     decides what refusal means (we close the connection). The consumer is
@@ -31,7 +28,7 @@ class Outbox(Generic[T]):
     def __init__(self, limit: int, notify: Callable[[], None]) -> None:
         self._limit = limit
         self._notify = notify
-        self._items: list[T] = []
+        self._items: list[bytes] = []
         self._size = 0
         self._close: CloseRequest | None = None
 
@@ -43,14 +40,15 @@ class Outbox(Generic[T]):
     def __bool__(self) -> bool:
         return bool(self._items)
 
-    def put(self, item: T, size: int) -> bool:
-        """Queue one item; False when closing or when it would overflow the bound."""
+    def put(self, frame: bytes) -> bool:
+        """Queue one frame; False when closing or when it would overflow the bound."""
         if self._close is not None:
             return False
         items = self._items
+        size = len(frame)
         if items and self._size + size > self._limit:
-            return False  # one item larger than the bound still goes through an empty queue
-        items.append(item)
+            return False  # one frame larger than the bound still goes through an empty queue
+        items.append(frame)
         self._size += size
         if len(items) == 1:
             self._notify()
@@ -70,7 +68,7 @@ class Outbox(Generic[T]):
         self._notify()
         return True
 
-    def take(self) -> list[T]:
+    def take(self) -> list[bytes]:
         """Everything queued, oldest first; the queue is empty after."""
         items, self._items, self._size = self._items, [], 0
         return items

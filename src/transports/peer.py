@@ -1,8 +1,8 @@
 """One connection as the hub sees it: the write side, its bounds and its keepalive state.
 
 Queueing with its bound, the slow-reader policy, close deadlines and ping
-bookkeeping live here once; each transport subclasses `Peer` with how it
-frames (`_encode`), when it writes (`_wake`, `write_loop`) and how it pings.
+bookkeeping live here once; each transport subclasses `Peer` with when it
+writes (`_wake`, `start`) and how it pings.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABC, abstractmethod
-from typing import Generic, TypeVar
 
 import anyio
 import anyio.abc
@@ -20,16 +19,14 @@ from chatcore import closecodes
 from .limits import Limits
 from .outbox import Outbox
 from .outgoing import Outgoing
-from .rawsocket import format_remote
-
-T = TypeVar("T")
+from .tcp import format_remote
 
 log = logging.getLogger(__name__)
 
 SLOW_READER_REASON = "outgoing buffer full: reading too slowly"
 
 
-class Peer(ABC, Generic[T]):
+class Peer(ABC):
     """The write side of one connection."""
 
     __slots__ = (
@@ -41,7 +38,7 @@ class Peer(ABC, Generic[T]):
         self.address = address
         """The client's IP address, as counted for the per-address limit."""
         self.port = port
-        self.outbox: Outbox[T] = Outbox(limits.outbox_bytes, self._wake)
+        self.outbox = Outbox(limits.outbox_bytes, self._wake)
         self._deadline = math.inf  # for the whole connection, once a close is requested
         self._dropped = False
         self.ping_sent_at: float | None = None
@@ -57,12 +54,9 @@ class Peer(ABC, Generic[T]):
         return format_remote(self.address, self.port)
 
     def send(self, message: Outgoing) -> None:
-        """Queue one WebSocket message; a reader that cannot keep up is closed."""
+        """Queue one WebSocket message (its shared frame); a reader that cannot keep up is closed."""
         outbox = self.outbox
-        if outbox.closing is not None:
-            return
-        item, size = self._encode(message)
-        if outbox.put(item, size):
+        if outbox.closing is not None or outbox.put(message.frame()):
             return
         log.warning("%s: closing with %d: %s", self.remote, closecodes.POLICY_VIOLATION, SLOW_READER_REASON)
         self.close(closecodes.POLICY_VIOLATION, SLOW_READER_REASON, discard=True)
@@ -99,10 +93,6 @@ class Peer(ABC, Generic[T]):
     @abstractmethod
     def _wake(self) -> None:
         """The outbox stopped being empty, or a close was requested."""
-
-    @abstractmethod
-    def _encode(self, message: Outgoing) -> tuple[T, int]:
-        """Turn a message into an outbox item and its size in bytes."""
 
     @abstractmethod
     def _send_ping(self) -> None:

@@ -14,6 +14,8 @@ import anyio
 import anyio.abc
 import sniffio
 
+from .tcp import format_remote
+
 BACKLOG = 1024
 
 WaitReadable = Callable[[socket.socket], Awaitable[None]]
@@ -106,7 +108,3 @@ async def _run(
     finally:
         sock.close()
 
-
-def format_remote(address: str, port: int) -> str:
-    """``host:port``, with brackets around an IPv6 address."""
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"

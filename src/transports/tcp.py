@@ -23,3 +23,8 @@ async def serve_tcp(
     async with listener:
         task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
         await listener.serve(handler)
+
+
+def format_remote(address: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 address."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"

@@ -15,7 +15,6 @@ from wsproto.events import CloseConnection
 
 from .hub import REFUSAL_BODIES, Hub
 from .limits import Limits
-from .outgoing import Outgoing
 from .peer import Peer
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ class _ServerConnection(WebSocketConnection):
         await super()._handle_close_connection_event(event)
 
 
-class TrioWebsocketPeer(Peer[bytes]):
+class TrioWebsocketPeer(Peer):
     """Queues frames (a broadcast's are shared); a writer task writes each batch at once."""
 
     __slots__ = ("_ready", "_websocket")
@@ -64,10 +63,6 @@ class TrioWebsocketPeer(Peer[bytes]):
 
     def _wake(self) -> None:
         self._ready.set()
-
-    def _encode(self, message: Outgoing) -> tuple[bytes, int]:
-        frame = message.frame()
-        return frame, len(frame)
 
     def start(self, tasks: anyio.abc.TaskGroup) -> None:
         super().start(tasks)
@@ -113,7 +108,7 @@ async def _read_loop(hub: Hub, websocket: WebSocketConnection, connection: int) 
 
 async def _handle(hub: Hub, limits: Limits, request: WebSocketRequest) -> None:
     remote = request.remote
-    address = str(remote.address) if isinstance(remote, Endpoint) else str(remote)
+    address, port = (str(remote.address), remote.port) if isinstance(remote, Endpoint) else (str(remote), 0)
     origin = dict(request.headers).get(b"origin")
     # wsproto keeps Host out of the headers; trio-websocket has no accessor for its event's copy.
     host: str = request._event.host
@@ -127,7 +122,7 @@ async def _handle(hub: Hub, limits: Limits, request: WebSocketRequest) -> None:
     except BaseException:
         hub.release(address)
         raise
-    peer = TrioWebsocketPeer(websocket, limits, address, remote.port if isinstance(remote, Endpoint) else 0)
+    peer = TrioWebsocketPeer(websocket, limits, address, port)
     await hub.serve(peer, partial(_read_loop, hub, websocket))
 
 

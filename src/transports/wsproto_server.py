@@ -69,7 +69,7 @@ class Flusher:
                 peer.flush()
 
 
-class WsprotoPeer(Peer[bytes]):
+class WsprotoPeer(Peer):
     """One connection: reads whole messages for the hub; queues ready-made frames and
     writes them straight to the non-blocking socket.
 
@@ -105,11 +105,7 @@ class WsprotoPeer(Peer[bytes]):
 
     def send_control(self, frame: bytes) -> None:
         """Queue an already-framed control frame (a ping or pong); dropped once closing."""
-        self.outbox.put(frame, len(frame))
-
-    def _encode(self, message: Outgoing) -> tuple[bytes, int]:
-        frame = message.frame()
-        return frame, len(frame)
+        self.outbox.put(frame)
 
     def start(self, tasks: anyio.abc.TaskGroup) -> None:
         super().start(tasks)
