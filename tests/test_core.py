@@ -39,7 +39,7 @@ def core(clock: FakeClock) -> ChatCore:
 
 
 def decoded(action: Action) -> dict[str, Any]:
-    assert not isinstance(action, Close)
+    assert isinstance(action, Send | Broadcast)
     event = json.loads(action.message)
     assert isinstance(event, dict)
     return event

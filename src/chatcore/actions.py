@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from .storage import Load, Store
+
 ConnectionId: TypeAlias = int
 """Opaque id the driver gives each connection; the core never interprets it."""
 
@@ -39,4 +41,5 @@ class Close:
     reason: str
 
 
-Action: TypeAlias = Send | Broadcast | Close
+Action: TypeAlias = Send | Broadcast | Close | Store | Load
+"""`Store` and `Load` come only from a durable core (see `chatcore.storage`)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,6 +13,7 @@ from .limits import CoreLimits
 from .protocol import (
     InitRequest,
     ProtocolError,
+    Request,
     TalkRequest,
     decode_text,
     error_event,
@@ -19,9 +22,14 @@ from .protocol import (
 )
 from .ratelimit import TokenBucket
 from .room import Room, Talk
+from .storage import Load, Loaded, NewRoom, NewTalk, NewUser, StorageFailed, StorageResult, Store, Stored, Ticket
 
 MAX_JOIN_KEY_ATTEMPTS = 16
+MAX_JOIN_KEY_CHARS = 64
+"""Longer join keys are never handed out, so they are not looked up."""
 RATE_LIMIT_ERROR = "too many messages: slow down"
+NOT_FOUND_ERROR = "chat not found."
+BACKLOG_CLOSE_REASON = "too many messages waiting for the previous one"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,39 @@ class _Membership:
 class _Connection:
     bucket: TokenBucket
     membership: _Membership | None = field(default=None)
+    backlog: deque[Request | list[Action]] | None = field(default=None)
+    """Not None while a request of this connection is with the store: what arrived since, handled in order after."""
+    closing: bool = field(default=False)
+    """A close was asked for: nothing it sends is answered any more."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Joining:
+    connection: ConnectionId
+    state: _Connection
+    room: Room
+    user_id: int
+    renders_text: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Talking:
+    connection: ConnectionId
+    state: _Connection
+    room: Room
+    talk: Talk
+
+
+@dataclass(frozen=True, slots=True)
+class _Loading:
+    join_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiter:
+    connection: ConnectionId
+    state: _Connection
+    renders_text: bool
 
 
 class ChatCore:
@@ -43,6 +84,12 @@ class ChatCore:
     actions the driver must perform, in order. It performs no I/O and keeps
     no clock: ``clock`` returns Unix seconds, ``new_join_key`` returns a fresh
     random room key.
+
+    A ``durable`` core keeps rooms in a store the driver runs: it shows a
+    join or a talk only once its `Store` action has come back as `Stored`,
+    keeps in memory only rooms with members or requests in flight, and
+    `Load`s the others when someone joins. Feed store results to
+    `storage_result`, in the order of the actions.
     """
 
     def __init__(
@@ -51,12 +98,17 @@ class ChatCore:
         clock: Callable[[], float],
         new_join_key: Callable[[], str],
         limits: CoreLimits | None = None,
+        durable: bool = False,
     ) -> None:
         self._clock = clock
         self._new_join_key = new_join_key
         self.limits = limits or CoreLimits()
+        self.durable = durable
         self._rooms: dict[str, Room] = {}
         self._connections: dict[ConnectionId, _Connection] = {}
+        self._loading: dict[str, list[_Waiter]] = {}
+        self._pending: dict[Ticket, _Joining | _Talking | _Loading] = {}
+        self._tickets = itertools.count(1)
 
     @property
     def connection_count(self) -> int:
@@ -64,7 +116,13 @@ class ChatCore:
 
     @property
     def room_count(self) -> int:
+        """Rooms held in memory."""
         return len(self._rooms)
+
+    @property
+    def pending_count(self) -> int:
+        """Store and load requests waiting for their result."""
+        return len(self._pending)
 
     def connect(self, connection: ConnectionId) -> list[Action]:
         """A connection was opened."""
@@ -80,6 +138,7 @@ class ChatCore:
         membership = self._connections.pop(connection).membership
         if membership is not None:
             membership.room.remove_member(connection)
+            self._forget_if_idle(membership.room)
         return []
 
     def receive_text(self, connection: ConnectionId, text: str) -> list[Action]:
@@ -94,70 +153,137 @@ class ChatCore:
         """A binary message arrived; the protocol is JSON text only."""
         return self._receive(connection, binary=True)
 
+    def storage_result(self, result: StorageResult) -> list[Action]:
+        """A `Store` or `Load` action finished."""
+        pending = self._pending.pop(result.ticket)
+        if isinstance(pending, _Loading):
+            if isinstance(result, Stored):
+                raise ValueError(f"ticket {result.ticket} was a load, not a store")
+            return self._loaded(pending.join_key, result)
+        if isinstance(result, Loaded):
+            raise ValueError(f"ticket {result.ticket} was a store, not a load")
+        room = pending.room
+        room.pending -= 1
+        if isinstance(pending, _Talking):
+            actions = self._talk_stored(pending, result)
+        else:
+            actions = self._join_stored(pending, result)
+        self._forget_if_idle(room)
+        return actions
+
     def _receive(
         self, connection: ConnectionId, *, text: str | None = None, event: object = None, binary: bool = False
     ) -> list[Action]:
-        state = self._admit(connection)
-        if isinstance(state, list):
-            return state
+        try:
+            state = self._connections[connection]
+        except KeyError:
+            raise ValueError(f"connection {connection} is not open") from None
+        if state.closing:
+            return []
+        outcome = self._admit(connection, state, text, event, binary)
+        backlog = state.backlog
+        if backlog is None:
+            return outcome if isinstance(outcome, list) else self._dispatch(connection, state, outcome)
+        # Answers go out in the order requests came: this one waits for the one with the store.
+        limits = self.limits
+        if len(backlog) >= limits.message_burst + limits.max_rate_strikes + 1:
+            state.closing = True
+            return [Close(connection, closecodes.POLICY_VIOLATION, BACKLOG_CLOSE_REASON)]
+        backlog.append(outcome)
+        return []
+
+    def _admit(
+        self, connection: ConnectionId, state: _Connection, text: str | None, event: object, binary: bool
+    ) -> Request | list[Action]:
+        """The request a message makes if it is within the rate and valid, else the answer to it."""
+        if not state.bucket.allow(self._clock()):
+            if state.bucket.strikes > self.limits.max_rate_strikes:
+                state.closing = True
+                return [Close(connection, closecodes.POLICY_VIOLATION, "message rate limit exceeded")]
+            return [Send(connection, error_event(RATE_LIMIT_ERROR))]
         try:
             if binary:
                 raise ProtocolError("binary messages are not supported; send JSON text")
             if text is not None:
                 event = decode_text(text, self.limits.max_json_depth)
-            return self._handle(connection, state, event)
+            return parse_request(event, self.limits.max_payload_chars)
         except ProtocolError as error:
             return [Send(connection, error_event(str(error)))]
 
-    def _admit(self, connection: ConnectionId) -> _Connection | list[Action]:
-        """The connection's state if it may send now, else what to answer instead."""
+    def _dispatch(self, connection: ConnectionId, state: _Connection, request: Request) -> list[Action]:
         try:
-            state = self._connections[connection]
-        except KeyError:
-            raise ValueError(f"connection {connection} is not open") from None
-        if state.bucket.allow(self._clock()):
-            return state
-        if state.bucket.strikes > self.limits.max_rate_strikes:
-            return [Close(connection, closecodes.POLICY_VIOLATION, "message rate limit exceeded")]
-        return [Send(connection, error_event(RATE_LIMIT_ERROR))]
-
-    def _handle(self, connection: ConnectionId, state: _Connection, event: object) -> list[Action]:
-        request = parse_request(event, self.limits.max_payload_chars)
-        if isinstance(request, InitRequest):
-            return self._init(connection, state, request)
-        return self._talk(state.membership, request)
+            if isinstance(request, InitRequest):
+                return self._init(connection, state, request)
+            return self._talk(connection, state, request)
+        except ProtocolError as error:
+            return [Send(connection, error_event(str(error)))]
 
     def _init(self, connection: ConnectionId, state: _Connection, request: InitRequest) -> list[Action]:
         if state.membership is not None:
             raise ProtocolError("already in a chat; open a new connection for another")
-        if request.join_key is None:
-            room = self._create_room()
-        else:
-            found = self._rooms.get(request.join_key)
-            if found is None:
-                raise ProtocolError("chat not found.")
-            room = found
-        user_id = room.add_member(connection, renders_text=request.renders_text)
-        state.membership = _Membership(room, user_id)
-        escape_html = not request.renders_text
-        actions: list[Action] = [Send(connection, init_event(room.join_key, user_id))]
-        actions.extend(Send(connection, talk.message(escape_html=escape_html)) for talk in room.history)
-        return actions
+        join_key = request.join_key
+        if join_key is None:
+            return self._join(connection, state, self._create_room(), request.renders_text, new_room=True)
+        room = self._rooms.get(join_key)
+        if room is not None:
+            return self._join(connection, state, room, request.renders_text)
+        if not self.durable or len(join_key) > MAX_JOIN_KEY_CHARS:
+            raise ProtocolError(NOT_FOUND_ERROR)
+        state.backlog = deque()
+        waiter = _Waiter(connection, state, request.renders_text)
+        waiters = self._loading.get(join_key)
+        if waiters is not None:
+            waiters.append(waiter)
+            return []
+        self._loading[join_key] = [waiter]
+        return [Load(self._ticket(_Loading(join_key)), join_key, self.limits.history_limit)]
 
     def _create_room(self) -> Room:
         for _ in range(MAX_JOIN_KEY_ATTEMPTS):
             join_key = self._new_join_key()
-            if join_key not in self._rooms:
+            if join_key not in self._rooms and join_key not in self._loading:
                 room = Room(join_key, self.limits.history_limit)
                 self._rooms[join_key] = room
                 return room
         raise RuntimeError("the join key generator keeps returning keys in use")
 
-    def _talk(self, membership: _Membership | None, request: TalkRequest) -> list[Action]:
+    def _join(
+        self, connection: ConnectionId, state: _Connection, room: Room, renders_text: bool, *, new_room: bool = False
+    ) -> list[Action]:
+        user_id = room.next_user_id()
+        if not self.durable:
+            return self._enter(connection, state, room, user_id, renders_text)
+        records: tuple[NewRoom | NewUser, ...] = (NewUser(room.join_key, user_id),)
+        if new_room:
+            records = (NewRoom(room.join_key, self._clock()), *records)
+        state.backlog = state.backlog if state.backlog is not None else deque()
+        room.pending += 1
+        return [Store(self._ticket(_Joining(connection, state, room, user_id, renders_text)), records)]
+
+    def _enter(
+        self, connection: ConnectionId, state: _Connection, room: Room, user_id: int, renders_text: bool
+    ) -> list[Action]:
+        room.add_member(connection, user_id, renders_text=renders_text)
+        state.membership = _Membership(room, user_id)
+        escape_html = not renders_text
+        actions: list[Action] = [Send(connection, init_event(room.join_key, user_id))]
+        actions.extend(Send(connection, talk.message(escape_html=escape_html)) for talk in room.history)
+        return actions
+
+    def _talk(self, connection: ConnectionId, state: _Connection, request: TalkRequest) -> list[Action]:
+        membership = state.membership
         if membership is None:
             raise ProtocolError('send "init" before "talk"')
         room = membership.room
         talk = Talk(request.payload, membership.user_id, self._clock())
+        if not self.durable:
+            return self._publish(room, talk)
+        state.backlog = deque()
+        room.pending += 1
+        ticket = self._ticket(_Talking(connection, state, room, talk))
+        return [Store(ticket, (NewTalk(room.join_key, talk.user_id, talk.time, talk.payload),))]
+
+    def _publish(self, room: Room, talk: Talk) -> list[Action]:
         room.record(talk)
         text_members, markup_members = room.recipients()
         actions: list[Action] = []
@@ -166,3 +292,71 @@ class ChatCore:
         if markup_members:
             actions.append(Broadcast(room.join_key, markup_members, talk.message(escape_html=True)))
         return actions
+
+    def _talk_stored(self, pending: _Talking, result: Stored | StorageFailed) -> list[Action]:
+        connection, state = pending.connection, pending.state
+        actions = self._publish(pending.room, pending.talk) if isinstance(result, Stored) else []
+        if not self._is_open(connection, state):
+            return actions
+        if isinstance(result, StorageFailed):
+            message = f"message not sent: the server could not save it ({result.reason}); try again"
+            actions.append(Send(connection, error_event(message)))
+        return actions + self._resume(connection, state)
+
+    def _join_stored(self, pending: _Joining, result: Stored | StorageFailed) -> list[Action]:
+        connection, state = pending.connection, pending.state
+        if not self._is_open(connection, state):
+            return []
+        if isinstance(result, Stored):
+            actions = self._enter(connection, state, pending.room, pending.user_id, pending.renders_text)
+        else:
+            message = f"could not join the chat: the server could not save it ({result.reason}); try again"
+            actions = [Send(connection, error_event(message))]
+        return actions + self._resume(connection, state)
+
+    def _loaded(self, join_key: str, result: Loaded | StorageFailed) -> list[Action]:
+        waiters = [w for w in self._loading.pop(join_key) if self._is_open(w.connection, w.state)]
+        actions: list[Action] = []
+        if isinstance(result, Loaded) and result.room is not None:
+            room = Room.restore(result.room, self.limits.history_limit)
+            self._rooms[join_key] = room
+            for waiter in waiters:
+                actions.extend(self._join(waiter.connection, waiter.state, room, waiter.renders_text))
+            self._forget_if_idle(room)
+            return actions
+        if isinstance(result, Loaded):
+            message = NOT_FOUND_ERROR
+        else:
+            message = f"could not open the chat: the server could not read it ({result.reason}); try again"
+        for waiter in waiters:
+            actions.append(Send(waiter.connection, error_event(message)))
+            actions.extend(self._resume(waiter.connection, waiter.state))
+        return actions
+
+    def _resume(self, connection: ConnectionId, state: _Connection) -> list[Action]:
+        """The store answered this connection: handle what it sent meanwhile, until the store is needed again."""
+        backlog, state.backlog = state.backlog, None
+        actions: list[Action] = []
+        while backlog:
+            outcome = backlog.popleft()
+            if isinstance(outcome, list):
+                actions.extend(outcome)
+                continue
+            actions.extend(self._dispatch(connection, state, outcome))
+            if state.backlog is not None:
+                state.backlog = backlog
+                break
+        return actions
+
+    def _is_open(self, connection: ConnectionId, state: _Connection) -> bool:
+        return self._connections.get(connection) is state
+
+    def _forget_if_idle(self, room: Room) -> None:
+        """A durable core keeps a room in memory only while it is in use; the store has the rest."""
+        if self.durable and room.idle and self._rooms.get(room.join_key) is room:
+            del self._rooms[room.join_key]
+
+    def _ticket(self, pending: _Joining | _Talking | _Loading) -> Ticket:
+        ticket = next(self._tickets)
+        self._pending[ticket] = pending
+        return ticket
