@@ -81,8 +81,12 @@ def transport(request: pytest.FixtureRequest) -> Transport:
 
 
 @pytest.fixture
-def server_config(transport: Transport) -> ServerConfig:
-    return ServerConfig(transport=transport, http_port=0, ws_port=0, limits=TEST_LIMITS, shutdown_grace=2.0)
+def server_config(transport: Transport, tmp_path: Path) -> ServerConfig:
+    """Each test's server keeps its rooms in a fresh SQLite file, as ``chat-server`` does by default."""
+    return ServerConfig(
+        transport=transport, http_port=0, ws_port=0, limits=TEST_LIMITS, shutdown_grace=2.0,
+        database=tmp_path / "chat.db",
+    )
 
 
 @pytest.fixture

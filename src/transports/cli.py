@@ -12,7 +12,8 @@ import anyio
 
 from chatcore import CoreLimits
 
-from .config import AppKind, ServerConfig, Transport, bundled_web_dir
+from .config import AppKind, ServerConfig, Transport, bundled_web_dir, default_database
+from .database import MEMORY, DatabaseError, Synchronous
 from .limits import Limits
 from .origin import normalize_origin
 from .server import run_until_signal
@@ -89,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="event loop under --transport wsproto (trio-websocket needs trio); uvloop needs the uvloop package")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
+    group = parser.add_argument_group("storage")
+    add = group.add_argument
+    add("--db", default=str(default_database()), metavar="PATH",
+        help="SQLite file that keeps rooms and messages across restarts, created on first run; "
+        f"{MEMORY} keeps them in memory only")
+    add("--db-timeout", type=_seconds, default=config.database_timeout, metavar="SECONDS",
+        help="how long a write waits for a database locked by another process before the client gets an error")
+    add("--db-sync", choices=[s.value for s in Synchronous], default=config.database_sync.value,
+        help="normal: commits survive the server being killed; full: also the OS or power failing (fsync)")
+
     group = parser.add_argument_group("limits")
     add = group.add_argument
     add("--max-message-size", type=_positive_int, default=limits.max_message_size,
@@ -104,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rate-strikes", type=_positive_int, default=core.max_rate_strikes,
         help="messages refused in a row for rate before the connection is closed with 1008")
     add("--history-limit", type=_non_negative_int, default=core.history_limit,
-        help="messages kept per room and replayed to joiners")
+        help="most recent messages of a room replayed to each joiner (and kept in memory while the room is open)")
     add("--outbox-bytes", type=_positive_int, default=limits.outbox_bytes,
         help="outgoing bytes queued per connection; a client falling further behind is closed (1008)")
     add("--max-connections", type=_positive_int, default=limits.max_connections,
@@ -132,6 +143,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         public_ws_port=args.public_ws_port,
         web_dir=args.web or bundled_web_dir(),
         allow_origins=frozenset(args.allow_origin),
+        database=None if args.db == MEMORY else Path(args.db),
+        database_timeout=args.db_timeout,
+        database_sync=Synchronous(args.db_sync),
         limits=Limits(
             max_message_size=args.max_message_size,
             outbox_bytes=args.outbox_bytes,
@@ -172,8 +186,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config_from_args(args)
     _raise_file_limit(config.limits.max_connections)
-    if args.event_loop == "trio":
-        anyio.run(run_until_signal, config, backend="trio")
-    else:
-        options = {"use_uvloop": args.event_loop == "uvloop"}
-        anyio.run(run_until_signal, config, backend="asyncio", backend_options=options)
+    try:
+        if args.event_loop == "trio":
+            anyio.run(run_until_signal, config, backend="trio")
+        else:
+            options = {"use_uvloop": args.event_loop == "uvloop"}
+            anyio.run(run_until_signal, config, backend="asyncio", backend_options=options)
+    except* DatabaseError as errors:
+        parser.exit(2, "".join(f"{parser.prog}: error: {error}\n" for error in errors.exceptions))

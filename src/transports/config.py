@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+import platformdirs
+
 from chatcore import CoreLimits
 
+from .database import Synchronous
 from .limits import Limits
 
 
@@ -29,6 +32,11 @@ def bundled_web_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "web"
 
 
+def default_database() -> Path:
+    """Where rooms live unless ``--db`` says otherwise: the user's data folder (``~/.local/share`` on Linux)."""
+    return platformdirs.user_data_path("chat-server") / "chat.db"
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     transport: Transport = Transport.TRIO_WEBSOCKET
@@ -43,5 +51,10 @@ class ServerConfig:
     """Origins (``scheme://host:port``) besides our own page allowed to open WebSockets."""
     limits: Limits = field(default_factory=Limits)
     core_limits: CoreLimits = field(default_factory=CoreLimits)
+    database: Path | None = None
+    """The SQLite file rooms and messages are kept in; None keeps them in memory only."""
+    database_timeout: float = 5.0
+    """Seconds a write waits for a database another process has locked before it fails."""
+    database_sync: Synchronous = Synchronous.NORMAL
     shutdown_grace: float = 5.0
     """Seconds connections get to finish their closing handshake on shutdown."""

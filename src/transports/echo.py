@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chatcore import ConnectionId, Send
+from chatcore.storage import StorageResult
 
 from .hub import HubAction, SendBinary
 
@@ -21,3 +22,6 @@ class EchoApp:
 
     def receive_binary(self, connection: ConnectionId, data: bytes) -> list[HubAction]:
         return [SendBinary(connection, data)]
+
+    def storage_result(self, result: StorageResult) -> list[HubAction]:
+        raise ValueError("the echo application stores nothing")

@@ -16,11 +16,13 @@ from typing import Protocol
 import anyio
 
 from chatcore import Action, Broadcast, Close, ConnectionId, Send, closecodes
+from chatcore.storage import Load, StorageResult, Store
 
 from .limits import Limits
 from .origin import OriginPolicy
 from .outgoing import Outgoing
 from .peer import Peer
+from .storage import StorageWorker
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +53,15 @@ class App(Protocol):
     def disconnect(self, connection: ConnectionId) -> Iterable[HubAction]: ...
     def receive_text(self, connection: ConnectionId, text: str) -> Iterable[HubAction]: ...
     def receive_binary(self, connection: ConnectionId, data: bytes) -> Iterable[HubAction]: ...
+    def storage_result(self, result: StorageResult) -> Iterable[HubAction]: ...
 
 
 class Hub:
-    """Open connections of one server and the application they talk to."""
+    """Open connections of one server, the application they talk to, and its storage if it has one."""
 
-    def __init__(self, app: App, limits: Limits, origins: OriginPolicy) -> None:
+    def __init__(self, app: App, limits: Limits, origins: OriginPolicy, storage: StorageWorker | None = None) -> None:
         self._app = app
+        self.storage = storage
         self._limits = limits
         self.origins = origins
         self._peers: dict[ConnectionId, Peer] = {}
@@ -112,6 +116,9 @@ class Hub:
     def receive_binary(self, connection: ConnectionId, data: bytes) -> None:
         self.perform(self._app.receive_binary(connection, data))
 
+    def storage_result(self, result: StorageResult) -> None:
+        self.perform(self._app.storage_result(result))
+
     def closed(self, connection: ConnectionId) -> None:
         """Forget a connection that has ended, however it ended."""
         peer = self._peers.pop(connection)
@@ -129,6 +136,10 @@ class Hub:
                     peers[recipient].send(message)
             elif isinstance(action, Send):
                 peers[action.connection].send(Outgoing(action.message))
+            elif isinstance(action, Store | Load):
+                if self.storage is None:
+                    raise RuntimeError("the application asked for storage, but the server has none")
+                self.storage.submit(action)
             elif isinstance(action, SendBinary):
                 peers[action.connection].send(Outgoing(action.data))
             elif isinstance(action, Close):

@@ -15,9 +15,11 @@ from chatcore import ChatCore
 
 from . import static_http, trio_websocket_server, wsproto_server
 from .config import AppKind, ServerConfig, Transport
+from .database import Database
 from .echo import EchoApp
 from .hub import App, Hub
 from .origin import OriginPolicy
+from .storage import StorageWorker
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +40,30 @@ class Running:
         self.stopping.set()
 
 
-def make_app(config: ServerConfig) -> App:
+def make_app(config: ServerConfig, *, durable: bool) -> App:
     if config.app is AppKind.ECHO:
         return EchoApp()
     return ChatCore(
         clock=time.time,
         new_join_key=lambda: secrets.token_urlsafe(JOIN_KEY_BYTES),
         limits=config.core_limits,
+        durable=durable,
     )
+
+
+async def open_storage(config: ServerConfig) -> StorageWorker | None:
+    """The chat's database, opened and migrated on a worker thread; None when rooms live in memory."""
+    if config.app is not AppKind.CHAT or config.database is None:
+        if config.app is AppKind.CHAT:
+            log.info("rooms kept in memory only: they end with the process")
+        return None
+    path = config.database
+    database = await anyio.to_thread.run_sync(
+        lambda: Database.open(path, busy_timeout=config.database_timeout, synchronous=config.database_sync)
+    )
+    rooms = await anyio.to_thread.run_sync(database.room_count)
+    log.info("rooms stored in %s (%d so far)", database.path, rooms)
+    return StorageWorker(database)
 
 
 async def run(
@@ -54,10 +72,24 @@ async def run(
     task_status: anyio.abc.TaskStatus[Running] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `Running.stop` is called; then close every connection with 1001 and return."""
+    storage = await open_storage(config)
+    try:
+        await _serve(config, storage, task_status)
+    finally:
+        if storage is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(storage.database.close)
+
+
+async def _serve(
+    config: ServerConfig, storage: StorageWorker | None, task_status: anyio.abc.TaskStatus[Running]
+) -> None:
     origins = OriginPolicy(config.allow_origins)
-    hub = Hub(make_app(config), config.limits, origins)
+    hub = Hub(make_app(config, durable=storage is not None), config.limits, origins, storage)
     transport = trio_websocket_server if config.transport is Transport.TRIO_WEBSOCKET else wsproto_server
     async with anyio.create_task_group() as tasks:
+        if storage is not None:
+            tasks.start_soon(storage.run, hub.storage_result)
         tasks.start_soon(hub.keepalive)
         ws_port = await tasks.start(transport.serve, hub, config.host, config.ws_port, config.limits)
         site = static_http.StaticSite(config.web_dir, config.public_ws_port or ws_port)
@@ -68,8 +100,16 @@ async def run(
         running = Running(hub, http_port, ws_port, anyio.Event())
         task_status.started(running)
         await running.stopping.wait()
+        await _drain(storage, config.shutdown_grace)  # what members sent so far reaches them before 1001
         await hub.shutdown(config.shutdown_grace)
+        await _drain(storage, config.shutdown_grace)
         tasks.cancel_scope.cancel()
+
+
+async def _drain(storage: StorageWorker | None, grace: float) -> None:
+    if storage is not None:
+        with anyio.move_on_after(grace):
+            await storage.drain()
 
 
 async def run_until_signal(config: ServerConfig) -> None:

@@ -1,0 +1,262 @@
+"""The chat's SQLite file: schema, migrations, and the batches of stores and loads a worker thread runs.
+
+Everything here blocks; `storage.StorageWorker` calls it on a worker thread.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
+
+from chatcore.storage import (
+    Load,
+    Loaded,
+    NewRoom,
+    NewTalk,
+    NewUser,
+    Record,
+    SavedRoom,
+    SavedTalk,
+    StorageFailed,
+    StorageResult,
+    Store,
+    Stored,
+)
+
+log = logging.getLogger(__name__)
+
+MEMORY = ":memory:"
+"""The ``--db`` value that keeps rooms in memory only, as the seed did."""
+
+MIGRATIONS: tuple[str, ...] = (
+    # version 1: rooms with their user id counter, and every talk in the order it was accepted
+    """
+    CREATE TABLE rooms (
+        id INTEGER PRIMARY KEY,
+        join_key TEXT NOT NULL UNIQUE,
+        created REAL NOT NULL,
+        last_user_id INTEGER NOT NULL
+    );
+    CREATE TABLE talks (
+        id INTEGER PRIMARY KEY,
+        room INTEGER NOT NULL REFERENCES rooms (id),
+        user_id INTEGER NOT NULL,
+        time REAL NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX talks_by_room ON talks (room, id);
+    """,
+)
+"""``MIGRATIONS[n]`` takes a database from schema version n to n + 1 (``PRAGMA user_version``)."""
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Synchronous(StrEnum):
+    """How hard a commit waits for the disk (SQLite's ``synchronous`` pragma, in WAL mode)."""
+
+    NORMAL = "normal"
+    """Commits survive the server being killed; the OS or power failing may lose the last ones."""
+    FULL = "full"
+    """Commits also survive the OS or power failing: one fsync per commit (per batch)."""
+
+
+class DatabaseError(Exception):
+    """The database cannot be used at all; the message says why, for the operator."""
+
+
+class _Inconsistent(Exception):
+    """A record refers to a room the database does not have."""
+
+
+class Database:
+    """One open chat database, for one server process at a time (a lock file keeps others out)."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, lock_fd: int) -> None:
+        self.path = path
+        self._connection = connection
+        self._lock_fd = lock_fd
+
+    @classmethod
+    def open(cls, path: Path, *, busy_timeout: float = 5.0, synchronous: Synchronous = Synchronous.NORMAL) -> Database:
+        """Open or create the database at ``path`` and bring its schema up to date."""
+        path = path.absolute()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DatabaseError(f"cannot create the folder for {path}: {error.strerror}") from None
+        lock_fd = _lock(path)
+        try:
+            connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            os.close(lock_fd)
+            raise DatabaseError(f"cannot open {path}: {error}") from None
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise DatabaseError(f"{path}: SQLite refused WAL mode (journal mode {mode})")
+            connection.execute(f"PRAGMA synchronous = {synchronous.value.upper()}")
+            _migrate(connection, path)
+        except sqlite3.Error as error:
+            connection.close()
+            os.close(lock_fd)
+            raise DatabaseError(f"cannot use {path}: {error} ({describe(error)})") from None
+        except DatabaseError:
+            connection.close()
+            os.close(lock_fd)
+            raise
+        return cls(path, connection, lock_fd)
+
+    def close(self) -> None:
+        """Close the file (SQLite folds the write-ahead log back in) and release the lock."""
+        self._connection.close()
+        os.close(self._lock_fd)
+
+    def room_count(self) -> int:
+        count: int = self._connection.execute("SELECT count(*) FROM rooms").fetchone()[0]
+        return count
+
+    def run(self, batch: Sequence[Store | Load]) -> list[StorageResult]:
+        """Do a batch: every store in one transaction, then every load; results in the batch's order.
+
+        If the transaction fails, each store is retried in a transaction of its
+        own, so that one bad record fails alone while a fault (disk full, file
+        locked) fails them all with the reason.
+        """
+        results: dict[int, StorageResult] = {}
+        stores = [action for action in batch if isinstance(action, Store)]
+        if stores:
+            try:
+                self._transaction([record for store in stores for record in store.records])
+                results.update((store.ticket, Stored(store.ticket)) for store in stores)
+            except (sqlite3.Error, _Inconsistent) as error:
+                log.debug("batch of %d stores failed (%s); retrying one by one", len(stores), error)
+                for store in stores:
+                    results[store.ticket] = self._store_alone(store)
+        for action in batch:
+            if isinstance(action, Load):
+                results[action.ticket] = self._load(action)
+        return [results[action.ticket] for action in batch]
+
+    def _store_alone(self, store: Store) -> StorageResult:
+        try:
+            self._transaction(store.records)
+        except (sqlite3.Error, _Inconsistent) as error:
+            reason = describe(error)
+            log.error("database %s: could not store %s: %s (%s)", self.path, _summary(store), error, reason)
+            return StorageFailed(store.ticket, reason)
+        return Stored(store.ticket)
+
+    def _transaction(self, records: Sequence[Record]) -> None:
+        execute = self._connection.execute
+        execute("BEGIN IMMEDIATE")
+        try:
+            for record in records:
+                if isinstance(record, NewTalk):
+                    cursor = execute(
+                        "INSERT INTO talks (room, user_id, time, payload)"
+                        " SELECT id, ?, ?, ? FROM rooms WHERE join_key = ?",
+                        (record.user_id, record.time, record.payload, record.join_key),
+                    )
+                elif isinstance(record, NewUser):
+                    cursor = execute(
+                        "UPDATE rooms SET last_user_id = max(last_user_id, ?) WHERE join_key = ?",
+                        (record.user_id, record.join_key),
+                    )
+                else:
+                    cursor = execute(
+                        "INSERT INTO rooms (join_key, created, last_user_id) VALUES (?, ?, 0)",
+                        (record.join_key, record.created),
+                    )
+                if cursor.rowcount != 1:
+                    raise _Inconsistent(f"no room {record.join_key!r}")
+            execute("COMMIT")
+        except BaseException:
+            if self._connection.in_transaction:
+                execute("ROLLBACK")
+            raise
+
+    def _load(self, load: Load) -> StorageResult:
+        try:
+            room = self._connection.execute(
+                "SELECT id, last_user_id FROM rooms WHERE join_key = ?", (load.join_key,)
+            ).fetchone()
+            if room is None:
+                return Loaded(load.ticket, None)
+            rows = self._connection.execute(
+                "SELECT payload, user_id, time FROM talks WHERE room = ? ORDER BY id DESC LIMIT ?",
+                (room[0], load.recent),
+            ).fetchall()
+        except sqlite3.Error as error:
+            reason = describe(error)
+            log.error("database %s: could not load a room: %s (%s)", self.path, error, reason)
+            return StorageFailed(load.ticket, reason)
+        talks = tuple(SavedTalk(payload, user_id, time) for payload, user_id, time in reversed(rows))
+        return Loaded(load.ticket, SavedRoom(load.join_key, room[1], talks))
+
+
+def describe(error: BaseException) -> str:
+    """A short reason for a client: what kind of fault, not where."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None:
+        return "storage inconsistent" if isinstance(error, _Inconsistent) else "storage error"
+    reasons = {
+        sqlite3.SQLITE_FULL: "storage full",
+        sqlite3.SQLITE_BUSY: "storage busy",
+        sqlite3.SQLITE_LOCKED: "storage busy",
+        sqlite3.SQLITE_IOERR: "storage write failed",
+        sqlite3.SQLITE_CORRUPT: "storage unreadable",
+        sqlite3.SQLITE_NOTADB: "storage unreadable",
+        sqlite3.SQLITE_READONLY: "storage read-only",
+        sqlite3.SQLITE_CANTOPEN: "storage unavailable",
+        sqlite3.SQLITE_CONSTRAINT: "storage conflict",
+    }
+    return reasons.get(code & 0xFF, "storage error")
+
+
+def _summary(store: Store) -> str:
+    kinds = {NewRoom: "a new room", NewUser: "a new user id", NewTalk: "a message"}
+    return " and ".join(f"{kinds[type(record)]} in room {record.join_key}" for record in store.records)
+
+
+def _lock(path: Path) -> int:
+    """Hold ``<path>.lock`` for as long as the server runs; the OS lets go when the process ends, however."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise DatabaseError(f"cannot create {lock_path}: {error.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DatabaseError(f"{path} is in use by another chat server (pid {holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _migrate(connection: sqlite3.Connection, path: Path) -> None:
+    version: int = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(
+            f"{path} has schema version {version}, newer than this server's {SCHEMA_VERSION}: upgrade the server"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[target - 1].split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {target}")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        log.info("database %s: schema migrated to version %d", path, target)
