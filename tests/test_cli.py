@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -34,9 +37,22 @@ class ServerProcess:
 
 
 @contextmanager
-def server_process(*args: str, command: list[str] | None = None) -> Iterator[ServerProcess]:
+def server_process(
+    *args: str, command: list[str] | None = None, data_home: Path | None = None, **options: Any
+) -> Iterator[ServerProcess]:
+    """``chat-server`` in a process of its own; its default database goes under ``data_home`` (or a temp folder)."""
     argv = (command or [sys.executable, "-m", "transports"]) + list(args)
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with ExitStack() as stack:
+        if data_home is None:
+            data_home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        env = {**os.environ, "XDG_DATA_HOME": str(data_home)}
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, **options
+        )
+        yield from _follow(process)
+
+
+def _follow(process: subprocess.Popen[str]) -> Iterator[ServerProcess]:
     watchdog = threading.Timer(30, process.kill)
     watchdog.start()
     try:

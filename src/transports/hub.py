@@ -60,7 +60,7 @@ class Hub:
     """Open connections of one server, the application they talk to, and its storage if it has one."""
 
     def __init__(self, app: App, limits: Limits, origins: OriginPolicy, storage: StorageWorker | None = None) -> None:
-        self._app = app
+        self.app = app
         self.storage = storage
         self._limits = limits
         self.origins = origins
@@ -105,25 +105,25 @@ class Hub:
         """Register a connection whose handshake is complete (its slot reserved)."""
         connection = next(self._ids)
         self._peers[connection] = peer
-        self.perform(self._app.connect(connection))
+        self.perform(self.app.connect(connection))
         if self._shutting_down:
             peer.close(closecodes.GOING_AWAY, "server shutting down")
         return connection
 
     def receive_text(self, connection: ConnectionId, text: str) -> None:
-        self.perform(self._app.receive_text(connection, text))
+        self.perform(self.app.receive_text(connection, text))
 
     def receive_binary(self, connection: ConnectionId, data: bytes) -> None:
-        self.perform(self._app.receive_binary(connection, data))
+        self.perform(self.app.receive_binary(connection, data))
 
     def storage_result(self, result: StorageResult) -> None:
-        self.perform(self._app.storage_result(result))
+        self.perform(self.app.storage_result(result))
 
     def closed(self, connection: ConnectionId) -> None:
         """Forget a connection that has ended, however it ended."""
         peer = self._peers.pop(connection)
         self.release(peer.address)
-        self.perform(self._app.disconnect(connection))
+        self.perform(self.app.disconnect(connection))
         if self._shutting_down and not self._peers:
             self._all_closed.set()
 
