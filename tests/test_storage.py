@@ -49,7 +49,8 @@ def test_rooms_users_and_messages_survive_a_restart(server_config: ServerConfig)
         assert history(bob, 1) == [("<b>before</b> the restart", 1)]
         bob.talk("ok")
         assert history(alice, 2) == [("<b>before</b> the restart", 1), ("ok", 2)]
-    with live_server(server_config) as second, ChatClient(second.ws_url) as carol, ChatClient(second.ws_url) as seed_page:
+    with live_server(server_config) as second, ChatClient(second.ws_url) as carol, \
+            ChatClient(second.ws_url) as seed_page:
         assert carol.init(join_key)["userId"] == 3
         assert history(carol, 2) == [("<b>before</b> the restart", 1), ("ok", 2)]
         assert seed_page.init(join_key, renders_text=False)["userId"] == 4
@@ -145,12 +146,12 @@ def test_a_full_disk_gives_a_clear_error_and_everything_shown_survives(tmp_path:
         log = "".join(server.log) + server.process.stderr.read()
     assert "could not store a message" in log
     assert "Traceback" not in log
-    with server_process("--db", str(db), "--http-port", "0", "--ws-port", "0") as server:
-        with ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as joiner:
-            joiner.init(join_key)
-            assert [payload for payload, _ in history(joiner, len(seen))] == seen
-            with pytest.raises(TimeoutError):
-                joiner.recv(timeout=0.5)
+    with server_process("--db", str(db), "--http-port", "0", "--ws-port", "0") as server, \
+            ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as joiner:
+        joiner.init(join_key)
+        assert [payload for payload, _ in history(joiner, len(seen))] == seen
+        with pytest.raises(TimeoutError):
+            joiner.recv(timeout=0.5)
 
 
 def test_a_file_that_is_not_a_database_stops_the_server_with_a_clear_message(tmp_path: Path) -> None:
@@ -212,8 +213,8 @@ def test_the_readme_backup_command_copies_a_live_database(server: LiveServer, tm
         done = subprocess.run([str(backup_command), "--db", str(server.config.database), str(backup)],
                               check=True, timeout=30, capture_output=True, text=True)
         assert done.stdout == f"copied {server.config.database} to {backup}: 1 rooms\n"
-    with server_process("--db", str(backup), "--http-port", "0", "--ws-port", "0") as restored:
-        with ChatClient(f"ws://127.0.0.1:{restored.ws_port}/") as client:
-            client.init(join_key)
-            assert history(client, 1) == [("worth keeping", 1)]
+    with server_process("--db", str(backup), "--http-port", "0", "--ws-port", "0") as restored, \
+            ChatClient(f"ws://127.0.0.1:{restored.ws_port}/") as client:
+        client.init(join_key)
+        assert history(client, 1) == [("worth keeping", 1)]
 
