@@ -34,7 +34,8 @@ from typing import IO, Any
 
 BENCH = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
-SERVERS = ("baseline", "trio-websocket", "wsproto", "wsproto-uvloop")
+SERVERS = ("baseline", "trio-websocket", "trio-websocket-db", "wsproto", "wsproto-db", "wsproto-uvloop")
+DURABLE_SUFFIX = "-db"  # the same server keeping rooms in a SQLite file (--db) rather than in memory
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LIMIT_FLAGS = ["--rate", "1000000", "--burst", "1000000", "--ping-interval", "0",
                "--outbox-bytes", "16777216", "--max-payload-chars", "100000"]
@@ -146,12 +147,14 @@ def free_port() -> int:
         return port
 
 
-def server_command(server: str, port: int, max_connections: int) -> list[str]:
-    """How to start one server on ``port`` with its limits lifted."""
+def server_command(server: str, port: int, max_connections: int, database: Path) -> list[str]:
+    """How to start one server on ``port`` with its limits lifted (``database``: its file, for a ``-db`` server)."""
     if server == "baseline":
         return [sys.executable, str(BENCH / "baseline_server.py"), "--host", HOST, "--port", str(port)]
     loop_flags = ["--event-loop", "uvloop"] if server.endswith("-uvloop") else []
-    return [sys.executable, "-m", "transports", "--transport", server.removesuffix("-uvloop"), *loop_flags,
+    db_flags = ["--db", str(database) if server.endswith(DURABLE_SUFFIX) else ":memory:"]
+    transport = server.removesuffix("-uvloop").removesuffix(DURABLE_SUFFIX)
+    return [sys.executable, "-m", "transports", "--transport", transport, *loop_flags, *db_flags,
             "--host", HOST,
             "--http-port", str(free_port()), "--ws-port", str(port), "--log-level", "WARNING",
             "--max-connections", str(max_connections), "--max-connections-per-address", str(max_connections),
@@ -312,7 +315,8 @@ def run_one(settings: Settings, server_name: str, connections: int, room_size: i
     tag = f"{server_name}-{connections}-{room_size}-{repetition}"
     with open(settings.logs / f"{tag}.server.log", "wb") as server_log, \
          open(settings.logs / f"{tag}.loadgen.log", "w") as generator_log:
-        server = subprocess.Popen(server_command(server_name, port, settings.max_connections),
+        command = server_command(server_name, port, settings.max_connections, settings.logs / f"{tag}.db")
+        server = subprocess.Popen(command,
                                   stdout=server_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         pin(server, settings.placement.server)
         generator: subprocess.Popen[str] | None = None
@@ -421,6 +425,23 @@ def row(connections: int, room_size: int, name: str, runs: list[Run], base: dict
             f"| {m['server_cpu_pct']:.0f} | {m['gen_cpu_pct']:.0f} | {m['other_cpu_pct']:.0f} | {lost} | {errors} |")
 
 
+def durability_table(runs: list[Run], servers: list[str]) -> str:
+    """Each ``-db`` server against the same server in memory: what keeping rooms in SQLite costs."""
+    lines = ["| conns | room | server | deliv/s, SQLite / memory | CPU per delivery, SQLite / memory |",
+             "|---:|---:|---|---:|---:|"]
+    for connections, room_size in sorted({(run.connections, run.room_size) for run in runs}):
+        for durable in (name for name in servers if name.endswith(DURABLE_SUFFIX)):
+            memory = durable.removesuffix(DURABLE_SUFFIX)
+            pair = [[r for r in runs if (r.connections, r.room_size, r.server) == (connections, room_size, name)]
+                    for name in (durable, memory)]
+            if all(pair):
+                d, m = medians(pair[0]), medians(pair[1])
+                lines.append(f"| {connections} | {room_size} | {durable} "
+                             f"| {d['deliveries_per_sec'] / m['deliveries_per_sec']:.2f} "
+                             f"| {d['cpu_per_1k'] / m['cpu_per_1k']:.2f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def header(args: argparse.Namespace, settings: Settings, argv: list[str]) -> str:
     """Machine, placement and the exact command line."""
     info = machine()
@@ -508,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = run_matrix(args, settings)
     elapsed = time.monotonic() - started
     print(f"\n{header(args, settings, argv)}\nwall time: {elapsed:.0f} s\n\n{table(runs, args.servers)}\n")
+    if durability := durability_table(runs, args.servers):
+        print(f"{durability}\n")
     bad = failures(runs)
     for line in warnings(runs):
         print(f"WARNING: {line}", file=sys.stderr)
