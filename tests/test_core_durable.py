@@ -251,3 +251,16 @@ def test_a_memory_core_never_asks_a_store(clock: FakeClock) -> None:
     assert isinstance(only(send(core, 1, {"type": "talk", "payload": "x"}), Broadcast), Broadcast)
     core.disconnect(1)
     assert core.room_count == 1
+
+
+def test_a_room_with_a_join_in_flight_stays_the_one_room_in_memory(core: ChatCore) -> None:
+    join_key = create(core, 1)
+    core.connect(2)
+    joining = only(send(core, 2, {"type": "init", "joinKey": join_key, "render": "text"}), Store)
+    core.disconnect(1)
+    core.storage_result(Stored(joining.ticket))
+    core.connect(3)
+    joining = only(send(core, 3, {"type": "init", "joinKey": join_key, "render": "text"}), Store)
+    core.storage_result(Stored(joining.ticket))
+    broadcast = only(talk(core, 3, "both of you"), Broadcast)
+    assert broadcast.recipients == (2, 3)

@@ -153,28 +153,32 @@ class Database:
         return Stored(store.ticket)
 
     def _transaction(self, records: Sequence[Record]) -> None:
+        # Talks go last, in order, in one call: a talk is never for a room created in the same batch
+        # (a member must have been answered, so its room stored, before it can talk).
         execute = self._connection.execute
+        talks = [(r.user_id, r.time, r.payload, r.join_key) for r in records if isinstance(r, NewTalk)]
         execute("BEGIN IMMEDIATE")
         try:
             for record in records:
-                if isinstance(record, NewTalk):
-                    cursor = execute(
-                        "INSERT INTO talks (room, user_id, time, payload)"
-                        " SELECT id, ?, ?, ? FROM rooms WHERE join_key = ?",
-                        (record.user_id, record.time, record.payload, record.join_key),
+                if isinstance(record, NewRoom):
+                    execute(
+                        "INSERT INTO rooms (join_key, created, last_user_id) VALUES (?, ?, 0)",
+                        (record.join_key, record.created),
                     )
                 elif isinstance(record, NewUser):
                     cursor = execute(
                         "UPDATE rooms SET last_user_id = max(last_user_id, ?) WHERE join_key = ?",
                         (record.user_id, record.join_key),
                     )
-                else:
-                    cursor = execute(
-                        "INSERT INTO rooms (join_key, created, last_user_id) VALUES (?, ?, 0)",
-                        (record.join_key, record.created),
-                    )
-                if cursor.rowcount != 1:
-                    raise _Inconsistent(f"no room {record.join_key!r}")
+                    if cursor.rowcount != 1:
+                        raise _Inconsistent(f"no room {record.join_key!r}")
+            if talks:
+                cursor = self._connection.executemany(
+                    "INSERT INTO talks (room, user_id, time, payload) SELECT id, ?, ?, ? FROM rooms WHERE join_key = ?",
+                    talks,
+                )
+                if cursor.rowcount != len(talks):
+                    raise _Inconsistent("a message for a room that is not stored")
             execute("COMMIT")
         except BaseException:
             if self._connection.in_transaction:
