@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from chat_client import ChatClient
-from conftest import LiveServer
+from conftest import LiveServer, wait_until
 
 BAD_INPUTS = [
     ("not json", "invalid JSON"),
@@ -22,13 +22,6 @@ BAD_INPUTS = [
     ('{"type": "init", "joinKey": 12}', '"joinKey" must be a string'),
     ('{"type": "talk", "payload": "too early"}', 'send "init" before "talk"'),
 ]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def test_create_join_talk_and_replay(server: LiveServer) -> None:

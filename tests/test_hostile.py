@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chat_client import ChatClient
 from chatcore import CoreLimits
-from conftest import TEST_LIMITS, LiveServer
+from conftest import TEST_LIMITS, LiveServer, wait_until
 from raw_websocket import client_frame, close_code, handshake_request, open_raw, read_until_closed
 
 
@@ -25,13 +25,6 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     caplog.set_level("DEBUG")
     yield
     assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelname == "ERROR"] == []
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def refused_status(url: str, **options: object) -> int:

@@ -19,7 +19,9 @@ def test_the_wheel_holds_both_packages_the_page_and_the_console_script(tmp_path:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-        assert "chat-server = transports.cli:main" in archive.read(entry_points).decode()
+        scripts = archive.read(entry_points).decode()
+        assert "chat-server = transports.cli:main" in scripts
+        assert "chat-server-backup = transports.backup:main" in scripts
     for name in ["chatcore/core.py", "chatcore/py.typed", "transports/cli.py", "transports/__main__.py",
                  "transports/web/index.html", "transports/web/main.js", "transports/web/style.css",
                  "transports/web/vendor/bulma.min.css"]:

@@ -6,7 +6,6 @@ import resource
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,17 +13,10 @@ import pytest
 
 from chat_client import ChatClient
 from chatcore import ChatCore, CoreLimits
-from conftest import LiveServer, live_server
+from conftest import LiveServer, live_server, wait_until
 from test_cli import CHAT_SERVER, server_process
 from transports.config import ServerConfig
 from transports.database import SCHEMA_VERSION
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def room_count(live: LiveServer) -> int:

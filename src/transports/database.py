@@ -76,8 +76,9 @@ class _Inconsistent(Exception):
 class Database:
     """One open chat database, for one server process at a time (a lock file keeps others out)."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, lock_fd: int) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection, lock_fd: int, rooms: int) -> None:
         self.path = path
+        self.rooms_at_start = rooms
         self._connection = connection
         self._lock_fd = lock_fd
 
@@ -102,6 +103,7 @@ class Database:
                 raise DatabaseError(f"{path}: SQLite refused WAL mode (journal mode {mode})")
             connection.execute(f"PRAGMA synchronous = {synchronous.value.upper()}")
             _migrate(connection, path)
+            rooms: int = connection.execute("SELECT count(*) FROM rooms").fetchone()[0]
         except sqlite3.Error as error:
             connection.close()
             os.close(lock_fd)
@@ -110,16 +112,12 @@ class Database:
             connection.close()
             os.close(lock_fd)
             raise
-        return cls(path, connection, lock_fd)
+        return cls(path, connection, lock_fd, rooms)
 
     def close(self) -> None:
         """Close the file (SQLite folds the write-ahead log back in) and release the lock."""
         self._connection.close()
         os.close(self._lock_fd)
-
-    def room_count(self) -> int:
-        count: int = self._connection.execute("SELECT count(*) FROM rooms").fetchone()[0]
-        return count
 
     def run(self, batch: Sequence[Store | Load]) -> list[StorageResult]:
         """Do a batch: every store in one transaction, then every load; results in the batch's order.

@@ -61,8 +61,7 @@ async def open_storage(config: ServerConfig) -> StorageWorker | None:
     database = await anyio.to_thread.run_sync(
         lambda: Database.open(path, busy_timeout=config.database_timeout, synchronous=config.database_sync)
     )
-    rooms = await anyio.to_thread.run_sync(database.room_count)
-    log.info("rooms stored in %s (%d so far)", database.path, rooms)
+    log.info("rooms stored in %s (%d so far)", database.path, database.rooms_at_start)
     return StorageWorker(database)
 
 
