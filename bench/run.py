@@ -3,6 +3,9 @@
     python bench/run.py                 # full matrix: 100/1000/10000 connections x rooms of 10/100, 3 repeats
     python bench/run.py --quick         # seconds-long smoke run; exits non-zero on any lost message
 
+Servers named ``...-db`` keep rooms in a fresh SQLite file (``--db``), the
+others in memory (``--db :memory:``); a second table compares each pair.
+
 Every run gets a fresh server process on free ports, with the protection limits
 lifted, pinned to one CPU while the load generator (bench/loadgen.py) runs on
 another. Servers take turns in rotating order across repetitions so drift on a

@@ -264,3 +264,15 @@ def test_a_room_with_a_join_in_flight_stays_the_one_room_in_memory(core: ChatCor
     core.storage_result(Stored(joining.ticket))
     broadcast = only(talk(core, 3, "both of you"), Broadcast)
     assert broadcast.recipients == (2, 3)
+
+
+def test_a_members_talks_go_to_the_store_together_and_what_follows_waits_for_them(core: ChatCore) -> None:
+    create(core, 1)
+    first = only(send(core, 1, {"type": "talk", "payload": "one"}), Store)
+    second = only(send(core, 1, {"type": "talk", "payload": "two"}), Store)
+    assert core.receive_text(1, "not json") == []
+    assert decoded(only(core.storage_result(Stored(first.ticket)), Broadcast))["payload"] == "one"
+    broadcast, error = core.storage_result(Stored(second.ticket))
+    assert decoded(broadcast)["payload"] == "two"
+    assert decoded(error)["message"] == "invalid JSON"
+    assert isinstance(only(send(core, 1, {"type": "talk", "payload": "three"}), Store), Store)

@@ -42,8 +42,10 @@ class _Membership:
 class _Connection:
     bucket: TokenBucket
     membership: _Membership | None = field(default=None)
+    in_flight: int = field(default=0)
+    """Requests of this connection with the store (a durable core only)."""
     backlog: deque[Request | list[Action]] | None = field(default=None)
-    """Not None while a request of this connection is with the store: what arrived since, handled in order after."""
+    """What arrived while earlier requests were with the store and must be answered after them, in order."""
     closing: bool = field(default=False)
     """A close was asked for: nothing it sends is answered any more."""
 
@@ -183,8 +185,10 @@ class ChatCore:
         outcome = self._admit(connection, state, text, event, binary)
         backlog = state.backlog
         if backlog is None:
-            return outcome if isinstance(outcome, list) else self._dispatch(connection, state, outcome)
-        # Answers go out in the order requests came: this one waits for the one with the store.
+            if _may_go_now(state, outcome):
+                return outcome if isinstance(outcome, list) else self._dispatch(connection, state, outcome)
+            backlog = state.backlog = deque()
+        # Answers go out in the order requests came: this one waits for those with the store.
         limits = self.limits
         if len(backlog) >= limits.message_burst + limits.max_rate_strikes + 1:
             state.closing = True
@@ -229,7 +233,7 @@ class ChatCore:
             return self._join(connection, state, room, request.renders_text)
         if not self.durable or len(join_key) > MAX_JOIN_KEY_CHARS:
             raise ProtocolError(NOT_FOUND_ERROR)
-        state.backlog = deque()
+        state.in_flight += 1
         waiter = _Waiter(connection, state, request.renders_text)
         waiters = self._loading.get(join_key)
         if waiters is not None:
@@ -256,7 +260,7 @@ class ChatCore:
         records: tuple[NewRoom | NewUser, ...] = (NewUser(room.join_key, user_id),)
         if new_room:
             records = (NewRoom(room.join_key, self._clock()), *records)
-        state.backlog = state.backlog if state.backlog is not None else deque()
+        state.in_flight += 1
         room.pending += 1
         return [Store(self._ticket(_Joining(connection, state, room, user_id, renders_text)), records)]
 
@@ -278,7 +282,7 @@ class ChatCore:
         talk = Talk(request.payload, membership.user_id, self._clock())
         if not self.durable:
             return self._publish(room, talk)
-        state.backlog = deque()
+        state.in_flight += 1
         room.pending += 1
         ticket = self._ticket(_Talking(connection, state, room, talk))
         return [Store(ticket, (NewTalk(room.join_key, talk.user_id, talk.time, talk.payload),))]
@@ -298,6 +302,7 @@ class ChatCore:
         actions = self._publish(pending.room, pending.talk) if isinstance(result, Stored) else []
         if not self._is_open(connection, state):
             return actions
+        state.in_flight -= 1
         if isinstance(result, StorageFailed):
             message = f"message not sent: the server could not save it ({result.reason}); try again"
             actions.append(Send(connection, error_event(message)))
@@ -307,6 +312,7 @@ class ChatCore:
         connection, state = pending.connection, pending.state
         if not self._is_open(connection, state):
             return []
+        state.in_flight -= 1
         if isinstance(result, Stored):
             actions = self._enter(connection, state, pending.room, pending.user_id, pending.renders_text)
         else:
@@ -316,6 +322,8 @@ class ChatCore:
 
     def _loaded(self, join_key: str, result: Loaded | StorageFailed) -> list[Action]:
         waiters = [w for w in self._loading.pop(join_key) if self._is_open(w.connection, w.state)]
+        for waiter in waiters:
+            waiter.state.in_flight -= 1
         actions: list[Action] = []
         if isinstance(result, Loaded) and result.room is not None:
             room = Room.restore(result.room, self.limits.history_limit)
@@ -334,18 +342,14 @@ class ChatCore:
         return actions
 
     def _resume(self, connection: ConnectionId, state: _Connection) -> list[Action]:
-        """The store answered this connection: handle what it sent meanwhile, until the store is needed again."""
-        backlog, state.backlog = state.backlog, None
+        """The store answered this connection: handle what it sent meanwhile, as far as order allows."""
+        backlog = state.backlog
         actions: list[Action] = []
-        while backlog:
+        while backlog and _may_go_now(state, backlog[0]):
             outcome = backlog.popleft()
-            if isinstance(outcome, list):
-                actions.extend(outcome)
-                continue
-            actions.extend(self._dispatch(connection, state, outcome))
-            if state.backlog is not None:
-                state.backlog = backlog
-                break
+            actions.extend(outcome if isinstance(outcome, list) else self._dispatch(connection, state, outcome))
+        if not backlog:
+            state.backlog = None
         return actions
 
     def _is_open(self, connection: ConnectionId, state: _Connection) -> bool:
@@ -360,3 +364,12 @@ class ChatCore:
         ticket = next(self._tickets)
         self._pending[ticket] = pending
         return ticket
+
+
+def _may_go_now(state: _Connection, outcome: Request | list[Action]) -> bool:
+    """Whether an answer or request can be handled before the store has answered this connection.
+
+    A member's talks may be with the store together (their results come back
+    in order); anything else waits until nothing of this connection is.
+    """
+    return not state.in_flight or (isinstance(outcome, TalkRequest) and state.membership is not None)
