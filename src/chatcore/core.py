@@ -306,7 +306,8 @@ class ChatCore:
         if isinstance(result, StorageFailed):
             message = f"message not sent: the server could not save it ({result.reason}); try again"
             actions.append(Send(connection, error_event(message)))
-        return actions + self._resume(connection, state)
+        actions.extend(self._resume(connection, state))
+        return actions
 
     def _join_stored(self, pending: _Joining, result: Stored | StorageFailed) -> list[Action]:
         connection, state = pending.connection, pending.state
@@ -318,7 +319,8 @@ class ChatCore:
         else:
             message = f"could not join the chat: the server could not save it ({result.reason}); try again"
             actions = [Send(connection, error_event(message))]
-        return actions + self._resume(connection, state)
+        actions.extend(self._resume(connection, state))
+        return actions
 
     def _loaded(self, join_key: str, result: Loaded | StorageFailed) -> list[Action]:
         waiters = [w for w in self._loading.pop(join_key) if self._is_open(w.connection, w.state)]

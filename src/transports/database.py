@@ -104,14 +104,12 @@ class Database:
             connection.execute(f"PRAGMA synchronous = {synchronous.value.upper()}")
             _migrate(connection, path)
             rooms: int = connection.execute("SELECT count(*) FROM rooms").fetchone()[0]
-        except sqlite3.Error as error:
+        except (sqlite3.Error, DatabaseError) as error:
             connection.close()
             os.close(lock_fd)
+            if isinstance(error, DatabaseError):
+                raise
             raise DatabaseError(f"cannot use {path}: {error} ({describe(error)})") from None
-        except DatabaseError:
-            connection.close()
-            os.close(lock_fd)
-            raise
         return cls(path, connection, lock_fd, rooms)
 
     def close(self) -> None:

@@ -53,9 +53,10 @@ def make_app(config: ServerConfig, *, durable: bool) -> App:
 
 async def open_storage(config: ServerConfig) -> StorageWorker | None:
     """The chat's database, opened and migrated on a worker thread; None when rooms live in memory."""
-    if config.app is not AppKind.CHAT or config.database is None:
-        if config.app is AppKind.CHAT:
-            log.info("rooms kept in memory only: they end with the process")
+    if config.app is not AppKind.CHAT:
+        return None
+    if config.database is None:
+        log.info("rooms kept in memory only: they end with the process")
         return None
     path = config.database
     database = await anyio.to_thread.run_sync(
