@@ -1,8 +1,10 @@
-"""Runs the core's `Store` and `Load` actions on a worker thread, grouped into one transaction per round."""
+"""Runs the core's `Store` and `Load` actions on a database thread, grouped into one transaction per batch."""
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable
 
 import anyio
@@ -10,55 +12,94 @@ import anyio
 from chatcore.storage import Load, StorageFailed, StorageResult, Store
 
 from .database import Database
+from .loopcall import LoopCall, loop_call
 
 log = logging.getLogger(__name__)
 
+Request = Store | Load
+
 
 class StorageWorker:
-    """Queues requests while the event loop runs; one task hands each queue to the database thread.
+    """Hands requests to one database thread, one batch at a time; results come back in submission order.
 
-    Everything submitted while a batch is on the thread, or during one turn of
-    the event loop, goes in the next batch: commits are grouped by themselves
-    as load grows. Results come back in submission order.
+    Requests queue on the event loop while a batch is on the thread. When its
+    results come back, everything queued meanwhile goes as the next batch, so
+    commits are grouped by themselves as load grows. Results are delivered by
+    a callback the thread schedules on the event loop, which also sends the
+    next batch: no task switch between a commit and its broadcast. (This is
+    `anyio.to_thread` without its per-call thread hand-over and task wake-up,
+    which cost a third of the throughput at 10 messages in flight.)
     """
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._queue: list[Store | Load] = []
+        self._queue: list[Request] = []
+        self._batches: queue.SimpleQueue[list[Request] | None] = queue.SimpleQueue()
+        self._on_thread = False
         self._wake = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
-        self._thread = anyio.CapacityLimiter(1)
+        self._deliver: Callable[[StorageResult], None] = _not_running
 
-    def submit(self, action: Store | Load) -> None:
-        if not self._queue:
-            self._wake.set()
+    def submit(self, action: Request) -> None:
         if self._idle.is_set():
             self._idle = anyio.Event()
+        if not self._queue and not self._on_thread:
+            self._wake.set()  # the first request after a quiet spell waits a turn for the rest of this one
         self._queue.append(action)
 
     async def run(self, deliver: Callable[[StorageResult], None]) -> None:
-        """Serve batches until cancelled, handing every result to ``deliver``."""
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            batch, self._queue = self._queue, []
-            results = await self._run_batch(batch)
-            for result in results:
-                try:
-                    deliver(result)
-                except Exception:
-                    log.exception("internal error while delivering a storage result")
-            if not self._queue:
-                self._idle.set()
+        """Serve batches until cancelled, handing every result to ``deliver`` on the event loop."""
+        self._deliver = deliver
+        stopped = anyio.Event()
+        thread = threading.Thread(target=self._serve, args=(loop_call(), stopped.set), name="chat-storage", daemon=True)
+        thread.start()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                if self._queue and not self._on_thread:
+                    self._send_batch()
+        finally:
+            self._batches.put(None)
+            with anyio.CancelScope(shield=True):
+                await stopped.wait()  # after every result already on its way back (callbacks run in order)
 
     async def drain(self) -> None:
         """Wait until everything submitted so far has its result delivered."""
         await self._idle.wait()
 
-    async def _run_batch(self, batch: list[Store | Load]) -> list[StorageResult]:
+    def _send_batch(self) -> None:
+        batch, self._queue = self._queue, []
+        self._on_thread = True
+        self._batches.put(batch)
+
+    def _serve(self, call: LoopCall, stopped: Callable[[], None]) -> None:
+        """The database thread: run each batch, schedule its results on the loop; stop at None."""
+        while (batch := self._batches.get()) is not None:
+            call(self._hand_back, self._run_batch(batch))
+        call(stopped)
+
+    def _run_batch(self, batch: list[Request]) -> list[StorageResult]:
         try:
-            return await anyio.to_thread.run_sync(self.database.run, batch, limiter=self._thread)
+            return self.database.run(batch)
         except Exception:
             log.exception("database %s: internal error in a batch of %d", self.database.path, len(batch))
             return [StorageFailed(action.ticket, "storage error") for action in batch]
+
+    def _hand_back(self, results: list[StorageResult]) -> None:
+        """On the event loop: deliver a batch's results, then send whatever queued meanwhile."""
+        self._on_thread = False
+        for result in results:
+            try:
+                self._deliver(result)
+            except Exception:
+                log.exception("internal error while delivering a storage result")
+        if self._queue:
+            self._send_batch()
+        else:
+            self._idle.set()
+
+
+def _not_running(result: StorageResult) -> None:
+    raise RuntimeError("storage results arrived before StorageWorker.run")
