@@ -13,10 +13,11 @@ import pytest
 
 from chat_client import ChatClient
 from chatcore import ChatCore, CoreLimits
+from chatcore.storage import Load, Loaded, NewRoom, NewTalk, Store, Stored
 from conftest import LiveServer, live_server, wait_until
 from test_cli import CHAT_SERVER, server_process
 from transports.config import ServerConfig
-from transports.database import SCHEMA_VERSION
+from transports.database import MIGRATIONS, SCHEMA_VERSION, Database
 
 
 def room_count(live: LiveServer) -> int:
@@ -144,6 +145,55 @@ def test_a_full_disk_gives_a_clear_error_and_everything_shown_survives(tmp_path:
         assert [payload for payload, _ in history(joiner, len(seen))] == seen
         with pytest.raises(TimeoutError):
             joiner.recv(timeout=0.5)
+
+
+def replay(database: Database, join_key: str, recent: int) -> list[str]:
+    [loaded] = database.run([Load(0, join_key, recent)])
+    assert isinstance(loaded, Loaded)
+    assert loaded.room is not None
+    return [talk.payload for talk in loaded.room.talks]
+
+
+def test_talks_of_rooms_interleaved_in_one_batch_replay_in_order(tmp_path: Path) -> None:
+    database = Database.open(tmp_path / "chat.db")
+    try:
+        assert database.run([Store(1, (NewRoom("a", 0.0),)), Store(2, (NewRoom("b", 0.0),))]) == [Stored(1), Stored(2)]
+        talks = ["a1", "b1", "a2", "a3", "b2", "a4"]
+        batch = [Store(10 + n, (NewTalk(name[0], 1, float(n), name),)) for n, name in enumerate(talks)]
+        assert database.run(batch) == [Stored(10 + n) for n in range(len(talks))]
+        database.run([Store(20, (NewTalk("b", 2, 9.0, "b3"),))])
+        assert replay(database, "a", 10) == ["a1", "a2", "a3", "a4"]
+        assert replay(database, "a", 2) == ["a3", "a4"]
+        assert replay(database, "b", 10) == ["b1", "b2", "b3"]
+        assert replay(database, "b", 0) == []
+    finally:
+        database.close()
+
+
+def test_a_version_1_database_is_migrated_with_its_history(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path) as connection:
+        for statement in MIGRATIONS[0]:
+            connection.execute(statement)
+        connection.execute("PRAGMA user_version = 1")
+        connection.executemany("INSERT INTO rooms (join_key, created, last_user_id) VALUES (?, 0, 2)", [("a",), ("b",)])
+        connection.executemany(
+            "INSERT INTO talks (room, user_id, time, payload) VALUES (?, 1, 0, ?)",
+            [(1, "a1"), (2, "b1"), (1, "a2"), (2, "b2"), (1, "a3")],
+        )
+    connection.close()
+    database = Database.open(path)
+    try:
+        assert replay(database, "a", 10) == ["a1", "a2", "a3"]
+        database.run([Store(1, (NewTalk("b", 3, 1.0, "b3"),))])
+        assert replay(database, "b", 10) == ["b1", "b2", "b3"]
+    finally:
+        database.close()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert connection.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'talks_by_room'"
+                                  ).fetchone() == (0,)
+    connection.close()
 
 
 def test_a_file_that_is_not_a_database_stops_the_server_with_a_clear_message(tmp_path: Path) -> None:

@@ -33,27 +33,55 @@ log = logging.getLogger(__name__)
 MEMORY = ":memory:"
 """The ``--db`` value that keeps rooms in memory only, as the seed did."""
 
-MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # version 1: rooms with their user id counter, and every talk in the order it was accepted
-    """
-    CREATE TABLE rooms (
-        id INTEGER PRIMARY KEY,
-        join_key TEXT NOT NULL UNIQUE,
-        created REAL NOT NULL,
-        last_user_id INTEGER NOT NULL
-    );
-    CREATE TABLE talks (
-        id INTEGER PRIMARY KEY,
-        room INTEGER NOT NULL REFERENCES rooms (id),
-        user_id INTEGER NOT NULL,
-        time REAL NOT NULL,
-        payload TEXT NOT NULL
-    );
-    CREATE INDEX talks_by_room ON talks (room, id);
-    """,
+    (
+        """CREATE TABLE rooms (
+            id INTEGER PRIMARY KEY,
+            join_key TEXT NOT NULL UNIQUE,
+            created REAL NOT NULL,
+            last_user_id INTEGER NOT NULL
+        )""",
+        """CREATE TABLE talks (
+            id INTEGER PRIMARY KEY,
+            room INTEGER NOT NULL REFERENCES rooms (id),
+            user_id INTEGER NOT NULL,
+            time REAL NOT NULL,
+            payload TEXT NOT NULL
+        )""",
+        "CREATE INDEX talks_by_room ON talks (room, id)",
+    ),
+    # version 2: each room's talks as a chain from its newest one back (previous is NULL for the first),
+    # instead of an index by room.
+    # An index by room makes every commit rewrite one index page per room it touches; the chain
+    # only appends to the talks table and updates the (few, dense) pages of the rooms it touches.
+    (
+        "ALTER TABLE rooms ADD COLUMN last_talk INTEGER REFERENCES talks (id)",
+        "ALTER TABLE talks ADD COLUMN previous INTEGER REFERENCES talks (id)",
+        """UPDATE talks SET previous = (
+            SELECT max(earlier.id) FROM talks AS earlier WHERE earlier.room = talks.room AND earlier.id < talks.id
+        )""",
+        "UPDATE rooms SET last_talk = (SELECT max(id) FROM talks WHERE talks.room = rooms.id)",
+        "DROP INDEX talks_by_room",
+        """CREATE TRIGGER talks_extend_chain AFTER INSERT ON talks BEGIN
+            UPDATE rooms SET last_talk = NEW.id WHERE id = NEW.room;
+        END""",
+    ),
 )
 """``MIGRATIONS[n]`` takes a database from schema version n to n + 1 (``PRAGMA user_version``)."""
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+LOAD_RECENT = """
+    WITH RECURSIVE chain (id, previous, payload, user_id, time, n) AS (
+        SELECT id, previous, payload, user_id, time, 1 FROM talks WHERE id = ?1
+        UNION ALL
+        SELECT talks.id, talks.previous, talks.payload, talks.user_id, talks.time, chain.n + 1
+        FROM chain JOIN talks ON talks.id = chain.previous WHERE chain.n < ?2
+    )
+    SELECT payload, user_id, time FROM chain WHERE n <= ?2 ORDER BY n DESC
+"""
+"""A room's newest talks, oldest first, walking back from its ``last_talk`` (?1) at most ?2 steps."""
 
 
 class Synchronous(StrEnum):
@@ -170,7 +198,9 @@ class Database:
                         raise _Inconsistent(f"no room {record.join_key!r}")
             if talks:
                 cursor = self._connection.executemany(
-                    "INSERT INTO talks (room, user_id, time, payload) SELECT id, ?, ?, ? FROM rooms WHERE join_key = ?",
+                    # One execution per talk: the trigger has moved the room's last_talk on by the next.
+                    "INSERT INTO talks (room, previous, user_id, time, payload)"
+                    " SELECT id, last_talk, ?, ?, ? FROM rooms WHERE join_key = ?",
                     talks,
                 )
                 if cursor.rowcount != len(talks):
@@ -184,19 +214,16 @@ class Database:
     def _load(self, load: Load) -> StorageResult:
         try:
             room = self._connection.execute(
-                "SELECT id, last_user_id FROM rooms WHERE join_key = ?", (load.join_key,)
+                "SELECT last_talk, last_user_id FROM rooms WHERE join_key = ?", (load.join_key,)
             ).fetchone()
             if room is None:
                 return Loaded(load.ticket, None)
-            rows = self._connection.execute(
-                "SELECT payload, user_id, time FROM talks WHERE room = ? ORDER BY id DESC LIMIT ?",
-                (room[0], load.recent),
-            ).fetchall()
+            rows = self._connection.execute(LOAD_RECENT, (room[0], load.recent)).fetchall()
         except sqlite3.Error as error:
             reason = describe(error)
             log.error("database %s: could not load a room: %s (%s)", self.path, error, reason)
             return StorageFailed(load.ticket, reason)
-        talks = tuple(SavedTalk(payload, user_id, time) for payload, user_id, time in reversed(rows))
+        talks = tuple(SavedTalk(payload, user_id, time) for payload, user_id, time in rows)
         return Loaded(load.ticket, SavedRoom(load.join_key, room[1], talks))
 
 
@@ -251,9 +278,8 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
     for target in range(version + 1, SCHEMA_VERSION + 1):
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for statement in MIGRATIONS[target - 1].split(";"):
-                if statement.strip():
-                    connection.execute(statement)
+            for statement in MIGRATIONS[target - 1]:
+                connection.execute(statement)
             connection.execute(f"PRAGMA user_version = {target}")
             connection.execute("COMMIT")
         except BaseException:
