@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sniffio
+import trio
 
 LoopCall = Callable[..., None]
 """``call(function, *args)`` runs ``function(*args)`` on the event loop soon, in call order; safe from any thread."""
@@ -20,8 +21,6 @@ def loop_call() -> LoopCall:
     the calling thread until the loop gets round to it.
     """
     if sniffio.current_async_library() == "trio":
-        import trio
-
         return trio.lowlevel.current_trio_token().run_sync_soon
     loop = asyncio.get_running_loop()
     # A plain callback has no task for sniffio to find; anyio code it calls still needs to know the library.

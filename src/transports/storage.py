@@ -27,8 +27,9 @@ class StorageWorker:
     commits are grouped by themselves as load grows. Results are delivered by
     a callback the thread schedules on the event loop, which also sends the
     next batch: no task switch between a commit and its broadcast. (This is
-    `anyio.to_thread` without its per-call thread hand-over and task wake-up,
-    which cost a third of the throughput at 10 messages in flight.)
+    `anyio.to_thread` without its per-call thread hand-over and task wake-up:
+    with a store that does nothing, 0.85 of in-memory throughput at 10
+    messages in flight instead of 0.70-0.73.)
     """
 
     def __init__(self, database: Database) -> None:
