@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-import queue
+import os
 import threading
+from collections import deque
 from collections.abc import Callable
 
 import anyio
@@ -35,16 +36,14 @@ class StorageWorker:
     def __init__(self, database: Database) -> None:
         self.database = database
         self._queue: list[Request] = []
-        self._batches: queue.SimpleQueue[list[Request] | None] = queue.SimpleQueue()
+        self._batches: deque[list[Request] | None] = deque()
+        self._signal_thread = -1  # the write end of the pipe the thread sleeps on, while running
         self._on_thread = False
         self._wake = anyio.Event()
-        self._idle = anyio.Event()
-        self._idle.set()
+        self._drained: anyio.Event | None = None
         self._deliver: Callable[[StorageResult], None] = _not_running
 
     def submit(self, action: Request) -> None:
-        if self._idle.is_set():
-            self._idle = anyio.Event()
         if not self._queue and not self._on_thread:
             self._wake.set()  # the first request after a quiet spell waits a turn for the rest of this one
         self._queue.append(action)
@@ -53,7 +52,10 @@ class StorageWorker:
         """Serve batches until cancelled, handing every result to ``deliver`` on the event loop."""
         self._deliver = deliver
         stopped = anyio.Event()
-        thread = threading.Thread(target=self._serve, args=(loop_call(), stopped.set), name="chat-storage", daemon=True)
+        wait_fd, self._signal_thread = os.pipe()
+        thread = threading.Thread(
+            target=self._serve, args=(wait_fd, loop_call(), stopped.set), name="chat-storage", daemon=True
+        )
         thread.start()
         try:
             while True:
@@ -62,22 +64,38 @@ class StorageWorker:
                 if self._queue and not self._on_thread:
                     self._send_batch()
         finally:
-            self._batches.put(None)
+            self._pass_to_thread(None)
             with anyio.CancelScope(shield=True):
                 await stopped.wait()  # after every result already on its way back (callbacks run in order)
+            os.close(wait_fd)
+            os.close(self._signal_thread)
 
     async def drain(self) -> None:
         """Wait until everything submitted so far has its result delivered."""
-        await self._idle.wait()
+        while self._queue or self._on_thread:
+            if self._drained is None:
+                self._drained = anyio.Event()
+            await self._drained.wait()
 
     def _send_batch(self) -> None:
         batch, self._queue = self._queue, []
         self._on_thread = True
-        self._batches.put(batch)
+        self._pass_to_thread(batch)
 
-    def _serve(self, call: LoopCall, stopped: Callable[[], None]) -> None:
+    def _pass_to_thread(self, batch: list[Request] | None) -> None:
+        # A pipe rather than a lock or queue.SimpleQueue: os.write lets go of the GIL, so the thread
+        # it wakes can take the GIL at once. Woken by a lock, the thread would find the GIL held,
+        # sleep again until the loop let go of it, and cost two more context switches per batch.
+        self._batches.append(batch)
+        os.write(self._signal_thread, b"\0")
+
+    def _serve(self, wait_fd: int, call: LoopCall, stopped: Callable[[], None]) -> None:
         """The database thread: run each batch, schedule its results on the loop; stop at None."""
-        while (batch := self._batches.get()) is not None:
+        while True:
+            os.read(wait_fd, 1)
+            batch = self._batches.popleft()
+            if batch is None:
+                break
             call(self._hand_back, self._run_batch(batch))
         call(stopped)
 
@@ -98,8 +116,9 @@ class StorageWorker:
                 log.exception("internal error while delivering a storage result")
         if self._queue:
             self._send_batch()
-        else:
-            self._idle.set()
+        elif self._drained is not None:
+            self._drained.set()
+            self._drained = None
 
 
 def _not_running(result: StorageResult) -> None:
