@@ -13,7 +13,7 @@ import pytest
 
 from chat_client import ChatClient
 from chatcore import ChatCore, CoreLimits
-from chatcore.storage import Load, Loaded, NewRoom, NewTalk, Store, Stored
+from chatcore.storage import Load, Loaded, NewRoom, NewTalk, NewUser, StorageFailed, Store, Stored
 from conftest import LiveServer, live_server, wait_until
 from test_cli import CHAT_SERVER, server_process
 from transports.config import ServerConfig
@@ -166,6 +166,19 @@ def test_talks_of_rooms_interleaved_in_one_batch_replay_in_order(tmp_path: Path)
         assert replay(database, "a", 2) == ["a3", "a4"]
         assert replay(database, "b", 10) == ["b1", "b2", "b3"]
         assert replay(database, "b", 0) == []
+    finally:
+        database.close()
+
+
+def test_a_batch_that_fails_after_its_talks_leaves_every_chain_intact(tmp_path: Path) -> None:
+    """The batch fails on its last record, after the database has placed its talks; they are placed again."""
+    database = Database.open(tmp_path / "chat.db")
+    try:
+        database.run([Store(1, (NewRoom("a", 0.0),)), Store(2, (NewTalk("a", 1, 0.0, "a1"),))])
+        results = database.run([Store(3, (NewTalk("a", 1, 1.0, "a2"),)), Store(4, (NewUser("no such room", 1),))])
+        assert results == [Stored(3), StorageFailed(4, "storage inconsistent")]
+        database.run([Store(5, (NewTalk("a", 1, 2.0, "a3"),))])
+        assert replay(database, "a", 10) == ["a1", "a2", "a3"]
     finally:
         database.close()
 

@@ -10,6 +10,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -93,6 +94,16 @@ class Synchronous(StrEnum):
     """Commits also survive the OS or power failing: one fsync per commit (per batch)."""
 
 
+CHAINS_KEPT = 10_000
+"""Rooms whose id and newest talk the database remembers (about 100 bytes each), so a talk is a plain insert."""
+
+
+@dataclass(slots=True)
+class _Chain:
+    room: int
+    last_talk: int | None
+
+
 class DatabaseError(Exception):
     """The database cannot be used at all; the message says why, for the operator."""
 
@@ -109,6 +120,11 @@ class Database:
         self.rooms_at_start = rooms
         self._connection = connection
         self._lock_fd = lock_fd
+        # What a talk's row needs to know of its room, for the rooms talked in lately; and the next
+        # talk id. The lock file makes this server the only writer, so both stay true; a failed
+        # transaction forgets them, and they are read again.
+        self._chains: dict[str, _Chain] = {}
+        self._next_talk_id: int | None = None
 
     @classmethod
     def open(cls, path: Path, *, busy_timeout: float = 5.0, synchronous: Synchronous = Synchronous.NORMAL) -> Database:
@@ -177,19 +193,22 @@ class Database:
         return Stored(store.ticket)
 
     def _transaction(self, records: Sequence[Record]) -> None:
-        # Talks go last, in order, in one call: a talk is never for a room created in the same batch
-        # (a member must have been answered, so its room stored, before it can talk).
         execute = self._connection.execute
-        talks = [(r.user_id, r.time, r.payload, r.join_key) for r in records if isinstance(r, NewTalk)]
+        talks: list[tuple[int, int, int | None, int, float, str]] = []
         execute("BEGIN IMMEDIATE")
         try:
             for record in records:
-                if isinstance(record, NewRoom):
+                if isinstance(record, NewTalk):
+                    chain = self._chain(record.join_key)
+                    talk_id = self._take_talk_id()
+                    talks.append((talk_id, chain.room, chain.last_talk, record.user_id, record.time, record.payload))
+                    chain.last_talk = talk_id
+                elif isinstance(record, NewRoom):
                     execute(
                         "INSERT INTO rooms (join_key, created, last_user_id) VALUES (?, ?, 0)",
                         (record.join_key, record.created),
                     )
-                elif isinstance(record, NewUser):
+                else:
                     cursor = execute(
                         "UPDATE rooms SET last_user_id = max(last_user_id, ?) WHERE join_key = ?",
                         (record.user_id, record.join_key),
@@ -197,19 +216,35 @@ class Database:
                     if cursor.rowcount != 1:
                         raise _Inconsistent(f"no room {record.join_key!r}")
             if talks:
-                cursor = self._connection.executemany(
-                    # One execution per talk: the trigger has moved the room's last_talk on by the next.
-                    "INSERT INTO talks (room, previous, user_id, time, payload)"
-                    " SELECT id, last_talk, ?, ?, ? FROM rooms WHERE join_key = ?",
-                    talks,
+                self._connection.executemany(
+                    "INSERT INTO talks (id, room, previous, user_id, time, payload) VALUES (?, ?, ?, ?, ?, ?)", talks
                 )
-                if cursor.rowcount != len(talks):
-                    raise _Inconsistent("a message for a room that is not stored")
             execute("COMMIT")
         except BaseException:
+            self._chains.clear()
+            self._next_talk_id = None
             if self._connection.in_transaction:
                 execute("ROLLBACK")
             raise
+
+    def _chain(self, join_key: str) -> _Chain:
+        """A room's id and newest talk, from memory if it talked lately (inside a transaction)."""
+        chain = self._chains.get(join_key)
+        if chain is None:
+            row = self._connection.execute("SELECT id, last_talk FROM rooms WHERE join_key = ?", (join_key,)).fetchone()
+            if row is None:
+                raise _Inconsistent(f"a message for room {join_key!r}, which is not stored")
+            if len(self._chains) >= CHAINS_KEPT:
+                del self._chains[next(iter(self._chains))]  # the least recently loaded
+            chain = self._chains[join_key] = _Chain(*row)
+        return chain
+
+    def _take_talk_id(self) -> int:
+        if self._next_talk_id is None:
+            self._next_talk_id = self._connection.execute("SELECT ifnull(max(id), 0) + 1 FROM talks").fetchone()[0]
+        talk_id: int = self._next_talk_id
+        self._next_talk_id = talk_id + 1
+        return talk_id
 
     def _load(self, load: Load) -> StorageResult:
         try:
