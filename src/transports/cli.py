@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import resource
 from collections.abc import Callable, Sequence
@@ -12,7 +13,7 @@ import anyio
 
 from chatcore import CoreLimits
 
-from .config import AppKind, ServerConfig, Transport, bundled_web_dir, default_database
+from .config import AppKind, ServerConfig, StartupError, Transport, bundled_web_dir, default_database
 from .database import MEMORY, DatabaseError, Synchronous
 from .limits import Limits
 from .origin import normalize_origin
@@ -122,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="open WebSocket connections in total; more are refused with HTTP 503")
     add("--max-connections-per-address", type=_positive_int, default=limits.max_connections_per_address,
         help="open WebSocket connections from one IP address; more are refused with HTTP 429")
+    add("--max-header-bytes", type=_number(int, 1024, "must be at least 1024"), default=limits.max_header_bytes,
+        help="largest request head (request line and headers) of a WebSocket handshake or a page request; "
+        "above it: HTTP 431")
+    add("--max-headers", type=_positive_int, default=limits.max_headers,
+        help="most header fields in a WebSocket handshake or a page request; above it: HTTP 431")
     add("--handshake-timeout", type=_seconds, default=limits.handshake_timeout,
         help="seconds a new connection has to complete the WebSocket handshake")
     add("--close-timeout", type=_seconds, default=limits.close_timeout,
@@ -149,6 +155,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         limits=Limits(
             max_message_size=args.max_message_size,
             outbox_bytes=args.outbox_bytes,
+            max_header_bytes=args.max_header_bytes,
+            max_headers=args.max_headers,
             handshake_timeout=args.handshake_timeout,
             close_timeout=args.close_timeout,
             max_connections=args.max_connections,
@@ -183,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.event_loop != "trio" and args.transport != Transport.WSPROTO.value:
         parser.error("--event-loop asyncio and uvloop need --transport wsproto")
+    if args.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        parser.exit(2, f"{parser.prog}: error: --event-loop uvloop needs the uvloop package: "
+                    "pip install 'trio-chat[uvloop]' (or .venv/bin/pip install uvloop)\n")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config_from_args(args)
     _raise_file_limit(config.limits.max_connections)
@@ -192,5 +203,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             options = {"use_uvloop": args.event_loop == "uvloop"}
             anyio.run(run_until_signal, config, backend="asyncio", backend_options=options)
-    except* DatabaseError as errors:
+    except* (DatabaseError, StartupError) as errors:
         parser.exit(2, "".join(f"{parser.prog}: error: {error}\n" for error in errors.exceptions))

@@ -14,6 +14,10 @@ from .database import Synchronous
 from .limits import Limits
 
 
+class StartupError(Exception):
+    """A setting that cannot work, found at start; ``chat-server`` prints it as one line and exits 2."""
+
+
 class Transport(StrEnum):
     TRIO_WEBSOCKET = "trio-websocket"
     WSPROTO = "wsproto"

@@ -9,15 +9,16 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, assert_never
 
 import anyio
 
 from chatcore import Action, Broadcast, Close, ConnectionId, Send, closecodes
 from chatcore.storage import Load, StorageResult, Store
 
+from .handshake import Handshake, Refusal
 from .limits import Limits
 from .origin import OriginPolicy
 from .outgoing import Outgoing
@@ -25,14 +26,6 @@ from .peer import Peer
 from .storage import StorageWorker
 
 log = logging.getLogger(__name__)
-
-
-REFUSAL_BODIES = {
-    403: b"origin not allowed\n",
-    429: b"too many connections from your address\n",
-    503: b"server full\n",
-}
-"""What a refused handshake's HTTP response says, by the status `Hub.admit` chose."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,24 +68,19 @@ class Hub:
     def connection_count(self) -> int:
         return len(self._peers)
 
-    def admit(self, address: str, origin: str | None, host: str | None) -> int | None:
-        """Decide on a WebSocket handshake: None to accept it, or the HTTP status to refuse it with.
+    def admit(self, address: str, handshake: Handshake) -> None:
+        """Decide on a valid handshake: returns to accept it, raises `Refusal` (403, 429, 503) to refuse it.
 
-        An accepted handshake holds a connection slot, given back by `release`,
-        or by `closed` once `serve` has run with a peer from that address.
+        An accepted handshake holds a connection slot until `release`.
         """
-        if not self.origins.allows(origin, host):
-            log.info("%s: refused handshake from origin %r (403)", address, origin)
-            return 403
+        if not self.origins.allows(handshake.origin, handshake.host):
+            raise Refusal(403, "origin not allowed")
         if self._reserved >= self._limits.max_connections:
-            log.warning("%s: refused handshake: %d connections open (503)", address, self._reserved)
-            return 503
+            raise Refusal(503, f"server full ({self._reserved} connections open)")
         if self._per_address[address] >= self._limits.max_connections_per_address:
-            log.info("%s: refused handshake: too many connections from this address (429)", address)
-            return 429
+            raise Refusal(429, "too many connections from your address")
         self._reserved += 1
         self._per_address[address] += 1
-        return None
 
     def release(self, address: str) -> None:
         """Give back a slot that `admit` granted."""
@@ -105,7 +93,11 @@ class Hub:
         """Register a connection whose handshake is complete (its slot reserved)."""
         connection = next(self._ids)
         self._peers[connection] = peer
-        self.perform(self.app.connect(connection))
+        try:
+            self.perform(self.app.connect(connection))
+        except BaseException:
+            del self._peers[connection]
+            raise
         if self._shutting_down:
             peer.close(closecodes.GOING_AWAY, "server shutting down")
         return connection
@@ -121,8 +113,7 @@ class Hub:
 
     def closed(self, connection: ConnectionId) -> None:
         """Forget a connection that has ended, however it ended."""
-        peer = self._peers.pop(connection)
-        self.release(peer.address)
+        del self._peers[connection]
         self.perform(self.app.disconnect(connection))
         if self._shutting_down and not self._peers:
             self._all_closed.set()
@@ -144,6 +135,8 @@ class Hub:
                 peers[action.connection].send(Outgoing(action.data))
             elif isinstance(action, Close):
                 peers[action.connection].close(action.code, action.reason)
+            else:
+                assert_never(action)
 
     async def keepalive(self) -> None:
         """Ping every peer every ``ping_interval``; drop those that leave one unanswered for ``ping_timeout``.
@@ -173,28 +166,24 @@ class Hub:
         with anyio.move_on_after(grace):
             await self._all_closed.wait()
 
-    async def serve(self, peer: Peer, read_loop: Callable[[ConnectionId], Awaitable[None]]) -> None:
-        """Run one connection (slot reserved, handshake done) until it ends; never raises.
+    async def serve(self, peer: Peer) -> bool:
+        """Run one open connection until it ends; True if it ended gracefully, False if it was cut.
 
-        A bug while serving one connection is logged and ends that connection only.
+        A bug in the application while reading closes the connection with 1011
+        and is logged here; a bug anywhere else propagates to the caller
+        (`lifecycle.serve_connection`), after the connection is forgotten.
         """
-        try:
-            connection = self.open(peer)
-        except Exception:
-            log.exception("%s: internal error while opening", peer.remote)
-            self.release(peer.address)
-            return
+        connection = self.open(peer)
         try:
             async with anyio.create_task_group() as tasks:
                 peer.start(tasks)
                 try:
-                    await read_loop(connection)
+                    await peer.read_loop(connection)
                 except Exception:
                     log.exception("%s: internal error; closing with 1011", peer.remote)
                     peer.close(closecodes.INTERNAL_ERROR, "internal error", discard=True)
                 else:
                     peer.close(closecodes.NORMAL, "")
-        except Exception:
-            log.exception("%s: internal error", peer.remote)
         finally:
             self.closed(connection)
+        return peer.ended_gracefully

@@ -13,6 +13,10 @@ class Limits:
     """Largest incoming message, in characters (text) or bytes (binary); above it: close 1009."""
     outbox_bytes: int = 1024 * 1024
     """Outgoing data queued per connection; above it the connection is closed with 1008."""
+    max_header_bytes: int = 16 * 1024
+    """Largest request head (request line and headers) of a handshake or a page request; above it: HTTP 431."""
+    max_headers: int = 64
+    """Most header fields in a handshake or a page request; above it: HTTP 431."""
     handshake_timeout: float = 10.0
     """Seconds a new TCP connection has to complete the WebSocket handshake."""
     close_timeout: float = 5.0

@@ -1,50 +1,112 @@
-"""Which web pages may open a WebSocket to us (cross-site WebSocket hijacking protection)."""
+"""Which web pages may open a WebSocket to us (cross-site WebSocket hijacking protection).
+
+Browsers send ``Origin`` with every WebSocket handshake. We accept our own
+page, origins listed with ``--allow-origin``, and clients that send no
+``Origin`` (bots and scripts: no browser, so no ambient credentials to abuse).
+
+"Our own page" is one served by our HTTP port from the host name the
+WebSocket request names in ``Host``. Names of this machine (``localhost``,
+``127.0.0.1``, ``[::1]``...) count as one host when both the page and the
+socket use one of them: a page at ``http://127.0.0.1:8000/`` may open
+``ws://localhost:8001/``, as the seed's page does. Nothing else is equated.
+
+Parsing is strict and total: a malformed ``Origin`` or ``Host`` gives None,
+never an exception.
+"""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import ipaddress
+import re
+from dataclasses import dataclass
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
+_REG_NAME = r"[a-z0-9._~!$&'()*+,;=-]+"
+_ORIGIN = re.compile(rf"(?P<scheme>https?)://(?P<host>\[[0-9a-f:.]+\]|{_REG_NAME})(?::(?P<port>[0-9]{{1,5}}))?", re.A)
+_HOST = re.compile(rf"(?P<host>\[[0-9a-f:.]+\]|{_REG_NAME})(?::(?P<port>[0-9]{{0,5}}))?", re.A)
 
-def normalize_origin(origin: str) -> str:
-    """``scheme://host[:port]`` in lower case, default port dropped, as browsers send it."""
-    parts = urlsplit(origin.strip().lower())
-    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-        return origin.strip().lower()
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    port = parts.port if parts.port is not None else DEFAULT_PORTS[parts.scheme]
-    suffix = "" if port == DEFAULT_PORTS[parts.scheme] else f":{port}"
-    return f"{parts.scheme}://{host}{suffix}"
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """A web origin (RFC 6454) of an http or https page."""
+
+    scheme: str
+    host: str
+    """Lower case; an IPv6 address without its brackets."""
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        suffix = "" if self.port == DEFAULT_PORTS[self.scheme] else f":{self.port}"
+        return f"{self.scheme}://{host}{suffix}"
+
+
+def parse_origin(text: str) -> Origin | None:
+    """``scheme://host[:port]`` as browsers serialize it; None for anything else (``null``, paths, bad ports)."""
+    match = _ORIGIN.fullmatch(text.strip().lower())
+    if match is None:
+        return None
+    host = _host_name(match["host"])
+    scheme = match["scheme"]
+    port = int(match["port"]) if match["port"] is not None else DEFAULT_PORTS[scheme]
+    if host is None or not 0 < port <= 65535:
+        return None
+    return Origin(scheme, host, port)
+
+
+def parse_host(text: str) -> str | None:
+    """The host name of a ``Host`` header (``name[:port]``, ``[v6][:port]``), lower case; None if malformed."""
+    match = _HOST.fullmatch(text.strip().lower())
+    if match is None or (match["port"] and int(match["port"]) > 65535):
+        return None
+    return _host_name(match["host"])
+
+
+def normalize_origin(text: str) -> str:
+    """An origin as we compare it: lower case, default port dropped (unparseable text: lower-cased only)."""
+    origin = parse_origin(text)
+    return str(origin) if origin is not None else text.strip().lower()
+
+
+def is_this_machine(host: str) -> bool:
+    """A host name that always means the machine it is used on: loopback, ``localhost``, the wildcard address."""
+    name = host.removesuffix(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def _host_name(host: str) -> str | None:
+    if host.startswith("["):
+        try:
+            return str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            return None
+    return host
 
 
 class OriginPolicy:
-    """Browsers send ``Origin``; we accept our own page, listed origins, and non-browser clients.
-
-    "Our own page" is the one this server serves: same host name as the
-    WebSocket request's ``Host`` (the page connects to the host it came from)
-    and the port of our HTTP server.
-    """
+    """Decides whether a handshake's ``Origin`` may open a socket, given the host its ``Host`` names."""
 
     def __init__(self, allowed: frozenset[str] = frozenset()) -> None:
         self.allowed = frozenset(normalize_origin(origin) for origin in allowed)
         self.page_ports: set[int] = set()
+        """Ports our own page is served on (the HTTP server adds its port once it listens)."""
 
-    def allows(self, origin: str | None, host: str | None) -> bool:
+    def allows(self, origin: str | None, host: str) -> bool:
+        """``origin``: the header as sent (None: absent); ``host``: the host name from ``Host`` (`parse_host`)."""
         if origin is None:
-            return True  # not a browser: no ambient credentials to abuse
-        if normalize_origin(origin) in self.allowed:
             return True
-        parts = urlsplit(origin.strip().lower())
-        if parts.scheme not in DEFAULT_PORTS or not parts.hostname or host is None:
+        parsed = parse_origin(origin)
+        if parsed is None:
             return False
-        try:
-            port = parts.port if parts.port is not None else DEFAULT_PORTS[parts.scheme]
-        except ValueError:
+        if str(parsed) in self.allowed:
+            return True
+        if parsed.port not in self.page_ports:
             return False
-        return parts.hostname == _hostname(host) and port in self.page_ports
-
-
-def _hostname(host_header: str) -> str:
-    """The host part of a ``Host`` header, without port or IPv6 brackets."""
-    return urlsplit(f"//{host_header.strip().lower()}").hostname or ""
+        return parsed.host == host or (is_this_machine(parsed.host) and is_this_machine(host))

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 import anyio
 import anyio.abc
 
-from chatcore import closecodes
+from chatcore import ConnectionId, closecodes
 
 from .limits import Limits
 from .outbox import Outbox
@@ -71,9 +71,22 @@ class Peer(ABC):
     def drop(self, why: str) -> None:
         """End the connection now, without a closing handshake (it cannot be had)."""
         log.info("%s: dropping the connection: %s", self.remote, why)
+        self._cut()
+
+    def fail(self, stage: str) -> None:
+        """End the connection now for a bug of ours; call it from the ``except`` block that caught the bug."""
+        log.exception("%s: internal error while %s; connection ended", self.remote, stage)
+        self._cut()
+
+    def _cut(self) -> None:
         self._dropped = True
         if self.tasks is not None:
             self.tasks.cancel_scope.cancel()
+
+    @property
+    def ended_gracefully(self) -> bool:
+        """After `Hub.serve`: False if the connection was dropped or its close ran out of time."""
+        return not self._dropped and (self.tasks is None or not self.tasks.cancel_scope.cancel_called)
 
     def ping(self, now: float) -> None:
         """Send a keepalive ping; `pong_received` clears it."""
@@ -89,6 +102,10 @@ class Peer(ABC):
         tasks.cancel_scope.deadline = self._deadline
         if self._dropped:
             tasks.cancel_scope.cancel()
+
+    @abstractmethod
+    async def read_loop(self, connection: ConnectionId) -> None:
+        """Feed the hub whole messages for ``connection`` until the connection closes."""
 
     @abstractmethod
     def _wake(self) -> None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
 import sniffio
+import trio
 
 from .tcp import format_remote
 
@@ -58,8 +60,26 @@ class RawSocket:
             if view:
                 await anyio.wait_writable(self.sock)
 
+    def shutdown_write(self) -> None:
+        """Send FIN: nothing more will be written."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+
+    def abort(self) -> None:
+        """Make the coming close a reset, which frees what the kernel still holds for the connection."""
+        abort_on_close(self.sock)
+
     def close(self) -> None:
         self.sock.close()
+
+
+def abort_on_close(sock: socket.socket | trio.socket.SocketType) -> None:
+    """``SO_LINGER`` 0: closing ``sock`` resets the connection and drops its unsent data at once."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+
+
+_LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
 async def serve_raw_tcp(
@@ -71,9 +91,7 @@ async def serve_raw_tcp(
 ) -> None:
     """Call ``handler`` for each connection to ``host:port`` until cancelled; reports the bound port."""
     wait_readable: WaitReadable = anyio.wait_readable
-    if sniffio.current_async_library() == "trio":
-        import trio  # its own wait saves a coroutine frame per idle connection
-
+    if sniffio.current_async_library() == "trio":  # its own wait saves a coroutine frame per idle connection
         wait_readable = trio.lowlevel.wait_readable
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.create_server((host, port), family=family, backlog=BACKLOG)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import secrets
 import signal
+import socket
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -14,7 +19,7 @@ import anyio.abc
 from chatcore import ChatCore
 
 from . import static_http, trio_websocket_server, wsproto_server
-from .config import AppKind, ServerConfig, Transport
+from .config import AppKind, ServerConfig, StartupError, Transport
 from .database import Database
 from .echo import EchoApp
 from .hub import App, Hub
@@ -91,9 +96,17 @@ async def _serve(
         if storage is not None:
             tasks.start_soon(storage.run, hub.storage_result)
         tasks.start_soon(hub.keepalive)
-        ws_port = await tasks.start(transport.serve, hub, config.host, config.ws_port, config.limits)
-        site = static_http.StaticSite(config.web_dir, config.public_ws_port or ws_port)
-        http_port = await tasks.start(static_http.serve, site, config.host, config.http_port)
+        ws_port = await _listen(
+            tasks, partial(transport.serve, hub, config.host, config.ws_port, config.limits),
+            config.host, config.ws_port, "--ws-port",
+        )
+        site = await anyio.to_thread.run_sync(
+            static_http.StaticSite.load, config.web_dir, config.public_ws_port or ws_port
+        )
+        http_port = await _listen(
+            tasks, partial(static_http.serve, site, config.limits, config.host, config.http_port),
+            config.host, config.http_port, "--http-port",
+        )
         origins.page_ports.add(http_port)
         log.info("%s %s on ws://%s:%d/", config.transport.value, config.app.value, _url_host(config.host), ws_port)
         log.info("page from %s on http://%s:%d/", site.root, _url_host(config.host), http_port)
@@ -104,6 +117,30 @@ async def _serve(
         await hub.shutdown(config.shutdown_grace)
         await _drain(storage, config.shutdown_grace)
         tasks.cancel_scope.cancel()
+
+
+async def _listen(
+    tasks: anyio.abc.TaskGroup, serve: Callable[..., Coroutine[Any, Any, None]], host: str, port: int, flag: str
+) -> int:
+    """Start a server task; the port it bound, or `StartupError` saying what to change."""
+    try:
+        bound: int = await tasks.start(serve)
+    except socket.gaierror as error:
+        raise StartupError(f"cannot listen on {host!r} (--host): {error.strerror}") from None
+    except OSError as error:
+        raise StartupError(_listen_error(error, host, port, flag)) from None
+    return bound
+
+
+def _listen_error(error: OSError, host: str, port: int, flag: str) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return f"port {port} is already in use on {host} ({flag}): stop what uses it, or pick another port " \
+            f"({flag} 0 takes any free one)"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}: not an address of this machine (--host; 0.0.0.0 means every interface)"
+    if error.errno == errno.EACCES:
+        return f"no permission to listen on port {port} ({flag}): ports below 1024 need root"
+    return f"cannot listen on {host}:{port} ({flag}): {error.strerror or error}"
 
 
 async def _drain(storage: StorageWorker | None, grace: float) -> None:

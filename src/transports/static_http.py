@@ -1,14 +1,22 @@
 """A small HTTP/1.1 server (h11 over anyio) for the page's static files.
 
-Besides the files of the web folder it serves ``/config.js``, which tells the
-page which port the WebSocket server listens on.
+The web folder is read once, at start (`StaticSite.load`, on a worker
+thread): a request is a dictionary lookup, and nothing outside the folder
+can ever be named. Besides those files it serves ``/config.js``, which tells
+the page which port the WebSocket server listens on.
+
+Each connection is contained: a malformed request gets its 4xx, a bug of
+ours gets 500 and a traceback in the log, and either ends that connection
+only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import mimetypes
+import os
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
@@ -19,14 +27,18 @@ import anyio
 import anyio.abc
 import h11
 
-from .tcp import STREAM_ERRORS, serve_tcp
+from .config import StartupError
+from .limits import Limits
+from .tcp import STREAM_ERRORS, format_remote, serve_tcp
 
 log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 16384
 IDLE_TIMEOUT = 30.0
 """Seconds a keep-alive HTTP connection may wait for its next request."""
-
+MAX_SITE_FILES = 1000
+MAX_SITE_BYTES = 64 * 1024 * 1024
+"""Bounds on what ``--web`` may hold: the files are kept in memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,44 +46,63 @@ class Response:
     status: int
     body: bytes
     content_type: str = "text/plain; charset=utf-8"
+    etag: str | None = None
 
 
 class StaticSite:
-    """Maps request paths to files under one folder, plus the generated ``/config.js``."""
+    """The files of one folder, in memory, plus the generated ``/config.js``.
 
-    def __init__(self, root: Path, ws_port: int) -> None:
-        self.root = root.resolve()
-        self._config_js = f"window.CHAT_CONFIG = {json.dumps({'wsPort': ws_port})};\n".encode()
+    Hidden files and folders (names starting with ``.``) are left out, and
+    so are links that lead outside the folder.
+    """
 
-    def respond(self, method: str, target: str) -> Response:
-        if method not in ("GET", "HEAD"):
-            return Response(405, b"method not allowed\n")
-        path = unquote(urlsplit(target).path)
-        if path == "/config.js":
-            return Response(200, self._config_js, "text/javascript; charset=utf-8")
-        file = self._resolve(path)
-        if file is None:
+    def __init__(self, root: Path, files: dict[str, bytes], ws_port: int) -> None:
+        self.root = root
+        config = f"window.CHAT_CONFIG = {json.dumps({'wsPort': ws_port})};\n".encode()
+        self._files = {f"/{name}": _entity(name, body) for name, body in files.items()}
+        self._files["/config.js"] = _entity("config.js", config)
+
+    @classmethod
+    def load(cls, root: Path, ws_port: int) -> StaticSite:
+        """Read every file under ``root`` (blocking: call it on a worker thread); `StartupError` if too much."""
+        root = root.resolve()
+        files: dict[str, bytes] = {}
+        size = 0
+        for folder, subfolders, names in os.walk(root, followlinks=True):
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+            for name in sorted(names):
+                path = Path(folder, name)
+                if name.startswith(".") or not path.resolve().is_relative_to(root) or not path.is_file():
+                    continue
+                body = path.read_bytes()
+                size += len(body)
+                files[path.relative_to(root).as_posix()] = body
+                if len(files) > MAX_SITE_FILES or size > MAX_SITE_BYTES:
+                    raise StartupError(
+                        f"--web {root}: more than {MAX_SITE_FILES} files or {MAX_SITE_BYTES >> 20} MiB; "
+                        "the page server keeps its files in memory"
+                    )
+        return cls(root, files, ws_port)
+
+    def respond(self, target: str, if_none_match: str | None = None) -> Response:
+        """The answer to a GET (or HEAD) of ``target``, with ``If-None-Match`` if the request had one."""
+        path = unquote(urlsplit(target).path, errors="replace")
+        if path.endswith("/"):
+            path += "index.html"
+        found = self._files.get(path) or self._files.get(f"{path}/index.html")
+        if found is None:
             return Response(404, b"not found\n")
-        return Response(200, file.read_bytes(), _content_type(file))
-
-    def _resolve(self, path: str) -> Path | None:
-        if "\x00" in path:
-            return None
-        relative = path.lstrip("/") or "index.html"
-        candidate = (self.root / relative).resolve()
-        if candidate.is_dir():
-            candidate = candidate / "index.html"
-        if not candidate.is_relative_to(self.root) or not candidate.is_file():
-            return None
-        return candidate
+        if if_none_match is not None and found.etag in {tag.strip() for tag in if_none_match.split(",")}:
+            return Response(304, b"", found.content_type, found.etag)
+        return found
 
 
-def _phrase(status: int) -> bytes:
-    return HTTPStatus(status).phrase.encode("ascii")
+def _entity(name: str, body: bytes) -> Response:
+    return Response(200, body, _content_type(name), f'"{hashlib.sha256(body).hexdigest()[:20]}"')
 
 
-def _content_type(file: Path) -> str:
-    kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+def _content_type(name: str) -> str:
+    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
     if kind == "application/javascript":
         kind = "text/javascript"
     if kind.startswith("text/"):
@@ -79,61 +110,100 @@ def _content_type(file: Path) -> str:
     return kind
 
 
-async def _handle(site: StaticSite, stream: anyio.abc.SocketStream) -> None:
+def _phrase(status: int) -> bytes:
+    return HTTPStatus(status).phrase.encode("ascii")
+
+
+class _Refused(Exception):
+    """A request we answer with an error status, then close."""
+
+    def __init__(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.headers = headers
+
+
+async def _handle(site: StaticSite, limits: Limits, stream: anyio.abc.SocketStream) -> None:
+    peer = stream.extra(anyio.abc.SocketAttribute.remote_address)
+    remote = format_remote(peer[0], peer[1]) if isinstance(peer, tuple) else str(peer)
     async with stream:
-        connection = h11.Connection(h11.SERVER)
+        connection = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         try:
-            while await _serve_one(site, stream, connection):
+            while await _serve_one(site, limits, stream, connection):
                 connection.start_next_cycle()
         except h11.RemoteProtocolError as error:
-            log.info("bad HTTP request: %s", error)
-            await _refuse(stream, connection, error.error_status_hint)
-        except (h11.LocalProtocolError, *STREAM_ERRORS) as error:
-            log.debug("http connection ended: %r", error)
+            log.info("%s: bad HTTP request (%d): %s", remote, error.error_status_hint, error)
+            await _refuse(stream, connection, error.error_status_hint, limits.close_timeout)
+        except _Refused as refused:
+            log.info("%s: refused HTTP request (%d): %s", remote, refused.status, refused)
+            await _refuse(stream, connection, refused.status, limits.close_timeout, refused.headers)
+        except STREAM_ERRORS as error:
+            log.debug("%s: http connection ended: %r", remote, error)
+        except Exception:
+            log.exception("%s: internal error while serving the page", remote)
+            await _refuse(stream, connection, 500, limits.close_timeout)
 
 
-async def _refuse(stream: anyio.abc.SocketStream, connection: h11.Connection, status: int) -> None:
+async def _refuse(
+    stream: anyio.abc.SocketStream,
+    connection: h11.Connection,
+    status: int,
+    linger: float,
+    extra_headers: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """Answer with an error and close; read until the client closes, so the answer is not lost to a reset."""
     if connection.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return
-    body = b"bad request\n"
+    body = f"{HTTPStatus(status).phrase.lower()}\n".encode()
     headers = [
         ("content-type", "text/plain; charset=utf-8"),
         ("content-length", str(len(body))),
         ("connection", "close"),
+        *extra_headers,
     ]
-    try:
-        head = connection.send(h11.Response(status_code=status, headers=headers, reason=_phrase(status)))
-        await stream.send(head + body)
-    except (h11.LocalProtocolError, *STREAM_ERRORS):
-        pass
+    with anyio.move_on_after(linger):
+        try:
+            head = connection.send(h11.Response(status_code=status, headers=headers, reason=_phrase(status)))
+            await stream.send(head + body)
+            await stream.send_eof()
+            while await stream.receive(RECEIVE_SIZE):
+                pass
+        except (h11.LocalProtocolError, anyio.EndOfStream, *STREAM_ERRORS):
+            pass
 
 
-async def _serve_one(site: StaticSite, stream: anyio.abc.SocketStream, connection: h11.Connection) -> bool:
+async def _serve_one(
+    site: StaticSite, limits: Limits, stream: anyio.abc.SocketStream, connection: h11.Connection
+) -> bool:
     """Answer one request; False when the connection should end."""
     request = None
     with anyio.move_on_after(IDLE_TIMEOUT):
-        request = await _next_request(stream, connection)
+        request = await _next_request(stream, connection, limits)
     if request is None:
         return False
-    response = site.respond(request.method.decode("ascii", "replace"), request.target.decode("ascii", "replace"))
+    if_none_match = next((value.decode("latin-1") for name, value in request.headers if name == b"if-none-match"), None)
+    response = site.respond(request.target.decode("latin-1"), if_none_match)
     headers = [
         ("content-type", response.content_type),
-        ("content-length", str(len(response.body))),
         ("cache-control", "no-cache"),
         ("x-content-type-options", "nosniff"),
     ]
-    if response.status == 405:
-        headers.append(("allow", "GET, HEAD"))
+    if response.status != 304:
+        headers.append(("content-length", str(len(response.body))))
+    if response.etag is not None:
+        headers.append(("etag", response.etag))
     data = connection.send(h11.Response(status_code=response.status, headers=headers, reason=_phrase(response.status)))
-    if request.method != b"HEAD":
+    if request.method != b"HEAD" and response.body:
         data += connection.send(h11.Data(data=response.body))
     data += connection.send(h11.EndOfMessage())
     await stream.send(data)
     return connection.our_state is h11.DONE and connection.their_state is h11.DONE
 
 
-async def _next_request(stream: anyio.abc.SocketStream, connection: h11.Connection) -> h11.Request | None:
-    request = None
+async def _next_request(
+    stream: anyio.abc.SocketStream, connection: h11.Connection, limits: Limits
+) -> h11.Request | None:
+    """The next GET or HEAD without a body; None once the client is done. Raises `_Refused` for others."""
     while True:
         event = connection.next_event()
         if event is h11.NEED_DATA:
@@ -142,19 +212,24 @@ async def _next_request(stream: anyio.abc.SocketStream, connection: h11.Connecti
             except anyio.EndOfStream:
                 connection.receive_data(b"")
         elif isinstance(event, h11.Request):
-            request = event
-        elif isinstance(event, h11.EndOfMessage):
-            return request
+            if len(event.headers) > limits.max_headers:
+                raise _Refused(431, f"more than {limits.max_headers} header fields")
+            if event.method not in (b"GET", b"HEAD"):
+                raise _Refused(405, "method not allowed", (("allow", "GET, HEAD"),))
+            if not isinstance(connection.next_event(), h11.EndOfMessage):
+                raise _Refused(400, "a GET has no body")
+            return event
         elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
             return None
 
 
 async def serve(
     site: StaticSite,
+    limits: Limits,
     host: str,
     port: int,
     *,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``site`` over HTTP on ``host:port`` until cancelled; reports the bound port."""
-    await serve_tcp(partial(_handle, site), host, port, task_status=task_status)
+    await serve_tcp(partial(_handle, site, limits), host, port, task_status=task_status)

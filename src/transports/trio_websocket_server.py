@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 
 import anyio.abc
 import trio
-from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebSocketRequest
+from trio_websocket import ConnectionClosed, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection
 
-from .hub import REFUSAL_BODIES, Hub
+from chatcore import ConnectionId
+
+from .handshake import Handshake
+from .hub import Hub
+from .lifecycle import serve_connection
 from .limits import Limits
 from .peer import Peer
+from .rawsocket import abort_on_close
+from .tcp import format_remote
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +69,10 @@ class _ServerConnection(WebSocketConnection):
 class TrioWebsocketPeer(Peer):
     """Queues frames (a broadcast's are shared); a writer task writes each batch at once."""
 
-    __slots__ = ("_ready", "_websocket")
+    __slots__ = ("_hub", "_ready", "_websocket")
 
-    def __init__(self, websocket: _ServerConnection, limits: Limits, address: str, port: int) -> None:
+    def __init__(self, hub: Hub, websocket: _ServerConnection, limits: Limits, address: str, port: int) -> None:
+        self._hub = hub
         self._websocket = websocket
         self._ready = trio.Event()
         super().__init__(limits, address, port)
@@ -73,6 +83,18 @@ class TrioWebsocketPeer(Peer):
     def start(self, tasks: anyio.abc.TaskGroup) -> None:
         super().start(tasks)
         tasks.start_soon(self._write_loop)
+
+    async def read_loop(self, connection: ConnectionId) -> None:
+        hub, websocket = self._hub, self._websocket
+        try:
+            while True:
+                message = await websocket.get_message()
+                if isinstance(message, str):
+                    hub.receive_text(connection, message)
+                else:
+                    hub.receive_binary(connection, message)
+        except ConnectionClosed as closed:
+            log.debug("connection %d closed: %s", connection, closed.reason)
 
     async def _write_loop(self) -> None:
         outbox = self.outbox
@@ -103,60 +125,69 @@ class TrioWebsocketPeer(Peer):
             self.pong_received()
 
 
-async def _read_loop(hub: Hub, websocket: WebSocketConnection, connection: int) -> None:
-    try:
-        while True:
-            message = await websocket.get_message()
-            if isinstance(message, str):
-                hub.receive_text(connection, message)
-            else:
-                hub.receive_binary(connection, message)
-    except ConnectionClosed as closed:
-        log.debug("connection %d closed: %s", connection, closed.reason)
+class TrioLink:
+    """A trio socket stream as `lifecycle.Link`: what the handshake stage reads and answers through."""
+
+    __slots__ = ("address", "port", "stream")
+
+    def __init__(self, stream: trio.SocketStream, address: str, port: int) -> None:
+        self.stream = stream
+        self.address = address
+        self.port = port
+
+    @property
+    def remote(self) -> str:
+        return format_remote(self.address, self.port)
+
+    async def receive(self, max_bytes: int) -> bytes:
+        try:
+            return await self.stream.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+
+    async def send_all(self, data: bytes) -> None:
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+            raise ConnectionError(str(error)) from None
+
+    def shutdown_write(self) -> None:
+        with contextlib.suppress(OSError):
+            self.stream.socket.shutdown(socket.SHUT_WR)
+
+    def abort(self) -> None:
+        abort_on_close(self.stream.socket)
+
+    def close(self) -> None:
+        self.stream.socket.close()
 
 
-async def _handle(hub: Hub, limits: Limits, request: WebSocketRequest) -> None:
-    remote = request.remote
-    address, port = (str(remote.address), remote.port) if isinstance(remote, Endpoint) else (str(remote), 0)
-    origin = dict(request.headers).get(b"origin")
-    # wsproto keeps Host out of the headers; trio-websocket has no accessor for its event's copy.
-    host: str = request._event.host
-    refusal = hub.admit(address, origin.decode("latin-1") if origin is not None else None, host)
-    if refusal is not None:
-        await request.reject(refusal, body=REFUSAL_BODIES[refusal])
-        return
-    try:
-        websocket = await request.accept()
-        assert isinstance(websocket, _ServerConnection)  # the request came from `_serve_stream`
-    except BaseException:
-        hub.release(address)
-        raise
-    peer = TrioWebsocketPeer(websocket, limits, address, port)
-    await hub.serve(peer, partial(_read_loop, hub, websocket))
+@asynccontextmanager
+async def _open(hub: Hub, limits: Limits, link: TrioLink, handshake: Handshake) -> AsyncIterator[Peer]:
+    """trio-websocket takes the connection from here: it parses the checked request again and sends the 101."""
+    ws = WSConnection(ConnectionType.SERVER)
+    ws.receive_data(handshake.received)
+    websocket = _ServerConnection(link.stream, ws, max_message_size=limits.max_message_size)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(websocket._reader_task)
+        request = await websocket._get_request()
+        peer = TrioWebsocketPeer(hub, websocket, limits, link.address, link.port)
+        try:
+            await request.accept()
+        except ConnectionClosed:
+            raise ConnectionError("gone before the 101") from None
+        yield peer
+        nursery.cancel_scope.cancel()
 
 
 async def _serve_stream(hub: Hub, limits: Limits, stream: trio.SocketStream) -> None:
-    """trio-websocket's own per-connection server loop, with `_ServerConnection`."""
-    async with trio.open_nursery() as nursery:
-        connection = _ServerConnection(
-            stream, WSConnection(ConnectionType.SERVER), max_message_size=limits.max_message_size
-        )
-        nursery.start_soon(connection._reader_task)
-        request = None
-        with trio.move_on_after(limits.handshake_timeout):
-            request = await connection._get_request()
-        try:
-            if request is None:
-                log.info("%s: no WebSocket handshake within %g s", connection.remote, limits.handshake_timeout)
-            else:
-                await _handle(hub, limits, request)
-        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as gone:
-            log.debug("%s: gone during the handshake: %r", connection.remote, gone)
-        finally:
-            with trio.move_on_after(limits.close_timeout):
-                await connection.aclose()
-            nursery.cancel_scope.cancel()
-            await stream.aclose()
+    try:
+        address, port = stream.socket.getpeername()[:2]
+    except OSError:  # already reset
+        stream.socket.close()
+        return
+    link = TrioLink(stream, address, port)
+    await serve_connection(link, hub, limits, partial(_open, hub, limits, link))
 
 
 async def serve(

@@ -12,31 +12,23 @@ under asyncio too.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 
 import anyio
 import anyio.abc
-from wsproto import ConnectionType, WSConnection
+from wsproto import ConnectionType
 from wsproto.connection import Connection, ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    Pong,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.frame_protocol import CloseReason
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from chatcore import closecodes
 
-from .hub import REFUSAL_BODIES, Hub
+from .handshake import Handshake
+from .hub import Hub
+from .lifecycle import serve_connection
 from .limits import Limits
 from .outbox import CloseRequest
 from .outgoing import Outgoing
@@ -66,7 +58,10 @@ class Flusher:
             self._wakeup = anyio.Event()
             dirty, self._dirty = self._dirty, []
             for peer in dirty:
-                peer.flush()
+                try:
+                    peer.flush()
+                except Exception:
+                    peer.fail("writing")  # ends that connection; the others are still written
 
 
 class WsprotoPeer(Peer):
@@ -241,71 +236,19 @@ class WsprotoPeer(Peer):
             self.close(event.code, event.reason or "")
 
 
-async def _receive_request(raw: RawSocket, ws: WSConnection) -> Request | None:
-    """Read the HTTP upgrade request; None if the client went away or got it wrong (then answered 400)."""
-    while True:
-        data = await raw.receive(RECEIVE_SIZE)
-        if not data:
-            return None
-        try:
-            ws.receive_data(data)
-        except RemoteProtocolError as error:
-            log.info("%s: refused handshake: %s", raw.remote, error)
-            await _reject(raw, ws, 400, b"not a WebSocket handshake\n")
-            return None
-        for event in ws.events():
-            if isinstance(event, Request):
-                return event
-
-
-async def _reject(raw: RawSocket, ws: WSConnection, status: int, body: bytes) -> None:
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-    try:
-        response = ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
-        response += ws.send(RejectData(data=body, body_finished=True))
-    except LocalProtocolError:
-        return  # the HTTP parser is past answering
-    with contextlib.suppress(OSError):
-        await raw.send_all(response)
-
-
-def _header(request: Request, name: bytes) -> str | None:
-    for key, value in request.extra_headers:
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
-async def _accept(hub: Hub, limits: Limits, raw: RawSocket) -> Connection | None:
-    """Complete the opening handshake, or refuse it; the established connection, if any."""
-    ws = WSConnection(ConnectionType.SERVER)
-    request = None
-    with anyio.move_on_after(limits.handshake_timeout) as waiting:
-        request = await _receive_request(raw, ws)
-    if waiting.cancelled_caught:
-        log.info("%s: no WebSocket handshake within %g s", raw.remote, limits.handshake_timeout)
-    if request is None:
-        return None
-    refusal = hub.admit(raw.address, _header(request, b"origin"), request.host)
-    if refusal is not None:
-        await _reject(raw, ws, refusal, REFUSAL_BODIES[refusal])
-        return None
-    try:
-        await raw.send_all(ws.send(AcceptConnection()))
-    except OSError:
-        hub.release(raw.address)
-        return None
-    # Only the connection is kept: the handshake's HTTP machinery can go.
-    assert ws.connection is not None
-    return ws.connection
+@asynccontextmanager
+async def _open(
+    hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake
+) -> AsyncIterator[Peer]:
+    """Answer an accepted handshake with 101; only the WebSocket connection is kept, no HTTP machinery."""
+    connection = Connection(ConnectionType.SERVER, trailing_data=handshake.trailing)
+    peer = WsprotoPeer(hub, raw, connection, limits, flusher)
+    await raw.send_all(handshake.accept_response())
+    yield peer
 
 
 async def _handle(hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket) -> None:
-    connection = await _accept(hub, limits, raw)
-    if connection is None:
-        return
-    peer = WsprotoPeer(hub, raw, connection, limits, flusher)
-    await hub.serve(peer, peer.read_loop)
+    await serve_connection(raw, hub, limits, partial(_open, hub, limits, flusher, raw))
 
 
 async def serve(

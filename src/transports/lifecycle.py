@@ -1,0 +1,148 @@
+"""One TCP connection on either WebSocket transport, from its first byte to its end.
+
+`serve_connection` is the one place that contains what goes wrong while a
+connection is handled, for both transports. Whatever happens there — a
+malformed handshake, a bug in the origin check, in the application or in
+the write path — ends that connection only, and is logged once: one INFO
+line for a client's mistake, a traceback for a bug of ours. The listener and
+every other connection carry on.
+
+A connection goes through two stages, and what it is answered depends on
+the stage it reached:
+
+- ``handshake``: until our 101 is sent. A refusal (`handshake.Refusal`: bad
+  request 400, version 426, origin 403, full 429/503) or a bug of ours (500)
+  is answered over HTTP with a short body; then we stop writing and read
+  until the client closes, so that it gets the answer rather than a reset.
+- ``open``: the WebSocket, run by `Hub.serve`. A bug in the application is
+  answered with close 1011 there; a bug in the write path cannot be answered
+  (the stream may stand mid-frame) and aborts the connection.
+
+How it ends: gracefully (FIN) only when it finished properly — its closing
+handshake completed, the client went away first, or a refusal was read.
+Every other end — a close that timed out, a dead or too slow peer, a bug,
+the server stopping — is an abort (RST, ``SO_LINGER`` 0), so the kernel
+drops at once whatever it still holds for the connection instead of
+trickling it out to a client we gave up on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+import anyio
+
+from .handshake import Handshake, HandshakeParser, Refusal, http_response
+from .hub import Hub
+from .limits import Limits
+from .peer import Peer
+
+log = logging.getLogger(__name__)
+
+RECEIVE_SIZE = 65536
+
+
+class Link(Protocol):
+    """The byte stream of one accepted TCP connection, as a transport hands it to `serve_connection`."""
+
+    @property
+    def address(self) -> str:
+        """The client's IP address."""
+
+    @property
+    def remote(self) -> str:
+        """``host:port`` of the client, for log lines."""
+
+    async def receive(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes``; ``b""`` once the client has closed or reset the connection."""
+
+    async def send_all(self, data: bytes) -> None:
+        """Write everything; raises `OSError` once the client is gone."""
+
+    def shutdown_write(self) -> None:
+        """Send FIN: we write nothing more."""
+
+    def abort(self) -> None:
+        """Make the coming close a reset (``SO_LINGER`` 0)."""
+
+    def close(self) -> None:
+        """Close the socket (idempotent)."""
+
+
+Accept = Callable[[Handshake], AbstractAsyncContextManager[Peer]]
+"""A transport's way of opening the WebSocket of an accepted handshake.
+
+Entering it sets the connection up, sends the 101 as its last step, and
+yields the `Peer` that `Hub.serve` runs; leaving it tears the transport's
+side down. Whatever it raises before the 101 is answered with HTTP 500.
+"""
+
+
+async def serve_connection(link: Link, hub: Hub, limits: Limits, accept: Accept) -> None:
+    """Run one connection to its end and close it; never raises, cancellation aside."""
+    graceful = False
+    stage = "handshake"
+    try:
+        handshake = await _receive_handshake(link, limits)
+        if handshake is None:
+            graceful = True  # the client went away first, or timed out (and the link is set to abort)
+            return
+        hub.admit(link.address, handshake)
+        try:
+            async with accept(handshake) as peer:
+                stage = "open"
+                graceful = await hub.serve(peer)
+        finally:
+            hub.release(link.address)
+    except Refusal as refusal:
+        level = logging.WARNING if refusal.status == 503 else logging.INFO
+        log.log(level, "%s: refused handshake (%d): %s", link.remote, refusal.status, refusal.reason)
+        graceful = await _answer(link, refusal.response(), limits.close_timeout)
+    except Exception:
+        log.exception("%s: internal error in the %s stage; connection ended", link.remote, stage)
+        if stage == "handshake":
+            graceful = await _answer(link, http_response(500, "internal error"), limits.close_timeout)
+    finally:
+        if not graceful:
+            link.abort()
+        link.close()
+
+
+async def _receive_handshake(link: Link, limits: Limits) -> Handshake | None:
+    """The client's opening handshake; None if it went away first or took too long. Raises `Refusal`."""
+    parser = HandshakeParser(limits.max_header_bytes, limits.max_headers)
+    try:
+        with anyio.fail_after(limits.handshake_timeout):
+            while True:
+                data = await link.receive(RECEIVE_SIZE)
+                if not data:
+                    log.debug("%s: gone during the handshake", link.remote)
+                    return None
+                handshake = parser.receive_data(data)
+                if handshake is not None:
+                    return handshake
+    except TimeoutError:
+        log.info("%s: no WebSocket handshake within %g s; connection dropped", link.remote, limits.handshake_timeout)
+        link.abort()
+        return None
+
+
+async def _answer(link: Link, response: bytes, linger: float) -> bool:
+    """Send an HTTP answer and wait for the client to close; False if that did not happen within ``linger`` seconds.
+
+    Closing with unread data would reset the connection, and a reset can
+    destroy the answer before the client reads it: so we read until it closes.
+    """
+    with anyio.move_on_after(linger):
+        try:
+            await link.send_all(response)
+            link.shutdown_write()
+            while await link.receive(RECEIVE_SIZE):
+                pass
+        except OSError:
+            return False
+        return True
+    return False
