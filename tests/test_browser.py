@@ -187,7 +187,11 @@ def test_a_dropped_connection_reconnects_to_the_same_room_without_duplicates(
 def test_the_unchanged_seed_page_works_in_a_browser(
     start_server: Callable[..., LiveServer], pages: Callable[..., ChatPage]
 ) -> None:
-    """The seed's page hard-codes ws://localhost:8001/ and renders with innerHTML; default ports."""
+    """The seed's page hard-codes ws://localhost:8001/ and renders with innerHTML; default ports.
+
+    It works whichever name of this machine it was loaded from: bob opens it at 127.0.0.1, the
+    address the log prints, and its socket still goes to localhost.
+    """
     start_server(host="127.0.0.1", http_port=8000, ws_port=8001, web_dir=SEED_CLIENT)
 
     def seed_page() -> ChatPage:
@@ -200,7 +204,7 @@ def test_the_unchanged_seed_page_works_in_a_browser(
     link = link_element.get_attribute("href")
     assert link is not None
     assert link.startswith("http://localhost:8000/?join=")
-    bob = seed_page().open(link)
+    bob = seed_page().open(link.replace("//localhost:", "//127.0.0.1:"))
     bob.page.locator("#message-wrapper a").wait_for()
     alice.send_with_enter("hello from the seed page")
     bob.send_with_enter("hi back")

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -175,3 +176,40 @@ def test_echo_app_echoes_text_and_binary(start_server: Callable[..., LiveServer]
         for message in messages:
             client.send_raw(message)
             assert client.ws.recv(timeout=5) == message
+
+
+def start_failure(*args: str, code: str | None = None) -> str:
+    """Run ``chat-server`` expecting it to refuse to start; its stderr, which must be one line."""
+    argv = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "transports", *args]
+    with tempfile.TemporaryDirectory() as data_home:
+        env = {**os.environ, "XDG_DATA_HOME": data_home}
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=env)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("chat-server: error: ")
+    return errors[0]
+
+
+@pytest.mark.parametrize("flag", ["--ws-port", "--http-port"])
+def test_a_port_in_use_is_one_line_naming_port_and_flag(transport: Transport, flag: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        other = "--http-port" if flag == "--ws-port" else "--ws-port"
+        error = start_failure("--transport", transport.value, "--db", ":memory:", flag, port, other, "0")
+    assert f"port {port} is already in use" in error
+    assert flag in error
+
+
+@pytest.mark.parametrize("host", ["192.0.2.55", "no-such-host.invalid"])
+def test_an_address_not_on_this_machine_is_one_line(transport: Transport, host: str) -> None:
+    error = start_failure("--transport", transport.value, "--db", ":memory:", "--host", host,
+                          "--http-port", "0", "--ws-port", "0")
+    assert host in error
+    assert "--host" in error
+
+
+def test_a_missing_uvloop_says_which_extra_to_install() -> None:
+    hide_uvloop = "import sys; sys.modules['uvloop'] = None; from transports.cli import main; main(sys.argv[1:])"
+    error = start_failure("--transport", "wsproto", "--event-loop", "uvloop", code=hide_uvloop)
+    assert "trio-chat[uvloop]" in error

@@ -6,7 +6,7 @@ import argparse
 import importlib.util
 import logging
 import resource
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -204,4 +204,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             options = {"use_uvloop": args.event_loop == "uvloop"}
             anyio.run(run_until_signal, config, backend="asyncio", backend_options=options)
     except* (DatabaseError, StartupError) as errors:
-        parser.exit(2, "".join(f"{parser.prog}: error: {error}\n" for error in errors.exceptions))
+        parser.exit(2, "".join(f"{parser.prog}: error: {error}\n" for error in _leaves(errors)))
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    """The exceptions of a group, however deeply the task groups they went through have nested it."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            yield from _leaves(error)
+        else:
+            yield error

@@ -134,7 +134,9 @@ class Hub:
             elif isinstance(action, SendBinary):
                 peers[action.connection].send(Outgoing(action.data))
             elif isinstance(action, Close):
-                peers[action.connection].close(action.code, action.reason)
+                peer = peers[action.connection]
+                log.info("%s: closing with %d: %s", peer.remote, action.code, action.reason)
+                peer.close(action.code, action.reason)
             else:
                 assert_never(action)
 

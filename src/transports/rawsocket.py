@@ -12,7 +12,6 @@ import struct
 from collections.abc import Awaitable, Callable
 
 import anyio
-import anyio.abc
 import sniffio
 import trio
 
@@ -82,22 +81,20 @@ def abort_on_close(sock: socket.socket | trio.socket.SocketType) -> None:
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
-async def serve_raw_tcp(
-    handler: Callable[[RawSocket], Awaitable[None]],
-    host: str,
-    port: int,
-    *,
-    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Call ``handler`` for each connection to ``host:port`` until cancelled; reports the bound port."""
-    wait_readable: WaitReadable = anyio.wait_readable
-    if sniffio.current_async_library() == "trio":  # its own wait saves a coroutine frame per idle connection
-        wait_readable = trio.lowlevel.wait_readable
+def listen_tcp(host: str, port: int) -> socket.socket:
+    """A non-blocking listening socket on ``host:port``; raises `OSError` if it cannot be had."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.create_server((host, port), family=family, backlog=BACKLOG)
     listener.setblocking(False)
+    return listener
+
+
+async def serve_raw_tcp(handler: Callable[[RawSocket], Awaitable[None]], listener: socket.socket) -> None:
+    """Call ``handler`` for each connection ``listener`` accepts until cancelled; closes the listener then."""
+    wait_readable: WaitReadable = anyio.wait_readable
+    if sniffio.current_async_library() == "trio":  # its own wait saves a coroutine frame per idle connection
+        wait_readable = trio.lowlevel.wait_readable
     with listener:
-        task_status.started(listener.getsockname()[1])
         async with anyio.create_task_group() as connections:
             while True:
                 await anyio.wait_readable(listener)

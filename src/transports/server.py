@@ -125,14 +125,17 @@ async def _listen(
     """Start a server task; the port it bound, or `StartupError` saying what to change."""
     try:
         bound: int = await tasks.start(serve)
-    except socket.gaierror as error:
-        raise StartupError(f"cannot listen on {host!r} (--host): {error.strerror}") from None
     except OSError as error:
         raise StartupError(_listen_error(error, host, port, flag)) from None
     return bound
 
 
+_NAME_ERRORS = {socket.EAI_NONAME, socket.EAI_AGAIN, socket.EAI_FAIL, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
 def _listen_error(error: OSError, host: str, port: int, flag: str) -> str:
+    if isinstance(error, socket.gaierror) or error.errno in _NAME_ERRORS:  # (socket.create_server drops the type)
+        return f"cannot listen on {host}: no such host name or address (--host)"
     if error.errno == errno.EADDRINUSE:
         return f"port {port} is already in use on {host} ({flag}): stop what uses it, or pick another port " \
             f"({flag} 0 takes any free one)"

@@ -33,7 +33,7 @@ from .limits import Limits
 from .outbox import CloseRequest
 from .outgoing import Outgoing
 from .peer import Peer
-from .rawsocket import RawSocket, serve_raw_tcp
+from .rawsocket import RawSocket, listen_tcp, serve_raw_tcp
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +260,9 @@ async def serve(
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections on ``host:port`` until cancelled; reports the bound port."""
+    listener = listen_tcp(host, port)
     flusher = Flusher()
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(flusher.run)
-        await serve_raw_tcp(partial(_handle, hub, limits, flusher), host, port, task_status=task_status)
+        task_status.started(listener.getsockname()[1])
+        await serve_raw_tcp(partial(_handle, hub, limits, flusher), listener)
