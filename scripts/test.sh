@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run everything CI runs: lint, type check, the whole test suite.
-source "$(dirname "${BASH_SOURCE[0]}")/setup-env.sh"
+EXTRAS=test source "$(dirname "${BASH_SOURCE[0]}")/setup-env.sh"
 cd "$ROOT"
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download does not work here).

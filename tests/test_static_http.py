@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import LiveServer
+from transports.static_http import Response, StaticSite
 
 SEED_CLIENT = Path(__file__).parent / "seed_client"
 
@@ -110,3 +111,65 @@ def test_another_client_folder_can_be_served(start_server: Callable[..., LiveSer
     assert status == 200
     assert body == (SEED_CLIENT / "index.html").read_bytes()
     assert get(live, "/main.js")[2] == (SEED_CLIENT / "main.js").read_bytes()
+
+
+def exchange(live: LiveServer, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", live.running.http_port), timeout=10) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"x" * 20_000 + b"\r\n\r\n", 431),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(100)) + b"\r\n", 431),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 405),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+    ],
+    ids=["head-too-large", "too-many-headers", "post-with-body", "get-with-body", "get-chunked", "no-host", "http2"],
+)
+def test_malformed_requests_get_their_status_and_a_short_body(
+    server: LiveServer, request_bytes: bytes, status: int
+) -> None:
+    answer = exchange(server, request_bytes)
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:100]
+    assert 0 < len(answer.split(b"\r\n\r\n", 1)[1]) < 100
+    assert get(server, "/")[0] == 200
+
+
+def test_an_unchanged_file_is_not_sent_again(server: LiveServer) -> None:
+    _, headers, _ = get(server, "/main.js")
+    connection = http.client.HTTPConnection("127.0.0.1", server.running.http_port, timeout=5)
+    try:
+        connection.request("GET", "/main.js", headers={"If-None-Match": headers["etag"]})
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (304, b"")
+    finally:
+        connection.close()
+
+
+def test_a_bug_while_answering_gets_500_and_ends_that_connection_only(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = StaticSite.respond
+
+    def respond(site: StaticSite, target: str, if_none_match: str | None = None) -> Response:
+        if "inject" in target:
+            raise RuntimeError("injected")
+        return original(site, target, if_none_match)
+
+    monkeypatch.setattr(StaticSite, "respond", respond)
+    answer = exchange(server, b"GET /inject HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 500 ")
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == [
+        next(r.getMessage() for r in caplog.records if "internal error while serving the page" in r.getMessage())
+    ]
+    assert get(server, "/")[0] == 200

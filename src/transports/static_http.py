@@ -204,14 +204,22 @@ async def _next_request(
     stream: anyio.abc.SocketStream, connection: h11.Connection, limits: Limits
 ) -> h11.Request | None:
     """The next GET or HEAD without a body; None once the client is done. Raises `_Refused` for others."""
+    buffered = len(connection.trailing_data[0])  # what the last request left (pipelined), plus what comes now
     while True:
         event = connection.next_event()
         if event is h11.NEED_DATA:
             try:
-                connection.receive_data(await stream.receive(RECEIVE_SIZE))
+                data = await stream.receive(RECEIVE_SIZE)
             except anyio.EndOfStream:
-                connection.receive_data(b"")
+                data = b""
+            buffered += len(data)
+            connection.receive_data(data)
         elif isinstance(event, h11.Request):
+            # h11 bounds only a head still incomplete; one that arrived whole is measured here.
+            if buffered - len(connection.trailing_data[0]) > limits.max_header_bytes:
+                raise _Refused(431, f"request head larger than {limits.max_header_bytes} bytes")
+            if event.http_version not in (b"1.0", b"1.1"):
+                raise _Refused(505, "only HTTP/1.0 and HTTP/1.1 are spoken here")
             if len(event.headers) > limits.max_headers:
                 raise _Refused(431, f"more than {limits.max_headers} header fields")
             if event.method not in (b"GET", b"HEAD"):
