@@ -133,14 +133,20 @@ def exchange(live: LiveServer, request: bytes) -> bytes:
         (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+         b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET //[ HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+        (b"GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n", 404),
     ],
-    ids=["head-too-large", "too-many-headers", "post-with-body", "get-with-body", "get-chunked", "no-host", "http2"],
+    ids=["head-too-large", "too-many-headers", "post-with-body", "get-with-body", "get-chunked", "no-host", "http2",
+         "length-and-chunked", "bad-ipv6-path", "bad-ipv6-absolute"],
 )
 def test_malformed_requests_get_their_status_and_a_short_body(
     server: LiveServer, request_bytes: bytes, status: int
 ) -> None:
     answer = exchange(server, request_bytes)
     assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:100]
+    assert answer.count(b"HTTP/1.1 ") == 1  # one answer, then the connection closes
     assert 0 < len(answer.split(b"\r\n\r\n", 1)[1]) < 100
     assert get(server, "/")[0] == 200
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -112,6 +113,9 @@ class HandshakeParser:
         needed; raises `Refusal` when the request cannot be accepted.
         """
         self._received += data
+        if self._request is None and b"\n" in data and _REQUEST_LINE.match(self._received) is None:
+            # Not HTTP at all (a TLS hello, an SSH banner, a frame): say so now, not at the timeout.
+            raise Refusal(400, "not a valid HTTP/1.1 request")
         try:
             self._http.receive_data(data)
             while True:
@@ -131,6 +135,11 @@ class HandshakeParser:
             if error.error_status_hint == 431:
                 raise Refusal(431, f"request head larger than {self._max_bytes} bytes") from None
             raise Refusal(400, "not a valid HTTP/1.1 request") from None
+
+    def receive_eof(self) -> None:
+        """The client stopped sending: `Refusal` (400) if a request had begun, else nothing to answer."""
+        if self._received.strip():
+            raise Refusal(400, "the request ended before its headers did")
 
     def _complete(self) -> Handshake:
         assert self._request is not None
@@ -177,6 +186,7 @@ class HandshakeParser:
 
 
 _Checked = tuple[str, str, str | None, bytes]
+_REQUEST_LINE = re.compile(rb"(?:\r?\n)*[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP/[0-9]\.[0-9]\r?\n")
 _VERSION_HEADERS = (("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"))
 
 

@@ -101,7 +101,10 @@ async def serve_connection(link: Link, hub: Hub, limits: Limits, accept: Accept)
         level = logging.WARNING if refusal.status == 503 else logging.INFO
         log.log(level, "%s: refused handshake (%d): %s", link.remote, refusal.status, refusal.reason)
         graceful = await _answer(link, refusal.response(), limits.close_timeout)
-    except Exception:
+    except Exception as error:
+        if _broken_connection(error):  # the client went away under a write: nothing to answer, nothing of ours
+            log.debug("%s: connection broke in the %s stage: %r", link.remote, stage, error)
+            return
         log.exception("%s: internal error in the %s stage; connection ended", link.remote, stage)
         if stage == "handshake":
             graceful = await _answer(link, http_response(500, "internal error"), limits.close_timeout)
@@ -109,6 +112,13 @@ async def serve_connection(link: Link, hub: Hub, limits: Limits, accept: Accept)
         if not graceful:
             link.abort()
         link.close()
+
+
+def _broken_connection(error: BaseException) -> bool:
+    """`OSError` alone, or a task group's worth of them: what `Link.send_all` raises once the client is gone."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(_broken_connection(inner) for inner in error.exceptions)
+    return isinstance(error, OSError)
 
 
 async def _receive_handshake(link: Link, limits: Limits) -> Handshake | None:
@@ -119,7 +129,8 @@ async def _receive_handshake(link: Link, limits: Limits) -> Handshake | None:
             while True:
                 data = await link.receive(RECEIVE_SIZE)
                 if not data:
-                    log.debug("%s: gone during the handshake", link.remote)
+                    parser.receive_eof()  # a refusal if the request had begun: the client may still read
+                    log.debug("%s: gone before sending a handshake", link.remote)
                     return None
                 handshake = parser.receive_data(data)
                 if handshake is not None:

@@ -4,11 +4,13 @@ Browsers send ``Origin`` with every WebSocket handshake. We accept our own
 page, origins listed with ``--allow-origin``, and clients that send no
 ``Origin`` (bots and scripts: no browser, so no ambient credentials to abuse).
 
-"Our own page" is one served by our HTTP port from the host name the
-WebSocket request names in ``Host``. Names of this machine (``localhost``,
-``127.0.0.1``, ``[::1]``...) count as one host when both the page and the
-socket use one of them: a page at ``http://127.0.0.1:8000/`` may open
-``ws://localhost:8001/``, as the seed's page does. Nothing else is equated.
+"Our own page" is an http page on our HTTP port whose host is the one the
+WebSocket request names in ``Host``, when that is an IP address: a name
+could be an attacker's, pointed at us (DNS rebinding), so pages served
+under a name are accepted only when listed. The names of this machine,
+``localhost``, ``127.0.0.1`` and ``[::1]``, count as one host when both the
+page and the socket use one of them: a page at ``http://127.0.0.1:8000/``
+may open ``ws://localhost:8001/``, as the seed's page does.
 
 Parsing is strict and total: a malformed ``Origin`` or ``Host`` gives None,
 never an exception.
@@ -69,16 +71,17 @@ def normalize_origin(text: str) -> str:
     return str(origin) if origin is not None else text.strip().lower()
 
 
-def is_this_machine(host: str) -> bool:
-    """A host name that always means the machine it is used on: loopback, ``localhost``, the wildcard address."""
-    name = host.removesuffix(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
+THIS_MACHINE = frozenset({"localhost", "127.0.0.1", "::1"})
+"""The names of this machine a page and its socket may use interchangeably."""
+
+
+def is_address(host: str) -> bool:
+    """An IP address rather than a name (which DNS could point anywhere)."""
     try:
-        address = ipaddress.ip_address(name)
+        ipaddress.ip_address(host)
     except ValueError:
         return False
-    return address.is_loopback or address.is_unspecified
+    return True
 
 
 def _host_name(host: str) -> str | None:
@@ -107,6 +110,8 @@ class OriginPolicy:
             return False
         if str(parsed) in self.allowed:
             return True
-        if parsed.port not in self.page_ports:
+        if parsed.scheme != "http" or parsed.port not in self.page_ports:
             return False
-        return parsed.host == host or (is_this_machine(parsed.host) and is_this_machine(host))
+        if parsed.host in THIS_MACHINE and host in THIS_MACHINE:
+            return True
+        return parsed.host == host and is_address(host)

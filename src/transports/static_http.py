@@ -34,8 +34,6 @@ from .tcp import STREAM_ERRORS, format_remote, serve_tcp
 log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 16384
-IDLE_TIMEOUT = 30.0
-"""Seconds a keep-alive HTTP connection may wait for its next request."""
 MAX_SITE_FILES = 1000
 MAX_SITE_BYTES = 64 * 1024 * 1024
 """Bounds on what ``--web`` may hold: the files are kept in memory."""
@@ -86,7 +84,14 @@ class StaticSite:
 
     def respond(self, target: str, if_none_match: str | None = None) -> Response:
         """The answer to a GET (or HEAD) of ``target``, with ``If-None-Match`` if the request had one."""
-        path = unquote(urlsplit(target).path, errors="replace")
+        if target.startswith("/"):
+            path = target.partition("?")[0].partition("#")[0]
+        else:  # absolute form, http://host/path (RFC 9112, 3.2.2)
+            try:
+                path = urlsplit(target).path
+            except ValueError:
+                return Response(404, b"not found\n")
+        path = unquote(path, errors="replace")
         if path.endswith("/"):
             path += "index.html"
         found = self._files.get(path) or self._files.get(f"{path}/index.html")
@@ -177,7 +182,7 @@ async def _serve_one(
 ) -> bool:
     """Answer one request; False when the connection should end."""
     request = None
-    with anyio.move_on_after(IDLE_TIMEOUT):
+    with anyio.move_on_after(limits.handshake_timeout):  # for each request, keep-alive waits included
         request = await _next_request(stream, connection, limits)
     if request is None:
         return False
@@ -224,7 +229,8 @@ async def _next_request(
                 raise _Refused(431, f"more than {limits.max_headers} header fields")
             if event.method not in (b"GET", b"HEAD"):
                 raise _Refused(405, "method not allowed", (("allow", "GET, HEAD"),))
-            if not isinstance(connection.next_event(), h11.EndOfMessage):
+            names = {name for name, _ in event.headers}
+            if b"transfer-encoding" in names or not isinstance(connection.next_event(), h11.EndOfMessage):
                 raise _Refused(400, "a GET has no body")
             return event
         elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:

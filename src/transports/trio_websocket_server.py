@@ -13,7 +13,7 @@ import anyio.abc
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import CloseConnection
 
 from chatcore import ConnectionId
@@ -38,7 +38,13 @@ class _ServerConnection(WebSocketConnection):
 
     `send_frames` writes frames built elsewhere, so that a broadcast is framed
     once for a whole room and a batch of messages is one write.
+
+    (And `_open` starts it with the handshake already done, by setting a few
+    of its private attributes: trio-websocket is pinned below 0.13 for that.)
     """
+
+    label = "?"
+    """How log lines name the client (``host:port``)."""
 
     async def send_frames(self, frames: bytes) -> None:
         """Write complete, unmasked frames (no extension is ever negotiated) in one go."""
@@ -60,7 +66,7 @@ class _ServerConnection(WebSocketConnection):
 
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         if self._wsproto.state is ConnectionState.OPEN:  # the error is ours to report, not the peer's close
-            log.info("%s: closing with %d: %s", self.remote, event.code, event.reason)
+            log.info("%s: closing with %d: %s", self.label, event.code, event.reason)
             with contextlib.suppress(ConnectionClosed):
                 await self._send(CloseConnection(code=event.code, reason=event.reason))
         await super()._handle_close_connection_event(event)
@@ -164,18 +170,22 @@ class TrioLink:
 
 @asynccontextmanager
 async def _open(hub: Hub, limits: Limits, link: TrioLink, handshake: Handshake) -> AsyncIterator[Peer]:
-    """trio-websocket takes the connection from here: it parses the checked request again and sends the 101."""
+    """Send our 101 and hand trio-websocket a connection that is open already.
+
+    trio-websocket would otherwise parse the request again, with its own
+    (different) rules, and drop frames the client sent before our answer.
+    """
     ws = WSConnection(ConnectionType.SERVER)
-    ws.receive_data(handshake.received)
+    ws.connection = Connection(ConnectionType.SERVER, trailing_data=handshake.trailing)
     websocket = _ServerConnection(link.stream, ws, max_message_size=limits.max_message_size)
+    websocket._connection_proposal = None  # no request to hand out: the handshake is done
+    websocket._path = handshake.target
+    websocket.label = link.remote
+    peer = TrioWebsocketPeer(hub, websocket, limits, link.address, link.port)
+    await link.send_all(handshake.accept_response())
+    websocket._open_handshake.set()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(websocket._reader_task)
-        request = await websocket._get_request()
-        peer = TrioWebsocketPeer(hub, websocket, limits, link.address, link.port)
-        try:
-            await request.accept()
-        except ConnectionClosed:
-            raise ConnectionError("gone before the 101") from None
         yield peer
         nursery.cancel_scope.cancel()
 

@@ -202,7 +202,7 @@ class WsprotoPeer(Peer):
     def _add_fragment(self, connection_id: int, event: TextMessage | BytesMessage) -> bool:
         self._size += len(event.data)
         if self._size > self._max_message_size:
-            self.close(closecodes.MESSAGE_TOO_BIG, f"message larger than {self._max_message_size}")
+            self.close(closecodes.MESSAGE_TOO_BIG, f"Exceeded maximum message size: {self._max_message_size} bytes")
             return False
         if isinstance(event, TextMessage):
             if self._text is None:
