@@ -213,3 +213,11 @@ def test_a_missing_uvloop_says_which_extra_to_install() -> None:
     hide_uvloop = "import sys; sys.modules['uvloop'] = None; from transports.cli import main; main(sys.argv[1:])"
     error = start_failure("--transport", "wsproto", "--event-loop", "uvloop", code=hide_uvloop)
     assert "trio-chat[uvloop]" in error
+
+
+@pytest.mark.parametrize("origin", ["https://chat.example.org/", "http://chat.lan:8000/x", "https://*.example.org",
+                                    "http://chat.lan:99999", "null"])
+def test_an_allowed_origin_that_could_never_match_is_refused(origin: str) -> None:
+    result = subprocess.run([str(CHAT_SERVER), "--allow-origin", origin], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "--allow-origin" in result.stderr

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import http.client
 import socket
+import struct
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from conftest import LiveServer
+from chat_client import ChatClient
+from conftest import TEST_LIMITS, LiveServer, wait_until
+from transports import static_http
 from transports.static_http import Response, StaticSite
 
 SEED_CLIENT = Path(__file__).parent / "seed_client"
@@ -179,3 +184,46 @@ def test_a_bug_while_answering_gets_500_and_ends_that_connection_only(
         next(r.getMessage() for r in caplog.records if "internal error while serving the page" in r.getMessage())
     ]
     assert get(server, "/")[0] == 200
+
+
+def test_clients_resetting_their_connections_do_not_stop_the_server(server: LiveServer) -> None:
+    for i in range(200):
+        with socket.create_connection(("127.0.0.1", server.running.http_port)) as sock:
+            if i % 2:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert get(server, "/")[0] == 200
+    with ChatClient(server.ws_url) as client:
+        assert client.init()["userId"] == 1
+
+
+def test_page_connections_are_limited_per_address(start_server: Callable[..., LiveServer]) -> None:
+    live = start_server(limits=replace(TEST_LIMITS, max_connections_per_address=2))
+    idle = [socket.create_connection(("127.0.0.1", live.running.http_port)) for _ in range(2)]
+    try:
+        wait_until(lambda: exchange(live, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 429 "))
+    finally:
+        for sock in idle:
+            sock.close()
+    wait_until(lambda: get(live, "/")[0] == 200)
+
+
+def test_a_page_client_that_never_reads_is_reset(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(static_http, "SEND_TIMEOUT", 1.0)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.running.http_port))
+    sock.settimeout(10)
+    try:
+        sock.sendall(b"GET /vendor/bulma.min.css HTTP/1.1\r\nHost: x\r\n\r\n" * 100)  # ~20 MB of answers
+        time.sleep(3)  # never reads meanwhile
+        with pytest.raises(ConnectionResetError):
+            read_all(sock)
+    finally:
+        sock.close()
+    assert get(server, "/")[0] == 200
+
+
+def read_all(sock: socket.socket) -> None:
+    while sock.recv(65536):
+        pass

@@ -16,7 +16,7 @@ from chatcore import CoreLimits
 from .config import AppKind, ServerConfig, StartupError, Transport, bundled_web_dir, default_database
 from .database import MEMORY, DatabaseError, Synchronous
 from .limits import Limits
-from .origin import normalize_origin
+from .origin import parse_origin
 from .server import run_until_signal
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,11 @@ def _web_dir(text: str) -> Path:
 
 
 def _origin(text: str) -> str:
-    origin = normalize_origin(text)
-    if not origin.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError("must look like http://host:port or https://host")
-    return origin
+    origin = parse_origin(text)
+    if origin is None:
+        raise argparse.ArgumentTypeError("must be an origin as browsers send it: http://host:port or https://host, "
+                                         "no path, no wildcard")
+    return str(origin)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
-_REG_NAME = r"[a-z0-9._~!$&'()*+,;=-]+"
+_REG_NAME = r"[a-z0-9._-]+"  # a DNS name or an IPv4 address; other RFC 3986 characters name no web host
 _ORIGIN = re.compile(rf"(?P<scheme>https?)://(?P<host>\[[0-9a-f:.]+\]|{_REG_NAME})(?::(?P<port>[0-9]{{1,5}}))?", re.A)
 _HOST = re.compile(rf"(?P<host>\[[0-9a-f:.]+\]|{_REG_NAME})(?::(?P<port>[0-9]{{0,5}}))?", re.A)
 

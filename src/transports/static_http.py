@@ -17,6 +17,7 @@ import json
 import logging
 import mimetypes
 import os
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
@@ -29,11 +30,14 @@ import h11
 
 from .config import StartupError
 from .limits import Limits
+from .rawsocket import abort_on_close
 from .tcp import STREAM_ERRORS, format_remote, serve_tcp
 
 log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 16384
+SEND_TIMEOUT = 30.0
+"""Seconds a page client has to take one answer; one that does not read is reset."""
 MAX_SITE_FILES = 1000
 MAX_SITE_BYTES = 64 * 1024 * 1024
 """Bounds on what ``--web`` may hold: the files are kept in memory."""
@@ -128,25 +132,72 @@ class _Refused(Exception):
         self.headers = headers
 
 
-async def _handle(site: StaticSite, limits: Limits, stream: anyio.abc.SocketStream) -> None:
-    peer = stream.extra(anyio.abc.SocketAttribute.remote_address)
-    remote = format_remote(peer[0], peer[1]) if isinstance(peer, tuple) else str(peer)
+class _Admission:
+    """Counts the page server's connections, in total and per address (its own counts, not the WebSocket's)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._open: Counter[str] = Counter()
+        self._total = 0
+
+    def admit(self, address: str) -> int | None:
+        """None to serve the connection (then `release` it), or the status to refuse it with."""
+        if self._total >= self._limits.max_connections:
+            return 503
+        if self._open[address] >= self._limits.max_connections_per_address:
+            return 429
+        self._open[address] += 1
+        self._total += 1
+        return None
+
+    def release(self, address: str) -> None:
+        self._total -= 1
+        self._open[address] -= 1
+        if not self._open[address]:
+            del self._open[address]
+
+
+async def _handle(site: StaticSite, limits: Limits, admission: _Admission, stream: anyio.abc.SocketStream) -> None:
+    """One page connection, contained: whatever happens ends this connection only."""
     async with stream:
-        connection = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         try:
-            while await _serve_one(site, limits, stream, connection):
-                connection.start_next_cycle()
-        except h11.RemoteProtocolError as error:
-            log.info("%s: bad HTTP request (%d): %s", remote, error.error_status_hint, error)
-            await _refuse(stream, connection, error.error_status_hint, limits.close_timeout)
-        except _Refused as refused:
-            log.info("%s: refused HTTP request (%d): %s", remote, refused.status, refused)
-            await _refuse(stream, connection, refused.status, limits.close_timeout, refused.headers)
-        except STREAM_ERRORS as error:
-            log.debug("%s: http connection ended: %r", remote, error)
-        except Exception:
-            log.exception("%s: internal error while serving the page", remote)
-            await _refuse(stream, connection, 500, limits.close_timeout)
+            peer = stream.extra(anyio.abc.SocketAttribute.remote_address)
+        except (anyio.TypedAttributeLookupError, OSError):
+            return  # reset before we could look
+        address, remote = (str(peer[0]), format_remote(str(peer[0]), int(peer[1]))) if isinstance(peer, tuple) \
+            else (str(peer), str(peer))
+        connection = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        refusal = admission.admit(address)
+        if refusal is not None:
+            log.info("%s: refused page connection (%d): too many connections", remote, refusal)
+            await _refuse(stream, connection, refusal, limits.close_timeout)
+            return
+        try:
+            await _serve(site, limits, stream, connection, remote)
+        finally:
+            admission.release(address)
+
+
+async def _serve(
+    site: StaticSite, limits: Limits, stream: anyio.abc.SocketStream, connection: h11.Connection, remote: str
+) -> None:
+    try:
+        while await _serve_one(site, limits, stream, connection):
+            connection.start_next_cycle()
+    except h11.RemoteProtocolError as error:
+        log.info("%s: bad HTTP request (%d): %s", remote, error.error_status_hint, error)
+        await _refuse(stream, connection, error.error_status_hint, limits.close_timeout)
+    except _Refused as refused:
+        log.info("%s: refused HTTP request (%d): %s", remote, refused.status, refused)
+        await _refuse(stream, connection, refused.status, limits.close_timeout, refused.headers)
+    except TimeoutError:
+        log.info("%s: page client not reading its answer within %g s; connection reset", remote, SEND_TIMEOUT)
+        abort_on_close(stream.extra(anyio.abc.SocketAttribute.raw_socket))
+    except STREAM_ERRORS as error:
+        log.debug("%s: http connection ended: %r", remote, error)
+    except Exception:
+        log.exception("%s: internal error while serving the page", remote)
+        await _refuse(stream, connection, 500, limits.close_timeout)
 
 
 async def _refuse(
@@ -201,7 +252,8 @@ async def _serve_one(
     if request.method != b"HEAD" and response.body:
         data += connection.send(h11.Data(data=response.body))
     data += connection.send(h11.EndOfMessage())
-    await stream.send(data)
+    with anyio.fail_after(SEND_TIMEOUT):
+        await stream.send(data)
     return connection.our_state is h11.DONE and connection.their_state is h11.DONE
 
 
@@ -246,4 +298,4 @@ async def serve(
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``site`` over HTTP on ``host:port`` until cancelled; reports the bound port."""
-    await serve_tcp(partial(_handle, site, limits), host, port, task_status=task_status)
+    await serve_tcp(partial(_handle, site, limits, _Admission(limits)), host, port, task_status=task_status)
