@@ -73,6 +73,19 @@ def test_connections_beyond_the_limits_are_refused(start_server: Callable[..., L
     first.close()
 
 
+def test_handshakes_that_never_come_count_against_the_limits(start_server: Callable[..., LiveServer]) -> None:
+    live = start_server(limits=replace(TEST_LIMITS, max_connections_per_address=3, handshake_timeout=30))
+    silent = [socket.create_connection(("127.0.0.1", live.running.ws_port)) for _ in range(3)]  # slowloris
+    try:
+        wait_until(lambda: refused_status(live.ws_url) == 429)
+    finally:
+        for sock in silent:
+            sock.close()
+    wait_until(lambda: live.connection_count() == 0)
+    with ChatClient(live.ws_url) as later:
+        assert later.init()["userId"] == 1
+
+
 def test_the_total_connection_limit(start_server: Callable[..., LiveServer]) -> None:
     live = start_server(limits=replace(TEST_LIMITS, max_connections=2))
     with ChatClient(live.ws_url), ChatClient(live.ws_url):

@@ -179,11 +179,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 def _raise_file_limit(connections: int) -> None:
     """Each connection is a file descriptor: lift the soft limit toward what --max-connections needs."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = connections + 256  # listeners, HTTP clients, logs
+    wanted = 2 * connections + 256  # WebSocket and page connections (each limited to this), listeners, logs
     if soft != resource.RLIM_INFINITY and soft < wanted:
         new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
-        if new_soft < wanted:
+        if new_soft < connections + 256:  # page connections may then run short first, WebSocket ones not
             log.warning("open-file limit %d allows fewer than --max-connections %d", new_soft, connections)
 
 

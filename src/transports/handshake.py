@@ -22,8 +22,9 @@ status  when
         ``Sec-WebSocket-Version: 13``, RFC 6455 section 4.4)
 ======  ============================================================================
 
-Whether the ``Origin`` may connect (403) and whether there is room (429,
-503) is decided after this, by the hub.
+Whether there is room (429, 503) is decided before this, at the
+connection's first byte; whether the ``Origin`` may connect (403) after
+it; both by the hub.
 """
 
 from __future__ import annotations

@@ -68,19 +68,23 @@ class Hub:
     def connection_count(self) -> int:
         return len(self._peers)
 
-    def admit(self, address: str, handshake: Handshake) -> None:
-        """Decide on a valid handshake: returns to accept it, raises `Refusal` (403, 429, 503) to refuse it.
+    def admit(self, address: str) -> None:
+        """Take a slot for a new connection from ``address``, or raise `Refusal` (503, 429) to refuse it.
 
-        An accepted handshake holds a connection slot until `release`.
+        A slot is taken from the connection's first byte, so handshakes that
+        never come count too, and held until `release`.
         """
-        if not self.origins.allows(handshake.origin, handshake.host):
-            raise Refusal(403, "origin not allowed")
         if self._reserved >= self._limits.max_connections:
             raise Refusal(503, f"server full ({self._reserved} connections open)")
         if self._per_address[address] >= self._limits.max_connections_per_address:
             raise Refusal(429, "too many connections from your address")
         self._reserved += 1
         self._per_address[address] += 1
+
+    def check_origin(self, handshake: Handshake) -> None:
+        """Raise `Refusal` (403) unless the page that sent ``handshake`` may open a socket."""
+        if not self.origins.allows(handshake.origin, handshake.host):
+            raise Refusal(403, "origin not allowed")
 
     def release(self, address: str) -> None:
         """Give back a slot that `admit` granted."""

@@ -10,10 +10,12 @@ every other connection carry on.
 A connection goes through two stages, and what it is answered depends on
 the stage it reached:
 
-- ``handshake``: until our 101 is sent. A refusal (`handshake.Refusal`: bad
-  request 400, version 426, origin 403, full 429/503) or a bug of ours (500)
-  is answered over HTTP with a short body; then we stop writing and read
-  until the client closes, so that it gets the answer rather than a reset.
+- ``handshake``: until our 101 is sent. A connection over a limit (429,
+  503) is refused without a look at its request, within a second. A refusal
+  of the request (`handshake.Refusal`: bad request 400, version 426, origin
+  403) or a bug of ours (500) is answered over HTTP with a short body; then
+  we stop writing and read until the client closes, so that it gets the
+  answer rather than a reset.
 - ``open``: the WebSocket, run by `Hub.serve`. A bug in the application is
   answered with close 1011 there; a bug in the write path cannot be answered
   (the stream may stand mid-frame) and aborts the connection.
@@ -86,20 +88,28 @@ async def serve_connection(link: Link, hub: Hub, limits: Limits, accept: Accept)
     graceful = False
     stage = "handshake"
     try:
-        handshake = await _receive_handshake(link, limits)
-        if handshake is None:
-            graceful = True  # the client went away first, or timed out (and the link is set to abort)
-            return
-        hub.admit(link.address, handshake)
         try:
+            hub.admit(link.address)
+        except Refusal as refusal:  # over a connection limit: a second to send its request and read the answer
+            log.log(_level(refusal), "%s: refused connection (%d): %s", link.remote, refusal.status, refusal.reason)
+            brief = min(limits.close_timeout, 1.0)
+            with anyio.move_on_after(brief):
+                await _skip_request(link, limits)  # clients may not expect an answer before their request is out
+            graceful = await _answer(link, refusal.response(), brief)
+            return
+        try:
+            handshake = await _receive_handshake(link, limits)
+            if handshake is None:
+                graceful = True  # the client went away first, or timed out (and the link is set to abort)
+                return
+            hub.check_origin(handshake)
             async with accept(handshake) as peer:
                 stage = "open"
                 graceful = await hub.serve(peer)
         finally:
             hub.release(link.address)
     except Refusal as refusal:
-        level = logging.WARNING if refusal.status == 503 else logging.INFO
-        log.log(level, "%s: refused handshake (%d): %s", link.remote, refusal.status, refusal.reason)
+        log.log(_level(refusal), "%s: refused handshake (%d): %s", link.remote, refusal.status, refusal.reason)
         graceful = await _answer(link, refusal.response(), limits.close_timeout)
     except Exception as error:
         if _broken_connection(error):  # the client went away under a write: nothing to answer, nothing of ours
@@ -112,6 +122,11 @@ async def serve_connection(link: Link, hub: Hub, limits: Limits, accept: Accept)
         if not graceful:
             link.abort()
         link.close()
+
+
+def _level(refusal: Refusal) -> int:
+    """A full server is the operator's business; everything else is the client's."""
+    return logging.WARNING if refusal.status == 503 else logging.INFO
 
 
 def _broken_connection(error: BaseException) -> bool:
@@ -139,6 +154,17 @@ async def _receive_handshake(link: Link, limits: Limits) -> Handshake | None:
         log.info("%s: no WebSocket handshake within %g s; connection dropped", link.remote, limits.handshake_timeout)
         link.abort()
         return None
+
+
+async def _skip_request(link: Link, limits: Limits) -> None:
+    """Read until a request head has ended, or is refused, or the client stops sending."""
+    parser = HandshakeParser(limits.max_header_bytes, limits.max_headers)
+    try:
+        while data := await link.receive(RECEIVE_SIZE):
+            if parser.receive_data(data) is not None:
+                return
+    except Refusal:
+        return
 
 
 async def _answer(link: Link, response: bytes, linger: float) -> bool:
