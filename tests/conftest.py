@@ -46,6 +46,11 @@ class LiveServer:
         count: int = self.call(lambda: self.running.hub.connection_count)
         return count
 
+    def slots_taken(self) -> int:
+        """Connections counted against the limits (open, or still in their handshake)."""
+        count: int = self.call(lambda: self.running.hub.slots_taken)
+        return count
+
     def task_count(self) -> int:
         """Tasks alive in the server's event loop, the portal's own included."""
         count: int = self.call(_count_tasks)

@@ -67,7 +67,7 @@ def test_connections_beyond_the_limits_are_refused(start_server: Callable[..., L
     other = socket.create_connection(("127.0.0.1", live.running.ws_port))  # still only two open
     other.close()
     second.close()
-    wait_until(lambda: live.connection_count() == 1)
+    wait_until(lambda: live.slots_taken() == 1)
     with ChatClient(live.ws_url) as again:
         assert again.init()["userId"] == 1
     first.close()
@@ -77,11 +77,12 @@ def test_handshakes_that_never_come_count_against_the_limits(start_server: Calla
     live = start_server(limits=replace(TEST_LIMITS, max_connections_per_address=3, handshake_timeout=30))
     silent = [socket.create_connection(("127.0.0.1", live.running.ws_port)) for _ in range(3)]  # slowloris
     try:
-        wait_until(lambda: refused_status(live.ws_url) == 429)
+        wait_until(lambda: live.slots_taken() == 3)
+        assert refused_status(live.ws_url) == 429
     finally:
         for sock in silent:
             sock.close()
-    wait_until(lambda: live.connection_count() == 0)
+    wait_until(lambda: live.slots_taken() == 0)
     with ChatClient(live.ws_url) as later:
         assert later.init()["userId"] == 1
 
@@ -90,7 +91,7 @@ def test_the_total_connection_limit(start_server: Callable[..., LiveServer]) -> 
     live = start_server(limits=replace(TEST_LIMITS, max_connections=2))
     with ChatClient(live.ws_url), ChatClient(live.ws_url):
         assert refused_status(live.ws_url) == 503
-    wait_until(lambda: live.connection_count() == 0)
+    wait_until(lambda: live.slots_taken() == 0)
     with ChatClient(live.ws_url) as later:
         assert later.init()["userId"] == 1
 

@@ -66,7 +66,13 @@ class Hub:
 
     @property
     def connection_count(self) -> int:
+        """Open WebSocket connections."""
         return len(self._peers)
+
+    @property
+    def slots_taken(self) -> int:
+        """Connections counted against the limits: open ones, and those still in their handshake."""
+        return self._reserved
 
     def admit(self, address: str) -> None:
         """Take a slot for a new connection from ``address``, or raise `Refusal` (503, 429) to refuse it.
