@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import anyio
 
@@ -74,8 +74,10 @@ class Link(Protocol):
         """Close the socket (idempotent)."""
 
 
-Accept = Callable[[Handshake], AbstractAsyncContextManager[Peer]]
-"""A transport's way of opening the WebSocket of an accepted handshake.
+L = TypeVar("L", bound=Link)
+
+Accept = Callable[[L, Handshake], AbstractAsyncContextManager[Peer]]
+"""A transport's way of opening the WebSocket of an accepted handshake on its link.
 
 Entering it sets the connection up, sends the 101 as its last step, and
 yields the `Peer` that `Hub.serve` runs; leaving it tears the transport's
@@ -83,7 +85,7 @@ side down. Whatever it raises before the 101 is answered with HTTP 500.
 """
 
 
-async def serve_connection(link: Link, hub: Hub, limits: Limits, accept: Accept) -> None:
+async def serve_connection(link: L, hub: Hub, limits: Limits, accept: Accept[L]) -> None:
     """Run one connection to its end and close it; never raises, cancellation aside."""
     graceful = False
     stage = "handshake"
@@ -103,8 +105,9 @@ async def serve_connection(link: Link, hub: Hub, limits: Limits, accept: Accept)
                 graceful = True  # the client went away first, or timed out (and the link is set to abort)
                 return
             hub.check_origin(handshake)
-            async with accept(handshake) as peer:
+            async with accept(link, handshake) as peer:
                 stage = "open"
+                del handshake  # an idle connection keeps nothing of its handshake
                 graceful = await hub.serve(peer)
         finally:
             hub.release(link.address)

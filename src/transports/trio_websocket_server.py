@@ -197,7 +197,7 @@ async def _serve_stream(hub: Hub, limits: Limits, stream: trio.SocketStream) -> 
         stream.socket.close()
         return
     link = TrioLink(stream, address, port)
-    await serve_connection(link, hub, limits, partial(_open, hub, limits, link))
+    await serve_connection(link, hub, limits, partial(_open, hub, limits))
 
 
 async def serve(

@@ -13,8 +13,6 @@ under asyncio too.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from functools import partial
 
 import anyio
@@ -236,19 +234,28 @@ class WsprotoPeer(Peer):
             self.close(event.code, event.reason or "")
 
 
-@asynccontextmanager
-async def _open(
-    hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake
-) -> AsyncIterator[Peer]:
-    """Answer an accepted handshake with 101; only the WebSocket connection is kept, no HTTP machinery."""
-    connection = Connection(ConnectionType.SERVER, trailing_data=handshake.trailing)
-    peer = WsprotoPeer(hub, raw, connection, limits, flusher)
-    await raw.send_all(handshake.accept_response())
-    yield peer
+class _Opening:
+    """Opens the WebSocket of an accepted handshake: entering sends the 101 and gives the peer.
 
+    A small object rather than a generator-based context manager: it lives
+    as long as the connection, and idle connections are what memory is
+    counted in.
+    """
 
-async def _handle(hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket) -> None:
-    await serve_connection(raw, hub, limits, partial(_open, hub, limits, flusher, raw))
+    __slots__ = ("_greeting", "_peer")
+
+    def __init__(self, hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
+        connection = Connection(ConnectionType.SERVER, trailing_data=handshake.trailing)
+        self._peer = WsprotoPeer(hub, raw, connection, limits, flusher)
+        self._greeting = handshake.accept_response()
+
+    async def __aenter__(self) -> Peer:
+        greeting, self._greeting = self._greeting, b""
+        await self._peer._raw.send_all(greeting)
+        return self._peer
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pass
 
 
 async def serve(
@@ -265,4 +272,5 @@ async def serve(
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(flusher.run)
         task_status.started(listener.getsockname()[1])
-        await serve_raw_tcp(partial(_handle, hub, limits, flusher), listener)
+        opening = partial(_Opening, hub, limits, flusher)
+        await serve_raw_tcp(partial(serve_connection, hub=hub, limits=limits, accept=opening), listener)
