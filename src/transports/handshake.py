@@ -1,8 +1,8 @@
 """The WebSocket opening handshake, checked once for both transports (sans-IO).
 
 Feed `HandshakeParser.receive_data` what the client sends until it returns a
-`Handshake`; then answer it with `Handshake.accept_response` (or let a
-WebSocket library parse `Handshake.received` again and answer the same).
+`Handshake`; then answer it with `Handshake.accept_response`, and hand
+`Handshake.trailing` (frames sent before our answer) to the WebSocket.
 Anything wrong with the request raises `Refusal`, which carries the HTTP
 answer to send before closing. The parser never raises anything else for
 any input, so whatever else escapes is a bug of ours.

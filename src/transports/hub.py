@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, assert_never
@@ -23,6 +22,7 @@ from .limits import Limits
 from .origin import OriginPolicy
 from .outgoing import Outgoing
 from .peer import Peer
+from .slots import ConnectionSlots
 from .storage import StorageWorker
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,7 @@ class Hub:
         self.origins = origins
         self._peers: dict[ConnectionId, Peer] = {}
         self._ids = itertools.count(1)
-        self._reserved = 0
-        self._per_address: Counter[str] = Counter()
+        self._slots = ConnectionSlots(limits)
         self._shutting_down = False
         self._all_closed = anyio.Event()
 
@@ -72,7 +71,7 @@ class Hub:
     @property
     def slots_taken(self) -> int:
         """Connections counted against the limits: open ones, and those still in their handshake."""
-        return self._reserved
+        return self._slots.taken
 
     def admit(self, address: str) -> None:
         """Take a slot for a new connection from ``address``, or raise `Refusal` (503, 429) to refuse it.
@@ -80,12 +79,7 @@ class Hub:
         A slot is taken from the connection's first byte, so handshakes that
         never come count too, and held until `release`.
         """
-        if self._reserved >= self._limits.max_connections:
-            raise Refusal(503, f"server full ({self._reserved} connections open)")
-        if self._per_address[address] >= self._limits.max_connections_per_address:
-            raise Refusal(429, "too many connections from your address")
-        self._reserved += 1
-        self._per_address[address] += 1
+        self._slots.take(address)
 
     def check_origin(self, handshake: Handshake) -> None:
         """Raise `Refusal` (403) unless the page that sent ``handshake`` may open a socket."""
@@ -94,10 +88,7 @@ class Hub:
 
     def release(self, address: str) -> None:
         """Give back a slot that `admit` granted."""
-        self._reserved -= 1
-        self._per_address[address] -= 1
-        if not self._per_address[address]:
-            del self._per_address[address]
+        self._slots.give_back(address)
 
     def open(self, peer: Peer) -> ConnectionId:
         """Register a connection whose handshake is complete (its slot reserved)."""

@@ -30,6 +30,7 @@ trickling it out to a client we gave up on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -95,8 +96,8 @@ async def serve_connection(link: L, hub: Hub, limits: Limits, accept: Accept[L])
         except Refusal as refusal:  # over a connection limit: a second to send its request and read the answer
             log.log(_level(refusal), "%s: refused connection (%d): %s", link.remote, refusal.status, refusal.reason)
             brief = min(limits.close_timeout, 1.0)
-            with anyio.move_on_after(brief):
-                await _skip_request(link, limits)  # clients may not expect an answer before their request is out
+            with anyio.move_on_after(brief), contextlib.suppress(Refusal):
+                await _receive_handshake(link, limits)  # clients may not expect an answer before their request is out
             graceful = await _answer(link, refusal.response(), brief)
             return
         try:
@@ -157,17 +158,6 @@ async def _receive_handshake(link: Link, limits: Limits) -> Handshake | None:
         log.info("%s: no WebSocket handshake within %g s; connection dropped", link.remote, limits.handshake_timeout)
         link.abort()
         return None
-
-
-async def _skip_request(link: Link, limits: Limits) -> None:
-    """Read until a request head has ended, or is refused, or the client stops sending."""
-    parser = HandshakeParser(limits.max_header_bytes, limits.max_headers)
-    try:
-        while data := await link.receive(RECEIVE_SIZE):
-            if parser.receive_data(data) is not None:
-                return
-    except Refusal:
-        return
 
 
 async def _answer(link: Link, response: bytes, linger: float) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .handshake import MAX_HEADER_BYTES, MAX_HEADERS
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -13,9 +15,9 @@ class Limits:
     """Largest incoming message, in characters (text) or bytes (binary); above it: close 1009."""
     outbox_bytes: int = 1024 * 1024
     """Outgoing data queued per connection; above it the connection is closed with 1008."""
-    max_header_bytes: int = 16 * 1024
+    max_header_bytes: int = MAX_HEADER_BYTES
     """Largest request head (request line and headers) of a handshake or a page request; above it: HTTP 431."""
-    max_headers: int = 64
+    max_headers: int = MAX_HEADERS
     """Most header fields in a handshake or a page request; above it: HTTP 431."""
     handshake_timeout: float = 10.0
     """Seconds a new TCP connection has to complete the WebSocket handshake."""

@@ -17,7 +17,6 @@ import json
 import logging
 import mimetypes
 import os
-from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
@@ -29,8 +28,10 @@ import anyio.abc
 import h11
 
 from .config import StartupError
+from .handshake import Refusal
 from .limits import Limits
 from .rawsocket import abort_on_close
+from .slots import ConnectionSlots
 from .tcp import STREAM_ERRORS, format_remote, serve_tcp
 
 log = logging.getLogger(__name__)
@@ -123,41 +124,7 @@ def _phrase(status: int) -> bytes:
     return HTTPStatus(status).phrase.encode("ascii")
 
 
-class _Refused(Exception):
-    """A request we answer with an error status, then close."""
-
-    def __init__(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.headers = headers
-
-
-class _Admission:
-    """Counts the page server's connections, in total and per address (its own counts, not the WebSocket's)."""
-
-    def __init__(self, limits: Limits) -> None:
-        self._limits = limits
-        self._open: Counter[str] = Counter()
-        self._total = 0
-
-    def admit(self, address: str) -> int | None:
-        """None to serve the connection (then `release` it), or the status to refuse it with."""
-        if self._total >= self._limits.max_connections:
-            return 503
-        if self._open[address] >= self._limits.max_connections_per_address:
-            return 429
-        self._open[address] += 1
-        self._total += 1
-        return None
-
-    def release(self, address: str) -> None:
-        self._total -= 1
-        self._open[address] -= 1
-        if not self._open[address]:
-            del self._open[address]
-
-
-async def _handle(site: StaticSite, limits: Limits, admission: _Admission, stream: anyio.abc.SocketStream) -> None:
+async def _handle(site: StaticSite, limits: Limits, slots: ConnectionSlots, stream: anyio.abc.SocketStream) -> None:
     """One page connection, contained: whatever happens ends this connection only."""
     async with stream:
         try:
@@ -167,15 +134,16 @@ async def _handle(site: StaticSite, limits: Limits, admission: _Admission, strea
         address, remote = (str(peer[0]), format_remote(str(peer[0]), int(peer[1]))) if isinstance(peer, tuple) \
             else (str(peer), str(peer))
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
-        refusal = admission.admit(address)
-        if refusal is not None:
-            log.info("%s: refused page connection (%d): too many connections", remote, refusal)
-            await _refuse(stream, connection, refusal, limits.close_timeout)
+        try:
+            slots.take(address)
+        except Refusal as refusal:
+            log.info("%s: refused page connection (%d): %s", remote, refusal.status, refusal.reason)
+            await _refuse(stream, connection, refusal.status, limits.close_timeout)
             return
         try:
             await _serve(site, limits, stream, connection, remote)
         finally:
-            admission.release(address)
+            slots.give_back(address)
 
 
 async def _serve(
@@ -187,8 +155,8 @@ async def _serve(
     except h11.RemoteProtocolError as error:
         log.info("%s: bad HTTP request (%d): %s", remote, error.error_status_hint, error)
         await _refuse(stream, connection, error.error_status_hint, limits.close_timeout)
-    except _Refused as refused:
-        log.info("%s: refused HTTP request (%d): %s", remote, refused.status, refused)
+    except Refusal as refused:
+        log.info("%s: refused HTTP request (%d): %s", remote, refused.status, refused.reason)
         await _refuse(stream, connection, refused.status, limits.close_timeout, refused.headers)
     except TimeoutError:
         log.info("%s: page client not reading its answer within %g s; connection reset", remote, SEND_TIMEOUT)
@@ -260,7 +228,7 @@ async def _serve_one(
 async def _next_request(
     stream: anyio.abc.SocketStream, connection: h11.Connection, limits: Limits
 ) -> h11.Request | None:
-    """The next GET or HEAD without a body; None once the client is done. Raises `_Refused` for others."""
+    """The next GET or HEAD without a body; None once the client is done. Raises `Refusal` for others."""
     buffered = len(connection.trailing_data[0])  # what the last request left (pipelined), plus what comes now
     while True:
         event = connection.next_event()
@@ -274,16 +242,16 @@ async def _next_request(
         elif isinstance(event, h11.Request):
             # h11 bounds only a head still incomplete; one that arrived whole is measured here.
             if buffered - len(connection.trailing_data[0]) > limits.max_header_bytes:
-                raise _Refused(431, f"request head larger than {limits.max_header_bytes} bytes")
+                raise Refusal(431, f"request head larger than {limits.max_header_bytes} bytes")
             if event.http_version not in (b"1.0", b"1.1"):
-                raise _Refused(505, "only HTTP/1.0 and HTTP/1.1 are spoken here")
+                raise Refusal(505, "only HTTP/1.0 and HTTP/1.1 are spoken here")
             if len(event.headers) > limits.max_headers:
-                raise _Refused(431, f"more than {limits.max_headers} header fields")
+                raise Refusal(431, f"more than {limits.max_headers} header fields")
             if event.method not in (b"GET", b"HEAD"):
-                raise _Refused(405, "method not allowed", (("allow", "GET, HEAD"),))
+                raise Refusal(405, "method not allowed", (("allow", "GET, HEAD"),))
             names = {name for name, _ in event.headers}
             if b"transfer-encoding" in names or not isinstance(connection.next_event(), h11.EndOfMessage):
-                raise _Refused(400, "a GET has no body")
+                raise Refusal(400, "a GET has no body")
             return event
         elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
             return None
@@ -298,4 +266,4 @@ async def serve(
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``site`` over HTTP on ``host:port`` until cancelled; reports the bound port."""
-    await serve_tcp(partial(_handle, site, limits, _Admission(limits)), host, port, task_status=task_status)
+    await serve_tcp(partial(_handle, site, limits, ConnectionSlots(limits)), host, port, task_status=task_status)
