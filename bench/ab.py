@@ -1,14 +1,19 @@
-"""A/B runs of code variants: SQLite against memory, one point of the matrix, variants alternating.
+"""A/B runs of code variants at one point of the matrix, variants alternating.
 
     python bench/ab.py now=src before=/tmp/old/src                  # wsproto, 100 connections in rooms of 10
     python bench/ab.py --server trio-websocket --room-size 100 --rounds 8 now=src before=/tmp/old/src
+    python bench/ab.py --measure baseline --connections 1000 now=src before=/tmp/old/src
 
 Each ``NAME=DIR`` is a copy of ``src/`` (for instance from ``git worktree add``);
 its servers run with that folder first on PYTHONPATH. A round runs every
-variant once, in turn, and each variant's run is one `run.py` repetition: the
-in-memory server, then the ``-db`` server, back to back. Their ratio is
-compared within the pair, so drift on a shared machine cancels out, and the
-table shows every round's ratio with the median.
+variant once, in turn, and each variant's run is one `run.py` repetition of
+two servers back to back, whose ratio is compared within the pair, so drift on
+a shared machine cancels out; the table shows every round's ratio and the
+median. What the pair is (``--measure``):
+
+- ``db``: the in-memory server, then the ``-db`` server; deliveries/s with SQLite over in memory.
+- ``baseline``: the seed's design (``bench/baseline_server.py``), then ours; our server CPU per
+  delivery over the baseline's, the ratio the README's matrix reports (lower is better).
 """
 
 from __future__ import annotations
@@ -34,17 +39,20 @@ def variant(text: str) -> tuple[str, Path]:
     return name, path
 
 
-def one_pair(source: Path, server: str, connections: int, room_size: int, duration: float) -> float:
-    """Deliveries/s of ``server-db`` over ``server``, measured back to back with ``source`` on PYTHONPATH."""
+def one_pair(source: Path, measure: str, server: str, connections: int, room_size: int, duration: float) -> float:
+    """The pair's ratio (see the module docstring), measured back to back with ``source`` on PYTHONPATH."""
+    servers = f"{server},{server}-db" if measure == "db" else f"baseline,{server}"
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "runs.json"
-        command = [sys.executable, str(BENCH / "run.py"), "--servers", f"{server},{server}-db",
+        command = [sys.executable, str(BENCH / "run.py"), "--servers", servers,
                    "--connections", str(connections), "--room-sizes", str(room_size), "--repeat", "1",
                    "--duration", str(duration), "--json", str(out)]
         env = dict(os.environ, PYTHONPATH=str(source))
         subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        rate = {run["server"]: run["deliveries_per_sec"] for run in json.loads(out.read_text())["runs"]}
-    return float(rate[f"{server}-db"] / rate[server])
+        runs = {run["server"]: run for run in json.loads(out.read_text())["runs"]}
+    if measure == "db":
+        return float(runs[f"{server}-db"]["deliveries_per_sec"] / runs[server]["deliveries_per_sec"])
+    return float(runs[server]["cpu_per_1k"] / runs["baseline"]["cpu_per_1k"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("variants", type=variant, nargs="+", metavar="NAME=DIR")
+    add("--measure", choices=["db", "baseline"], default="db")
     add("--server", choices=["trio-websocket", "wsproto"], default="wsproto")
     add("--connections", type=int, default=100)
     add("--room-size", type=int, default=10)
@@ -62,14 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     for round_number in range(1, args.rounds + 1):
         for name, source in args.variants:
             try:
-                ratios[name].append(one_pair(source, args.server, args.connections, args.room_size, args.duration))
+                ratios[name].append(
+                    one_pair(source, args.measure, args.server, args.connections, args.room_size, args.duration)
+                )
             except subprocess.CalledProcessError as error:
                 print(f"round {round_number}, {name}: run.py failed with status {error.returncode}; "
                       f"run it by hand with PYTHONPATH={source} to see why", file=sys.stderr)
                 return 1
             print(f"round {round_number}, {name}: {ratios[name][-1]:.2f}", file=sys.stderr, flush=True)
-    print(f"\n{args.server}, {args.connections} connections in rooms of {args.room_size}: "
-          f"deliveries/s with SQLite / in memory, {args.rounds} rounds\n")
+    what = ("deliveries/s with SQLite / in memory" if args.measure == "db"
+            else "server CPU per delivery / the baseline's")
+    print(f"\n{args.server}, {args.connections} connections in rooms of {args.room_size}: {what}, "
+          f"{args.rounds} rounds\n")
     print("| variant | median | every round |\n|---|---:|---|")
     for name, values in ratios.items():
         print(f"| {name} | {statistics.median(values):.2f} | {' '.join(f'{v:.2f}' for v in values)} |")

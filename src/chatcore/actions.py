@@ -1,14 +1,21 @@
-"""What the core asks its driver to do: small frozen dataclasses, performed elsewhere."""
+"""What the core asks its driver to do: small frozen dataclasses, performed elsewhere.
+
+Two kinds: what to send to clients (`Send`, `Broadcast`, `Close`), and what to
+ask of the room log (`AddUser`, `Append`, `Load`: each is answered by one
+result in `chatcore.results`, fed back to `ChatCore.log_result`). A core with
+its own in-memory log answers those itself and never returns them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from .storage import Load, Store
-
 ConnectionId: TypeAlias = int
 """Opaque id the driver gives each connection; the core never interprets it."""
+
+Ticket: TypeAlias = int
+"""Pairs a log result with the request that asked for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,5 +48,38 @@ class Close:
     reason: str
 
 
-Action: TypeAlias = Send | Broadcast | Close | Store | Load
-"""`Store` and `Load` come only from a durable core (see `chatcore.storage`)."""
+@dataclass(frozen=True, slots=True)
+class AddUser:
+    """Hand out the room's next user id, creating the room first when ``created`` (its time) is given.
+
+    Answered by `UserAdded`; by `KeyTaken` when ``created`` is given and the
+    room exists already; by `LogFailed` otherwise (a missing room included).
+    """
+
+    ticket: Ticket
+    join_key: str
+    created: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Append a talk to the room's log at its next offset; answered by `Appended` or `LogFailed`."""
+
+    ticket: Ticket
+    join_key: str
+    user_id: int
+    time: float
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """Fetch a room and its ``recent`` latest talks; answered by `Loaded` (room None if absent) or `LogFailed`."""
+
+    ticket: Ticket
+    join_key: str
+    recent: int
+
+
+LogRequest: TypeAlias = AddUser | Append | Load
+Action: TypeAlias = Send | Broadcast | Close | LogRequest

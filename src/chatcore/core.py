@@ -1,28 +1,66 @@
-"""The chat as a pure state machine: events in, actions out."""
+"""The chat as a pure state machine: connection events and log results in, actions out.
+
+Theory of operation
+===================
+
+`ChatCore` holds every room in use and every open connection of one server
+process. It never performs I/O, never reads a clock of its own (``clock`` is
+given) and never draws randomness (``new_join_key`` is given). A driver (in
+``transports``) owns the sockets and calls it.
+
+What the driver feeds, for each connection: `ChatCore.connect` once, then any
+number of `ChatCore.receive_text` / `ChatCore.receive_binary` as messages
+arrive, then `ChatCore.disconnect` once, however the connection ended. Each
+call returns a list of actions. The driver must perform them in order, before
+it feeds the core anything else that could depend on them:
+
+- `Send`, `Broadcast`, `Close`: write to clients. A write that fails is the
+  driver's business; it reports the connection's end with `disconnect`.
+- `AddUser`, `Append`, `Load`: requests to the room log (the store). The
+  driver hands each to the log and feeds the log's answer back through
+  `ChatCore.log_result`, one result per request, in the order of the
+  requests. A core made without ``external_log`` answers them itself from a
+  `MemoryLog` and never returns them.
+
+One way for every message. A talk is not shown when it arrives: the core
+asks the log to `Append` it, and shows it when the log hands it back as
+`Appended`, with its offset in the room (1, 2, 3 …, gap-free, assigned by the
+log, never reused). Each room delivers its talks to its members in offset
+order, each once, whatever order they come back in; a joiner's replay is the
+room's latest talks up to the offset delivered so far, and it receives every
+later talk. An `Appended` with no ticket (a talk someone else appended to a
+shared log) takes the same way. User ids are handed out by the log
+(`AddUser`) too, so a log shared by several processes can allocate them.
+
+Answers to one connection keep the order of its requests: while its
+``init`` is with the log, everything it sends waits; while its talks are
+with the log, further talks go too (the log keeps their order) but anything
+else waits behind them. The per-connection states are in `chatcore.session`.
+
+What the driver may assume: the core keeps in memory only rooms with members
+or requests in flight (the log has the rest); a client's mistake never raises
+(it is answered with an ``error`` event or a `Close`); `DriverError` means the
+driver broke this contract, and leaves the core unchanged.
+"""
 
 from __future__ import annotations
 
 import itertools
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import closecodes
-from .actions import Action, Broadcast, Close, ConnectionId, Send
+from .actions import Action, AddUser, Append, Broadcast, Close, ConnectionId, Load, LogRequest, Send, Ticket
+from .errors import DriverError, ProtocolError
 from .limits import CoreLimits
-from .protocol import (
-    InitRequest,
-    ProtocolError,
-    Request,
-    TalkRequest,
-    decode_text,
-    error_event,
-    init_event,
-    parse_request,
-)
+from .memorylog import MemoryLog
 from .ratelimit import TokenBucket
-from .room import Room, Talk
-from .storage import Load, Loaded, NewRoom, NewTalk, NewUser, StorageFailed, StorageResult, Store, Stored, Ticket
+from .results import Appended, KeyTaken, Loaded, LogFailed, LoggedTalk, LogResult, UserAdded
+from .rooms import Room
+from .session import ConnectionState, Session
+from .wire.jsontext import decode_text
+from .wire.seed import InitRequest, Request, TalkRequest, error_event, init_event, parse_request
 
 MAX_JOIN_KEY_ATTEMPTS = 16
 MAX_JOIN_KEY_CHARS = 64
@@ -33,38 +71,21 @@ BACKLOG_CLOSE_REASON = "too many messages waiting for the previous one"
 
 
 @dataclass(frozen=True, slots=True)
-class _Membership:
-    room: Room
-    user_id: int
-
-
-@dataclass(slots=True)
-class _Connection:
-    bucket: TokenBucket
-    membership: _Membership | None = field(default=None)
-    in_flight: int = field(default=0)
-    """Requests of this connection with the store (a durable core only)."""
-    backlog: deque[Request | list[Action]] | None = field(default=None)
-    """What arrived while earlier requests were with the store and must be answered after them, in order."""
-    closing: bool = field(default=False)
-    """A close was asked for: nothing it sends is answered any more."""
-
-
-@dataclass(frozen=True, slots=True)
 class _Joining:
     connection: ConnectionId
-    state: _Connection
+    session: Session
     room: Room
-    user_id: int
     renders_text: bool
+    created: float | None
+    attempt: int
+    """Rooms this join has tried to create (a new key each time the log says `KeyTaken`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Talking:
     connection: ConnectionId
-    state: _Connection
+    session: Session
     room: Room
-    talk: Talk
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,24 +96,39 @@ class _Loading:
 @dataclass(frozen=True, slots=True)
 class _Waiter:
     connection: ConnectionId
-    state: _Connection
+    session: Session
     renders_text: bool
 
 
+@dataclass(slots=True)
+class _RoomLoad:
+    """A room being loaded: who waits to join it, and talks from elsewhere that arrived meanwhile."""
+
+    waiters: list[_Waiter]
+    arrived: list[LoggedTalk] | None = None
+
+
+_Pending = _Joining | _Talking | _Loading
+_ANSWERS: dict[type[_Pending], tuple[type[LogResult], ...]] = {
+    _Joining: (UserAdded, KeyTaken, LogFailed),
+    _Talking: (Appended, LogFailed),
+    _Loading: (Loaded, LogFailed),
+}
+
+
+def _mismatch(pending: _Pending, result: LogResult) -> str | None:
+    """Why ``result`` cannot answer the request it names, or None if it can."""
+    if not isinstance(result, _ANSWERS[type(pending)]):
+        return f"{type(result).__name__} does not answer {type(pending).__name__.lstrip('_').lower()}"
+    if isinstance(pending, _Talking) and isinstance(result, Appended) and result.talk.join_key != pending.room.join_key:
+        return "appended to another room"
+    if isinstance(pending, _Joining) and isinstance(result, KeyTaken) and pending.created is None:
+        return "no room was to be created, so no key can be taken"
+    return None
+
+
 class ChatCore:
-    """All rooms and connections of one chat server.
-
-    Feed it connection lifecycle and client messages; each call returns the
-    actions the driver must perform, in order. It performs no I/O and keeps
-    no clock: ``clock`` returns Unix seconds, ``new_join_key`` returns a fresh
-    random room key.
-
-    A ``durable`` core keeps rooms in a store the driver runs: it shows a
-    join or a talk only once its `Store` action has come back as `Stored`,
-    keeps in memory only rooms with members or requests in flight, and
-    `Load`s the others when someone joins. Feed store results to
-    `storage_result`, in the order of the actions.
-    """
+    """All rooms in use and all connections of one chat server; see the module docstring."""
 
     def __init__(
         self,
@@ -100,47 +136,54 @@ class ChatCore:
         clock: Callable[[], float],
         new_join_key: Callable[[], str],
         limits: CoreLimits | None = None,
-        durable: bool = False,
+        external_log: bool = False,
     ) -> None:
+        """``external_log``: the driver runs the room log (a store); otherwise the core keeps one in memory."""
         self._clock = clock
         self._new_join_key = new_join_key
         self.limits = limits or CoreLimits()
-        self.durable = durable
+        self.memory_log = None if external_log else MemoryLog(self.limits.history_limit)
         self._rooms: dict[str, Room] = {}
-        self._connections: dict[ConnectionId, _Connection] = {}
-        self._loading: dict[str, list[_Waiter]] = {}
-        self._pending: dict[Ticket, _Joining | _Talking | _Loading] = {}
+        self._sessions: dict[ConnectionId, Session] = {}
+        self._loading: dict[str, _RoomLoad] = {}
+        self._pending: dict[Ticket, _Pending] = {}
         self._tickets = itertools.count(1)
 
     @property
     def connection_count(self) -> int:
-        return len(self._connections)
+        return len(self._sessions)
 
     @property
     def room_count(self) -> int:
-        """Rooms held in memory."""
+        """Rooms held in memory: those with members or log requests in flight."""
         return len(self._rooms)
 
     @property
     def pending_count(self) -> int:
-        """Store and load requests waiting for their result."""
+        """Log requests waiting for their result."""
         return len(self._pending)
+
+    def state_of(self, connection: ConnectionId) -> ConnectionState:
+        """Where an open connection stands in the protocol."""
+        return self._session(connection).state
 
     def connect(self, connection: ConnectionId) -> list[Action]:
         """A connection was opened."""
-        if connection in self._connections:
-            raise ValueError(f"connection {connection} is already open")
+        if connection in self._sessions:
+            raise DriverError(f"connection {connection} is already open")
         limits = self.limits
         bucket = TokenBucket(limits.messages_per_second, limits.message_burst, self._clock())
-        self._connections[connection] = _Connection(bucket)
+        self._sessions[connection] = Session(bucket)
         return []
 
     def disconnect(self, connection: ConnectionId) -> list[Action]:
-        """A connection was closed; its room stays for later joiners."""
-        membership = self._connections.pop(connection).membership
-        if membership is not None:
-            membership.room.remove_member(connection)
-            self._forget_if_idle(membership.room)
+        """A connection ended; its room stays for later joiners, and its talks with the log still count."""
+        session = self._session(connection)
+        del self._sessions[connection]
+        if session.is_member:
+            room = session.room
+            room.remove_member(connection)
+            self._forget_if_idle(room)
         return []
 
     def receive_text(self, connection: ConnectionId, text: str) -> list[Action]:
@@ -155,54 +198,61 @@ class ChatCore:
         """A binary message arrived; the protocol is JSON text only."""
         return self._receive(connection, binary=True)
 
-    def storage_result(self, result: StorageResult) -> list[Action]:
-        """A `Store` or `Load` action finished."""
-        pending = self._pending.pop(result.ticket)
-        if isinstance(pending, _Loading):
-            if isinstance(result, Stored):
-                raise ValueError(f"ticket {result.ticket} was a load, not a store")
-            return self._loaded(pending.join_key, result)
-        if isinstance(result, Loaded):
-            raise ValueError(f"ticket {result.ticket} was a store, not a load")
-        room = pending.room
-        room.pending -= 1
+    def log_result(self, result: LogResult) -> list[Action]:
+        """The log answered a request (or, ``Appended`` without a ticket, took a talk from elsewhere)."""
+        if result.ticket is None:
+            assert isinstance(result, Appended)
+            return self._arrived(result.talk)
+        pending = self._pending.get(result.ticket)
+        if pending is None:
+            raise DriverError(f"no log request has ticket {result.ticket}")
+        mismatch = _mismatch(pending, result)
+        if mismatch:
+            raise DriverError(f"ticket {result.ticket}: {mismatch}")
+        del self._pending[result.ticket]
         if isinstance(pending, _Talking):
-            actions = self._talk_stored(pending, result)
-        else:
-            actions = self._join_stored(pending, result)
-        self._forget_if_idle(room)
-        return actions
+            assert isinstance(result, Appended | LogFailed)
+            return self._appended(pending, result)
+        if isinstance(pending, _Joining):
+            assert isinstance(result, UserAdded | KeyTaken | LogFailed)
+            return self._user_added(pending, result)
+        assert isinstance(result, Loaded | LogFailed)
+        return self._loaded(pending.join_key, result)
+
+    # Requests from clients
+
+    def _session(self, connection: ConnectionId) -> Session:
+        try:
+            return self._sessions[connection]
+        except KeyError:
+            raise DriverError(f"connection {connection} is not open") from None
 
     def _receive(
         self, connection: ConnectionId, *, text: str | None = None, event: object = None, binary: bool = False
     ) -> list[Action]:
-        try:
-            state = self._connections[connection]
-        except KeyError:
-            raise ValueError(f"connection {connection} is not open") from None
-        if state.closing:
+        session = self._session(connection)
+        if session.state is ConnectionState.CLOSING:
             return []
-        outcome = self._admit(connection, state, text, event, binary)
-        backlog = state.backlog
+        outcome = self._admit(connection, session, text, event, binary)
+        backlog = session.backlog
         if backlog is None:
-            if _may_go_now(state, outcome):
-                return outcome if isinstance(outcome, list) else self._dispatch(connection, state, outcome)
-            backlog = state.backlog = deque()
-        # Answers go out in the order requests came: this one waits for those with the store.
+            if session.may_go_now(outcome):
+                return outcome if isinstance(outcome, list) else self._dispatch(connection, session, outcome)
+            backlog = session.backlog = deque()
         limits = self.limits
         if len(backlog) >= limits.message_burst + limits.max_rate_strikes + 1:
-            state.closing = True
+            session.close_asked()
             return [Close(connection, closecodes.POLICY_VIOLATION, BACKLOG_CLOSE_REASON)]
         backlog.append(outcome)
         return []
 
     def _admit(
-        self, connection: ConnectionId, state: _Connection, text: str | None, event: object, binary: bool
+        self, connection: ConnectionId, session: Session, text: str | None, event: object, binary: bool
     ) -> Request | list[Action]:
         """The request a message makes if it is within the rate and valid, else the answer to it."""
-        if not state.bucket.allow(self._clock()):
-            if state.bucket.strikes > self.limits.max_rate_strikes:
-                state.closing = True
+        if not session.bucket.allow(self._clock()):
+            if session.bucket.strikes > self.limits.max_rate_strikes:
+                session.close_asked()
                 return [Close(connection, closecodes.POLICY_VIOLATION, "message rate limit exceeded")]
             return [Send(connection, error_event(RATE_LIMIT_ERROR))]
         try:
@@ -214,124 +264,168 @@ class ChatCore:
         except ProtocolError as error:
             return [Send(connection, error_event(str(error)))]
 
-    def _dispatch(self, connection: ConnectionId, state: _Connection, request: Request) -> list[Action]:
+    def _dispatch(self, connection: ConnectionId, session: Session, request: Request) -> list[Action]:
         try:
             if isinstance(request, InitRequest):
-                return self._init(connection, state, request)
-            return self._talk(connection, state, request)
+                return self._init(connection, session, request)
+            return self._talk(connection, session, request)
         except ProtocolError as error:
             return [Send(connection, error_event(str(error)))]
 
-    def _init(self, connection: ConnectionId, state: _Connection, request: InitRequest) -> list[Action]:
-        if state.membership is not None:
+    def _init(self, connection: ConnectionId, session: Session, request: InitRequest) -> list[Action]:
+        if session.is_member:
             raise ProtocolError("already in a chat; open a new connection for another")
+        if session.state is ConnectionState.CLOSING:
+            raise ProtocolError("this connection is closing; open a new one")
         join_key = request.join_key
         if join_key is None:
-            return self._join(connection, state, self._create_room(), request.renders_text, new_room=True)
+            return self._add_user(connection, session, self._create_room(), request.renders_text, created=self._clock())
         room = self._rooms.get(join_key)
         if room is not None:
-            return self._join(connection, state, room, request.renders_text)
-        if not self.durable or len(join_key) > MAX_JOIN_KEY_CHARS:
+            return self._add_user(connection, session, room, request.renders_text)
+        if len(join_key) > MAX_JOIN_KEY_CHARS:
             raise ProtocolError(NOT_FOUND_ERROR)
-        state.in_flight += 1
-        waiter = _Waiter(connection, state, request.renders_text)
-        waiters = self._loading.get(join_key)
-        if waiters is not None:
-            waiters.append(waiter)
+        session.join_asked()
+        session.in_flight += 1
+        waiter = _Waiter(connection, session, request.renders_text)
+        loading = self._loading.get(join_key)
+        if loading is not None:
+            loading.waiters.append(waiter)
             return []
-        self._loading[join_key] = [waiter]
-        return [Load(self._ticket(_Loading(join_key)), join_key, self.limits.history_limit)]
+        self._loading[join_key] = _RoomLoad([waiter])
+        return self._ask(_Loading(join_key), lambda ticket: Load(ticket, join_key, self.limits.history_limit))
 
     def _create_room(self) -> Room:
         for _ in range(MAX_JOIN_KEY_ATTEMPTS):
             join_key = self._new_join_key()
             if join_key not in self._rooms and join_key not in self._loading:
-                room = Room(join_key, self.limits.history_limit)
-                self._rooms[join_key] = room
-                return room
+                new = self._rooms[join_key] = Room(join_key, self.limits.history_limit)
+                return new
         raise RuntimeError("the join key generator keeps returning keys in use")
 
-    def _join(
-        self, connection: ConnectionId, state: _Connection, room: Room, renders_text: bool, *, new_room: bool = False
+    def _add_user(
+        self,
+        connection: ConnectionId,
+        session: Session,
+        room: Room,
+        renders_text: bool,
+        created: float | None = None,
+        attempt: int = 1,
     ) -> list[Action]:
-        user_id = room.next_user_id()
-        if not self.durable:
-            return self._enter(connection, state, room, user_id, renders_text)
-        records: tuple[NewRoom | NewUser, ...] = (NewUser(room.join_key, user_id),)
-        if new_room:
-            records = (NewRoom(room.join_key, self._clock()), *records)
-        state.in_flight += 1
+        if session.state is ConnectionState.LOBBY:
+            session.join_asked()  # (after a Load, the session is JOINING already)
+        session.in_flight += 1
         room.pending += 1
-        return [Store(self._ticket(_Joining(connection, state, room, user_id, renders_text)), records)]
+        join_key = room.join_key
+        joining = _Joining(connection, session, room, renders_text, created, attempt)
+        return self._ask(joining, lambda ticket: AddUser(ticket, join_key, created))
+
+    def _talk(self, connection: ConnectionId, session: Session, request: TalkRequest) -> list[Action]:
+        if not session.is_member:
+            raise ProtocolError('send "init" before "talk"')
+        room = session.room
+        session.in_flight += 1
+        room.pending += 1
+        user_id, now, join_key = session.user_id, self._clock(), room.join_key
+        return self._ask(
+            _Talking(connection, session, room), lambda ticket: Append(ticket, join_key, user_id, now, request.payload)
+        )
+
+    def _ask(self, pending: _Pending, make: Callable[[Ticket], LogRequest]) -> list[Action]:
+        """Send a request to the log: to the driver, or straight to the memory log and back."""
+        ticket = next(self._tickets)
+        self._pending[ticket] = pending
+        request = make(ticket)
+        if self.memory_log is None:
+            return [request]
+        return self.log_result(self.memory_log.answer(request))
+
+    # Results from the log
+
+    def _appended(self, pending: _Talking, result: Appended | LogFailed) -> list[Action]:
+        connection, session, room = pending.connection, pending.session, pending.room
+        room.pending -= 1
+        actions = self._deliver(room, result.talk) if isinstance(result, Appended) else []
+        if self._sessions.get(connection) is session:
+            session.in_flight -= 1
+            if isinstance(result, LogFailed):
+                message = f"message not sent: the server could not save it ({result.reason}); try again"
+                actions.append(Send(connection, error_event(message)))
+            actions.extend(self._resume(connection, session))
+        self._forget_if_idle(room)
+        return actions
+
+    def _arrived(self, logged: LoggedTalk) -> list[Action]:
+        """A talk appended elsewhere: shown if its room is here, kept if the room is loading, else the log's."""
+        room = self._rooms.get(logged.join_key)
+        if room is not None:
+            return self._deliver(room, logged)
+        loading = self._loading.get(logged.join_key)
+        if loading is not None:
+            # The load may have read the room before this talk was appended: it is applied after the load.
+            if loading.arrived is None:
+                loading.arrived = []
+            loading.arrived.append(logged)
+        return []
+
+    def _deliver(self, room: Room, logged: LoggedTalk) -> list[Action]:
+        """Show the room's members every talk that is now due, in offset order."""
+        actions: list[Action] = []
+        for talk in room.accept(logged):
+            text_members, markup_members = room.recipients()
+            if text_members:
+                actions.append(Broadcast(room.join_key, text_members, talk.message(escape_html=False)))
+            if markup_members:
+                actions.append(Broadcast(room.join_key, markup_members, talk.message(escape_html=True)))
+        return actions
+
+    def _user_added(self, pending: _Joining, result: UserAdded | KeyTaken | LogFailed) -> list[Action]:
+        connection, session, room = pending.connection, pending.session, pending.room
+        room.pending -= 1
+        actions: list[Action] = []
+        if self._sessions.get(connection) is session:
+            session.in_flight -= 1
+            if isinstance(result, KeyTaken):
+                self._forget_if_idle(room)
+                if pending.attempt < MAX_JOIN_KEY_ATTEMPTS:
+                    return self._add_user(
+                        connection, session, self._create_room(), pending.renders_text, pending.created,
+                        pending.attempt + 1,
+                    )
+                session.join_failed()
+                actions = [Send(connection, error_event("could not make a new chat: no free key found; try again"))]
+            elif isinstance(result, UserAdded):
+                actions = self._enter(connection, session, room, result.user_id, pending.renders_text)
+            else:
+                session.join_failed()
+                message = f"could not join the chat: the server could not save it ({result.reason}); try again"
+                actions = [Send(connection, error_event(message))]
+            actions.extend(self._resume(connection, session))
+        self._forget_if_idle(room)
+        return actions
 
     def _enter(
-        self, connection: ConnectionId, state: _Connection, room: Room, user_id: int, renders_text: bool
+        self, connection: ConnectionId, session: Session, room: Room, user_id: int, renders_text: bool
     ) -> list[Action]:
         room.add_member(connection, user_id, renders_text=renders_text)
-        state.membership = _Membership(room, user_id)
+        session.joined(room, user_id)
         escape_html = not renders_text
         actions: list[Action] = [Send(connection, init_event(room.join_key, user_id))]
         actions.extend(Send(connection, talk.message(escape_html=escape_html)) for talk in room.history)
         return actions
 
-    def _talk(self, connection: ConnectionId, state: _Connection, request: TalkRequest) -> list[Action]:
-        membership = state.membership
-        if membership is None:
-            raise ProtocolError('send "init" before "talk"')
-        room = membership.room
-        talk = Talk(request.payload, membership.user_id, self._clock())
-        if not self.durable:
-            return self._publish(room, talk)
-        state.in_flight += 1
-        room.pending += 1
-        ticket = self._ticket(_Talking(connection, state, room, talk))
-        return [Store(ticket, (NewTalk(room.join_key, talk.user_id, talk.time, talk.payload),))]
-
-    def _publish(self, room: Room, talk: Talk) -> list[Action]:
-        room.record(talk)
-        text_members, markup_members = room.recipients()
-        actions: list[Action] = []
-        if text_members:
-            actions.append(Broadcast(room.join_key, text_members, talk.message(escape_html=False)))
-        if markup_members:
-            actions.append(Broadcast(room.join_key, markup_members, talk.message(escape_html=True)))
-        return actions
-
-    def _talk_stored(self, pending: _Talking, result: Stored | StorageFailed) -> list[Action]:
-        connection, state = pending.connection, pending.state
-        actions = self._publish(pending.room, pending.talk) if isinstance(result, Stored) else []
-        if not self._is_open(connection, state):
-            return actions
-        state.in_flight -= 1
-        if isinstance(result, StorageFailed):
-            message = f"message not sent: the server could not save it ({result.reason}); try again"
-            actions.append(Send(connection, error_event(message)))
-        actions.extend(self._resume(connection, state))
-        return actions
-
-    def _join_stored(self, pending: _Joining, result: Stored | StorageFailed) -> list[Action]:
-        connection, state = pending.connection, pending.state
-        if not self._is_open(connection, state):
-            return []
-        state.in_flight -= 1
-        if isinstance(result, Stored):
-            actions = self._enter(connection, state, pending.room, pending.user_id, pending.renders_text)
-        else:
-            message = f"could not join the chat: the server could not save it ({result.reason}); try again"
-            actions = [Send(connection, error_event(message))]
-        actions.extend(self._resume(connection, state))
-        return actions
-
-    def _loaded(self, join_key: str, result: Loaded | StorageFailed) -> list[Action]:
-        waiters = [w for w in self._loading.pop(join_key) if self._is_open(w.connection, w.state)]
+    def _loaded(self, join_key: str, result: Loaded | LogFailed) -> list[Action]:
+        loading = self._loading.pop(join_key)
+        waiters = [w for w in loading.waiters if self._sessions.get(w.connection) is w.session]
         for waiter in waiters:
-            waiter.state.in_flight -= 1
+            waiter.session.in_flight -= 1
         actions: list[Action] = []
         if isinstance(result, Loaded) and result.room is not None:
-            room = Room.restore(result.room, self.limits.history_limit)
-            self._rooms[join_key] = room
+            room = self._rooms[join_key] = Room.restore(result.room, self.limits.history_limit)
+            for logged in loading.arrived or ():
+                room.accept(logged)  # nobody to show it to yet: it joins the history, or waits for a gap
             for waiter in waiters:
-                actions.extend(self._join(waiter.connection, waiter.state, room, waiter.renders_text))
+                actions.extend(self._add_user(waiter.connection, waiter.session, room, waiter.renders_text))
             self._forget_if_idle(room)
             return actions
         if isinstance(result, Loaded):
@@ -339,39 +433,23 @@ class ChatCore:
         else:
             message = f"could not open the chat: the server could not read it ({result.reason}); try again"
         for waiter in waiters:
+            waiter.session.join_failed()
             actions.append(Send(waiter.connection, error_event(message)))
-            actions.extend(self._resume(waiter.connection, waiter.state))
+            actions.extend(self._resume(waiter.connection, waiter.session))
         return actions
 
-    def _resume(self, connection: ConnectionId, state: _Connection) -> list[Action]:
-        """The store answered this connection: handle what it sent meanwhile, as far as order allows."""
-        backlog = state.backlog
+    def _resume(self, connection: ConnectionId, session: Session) -> list[Action]:
+        """The log answered this connection: handle what it sent meanwhile, as far as order allows."""
+        backlog = session.backlog
         actions: list[Action] = []
-        while backlog and _may_go_now(state, backlog[0]):
+        while backlog and session.may_go_now(backlog[0]):
             outcome = backlog.popleft()
-            actions.extend(outcome if isinstance(outcome, list) else self._dispatch(connection, state, outcome))
+            actions.extend(outcome if isinstance(outcome, list) else self._dispatch(connection, session, outcome))
         if not backlog:
-            state.backlog = None
+            session.backlog = None
         return actions
-
-    def _is_open(self, connection: ConnectionId, state: _Connection) -> bool:
-        return self._connections.get(connection) is state
 
     def _forget_if_idle(self, room: Room) -> None:
-        """A durable core keeps a room in memory only while it is in use; the store has the rest."""
-        if self.durable and room.idle and self._rooms.get(room.join_key) is room:
+        """Keep a room in memory only while it is in use; the log has the rest."""
+        if room.idle and self._rooms.get(room.join_key) is room:
             del self._rooms[room.join_key]
-
-    def _ticket(self, pending: _Joining | _Talking | _Loading) -> Ticket:
-        ticket = next(self._tickets)
-        self._pending[ticket] = pending
-        return ticket
-
-
-def _may_go_now(state: _Connection, outcome: Request | list[Action]) -> bool:
-    """Whether an answer or request can be handled before the store has answered this connection.
-
-    A member's talks may be with the store together (their results come back
-    in order); anything else waits until nothing of this connection is.
-    """
-    return not state.in_flight or (isinstance(outcome, TalkRequest) and state.membership is not None)

@@ -13,11 +13,10 @@ import anyio
 
 from chatcore import CoreLimits
 
-from .config import AppKind, ServerConfig, StartupError, Transport, bundled_web_dir, default_database
-from .database import MEMORY, DatabaseError, Synchronous
-from .limits import Limits
-from .origin import parse_origin
-from .server import run_until_signal
+from .config import AppKind, Limits, ServerConfig, StartupError, Transport, bundled_web_dir, default_database
+from .process import run_until_signal
+from .runtime.origin import parse_origin
+from .storage.sqlite import MEMORY, DatabaseError, Synchronous
 
 log = logging.getLogger(__name__)
 

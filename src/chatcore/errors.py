@@ -1,0 +1,20 @@
+"""The two ways a call into the core can be refused: the client's mistake, or the driver's."""
+
+from __future__ import annotations
+
+
+class ProtocolError(Exception):
+    """A client event the server cannot accept; ``str(error)`` is sent back to the client as an ``error`` event.
+
+    The core catches these itself and answers with an `error` event: a driver
+    never sees one.
+    """
+
+
+class DriverError(Exception):
+    """The driver broke the core's contract: a bug in the driver, never something a client did.
+
+    Raised for events about a connection the core does not know (or knows
+    already), and for log results that answer no pending request or the wrong
+    kind of request. The core's state is unchanged when it is raised.
+    """

@@ -1,0 +1,115 @@
+"""Per-connection state: where one connection stands in the protocol, and the answers it is owed.
+
+States and the transitions between them (anything not listed is a bug)::
+
+    LOBBY ───init──────────▶ JOINING ───UserAdded──────▶ MEMBER
+      ▲                         │
+      └──LogFailed / no room────┘
+    LOBBY, JOINING, MEMBER ───the core asks for a close──▶ CLOSING
+    CLOSING ───UserAdded / LogFailed──▶ CLOSING
+    every state ───disconnect──▶ (forgotten)
+
+- LOBBY: open, in no room. An ``init`` goes to the log; a ``talk`` is an error.
+- JOINING: the ``init`` is with the log (a `Load` of the room, then `AddUser`).
+  Whatever the client sends meanwhile waits in the backlog, to be answered
+  after the ``init``, in order.
+- MEMBER: in a room, for good (one room per connection). Talks go to the log
+  as they come, many at a time: the log answers in order. Anything else (an
+  error to send back, a second ``init``) waits until no talk of this
+  connection is with the log, so that answers keep the order of requests.
+- CLOSING: the core asked the driver to close it (rate, backlog): nothing it
+  sends from then on is answered. What it sent before that decision is still
+  answered, in order, before the `Close` (a join with the log still
+  completes, queued talks still go to the log); no new join starts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import Enum, auto
+from typing import TYPE_CHECKING
+
+from .ratelimit import TokenBucket
+from .wire.seed import Request, TalkRequest
+
+if TYPE_CHECKING:
+    from .actions import Action
+    from .rooms import Room
+
+
+class ConnectionState(Enum):
+    """Where a connection stands; see the module docstring for the transitions."""
+
+    LOBBY = auto()
+    JOINING = auto()
+    MEMBER = auto()
+    CLOSING = auto()
+
+
+class _Step(Enum):
+    JOIN_ASKED = auto()
+    JOINED = auto()
+    JOIN_FAILED = auto()
+    CLOSE_ASKED = auto()
+
+
+_TRANSITIONS: dict[tuple[ConnectionState, _Step], ConnectionState] = {
+    (ConnectionState.LOBBY, _Step.JOIN_ASKED): ConnectionState.JOINING,
+    (ConnectionState.JOINING, _Step.JOINED): ConnectionState.MEMBER,
+    (ConnectionState.JOINING, _Step.JOIN_FAILED): ConnectionState.LOBBY,
+    (ConnectionState.LOBBY, _Step.CLOSE_ASKED): ConnectionState.CLOSING,
+    (ConnectionState.JOINING, _Step.CLOSE_ASKED): ConnectionState.CLOSING,
+    (ConnectionState.MEMBER, _Step.CLOSE_ASKED): ConnectionState.CLOSING,
+    (ConnectionState.CLOSING, _Step.JOINED): ConnectionState.CLOSING,
+    (ConnectionState.CLOSING, _Step.JOIN_FAILED): ConnectionState.CLOSING,
+}
+
+
+class Session:
+    """One open connection: its state, its room once a member, its rate and its queued answers."""
+
+    __slots__ = ("_room", "backlog", "bucket", "in_flight", "state", "user_id")
+
+    def __init__(self, bucket: TokenBucket) -> None:
+        self.state = ConnectionState.LOBBY
+        self.bucket = bucket
+        self._room: Room | None = None
+        self.user_id = 0
+        self.in_flight = 0
+        """Requests of this connection with the log."""
+        self.backlog: deque[Request | list[Action]] | None = None
+        """Requests (and answers) that came while earlier ones were with the log, oldest first."""
+
+    @property
+    def room(self) -> Room:
+        """The room of a member (MEMBER, or CLOSING after it joined)."""
+        assert self._room is not None, "not a member"
+        return self._room
+
+    @property
+    def is_member(self) -> bool:
+        """In a room: MEMBER, or CLOSING after it joined."""
+        return self._room is not None
+
+    def join_asked(self) -> None:
+        self._step(_Step.JOIN_ASKED)
+
+    def joined(self, room: Room, user_id: int) -> None:
+        self._step(_Step.JOINED)
+        self._room = room
+        self.user_id = user_id
+
+    def join_failed(self) -> None:
+        self._step(_Step.JOIN_FAILED)
+
+    def close_asked(self) -> None:
+        self._step(_Step.CLOSE_ASKED)
+
+    def may_go_now(self, outcome: Request | list[Action]) -> bool:
+        """Whether a request (or a ready answer) can be handled before this connection's log requests return."""
+        if self.in_flight == 0:
+            return True
+        return self._room is not None and isinstance(outcome, TalkRequest)
+
+    def _step(self, step: _Step) -> None:
+        self.state = _TRANSITIONS[self.state, step]

@@ -1,0 +1,1 @@
+"""The wire protocol: JSON text (`jsontext`) and the seed's events (`seed`, frozen)."""

@@ -1,0 +1,54 @@
+"""JSON text in and out: depth-checked decoding of client messages, compact encoding of server events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import ProtocolError
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_text(text: str, max_depth: int) -> object:
+    """Parse one text message as JSON, refusing nesting deeper than ``max_depth``."""
+    if nesting_exceeds(text, max_depth):
+        raise ProtocolError(f"JSON nested deeper than {max_depth} levels")
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ProtocolError("invalid JSON") from None
+
+
+def nesting_exceeds(text: str, max_depth: int) -> bool:
+    """Whether arrays and objects in ``text`` nest deeper than ``max_depth``.
+
+    Checked before parsing, so that the parser never recurses deeply. Brackets
+    inside strings do not count; malformed text is left for the parser.
+    """
+    if text.count("[") + text.count("{") <= max_depth:
+        return False  # the common case, at C speed
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > max_depth:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def encode(event: dict[str, Any]) -> str:
+    """Encode a server event as compact JSON text."""
+    return _encoder.encode(event)

@@ -1,0 +1,1 @@
+"""Plain HTTP: the page (the static site); later health and metrics."""

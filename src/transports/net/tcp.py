@@ -1,0 +1,13 @@
+"""What the stream-based servers share: the errors of a gone peer, and how an address is written."""
+
+from __future__ import annotations
+
+import anyio
+
+STREAM_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+"""What reading or writing a stream raises when the peer has gone."""
+
+
+def format_remote(address: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 address."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"

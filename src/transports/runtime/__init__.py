@@ -1,0 +1,1 @@
+"""What runs the application for the transports: the hub (peers and actions), admission and origin policy."""

@@ -1,0 +1,191 @@
+"""Connects an application (the chat core, or echo) to live connections.
+
+The hub owns the table of open peers and performs the actions the
+application returns; both transports share it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol, assert_never
+
+import anyio
+
+from chatcore import Action, AddUser, Append, Broadcast, Close, ConnectionId, Load, LogResult, Send, closecodes
+
+from ..config import Limits
+from ..storage.worker import StorageWorker
+from ..websocket.framing import Outgoing
+from ..websocket.handshake import Handshake, Refusal
+from ..websocket.peer import Peer
+from .admission import ConnectionSlots
+from .origin import OriginPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SendBinary:
+    """Send one binary message to one connection (the echo application only)."""
+
+    connection: ConnectionId
+    data: bytes
+
+
+HubAction = Action | SendBinary
+
+
+class App(Protocol):
+    """What a transport drives: `chatcore.ChatCore` has exactly this shape."""
+
+    def connect(self, connection: ConnectionId) -> Iterable[HubAction]: ...
+    def disconnect(self, connection: ConnectionId) -> Iterable[HubAction]: ...
+    def receive_text(self, connection: ConnectionId, text: str) -> Iterable[HubAction]: ...
+    def receive_binary(self, connection: ConnectionId, data: bytes) -> Iterable[HubAction]: ...
+    def log_result(self, result: LogResult) -> Iterable[HubAction]: ...
+
+
+class Hub:
+    """Open connections of one server, the application they talk to, and its storage if it has one."""
+
+    def __init__(self, app: App, limits: Limits, origins: OriginPolicy, storage: StorageWorker | None = None) -> None:
+        self.app = app
+        self.storage = storage
+        self._limits = limits
+        self.origins = origins
+        self._peers: dict[ConnectionId, Peer] = {}
+        self._ids = itertools.count(1)
+        self._slots = ConnectionSlots(limits)
+        self._shutting_down = False
+        self._all_closed = anyio.Event()
+
+    @property
+    def connection_count(self) -> int:
+        """Open WebSocket connections."""
+        return len(self._peers)
+
+    @property
+    def slots_taken(self) -> int:
+        """Connections counted against the limits: open ones, and those still in their handshake."""
+        return self._slots.taken
+
+    def admit(self, address: str) -> None:
+        """Take a slot for a new connection from ``address``, or raise `Refusal` (503, 429) to refuse it.
+
+        A slot is taken from the connection's first byte, so handshakes that
+        never come count too, and held until `release`.
+        """
+        self._slots.take(address)
+
+    def check_origin(self, handshake: Handshake) -> None:
+        """Raise `Refusal` (403) unless the page that sent ``handshake`` may open a socket."""
+        if not self.origins.allows(handshake.origin, handshake.host):
+            raise Refusal(403, "origin not allowed")
+
+    def release(self, address: str) -> None:
+        """Give back a slot that `admit` granted."""
+        self._slots.give_back(address)
+
+    def open(self, peer: Peer) -> ConnectionId:
+        """Register a connection whose handshake is complete (its slot reserved)."""
+        connection = next(self._ids)
+        self._peers[connection] = peer
+        try:
+            self.perform(self.app.connect(connection))
+        except BaseException:
+            del self._peers[connection]
+            raise
+        if self._shutting_down:
+            peer.close(closecodes.GOING_AWAY, "server shutting down")
+        return connection
+
+    def receive_text(self, connection: ConnectionId, text: str) -> None:
+        self.perform(self.app.receive_text(connection, text))
+
+    def receive_binary(self, connection: ConnectionId, data: bytes) -> None:
+        self.perform(self.app.receive_binary(connection, data))
+
+    def log_result(self, result: LogResult) -> None:
+        self.perform(self.app.log_result(result))
+
+    def closed(self, connection: ConnectionId) -> None:
+        """Forget a connection that has ended, however it ended."""
+        del self._peers[connection]
+        self.perform(self.app.disconnect(connection))
+        if self._shutting_down and not self._peers:
+            self._all_closed.set()
+
+    def perform(self, actions: Iterable[HubAction]) -> None:
+        peers = self._peers
+        for action in actions:
+            if isinstance(action, Broadcast):
+                message = Outgoing(action.message)  # encoded and framed once for the whole room
+                for recipient in action.recipients:
+                    peers[recipient].send(message)
+            elif isinstance(action, Send):
+                peers[action.connection].send(Outgoing(action.message))
+            elif isinstance(action, Append | AddUser | Load):
+                if self.storage is None:
+                    raise RuntimeError("the application asked for storage, but the server has none")
+                self.storage.submit(action)
+            elif isinstance(action, SendBinary):
+                peers[action.connection].send(Outgoing(action.data))
+            elif isinstance(action, Close):
+                peer = peers[action.connection]
+                log.info("%s: closing with %d: %s", peer.remote, action.code, action.reason)
+                peer.close(action.code, action.reason)
+            else:
+                assert_never(action)
+
+    async def keepalive(self) -> None:
+        """Ping every peer every ``ping_interval``; drop those that leave one unanswered for ``ping_timeout``.
+
+        One task for all connections, checking a few times per period.
+        """
+        interval, timeout = self._limits.ping_interval, self._limits.ping_timeout
+        if interval <= 0:
+            return
+        while True:
+            await anyio.sleep(min(interval, timeout) / 4)
+            now = anyio.current_time()
+            for peer in list(self._peers.values()):
+                if peer.ping_sent_at is not None:
+                    if now - peer.ping_sent_at >= timeout:
+                        peer.drop(f"no pong within {timeout:g} s")
+                elif now - peer.last_ping_at >= interval:
+                    peer.ping(now)
+
+    async def shutdown(self, grace: float) -> None:
+        """Close every connection with 1001 and wait up to ``grace`` seconds for them to end."""
+        self._shutting_down = True
+        for peer in list(self._peers.values()):
+            peer.close(closecodes.GOING_AWAY, "server shutting down")
+        if not self._peers:
+            return
+        with anyio.move_on_after(grace):
+            await self._all_closed.wait()
+
+    async def serve(self, peer: Peer) -> bool:
+        """Run one open connection until it ends; True if it ended gracefully, False if it was cut.
+
+        A bug in the application while reading closes the connection with 1011
+        and is logged here; a bug anywhere else propagates to the caller
+        (`lifecycle.serve_connection`), after the connection is forgotten.
+        """
+        connection = self.open(peer)
+        try:
+            async with anyio.create_task_group() as tasks:
+                peer.start(tasks)
+                try:
+                    await peer.read_loop(connection)
+                except Exception:
+                    log.exception("%s: internal error; closing with 1011", peer.remote)
+                    peer.close(closecodes.INTERNAL_ERROR, "internal error", discard=True)
+                else:
+                    peer.close(closecodes.NORMAL, "")
+        finally:
+            self.closed(connection)
+        return peer.ended_gracefully

@@ -1,0 +1,137 @@
+"""Runs the core's log requests on a thread of their own, in batches, for any backend that blocks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import anyio
+
+from chatcore import LogFailed, LogRequest, LogResult
+
+from .loopcall import LoopCall, loop_call
+
+log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    """A room log that blocks: `StorageWorker` calls it on its own thread, one batch at a time."""
+
+    @property
+    def name(self) -> str:
+        """What the operator knows it by (a path, a URL without its password), for log lines."""
+
+    def run(self, batch: Sequence[LogRequest]) -> list[LogResult]:
+        """Do a batch; one result per request, in the batch's order (a request's failure is a `LogFailed`)."""
+
+    def close(self) -> None:
+        """Let go of the backend; called once, after the last batch."""
+
+
+class StorageWorker:
+    """Hands requests to one database thread, one batch at a time; results come back in submission order.
+
+    Requests queue on the event loop while a batch is on the thread. When its
+    results come back, everything queued meanwhile goes as the next batch, so
+    commits are grouped by themselves as load grows. Results are delivered by
+    a callback the thread schedules on the event loop, which also sends the
+    next batch: no task switch between a commit and its broadcast. (This is
+    `anyio.to_thread` without its per-call thread hand-over and task wake-up:
+    with a store that does nothing, 0.85 of in-memory throughput at 10
+    messages in flight instead of 0.70-0.73.)
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._queue: list[LogRequest] = []
+        self._batches: deque[list[LogRequest] | None] = deque()
+        self._signal_thread = -1  # the write end of the pipe the thread sleeps on, while running
+        self._on_thread = False
+        self._wake = anyio.Event()
+        self._drained: anyio.Event | None = None
+        self._deliver: Callable[[LogResult], None] = _not_running
+
+    def submit(self, action: LogRequest) -> None:
+        if not self._queue and not self._on_thread:
+            self._wake.set()  # the first request after a quiet spell waits a turn for the rest of this one
+        self._queue.append(action)
+
+    async def run(self, deliver: Callable[[LogResult], None]) -> None:
+        """Serve batches until cancelled, handing every result to ``deliver`` on the event loop."""
+        self._deliver = deliver
+        stopped = anyio.Event()
+        wait_fd, self._signal_thread = os.pipe()
+        thread = threading.Thread(
+            target=self._serve, args=(wait_fd, loop_call(), stopped.set), name="chat-storage", daemon=True
+        )
+        thread.start()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                if self._queue and not self._on_thread:
+                    self._send_batch()
+        finally:
+            self._pass_to_thread(None)
+            with anyio.CancelScope(shield=True):
+                await stopped.wait()  # after every result already on its way back (callbacks run in order)
+            os.close(wait_fd)
+            os.close(self._signal_thread)
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far has its result delivered."""
+        while self._queue or self._on_thread:
+            if self._drained is None:
+                self._drained = anyio.Event()
+            await self._drained.wait()
+
+    def _send_batch(self) -> None:
+        batch, self._queue = self._queue, []
+        self._on_thread = True
+        self._pass_to_thread(batch)
+
+    def _pass_to_thread(self, batch: list[LogRequest] | None) -> None:
+        # A pipe rather than a lock or queue.SimpleQueue: os.write lets go of the GIL, so the thread
+        # it wakes can take the GIL at once. Woken by a lock, the thread would find the GIL held,
+        # sleep again until the loop let go of it, and cost two more context switches per batch.
+        self._batches.append(batch)
+        os.write(self._signal_thread, b"\0")
+
+    def _serve(self, wait_fd: int, call: LoopCall, stopped: Callable[[], None]) -> None:
+        """The database thread: run each batch, schedule its results on the loop; stop at None."""
+        while True:
+            os.read(wait_fd, 1)
+            batch = self._batches.popleft()
+            if batch is None:
+                break
+            call(self._hand_back, self._run_batch(batch))
+        call(stopped)
+
+    def _run_batch(self, batch: list[LogRequest]) -> list[LogResult]:
+        try:
+            return self.backend.run(batch)
+        except Exception:
+            log.exception("%s: internal error in a batch of %d", self.backend.name, len(batch))
+            return [LogFailed(action.ticket, "storage error") for action in batch]
+
+    def _hand_back(self, results: list[LogResult]) -> None:
+        """On the event loop: deliver a batch's results, then send whatever queued meanwhile."""
+        self._on_thread = False
+        for result in results:
+            try:
+                self._deliver(result)
+            except Exception:
+                log.exception("internal error while delivering a log result")
+        if self._queue:
+            self._send_batch()
+        elif self._drained is not None:
+            self._drained.set()
+            self._drained = None
+
+
+def _not_running(result: LogResult) -> None:
+    raise RuntimeError("storage results arrived before StorageWorker.run")

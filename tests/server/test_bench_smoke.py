@@ -1,0 +1,55 @@
+"""The benchmark still runs end to end (seconds, not a timing test: nothing here compares speeds)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from live import ROOT
+
+
+def test_the_benchmark_runs_every_server_and_loses_nothing() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    for server in ["baseline", "trio-websocket", "wsproto", "wsproto-uvloop"]:
+        row = next(line for line in output.splitlines() if line.startswith(f"| 100 | 10 | {server} |"))
+        assert row.split("|")[-3].strip() == "0"  # lost
+
+
+def test_the_ab_runner_compares_a_variant_of_the_source_tree() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/ab.py", "--rounds", "1", "--duration", "1", "this=src"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| this |"))
+    median, every_round = (cell.strip() for cell in row.split("|")[2:4])
+    assert float(median) > 0
+    assert every_round == median  # one round: its ratio is the median
+
+
+def test_the_ab_runner_refuses_a_folder_without_the_packages(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/ab.py", f"empty={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2
+    assert "expected NAME=DIR" in result.stderr
+
+
+def test_the_ab_runner_runs_each_variants_own_source(tmp_path: Path) -> None:
+    broken = tmp_path / "src"
+    shutil.copytree(ROOT / "src", broken)
+    (broken / "transports" / "__main__.py").write_text('raise SystemExit("a broken variant")\n')
+    result = subprocess.run(
+        [sys.executable, "bench/ab.py", "--rounds", "1", "--duration", "1", f"broken={broken}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    assert "round 1, broken: run.py failed" in result.stderr

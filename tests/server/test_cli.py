@@ -1,0 +1,168 @@
+"""The ``chat-server`` command as a user runs it: a real process, real signals."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from chat_client import ChatClient
+from live import SEED_CLIENT, LiveServer
+from processes import CHAT_SERVER, server_process
+from transports.config import AppKind, Transport
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_closes_clients_with_1001_and_exits_cleanly(transport: Transport, signum: int) -> None:
+    with server_process("--transport", transport.value, "--http-port", "0", "--ws-port", "0") as server:
+        assert any(transport.value in line for line in server.log)
+        with ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as client:
+            client.init()
+            server.process.send_signal(signum)
+            with pytest.raises(ConnectionClosed) as closed:
+                client.recv(timeout=10)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1001
+        assert server.process.wait(timeout=15) == 0
+        assert server.process.stderr is not None
+        rest = server.process.stderr.read()
+        assert "Traceback" not in rest
+        assert signal.Signals(signum).name in rest
+
+
+def test_the_console_script_serves_page_and_socket_in_one_process() -> None:
+    with server_process("--http-port", "0", "--ws-port", "0", command=[str(CHAT_SERVER)]) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=5)
+        connection.request("GET", "/config.js")
+        assert str(server.ws_port) in connection.getresponse().read().decode()
+        connection.close()
+        with ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as client:
+            assert client.init()["userId"] == 1
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_wsproto_transport_runs_on_asyncio_and_uvloop(loop: str) -> None:
+    args = ["--transport", "wsproto", "--event-loop", loop, "--http-port", "0", "--ws-port", "0"]
+    with server_process(*args) as server:
+        with ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as alice:
+            join_key = alice.init()["joinKey"]
+            with ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as bob:
+                bob.init(join_key)
+                bob.talk("on " + loop)
+                assert alice.recv()["payload"] == "on " + loop
+            server.process.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                alice.recv(timeout=10)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1001
+        assert server.process.wait(timeout=15) == 0
+
+
+def test_event_loops_other_than_trio_need_the_wsproto_transport() -> None:
+    result = subprocess.run([str(CHAT_SERVER), "--event-loop", "uvloop"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "--transport wsproto" in result.stderr
+
+
+def test_help_lists_the_flags() -> None:
+    output = subprocess.run([str(CHAT_SERVER), "--help"], capture_output=True, text=True, check=True).stdout
+    for flag in ["--transport", "--host", "--http-port", "--ws-port", "--web", "--app",
+                 "--max-message-size", "--outbox-bytes", "--handshake-timeout", "--history-limit"]:
+        assert flag in output
+    assert "trio-websocket" in output
+    assert "wsproto" in output
+
+
+@pytest.mark.parametrize("args", [["--transport", "nope"], ["--ws-port", "70000"], ["--web", "/no/such/dir"]])
+def test_bad_flags_are_refused(args: list[str]) -> None:
+    result = subprocess.run([str(CHAT_SERVER), *args], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "error" in result.stderr
+
+
+def test_the_unchanged_seed_client_works_on_default_ports(transport: Transport) -> None:
+    """The seed's page hard-codes ws://localhost:8001/ and is served with ``--web`` on port 8000."""
+    with server_process("--transport", transport.value, "--web", str(SEED_CLIENT)) as server:
+        assert (server.http_port, server.ws_port) == (8000, 8001)
+        connection = http.client.HTTPConnection("localhost", 8000, timeout=5)
+        connection.request("GET", "/")
+        assert connection.getresponse().read() == (SEED_CLIENT / "index.html").read_bytes()
+        connection.close()
+        # Exactly what the seed's main.js sends: init without a render flag, userId as a string.
+        with ChatClient("ws://localhost:8001/") as first:
+            join_key = first.init(renders_text=False)["joinKey"]
+            with ChatClient("ws://localhost:8001/") as second:
+                second.send({"type": "init", "joinKey": join_key})
+                assert second.recv()["userId"] == 2
+                second.send({"type": "talk", "payload": "hello", "userId": "2"})
+                for member in (first, second):
+                    event = member.recv()
+                    assert set(event) == {"type", "payload", "userId", "time"}
+                    assert (event["type"], event["payload"], event["userId"]) == ("talk", "hello", 2)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0
+
+
+def test_echo_app_echoes_text_and_binary(start_server: Callable[..., LiveServer]) -> None:
+    live = start_server(app=AppKind.ECHO)
+    with ChatClient(live.ws_url) as client:
+        messages: list[str | bytes] = ["hello", json.dumps({"type": "init"}), "ünïcødé", b"\x00\xffbinary", b""]
+        for message in messages:
+            client.send_raw(message)
+            assert client.ws.recv(timeout=5) == message
+
+
+def start_failure(*args: str, code: str | None = None) -> str:
+    """Run ``chat-server`` expecting it to refuse to start; its stderr, which must be one line."""
+    argv = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "transports", *args]
+    with tempfile.TemporaryDirectory() as data_home:
+        env = {**os.environ, "XDG_DATA_HOME": data_home}
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=env)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("chat-server: error: ")
+    return errors[0]
+
+
+@pytest.mark.parametrize("flag", ["--ws-port", "--http-port"])
+def test_a_port_in_use_is_one_line_naming_port_and_flag(transport: Transport, flag: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        other = "--http-port" if flag == "--ws-port" else "--ws-port"
+        error = start_failure("--transport", transport.value, "--db", ":memory:", flag, port, other, "0")
+    assert f"port {port} is already in use" in error
+    assert flag in error
+
+
+@pytest.mark.parametrize("host", ["192.0.2.55", "no-such-host.invalid"])
+def test_an_address_not_on_this_machine_is_one_line(transport: Transport, host: str) -> None:
+    error = start_failure("--transport", transport.value, "--db", ":memory:", "--host", host,
+                          "--http-port", "0", "--ws-port", "0")
+    assert host in error
+    assert "--host" in error
+
+
+def test_a_missing_uvloop_says_which_extra_to_install() -> None:
+    hide_uvloop = "import sys; sys.modules['uvloop'] = None; from transports.cli import main; main(sys.argv[1:])"
+    error = start_failure("--transport", "wsproto", "--event-loop", "uvloop", code=hide_uvloop)
+    assert "trio-chat[uvloop]" in error
+
+
+@pytest.mark.parametrize("origin", ["https://chat.example.org/", "http://chat.lan:8000/x", "https://*.example.org",
+                                    "http://chat.lan:99999", "null"])
+def test_an_allowed_origin_that_could_never_match_is_refused(origin: str) -> None:
+    result = subprocess.run([str(CHAT_SERVER), "--allow-origin", origin], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "--allow-origin" in result.stderr

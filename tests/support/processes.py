@@ -1,0 +1,64 @@
+"""``chat-server`` as a user runs it: a real process, its ports read from its log."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHAT_SERVER = Path(sys.executable).parent / "chat-server"
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[str]
+    http_port: int
+    ws_port: int
+    log: list[str]
+
+
+@contextmanager
+def server_process(
+    *args: str, command: list[str] | None = None, data_home: Path | None = None, **options: Any
+) -> Iterator[ServerProcess]:
+    """``chat-server`` in a process of its own; its default database goes under ``data_home`` (or a temp folder)."""
+    argv = (command or [sys.executable, "-m", "transports"]) + list(args)
+    with ExitStack() as stack:
+        if data_home is None:
+            data_home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        env = {**os.environ, "XDG_DATA_HOME": str(data_home)}
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, **options
+        )
+        yield from _follow(process)
+
+
+def _follow(process: subprocess.Popen[str]) -> Iterator[ServerProcess]:
+    watchdog = threading.Timer(30, process.kill)
+    watchdog.start()
+    try:
+        log: list[str] = []
+        ports: dict[str, int] = {}
+        assert process.stderr is not None
+        while len(ports) < 2:
+            line = process.stderr.readline()
+            assert line, "server exited early:\n" + "".join(log)
+            log.append(line)
+            if match := re.search(r" on (ws|http)://[^ ]+:(\d+)/", line):
+                ports[match.group(1)] = int(match.group(2))
+        yield ServerProcess(process, ports["http"], ports["ws"], log)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        watchdog.cancel()
+        if process.stderr is not None:
+            process.stderr.close()
