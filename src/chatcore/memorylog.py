@@ -33,15 +33,24 @@ class MemoryLog:
     def room_count(self) -> int:
         return len(self._rooms)
 
+    def append(self, join_key: str, user_id: int, time: float, payload: str) -> LoggedTalk:
+        """Append a talk to a room that exists (`KeyError` otherwise); the talk with its offset.
+
+        What `answer` does for an `Append`, without the request and result
+        around it: the core calls this for every talk it keeps in memory.
+        """
+        room = self._rooms[join_key]
+        room.last_offset = offset = room.last_offset + 1
+        talk = LoggedTalk(join_key, offset, user_id, time, payload)
+        room.talks.append(talk)
+        return talk
+
     def answer(self, request: LogRequest) -> LogResult:
         """Do ``request`` and return its result."""
         if isinstance(request, Append):
-            room = self._rooms.get(request.join_key)
-            if room is None:
+            if request.join_key not in self._rooms:
                 return LogFailed(request.ticket, "storage inconsistent")
-            room.last_offset += 1
-            talk = LoggedTalk(request.join_key, room.last_offset, request.user_id, request.time, request.payload)
-            room.talks.append(talk)
+            talk = self.append(request.join_key, request.user_id, request.time, request.payload)
             return Appended(request.ticket, talk)
         if isinstance(request, AddUser):
             room = self._rooms.get(request.join_key)

@@ -10,14 +10,18 @@ way as its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 from .actions import Ticket
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedTalk:
-    """One talk as the room's log holds it: ``offset`` is its position in the room, 1, 2, 3 … with no gaps."""
+class LoggedTalk(NamedTuple):
+    """One talk as the room's log holds it: ``offset`` is its position in the room, 1, 2, 3 … with no gaps.
+
+    A named tuple rather than a dataclass: there is one per talk, kept in
+    histories by the thousand, and a tuple of strings and numbers is cheap
+    to make and is left alone by the garbage collector.
+    """
 
     join_key: str
     offset: int

@@ -68,35 +68,25 @@ _TRANSITIONS: dict[tuple[ConnectionState, _Step], ConnectionState] = {
 class Session:
     """One open connection: its state, its room once a member, its rate and its queued answers."""
 
-    __slots__ = ("_room", "backlog", "bucket", "in_flight", "state", "user_id")
+    __slots__ = ("backlog", "bucket", "in_flight", "room", "state", "user_id")
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.state = ConnectionState.LOBBY
         self.bucket = bucket
-        self._room: Room | None = None
+        self.room: Room | None = None
+        """Its room once it joined (MEMBER, or CLOSING after it joined); it never changes after."""
         self.user_id = 0
         self.in_flight = 0
         """Requests of this connection with the log."""
         self.backlog: deque[Request | list[Action]] | None = None
         """Requests (and answers) that came while earlier ones were with the log, oldest first."""
 
-    @property
-    def room(self) -> Room:
-        """The room of a member (MEMBER, or CLOSING after it joined)."""
-        assert self._room is not None, "not a member"
-        return self._room
-
-    @property
-    def is_member(self) -> bool:
-        """In a room: MEMBER, or CLOSING after it joined."""
-        return self._room is not None
-
     def join_asked(self) -> None:
         self._step(_Step.JOIN_ASKED)
 
     def joined(self, room: Room, user_id: int) -> None:
         self._step(_Step.JOINED)
-        self._room = room
+        self.room = room
         self.user_id = user_id
 
     def join_failed(self) -> None:
@@ -109,7 +99,7 @@ class Session:
         """Whether a request (or a ready answer) can be handled before this connection's log requests return."""
         if self.in_flight == 0:
             return True
-        return self._room is not None and isinstance(outcome, TalkRequest)
+        return self.room is not None and isinstance(outcome, TalkRequest)
 
     def _step(self, step: _Step) -> None:
         self.state = _TRANSITIONS[self.state, step]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable
 
@@ -183,3 +184,24 @@ def test_shutdown_closes_clients_with_1001(start_server: Callable[..., LiveServe
             client.recv()
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1001
+
+
+def test_the_process_can_stop_accepting_while_open_connections_go_on(server: LiveServer) -> None:
+    """The listeners belong to the process: closing them refuses newcomers and leaves everyone else talking."""
+    with ChatClient(server.ws_url) as alice, ChatClient(server.ws_url) as bob:
+        join_key = alice.init()["joinKey"]
+        bob.init(join_key)
+        for listener in server.running.listeners:
+            server.call(listener.stop_accepting)
+        wait_until(lambda: refused(server.running.ws_port) and refused(server.running.http_port))
+        alice.talk("still here")
+        assert bob.recv()["payload"] == "still here"
+        assert alice.recv()["payload"] == "still here"
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
