@@ -377,13 +377,17 @@ class ChatCore:
 
     def _deliver(self, room: Room, logged: LoggedTalk) -> list[Action]:
         """Show the room's members every talk that is now due, in offset order."""
+        talk = room.accept(logged)
+        if talk is None:
+            return []
         actions: list[Action] = []
         text_members, markup_members = room.recipients()
-        for talk in room.accept(logged):
+        while talk is not None:
             if text_members:
                 actions.append(Broadcast(room.join_key, text_members, talk.message(escape_html=False)))
             if markup_members:
                 actions.append(Broadcast(room.join_key, markup_members, talk.message(escape_html=True)))
+            talk = room.next_due()
         return actions
 
     def _user_added(self, pending: _Joining, result: UserAdded | KeyTaken | LogFailed) -> list[Action]:
@@ -430,7 +434,10 @@ class ChatCore:
         if isinstance(result, Loaded) and result.room is not None:
             room = self._rooms[join_key] = Room.restore(result.room, self.limits.history_limit)
             for logged in loading.arrived or ():
-                room.accept(logged)  # nobody to show it to yet: it joins the history, or waits for a gap
+                # Nobody to show them to yet: they join the history (or wait for the talks before them).
+                talk = room.accept(logged)
+                while talk is not None:
+                    talk = room.next_due()
             for waiter in waiters:
                 actions.extend(self._add_user(waiter.connection, waiter.session, room, waiter.renders_text))
             self._forget_if_idle(room)

@@ -40,8 +40,8 @@ class Room:
     """Members, latest talks, and where the room's log has been delivered up to.
 
     Talks are delivered in offset order, each once: `accept` holds back a
-    talk that arrives before one with a lower offset, and ignores one already
-    delivered. ``pending`` counts log requests in flight for the room: the
+    talk that arrives before one with a lower offset (`next_due` hands it out
+    when its turn comes), and ignores one already delivered. ``pending`` counts log requests in flight for the room: the
     core forgets an idle room only once it is zero.
     """
 
@@ -80,37 +80,38 @@ class Room:
         """Nobody in it and nothing in flight for it."""
         return not self._text_members and not self._markup_members and not self.pending
 
-    def accept(self, logged: LoggedTalk) -> list[Talk]:
-        """Take a talk from the log; returns the talks now due for delivery, in offset order (often just this one)."""
+    def accept(self, logged: LoggedTalk) -> Talk | None:
+        """Take a talk from the log: the talk to deliver now if it is the next one, else None.
+
+        A talk with a lower offset than one already delivered is dropped (seen
+        already); one with a higher offset than the next is held back until the
+        talks before it arrive (`next_due` hands it out then).
+        """
         offset = logged.offset
-        if offset == self.last_offset + 1 and self._early is None and self._history is not None:
-            talk = Talk(logged)  # the common case, inlined
-            self._history.append(talk)
-            self.last_offset = offset
-            return [talk]
-        if offset <= self.last_offset:
-            return []  # delivered already
-        if offset > self.last_offset + 1:
+        if offset == self.last_offset + 1:
+            return self._record(Talk(logged))
+        if offset > self.last_offset:
             # A talk before this one has not arrived yet. One log writer (memory, SQLite) never does this.
             if self._early is None:
                 self._early = {}
             self._early[offset] = logged
-            return []
-        due = [self._record(Talk(logged))]
+        return None
+
+    def next_due(self) -> Talk | None:
+        """After `accept`: a held-back talk that is now the next one, delivered; None when there is none."""
         early = self._early
-        while early:
-            following = early.pop(self.last_offset + 1, None)
-            if following is None:
-                break
-            due.append(self._record(Talk(following)))
+        if early is None:
+            return None
+        following = early.pop(self.last_offset + 1, None)
         if not early:
             self._early = None
-        return due
+        return None if following is None else self._record(Talk(following))
 
     def _record(self, talk: Talk) -> Talk:
-        if self._history is None:
-            self._history = deque(maxlen=self._history_limit)
-        self._history.append(talk)
+        history = self._history
+        if history is None:
+            history = self._history = deque(maxlen=self._history_limit)
+        history.append(talk)
         self.last_offset = talk.offset
         return talk
 

@@ -3,8 +3,8 @@
 States and the transitions between them (anything not listed is a bug)::
 
     LOBBY ───init──────────▶ JOINING ───UserAdded──────▶ MEMBER
-      ▲                         │
-      └──LogFailed / no room────┘
+      ▲                         │ (KeyTaken: another key, another AddUser)
+      └──LogFailed / no room / no free key──┘
     LOBBY, JOINING, MEMBER ───the core asks for a close──▶ CLOSING
     CLOSING ───UserAdded / LogFailed──▶ CLOSING
     every state ───disconnect──▶ (forgotten)

@@ -53,3 +53,35 @@ def test_the_ab_runner_runs_each_variants_own_source(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "round 1, broken: run.py failed" in result.stderr
+
+
+def test_the_ab_runner_compares_against_the_baseline_too() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/ab.py", "--measure", "baseline", "--rounds", "1", "--duration", "1", "this=src"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "server CPU per delivery / the baseline's" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| this |"))
+    assert float(row.split("|")[2]) > 0
+
+
+def test_the_core_benchmark_times_each_variants_own_core(tmp_path: Path) -> None:
+    small = ["--rooms", "2", "--room-size", "3", "--talks", "200", "--rounds", "1"]
+    result = subprocess.run(
+        [sys.executable, "bench/core.py", *small, "this=src"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| this |"))
+    assert float(row.split("|")[2]) > 0
+    assert row.split("|")[3].strip() == "1.00"
+    broken = tmp_path / "src"
+    shutil.copytree(ROOT / "src", broken)
+    (broken / "chatcore" / "__init__.py").write_text('raise SystemExit("a broken variant")\n')
+    result = subprocess.run(
+        [sys.executable, "bench/core.py", *small, "this=src", f"broken={broken}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    assert "round 1, broken: failed (a broken variant)" in result.stderr

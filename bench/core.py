@@ -1,0 +1,96 @@
+"""The pure core alone: CPU per talk for variants of the source, alternating, no sockets.
+
+    python bench/core.py now=src before=/tmp/old/src
+    python bench/core.py --rooms 1000 --room-size 10 --talks 500000 now=src
+
+Each ``NAME=DIR`` holds the ``chatcore`` package; each round runs every
+variant once, in a fresh process with DIR first on PYTHONPATH: ``--rooms``
+rooms of ``--room-size`` members (text renderers), then ``--talks`` talks
+sent round-robin by members of every room, each one delivered to its room.
+The table shows the median microseconds of process CPU per talk and the ratio
+to the first variant, measured in the same session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+MEASURE = """
+import itertools, json, sys, time
+from chatcore import ChatCore, CoreLimits
+
+rooms, size, talks = (int(arg) for arg in sys.argv[1:4])
+keys = itertools.count()
+limits = CoreLimits(messages_per_second=1e9, message_burst=10**9)
+core = ChatCore(clock=time.time, new_join_key=lambda: f"k{next(keys)}", limits=limits)
+for room in range(rooms):
+    join_key = None
+    for member in range(size):
+        connection = room * size + member + 1
+        core.connect(connection)
+        event = {"type": "init", "render": "text"}
+        if join_key is not None:
+            event["joinKey"] = join_key
+        reply = core.receive_text(connection, json.dumps(event))
+        join_key = json.loads(reply[0].message)["joinKey"]
+# Talk n comes from room n % rooms, each of its members in turn.
+order = [(n % rooms) * size + (n // rooms) % size + 1 for n in range(rooms * size)]
+message = json.dumps({"type": "talk", "payload": "x" * 64})
+start = time.process_time()
+for n in range(talks):
+    core.receive_text(order[n % len(order)], message)
+print(json.dumps({"us_per_talk": (time.process_time() - start) / talks * 1e6}))
+"""
+
+
+def variant(text: str) -> tuple[str, Path]:
+    name, _, folder = text.partition("=")
+    path = Path(folder).resolve()
+    if not name or not (path / "chatcore").is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=DIR, DIR holding chatcore/")
+    return name, path
+
+
+def one_run(source: Path, rooms: int, room_size: int, talks: int) -> float:
+    env = dict(os.environ, PYTHONPATH=str(source))
+    command = [sys.executable, "-c", MEASURE, str(rooms), str(room_size), str(talks)]
+    result = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    return float(json.loads(result.stdout)["us_per_talk"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the rounds and print one row per variant."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("variants", type=variant, nargs="+", metavar="NAME=DIR")
+    add("--rooms", type=int, default=100)
+    add("--room-size", type=int, default=10)
+    add("--talks", type=int, default=200_000)
+    add("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    times: dict[str, list[float]] = {name: [] for name, _ in args.variants}
+    for round_number in range(1, args.rounds + 1):
+        for name, source in args.variants:
+            try:
+                times[name].append(one_run(source, args.rooms, args.room_size, args.talks))
+            except subprocess.CalledProcessError as error:
+                print(f"round {round_number}, {name}: failed ({error.stderr.strip()[-500:]})", file=sys.stderr)
+                return 1
+    first = statistics.median(times[args.variants[0][0]])
+    print(f"\n{args.rooms} rooms of {args.room_size}, {args.talks} talks: CPU microseconds per talk, "
+          f"{args.rounds} rounds\n")
+    print(f"| variant | median | ratio to {args.variants[0][0]} | every round |\n|---|---:|---:|---|")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median:.2f} | {median / first:.2f} | {' '.join(f'{v:.2f}' for v in values)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
