@@ -6,7 +6,8 @@
 
 Each ``NAME=DIR`` is a copy of ``src/`` (for instance from ``git worktree add``);
 its servers run with that folder first on PYTHONPATH. A round runs every
-variant once, in turn, and each variant's run is one `run.py` repetition of
+variant once, in turn (each round starting one variant later, so that none
+always runs first or last), and each variant's run is one `run.py` repetition of
 two servers back to back, whose ratio is compared within the pair, so drift on
 a shared machine cancels out; the table shows every round's ratio and the
 median. What the pair is (``--measure``):
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ratios: dict[str, list[float]] = {name: [] for name, _ in args.variants}
     for round_number in range(1, args.rounds + 1):
-        for name, source in args.variants:
+        shift = (round_number - 1) % len(args.variants)  # each variant goes first in turn: no place is favoured
+        for name, source in args.variants[shift:] + args.variants[:shift]:
             try:
                 ratios[name].append(
                     one_pair(source, args.measure, args.server, args.connections, args.room_size, args.duration)

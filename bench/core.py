@@ -4,7 +4,7 @@
     python bench/core.py --rooms 1000 --room-size 10 --talks 500000 now=src
 
 Each ``NAME=DIR`` holds the ``chatcore`` package; each round runs every
-variant once, in a fresh process with DIR first on PYTHONPATH: ``--rooms``
+variant once (each round starting one variant later), in a fresh process with DIR first on PYTHONPATH: ``--rooms``
 rooms of ``--room-size`` members (text renderers), then ``--talks`` talks
 sent round-robin by members of every room, each one delivered to its room.
 The table shows the median microseconds of process CPU per talk and the ratio
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     times: dict[str, list[float]] = {name: [] for name, _ in args.variants}
     for round_number in range(1, args.rounds + 1):
-        for name, source in args.variants:
+        shift = (round_number - 1) % len(args.variants)  # each variant goes first in turn: no place is favoured
+        for name, source in args.variants[shift:] + args.variants[:shift]:
             try:
                 times[name].append(one_run(source, args.rooms, args.room_size, args.talks))
             except subprocess.CalledProcessError as error:

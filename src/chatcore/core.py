@@ -57,7 +57,7 @@ from .limits import CoreLimits
 from .memorylog import MemoryLog
 from .ratelimit import TokenBucket
 from .results import Appended, KeyTaken, Loaded, LogFailed, LoggedTalk, LogResult, UserAdded
-from .rooms import Room
+from .rooms import Room, Talk
 from .session import ConnectionState, Session
 from .wire.jsontext import decode_text
 from .wire.seed import InitRequest, Request, TalkRequest, error_event, init_event, parse_request
@@ -352,7 +352,7 @@ class ChatCore:
     def _appended(self, pending: _Talking, result: Appended | LogFailed) -> list[Action]:
         connection, session, room = pending.connection, pending.session, pending.room
         room.pending -= 1
-        actions = self._deliver(room, result.talk) if isinstance(result, Appended) else []
+        actions = self._deliver(room, Talk(*result.talk)) if isinstance(result, Appended) else []
         if self._sessions.get(connection) is session:
             session.in_flight -= 1
             if isinstance(result, LogFailed):
@@ -366,7 +366,7 @@ class ChatCore:
         """A talk appended elsewhere: shown if its room is here, kept if the room is loading, else the log's."""
         room = self._rooms.get(logged.join_key)
         if room is not None:
-            return self._deliver(room, logged)
+            return self._deliver(room, Talk(*logged))
         loading = self._loading.get(logged.join_key)
         if loading is not None:
             # The load may have read the room before this talk was appended: it is applied after the load.
@@ -375,9 +375,9 @@ class ChatCore:
             loading.arrived.append(logged)
         return []
 
-    def _deliver(self, room: Room, logged: LoggedTalk) -> list[Action]:
+    def _deliver(self, room: Room, arrived: Talk) -> list[Action]:
         """Show the room's members every talk that is now due, in offset order."""
-        talk = room.accept(logged)
+        talk = room.accept(arrived)
         if talk is None:
             return []
         actions: list[Action] = []
@@ -435,7 +435,7 @@ class ChatCore:
             room = self._rooms[join_key] = Room.restore(result.room, self.limits.history_limit)
             for logged in loading.arrived or ():
                 # Nobody to show them to yet: they join the history (or wait for the talks before them).
-                talk = room.accept(logged)
+                talk = room.accept(Talk(*logged))
                 while talk is not None:
                     talk = room.next_due()
             for waiter in waiters:

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import assert_never
 
 from .actions import AddUser, Append, Load, LogRequest
-from .results import Appended, KeyTaken, Loaded, LogFailed, LoggedTalk, LogResult, SavedRoom, UserAdded
+from .results import Appended, KeyTaken, Loaded, LogFailed, LogResult, SavedRoom, UserAdded
+from .rooms import Talk
 
 
 @dataclass(slots=True)
 class _Room:
-    talks: deque[LoggedTalk]
+    talks: deque[Talk]
     last_user_id: int = field(default=0)
     last_offset: int = field(default=0)
 
@@ -33,7 +34,7 @@ class MemoryLog:
     def room_count(self) -> int:
         return len(self._rooms)
 
-    def append(self, join_key: str, user_id: int, time: float, payload: str) -> LoggedTalk:
+    def append(self, join_key: str, user_id: int, time: float, payload: str) -> Talk:
         """Append a talk to a room that exists (`KeyError` otherwise); the talk with its offset.
 
         What `answer` does for an `Append`, without the request and result
@@ -41,7 +42,7 @@ class MemoryLog:
         """
         room = self._rooms[join_key]
         room.last_offset = offset = room.last_offset + 1
-        talk = LoggedTalk(join_key, offset, user_id, time, payload)
+        talk = Talk(join_key, offset, user_id, time, payload)
         room.talks.append(talk)
         return talk
 
@@ -51,7 +52,7 @@ class MemoryLog:
             if request.join_key not in self._rooms:
                 return LogFailed(request.ticket, "storage inconsistent")
             talk = self.append(request.join_key, request.user_id, request.time, request.payload)
-            return Appended(request.ticket, talk)
+            return Appended(request.ticket, talk.logged())
         if isinstance(request, AddUser):
             room = self._rooms.get(request.join_key)
             if request.created is not None:
@@ -66,6 +67,6 @@ class MemoryLog:
             room = self._rooms.get(request.join_key)
             if room is None:
                 return Loaded(request.ticket, None)
-            recent = tuple(room.talks)[-request.recent:] if request.recent else ()
+            recent = tuple(talk.logged() for talk in tuple(room.talks)[-request.recent:]) if request.recent else ()
             return Loaded(request.ticket, SavedRoom(request.join_key, room.last_offset, recent))
         assert_never(request)

@@ -11,28 +11,35 @@ from .wire.seed import talk_event
 
 
 class Talk:
-    """One talk from the log, encoded at most once for each kind of client."""
+    """One talk from the log, encoded at most once for each kind of client.
 
-    __slots__ = ("_escaped", "_text", "logged")
+    A core with a memory log keeps these very objects in the log and in the
+    room's history: a talk held in memory is one object, wherever it is held.
+    """
 
-    def __init__(self, logged: LoggedTalk) -> None:
-        self.logged = logged
+    __slots__ = ("_escaped", "_text", "join_key", "offset", "payload", "time", "user_id")
+
+    def __init__(self, join_key: str, offset: int, user_id: int, time: float, payload: str) -> None:
+        self.join_key = join_key
+        self.offset = offset
+        self.user_id = user_id
+        self.time = time
+        self.payload = payload
         self._text: str | None = None
         self._escaped: str | None = None
 
-    @property
-    def offset(self) -> int:
-        return self.logged.offset
+    def logged(self) -> LoggedTalk:
+        """The talk as a log result carries it."""
+        return LoggedTalk(self.join_key, self.offset, self.user_id, self.time, self.payload)
 
     def message(self, *, escape_html: bool) -> str:
         """The ``talk`` event as JSON text, payload escaped for markup renderers or not."""
-        logged = self.logged
         if escape_html:
             if self._escaped is None:
-                self._escaped = talk_event(logged.payload, logged.user_id, logged.time, escape_html=True)
+                self._escaped = talk_event(self.payload, self.user_id, self.time, escape_html=True)
             return self._escaped
         if self._text is None:
-            self._text = talk_event(logged.payload, logged.user_id, logged.time, escape_html=False)
+            self._text = talk_event(self.payload, self.user_id, self.time, escape_html=False)
         return self._text
 
 
@@ -57,7 +64,7 @@ class Room:
         self.pending = 0
         self._history_limit = history_limit
         self._history: deque[Talk] | None = None  # made on the first talk: many rooms never have one
-        self._early: dict[int, LoggedTalk] | None = None
+        self._early: dict[int, Talk] | None = None
         self._text_members: dict[ConnectionId, int] = {}
         self._markup_members: dict[ConnectionId, int] = {}
         self._recipients: tuple[tuple[ConnectionId, ...], tuple[ConnectionId, ...]] | None = None
@@ -67,7 +74,7 @@ class Room:
         """The room as its log returned it."""
         room = cls(saved.join_key, history_limit, last_offset=saved.last_offset)
         for logged in saved.talks:
-            room._record(Talk(logged))
+            room._record(Talk(*logged))
         return room
 
     @property
@@ -80,21 +87,21 @@ class Room:
         """Nobody in it and nothing in flight for it."""
         return not self._text_members and not self._markup_members and not self.pending
 
-    def accept(self, logged: LoggedTalk) -> Talk | None:
+    def accept(self, talk: Talk) -> Talk | None:
         """Take a talk from the log: the talk to deliver now if it is the next one, else None.
 
         A talk with a lower offset than one already delivered is dropped (seen
         already); one with a higher offset than the next is held back until the
         talks before it arrive (`next_due` hands it out then).
         """
-        offset = logged.offset
+        offset = talk.offset
         if offset == self.last_offset + 1:
-            return self._record(Talk(logged))
+            return self._record(talk)
         if offset > self.last_offset:
             # A talk before this one has not arrived yet. One log writer (memory, SQLite) never does this.
             if self._early is None:
                 self._early = {}
-            self._early[offset] = logged
+            self._early[offset] = talk
         return None
 
     def next_due(self) -> Talk | None:
@@ -105,7 +112,7 @@ class Room:
         following = early.pop(self.last_offset + 1, None)
         if not early:
             self._early = None
-        return None if following is None else self._record(Talk(following))
+        return None if following is None else self._record(following)
 
     def _record(self, talk: Talk) -> Talk:
         history = self._history
