@@ -296,14 +296,15 @@ class ChatCore:
             loading.waiters.append(waiter)
             return []
         self._loading[join_key] = _RoomLoad([waiter])
-        return self._ask(_Loading(join_key), lambda ticket: Load(ticket, join_key, self.limits.history_limit))
+        return self._ask(Load(self._ticket(_Loading(join_key)), join_key, self.limits.history_limit))
 
     def _create_room(self) -> Room:
         for _ in range(MAX_JOIN_KEY_ATTEMPTS):
             join_key = self._new_join_key()
             if join_key not in self._rooms and join_key not in self._loading:
-                new = self._rooms[join_key] = Room(join_key, self.limits.history_limit)
-                return new
+                room = Room(join_key, self.limits.history_limit)
+                self._rooms[join_key] = room
+                return room
         raise RuntimeError("the join key generator keeps returning keys in use")
 
     def _add_user(
@@ -319,9 +320,8 @@ class ChatCore:
             session.join_asked()  # (after a Load, the session is JOINING already)
         session.in_flight += 1
         room.pending += 1
-        join_key = room.join_key
-        joining = _Joining(connection, session, room, renders_text, created, attempt)
-        return self._ask(joining, lambda ticket: AddUser(ticket, join_key, created))
+        ticket = self._ticket(_Joining(connection, session, room, renders_text, created, attempt))
+        return self._ask(AddUser(ticket, room.join_key, created))
 
     def _talk(self, connection: ConnectionId, session: Session, request: TalkRequest) -> list[Action]:
         room = session.room
@@ -334,15 +334,17 @@ class ChatCore:
             return self._deliver(room, self.memory_log.append(join_key, user_id, now, request.payload))
         session.in_flight += 1
         room.pending += 1
-        return self._ask(
-            _Talking(connection, session, room), lambda ticket: Append(ticket, join_key, user_id, now, request.payload)
-        )
+        ticket = self._ticket(_Talking(connection, session, room))
+        return self._ask(Append(ticket, join_key, user_id, now, request.payload))
 
-    def _ask(self, pending: _Pending, make: Callable[[Ticket], LogRequest]) -> list[Action]:
-        """Send a request to the log: to the driver, or straight to the memory log and back."""
+    def _ticket(self, pending: _Pending) -> Ticket:
+        """A ticket for a request about to go to the log; its result is matched to ``pending`` by it."""
         ticket = next(self._tickets)
         self._pending[ticket] = pending
-        request = make(ticket)
+        return ticket
+
+    def _ask(self, request: LogRequest) -> list[Action]:
+        """Send a request to the log: to the driver, or straight to the memory log and back."""
         if self.memory_log is None:
             return [request]
         return self.log_result(self.memory_log.answer(request))
@@ -434,10 +436,7 @@ class ChatCore:
         if isinstance(result, Loaded) and result.room is not None:
             room = self._rooms[join_key] = Room.restore(result.room, self.limits.history_limit)
             for logged in loading.arrived or ():
-                # Nobody to show them to yet: they join the history (or wait for the talks before them).
-                talk = room.accept(Talk(*logged))
-                while talk is not None:
-                    talk = room.next_due()
+                self._deliver(room, Talk(*logged))  # nobody to show them to yet: they join the history
             for waiter in waiters:
                 actions.extend(self._add_user(waiter.connection, waiter.session, room, waiter.renders_text))
             self._forget_if_idle(room)

@@ -16,7 +16,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
@@ -341,11 +340,8 @@ class SharedLogChat(RuleBasedStateMachine):
             assert self.core.room_count == 0
 
 
-@pytest.mark.parametrize("seed_examples", [250])
-def test_random_shared_log_sequences_keep_the_offset_invariants(seed_examples: int) -> None:
+def test_random_shared_log_sequences_keep_the_offset_invariants() -> None:
     run_state_machine_as_test(
         SharedLogChat,
-        settings=settings(
-            max_examples=seed_examples, stateful_step_count=80, deadline=None, derandomize=True, database=None
-        ),
+        settings=settings(max_examples=250, stateful_step_count=80, deadline=None, derandomize=True, database=None),
     )

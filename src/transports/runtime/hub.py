@@ -14,7 +14,7 @@ from typing import Protocol, assert_never
 
 import anyio
 
-from chatcore import Action, AddUser, Append, Broadcast, Close, ConnectionId, Load, LogResult, Send, closecodes
+from chatcore import Action, Broadcast, Close, ConnectionId, LogRequest, LogResult, Send, closecodes
 
 from ..config import Limits
 from ..storage.worker import StorageWorker
@@ -127,7 +127,7 @@ class Hub:
                     peers[recipient].send(message)
             elif isinstance(action, Send):
                 peers[action.connection].send(Outgoing(action.message))
-            elif isinstance(action, Append | AddUser | Load):
+            elif isinstance(action, LogRequest):
                 if self.storage is None:
                     raise RuntimeError("the application asked for storage, but the server has none")
                 self.storage.submit(action)
