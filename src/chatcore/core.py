@@ -239,7 +239,7 @@ class ChatCore:
         outcome = self._admit(connection, session, text, event, binary)
         backlog = session.backlog
         if backlog is None:
-            if session.may_go_now(outcome):
+            if session.in_flight == 0 or session.may_go_now(outcome):
                 return outcome if isinstance(outcome, list) else self._dispatch(connection, session, outcome)
             backlog = session.backlog = deque()
         limits = self.limits
@@ -327,11 +327,13 @@ class ChatCore:
         room = session.room
         if room is None:
             raise ProtocolError('send "init" before "talk"')
-        user_id, now, join_key = session.user_id, self._clock(), room.join_key
-        if self.memory_log is not None:
+        memory_log = self.memory_log
+        if memory_log is not None:
             # The memory log answers at once: the talk comes back with its offset, as from any log. (Without
             # the request and result objects around it: they were a third of the cost of a talk.)
-            return self._deliver(room, self.memory_log.append(join_key, user_id, now, request.payload))
+            talk = memory_log.append(room.join_key, session.user_id, self._clock(), request.payload)
+            return self._deliver(room, talk)
+        user_id, now, join_key = session.user_id, self._clock(), room.join_key
         session.in_flight += 1
         room.pending += 1
         ticket = self._ticket(_Talking(connection, session, room))
@@ -389,7 +391,7 @@ class ChatCore:
                 actions.append(Broadcast(room.join_key, text_members, talk.message(escape_html=False)))
             if markup_members:
                 actions.append(Broadcast(room.join_key, markup_members, talk.message(escape_html=True)))
-            talk = room.next_due()
+            talk = room.next_due() if room.held else None
         return actions
 
     def _user_added(self, pending: _Joining, result: UserAdded | KeyTaken | LogFailed) -> list[Action]:
