@@ -22,10 +22,9 @@ from chat_client import ChatClient
 from chatcore import ChatCore
 from live import LiveServer, wait_until
 from raw_websocket import handshake_request, read_until_closed
-from transports.config import Transport
 from transports.runtime.origin import OriginPolicy
-from transports.websocket import trio_driver, wsproto_driver
 from transports.websocket.handshake import HandshakeParser
+from transports.websocket.socketpeer import SocketPeer
 
 INJECT = "inject-failure"
 
@@ -118,14 +117,9 @@ def test_a_bug_in_the_application_closes_with_1011(
 
 def test_a_bug_while_writing_ends_that_connection(
     server: LiveServer, bystander: ChatClient, tracebacks: Callable[[], list[logging.LogRecord]],
-    monkeypatch: pytest.MonkeyPatch, transport: Transport,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if transport is Transport.WSPROTO:
-        peer = wsproto_driver.WsprotoPeer
-        monkeypatch.setattr(peer, "_write_now", fail_when(INJECT.encode(), peer._write_now))
-    else:
-        connection = trio_driver._ServerConnection
-        monkeypatch.setattr(connection, "send_frames", fail_when(INJECT.encode(), connection.send_frames))
+    monkeypatch.setattr(SocketPeer, "_write_now", fail_when(INJECT.encode(), SocketPeer._write_now))
     with ChatClient(server.ws_url) as victim:
         victim.init()  # a room of its own: only its write fails
         victim.talk(INJECT)

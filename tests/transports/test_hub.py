@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pytest
+import trio
+from trio.testing import MockClock
 
 from chatcore import AddUser, Append, Broadcast, Close, ConnectionId, Load, LogResult, Send
 from transports.config import Limits
@@ -40,14 +42,21 @@ class ScriptedApp:
 class RecordingPeer(Peer):
     """A peer whose writes stay in its outbox, for the test to look at."""
 
+    pings = 0
+    unread = False
+    """Whether the kernel holds bytes from the client that nobody has read."""
+
     async def read_loop(self, connection: ConnectionId) -> None:
         pass
 
     def _wake(self) -> None:
         pass
 
+    def data_waiting(self) -> bool:
+        return self.unread
+
     def _send_ping(self) -> None:
-        pass
+        self.pings += 1
 
 
 def handshake(origin: str | None = None, host: str = "127.0.0.1") -> Handshake:
@@ -144,3 +153,25 @@ async def test_a_connection_whose_opening_fails_is_not_left_behind() -> None:
     with pytest.raises(RuntimeError):
         hub.open(RecordingPeer(Limits(), "127.0.0.1", 1))
     assert hub.connection_count == 0
+
+
+@pytest.mark.trio
+async def test_keepalive_judges_a_client_by_what_it_sent_not_by_when_we_read_it(autojump_clock: MockClock) -> None:
+    hub, _ = make_hub(ping_interval=10, ping_timeout=5)
+    silent, talking, unread = (RecordingPeer(Limits(), "127.0.0.1", port) for port in (1, 2, 3))
+    for peer in (silent, talking, unread):
+        hub.open(peer)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hub.keepalive)
+        await trio.sleep(10.5)  # the first pings are out
+        assert (silent.pings, talking.pings, unread.pings) == (1, 1, 1)
+        talking.heard = True  # it sent something, a pong or a message: read by us
+        unread.unread = True  # its pong arrived, but an overloaded server has not read it yet
+        await trio.sleep(6)
+        assert silent.ended_gracefully is False  # nothing in 5 s: dropped
+        assert talking.ended_gracefully
+        assert unread.ended_gracefully
+        assert talking.ping_sent_at is None  # answered
+        await trio.sleep(10)
+        assert talking.pings == 2  # pinged again an interval later
+        nursery.cancel_scope.cancel()

@@ -153,8 +153,10 @@ class Hub:
             now = anyio.current_time()
             for peer in list(self._peers.values()):
                 if peer.ping_sent_at is not None:
-                    if now - peer.ping_sent_at >= timeout:
-                        peer.drop(f"no pong within {timeout:g} s")
+                    if peer.heard:
+                        peer.ping_sent_at = None
+                    elif now - peer.ping_sent_at >= timeout and not peer.answered():
+                        peer.drop(f"nothing received within {timeout:g} s of a ping")
                 elif now - peer.last_ping_at >= interval:
                     peer.ping(now)
 

@@ -30,8 +30,8 @@ class Peer(ABC):
     """The write side of one connection."""
 
     __slots__ = (
-        "_close_timeout", "_deadline", "_dropped", "address", "last_ping_at", "outbox", "ping_sent_at", "port",
-        "tasks",
+        "_close_timeout", "_deadline", "_dropped", "address", "heard", "last_ping_at", "outbox", "ping_sent_at",
+        "port", "tasks",
     )
 
     def __init__(self, limits: Limits, address: str, port: int) -> None:
@@ -44,6 +44,8 @@ class Peer(ABC):
         self.ping_sent_at: float | None = None
         """When the unanswered ping went out (None: no ping outstanding)."""
         self.last_ping_at = anyio.current_time()
+        self.heard = False
+        """Whether anything arrived from the client since the last keepalive ping: the transport sets it."""
         self.tasks: anyio.abc.TaskGroup | None = None
         """The connection's task group, while `Hub.serve` runs it; its cancel scope bounds the connection."""
         self._close_timeout = limits.close_timeout
@@ -89,12 +91,19 @@ class Peer(ABC):
         return not self._dropped and (self.tasks is None or not self.tasks.cancel_scope.cancel_called)
 
     def ping(self, now: float) -> None:
-        """Send a keepalive ping; `pong_received` clears it."""
+        """Send a keepalive ping: anything the client sends from now on (its pong, or any frame) answers it."""
         self.ping_sent_at = self.last_ping_at = now
+        self.heard = False
         self._send_ping()
 
-    def pong_received(self) -> None:
-        self.ping_sent_at = None
+    def answered(self) -> bool:
+        """Whether the client sent anything since the ping, read by us or still waiting in the kernel.
+
+        A client is judged by what it sent, not by how late we got round to
+        reading it: an overloaded server must not drop clients whose pongs
+        wait behind its own backlog.
+        """
+        return self.heard or self.data_waiting()
 
     def start(self, tasks: anyio.abc.TaskGroup) -> None:
         """Begin writing; `Hub.serve` calls this once, with the connection's task group."""
@@ -112,5 +121,9 @@ class Peer(ABC):
         """The outbox stopped being empty, or a close was requested."""
 
     @abstractmethod
+    def data_waiting(self) -> bool:
+        """Whether the client sent bytes we have not read yet."""
+
+    @abstractmethod
     def _send_ping(self) -> None:
-        """Start a ping whose pong ends in `pong_received`."""
+        """Queue a ping frame."""

@@ -1,202 +1,227 @@
-"""The default transport: trio-websocket does the WebSocket protocol."""
+"""The default transport: trio-websocket does the WebSocket protocol.
+
+trio-websocket parses what clients send and runs the protocol's own
+exchanges (answering pings, the closing handshake, protocol errors). What it
+runs on is ours, through its public constructor: `_SocketStream` gives it the
+connection's non-blocking socket, and everything it writes joins the ordered
+write side both drivers share (`socketpeer`), where broadcasts are written by
+one task for all connections.
+
+The rest of trio-websocket's own machinery is left out of the way, for
+speed: each whole message goes to the hub from its reader task, not through
+a channel to a second task, and the reader task is the connection's read
+loop, not a task of its own. That takes a few of its private names, all in
+this module and listed in `PRIVATE_NAMES`; `check_private_names` fails at
+start-up, naming the attribute, if an upgrade removed one (and the
+dependency is pinned below its next minor version).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from functools import partial
+from importlib.metadata import version
 
-import anyio.abc
+import anyio
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import CloseReason, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection, ConnectionState
-from wsproto.events import CloseConnection
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
-from chatcore import ConnectionId
+from chatcore import ConnectionId, closecodes
 
 from ..config import Limits
 from ..net.listener import Listener
-from ..net.rawsocket import abort_on_close
-from ..net.tcp import format_remote
+from ..net.rawsocket import RawSocket, serve_raw_tcp
 from ..runtime.hub import Hub
+from .framing import Outgoing
 from .handshake import Handshake
+from .incoming import Assembler, MessageTooBig
 from .lifecycle import serve_connection
+from .outbox import CloseRequest
 from .peer import Peer
+from .socketpeer import Flusher, SocketPeer
 
 log = logging.getLogger(__name__)
 
+RECEIVE_SIZE = 65536
 
-class _ServerConnection(WebSocketConnection):
-    """trio-websocket with two additions, both on its own internals (pinned by our tests).
+PRIVATE_NAMES = (
+    "_reader_task",  # run as the connection's read loop
+    "_handle_message_event",  # overridden: whole messages go to the hub
+    "_handle_close_connection_event",  # overridden: protocol errors are answered with their close code
+    "_close_reason",  # set with the 1009 close, as trio-websocket's own handler does
+    "_reader_running",  # cleared to stop reading after a 1009 close
+    "_send",  # how the 1009 and protocol-error closes are sent
+    "_connection_proposal",  # cleared: the handshake is ours, done before
+    "_open_handshake",  # set: the connection starts open
+)
+"""trio-websocket's private attributes this module relies on (0.12)."""
 
-    A protocol error is answered with its close code: trio-websocket drops the
-    TCP connection when wsproto finds one (invalid UTF-8, an unmasked frame...),
-    but RFC 6455 (7.1.7) asks for a close frame with 1002/1007 first.
 
-    `send_frames` writes frames built elsewhere, so that a broadcast is framed
-    once for a whole room and a batch of messages is one write.
+def check_private_names() -> None:
+    """Raise `RuntimeError` naming any of `PRIVATE_NAMES` that trio-websocket no longer has."""
+    probe = WebSocketConnection(_SocketStream(None), WSConnection(ConnectionType.SERVER))
+    missing = [name for name in PRIVATE_NAMES if not hasattr(probe, name)]
+    if missing:
+        raise RuntimeError(
+            f"trio-websocket {version('trio-websocket')} lacks {', '.join(missing)}, which the trio-websocket "
+            "transport relies on; install the version pyproject.toml allows, or run with --transport wsproto"
+        )
 
-    (And `_open` starts it with the handshake already done, by setting a few
-    of its private attributes: trio-websocket is pinned below 0.13 for that.)
+
+class _SocketStream(trio.abc.HalfCloseableStream):
+    """The connection's socket as trio-websocket reads and writes it.
+
+    Reads mark the peer as heard from (keepalive). Writes are handed to the
+    peer's ordered write side at once and return without waiting: the
+    peer's writer task drains a full socket. Closing it does not close the
+    socket: `lifecycle` does that, gracefully or not.
     """
 
-    label = "?"
-    """How log lines name the client (``host:port``)."""
+    __slots__ = ("_closed", "_peer", "_raw")
 
-    async def send_frames(self, frames: bytes) -> None:
-        """Write complete, unmasked frames (no extension is ever negotiated) in one go."""
-        if self._close_reason:
-            raise ConnectionClosed(self._close_reason)
-        lock = self._stream_lock
+    def __init__(self, raw: RawSocket | None) -> None:
+        self._raw = raw
+        self._peer: TrioWebsocketPeer | None = None
+        self._closed = False
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._closed or self._raw is None:
+            raise trio.ClosedResourceError("the stream is closed")
+        data = await self._raw.receive(max_bytes or RECEIVE_SIZE)
+        if self._peer is not None:
+            self._peer.heard = True
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the stream is closed")
+        if self._peer is None or not self._peer.write_frames(bytes(data)):
+            raise trio.BrokenResourceError("the connection is gone")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        if self._raw is not None:
+            self._raw.shutdown_write()
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await trio.lowlevel.checkpoint()
+
+
+class _ServerConnection(WebSocketConnection):
+    """trio-websocket, with whole messages handed to the hub and protocol errors answered with their code."""
+
+    def __init__(self, stream: _SocketStream, ws: WSConnection, hub: Hub, limits: Limits, label: str) -> None:
+        super().__init__(stream, ws, max_message_size=limits.max_message_size, receive_buffer_size=RECEIVE_SIZE)
+        self.label = label
+        """How log lines name the client (``host:port``)."""
+        self.hub = hub
+        self.connection_id: ConnectionId = 0
+        self.assembler = Assembler(limits.max_message_size)
+
+    async def _handle_message_event(self, event: BytesMessage | TextMessage) -> None:
         try:
-            lock.acquire_nowait()  # uncontended (the usual case): no extra scheduling round; send_all checkpoints
-        except trio.WouldBlock:
-            await lock.acquire()
-        try:
-            await self._stream.send_all(frames)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._abort_web_socket()
-            assert self._close_reason is not None
-            raise ConnectionClosed(self._close_reason) from None
-        finally:
-            lock.release()
+            message = self.assembler.add(event)
+        except MessageTooBig as error:  # as trio-websocket's own handler answers it
+            self._close_reason = CloseReason(closecodes.MESSAGE_TOO_BIG, str(error))
+            await self._send(CloseConnection(code=closecodes.MESSAGE_TOO_BIG, reason=str(error)))
+            self._reader_running = False
+            return
+        if message is None:
+            return
+        if isinstance(message, str):
+            self.hub.receive_text(self.connection_id, message)
+        else:
+            self.hub.receive_binary(self.connection_id, message)
 
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
-        if self._wsproto.state is ConnectionState.OPEN:  # the error is ours to report, not the peer's close
+        # trio-websocket drops the TCP connection when wsproto finds a protocol error (invalid UTF-8, an
+        # unmasked frame...); RFC 6455 (7.1.7) asks for a close frame with its code (1002, 1007) first.
+        if self._wsproto.state is ConnectionState.OPEN:
             log.info("%s: closing with %d: %s", self.label, event.code, event.reason)
-            with contextlib.suppress(ConnectionClosed):
-                await self._send(CloseConnection(code=event.code, reason=event.reason))
+            await self._send(CloseConnection(code=event.code, reason=event.reason))
         await super()._handle_close_connection_event(event)
 
 
-class TrioWebsocketPeer(Peer):
-    """Queues frames (a broadcast's are shared); a writer task writes each batch at once."""
+class TrioWebsocketPeer(SocketPeer):
+    """One connection: trio-websocket's reader task reads, `SocketPeer` writes."""
 
-    __slots__ = ("_hub", "_ready", "_websocket")
+    __slots__ = ("_connection", "_websocket")
 
-    def __init__(self, hub: Hub, websocket: _ServerConnection, limits: Limits, address: str, port: int) -> None:
-        self._hub = hub
+    def __init__(
+        self, websocket: _ServerConnection, connection: Connection, raw: RawSocket, limits: Limits, flusher: Flusher
+    ) -> None:
         self._websocket = websocket
-        self._ready = trio.Event()
-        super().__init__(limits, address, port)
+        self._connection = connection
+        """wsproto's connection, the one trio-websocket uses: ours, as we made it."""
+        super().__init__(raw.sock, flusher, limits, raw.address, raw.port)
 
-    def _wake(self) -> None:
-        self._ready.set()
-
-    def start(self, tasks: anyio.abc.TaskGroup) -> None:
-        super().start(tasks)
-        tasks.start_soon(self._write_loop)
+    def send(self, message: Outgoing) -> None:
+        # Once wsproto has seen a close or EOF it frames nothing more; the read loop is ending.
+        if self._connection.state is ConnectionState.OPEN:
+            super().send(message)
 
     async def read_loop(self, connection: ConnectionId) -> None:
-        hub, websocket = self._hub, self._websocket
-        try:
-            while True:
-                message = await websocket.get_message()
-                if isinstance(message, str):
-                    hub.receive_text(connection, message)
-                else:
-                    hub.receive_binary(connection, message)
-        except ConnectionClosed as closed:
-            log.debug("connection %d closed: %s", connection, closed.reason)
+        self._websocket.connection_id = connection
+        await self._websocket._reader_task()
 
-    async def _write_loop(self) -> None:
-        outbox = self.outbox
-        try:
-            while True:
-                await self._ready.wait()
-                # One more scheduling round before taking: the other broadcasts of this round (more
-                # readers, a batch of stored talks) join the same write. Fewer, larger writes.
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                self._ready = trio.Event()
-                frames = outbox.take()
-                if frames:
-                    await self._websocket.send_frames(frames[0] if len(frames) == 1 else b"".join(frames))
-                close = outbox.closing
-                if close is not None and not outbox:
-                    await self._websocket.aclose(close.code, close.reason)
-                    return
-        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-            self.drop("the connection broke")
+    def _begin_close(self, close: CloseRequest) -> None:
+        if self.tasks is not None:
+            self.tasks.start_soon(self._close, close)
+
+    async def _close(self, close: CloseRequest) -> None:
+        # aclose sends the close frame (through write_frames) and waits for the client's answer.
+        await self._websocket.aclose(close.code, close.reason)
 
     def _send_ping(self) -> None:
-        if self.tasks is not None:
-            self.tasks.start_soon(self._ping_roundtrip)
-
-    async def _ping_roundtrip(self) -> None:
-        with contextlib.suppress(ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._websocket.ping()
-            self.pong_received()
+        if self._connection.state is ConnectionState.OPEN:
+            # Any frame from the client answers it (`Peer.answered`): the pong needs no matching.
+            self.outbox.put(self._connection.send(Ping(payload=b"keepalive")))
 
 
-class TrioLink:
-    """A trio socket stream as `lifecycle.Link`: what the handshake stage reads and answers through."""
-
-    __slots__ = ("address", "port", "stream")
-
-    def __init__(self, stream: trio.SocketStream, address: str, port: int) -> None:
-        self.stream = stream
-        self.address = address
-        self.port = port
-
-    @property
-    def remote(self) -> str:
-        return format_remote(self.address, self.port)
-
-    async def receive(self, max_bytes: int) -> bytes:
-        try:
-            return await self.stream.receive_some(max_bytes)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return b""
-
-    async def send_all(self, data: bytes) -> None:
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
-            raise ConnectionError(str(error)) from None
-
-    def shutdown_write(self) -> None:
-        with contextlib.suppress(OSError):
-            self.stream.socket.shutdown(socket.SHUT_WR)
-
-    def abort(self) -> None:
-        abort_on_close(self.stream.socket)
-
-    def close(self) -> None:
-        self.stream.socket.close()
-
-
-@asynccontextmanager
-async def _open(hub: Hub, limits: Limits, link: TrioLink, handshake: Handshake) -> AsyncIterator[Peer]:
-    """Send our 101 and hand trio-websocket a connection that is open already.
+class _Opening:
+    """Opens the WebSocket of an accepted handshake: entering sends the 101 and gives the peer.
 
     trio-websocket would otherwise parse the request again, with its own
     (different) rules, and drop frames the client sent before our answer.
     """
-    ws = WSConnection(ConnectionType.SERVER)
-    ws.connection = Connection(ConnectionType.SERVER, trailing_data=handshake.trailing)
-    websocket = _ServerConnection(link.stream, ws, max_message_size=limits.max_message_size)
-    websocket._connection_proposal = None  # no request to hand out: the handshake is done
-    websocket._path = handshake.target
-    websocket.label = link.remote
-    peer = TrioWebsocketPeer(hub, websocket, limits, link.address, link.port)
-    await link.send_all(handshake.accept_response())
-    websocket._open_handshake.set()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(websocket._reader_task)
-        yield peer
-        nursery.cancel_scope.cancel()
 
+    __slots__ = ("_greeting", "_peer", "_raw")
 
-async def _serve_socket(hub: Hub, limits: Limits, sock: socket.socket, peer: tuple[str, int]) -> None:
-    stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-    link = TrioLink(stream, peer[0], peer[1])
-    await serve_connection(link, hub, limits, partial(_open, hub, limits))
+    def __init__(self, hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
+        connection = Connection(ConnectionType.SERVER, trailing_data=handshake.trailing)
+        ws = WSConnection(ConnectionType.SERVER)
+        ws.connection = connection
+        stream = _SocketStream(raw)
+        websocket = _ServerConnection(stream, ws, hub, limits, raw.remote)
+        websocket._connection_proposal = None  # no request to hand out: the handshake is done
+        self._peer = stream._peer = TrioWebsocketPeer(websocket, connection, raw, limits, flusher)
+        self._raw = raw
+        self._greeting = handshake.accept_response()
+
+    async def __aenter__(self) -> Peer:
+        greeting, self._greeting = self._greeting, b""
+        await self._raw.send_all(greeting)
+        self._peer._websocket._open_handshake.set()
+        return self._peer
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pass
 
 
 async def serve(hub: Hub, listener: Listener, limits: Limits) -> None:
     """Serve WebSocket connections from ``listener`` until it stops accepting and they have ended, or cancelled."""
-    await listener.serve(partial(_serve_socket, hub, limits))
+    check_private_names()
+    flusher = Flusher()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(flusher.run)
+        opening = partial(_Opening, hub, limits, flusher)
+        await serve_raw_tcp(partial(serve_connection, hub=hub, limits=limits, accept=opening), listener)
+        tasks.cancel_scope.cancel()
+

@@ -1,0 +1,162 @@
+"""The write side both drivers share: frames go straight to the non-blocking socket.
+
+A broadcast is framed once (`Outgoing`) and the same bytes are queued for
+every member. One `Flusher` task per server then writes, with one
+non-blocking ``send`` per connection, everything queued for it since the last
+round: no task switch per message per member, no object per write that
+outlives the round, and writes coalesce. Only a connection whose socket is
+full gets a writer task, which waits for it to drain and then exits; an idle
+connection costs no task for writing.
+
+(The per-connection writer task woken by an event for every message, which
+the trio-websocket driver had before, is what made its cost per message grow
+with the number of connections: each wake-up left a few objects alive long
+enough to reach the garbage collector's oldest generation, and the full
+collections they triggered walk every connection's objects.
+docs/issue-14-benchmarks.md has the measurements.)
+"""
+
+from __future__ import annotations
+
+import socket
+from abc import abstractmethod
+
+import anyio
+import anyio.abc
+
+from ..config import Limits
+from .outbox import CloseRequest
+from .peer import Peer
+
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+
+
+class Flusher:
+    """Writes every peer with something queued, once per scheduling round."""
+
+    def __init__(self) -> None:
+        self._dirty: list[SocketPeer] = []
+        self._wakeup = anyio.Event()
+
+    def mark(self, peer: SocketPeer) -> None:
+        """Write ``peer``'s queue in the coming round."""
+        if not self._dirty:
+            self._wakeup.set()
+        self._dirty.append(peer)
+
+    async def run(self) -> None:
+        """Write marked peers until cancelled."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = anyio.Event()
+            dirty, self._dirty = self._dirty, []
+            for peer in dirty:
+                try:
+                    peer.flush()
+                except Exception:
+                    peer.fail("writing")  # ends that connection; the others are still written
+
+
+class SocketPeer(Peer):
+    """A peer that writes ready-made frames straight to its non-blocking socket.
+
+    Everything written for the connection takes one ordered way: queued
+    frames (`flush`), then the protocol's own frames (`write_frames`: pongs,
+    the close frame), each after what came before it. What the socket does
+    not take waits in ``_unsent`` for the writer task; nothing else writes
+    meanwhile.
+    """
+
+    __slots__ = ("_close_begun", "_flusher", "_gone", "_socket", "_unsent", "_writer_running")
+
+    def __init__(self, sock: socket.socket, flusher: Flusher, limits: Limits, address: str, port: int) -> None:
+        self._socket = sock
+        self._flusher = flusher
+        self._unsent: memoryview | None = None  # what the socket did not take; the writer task owns it
+        self._gone = False
+        self._writer_running = False
+        self._close_begun = False
+        super().__init__(limits, address, port)
+
+    def start(self, tasks: anyio.abc.TaskGroup) -> None:
+        super().start(tasks)
+        if self.outbox.closing is not None:  # closed before it started: shutting down
+            self._need_writer()
+
+    def _wake(self) -> None:
+        if self.outbox.closing is not None or self._unsent is not None:
+            self._need_writer()
+        else:
+            self._flusher.mark(self)
+
+    def _need_writer(self) -> None:
+        if not self._writer_running and self.tasks is not None:
+            self._writer_running = True
+            self.tasks.start_soon(self._write)
+
+    def flush(self) -> None:
+        """Write everything queued, as far as the socket takes it now."""
+        if self._unsent is not None or self._gone:
+            return  # the writer task sends it, in order, once the socket drains
+        items = self.outbox.take()
+        if items:
+            self._write_now(items[0] if len(items) == 1 else b"".join(items))
+
+    def write_frames(self, data: bytes) -> bool:
+        """Write frames the protocol made (a pong, a close) after everything queued; False once the socket is gone."""
+        if self._gone:
+            return False
+        self.flush()
+        if self._unsent is None:
+            self._write_now(data)
+        else:
+            self._unsent = memoryview(b"".join((self._unsent, data)))
+        return not self._gone
+
+    def _write_now(self, data: bytes | memoryview) -> None:
+        try:
+            sent = self._socket.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as error:
+            self._gone = True
+            self.drop(f"write failed: {error}")
+            return
+        if sent < len(data):
+            self._unsent = memoryview(data)[sent:]
+            self._need_writer()
+
+    async def _write(self) -> None:
+        """Drain a full socket, and start the closing handshake once a close is due."""
+        try:
+            await self._drain()
+            close = self.outbox.closing
+            if close is not None and not self._gone:
+                self.flush()
+                await self._drain()
+                if not self._gone and not self._close_begun:
+                    self._close_begun = True
+                    self._begin_close(close)
+                    await self._drain()
+        finally:
+            self._writer_running = False
+
+    async def _drain(self) -> None:
+        """Wait for the socket to take what it left, then what queued meanwhile."""
+        while self._unsent is not None and not self._gone:
+            await anyio.wait_writable(self._socket)
+            unsent, self._unsent = self._unsent, None
+            self._write_now(unsent)
+            if self._unsent is None:
+                self.flush()
+
+    def data_waiting(self) -> bool:
+        """Whether the client sent bytes we have not read yet (the kernel holds them)."""
+        try:
+            return bool(self._socket.recv(1, _PEEK))
+        except OSError:  # nothing waiting (EAGAIN), or the connection is gone
+            return False
+
+    @abstractmethod
+    def _begin_close(self, close: CloseRequest) -> None:
+        """Everything queued is written: start the closing handshake (its frame goes out through `write_frames`)."""
