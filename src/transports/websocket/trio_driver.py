@@ -19,6 +19,7 @@ dependency is pinned below its next minor version).
 from __future__ import annotations
 
 import logging
+from collections.abc import Generator
 from functools import partial
 from importlib.metadata import version
 
@@ -27,7 +28,7 @@ import trio
 from trio_websocket import CloseReason, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection, ConnectionState
-from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 
 from chatcore import ConnectionId, closecodes
 
@@ -62,13 +63,39 @@ PRIVATE_NAMES = (
 
 def check_private_names() -> None:
     """Raise `RuntimeError` naming any of `PRIVATE_NAMES` that trio-websocket no longer has."""
-    probe = WebSocketConnection(_SocketStream(None), WSConnection(ConnectionType.SERVER))
+    probe = WebSocketConnection(_SocketStream(None), _OpenWebSocket(Connection(ConnectionType.SERVER)))
     missing = [name for name in PRIVATE_NAMES if not hasattr(probe, name)]
     if missing:
         raise RuntimeError(
             f"trio-websocket {version('trio-websocket')} lacks {', '.join(missing)}, which the trio-websocket "
             "transport relies on; install the version pyproject.toml allows, or run with --transport wsproto"
         )
+
+
+class _OpenWebSocket(WSConnection):
+    """wsproto's `WSConnection` for a connection whose handshake is done: nothing of HTTP kept.
+
+    trio-websocket takes a `WSConnection`; the one wsproto makes carries an
+    HTTP handshake machine for life (2 KiB per idle connection) and asks it for
+    events on every read. This one is the open `Connection` alone.
+    """
+
+    def __init__(self, connection: Connection) -> None:  # (no super().__init__: it would build the handshake)
+        self.client = False
+        self.connection: Connection = connection
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.connection.state
+
+    def send(self, event: Event) -> bytes:
+        return self.connection.send(event)
+
+    def receive_data(self, data: bytes | None) -> None:
+        self.connection.receive_data(data)
+
+    def events(self) -> Generator[Event, None, None]:
+        return self.connection.events()
 
 
 class _SocketStream(trio.abc.HalfCloseableStream):
@@ -196,10 +223,8 @@ class _Opening:
 
     def __init__(self, hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
         connection = Connection(ConnectionType.SERVER, trailing_data=handshake.trailing)
-        ws = WSConnection(ConnectionType.SERVER)
-        ws.connection = connection
         stream = _SocketStream(raw)
-        websocket = _ServerConnection(stream, ws, hub, limits, raw.remote)
+        websocket = _ServerConnection(stream, _OpenWebSocket(connection), hub, limits, raw.remote)
         websocket._connection_proposal = None  # no request to hand out: the handshake is done
         self._peer = stream._peer = TrioWebsocketPeer(websocket, connection, raw, limits, flusher)
         self._raw = raw
