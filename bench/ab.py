@@ -3,6 +3,7 @@
     python bench/ab.py now=src before=/tmp/old/src                  # wsproto, 100 connections in rooms of 10
     python bench/ab.py --server trio-websocket --room-size 100 --rounds 8 now=src before=/tmp/old/src
     python bench/ab.py --measure baseline --connections 1000 now=src before=/tmp/old/src
+    python bench/ab.py --room-size 100 --load one now=src before=/tmp/old/src   # one message in flight per room
 
 Each ``NAME=DIR`` is a copy of ``src/`` (for instance from ``git worktree add``);
 its servers run with that folder first on PYTHONPATH. A round runs every
@@ -40,13 +41,14 @@ def variant(text: str) -> tuple[str, Path]:
     return name, path
 
 
-def one_pair(source: Path, measure: str, server: str, connections: int, room_size: int, duration: float) -> float:
+def one_pair(source: Path, measure: str, server: str, connections: int, room_size: int, load: str,
+             duration: float) -> float:
     """The pair's ratio (see the module docstring), measured back to back with ``source`` on PYTHONPATH."""
     servers = f"{server},{server}-db" if measure == "db" else f"baseline,{server}"
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "runs.json"
         command = [sys.executable, str(BENCH / "run.py"), "--servers", servers,
-                   "--connections", str(connections), "--room-sizes", str(room_size), "--repeat", "1",
+                   "--connections", str(connections), "--room-sizes", str(room_size), "--loads", load, "--repeat", "1",
                    "--duration", str(duration), "--json", str(out)]
         env = dict(os.environ, PYTHONPATH=str(source))
         subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--server", choices=["trio-websocket", "wsproto"], default="wsproto")
     add("--connections", type=int, default=100)
     add("--room-size", type=int, default=10)
+    add("--load", choices=["tenth", "one"], default="tenth",
+        help="run.py's --loads: a tenth of each room talks, or one message in flight per room")
     add("--rounds", type=int, default=6)
     add("--duration", type=float, default=8.0, help="seconds of load per run")
     args = parser.parse_args(argv)
@@ -74,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, source in args.variants[shift:] + args.variants[:shift]:
             try:
                 ratios[name].append(
-                    one_pair(source, args.measure, args.server, args.connections, args.room_size, args.duration)
+                    one_pair(source, args.measure, args.server, args.connections, args.room_size, args.load,
+                             args.duration)
                 )
             except subprocess.CalledProcessError as error:
                 print(f"round {round_number}, {name}: run.py failed with status {error.returncode}; "
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {round_number}, {name}: {ratios[name][-1]:.2f}", file=sys.stderr, flush=True)
     what = ("deliveries/s with SQLite / in memory" if args.measure == "db"
             else "server CPU per delivery / the baseline's")
-    print(f"\n{args.server}, {args.connections} connections in rooms of {args.room_size}: {what}, "
+    print(f"\n{args.server}, {args.connections} connections in rooms of {args.room_size}, load {args.load}: {what}, "
           f"{args.rounds} rounds\n")
     print("| variant | median | every round |\n|---|---:|---|")
     for name, values in ratios.items():

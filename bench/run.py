@@ -1,10 +1,16 @@
 """Benchmark runner: our two transports against the baseline, one command.
 
     python bench/run.py                 # full matrix: 100/1000/10000 connections x rooms of 10/100, 3 repeats
+    python bench/run.py --peers         # ... and the same chat on aiohttp and on Starlette (bench/peers/)
     python bench/run.py --quick         # seconds-long smoke run; exits non-zero on any lost message
 
 Servers named ``...-db`` keep rooms in a fresh SQLite file (``--db``), the
 others in memory (``--db :memory:``); a second table compares each pair.
+
+Two loads (``--loads``): ``tenth``, a tenth of each room's members talking
+(max(1, room size // 10) senders per room, ``--window`` messages in flight
+each), and ``one``, one sender per room with one message in flight, run only
+where it differs from ``tenth`` (rooms larger than 19, or a window above 1).
 
 Every run gets a fresh server process on free ports, with the protection limits
 lifted, pinned to one CPU while the load generator (bench/loadgen.py) runs on
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -38,6 +45,13 @@ from typing import IO, Any
 BENCH = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
 SERVERS = ("baseline", "trio-websocket", "trio-websocket-db", "wsproto", "wsproto-db", "wsproto-uvloop")
+# The same chat in the frameworks a Python team would otherwise pick, each broadcasting its idiomatic way:
+# script, and the packages it needs (from the bench extra).
+PEERS = {"aiohttp": ("peers/aiohttp_server.py", ("aiohttp",)),
+         "starlette": ("peers/starlette_server.py", ("starlette", "uvicorn"))}
+SCRIPTS = {"baseline": "baseline_server.py", **{name: script for name, (script, _) in PEERS.items()}}
+KNOWN_SERVERS = (*SERVERS, *PEERS)
+LOADS = {"tenth": "a tenth talk", "one": "one in flight"}  # --loads names and their table labels
 DURABLE_SUFFIX = "-db"  # the same server keeping rooms in a SQLite file (--db) rather than in memory
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LIMIT_FLAGS = ["--rate", "1000000", "--burst", "1000000", "--ping-interval", "0",
@@ -54,7 +68,10 @@ class Run:
     server: str
     connections: int
     room_size: int
+    load: str  # a key of LOADS
     repetition: int
+    senders_per_room: int = 0
+    window: int = 0
     failure: str | None = None
     lost: int = 0
     errors: int = 0
@@ -73,6 +90,11 @@ class Run:
     def bad(self) -> bool:
         """Lost messages, errors, or no result at all."""
         return self.failure is not None or self.lost != 0 or self.errors != 0
+
+    @property
+    def where(self) -> str:
+        """``wsproto 1000x100 one #2``, for messages."""
+        return f"{self.server} {self.connections}x{self.room_size} {self.load} #{self.repetition + 1}"
 
 
 @dataclass(frozen=True)
@@ -152,8 +174,8 @@ def free_port() -> int:
 
 def server_command(server: str, port: int, max_connections: int, database: Path) -> list[str]:
     """How to start one server on ``port`` with its limits lifted (``database``: its file, for a ``-db`` server)."""
-    if server == "baseline":
-        return [sys.executable, str(BENCH / "baseline_server.py"), "--host", HOST, "--port", str(port)]
+    if server in SCRIPTS:
+        return [sys.executable, str(BENCH / SCRIPTS[server]), "--host", HOST, "--port", str(port)]
     loop_flags = ["--event-loop", "uvloop"] if server.endswith("-uvloop") else []
     db_flags = ["--db", str(database) if server.endswith(DURABLE_SUFFIX) else ":memory:"]
     transport = server.removesuffix("-uvloop").removesuffix(DURABLE_SUFFIX)
@@ -269,12 +291,24 @@ class Settings:
     logs: Path
 
 
-def loadgen_command(settings: Settings, port: int, connections: int, room_size: int) -> list[str]:
+def talkers(load: str, room_size: int, window: int) -> tuple[int, int]:
+    """(senders per room, messages in flight per sender) for a load."""
+    return (max(1, room_size // 10), window) if load == "tenth" else (1, 1)
+
+
+def loads_at(loads: list[str], room_size: int, window: int) -> list[str]:
+    """The loads to run in rooms of ``room_size``: ``one`` only where it is not the same as ``tenth``."""
+    if "tenth" in loads and talkers("one", room_size, window) == talkers("tenth", room_size, window):
+        return [load for load in loads if load != "one"]
+    return loads
+
+
+def loadgen_command(settings: Settings, port: int, run: Run) -> list[str]:
     """How to start the load generator against ``port``."""
     return [sys.executable, str(BENCH / "loadgen.py"), "--url", f"ws://{HOST}:{port}/",
-            "--connections", str(connections), "--room-size", str(room_size),
-            "--duration", str(settings.duration), "--window", str(settings.window),
-            "--payload-bytes", str(settings.payload_bytes)]
+            "--connections", str(run.connections), "--room-size", str(run.room_size),
+            "--senders-per-room", str(run.senders_per_room), "--window", str(run.window),
+            "--duration", str(settings.duration), "--payload-bytes", str(settings.payload_bytes)]
 
 
 def measure(run: Run, server: subprocess.Popen[bytes], generator: subprocess.Popen[str],
@@ -311,11 +345,13 @@ def record(run: Run, result: dict[str, Any], server_cpu: float) -> None:
     run.gen_cpu_pct = result["cpu_percent_load"]
 
 
-def run_one(settings: Settings, server_name: str, connections: int, room_size: int, repetition: int) -> Run:
+def run_one(settings: Settings, server_name: str, connections: int, room_size: int, load: str,
+            repetition: int) -> Run:
     """One fresh server, one generator, one set of numbers."""
-    run = Run(server_name, connections, room_size, repetition)
+    senders, window = talkers(load, room_size, settings.window)
+    run = Run(server_name, connections, room_size, load, repetition, senders, window)
     port = free_port()
-    tag = f"{server_name}-{connections}-{room_size}-{repetition}"
+    tag = f"{server_name}-{connections}-{room_size}-{load}-{repetition}"
     with open(settings.logs / f"{tag}.server.log", "wb") as server_log, \
          open(settings.logs / f"{tag}.loadgen.log", "w") as generator_log:
         command = server_command(server_name, port, settings.max_connections, settings.logs / f"{tag}.db")
@@ -326,7 +362,7 @@ def run_one(settings: Settings, server_name: str, connections: int, room_size: i
         try:
             wait_accepting(server, port)
             rss_before = rss_kib(server.pid)
-            generator = subprocess.Popen(loadgen_command(settings, port, connections, room_size), text=True,
+            generator = subprocess.Popen(loadgen_command(settings, port, run), text=True,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=generator_log)
             pin(generator, settings.placement.generator)
             measure(run, server, generator, settings, rss_before)
@@ -359,20 +395,21 @@ def progress(run: Run) -> None:
                   f"CPU: server {run.server_cpu_pct:.0f}%, generator {run.gen_cpu_pct:.0f}%, "
                   f"other {run.other_cpu_pct:.0f}%, "
                   f"lost {run.lost}, errors {run.errors}")
-    print(f"  {run.connections:>6} conns, rooms of {run.room_size:>3}, #{run.repetition + 1} "
+    print(f"  {run.connections:>6} conns, rooms of {run.room_size:>3}, {LOADS[run.load]}, #{run.repetition + 1} "
           f"{run.server:<15} {status}", file=sys.stderr, flush=True)
 
 
 def run_matrix(args: argparse.Namespace, settings: Settings) -> list[Run]:
-    """Every (connections, room size) point, every server, ``--repeat`` times, in rotating order."""
+    """Every (connections, room size, load) point, every server, ``--repeat`` times, in rotating order."""
     runs = []
     for connections in args.connections:
         for room_size in args.room_sizes:
-            for repetition, order in rotations(args.servers, args.repeat):
-                for server in order:
-                    run = run_one(settings, server, connections, room_size, repetition)
-                    progress(run)
-                    runs.append(run)
+            for load in loads_at(args.loads, room_size, args.window):
+                for repetition, order in rotations(args.servers, args.repeat):
+                    for server in order:
+                        run = run_one(settings, server, connections, room_size, load, repetition)
+                        progress(run)
+                        runs.append(run)
     return runs
 
 
@@ -396,30 +433,40 @@ def ratio(value: float, base: float | None) -> str:
     return f" (x{value / base:.2f})"
 
 
+def points(runs: list[Run]) -> list[tuple[int, int, str]]:
+    """The (connections, room size, load) points measured, in order (loads in LOADS order)."""
+    return sorted({(run.connections, run.room_size, run.load) for run in runs},
+                  key=lambda point: (point[0], point[1], list(LOADS).index(point[2])))
+
+
+def at(runs: list[Run], point: tuple[int, int, str], server: str) -> list[Run]:
+    """The runs of one server at one point."""
+    return [run for run in runs if (run.connections, run.room_size, run.load, run.server) == (*point, server)]
+
+
 def table(runs: list[Run], servers: list[str]) -> str:
-    """The Markdown table of medians, one row per (connections, room size, server)."""
-    lines = ["| conns | room | server | CPU s / 1k deliv | deliv/s | p50 ms | p99 ms | RSS KiB / idle conn "
+    """The Markdown table of medians, one row per (connections, room size, load, server)."""
+    lines = ["| conns | room | server | load | CPU s / 1k deliv | deliv/s | p50 ms | p99 ms | RSS KiB / idle conn "
              "| conns/s | server CPU % | gen CPU % | other CPU % | lost | errors |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    points = sorted({(run.connections, run.room_size) for run in runs})
-    for connections, room_size in points:
-        here = {name: [r for r in runs if (r.connections, r.room_size, r.server) == (connections, room_size, name)]
-                for name in servers}
+             "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for point in points(runs):
+        here = {name: at(runs, point, name) for name in servers}
         base = medians(here["baseline"]) if here.get("baseline") else None
         for name in servers:
             if here[name]:
-                lines.append(row(connections, room_size, name, here[name], base))
+                lines.append(row(point, name, here[name], base))
     return "\n".join(lines)
 
 
-def row(connections: int, room_size: int, name: str, runs: list[Run], base: dict[str, float] | None) -> str:
+def row(point: tuple[int, int, str], name: str, runs: list[Run], base: dict[str, float] | None) -> str:
     """One table row; a bad row is marked in bold with ❌."""
+    connections, room_size, load = point
     m = medians(runs)
     b = base or {}
     lost, errors = sum(run.lost for run in runs), sum(run.errors for run in runs)
     failed = sum(run.failure is not None for run in runs)
     mark = f"**❌ {name}**" + (f" ({failed} failed)" if failed else "") if any(r.bad for r in runs) else name
-    return (f"| {connections} | {room_size} | {mark} "
+    return (f"| {connections} | {room_size} | {mark} | {LOADS[load]} "
             f"| {m['cpu_per_1k']:.4f}{ratio(m['cpu_per_1k'], b.get('cpu_per_1k'))} "
             f"| {m['deliveries_per_sec']:,.0f}{ratio(m['deliveries_per_sec'], b.get('deliveries_per_sec'))} "
             f"| {m['p50_ms']:.2f} | {m['p99_ms']:.2f} "
@@ -430,16 +477,15 @@ def row(connections: int, room_size: int, name: str, runs: list[Run], base: dict
 
 def durability_table(runs: list[Run], servers: list[str]) -> str:
     """Each ``-db`` server against the same server in memory: what keeping rooms in SQLite costs."""
-    lines = ["| conns | room | server | deliv/s, SQLite / memory | CPU per delivery, SQLite / memory |",
-             "|---:|---:|---|---:|---:|"]
-    for connections, room_size in sorted({(run.connections, run.room_size) for run in runs}):
+    lines = ["| conns | room | server | load | deliv/s, SQLite / memory | CPU per delivery, SQLite / memory |",
+             "|---:|---:|---|---|---:|---:|"]
+    for point in points(runs):
         for durable in (name for name in servers if name.endswith(DURABLE_SUFFIX)):
-            memory = durable.removesuffix(DURABLE_SUFFIX)
-            pair = [[r for r in runs if (r.connections, r.room_size, r.server) == (connections, room_size, name)]
-                    for name in (durable, memory)]
+            pair = [at(runs, point, name) for name in (durable, durable.removesuffix(DURABLE_SUFFIX))]
             if all(pair):
                 d, m = medians(pair[0]), medians(pair[1])
-                lines.append(f"| {connections} | {room_size} | {durable} "
+                connections, room_size, load = point
+                lines.append(f"| {connections} | {room_size} | {durable} | {LOADS[load]} "
                              f"| {d['deliveries_per_sec'] / m['deliveries_per_sec']:.2f} "
                              f"| {d['cpu_per_1k'] / m['cpu_per_1k']:.2f} |")
     return "\n".join(lines) if len(lines) > 2 else ""
@@ -452,8 +498,10 @@ def header(args: argparse.Namespace, settings: Settings, argv: list[str]) -> str
         f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, Linux {info['kernel']}",
         f"placement: {settings.placement.describe()}",
         f"command: {shlex.join([sys.executable, *argv])}",
-        f"load: {args.duration:g} s per run, window {args.window}, payload {args.payload_bytes} B, "
-        f"senders per room max(1, room size // 10), medians of {args.repeat} repetition(s); "
+        f"load: {args.duration:g} s per run, payload {args.payload_bytes} B, medians of {args.repeat} repetition(s); "
+        f"loads {','.join(args.loads)} ('{LOADS['tenth']}': max(1, room size // 10) senders per room, "
+        f"window {args.window} each; '{LOADS['one']}': 1 sender per room, window 1; "
+        "the latter only where it differs); "
         "ratios (x) are against the baseline (asyncio + python-websockets); CPU % are of one CPU over the "
         "load phase; 'other' is everything else on the machine meanwhile (high: the numbers are disturbed)",
     ])
@@ -465,8 +513,7 @@ def failures(runs: list[Run]) -> list[str]:
     for run in runs:
         if run.bad:
             samples = run.loadgen.get("error_samples", [])
-            lines.append(f"{run.server} {run.connections}x{run.room_size} #{run.repetition + 1}: "
-                         f"lost {run.lost}, errors {run.errors} {samples} {run.failure or ''}")
+            lines.append(f"{run.where}: lost {run.lost}, errors {run.errors} {samples} {run.failure or ''}")
     return lines
 
 
@@ -474,11 +521,10 @@ def warnings(runs: list[Run]) -> list[str]:
     """Runs whose numbers may not measure the server: a busy generator or a busy machine."""
     lines = []
     for run in runs:
-        where = f"{run.server} {run.connections}x{run.room_size} #{run.repetition + 1}"
         if run.gen_cpu_pct >= GENERATOR_BUSY_PCT:
-            lines.append(f"{where}: load generator at {run.gen_cpu_pct:.0f}% CPU: it may be the bottleneck")
+            lines.append(f"{run.where}: load generator at {run.gen_cpu_pct:.0f}% CPU: it may be the bottleneck")
         if run.other_cpu_pct >= DISTURBED_PCT:
-            lines.append(f"{where}: other processes used {run.other_cpu_pct:.0f}% of a CPU during the load")
+            lines.append(f"{run.where}: other processes used {run.other_cpu_pct:.0f}% of a CPU during the load")
     return lines
 
 
@@ -490,31 +536,58 @@ def int_list(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part]
 
 
+def name_list(text: str, known: tuple[str, ...], what: str) -> list[str]:
+    """``a,b`` → names, each one of ``known``."""
+    names = [part for part in text.split(",") if part]
+    unknown = set(names) - set(known)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {what}(s) {sorted(unknown)}; choose from {known}")
+    return names
+
+
 def server_list(text: str) -> list[str]:
     """``baseline,wsproto`` → validated server names."""
-    names = [part for part in text.split(",") if part]
-    unknown = set(names) - set(SERVERS)
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown server(s) {sorted(unknown)}; choose from {SERVERS}")
-    return names
+    return name_list(text, KNOWN_SERVERS, "server")
+
+
+def load_list(text: str) -> list[str]:
+    """``tenth,one`` → validated load names."""
+    return name_list(text, tuple(LOADS), "load")
+
+
+def check_peer_packages(servers: list[str]) -> None:
+    """A peer whose framework is not installed stops the run at once, saying what to install."""
+    for name in (server for server in servers if server in PEERS):
+        missing = [package for package in PEERS[name][1] if importlib.util.find_spec(package) is None]
+        if missing:
+            sys.exit(f"bench: the {name} peer needs {', '.join(missing)}: install the bench extra "
+                     "(.venv/bin/pip install -e '.[bench]')")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Options; ``--quick`` overrides the matrix with a seconds-long smoke run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--quick", action="store_true", help="smoke run: 100 connections, rooms of 10, 1 s, 1 repetition")
+    add("--quick", action="store_true",
+        help="smoke run: 100 connections, rooms of 10, load tenth, 1 s, 1 repetition")
     add("--connections", type=int_list, default=[100, 1000, 10000], help="comma-separated")
     add("--room-sizes", type=int_list, default=[10, 100], help="comma-separated")
     add("--repeat", type=int, default=3, help="repetitions per server (median is reported)")
     add("--duration", type=float, default=10.0, help="seconds of load per run")
     add("--window", type=int, default=1, help="messages in flight per sender")
     add("--payload-bytes", type=int, default=64)
-    add("--servers", type=server_list, default=list(SERVERS), help="comma-separated, from " + ",".join(SERVERS))
+    add("--servers", type=server_list, default=list(SERVERS),
+        help="comma-separated, from " + ",".join(KNOWN_SERVERS) + " (default: all but the peers)")
+    add("--peers", action="store_true", help="add the peer servers: " + ",".join(PEERS))
+    add("--loads", type=load_list, default=list(LOADS),
+        help="comma-separated: tenth (a tenth of each room talks, --window in flight each), "
+             "one (one sender per room, one message in flight); one runs only where it differs from tenth")
     add("--json", type=Path, default=None, metavar="OUT", help="also write every run and the medians here")
     args = parser.parse_args(argv)
+    if args.peers:
+        args.servers += [name for name in PEERS if name not in args.servers]
     if args.quick:
-        args.connections, args.room_sizes, args.repeat, args.duration = [100], [10], 1, 1.0
+        args.connections, args.room_sizes, args.loads, args.repeat, args.duration = [100], [10], ["tenth"], 1, 1.0
     return args
 
 
@@ -522,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the matrix, print the table; 1 if anything was lost, errored or failed."""
     argv = sys.argv if argv is None else argv
     args = parse_args(argv[1:])
+    check_peer_packages(args.servers)
     started = time.monotonic()
     file_limit = raise_file_limit()
     max_connections = min(20000, file_limit - FD_HEADROOM)

@@ -1,0 +1,134 @@
+"""Peer server: the chat protocol on aiohttp, as an aiohttp team would write it.
+
+The same protocol subset as ``bench/baseline_server.py`` (rooms in a dict, user
+ids never reused, a bounded history, every ``talk`` JSON-encoded once), on the
+default asyncio loop. It is idiomatic aiohttp: a ``web.Application`` with a
+``WebSocketResponse`` route, messages read with ``async for msg in ws``, and the
+broadcast aiohttp's docs and chat examples use, ``await ws.send_str(message)``
+for each member in turn. No compression, no heartbeat.
+
+    python bench/peers/aiohttp_server.py --host 127.0.0.1 --port 8001
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import socket
+import time
+from collections import deque
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+HISTORY_LIMIT = 1000  # the same bound as the baseline's
+
+
+class Room:
+    """Members, the last user id handed out, and the most recent messages (already encoded)."""
+
+    def __init__(self, join_key: str) -> None:
+        self.join_key = join_key
+        self.members: set[web.WebSocketResponse] = set()
+        self.last_user_id = 0
+        self.history: deque[str] = deque(maxlen=HISTORY_LIMIT)
+
+
+ROOMS: dict[str, Room] = {}
+
+
+def encode(event: dict[str, Any]) -> str:
+    """Compact JSON, as the seed's clients expect it."""
+    return json.dumps(event, separators=(",", ":"))
+
+
+def error(message: str) -> str:
+    """An ``error`` event; seed servers read ``message``, seed pages print ``payload``."""
+    return encode({"type": "error", "message": message, "payload": message})
+
+
+def decode(text: str | bytes) -> dict[str, Any]:
+    """A client event as a dict; anything else becomes an empty (invalid) event."""
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+def new_room() -> Room:
+    """A room under a fresh, unguessable join key."""
+    room = Room(secrets.token_urlsafe(12))
+    ROOMS[room.join_key] = room
+    return room
+
+
+async def broadcast(room: Room, message: str) -> None:
+    """One awaited send per member (a copy of the set: members may leave while a send waits)."""
+    for ws in list(room.members):
+        try:
+            await ws.send_str(message)
+        except ConnectionResetError:
+            continue  # that member is gone; its own handler removes it (try is free, suppress() is not)
+
+
+async def join(ws: web.WebSocketResponse, event: dict[str, Any]) -> tuple[Room | None, int]:
+    """Answer ``init``: create or find the room, send the new user id, then the history."""
+    key = event.get("joinKey")
+    room = new_room() if key is None else ROOMS.get(key) if isinstance(key, str) else None
+    if room is None:
+        await ws.send_str(error("chat not found."))
+        return None, 0
+    room.last_user_id += 1
+    user_id = room.last_user_id  # taken before awaiting: others may join meanwhile
+    await ws.send_str(encode({"type": "init", "joinKey": room.join_key, "userId": user_id}))
+    # Sends may yield, so join first and replay what was there then: no talk is lost.
+    history = list(room.history)
+    room.members.add(ws)
+    for message in history:
+        await ws.send_str(message)
+    return room, user_id
+
+
+async def chat(request: web.Request) -> web.WebSocketResponse:
+    """One connection: ``init`` once, then any number of ``talk`` events."""
+    ws = web.WebSocketResponse(max_msg_size=2**24, compress=False)
+    await ws.prepare(request)
+    room: Room | None = None
+    user_id = 0
+    try:
+        async for msg in ws:
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                break  # an error; a close ends the loop by itself
+            event = decode(msg.data)
+            kind, payload = event.get("type"), event.get("payload")
+            if kind == "init" and room is None:
+                room, user_id = await join(ws, event)
+            elif kind == "talk" and room is not None and isinstance(payload, str):
+                message = encode({"type": "talk", "payload": payload, "userId": user_id, "time": time.time()})
+                room.history.append(message)
+                await broadcast(room, message)
+            else:
+                await ws.send_str(error("expected one init, then talk events"))
+    except ConnectionResetError:
+        pass  # a client that vanishes is routine, not a server error
+    finally:
+        if room is not None:
+            room.members.discard(ws)
+    return ws
+
+
+def main() -> None:
+    """Serve until killed."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    args = parser.parse_args()
+    app = web.Application()
+    app.router.add_get("/", chat)
+    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None, backlog=socket.SOMAXCONN)
+
+
+if __name__ == "__main__":
+    main()
