@@ -1,8 +1,9 @@
-"""Whole incoming messages from wsproto's frame events, within the size limit."""
+"""What clients send: frames parsed (`FrameReader`) and whole messages within the size limit (`Assembler`)."""
 
 from __future__ import annotations
 
-from wsproto.events import BytesMessage, TextMessage
+from wsproto.connection import Connection
+from wsproto.events import BytesMessage, CloseConnection, Event, TextMessage
 
 
 class MessageTooBig(Exception):
@@ -43,3 +44,101 @@ class Assembler:
             return None
         data, self._binary, self._size = b"".join(self._binary), None, 0
         return data
+
+
+_TEXT_FIN = 0x81  # FIN, no RSV bits, opcode 1: a whole text message in one frame
+_WHOLE_OTHER = frozenset({0x82, 0x88, 0x89, 0x8A})  # FIN, no RSV: binary, close, ping, pong
+_MAX_WAIT = 65536  # a frame longer than this is left to wsproto, which takes it as it comes
+
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    length = len(payload)
+    key = int.from_bytes((mask * (length // 4 + 1))[:length], "little")
+    return (int.from_bytes(payload, "little") ^ key).to_bytes(length, "little")
+
+
+class FrameReader:
+    """What a client sent, frame by frame: whole text frames parsed here, everything else by wsproto.
+
+    A chat client sends small text messages, each one masked frame; wsproto's
+    parser (generators, an incremental decoder, an event object per frame) is
+    most of the cost of receiving one. `feed` takes such a frame itself when
+    it is complete and exactly what wsproto would take as one whole message
+    without complaint: FIN, no RSV bits, masked, its length in the shortest
+    form and within the limit, its payload valid UTF-8. It hands any other
+    complete binary or control frame to wsproto whole, so wsproto always
+    starts at a frame boundary with nothing held; and from the first frame it
+    would not take whole (a fragment, a malformed or oversized one) it leaves
+    the rest of the connection to wsproto. wsproto then answers exactly as it
+    would have: the same events, the same close codes.
+    """
+
+    __slots__ = ("_buffer", "_connection", "_limit", "_wsproto_only")
+
+    def __init__(self, connection: Connection, limit: int, trailing: bytes = b"") -> None:
+        self._connection = connection
+        self._limit = limit
+        self._buffer = trailing
+        self._wsproto_only = False
+
+    def feed(self, data: bytes | None) -> list[str | Event]:
+        """Received bytes (None: the peer has gone) in; whole text messages and wsproto's events out, in order."""
+        connection = self._connection
+        if self._wsproto_only or data is None:
+            return self._to_wsproto(data)
+        buffer = self._buffer + data if self._buffer else data
+        out: list[str | Event] = []
+        position, end = 0, len(buffer)
+        while end - position >= 2:
+            first, second = buffer[position], buffer[position + 1]
+            length, head = second & 0x7F, position + 2
+            if length >= 126:
+                if length == 126:
+                    if end - head < 2:
+                        break
+                    length, head = int.from_bytes(buffer[head:head + 2], "big"), head + 2
+                    shortest = length >= 126
+                else:
+                    if end - head < 8:
+                        break
+                    length, head = int.from_bytes(buffer[head:head + 8], "big"), head + 8
+                    shortest = length >= 1 << 16 and length < 1 << 63
+                if not shortest or length > _MAX_WAIT:
+                    return self._switch(buffer, position, out)
+            if not second & 0x80 or length > self._limit:
+                return self._switch(buffer, position, out)  # unmasked, or too big: wsproto closes it
+            frame_end = head + 4 + length
+            if frame_end > end:
+                break  # the rest of this frame has not arrived yet
+            if first == _TEXT_FIN:
+                payload = _unmask(buffer[head + 4:frame_end], buffer[head:head + 4])
+                try:
+                    out.append(payload.decode("utf-8"))
+                except UnicodeDecodeError:
+                    return self._switch(buffer, position, out)
+            elif first in _WHOLE_OTHER:
+                connection.receive_data(buffer[position:frame_end])
+                events = list(connection.events())
+                out.extend(events)
+                if events and isinstance(events[-1], CloseConnection):  # the client's close, or a protocol error
+                    return self._switch(buffer, frame_end, out)
+            else:
+                return self._switch(buffer, position, out)
+            position = frame_end
+        self._buffer = buffer[position:]
+        return out
+
+    def _switch(self, buffer: bytes, position: int, out: list[str | Event]) -> list[str | Event]:
+        self._wsproto_only = True
+        self._buffer = b""
+        if position < len(buffer):
+            out.extend(self._to_wsproto(buffer[position:]))
+        return out
+
+    def _to_wsproto(self, data: bytes | None) -> list[str | Event]:
+        if self._buffer:  # (only when the peer has gone mid-frame)
+            self._connection.receive_data(self._buffer)
+            self._buffer = b""
+        self._wsproto_only = True
+        self._connection.receive_data(data)
+        return list(self._connection.events())

@@ -38,7 +38,7 @@ from ..net.rawsocket import RawSocket, serve_raw_tcp
 from ..runtime.hub import Hub
 from .framing import Outgoing
 from .handshake import Handshake
-from .incoming import Assembler, MessageTooBig
+from .incoming import Assembler, FrameReader, MessageTooBig
 from .lifecycle import serve_connection
 from .outbox import CloseRequest
 from .peer import Peer
@@ -63,7 +63,7 @@ PRIVATE_NAMES = (
 
 def check_private_names() -> None:
     """Raise `RuntimeError` naming any of `PRIVATE_NAMES` that trio-websocket no longer has."""
-    probe = WebSocketConnection(_SocketStream(None), _OpenWebSocket(Connection(ConnectionType.SERVER)))
+    probe = WebSocketConnection(_SocketStream(None), _OpenWebSocket(Connection(ConnectionType.SERVER), 1))
     missing = [name for name in PRIVATE_NAMES if not hasattr(probe, name)]
     if missing:
         raise RuntimeError(
@@ -73,16 +73,20 @@ def check_private_names() -> None:
 
 
 class _OpenWebSocket(WSConnection):
-    """wsproto's `WSConnection` for a connection whose handshake is done: nothing of HTTP kept.
+    """wsproto's `WSConnection` for a connection whose handshake is done, reading through a `FrameReader`.
 
     trio-websocket takes a `WSConnection`; the one wsproto makes carries an
     HTTP handshake machine for life (2 KiB per idle connection) and asks it for
-    events on every read. This one is the open `Connection` alone.
+    events on every read. This one is the open `Connection` alone, and parses
+    the common frames itself (`incoming.FrameReader`).
     """
 
-    def __init__(self, connection: Connection) -> None:  # (no super().__init__: it would build the handshake)
+    def __init__(self, connection: Connection, limit: int, trailing: bytes = b"") -> None:
+        # (no super().__init__: it would build the handshake machine)
         self.client = False
         self.connection: Connection = connection
+        self._frames = FrameReader(connection, limit, trailing)
+        self._received = self._frames.feed(b"")
 
     @property
     def state(self) -> ConnectionState:
@@ -92,10 +96,12 @@ class _OpenWebSocket(WSConnection):
         return self.connection.send(event)
 
     def receive_data(self, data: bytes | None) -> None:
-        self.connection.receive_data(data)
+        self._received.extend(self._frames.feed(data))
 
     def events(self) -> Generator[Event, None, None]:
-        return self.connection.events()
+        received, self._received = self._received, []
+        for event in received:
+            yield TextMessage(data=event) if isinstance(event, str) else event
 
 
 class _SocketStream(trio.abc.HalfCloseableStream):
@@ -222,9 +228,10 @@ class _Opening:
     __slots__ = ("_greeting", "_peer", "_raw")
 
     def __init__(self, hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
-        connection = Connection(ConnectionType.SERVER, trailing_data=handshake.trailing)
+        connection = Connection(ConnectionType.SERVER)
         stream = _SocketStream(raw)
-        websocket = _ServerConnection(stream, _OpenWebSocket(connection), hub, limits, raw.remote)
+        ws = _OpenWebSocket(connection, limits.max_message_size, handshake.trailing)
+        websocket = _ServerConnection(stream, ws, hub, limits, raw.remote)
         websocket._connection_proposal = None  # no request to hand out: the handshake is done
         self._peer = stream._peer = TrioWebsocketPeer(websocket, connection, raw, limits, flusher)
         self._raw = raw

@@ -15,7 +15,7 @@ import anyio
 import anyio.abc
 from wsproto import ConnectionType
 from wsproto.connection import Connection, ConnectionState
-from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 
 from chatcore import closecodes
@@ -26,7 +26,7 @@ from ..net.rawsocket import RawSocket, serve_raw_tcp
 from ..runtime.hub import Hub
 from .framing import Outgoing
 from .handshake import Handshake
-from .incoming import Assembler, MessageTooBig
+from .incoming import Assembler, FrameReader, MessageTooBig
 from .lifecycle import serve_connection
 from .outbox import CloseRequest
 from .peer import Peer
@@ -40,12 +40,15 @@ RECEIVE_SIZE = 65536
 class WsprotoPeer(SocketPeer):
     """One connection: reads whole messages for the hub, writes through `SocketPeer`."""
 
-    __slots__ = ("_assembler", "_connection", "_hub", "_pings", "_raw")
+    __slots__ = ("_assembler", "_connection", "_frames", "_hub", "_pings", "_raw")
 
-    def __init__(self, hub: Hub, raw: RawSocket, connection: Connection, limits: Limits, flusher: Flusher) -> None:
+    def __init__(
+        self, hub: Hub, raw: RawSocket, connection: Connection, limits: Limits, flusher: Flusher, trailing: bytes
+    ) -> None:
         self._hub = hub
         self._raw = raw
         self._connection = connection
+        self._frames = FrameReader(connection, limits.max_message_size, trailing)
         self._pings = 0
         self._assembler = Assembler(limits.max_message_size)
         super().__init__(raw.sock, flusher, limits, raw.address, raw.port)
@@ -75,16 +78,19 @@ class WsprotoPeer(SocketPeer):
 
     async def read_loop(self, connection_id: int) -> None:
         """Feed the hub whole messages until the connection closes."""
-        receive = self._raw.receive
-        while self._process_events(connection_id):
+        receive, feed = self._raw.receive, self._frames.feed
+        received = feed(b"")  # what came with the handshake
+        while self._process(connection_id, received):
             data = await receive(RECEIVE_SIZE)
             self.heard = True
-            self._connection.receive_data(data or None)  # None: the peer has gone
+            received = feed(data or None)  # None: the peer has gone
 
-    def _process_events(self, connection_id: int) -> bool:
-        """Handle what wsproto has parsed; False once nothing more should be read."""
-        for event in self._connection.events():
-            if isinstance(event, TextMessage | BytesMessage):
+    def _process(self, connection_id: int, received: list[str | Event]) -> bool:
+        """Handle what was parsed; False once nothing more should be read."""
+        for event in received:
+            if type(event) is str:  # a whole text message, the common case
+                self._hub.receive_text(connection_id, event)
+            elif isinstance(event, TextMessage | BytesMessage):
                 if not self._add_fragment(connection_id, event):
                     return False
             elif isinstance(event, Ping):
@@ -132,8 +138,8 @@ class _Opening:
     __slots__ = ("_greeting", "_peer")
 
     def __init__(self, hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
-        connection = Connection(ConnectionType.SERVER, trailing_data=handshake.trailing)
-        self._peer = WsprotoPeer(hub, raw, connection, limits, flusher)
+        connection = Connection(ConnectionType.SERVER)
+        self._peer = WsprotoPeer(hub, raw, connection, limits, flusher, handshake.trailing)
         self._greeting = handshake.accept_response()
 
     async def __aenter__(self) -> Peer:
