@@ -122,9 +122,9 @@ class Hub:
         peers = self._peers
         for action in actions:
             if isinstance(action, Broadcast):
-                message = Outgoing(action.message)  # encoded and framed once for the whole room
+                frame = Outgoing(action.message).frame()  # framed once for the whole room
                 for recipient in action.recipients:
-                    peers[recipient].send(message)
+                    peers[recipient].send_frame(frame)
             elif isinstance(action, Send):
                 peers[action.connection].send(Outgoing(action.message))
             elif isinstance(action, LogRequest):

@@ -57,8 +57,13 @@ class Peer(ABC):
 
     def send(self, message: Outgoing) -> None:
         """Queue one WebSocket message (its shared frame); a reader that cannot keep up is closed."""
+        self.send_frame(message.frame())
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue one whole frame, shared by a broadcast's members (nothing once closing); a reader that cannot
+        keep up is closed."""
         outbox = self.outbox
-        if outbox.closing is not None or outbox.put(message.frame()):
+        if outbox.put(frame) or outbox.closing is not None:
             return
         log.warning("%s: closing with %d: %s", self.remote, closecodes.POLICY_VIOLATION, SLOW_READER_REASON)
         self.close(closecodes.POLICY_VIOLATION, SLOW_READER_REASON, discard=True)

@@ -36,7 +36,6 @@ from ..config import Limits
 from ..net.listener import Listener
 from ..net.rawsocket import RawSocket, serve_raw_tcp
 from ..runtime.hub import Hub
-from .framing import Outgoing
 from .handshake import Handshake
 from .incoming import Assembler, FrameReader, MessageTooBig
 from .lifecycle import serve_connection
@@ -157,6 +156,7 @@ class _ServerConnection(WebSocketConnection):
         self.hub = hub
         self.connection_id: ConnectionId = 0
         self.assembler = Assembler(limits.max_message_size)
+        self.peer: TrioWebsocketPeer | None = None
 
     async def _handle_message_event(self, event: BytesMessage | TextMessage) -> None:
         try:
@@ -174,6 +174,9 @@ class _ServerConnection(WebSocketConnection):
             self.hub.receive_binary(self.connection_id, message)
 
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        # Nothing more is queued from now on: the close frame trio-websocket sends is the last one.
+        if self.peer is not None:
+            self.peer.close(event.code, event.reason or "")
         # trio-websocket drops the TCP connection when wsproto finds a protocol error (invalid UTF-8, an
         # unmasked frame...); RFC 6455 (7.1.7) asks for a close frame with its code (1002, 1007) first.
         if self._wsproto.state is ConnectionState.OPEN:
@@ -194,11 +197,6 @@ class TrioWebsocketPeer(SocketPeer):
         self._connection = connection
         """wsproto's connection, the one trio-websocket uses: ours, as we made it."""
         super().__init__(raw.sock, flusher, limits, raw.address, raw.port)
-
-    def send(self, message: Outgoing) -> None:
-        # Once wsproto has seen a close or EOF it frames nothing more; the read loop is ending.
-        if self._connection.state is ConnectionState.OPEN:
-            super().send(message)
 
     async def read_loop(self, connection: ConnectionId) -> None:
         self._websocket.connection_id = connection
@@ -233,7 +231,7 @@ class _Opening:
         ws = _OpenWebSocket(connection, limits.max_message_size, handshake.trailing)
         websocket = _ServerConnection(stream, ws, hub, limits, raw.remote)
         websocket._connection_proposal = None  # no request to hand out: the handshake is done
-        self._peer = stream._peer = TrioWebsocketPeer(websocket, connection, raw, limits, flusher)
+        self._peer = stream._peer = websocket.peer = TrioWebsocketPeer(websocket, connection, raw, limits, flusher)
         self._raw = raw
         self._greeting = handshake.accept_response()
 

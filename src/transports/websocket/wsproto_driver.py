@@ -24,7 +24,6 @@ from ..config import Limits
 from ..net.listener import Listener
 from ..net.rawsocket import RawSocket, serve_raw_tcp
 from ..runtime.hub import Hub
-from .framing import Outgoing
 from .handshake import Handshake
 from .incoming import Assembler, FrameReader, MessageTooBig
 from .lifecycle import serve_connection
@@ -52,11 +51,6 @@ class WsprotoPeer(SocketPeer):
         self._pings = 0
         self._assembler = Assembler(limits.max_message_size)
         super().__init__(raw.sock, flusher, limits, raw.address, raw.port)
-
-    def send(self, message: Outgoing) -> None:
-        # Once wsproto has seen a close or EOF it frames nothing more; the read loop is ending.
-        if self._connection.state is ConnectionState.OPEN:
-            super().send(message)
 
     def send_control(self, frame: bytes) -> None:
         """Queue an already-framed control frame (a ping or pong); dropped once closing."""
