@@ -153,6 +153,8 @@ class _ServerConnection(WebSocketConnection):
         super().__init__(stream, ws, max_message_size=limits.max_message_size, receive_buffer_size=RECEIVE_SIZE)
         self.label = label
         """How log lines name the client (``host:port``)."""
+        self.ws = ws
+        """The wsproto connection trio-websocket drives (ours: we made it)."""
         self.hub = hub
         self.connection_id: ConnectionId = 0
         self.assembler = Assembler(limits.max_message_size)
@@ -179,7 +181,7 @@ class _ServerConnection(WebSocketConnection):
             self.peer.close(event.code, event.reason or "")
         # trio-websocket drops the TCP connection when wsproto finds a protocol error (invalid UTF-8, an
         # unmasked frame...); RFC 6455 (7.1.7) asks for a close frame with its code (1002, 1007) first.
-        if self._wsproto.state is ConnectionState.OPEN:
+        if self.ws.state is ConnectionState.OPEN:
             log.info("%s: closing with %d: %s", self.label, event.code, event.reason)
             await self._send(CloseConnection(code=event.code, reason=event.reason))
         await super()._handle_close_connection_event(event)
