@@ -20,11 +20,19 @@ from __future__ import annotations
 
 import socket
 from abc import abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from functools import partial
 
 import anyio
 import anyio.abc
 
 from ..config import Limits
+from ..net.listener import Listener
+from ..net.rawsocket import RawSocket, serve_raw_tcp
+from ..runtime.hub import Hub
+from .handshake import Handshake
+from .lifecycle import serve_connection
 from .outbox import CloseRequest
 from .peer import Peer
 
@@ -160,3 +168,18 @@ class SocketPeer(Peer):
     @abstractmethod
     def _begin_close(self, close: CloseRequest) -> None:
         """Everything queued is written: start the closing handshake (its frame goes out through `write_frames`)."""
+
+
+Opening = Callable[[Hub, Limits, "Flusher", RawSocket, Handshake], AbstractAsyncContextManager[Peer]]
+"""A driver's way of opening the WebSocket of an accepted handshake (see `lifecycle.Accept`), given the flusher."""
+
+
+async def serve(hub: Hub, listener: Listener, limits: Limits, opening: Opening) -> None:
+    """Serve connections from ``listener``, one `Flusher` writing for all, until it stops accepting and they
+    have ended, or cancelled."""
+    flusher = Flusher()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(flusher.run)
+        accept = partial(opening, hub, limits, flusher)
+        await serve_raw_tcp(partial(serve_connection, hub=hub, limits=limits, accept=accept), listener)
+        tasks.cancel_scope.cancel()

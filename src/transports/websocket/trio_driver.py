@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator
-from functools import partial
 from importlib.metadata import version
 
-import anyio
 import trio
 from trio_websocket import CloseReason, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
@@ -34,11 +32,11 @@ from chatcore import ConnectionId, closecodes
 
 from ..config import Limits
 from ..net.listener import Listener
-from ..net.rawsocket import RawSocket, serve_raw_tcp
+from ..net.rawsocket import RawSocket
 from ..runtime.hub import Hub
+from . import socketpeer
 from .handshake import Handshake
 from .incoming import Assembler, FrameReader, MessageTooBig
-from .lifecycle import serve_connection
 from .outbox import CloseRequest
 from .peer import Peer
 from .socketpeer import Flusher, SocketPeer
@@ -250,10 +248,4 @@ class _Opening:
 async def serve(hub: Hub, listener: Listener, limits: Limits) -> None:
     """Serve WebSocket connections from ``listener`` until it stops accepting and they have ended, or cancelled."""
     check_private_names()
-    flusher = Flusher()
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(flusher.run)
-        opening = partial(_Opening, hub, limits, flusher)
-        await serve_raw_tcp(partial(serve_connection, hub=hub, limits=limits, accept=opening), listener)
-        tasks.cancel_scope.cancel()
-
+    await socketpeer.serve(hub, listener, limits, _Opening)

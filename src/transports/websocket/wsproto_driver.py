@@ -9,10 +9,7 @@ trio (the default) and, through anyio, under asyncio too.
 from __future__ import annotations
 
 import logging
-from functools import partial
 
-import anyio
-import anyio.abc
 from wsproto import ConnectionType
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
@@ -22,11 +19,11 @@ from chatcore import closecodes
 
 from ..config import Limits
 from ..net.listener import Listener
-from ..net.rawsocket import RawSocket, serve_raw_tcp
+from ..net.rawsocket import RawSocket
 from ..runtime.hub import Hub
+from . import socketpeer
 from .handshake import Handshake
 from .incoming import Assembler, FrameReader, MessageTooBig
-from .lifecycle import serve_connection
 from .outbox import CloseRequest
 from .peer import Peer
 from .socketpeer import Flusher, SocketPeer
@@ -147,9 +144,4 @@ class _Opening:
 
 async def serve(hub: Hub, listener: Listener, limits: Limits) -> None:
     """Serve WebSocket connections from ``listener`` until it stops accepting and they have ended, or cancelled."""
-    flusher = Flusher()
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(flusher.run)
-        opening = partial(_Opening, hub, limits, flusher)
-        await serve_raw_tcp(partial(serve_connection, hub=hub, limits=limits, accept=opening), listener)
-        tasks.cancel_scope.cancel()
+    await socketpeer.serve(hub, listener, limits, _Opening)
