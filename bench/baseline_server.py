@@ -12,52 +12,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import secrets
 import socket
 import time
-from collections import deque
 from typing import Any
 
+from seedchat import ROOMS, Room, decode, encode, error, new_room
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
-HISTORY_LIMIT = 1000  # the same bound as chat-server's --history-limit default
 
-
-class Room:
-    """Members, the last user id handed out, and the most recent messages (already encoded)."""
-
-    def __init__(self, join_key: str) -> None:
-        self.join_key = join_key
-        self.members: set[ServerConnection] = set()
-        self.last_user_id = 0
-        self.history: deque[str] = deque(maxlen=HISTORY_LIMIT)
-
-
-ROOMS: dict[str, Room] = {}
-
-
-def encode(event: dict[str, Any]) -> str:
-    """Compact JSON, as the seed's clients expect it."""
-    return json.dumps(event, separators=(",", ":"))
-
-
-def error(message: str) -> str:
-    """An ``error`` event; seed servers read ``message``, seed pages print ``payload``."""
-    return encode({"type": "error", "message": message, "payload": message})
-
-
-def new_room() -> Room:
-    """A room under a fresh, unguessable join key."""
-    room = Room(secrets.token_urlsafe(12))
-    ROOMS[room.join_key] = room
-    return room
-
-
-async def join(ws: ServerConnection, event: dict[str, Any]) -> tuple[Room | None, int]:
+async def join(ws: ServerConnection, event: dict[str, Any]) -> tuple[Room[ServerConnection] | None, int]:
     """Answer ``init``: create or find the room, send the new user id, then the history."""
     key = event.get("joinKey")
+    room: Room[ServerConnection] | None
     room = new_room() if key is None else ROOMS.get(key) if isinstance(key, str) else None
     if room is None:
         await ws.send(error("chat not found."))
@@ -73,18 +40,9 @@ async def join(ws: ServerConnection, event: dict[str, Any]) -> tuple[Room | None
     return room, user_id
 
 
-def decode(text: str | bytes) -> dict[str, Any]:
-    """A client event as a dict; anything else becomes an empty (invalid) event."""
-    try:
-        event = json.loads(text)
-    except ValueError:
-        return {}
-    return event if isinstance(event, dict) else {}
-
-
 async def handler(ws: ServerConnection) -> None:
     """One connection: ``init`` once, then any number of ``talk`` events."""
-    room: Room | None = None
+    room: Room[ServerConnection] | None = None
     user_id = 0
     try:
         async for text in ws:

@@ -13,58 +13,21 @@ for each member in turn. No compression, no heartbeat.
 from __future__ import annotations
 
 import argparse
-import json
-import secrets
 import socket
+import sys
 import time
-from collections import deque
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-HISTORY_LIMIT = 1000  # the same bound as the baseline's
+# Run as a script from bench/peers/, so bench/ (home of the shared seedchat module) is not on the path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from seedchat import ROOMS, Room, decode, encode, error, new_room
 
 
-class Room:
-    """Members, the last user id handed out, and the most recent messages (already encoded)."""
-
-    def __init__(self, join_key: str) -> None:
-        self.join_key = join_key
-        self.members: set[web.WebSocketResponse] = set()
-        self.last_user_id = 0
-        self.history: deque[str] = deque(maxlen=HISTORY_LIMIT)
-
-
-ROOMS: dict[str, Room] = {}
-
-
-def encode(event: dict[str, Any]) -> str:
-    """Compact JSON, as the seed's clients expect it."""
-    return json.dumps(event, separators=(",", ":"))
-
-
-def error(message: str) -> str:
-    """An ``error`` event; seed servers read ``message``, seed pages print ``payload``."""
-    return encode({"type": "error", "message": message, "payload": message})
-
-
-def decode(text: str | bytes) -> dict[str, Any]:
-    """A client event as a dict; anything else becomes an empty (invalid) event."""
-    try:
-        event = json.loads(text)
-    except ValueError:
-        return {}
-    return event if isinstance(event, dict) else {}
-
-
-def new_room() -> Room:
-    """A room under a fresh, unguessable join key."""
-    room = Room(secrets.token_urlsafe(12))
-    ROOMS[room.join_key] = room
-    return room
-
-
-async def broadcast(room: Room, message: str) -> None:
+async def broadcast(room: Room[web.WebSocketResponse], message: str) -> None:
     """One awaited send per member (a copy of the set: members may leave while a send waits)."""
     for ws in list(room.members):
         try:
@@ -73,9 +36,10 @@ async def broadcast(room: Room, message: str) -> None:
             continue  # that member is gone; its own handler removes it (try is free, suppress() is not)
 
 
-async def join(ws: web.WebSocketResponse, event: dict[str, Any]) -> tuple[Room | None, int]:
+async def join(ws: web.WebSocketResponse, event: dict[str, Any]) -> tuple[Room[web.WebSocketResponse] | None, int]:
     """Answer ``init``: create or find the room, send the new user id, then the history."""
     key = event.get("joinKey")
+    room: Room[web.WebSocketResponse] | None
     room = new_room() if key is None else ROOMS.get(key) if isinstance(key, str) else None
     if room is None:
         await ws.send_str(error("chat not found."))
@@ -95,7 +59,7 @@ async def chat(request: web.Request) -> web.WebSocketResponse:
     """One connection: ``init`` once, then any number of ``talk`` events."""
     ws = web.WebSocketResponse(max_msg_size=2**24, compress=False)
     await ws.prepare(request)
-    room: Room | None = None
+    room: Room[web.WebSocketResponse] | None = None
     user_id = 0
     try:
         async for msg in ws:

@@ -14,11 +14,10 @@ asyncio loop (like the baseline: no uvloop), without pings or compression.
 from __future__ import annotations
 
 import argparse
-import json
-import secrets
 import socket
+import sys
 import time
-from collections import deque
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -26,49 +25,13 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-HISTORY_LIMIT = 1000  # the same bound as the baseline's
+# Run as a script from bench/peers/, so bench/ (home of the shared seedchat module) is not on the path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from seedchat import ROOMS, Room, decode, encode, error, new_room
 
 
-class Room:
-    """Members, the last user id handed out, and the most recent messages (already encoded)."""
-
-    def __init__(self, join_key: str) -> None:
-        self.join_key = join_key
-        self.members: set[WebSocket] = set()
-        self.last_user_id = 0
-        self.history: deque[str] = deque(maxlen=HISTORY_LIMIT)
-
-
-ROOMS: dict[str, Room] = {}
-
-
-def encode(event: dict[str, Any]) -> str:
-    """Compact JSON, as the seed's clients expect it."""
-    return json.dumps(event, separators=(",", ":"))
-
-
-def error(message: str) -> str:
-    """An ``error`` event; seed servers read ``message``, seed pages print ``payload``."""
-    return encode({"type": "error", "message": message, "payload": message})
-
-
-def decode(text: str | bytes) -> dict[str, Any]:
-    """A client event as a dict; anything else becomes an empty (invalid) event."""
-    try:
-        event = json.loads(text)
-    except ValueError:
-        return {}
-    return event if isinstance(event, dict) else {}
-
-
-def new_room() -> Room:
-    """A room under a fresh, unguessable join key."""
-    room = Room(secrets.token_urlsafe(12))
-    ROOMS[room.join_key] = room
-    return room
-
-
-async def broadcast(room: Room, message: str) -> None:
+async def broadcast(room: Room[WebSocket], message: str) -> None:
     """One awaited send per member (a copy of the set: members may leave while a send waits)."""
     for ws in list(room.members):
         try:
@@ -77,9 +40,10 @@ async def broadcast(room: Room, message: str) -> None:
             continue  # that member is gone (RuntimeError: Starlette saw it close); its handler removes it
 
 
-async def join(ws: WebSocket, event: dict[str, Any]) -> tuple[Room | None, int]:
+async def join(ws: WebSocket, event: dict[str, Any]) -> tuple[Room[WebSocket] | None, int]:
     """Answer ``init``: create or find the room, send the new user id, then the history."""
     key = event.get("joinKey")
+    room: Room[WebSocket] | None
     room = new_room() if key is None else ROOMS.get(key) if isinstance(key, str) else None
     if room is None:
         await ws.send_text(error("chat not found."))
@@ -98,7 +62,7 @@ async def join(ws: WebSocket, event: dict[str, Any]) -> tuple[Room | None, int]:
 async def chat(ws: WebSocket) -> None:
     """One connection: ``init`` once, then any number of ``talk`` events."""
     await ws.accept()
-    room: Room | None = None
+    room: Room[WebSocket] | None = None
     user_id = 0
     try:
         while (received := await ws.receive())["type"] == "websocket.receive":

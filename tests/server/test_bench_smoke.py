@@ -22,6 +22,20 @@ def test_the_benchmark_runs_every_server_and_loses_nothing() -> None:
         assert row.split("|")[-3].strip() == "0"  # lost
 
 
+def test_the_peers_and_one_message_in_flight_run_and_lose_nothing() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--connections", "100", "--room-sizes", "100", "--repeat", "1",
+         "--duration", "1", "--servers", "wsproto", "--peers", "--loads", "tenth,one"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    for server in ["wsproto", "aiohttp", "starlette"]:
+        rows = [line for line in output.splitlines() if line.startswith(f"| 100 | 100 | {server} |")]
+        assert len(rows) == 2, output[-3000:]  # a tenth of each room talking, and one message in flight per room
+        assert all(row.split("|")[-3].strip() == "0" for row in rows)  # lost
+
+
 def test_the_ab_runner_compares_a_variant_of_the_source_tree() -> None:
     result = subprocess.run(
         [sys.executable, "bench/ab.py", "--rounds", "1", "--duration", "1", "this=src"],
