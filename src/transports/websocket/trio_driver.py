@@ -145,22 +145,20 @@ class _SocketStream(trio.abc.HalfCloseableStream):
 
 
 class _ServerConnection(WebSocketConnection):
-    """trio-websocket, with whole messages handed to the hub and protocol errors answered with their code."""
+    """trio-websocket, with whole messages handed to the hub and protocol errors answered with their code.
 
-    def __init__(self, stream: _SocketStream, ws: WSConnection, hub: Hub, limits: Limits, label: str) -> None:
-        super().__init__(stream, ws, max_message_size=limits.max_message_size, receive_buffer_size=RECEIVE_SIZE)
-        self.label = label
-        """How log lines name the client (``host:port``)."""
-        self.ws = ws
-        """The wsproto connection trio-websocket drives (ours: we made it)."""
-        self.hub = hub
-        self.connection_id: ConnectionId = 0
-        self.assembler = Assembler(limits.max_message_size)
-        self.peer: TrioWebsocketPeer | None = None
+    What is ours lives in `peer`: one attribute, since each one more on a
+    trio-websocket connection costs every idle connection (past 30, Python
+    gives the instance a dictionary of its own).
+    """
+
+    peer: TrioWebsocketPeer
+    """Set by `_Opening` before anything is read."""
 
     async def _handle_message_event(self, event: BytesMessage | TextMessage) -> None:
+        peer = self.peer
         try:
-            message = self.assembler.add(event)
+            message = peer.assembler.add(event)
         except MessageTooBig as error:  # as trio-websocket's own handler answers it
             self._close_reason = CloseReason(closecodes.MESSAGE_TOO_BIG, str(error))
             await self._send(CloseConnection(code=closecodes.MESSAGE_TOO_BIG, reason=str(error)))
@@ -169,18 +167,18 @@ class _ServerConnection(WebSocketConnection):
         if message is None:
             return
         if isinstance(message, str):
-            self.hub.receive_text(self.connection_id, message)
+            peer.hub.receive_text(peer.connection_id, message)
         else:
-            self.hub.receive_binary(self.connection_id, message)
+            peer.hub.receive_binary(peer.connection_id, message)
 
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        peer = self.peer
         # Nothing more is queued from now on: the close frame trio-websocket sends is the last one.
-        if self.peer is not None:
-            self.peer.close(event.code, event.reason or "")
+        peer.close(event.code, event.reason or "")
         # trio-websocket drops the TCP connection when wsproto finds a protocol error (invalid UTF-8, an
         # unmasked frame...); RFC 6455 (7.1.7) asks for a close frame with its code (1002, 1007) first.
-        if self.ws.state is ConnectionState.OPEN:
-            log.info("%s: closing with %d: %s", self.label, event.code, event.reason)
+        if peer.connection.state is ConnectionState.OPEN:
+            log.info("%s: closing with %d: %s", peer.remote, event.code, event.reason)
             await self._send(CloseConnection(code=event.code, reason=event.reason))
         await super()._handle_close_connection_event(event)
 
@@ -188,18 +186,27 @@ class _ServerConnection(WebSocketConnection):
 class TrioWebsocketPeer(SocketPeer):
     """One connection: trio-websocket's reader task reads, `SocketPeer` writes."""
 
-    __slots__ = ("_connection", "_websocket")
+    __slots__ = ("_websocket", "assembler", "connection", "connection_id", "hub")
 
     def __init__(
-        self, websocket: _ServerConnection, connection: Connection, raw: RawSocket, limits: Limits, flusher: Flusher
+        self,
+        websocket: _ServerConnection,
+        connection: Connection,
+        hub: Hub,
+        raw: RawSocket,
+        limits: Limits,
+        flusher: Flusher,
     ) -> None:
         self._websocket = websocket
-        self._connection = connection
-        """wsproto's connection, the one trio-websocket uses: ours, as we made it."""
+        self.connection = connection
+        """wsproto's connection, the one trio-websocket drives: ours, as we made it."""
+        self.hub = hub
+        self.connection_id: ConnectionId = 0
+        self.assembler = Assembler(limits.max_message_size)
         super().__init__(raw.sock, flusher, limits, raw.address, raw.port)
 
     async def read_loop(self, connection: ConnectionId) -> None:
-        self._websocket.connection_id = connection
+        self.connection_id = connection
         await self._websocket._reader_task()
 
     def _begin_close(self, close: CloseRequest) -> None:
@@ -211,9 +218,9 @@ class TrioWebsocketPeer(SocketPeer):
         await self._websocket.aclose(close.code, close.reason)
 
     def _send_ping(self) -> None:
-        if self._connection.state is ConnectionState.OPEN:
+        if self.connection.state is ConnectionState.OPEN:
             # Any frame from the client answers it (`Peer.answered`): the pong needs no matching.
-            self.outbox.put(self._connection.send(Ping(payload=b"keepalive")))
+            self.outbox.put(self.connection.send(Ping(payload=b"keepalive")))
 
 
 class _Opening:
@@ -229,9 +236,12 @@ class _Opening:
         connection = Connection(ConnectionType.SERVER)
         stream = _SocketStream(raw)
         ws = _OpenWebSocket(connection, limits.max_message_size, handshake.trailing)
-        websocket = _ServerConnection(stream, ws, hub, limits, raw.remote)
+        websocket = _ServerConnection(
+            stream, ws, max_message_size=limits.max_message_size, receive_buffer_size=RECEIVE_SIZE
+        )
         websocket._connection_proposal = None  # no request to hand out: the handshake is done
-        self._peer = stream._peer = websocket.peer = TrioWebsocketPeer(websocket, connection, raw, limits, flusher)
+        peer = TrioWebsocketPeer(websocket, connection, hub, raw, limits, flusher)
+        self._peer = stream._peer = websocket.peer = peer
         self._raw = raw
         self._greeting = handshake.accept_response()
 
