@@ -147,9 +147,9 @@ class _SocketStream(trio.abc.HalfCloseableStream):
 class _ServerConnection(WebSocketConnection):
     """trio-websocket, with whole messages handed to the hub and protocol errors answered with their code.
 
-    What is ours lives in `peer`: one attribute, since each one more on a
-    trio-websocket connection costs every idle connection (past 30, Python
-    gives the instance a dictionary of its own).
+    What is ours lives in `peer`: one attribute. trio-websocket sets 24;
+    at 30, CPython 3.11 stops sharing the dictionary's keys with the class
+    and every idle connection pays 1.4 KiB more.
     """
 
     peer: TrioWebsocketPeer
