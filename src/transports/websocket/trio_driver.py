@@ -84,6 +84,8 @@ class _OpenWebSocket(WSConnection):
         self.connection: Connection = connection
         self._frames = FrameReader(connection, limit, trailing)
         self._received = self._frames.feed(b"")
+        self.peer: TrioWebsocketPeer | None = None
+        """Once set (by the read loop), whole text messages go straight to its hub."""
 
     @property
     def state(self) -> ConnectionState:
@@ -93,7 +95,14 @@ class _OpenWebSocket(WSConnection):
         return self.connection.send(event)
 
     def receive_data(self, data: bytes | None) -> None:
-        self._received.extend(self._frames.feed(data))
+        received, peer = self._received, self.peer
+        for event in self._frames.feed(data):
+            if peer is not None and not received and type(event) is str:
+                # The common case, straight to the hub: no event object, no handler. (Only while nothing else
+                # waits for `events`, so that answers keep the order of what the client sent.)
+                peer.hub.receive_text(peer.connection_id, event)
+            else:
+                received.append(event)
 
     def events(self) -> Generator[Event, None, None]:
         received, self._received = self._received, []
@@ -186,19 +195,20 @@ class _ServerConnection(WebSocketConnection):
 class TrioWebsocketPeer(SocketPeer):
     """One connection: trio-websocket's reader task reads, `SocketPeer` writes."""
 
-    __slots__ = ("_websocket", "assembler", "connection", "connection_id", "hub")
+    __slots__ = ("_websocket", "_ws", "assembler", "connection", "connection_id", "hub")
 
     def __init__(
         self,
         websocket: _ServerConnection,
-        connection: Connection,
+        ws: _OpenWebSocket,
         hub: Hub,
         raw: RawSocket,
         limits: Limits,
         flusher: Flusher,
     ) -> None:
         self._websocket = websocket
-        self.connection = connection
+        self._ws = ws
+        self.connection = ws.connection
         """wsproto's connection, the one trio-websocket drives: ours, as we made it."""
         self.hub = hub
         self.connection_id: ConnectionId = 0
@@ -207,6 +217,7 @@ class TrioWebsocketPeer(SocketPeer):
 
     async def read_loop(self, connection: ConnectionId) -> None:
         self.connection_id = connection
+        self._ws.peer = self
         await self._websocket._reader_task()
 
     def _begin_close(self, close: CloseRequest) -> None:
@@ -240,7 +251,7 @@ class _Opening:
             stream, ws, max_message_size=limits.max_message_size, receive_buffer_size=RECEIVE_SIZE
         )
         websocket._connection_proposal = None  # no request to hand out: the handshake is done
-        peer = TrioWebsocketPeer(websocket, connection, hub, raw, limits, flusher)
+        peer = TrioWebsocketPeer(websocket, ws, hub, raw, limits, flusher)
         self._peer = stream._peer = websocket.peer = peer
         self._raw = raw
         self._greeting = handshake.accept_response()
