@@ -49,7 +49,7 @@ class RecordingPeer(Peer):
     async def read_loop(self, connection: ConnectionId) -> None:
         pass
 
-    def _wake(self) -> None:
+    def _notify(self) -> None:
         pass
 
     def data_waiting(self) -> bool:
@@ -113,13 +113,13 @@ async def test_every_action_reaches_its_peer() -> None:
         Close(ids[1], 1008, "policy"),
     ]
     hub.receive_text(ids[0], "anything")
-    first, second, third = (peer.outbox.take() for peer in peers)
+    first, second, third = (peer.take() for peer in peers)
     assert first == [Outgoing("to both").frame()]
     assert first[0] is second[0]  # a broadcast is framed once and shared
     assert third == [Outgoing("to three").frame(), Outgoing(b"\x00\x01").frame()]
-    assert peers[1].outbox.closing is not None
-    assert peers[1].outbox.closing.code == 1008
-    assert peers[0].outbox.closing is None
+    assert peers[1].closing is not None
+    assert peers[1].closing.code == 1008
+    assert peers[0].closing is None
 
 
 @pytest.mark.trio

@@ -2,7 +2,7 @@
 
 Queueing with its bound, the slow-reader policy, close deadlines and ping
 bookkeeping live here once; each transport subclasses `Peer` with when it
-writes (`_wake`, `start`) and how it pings.
+writes (`_notify`, `start`) and how it pings.
 """
 
 from __future__ import annotations
@@ -26,19 +26,19 @@ log = logging.getLogger(__name__)
 SLOW_READER_REASON = "outgoing buffer full: reading too slowly"
 
 
-class Peer(ABC):
-    """The write side of one connection."""
+class Peer(Outbox, ABC):
+    """The write side of one connection: its outbox (it is one), its bounds and its keepalive state."""
 
     __slots__ = (
-        "_close_timeout", "_deadline", "_dropped", "address", "heard", "last_ping_at", "outbox", "ping_sent_at",
-        "port", "tasks",
+        "_close_timeout", "_deadline", "_dropped", "address", "heard", "last_ping_at", "ping_sent_at", "port",
+        "tasks",
     )
 
     def __init__(self, limits: Limits, address: str, port: int) -> None:
         self.address = address
         """The client's IP address, as counted for the per-address limit."""
         self.port = port
-        self.outbox = Outbox(limits.outbox_bytes, self._wake)
+        super().__init__(limits.outbox_bytes)
         self._deadline = math.inf  # for the whole connection, once a close is requested
         self._dropped = False
         self.ping_sent_at: float | None = None
@@ -62,15 +62,14 @@ class Peer(ABC):
     def send_frame(self, frame: bytes) -> None:
         """Queue one whole frame, shared by a broadcast's members (nothing once closing); a reader that cannot
         keep up is closed."""
-        outbox = self.outbox
-        if outbox.put(frame) or outbox.closing is not None:
+        if self.put(frame) or self._close is not None:
             return
         log.warning("%s: closing with %d: %s", self.remote, closecodes.POLICY_VIOLATION, SLOW_READER_REASON)
         self.close(closecodes.POLICY_VIOLATION, SLOW_READER_REASON, discard=True)
 
     def close(self, code: int, reason: str, *, discard: bool = False) -> None:
         """Close after the queued data (or drop it, with ``discard``), within the close timeout."""
-        if self.outbox.request_close(code, reason, discard=discard):
+        if self.request_close(code, reason, discard=discard):
             self._deadline = min(self._deadline, anyio.current_time() + self._close_timeout)
             if self.tasks is not None:
                 self.tasks.cancel_scope.deadline = self._deadline
@@ -122,7 +121,7 @@ class Peer(ABC):
         """Feed the hub whole messages for ``connection`` until the connection closes."""
 
     @abstractmethod
-    def _wake(self) -> None:
+    def _notify(self) -> None:
         """The outbox stopped being empty, or a close was requested."""
 
     @abstractmethod

@@ -88,11 +88,25 @@ class SocketPeer(Peer):
 
     def start(self, tasks: anyio.abc.TaskGroup) -> None:
         super().start(tasks)
-        if self.outbox.closing is not None:  # closed before it started: shutting down
+        if self.closing is not None:  # closed before it started: shutting down
             self._need_writer()
 
-    def _wake(self) -> None:
-        if self.outbox.closing is not None or self._unsent is not None:
+    def send_frame(self, frame: bytes) -> None:
+        # The hot path, once per member of every broadcast: `Outbox.put` and `_notify` inlined.
+        items = self._items
+        if self._close is None and (not items or self._size + len(frame) <= self._limit):
+            items.append(frame)
+            self._size += len(frame)
+            if len(items) == 1:
+                if self._unsent is None:
+                    self._flusher.mark(self)
+                else:
+                    self._need_writer()
+            return
+        super().send_frame(frame)  # refused: closing, or a reader too slow (closed)
+
+    def _notify(self) -> None:
+        if self.closing is not None or self._unsent is not None:
             self._need_writer()
         else:
             self._flusher.mark(self)
@@ -106,7 +120,7 @@ class SocketPeer(Peer):
         """Write everything queued, as far as the socket takes it now."""
         if self._unsent is not None or self._gone:
             return  # the writer task sends it, in order, once the socket drains
-        items = self.outbox.take()
+        items = self.take()
         if items:
             self._write_now(items[0] if len(items) == 1 else b"".join(items))
 
@@ -138,7 +152,7 @@ class SocketPeer(Peer):
         """Drain a full socket, and start the closing handshake once a close is due."""
         try:
             await self._drain()
-            close = self.outbox.closing
+            close = self.closing
             if close is not None and not self._gone:
                 self.flush()
                 await self._drain()

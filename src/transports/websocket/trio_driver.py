@@ -222,16 +222,16 @@ class TrioWebsocketPeer(SocketPeer):
 
     def _begin_close(self, close: CloseRequest) -> None:
         if self.tasks is not None:
-            self.tasks.start_soon(self._close, close)
+            self.tasks.start_soon(self._closing_handshake, close)
 
-    async def _close(self, close: CloseRequest) -> None:
+    async def _closing_handshake(self, close: CloseRequest) -> None:
         # aclose sends the close frame (through write_frames) and waits for the client's answer.
         await self._websocket.aclose(close.code, close.reason)
 
     def _send_ping(self) -> None:
         if self.connection.state is ConnectionState.OPEN:
             # Any frame from the client answers it (`Peer.answered`): the pong needs no matching.
-            self.outbox.put(self.connection.send(Ping(payload=b"keepalive")))
+            self.put(self.connection.send(Ping(payload=b"keepalive")))
 
 
 class _Opening:

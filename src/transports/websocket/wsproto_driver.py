@@ -51,7 +51,7 @@ class WsprotoPeer(SocketPeer):
 
     def send_control(self, frame: bytes) -> None:
         """Queue an already-framed control frame (a ping or pong); dropped once closing."""
-        self.outbox.put(frame)
+        self.put(frame)
 
     def _begin_close(self, close: CloseRequest) -> None:
         if self._connection.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
