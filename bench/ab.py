@@ -29,15 +29,18 @@ import sys
 import tempfile
 from pathlib import Path
 
+from run import rotations
+
 BENCH = Path(__file__).resolve().parent
 
 
-def variant(text: str) -> tuple[str, Path]:
-    """``NAME=DIR``, DIR holding the ``chatcore`` and ``transports`` packages."""
+def variant(text: str, holding: tuple[str, ...] = ("transports", "chatcore")) -> tuple[str, Path]:
+    """``NAME=DIR``, DIR holding the packages ``holding`` names."""
     name, _, folder = text.partition("=")
     path = Path(folder).resolve()
-    if not name or not (path / "transports").is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=DIR, DIR holding transports/ and chatcore/")
+    if not name or not all((path / package).is_dir() for package in holding):
+        folders = " and ".join(f"{package}/" for package in holding)
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=DIR, DIR holding {folders}")
     return name, path
 
 
@@ -73,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     add("--duration", type=float, default=8.0, help="seconds of load per run")
     args = parser.parse_args(argv)
     ratios: dict[str, list[float]] = {name: [] for name, _ in args.variants}
-    for round_number in range(1, args.rounds + 1):
-        shift = (round_number - 1) % len(args.variants)  # each variant goes first in turn: no place is favoured
-        for name, source in args.variants[shift:] + args.variants[:shift]:
+    for repetition, order in rotations(args.variants, args.rounds):  # each variant goes first in turn
+        round_number = repetition + 1
+        for name, source in order:
             try:
                 ratios[name].append(
                     one_pair(source, args.measure, args.server, args.connections, args.room_size, args.load,

@@ -13,25 +13,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
-import time
 from typing import Any
 
-from seedchat import ROOMS, Room, decode, encode, error, new_room
+from seedchat import NOT_FOUND, UNEXPECTED, Room, decode, new_user, room_for, talk
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
 
 async def join(ws: ServerConnection, event: dict[str, Any]) -> tuple[Room[ServerConnection] | None, int]:
     """Answer ``init``: create or find the room, send the new user id, then the history."""
-    key = event.get("joinKey")
-    room: Room[ServerConnection] | None
-    room = new_room() if key is None else ROOMS.get(key) if isinstance(key, str) else None
+    room: Room[ServerConnection] | None = room_for(event)
     if room is None:
-        await ws.send(error("chat not found."))
+        await ws.send(NOT_FOUND)
         return None, 0
-    room.last_user_id += 1
-    user_id = room.last_user_id  # taken before awaiting: others may join meanwhile
-    await ws.send(encode({"type": "init", "joinKey": room.join_key, "userId": user_id}))
+    user_id, reply = new_user(room)  # taken before awaiting: others may join meanwhile
+    await ws.send(reply)
     # broadcast() writes without yielding, so no new talk can slip in between the
     # replay and joining the room: nothing is lost, nothing arrives out of order.
     for message in room.history:
@@ -51,11 +47,10 @@ async def handler(ws: ServerConnection) -> None:
             if kind == "init" and room is None:
                 room, user_id = await join(ws, event)
             elif kind == "talk" and room is not None and isinstance(payload, str):
-                message = encode({"type": "talk", "payload": payload, "userId": user_id, "time": time.time()})
-                room.history.append(message)
+                message = talk(room, user_id, payload)
                 broadcast(room.members, message)
             else:
-                await ws.send(error("expected one init, then talk events"))
+                await ws.send(UNEXPECTED)
     except ConnectionClosed:
         pass  # a client that vanishes is routine, not a server error
     finally:

@@ -19,7 +19,11 @@ import os
 import statistics
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
+
+from ab import variant
+from run import rotations
 
 MEASURE = """
 import itertools, json, sys, time
@@ -49,14 +53,6 @@ print(json.dumps({"us_per_talk": (time.process_time() - start) / talks * 1e6}))
 """
 
 
-def variant(text: str) -> tuple[str, Path]:
-    name, _, folder = text.partition("=")
-    path = Path(folder).resolve()
-    if not name or not (path / "chatcore").is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=DIR, DIR holding chatcore/")
-    return name, path
-
-
 def one_run(source: Path, rooms: int, room_size: int, talks: int) -> float:
     env = dict(os.environ, PYTHONPATH=str(source))
     command = [sys.executable, "-c", MEASURE, str(rooms), str(room_size), str(talks)]
@@ -68,16 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run the rounds and print one row per variant."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("variants", type=variant, nargs="+", metavar="NAME=DIR")
+    add("variants", type=partial(variant, holding=("chatcore",)), nargs="+", metavar="NAME=DIR")
     add("--rooms", type=int, default=100)
     add("--room-size", type=int, default=10)
     add("--talks", type=int, default=200_000)
     add("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     times: dict[str, list[float]] = {name: [] for name, _ in args.variants}
-    for round_number in range(1, args.rounds + 1):
-        shift = (round_number - 1) % len(args.variants)  # each variant goes first in turn: no place is favoured
-        for name, source in args.variants[shift:] + args.variants[:shift]:
+    for repetition, order in rotations(args.variants, args.rounds):  # each variant goes first in turn
+        round_number = repetition + 1
+        for name, source in order:
             try:
                 times[name].append(one_run(source, args.rooms, args.room_size, args.talks))
             except subprocess.CalledProcessError as error:

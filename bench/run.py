@@ -40,9 +40,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 BENCH = Path(__file__).resolve().parent
+T = TypeVar("T")
 HOST = "127.0.0.1"
 SERVERS = ("baseline", "trio-websocket", "trio-websocket-db", "wsproto", "wsproto-db", "wsproto-uvloop")
 # The same chat in the frameworks a Python team would otherwise pick, each broadcasting its idiomatic way:
@@ -378,11 +379,11 @@ def run_one(settings: Settings, server_name: str, connections: int, room_size: i
 # --- the matrix --------------------------------------------------------------------------------------------
 
 
-def rotations(servers: list[str], repeat: int) -> Iterator[tuple[int, list[str]]]:
-    """Round robin: every repetition runs every server, starting one further along."""
+def rotations(items: list[T], repeat: int) -> Iterator[tuple[int, list[T]]]:
+    """Round robin: every repetition runs every item (server, variant), starting one further along."""
     for repetition in range(repeat):
-        shift = repetition % len(servers)
-        yield repetition, servers[shift:] + servers[:shift]
+        shift = repetition % len(items)
+        yield repetition, items[shift:] + items[:shift]
 
 
 def progress(run: Run) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections import deque
 from typing import Any, Generic, TypeVar
 
@@ -54,3 +55,26 @@ def new_room() -> Room[Any]:
     room: Room[Any] = Room(secrets.token_urlsafe(12))
     ROOMS[room.join_key] = room
     return room
+
+
+NOT_FOUND = error("chat not found.")
+UNEXPECTED = error("expected one init, then talk events")
+
+
+def room_for(event: dict[str, Any]) -> Room[Any] | None:
+    """The room an ``init`` asks for: a new one without ``joinKey``, else the one with that key (None: not found)."""
+    key = event.get("joinKey")
+    return new_room() if key is None else ROOMS.get(key) if isinstance(key, str) else None
+
+
+def new_user(room: Room[Any]) -> tuple[int, str]:
+    """A user id never handed out in ``room`` before, and the ``init`` reply that tells it."""
+    room.last_user_id += 1
+    return room.last_user_id, encode({"type": "init", "joinKey": room.join_key, "userId": room.last_user_id})
+
+
+def talk(room: Room[Any], user_id: int, payload: str) -> str:
+    """A ``talk`` event, encoded once for every member and kept in the room's history."""
+    message = encode({"type": "talk", "payload": payload, "userId": user_id, "time": time.time()})
+    room.history.append(message)
+    return message

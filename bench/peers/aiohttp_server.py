@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from aiohttp import WSMsgType, web
 # Run as a script from bench/peers/, so bench/ (home of the shared seedchat module) is not on the path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from seedchat import ROOMS, Room, decode, encode, error, new_room
+from seedchat import NOT_FOUND, UNEXPECTED, Room, decode, new_user, room_for, talk
 
 
 async def broadcast(room: Room[web.WebSocketResponse], message: str) -> None:
@@ -38,15 +37,12 @@ async def broadcast(room: Room[web.WebSocketResponse], message: str) -> None:
 
 async def join(ws: web.WebSocketResponse, event: dict[str, Any]) -> tuple[Room[web.WebSocketResponse] | None, int]:
     """Answer ``init``: create or find the room, send the new user id, then the history."""
-    key = event.get("joinKey")
-    room: Room[web.WebSocketResponse] | None
-    room = new_room() if key is None else ROOMS.get(key) if isinstance(key, str) else None
+    room: Room[web.WebSocketResponse] | None = room_for(event)
     if room is None:
-        await ws.send_str(error("chat not found."))
+        await ws.send_str(NOT_FOUND)
         return None, 0
-    room.last_user_id += 1
-    user_id = room.last_user_id  # taken before awaiting: others may join meanwhile
-    await ws.send_str(encode({"type": "init", "joinKey": room.join_key, "userId": user_id}))
+    user_id, reply = new_user(room)  # taken before awaiting: others may join meanwhile
+    await ws.send_str(reply)
     # Sends may yield, so join first and replay what was there then: no talk is lost.
     history = list(room.history)
     room.members.add(ws)
@@ -70,11 +66,10 @@ async def chat(request: web.Request) -> web.WebSocketResponse:
             if kind == "init" and room is None:
                 room, user_id = await join(ws, event)
             elif kind == "talk" and room is not None and isinstance(payload, str):
-                message = encode({"type": "talk", "payload": payload, "userId": user_id, "time": time.time()})
-                room.history.append(message)
+                message = talk(room, user_id, payload)
                 await broadcast(room, message)
             else:
-                await ws.send_str(error("expected one init, then talk events"))
+                await ws.send_str(UNEXPECTED)
     except ConnectionResetError:
         pass  # a client that vanishes is routine, not a server error
     finally:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 # Run as a script from bench/peers/, so bench/ (home of the shared seedchat module) is not on the path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from seedchat import ROOMS, Room, decode, encode, error, new_room
+from seedchat import NOT_FOUND, UNEXPECTED, Room, decode, new_user, room_for, talk
 
 
 async def broadcast(room: Room[WebSocket], message: str) -> None:
@@ -42,15 +41,12 @@ async def broadcast(room: Room[WebSocket], message: str) -> None:
 
 async def join(ws: WebSocket, event: dict[str, Any]) -> tuple[Room[WebSocket] | None, int]:
     """Answer ``init``: create or find the room, send the new user id, then the history."""
-    key = event.get("joinKey")
-    room: Room[WebSocket] | None
-    room = new_room() if key is None else ROOMS.get(key) if isinstance(key, str) else None
+    room: Room[WebSocket] | None = room_for(event)
     if room is None:
-        await ws.send_text(error("chat not found."))
+        await ws.send_text(NOT_FOUND)
         return None, 0
-    room.last_user_id += 1
-    user_id = room.last_user_id  # taken before awaiting: others may join meanwhile
-    await ws.send_text(encode({"type": "init", "joinKey": room.join_key, "userId": user_id}))
+    user_id, reply = new_user(room)  # taken before awaiting: others may join meanwhile
+    await ws.send_text(reply)
     # Sends may yield, so join first and replay what was there then: no talk is lost.
     history = list(room.history)
     room.members.add(ws)
@@ -71,11 +67,10 @@ async def chat(ws: WebSocket) -> None:
             if kind == "init" and room is None:
                 room, user_id = await join(ws, event)
             elif kind == "talk" and room is not None and isinstance(payload, str):
-                message = encode({"type": "talk", "payload": payload, "userId": user_id, "time": time.time()})
-                room.history.append(message)
+                message = talk(room, user_id, payload)
                 await broadcast(room, message)
             else:
-                await ws.send_text(error("expected one init, then talk events"))
+                await ws.send_text(UNEXPECTED)
     except WebSocketDisconnect:
         pass  # a client that vanishes is routine, not a server error
     finally:

@@ -391,7 +391,7 @@ class ChatCore:
                 actions.append(Broadcast(room.join_key, text_members, talk.message(escape_html=False)))
             if markup_members:
                 actions.append(Broadcast(room.join_key, markup_members, talk.message(escape_html=True)))
-            talk = room.next_due() if room.held else None
+            talk = room.next_due() if room.holding else None
         return actions
 
     def _user_added(self, pending: _Joining, result: UserAdded | KeyTaken | LogFailed) -> list[Action]:

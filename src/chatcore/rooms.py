@@ -53,7 +53,7 @@ class Room:
     """
 
     __slots__ = (
-        "_early", "_history", "_history_limit", "_markup_members", "_recipients", "_text_members", "held", "join_key",
+        "_early", "_history", "_history_limit", "_markup_members", "_recipients", "_text_members", "join_key",
         "last_offset", "pending",
     )
 
@@ -65,8 +65,6 @@ class Room:
         self._history_limit = history_limit
         self._history: deque[Talk] | None = None  # made on the first talk: many rooms never have one
         self._early: dict[int, Talk] | None = None
-        self.held = 0
-        """Talks held back by `accept` until the ones before them arrive."""
         self._text_members: dict[ConnectionId, int] = {}
         self._markup_members: dict[ConnectionId, int] = {}
         self._recipients: tuple[tuple[ConnectionId, ...], tuple[ConnectionId, ...]] | None = None
@@ -104,8 +102,12 @@ class Room:
             if self._early is None:
                 self._early = {}
             self._early[offset] = talk
-            self.held = len(self._early)
         return None
+
+    @property
+    def holding(self) -> bool:
+        """Whether `accept` holds back talks until the ones before them arrive."""
+        return self._early is not None
 
     def next_due(self) -> Talk | None:
         """After `accept`: a held-back talk that is now the next one, delivered; None when there is none."""
@@ -113,7 +115,6 @@ class Room:
         if early is None:
             return None
         following = early.pop(self.last_offset + 1, None)
-        self.held = len(early)
         if not early:
             self._early = None
         return None if following is None else self._record(following)

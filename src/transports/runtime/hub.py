@@ -143,7 +143,11 @@ class Hub:
     async def keepalive(self) -> None:
         """Ping every peer every ``ping_interval``; drop those that leave one unanswered for ``ping_timeout``.
 
-        One task for all connections, checking a few times per period.
+        One task for all connections, checking a few times per period. A
+        client is judged by what it sent, not by how late we got round to
+        reading it: anything received after the ping answers it, and so do
+        bytes still waiting in the kernel, so that an overloaded server does
+        not drop clients whose pongs wait behind its own backlog.
         """
         interval, timeout = self._limits.ping_interval, self._limits.ping_timeout
         if interval <= 0:
@@ -155,7 +159,7 @@ class Hub:
                 if peer.ping_sent_at is not None:
                     if peer.heard:
                         peer.ping_sent_at = None
-                    elif now - peer.ping_sent_at >= timeout and not peer.answered():
+                    elif now - peer.ping_sent_at >= timeout and not peer.data_waiting():
                         peer.drop(f"nothing received within {timeout:g} s of a ping")
                 elif now - peer.last_ping_at >= interval:
                     peer.ping(now)

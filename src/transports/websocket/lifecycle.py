@@ -46,6 +46,7 @@ from .peer import Peer
 log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 65536
+"""How much one read asks the socket for, in every stage of a WebSocket connection."""
 
 
 class Link(Protocol):

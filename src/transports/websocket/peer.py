@@ -100,15 +100,6 @@ class Peer(Outbox, ABC):
         self.heard = False
         self._send_ping()
 
-    def answered(self) -> bool:
-        """Whether the client sent anything since the ping, read by us or still waiting in the kernel.
-
-        A client is judged by what it sent, not by how late we got round to
-        reading it: an overloaded server must not drop clients whose pongs
-        wait behind its own backlog.
-        """
-        return self.heard or self.data_waiting()
-
     def start(self, tasks: anyio.abc.TaskGroup) -> None:
         """Begin writing; `Hub.serve` calls this once, with the connection's task group."""
         self.tasks = tasks
@@ -126,7 +117,7 @@ class Peer(Outbox, ABC):
 
     @abstractmethod
     def data_waiting(self) -> bool:
-        """Whether the client sent bytes we have not read yet."""
+        """Whether the client sent bytes we have not read yet (an answer to a ping, even if we are late)."""
 
     @abstractmethod
     def _send_ping(self) -> None:

@@ -21,17 +21,21 @@ from __future__ import annotations
 import socket
 from abc import abstractmethod
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from functools import partial
 
 import anyio
 import anyio.abc
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import Ping
+
+from chatcore import ConnectionId
 
 from ..config import Limits
 from ..net.listener import Listener
 from ..net.rawsocket import RawSocket, serve_raw_tcp
 from ..runtime.hub import Hub
 from .handshake import Handshake
+from .incoming import Assembler
 from .lifecycle import serve_connection
 from .outbox import CloseRequest
 from .peer import Peer
@@ -66,25 +70,35 @@ class Flusher:
 
 
 class SocketPeer(Peer):
-    """A peer that writes ready-made frames straight to its non-blocking socket.
+    """A peer on a non-blocking socket, with wsproto's `Connection` for its protocol.
 
     Everything written for the connection takes one ordered way: queued
     frames (`flush`), then the protocol's own frames (`write_frames`: pongs,
     the close frame), each after what came before it. What the socket does
     not take waits in ``_unsent`` for the writer task; nothing else writes
-    meanwhile.
+    meanwhile. Whole messages read go to the hub (`deliver`).
     """
 
-    __slots__ = ("_close_begun", "_flusher", "_gone", "_socket", "_unsent", "_writer_running")
+    __slots__ = (
+        "_close_begun", "_flusher", "_gone", "_socket", "_unsent", "_writer_running", "assembler", "connection",
+        "connection_id", "hub", "raw",
+    )
 
-    def __init__(self, sock: socket.socket, flusher: Flusher, limits: Limits, address: str, port: int) -> None:
-        self._socket = sock
+    def __init__(self, hub: Hub, raw: RawSocket, connection: Connection, flusher: Flusher, limits: Limits) -> None:
+        self.hub = hub
+        self.raw = raw
+        self._socket = raw.sock
+        self.connection = connection
+        """wsproto's connection for this client: it frames our pings and closes."""
+        self.connection_id: ConnectionId = 0
+        """The hub's id for it, once `read_loop` runs."""
+        self.assembler = Assembler(limits.max_message_size)
         self._flusher = flusher
         self._unsent: memoryview | None = None  # what the socket did not take; the writer task owns it
         self._gone = False
         self._writer_running = False
         self._close_begun = False
-        super().__init__(limits, address, port)
+        super().__init__(limits, raw.address, raw.port)
 
     def start(self, tasks: anyio.abc.TaskGroup) -> None:
         super().start(tasks)
@@ -104,6 +118,18 @@ class SocketPeer(Peer):
                     self._need_writer()
             return
         super().send_frame(frame)  # refused: closing, or a reader too slow (closed)
+
+    def deliver(self, message: str | bytes) -> None:
+        """Hand a whole message from the client to the hub."""
+        if isinstance(message, str):
+            self.hub.receive_text(self.connection_id, message)
+        else:
+            self.hub.receive_binary(self.connection_id, message)
+
+    def _send_ping(self) -> None:
+        if self.connection.state is ConnectionState.OPEN:
+            # Anything from the client answers it (the hub's keepalive): the pong needs no matching.
+            self.put(self.connection.send(Ping(payload=b"keepalive")))
 
     def _notify(self) -> None:
         if self.closing is not None or self._unsent is not None:
@@ -184,16 +210,42 @@ class SocketPeer(Peer):
         """Everything queued is written: start the closing handshake (its frame goes out through `write_frames`)."""
 
 
-Opening = Callable[[Hub, Limits, "Flusher", RawSocket, Handshake], AbstractAsyncContextManager[Peer]]
-"""A driver's way of opening the WebSocket of an accepted handshake (see `lifecycle.Accept`), given the flusher."""
+class Opening:
+    """Opens the WebSocket of an accepted handshake: entering sends the 101 and gives the peer.
+
+    A small object rather than a generator-based context manager: it lives
+    as long as the connection, and idle connections are what memory is
+    counted in.
+    """
+
+    __slots__ = ("_greeting", "_peer")
+
+    def __init__(self, peer: SocketPeer, handshake: Handshake) -> None:
+        self._peer = peer
+        self._greeting = handshake.accept_response()
+
+    async def __aenter__(self) -> Peer:
+        greeting, self._greeting = self._greeting, b""
+        await self._peer.raw.send_all(greeting)
+        return self._peer
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pass
 
 
-async def serve(hub: Hub, listener: Listener, limits: Limits, opening: Opening) -> None:
+MakePeer = Callable[[Hub, Limits, Flusher, RawSocket, Handshake], SocketPeer]
+"""A driver's peer for a connection whose handshake was accepted (its 101 not sent yet)."""
+
+
+async def serve(hub: Hub, listener: Listener, limits: Limits, make_peer: MakePeer) -> None:
     """Serve connections from ``listener``, one `Flusher` writing for all, until it stops accepting and they
     have ended, or cancelled."""
     flusher = Flusher()
+
+    def accept(raw: RawSocket, handshake: Handshake) -> Opening:
+        return Opening(make_peer(hub, limits, flusher, raw, handshake), handshake)
+
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(flusher.run)
-        accept = partial(opening, hub, limits, flusher)
         await serve_raw_tcp(partial(serve_connection, hub=hub, limits=limits, accept=accept), listener)
         tasks.cancel_scope.cancel()

@@ -26,7 +26,7 @@ import trio
 from trio_websocket import CloseReason, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection, ConnectionState
-from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Event, TextMessage
 
 from chatcore import ConnectionId, closecodes
 
@@ -36,14 +36,12 @@ from ..net.rawsocket import RawSocket
 from ..runtime.hub import Hub
 from . import socketpeer
 from .handshake import Handshake
-from .incoming import Assembler, FrameReader, MessageTooBig
+from .incoming import FrameReader, MessageTooBig
+from .lifecycle import RECEIVE_SIZE
 from .outbox import CloseRequest
-from .peer import Peer
 from .socketpeer import Flusher, SocketPeer
 
 log = logging.getLogger(__name__)
-
-RECEIVE_SIZE = 65536
 
 PRIVATE_NAMES = (
     "_reader_task",  # run as the connection's read loop
@@ -173,12 +171,8 @@ class _ServerConnection(WebSocketConnection):
             await self._send(CloseConnection(code=closecodes.MESSAGE_TOO_BIG, reason=str(error)))
             self._reader_running = False
             return
-        if message is None:
-            return
-        if isinstance(message, str):
-            peer.hub.receive_text(peer.connection_id, message)
-        else:
-            peer.hub.receive_binary(peer.connection_id, message)
+        if message is not None:
+            peer.deliver(message)
 
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         peer = self.peer
@@ -193,27 +187,27 @@ class _ServerConnection(WebSocketConnection):
 
 
 class TrioWebsocketPeer(SocketPeer):
-    """One connection: trio-websocket's reader task reads, `SocketPeer` writes."""
+    """One connection: trio-websocket's reader task reads, `SocketPeer` writes.
 
-    __slots__ = ("_websocket", "_ws", "assembler", "connection", "connection_id", "hub")
+    trio-websocket would otherwise parse the request again, with its own
+    (different) rules, and drop frames the client sent before our answer: it
+    is handed a connection that is open already.
+    """
 
-    def __init__(
-        self,
-        websocket: _ServerConnection,
-        ws: _OpenWebSocket,
-        hub: Hub,
-        raw: RawSocket,
-        limits: Limits,
-        flusher: Flusher,
-    ) -> None:
-        self._websocket = websocket
-        self._ws = ws
-        self.connection = ws.connection
-        """wsproto's connection, the one trio-websocket drives: ours, as we made it."""
-        self.hub = hub
-        self.connection_id: ConnectionId = 0
-        self.assembler = Assembler(limits.max_message_size)
-        super().__init__(raw.sock, flusher, limits, raw.address, raw.port)
+    __slots__ = ("_websocket", "_ws")
+
+    def __init__(self, hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
+        connection = Connection(ConnectionType.SERVER)
+        super().__init__(hub, raw, connection, flusher, limits)
+        stream = _SocketStream(raw)
+        stream._peer = self
+        self._ws = _OpenWebSocket(connection, limits.max_message_size, handshake.trailing)
+        self._websocket = websocket = _ServerConnection(
+            stream, self._ws, max_message_size=limits.max_message_size, receive_buffer_size=RECEIVE_SIZE
+        )
+        websocket.peer = self
+        websocket._connection_proposal = None  # no request to hand out: the handshake is done
+        websocket._open_handshake.set()  # (nothing waits for it: its server side is not used)
 
     async def read_loop(self, connection: ConnectionId) -> None:
         self.connection_id = connection
@@ -228,45 +222,7 @@ class TrioWebsocketPeer(SocketPeer):
         # aclose sends the close frame (through write_frames) and waits for the client's answer.
         await self._websocket.aclose(close.code, close.reason)
 
-    def _send_ping(self) -> None:
-        if self.connection.state is ConnectionState.OPEN:
-            # Any frame from the client answers it (`Peer.answered`): the pong needs no matching.
-            self.put(self.connection.send(Ping(payload=b"keepalive")))
-
-
-class _Opening:
-    """Opens the WebSocket of an accepted handshake: entering sends the 101 and gives the peer.
-
-    trio-websocket would otherwise parse the request again, with its own
-    (different) rules, and drop frames the client sent before our answer.
-    """
-
-    __slots__ = ("_greeting", "_peer", "_raw")
-
-    def __init__(self, hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
-        connection = Connection(ConnectionType.SERVER)
-        stream = _SocketStream(raw)
-        ws = _OpenWebSocket(connection, limits.max_message_size, handshake.trailing)
-        websocket = _ServerConnection(
-            stream, ws, max_message_size=limits.max_message_size, receive_buffer_size=RECEIVE_SIZE
-        )
-        websocket._connection_proposal = None  # no request to hand out: the handshake is done
-        peer = TrioWebsocketPeer(websocket, ws, hub, raw, limits, flusher)
-        self._peer = stream._peer = websocket.peer = peer
-        self._raw = raw
-        self._greeting = handshake.accept_response()
-
-    async def __aenter__(self) -> Peer:
-        greeting, self._greeting = self._greeting, b""
-        await self._raw.send_all(greeting)
-        self._peer._websocket._open_handshake.set()
-        return self._peer
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        pass
-
-
 async def serve(hub: Hub, listener: Listener, limits: Limits) -> None:
     """Serve WebSocket connections from ``listener`` until it stops accepting and they have ended, or cancelled."""
     check_private_names()
-    await socketpeer.serve(hub, listener, limits, _Opening)
+    await socketpeer.serve(hub, listener, limits, TrioWebsocketPeer)
