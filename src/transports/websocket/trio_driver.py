@@ -160,7 +160,7 @@ class _ServerConnection(WebSocketConnection):
     """
 
     peer: TrioWebsocketPeer
-    """Set by `_Opening` before anything is read."""
+    """Set by `TrioWebsocketPeer` as it makes the connection, before anything is read."""
 
     async def _handle_message_event(self, event: BytesMessage | TextMessage) -> None:
         peer = self.peer
