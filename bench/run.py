@@ -49,7 +49,9 @@ SERVERS = ("baseline", "trio-websocket", "trio-websocket-db", "wsproto", "wsprot
 # The same chat in the frameworks a Python team would otherwise pick, each broadcasting its idiomatic way:
 # script, and the packages it needs (from the bench extra).
 PEERS = {"aiohttp": ("peers/aiohttp_server.py", ("aiohttp",)),
-         "starlette": ("peers/starlette_server.py", ("starlette", "uvicorn"))}
+         "starlette": ("peers/starlette_server.py", ("starlette", "uvicorn")),
+         "picows": ("peers/picows_server.py", ("picows",)),
+         "picows-uvloop": ("peers/picows_server.py", ("picows", "uvloop"))}
 SCRIPTS = {"baseline": "baseline_server.py", **{name: script for name, (script, _) in PEERS.items()}}
 KNOWN_SERVERS = (*SERVERS, *PEERS)
 LOADS = {"tenth": "a tenth talk", "one": "one in flight"}  # --loads names and their table labels
@@ -83,6 +85,7 @@ class Run:
     rss_kib_per_conn: float = float("nan")
     conns_per_sec: float = float("nan")
     server_cpu_pct: float = float("nan")
+    kernel_pct: float = float("nan")  # the share of the server's CPU spent in the kernel (system time)
     gen_cpu_pct: float = float("nan")
     other_cpu_pct: float = float("nan")
     loadgen: dict[str, Any] = field(default_factory=dict)
@@ -176,7 +179,8 @@ def free_port() -> int:
 def server_command(server: str, port: int, max_connections: int, database: Path) -> list[str]:
     """How to start one server on ``port`` with its limits lifted (``database``: its file, for a ``-db`` server)."""
     if server in SCRIPTS:
-        return [sys.executable, str(BENCH / SCRIPTS[server]), "--host", HOST, "--port", str(port)]
+        peer_loop = ["--uvloop"] if server.endswith("-uvloop") else []
+        return [sys.executable, str(BENCH / SCRIPTS[server]), "--host", HOST, "--port", str(port), *peer_loop]
     loop_flags = ["--event-loop", "uvloop"] if server.endswith("-uvloop") else []
     db_flags = ["--db", str(database) if server.endswith(DURABLE_SUFFIX) else ":memory:"]
     transport = server.removesuffix("-uvloop").removesuffix(DURABLE_SUFFIX)
@@ -209,10 +213,10 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def cpu_time(pid: int) -> float:
-    """User plus system CPU seconds of a process, all threads."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process, all threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime: fields 14 and 15 of stat(5)
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # utime, stime: fields 14 and 15 of stat(5)
 
 
 def machine_busy() -> float:
@@ -323,13 +327,16 @@ def measure(run: Run, server: subprocess.Popen[bytes], generator: subprocess.Pop
     generator.stdin.write("go\n")
     generator.stdin.flush()
     expect(reader, "load-start", timeout=30)
-    cpu_before, busy_before = cpu_time(server.pid), machine_busy()
+    (user_before, system_before), busy_before = cpu_times(server.pid), machine_busy()
     expect(reader, "load-end", timeout=settings.duration + 60)
-    cpu_used, busy = cpu_time(server.pid) - cpu_before, machine_busy() - busy_before
+    (user, system), busy = cpu_times(server.pid), machine_busy() - busy_before
+    user, system = user - user_before, system - system_before
+    cpu_used = user + system
     result = expect(reader, "result", timeout=120)
     if server.poll() is not None:
         raise RuntimeError(f"server exited with status {server.returncode} during the run")
     record(run, result, cpu_used)
+    run.kernel_pct = 100 * system / cpu_used if cpu_used else float("nan")
     # Whatever else ran meanwhile (other jobs on a shared machine, this runner): the drift check.
     run.other_cpu_pct = 100 * max(0.0, busy - cpu_used - result["cpu_seconds_load"]) / result["duration"]
 
@@ -417,7 +424,7 @@ def run_matrix(args: argparse.Namespace, settings: Settings) -> list[Run]:
 # --- the report --------------------------------------------------------------------------------------------
 
 METRICS = ("cpu_per_1k", "deliveries_per_sec", "p50_ms", "p99_ms", "rss_kib_per_conn", "conns_per_sec",
-           "server_cpu_pct", "gen_cpu_pct", "other_cpu_pct")
+           "server_cpu_pct", "kernel_pct", "gen_cpu_pct", "other_cpu_pct")
 
 
 def medians(runs: list[Run]) -> dict[str, float]:
@@ -448,8 +455,8 @@ def at(runs: list[Run], point: tuple[int, int, str], server: str) -> list[Run]:
 def table(runs: list[Run], servers: list[str]) -> str:
     """The Markdown table of medians, one row per (connections, room size, load, server)."""
     lines = ["| conns | room | server | load | CPU s / 1k deliv | deliv/s | p50 ms | p99 ms | RSS KiB / idle conn "
-             "| conns/s | server CPU % | gen CPU % | other CPU % | lost | errors |",
-             "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| conns/s | server CPU % | of it kernel % | gen CPU % | other CPU % | lost | errors |",
+             "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for point in points(runs):
         here = {name: at(runs, point, name) for name in servers}
         base = medians(here["baseline"]) if here.get("baseline") else None
@@ -473,7 +480,8 @@ def row(point: tuple[int, int, str], name: str, runs: list[Run], base: dict[str,
             f"| {m['p50_ms']:.2f} | {m['p99_ms']:.2f} "
             f"| {m['rss_kib_per_conn']:.1f}{ratio(m['rss_kib_per_conn'], b.get('rss_kib_per_conn'))} "
             f"| {m['conns_per_sec']:,.0f}{ratio(m['conns_per_sec'], b.get('conns_per_sec'))} "
-            f"| {m['server_cpu_pct']:.0f} | {m['gen_cpu_pct']:.0f} | {m['other_cpu_pct']:.0f} | {lost} | {errors} |")
+            f"| {m['server_cpu_pct']:.0f} | {m['kernel_pct']:.0f} | {m['gen_cpu_pct']:.0f} "
+            f"| {m['other_cpu_pct']:.0f} | {lost} | {errors} |")
 
 
 def durability_table(runs: list[Run], servers: list[str]) -> str:
@@ -504,7 +512,8 @@ def header(args: argparse.Namespace, settings: Settings, argv: list[str]) -> str
         f"window {args.window} each; '{LOADS['one']}': 1 sender per room, window 1; "
         "the latter only where it differs); "
         "ratios (x) are against the baseline (asyncio + python-websockets); CPU % are of one CPU over the "
-        "load phase; 'other' is everything else on the machine meanwhile (high: the numbers are disturbed)",
+        "load phase; 'of it kernel' is the server's system time (on loopback a send() also runs the "
+        "receiving side of TCP); 'other' is everything else on the machine meanwhile (high: the numbers are disturbed)",
     ])
 
 

@@ -30,7 +30,7 @@ def test_the_peers_and_one_message_in_flight_run_and_lose_nothing() -> None:
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    for server in ["wsproto", "aiohttp", "starlette"]:
+    for server in ["wsproto", "aiohttp", "starlette", "picows", "picows-uvloop"]:
         rows = [line for line in output.splitlines() if line.startswith(f"| 100 | 100 | {server} |")]
         assert len(rows) == 2, output[-3000:]  # a tenth of each room talking, and one message in flight per room
         assert all(row.split("|")[-3].strip() == "0" for row in rows)  # lost
