@@ -14,7 +14,7 @@ what a driver must feed and perform (its theory of operation); the modules:
 """
 
 from . import closecodes
-from .actions import Action, AddUser, Append, Broadcast, Close, ConnectionId, Load, LogRequest, Send, Ticket
+from .actions import Action, AddUser, Append, Broadcast, Close, ConnectionId, Forget, Load, LogRequest, Send, Ticket
 from .core import ChatCore
 from .errors import DriverError, ProtocolError
 from .limits import CoreLimits
@@ -34,6 +34,7 @@ __all__ = [
     "ConnectionState",
     "CoreLimits",
     "DriverError",
+    "Forget",
     "KeyTaken",
     "Load",
     "Loaded",

@@ -2,7 +2,8 @@
 
 Two kinds: what to send to clients (`Send`, `Broadcast`, `Close`), and what to
 ask of the room log (`AddUser`, `Append`, `Load`: each is answered by one
-result in `chatcore.results`, fed back to `ChatCore.log_result`). A core with
+result in `chatcore.results`, fed back to `ChatCore.log_result`; and, for a
+log shared by several processes, `Forget`, which has no answer). A core with
 its own in-memory log answers those itself and never returns them.
 """
 
@@ -81,5 +82,15 @@ class Load:
     recent: int
 
 
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """The core no longer holds the room (nobody in it, nothing in flight): a shared log may stop listening to it.
+
+    Only a core made with ``shared_log`` says so; it has no result.
+    """
+
+    join_key: str
+
+
 LogRequest: TypeAlias = AddUser | Append | Load
-Action: TypeAlias = Send | Broadcast | Close | LogRequest
+Action: TypeAlias = Send | Broadcast | Close | LogRequest | Forget

@@ -8,3 +8,5 @@ POLICY_VIOLATION = 1008
 """Used for a client that reads too slowly: its outgoing buffer overflowed."""
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
+SERVICE_RESTART = 1012
+"""Reconnect: the server cannot go on with this connection as it is (a room's shared log lost talks)."""

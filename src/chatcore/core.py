@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import closecodes
-from .actions import Action, AddUser, Append, Broadcast, Close, ConnectionId, Load, LogRequest, Send, Ticket
+from .actions import Action, AddUser, Append, Broadcast, Close, ConnectionId, Forget, Load, LogRequest, Send, Ticket
 from .errors import DriverError, ProtocolError
 from .limits import CoreLimits
 from .memorylog import MemoryLog
@@ -138,8 +138,16 @@ class ChatCore:
         new_join_key: Callable[[], str],
         limits: CoreLimits | None = None,
         external_log: bool = False,
+        shared_log: bool = False,
     ) -> None:
-        """``external_log``: the driver runs the room log (a store); otherwise the core keeps one in memory."""
+        """``external_log``: the driver runs the room log (a store); otherwise the core keeps one in memory.
+
+        ``shared_log`` (with ``external_log``): other processes use the same log; the core then says
+        when it stops holding a room (`Forget`), so that the driver can stop listening to it.
+        """
+        if shared_log and not external_log:
+            raise ValueError("a shared log is an external log")
+        self._shared_log = shared_log
         self._clock = clock
         self._new_join_key = new_join_key
         self.limits = limits or CoreLimits()
@@ -184,7 +192,7 @@ class ChatCore:
         room = session.room
         if room is not None:
             room.remove_member(connection)
-            self._forget_if_idle(room)
+            return self._forget_if_idle(room)
         return []
 
     def receive_text(self, connection: ConnectionId, text: str) -> list[Action]:
@@ -219,6 +227,29 @@ class ChatCore:
             return self._user_added(pending, result)
         assert isinstance(result, Loaded | LogFailed)
         return self._loaded(pending.join_key, result)
+
+    def room_lost(self, join_key: str, reason: str) -> list[Action]:
+        """The shared log lost talks of a room this process cannot get back (trimmed, or the log's data is gone).
+
+        Its members here are closed with 1012 so that they rejoin and are shown the
+        room as the log has it now, rather than a history with a hole the page cannot
+        see; the room is dropped from memory (and a shared log told: `Forget`).
+        ``reason`` is the close reason (at most 123 bytes of UTF-8).
+        """
+        room = self._rooms.get(join_key)
+        if room is None:
+            return []
+        del self._rooms[join_key]
+        actions: list[Action] = []
+        text_members, markup_members = room.recipients()
+        for connection in (*text_members, *markup_members):
+            session = self._sessions[connection]
+            if session.state is not _CLOSING:
+                session.close_asked()
+                actions.append(Close(connection, closecodes.SERVICE_RESTART, reason))
+        if self._shared_log:
+            actions.append(Forget(join_key))
+        return actions
 
     # Requests from clients
 
@@ -363,7 +394,7 @@ class ChatCore:
                 message = f"message not sent: the server could not save it ({result.reason}); try again"
                 actions.append(Send(connection, error_event(message)))
             actions.extend(self._resume(connection, session))
-        self._forget_if_idle(room)
+        actions.extend(self._forget_if_idle(room))
         return actions
 
     def _arrived(self, logged: LoggedTalk) -> list[Action]:
@@ -401,14 +432,15 @@ class ChatCore:
         if self._sessions.get(connection) is session:
             session.in_flight -= 1
             if isinstance(result, KeyTaken):
-                self._forget_if_idle(room)
+                forgotten = self._forget_if_idle(room)
                 if pending.attempt < MAX_JOIN_KEY_ATTEMPTS:
-                    return self._add_user(
+                    return forgotten + self._add_user(
                         connection, session, self._create_room(), pending.renders_text, pending.created,
                         pending.attempt + 1,
                     )
+                actions = forgotten
                 session.join_failed()
-                actions = [Send(connection, error_event("could not make a new chat: no free key found; try again"))]
+                actions.append(Send(connection, error_event("could not make a new chat: no free key found; try again")))
             elif isinstance(result, UserAdded):
                 actions = self._enter(connection, session, room, result.user_id, pending.renders_text)
             else:
@@ -416,7 +448,7 @@ class ChatCore:
                 message = f"could not join the chat: the server could not save it ({result.reason}); try again"
                 actions = [Send(connection, error_event(message))]
             actions.extend(self._resume(connection, session))
-        self._forget_if_idle(room)
+        actions.extend(self._forget_if_idle(room))
         return actions
 
     def _enter(
@@ -441,7 +473,7 @@ class ChatCore:
                 self._deliver(room, Talk(*logged))  # nobody to show them to yet: they join the history
             for waiter in waiters:
                 actions.extend(self._add_user(waiter.connection, waiter.session, room, waiter.renders_text))
-            self._forget_if_idle(room)
+            actions.extend(self._forget_if_idle(room))
             return actions
         if isinstance(result, Loaded):
             message = NOT_FOUND_ERROR
@@ -464,7 +496,10 @@ class ChatCore:
             session.backlog = None
         return actions
 
-    def _forget_if_idle(self, room: Room) -> None:
-        """Keep a room in memory only while it is in use; the log has the rest."""
+    def _forget_if_idle(self, room: Room) -> list[Action]:
+        """Keep a room in memory only while it is in use (the log has the rest); a shared log is told."""
         if room.idle and self._rooms.get(room.join_key) is room:
             del self._rooms[room.join_key]
+            if self._shared_log:
+                return [Forget(room.join_key)]
+        return []
