@@ -168,6 +168,11 @@ class ChatCore:
         return len(self._rooms)
 
     @property
+    def rooms_held(self) -> tuple[str, ...]:
+        """The join keys of the rooms held in memory."""
+        return tuple(self._rooms)
+
+    @property
     def pending_count(self) -> int:
         """Log requests waiting for their result."""
         return len(self._pending)

@@ -114,10 +114,12 @@ class SharedChat:
                 self.broker.fill(outcome)
         return self._route(actions)
 
-    def room_lost(self, join_key: str) -> list[Action]:
-        """The log lost this room's talks (its data is gone): its members here rejoin."""
-        self.feed.forget(join_key)
-        return self._route(self.core.room_lost(join_key, LOST_REASON))
+    def log_lost(self) -> list[Action]:
+        """The log came back without its data (a new epoch): every room held here is gone; their members rejoin."""
+        actions: list[Action] = []
+        for join_key in self.core.rooms_held:
+            actions.extend(self.core.room_lost(join_key, LOST_REASON))
+        return self._route(actions)
 
     # Inside
 

@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import logging
 import resource
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -13,10 +14,20 @@ import anyio
 
 from chatcore import CoreLimits
 
-from .config import AppKind, Limits, ServerConfig, StartupError, Transport, bundled_web_dir, default_database
+from .config import (
+    AppKind,
+    Limits,
+    RedisSettings,
+    ServerConfig,
+    StartupError,
+    Transport,
+    bundled_web_dir,
+    default_database,
+)
 from .process import run_until_signal
 from .runtime.origin import parse_origin
 from .storage.sqlite import MEMORY, DatabaseError, Synchronous
+from .supervisor import reserve_port, supervise
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +76,15 @@ def _origin(text: str) -> str:
     return str(origin)
 
 
+def _redis_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError("must be a redis://, rediss:// (TLS) or unix:// URL, "
+                                         "e.g. redis://localhost:6379/0")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    config, limits, core = ServerConfig(), Limits(), CoreLimits()
+    config, limits, core, redis_defaults = ServerConfig(), Limits(), CoreLimits(), RedisSettings("")
     parser = argparse.ArgumentParser(
         prog="chat-server",
         description="Real-time chat: serves the page over HTTP and the chat over WebSocket, in one process.",
@@ -90,16 +108,28 @@ def build_parser() -> argparse.ArgumentParser:
     add("--event-loop", choices=["trio", "asyncio", "uvloop"], default="trio",
         help="event loop under --transport wsproto (trio-websocket needs trio); uvloop needs the uvloop package")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add("--workers", type=_positive_int, default=1, metavar="N",
+        help="run N server processes sharing the same ports (SO_REUSEPORT), each restarted if it dies; "
+        "needs --redis, where they share rooms")
+    add("--worker-id", type=_positive_int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
 
     group = parser.add_argument_group("storage")
     add = group.add_argument
-    add("--db", default=str(default_database()), metavar="PATH",
+    add("--db", default=None, metavar="PATH",
         help="SQLite file that keeps rooms and messages across restarts, created on first run; "
-        f"{MEMORY} keeps them in memory only")
+        f"{MEMORY} keeps them in memory only (default: {default_database()})")
     add("--db-timeout", type=_seconds, default=config.database_timeout, metavar="SECONDS",
         help="how long a write waits for a database locked by another process before the client gets an error")
     add("--db-sync", choices=[s.value for s in Synchronous], default=config.database_sync.value,
         help="normal: commits survive the server being killed; full: also the OS or power failing (fsync)")
+    add("--redis", type=_redis_url, default=None, metavar="URL",
+        help="keep rooms in this Redis instead of --db, shared by every chat-server using it (any number of "
+        "processes and hosts): redis://[user:password@]host[:port][/db], rediss:// (TLS), unix:///path")
+    add("--redis-timeout", type=_seconds, default=redis_defaults.timeout, metavar="SECONDS",
+        help="longest a message or a join waits for Redis before the client gets an error event")
+    add("--redis-retention", type=_positive_int, default=redis_defaults.retention, metavar="N",
+        help="talks kept per room in Redis (at least; also at least --history-limit): what a process can "
+        "read back after missing some, e.g. while its connection to Redis was down")
 
     group = parser.add_argument_group("limits")
     add = group.add_argument
@@ -149,9 +179,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         public_ws_port=args.public_ws_port,
         web_dir=args.web or bundled_web_dir(),
         allow_origins=frozenset(args.allow_origin),
-        database=None if args.db == MEMORY else Path(args.db),
+        database=None if args.db == MEMORY or args.redis else Path(args.db or default_database()),
+        redis=None if args.redis is None else RedisSettings(
+            args.redis, args.redis_timeout, max(args.redis_retention, args.history_limit)
+        ),
         database_timeout=args.db_timeout,
         database_sync=Synchronous(args.db_sync),
+        reuse_port=args.worker_id is not None,
         limits=Limits(
             max_message_size=args.max_message_size,
             outbox_bytes=args.outbox_bytes,
@@ -191,10 +225,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.event_loop != "trio" and args.transport != Transport.WSPROTO.value:
         parser.error("--event-loop asyncio and uvloop need --transport wsproto")
+    if args.redis and args.db:
+        parser.error("--redis and --db are two places to keep rooms: choose one")
+    if args.workers > 1 and not args.redis:
+        parser.error("--workers needs --redis: separate processes share rooms only through Redis")
     if args.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
         parser.exit(2, f"{parser.prog}: error: --event-loop uvloop needs the uvloop package: "
                     "pip install 'trio-chat[uvloop]' (or .venv/bin/pip install uvloop)\n")
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    worker = f" worker-{args.worker_id}" if args.worker_id else ""
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s{worker} %(levelname)s %(name)s: %(message)s")
+    if args.workers > 1 and args.worker_id is None:
+        sys.exit(_supervise(args, parser, list(sys.argv[1:] if argv is None else argv)))
     config = config_from_args(args)
     _raise_file_limit(config.limits.max_connections)
     try:
@@ -205,6 +246,26 @@ def main(argv: Sequence[str] | None = None) -> None:
             anyio.run(run_until_signal, config, backend="asyncio", backend_options=options)
     except* (DatabaseError, StartupError) as errors:
         parser.exit(2, "".join(f"{parser.prog}: error: {error}\n" for error in _leaves(errors)))
+
+
+def _supervise(args: argparse.Namespace, parser: argparse.ArgumentParser, given: list[str]) -> int:
+    """``--workers N``: reserve the ports, then run the workers on them until a signal."""
+    try:
+        reserved = [reserve_port(args.host, args.http_port), reserve_port(args.host, args.ws_port)]
+    except OSError as error:
+        parser.exit(2, f"{parser.prog}: error: cannot listen on {args.host}: {error.strerror or error}\n")
+    http_port, ws_port = (sock.getsockname()[1] for sock in reserved)
+
+    def command(number: int) -> list[str]:
+        return [sys.executable, "-m", "transports", *given, "--http-port", str(http_port), "--ws-port", str(ws_port),
+                "--worker-id", str(number)]
+
+    log.info("%d workers sharing ports %d (page) and %d (WebSocket)", args.workers, http_port, ws_port)
+    try:
+        return anyio.run(supervise, command, args.workers, args.close_timeout + 10.0, backend="trio")
+    finally:
+        for sock in reserved:
+            sock.close()
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:

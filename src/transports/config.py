@@ -68,6 +68,18 @@ def default_database() -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """Where the shared room log is, and how long to wait for it."""
+
+    url: str
+    """``redis://[user:password@]host[:port][/db]``, ``rediss://`` (TLS) or ``unix:///path/to/socket``."""
+    timeout: float = 3.0
+    """Seconds a client's request may wait for Redis before it gets an error event."""
+    retention: int = 10_000
+    """Talks kept per room in its stream (at least; XADD MAXLEN ~): what a process can read back after a gap."""
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     transport: Transport = Transport.TRIO_WEBSOCKET
     app: AppKind = AppKind.CHAT
@@ -86,5 +98,9 @@ class ServerConfig:
     database_timeout: float = 5.0
     """Seconds a write waits for a database another process has locked before it fails."""
     database_sync: Synchronous = Synchronous.NORMAL
+    redis: RedisSettings | None = None
+    """Rooms in Redis, shared with every process using the same one, instead of ``database``."""
+    reuse_port: bool = False
+    """Listen with SO_REUSEPORT: one of ``--workers``, sharing the ports with the others."""
     shutdown_grace: float = 5.0
     """Seconds connections get to finish their closing handshake on shutdown."""

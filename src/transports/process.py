@@ -13,16 +13,19 @@ from dataclasses import dataclass
 
 import anyio
 import anyio.abc
+from redis.exceptions import RedisError
 
 from chatcore import ChatCore
+from chatcore.shared import SharedChat
 
 from .config import AppKind, ServerConfig, StartupError, Transport
 from .http import static
 from .net.listener import Listener
 from .runtime.hub import App, Hub
 from .runtime.origin import OriginPolicy
+from .storage.redislog import RedisBroker
 from .storage.sqlite import Database
-from .storage.worker import StorageWorker
+from .storage.worker import LogWorker
 from .websocket import trio_driver, wsproto_driver
 from .websocket.echo import EchoApp
 
@@ -47,18 +50,21 @@ class Running:
         self.stopping.set()
 
 
-def make_app(config: ServerConfig, *, external_log: bool) -> App:
+def make_app(config: ServerConfig, *, external_log: bool, broker: RedisBroker | None = None) -> App:
+    """The application: echo, or the chat core (with its log in memory, in a store, or shared through ``broker``)."""
     if config.app is AppKind.ECHO:
         return EchoApp()
-    return ChatCore(
+    core = ChatCore(
         clock=time.time,
         new_join_key=lambda: secrets.token_urlsafe(JOIN_KEY_BYTES),
         limits=config.core_limits,
-        external_log=external_log,
+        external_log=external_log or broker is not None,
+        shared_log=broker is not None,
     )
+    return core if broker is None else SharedChat(core, broker)
 
 
-async def open_storage(config: ServerConfig) -> StorageWorker | None:
+async def open_storage(config: ServerConfig) -> LogWorker | None:
     """The chat's database, opened and migrated on a worker thread; None when rooms live in memory."""
     if config.app is not AppKind.CHAT:
         return None
@@ -70,7 +76,21 @@ async def open_storage(config: ServerConfig) -> StorageWorker | None:
         lambda: Database.open(path, busy_timeout=config.database_timeout, synchronous=config.database_sync)
     )
     log.info("rooms stored in %s (%d so far)", database.path, database.rooms_at_start)
-    return StorageWorker(database)
+    return LogWorker(database)
+
+
+async def open_broker(config: ServerConfig) -> RedisBroker | None:
+    """The shared log's broker, with Redis checked (a Redis down at start is logged, not fatal); None without one."""
+    if config.app is not AppKind.CHAT or config.redis is None:
+        return None
+    broker = RedisBroker(config.redis)
+    try:
+        await anyio.to_thread.run_sync(broker.log.open)
+    except (RedisError, OSError) as error:
+        log.error("Redis %s does not answer (%s): joins and messages get an error event until it does",
+                  broker.log.name, error)
+    log.info("rooms shared through Redis %s", broker.log.name)
+    return broker
 
 
 async def run(
@@ -79,32 +99,42 @@ async def run(
     task_status: anyio.abc.TaskStatus[Running] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `Running.stop` is called; then close every connection with 1001 and return."""
-    storage = await open_storage(config)
+    broker = await open_broker(config)
+    storage = None if broker is not None else await open_storage(config)
     try:
-        await _serve(config, storage, task_status)
+        await _serve(config, storage, broker, task_status)
     finally:
-        if storage is not None:
-            with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True):
+            if storage is not None:
                 await anyio.to_thread.run_sync(storage.backend.close)
+            if broker is not None:
+                await anyio.to_thread.run_sync(broker.log.close)
 
 
 async def _serve(
-    config: ServerConfig, storage: StorageWorker | None, task_status: anyio.abc.TaskStatus[Running]
+    config: ServerConfig,
+    storage: LogWorker | None,
+    broker: RedisBroker | None,
+    task_status: anyio.abc.TaskStatus[Running],
 ) -> None:
     origins = OriginPolicy(config.allow_origins)
-    hub = Hub(make_app(config, external_log=storage is not None), config.limits, origins, storage)
+    app = make_app(config, external_log=storage is not None, broker=broker)
+    hub = Hub(app, config.limits, origins, storage)
     driver = trio_driver if config.transport is Transport.TRIO_WEBSOCKET else wsproto_driver
     with contextlib.ExitStack() as unused:  # listeners are closed here only if serving never starts
-        ws = _bind(config.host, config.ws_port, "--ws-port")
+        ws = _bind(config.host, config.ws_port, "--ws-port", config.reuse_port)
         unused.callback(ws.close)
         site = await anyio.to_thread.run_sync(static.StaticSite.load, config.web_dir, config.public_ws_port or ws.port)
-        page = _bind(config.host, config.http_port, "--http-port")
+        page = _bind(config.host, config.http_port, "--http-port", config.reuse_port)
         unused.callback(page.close)
         unused.pop_all()
     origins.page_ports.add(page.port)
     async with anyio.create_task_group() as tasks:
         if storage is not None:
             tasks.start_soon(storage.run, hub.log_result)
+        if broker is not None:
+            assert isinstance(app, SharedChat)
+            tasks.start_soon(broker.run, app, hub.perform)
         tasks.start_soon(hub.keepalive)
         tasks.start_soon(driver.serve, hub, ws, config.limits)
         tasks.start_soon(static.serve, site, page, config.limits)
@@ -115,16 +145,16 @@ async def _serve(
         await running.stopping.wait()
         for listener in running.listeners:
             listener.stop_accepting()
-        await _drain(storage, config.shutdown_grace)  # what members sent so far reaches them before 1001
+        await _drain(storage or broker, config.shutdown_grace)  # what members sent so far reaches them before 1001
         await hub.shutdown(config.shutdown_grace)
-        await _drain(storage, config.shutdown_grace)
+        await _drain(storage or broker, config.shutdown_grace)
         tasks.cancel_scope.cancel()
 
 
-def _bind(host: str, port: int, flag: str) -> Listener:
+def _bind(host: str, port: int, flag: str, reuse_port: bool) -> Listener:
     """A listener on ``host:port``, or `StartupError` saying what to change."""
     try:
-        return Listener.bind(host, port)
+        return Listener.bind(host, port, reuse_port=reuse_port)
     except OSError as error:
         raise StartupError(_listen_error(error, host, port, flag)) from None
 
@@ -145,7 +175,7 @@ def _listen_error(error: OSError, host: str, port: int, flag: str) -> str:
     return f"cannot listen on {host}:{port} ({flag}): {error.strerror or error}"
 
 
-async def _drain(storage: StorageWorker | None, grace: float) -> None:
+async def _drain(storage: LogWorker | RedisBroker | None, grace: float) -> None:
     if storage is not None:
         with anyio.move_on_after(grace):
             await storage.drain()

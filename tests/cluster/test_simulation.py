@@ -207,9 +207,8 @@ class Cluster(RuleBasedStateMachine):
         broker = process.broker
         if broker.connected or not self.redis.up:
             return
-        if broker.reconnect():
-            for join_key in sorted(broker.channels):  # Redis lost its data: no history to show as it was
-                process.perform(process.chat.room_lost(join_key))
+        if broker.reconnect():  # Redis lost its data: no history to show as it was
+            process.perform(process.chat.log_lost())
 
     # Faults are drawn with a die (``roll``), so that most runs get far enough for them to matter.
 

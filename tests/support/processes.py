@@ -44,6 +44,7 @@ def server_process(
 def _follow(process: subprocess.Popen[str]) -> Iterator[ServerProcess]:
     watchdog = threading.Timer(30, process.kill)
     watchdog.start()
+    reader = threading.Thread()
     try:
         log: list[str] = []
         ports: dict[str, int] = {}
@@ -54,11 +55,20 @@ def _follow(process: subprocess.Popen[str]) -> Iterator[ServerProcess]:
             log.append(line)
             if match := re.search(r" on (ws|http)://[^ ]+:(\d+)/", line):
                 ports[match.group(1)] = int(match.group(2))
+        # Keep reading, so that a chatty server never blocks on a full pipe, and tests can see its later lines.
+        reader = threading.Thread(target=_read_rest, args=(process.stderr, log), daemon=True)
+        reader.start()
         yield ServerProcess(process, ports["http"], ports["ws"], log)
     finally:
         if process.poll() is None:
             process.kill()
         process.wait()
         watchdog.cancel()
-        if process.stderr is not None:
+        if process.stderr is not None and not reader.is_alive():
             process.stderr.close()
+
+
+def _read_rest(stream: Any, log: list[str]) -> None:
+    for line in stream:
+        log.append(line)
+    stream.close()

@@ -31,10 +31,10 @@ class Listener:
         self._accepting = anyio.CancelScope()
 
     @classmethod
-    def bind(cls, host: str, port: int) -> Listener:
-        """Listen on ``host:port``; raises `OSError` if it cannot be had."""
+    def bind(cls, host: str, port: int, *, reuse_port: bool = False) -> Listener:
+        """Listen on ``host:port`` (shared with other processes when ``reuse_port``); `OSError` if it cannot be had."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+        sock = socket.create_server((host, port), family=family, backlog=BACKLOG, reuse_port=reuse_port)
         sock.setblocking(False)
         return cls(sock)
 

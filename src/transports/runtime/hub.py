@@ -17,7 +17,7 @@ import anyio
 from chatcore import Action, Broadcast, Close, ConnectionId, Forget, LogRequest, LogResult, Send, closecodes
 
 from ..config import Limits
-from ..storage.worker import StorageWorker
+from ..storage.worker import LogWorker
 from ..websocket.framing import Outgoing
 from ..websocket.handshake import Handshake, Refusal
 from ..websocket.peer import Peer
@@ -51,7 +51,7 @@ class App(Protocol):
 class Hub:
     """Open connections of one server, the application they talk to, and its storage if it has one."""
 
-    def __init__(self, app: App, limits: Limits, origins: OriginPolicy, storage: StorageWorker | None = None) -> None:
+    def __init__(self, app: App, limits: Limits, origins: OriginPolicy, storage: LogWorker | None = None) -> None:
         self.app = app
         self.storage = storage
         self._limits = limits

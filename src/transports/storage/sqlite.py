@@ -180,6 +180,9 @@ class Database:
     def name(self) -> str:
         return f"database {self.path}"
 
+    def failed(self, batch: Sequence[LogRequest], reason: str) -> list[LogResult]:
+        return [LogFailed(request.ticket, reason) for request in batch]
+
     def run(self, batch: Sequence[LogRequest]) -> list[LogResult]:
         """Do a batch: every write in one transaction, then every load; results in the batch's order.
 

@@ -1,4 +1,4 @@
-"""Runs the core's log requests on a thread of their own, in batches, for any backend that blocks."""
+"""Runs a blocking backend's work (SQLite's, Redis') on a thread of its own, in batches."""
 
 from __future__ import annotations
 
@@ -7,32 +7,39 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import anyio
 
-from chatcore import LogFailed, LogRequest, LogResult
+from chatcore import LogRequest, LogResult
 
 from .loopcall import LoopCall, loop_call
 
 log = logging.getLogger(__name__)
 
+W = TypeVar("W")
+R = TypeVar("R")
+W_contra = TypeVar("W_contra", contravariant=True)
 
-class Backend(Protocol):
+
+class Backend(Protocol[W_contra, R]):
     """A room log that blocks: `StorageWorker` calls it on its own thread, one batch at a time."""
 
     @property
     def name(self) -> str:
         """What the operator knows it by (a path, a URL without its password), for log lines."""
 
-    def run(self, batch: Sequence[LogRequest]) -> list[LogResult]:
-        """Do a batch; one result per request, in the batch's order (a request's failure is a `LogFailed`)."""
+    def run(self, batch: Sequence[W_contra]) -> list[R]:
+        """Do a batch; its answers in the batch's order (a request's failure is an answer too: `LogFailed`)."""
+
+    def failed(self, batch: Sequence[W_contra], reason: str) -> list[R]:
+        """The answers to a batch that `run` raised on (a bug): each request's `LogFailed`."""
 
     def close(self) -> None:
         """Let go of the backend; called once, after the last batch."""
 
 
-class StorageWorker:
+class StorageWorker(Generic[W, R]):
     """Hands requests to one database thread, one batch at a time; results come back in submission order.
 
     Requests queue on the event loop while a batch is on the thread. When its
@@ -45,22 +52,22 @@ class StorageWorker:
     messages in flight instead of 0.70-0.73.)
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend[W, R]) -> None:
         self.backend = backend
-        self._queue: list[LogRequest] = []
-        self._batches: deque[list[LogRequest] | None] = deque()
+        self._queue: list[W] = []
+        self._batches: deque[list[W] | None] = deque()
         self._signal_thread = -1  # the write end of the pipe the thread sleeps on, while running
         self._on_thread = False
         self._wake = anyio.Event()
         self._drained: anyio.Event | None = None
-        self._deliver: Callable[[LogResult], None] = _not_running
+        self._deliver: Callable[[R], None] = _not_running
 
-    def submit(self, action: LogRequest) -> None:
+    def submit(self, action: W) -> None:
         if not self._queue and not self._on_thread:
             self._wake.set()  # the first request after a quiet spell waits a turn for the rest of this one
         self._queue.append(action)
 
-    async def run(self, deliver: Callable[[LogResult], None]) -> None:
+    async def run(self, deliver: Callable[[R], None]) -> None:
         """Serve batches until cancelled, handing every result to ``deliver`` on the event loop."""
         self._deliver = deliver
         stopped = anyio.Event()
@@ -94,7 +101,7 @@ class StorageWorker:
         self._on_thread = True
         self._pass_to_thread(batch)
 
-    def _pass_to_thread(self, batch: list[LogRequest] | None) -> None:
+    def _pass_to_thread(self, batch: list[W] | None) -> None:
         # A pipe rather than a lock or queue.SimpleQueue: os.write lets go of the GIL, so the thread
         # it wakes can take the GIL at once. Woken by a lock, the thread would find the GIL held,
         # sleep again until the loop let go of it, and cost two more context switches per batch.
@@ -111,14 +118,14 @@ class StorageWorker:
             call(self._hand_back, self._run_batch(batch))
         call(stopped)
 
-    def _run_batch(self, batch: list[LogRequest]) -> list[LogResult]:
+    def _run_batch(self, batch: list[W]) -> list[R]:
         try:
             return self.backend.run(batch)
         except Exception:
             log.exception("%s: internal error in a batch of %d", self.backend.name, len(batch))
-            return [LogFailed(action.ticket, "storage error") for action in batch]
+            return self.backend.failed(batch, "storage error")
 
-    def _hand_back(self, results: list[LogResult]) -> None:
+    def _hand_back(self, results: list[R]) -> None:
         """On the event loop: deliver a batch's results, then send whatever queued meanwhile."""
         self._on_thread = False
         for result in results:
@@ -133,5 +140,9 @@ class StorageWorker:
             self._drained = None
 
 
-def _not_running(result: LogResult) -> None:
+LogWorker = StorageWorker[LogRequest, LogResult]
+"""The worker of a store that only answers the core's log requests (SQLite)."""
+
+
+def _not_running(result: object) -> None:
     raise RuntimeError("storage results arrived before StorageWorker.run")

@@ -1,0 +1,113 @@
+"""``chat-server --workers N``: N server processes on the same ports, each restarted when it dies.
+
+The supervisor reserves the page's and the WebSocket's ports (binding them
+with ``SO_REUSEPORT`` without listening, so that port 0 becomes one port for
+all), then starts each worker as ``chat-server`` with the same flags and
+those ports. Every worker listens on both ports with ``SO_REUSEPORT`` and the
+kernel spreads new connections over them; rooms are shared through Redis, so
+it does not matter which worker a client lands on. A worker that exits is
+logged and started again (after a pause that grows while it keeps dying
+young); one that fails at start with a setting error (status 2) stops the
+whole command, since every restart would fail alike. SIGTERM or SIGINT goes
+to every worker, which closes its connections (1001) and exits; the
+supervisor then exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+import anyio.abc
+
+log = logging.getLogger(__name__)
+
+STARTUP_FAILURE = 2
+"""A worker's exit status for a setting that cannot work (`config.StartupError`)."""
+YOUNG = 10.0
+"""A worker that dies within this many seconds of starting waits longer before the next start."""
+MAX_PAUSE = 5.0
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind ``host:port`` with SO_REUSEPORT, not listening: the port stays ours for the workers to share."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@dataclass
+class _Outcome:
+    startup_failure: bool = False
+
+
+async def supervise(command: Callable[[int], list[str]], count: int, stop_timeout: float) -> int:
+    """Run workers 1..``count`` (``command(n)`` starts worker n) until a signal; the exit status."""
+    outcome = _Outcome()
+    stopping = anyio.Event()
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(_stop_on_signal, stopping, count)
+        async with anyio.create_task_group() as workers:
+            for number in range(1, count + 1):
+                workers.start_soon(_keep_running, number, command, stopping, stop_timeout, outcome)
+        outer.cancel_scope.cancel()  # every worker has stopped: no signal to wait for any more
+    return STARTUP_FAILURE if outcome.startup_failure else 0
+
+
+async def _stop_on_signal(stopping: anyio.Event, count: int) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("%s: stopping %d workers", signal.Signals(signum).name, count)
+            stopping.set()
+
+
+async def _keep_running(
+    number: int, command: Callable[[int], list[str]], stopping: anyio.Event, stop_timeout: float, outcome: _Outcome
+) -> None:
+    pause = 0.1
+    while not stopping.is_set():
+        started = anyio.current_time()
+        process = await anyio.open_process(command(number), stdin=subprocess.DEVNULL, stdout=None, stderr=None)
+        log.info("worker %d started (pid %d)", number, process.pid)
+        async with anyio.create_task_group() as watch:
+            watch.start_soon(_stop_when, stopping, process, stop_timeout)
+            status = await process.wait()
+            watch.cancel_scope.cancel()
+        if stopping.is_set():
+            log.info("worker %d (pid %d) stopped with status %d", number, process.pid, status)
+            return
+        lived = anyio.current_time() - started
+        if status == STARTUP_FAILURE and lived < YOUNG:
+            log.error("worker %d could not start (status 2): stopping every worker", number)
+            outcome.startup_failure = True
+            stopping.set()
+            return
+        pause = min(pause * 2, MAX_PAUSE) if lived < YOUNG else 0.1
+        log.log(logging.WARNING if status == 0 else logging.ERROR,
+                "worker %d (pid %d) exited with status %d after %.0f s; starting it again in %.1f s",
+                number, process.pid, status, lived, pause)
+        with anyio.move_on_after(pause):
+            await stopping.wait()
+
+
+async def _stop_when(stopping: anyio.Event, process: anyio.abc.Process, stop_timeout: float) -> None:
+    """Once stopping: SIGTERM the worker, and SIGKILL it if it has not exited after ``stop_timeout``."""
+    await stopping.wait()
+    process.terminate()
+    with anyio.move_on_after(stop_timeout):
+        await process.wait()
+        return
+    log.warning("worker (pid %d) did not stop within %.0f s of SIGTERM: killing it", process.pid, stop_timeout)
+    process.kill()

@@ -1,0 +1,338 @@
+"""Rooms shared by several chat-server processes through a real redis-server, on both transports.
+
+Each process stands for a host: clients on different processes share rooms,
+get unique user ids and one order of talks, and a joiner anywhere is shown
+the same history. Faults are real: a process SIGKILLed mid-traffic, Redis
+stopped and started again, the subscribers' connections cut by Redis, and
+a Redis that comes back without its data.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from chat_client import ChatClient
+from live import wait_until
+from processes import ServerProcess, server_process
+from redis_server import RedisServer, redis_server
+
+TRANSPORTS = ["trio-websocket", "wsproto"]
+TIMEOUT = "1"  # --redis-timeout in these tests: errors come quickly
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path) as server:
+        yield server
+
+
+def start(stack: ExitStack, redis: RedisServer, transport: str, *more: str) -> ServerProcess:
+    return stack.enter_context(server_process(
+        "--transport", transport, "--redis", redis.url, "--redis-timeout", TIMEOUT,
+        "--http-port", "0", "--ws-port", "0", "--ping-interval", "0", "--rate", "1000", "--burst", "1000", *more,
+    ))
+
+
+def url(process: ServerProcess) -> str:
+    return f"ws://127.0.0.1:{process.ws_port}/"
+
+
+def talks(client: ChatClient, count: int) -> list[str]:
+    """The payloads of the next ``count`` talk events (error events fail the test)."""
+    payloads: list[str] = []
+    while len(payloads) < count:
+        event = client.recv()
+        assert event["type"] == "talk", event
+        payloads.append(event["payload"])
+    return payloads
+
+
+def replay(client: ChatClient, quiet: float = 0.5) -> list[str]:
+    """Everything a joiner is shown until nothing comes for ``quiet`` seconds."""
+    payloads: list[str] = []
+    while True:
+        try:
+            event = client.recv(timeout=quiet)
+        except TimeoutError:
+            return payloads
+        assert event["type"] == "talk", event
+        payloads.append(event["payload"])
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_three_processes_share_a_room_with_unique_ids_one_order_and_replay_anywhere(
+    redis: RedisServer, transport: str
+) -> None:
+    with ExitStack() as stack:
+        processes = [start(stack, redis, transport) for _ in range(3)]
+        clients = [stack.enter_context(ChatClient(url(process))) for process in processes for _ in range(2)]
+        join_key = clients[0].init()["joinKey"]
+        ids = [1] + [client.init(join_key)["userId"] for client in clients[1:]]
+        assert sorted(ids) == list(range(1, 7))
+        for round_ in range(5):
+            for n, client in enumerate(clients):
+                client.talk(f"{round_}:{n}")
+        seen = [talks(client, 30) for client in clients]
+        assert all(sequence == seen[0] for sequence in seen), "every member sees one order"
+        assert sorted(seen[0]) == sorted(f"{r}:{n}" for r in range(5) for n in range(6))
+        for process in processes:  # a joiner on any process is shown the same history
+            with ChatClient(url(process)) as joiner:
+                joiner.init(join_key)
+                assert replay(joiner) == seen[0]
+        with ChatClient(url(processes[1])) as stranger:
+            stranger.send({"type": "init", "joinKey": "no-such-room"})
+            assert stranger.recv() == {"type": "error", "message": "chat not found.", "payload": "chat not found."}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_process_killed_mid_traffic_takes_nothing_with_it(redis: RedisServer, transport: str) -> None:
+    with ExitStack() as stack:
+        survivor = start(stack, redis, transport)
+        doomed = start(stack, redis, transport)
+        listener = stack.enter_context(ChatClient(url(survivor)))
+        join_key = listener.init()["joinKey"]
+        talker = stack.enter_context(ChatClient(url(doomed)))
+        talker.init(join_key)
+        shown: list[str] = []
+        n = 0
+        while len(shown) < 40:  # the doomed process's client talks; the survivor's shows each one
+            talker.talk(f"t{n}")
+            n += 1
+            shown.extend(talks(listener, 1))
+        for more in range(20):  # some in flight when the process dies
+            talker.talk(f"t{n + more}")
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(timeout=5)
+        shown.extend(replay(listener, quiet=1.0))
+        with ChatClient(url(survivor)) as back:  # the killed process's user comes back on another
+            back.init(join_key)
+            history = replay(back)
+        assert history == shown  # everything anyone was shown is there, once, in the same order
+        assert history[:40] == [f"t{k}" for k in range(40)]
+        back_talk = stack.enter_context(ChatClient(url(survivor)))
+        back_talk.init(join_key)
+        replay(back_talk)
+        back_talk.talk("after")
+        assert talks(listener, 1) == ["after"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_redis_down_gives_errors_and_the_same_connections_carry_on_when_it_is_back(
+    redis: RedisServer, transport: str
+) -> None:
+    with ExitStack() as stack:
+        a, b = start(stack, redis, transport), start(stack, redis, transport)
+        alice = stack.enter_context(ChatClient(url(a)))
+        join_key = alice.init()["joinKey"]
+        bob = stack.enter_context(ChatClient(url(b)))
+        bob.init(join_key)
+        alice.talk("before")
+        assert talks(alice, 1) == talks(bob, 1) == ["before"]
+
+        redis.stop()
+        sent = time.monotonic()
+        bob.talk("while down")
+        error = bob.recv(timeout=5)
+        assert time.monotonic() - sent < 1.5  # --redis-timeout 1, and some slack for a loaded machine
+        assert error["type"] == "error", error
+        assert "not sent" in error["message"], error
+        with ChatClient(url(a)) as newcomer:
+            newcomer.send({"type": "init", "joinKey": join_key})
+            assert newcomer.recv(timeout=5)["type"] == "error"
+
+        redis.start()  # with its append-only file: nothing it acknowledged is lost
+        deadline = time.monotonic() + 15
+        while True:  # the same connections, once Redis answers again
+            bob.talk("back")
+            event = bob.recv(timeout=5)
+            if event["type"] == "talk":
+                break
+            assert time.monotonic() < deadline, event
+            time.sleep(0.2)
+        assert event["payload"] == "back"
+        assert talks(alice, 1) == ["back"]  # alice's process listens to the room again
+        alice.talk("and on")
+        assert talks(bob, 1) == talks(alice, 1) == ["and on"]
+        with ChatClient(url(b)) as joiner:
+            joiner.init(join_key)
+            assert replay(joiner) == ["before", "back", "and on"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_talks_published_while_a_subscriber_was_cut_off_are_read_back_in_order(
+    redis: RedisServer, transport: str
+) -> None:
+    with ExitStack() as stack:
+        a, b = start(stack, redis, transport), start(stack, redis, transport)
+        alice = stack.enter_context(ChatClient(url(a)))
+        join_key = alice.init()["joinKey"]
+        bob = stack.enter_context(ChatClient(url(b)))
+        bob.init(join_key)
+        expected: list[str] = []
+        stop = threading.Event()
+        errors: list[Any] = []
+
+        def cut_subscribers() -> None:  # Redis drops every pub/sub connection, again and again
+            client = redis.client()
+            while not stop.is_set():
+                client.client_kill_filter(_type="pubsub")
+                time.sleep(0.05)
+
+        cutter = threading.Thread(target=cut_subscribers)
+        cutter.start()
+        try:
+            for n in range(150):
+                alice.talk(f"a{n}")
+                expected.append(f"a{n}")
+                event = alice.recv()
+                if event["type"] != "talk":
+                    errors.append(event)
+                    expected.pop()
+                    continue
+                assert event["payload"] == f"a{n}"
+        finally:
+            stop.set()
+            cutter.join()
+        assert not errors
+        assert talks(bob, len(expected)) == expected  # every talk, once, in order, though pub/sub lost some
+        assert any("reconnecting" in line for line in a.log + b.log)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_redis_that_lost_its_data_is_noticed_and_members_rejoin(redis: RedisServer, transport: str) -> None:
+    with ExitStack() as stack:
+        a = start(stack, redis, transport)
+        alice = stack.enter_context(ChatClient(url(a)))
+        join_key = alice.init()["joinKey"]
+        alice.talk("hello")
+        assert talks(alice, 1) == ["hello"]
+        redis.stop()
+        redis.wipe()
+        redis.start()
+        deadline = time.monotonic() + 15
+        closed = None
+        while closed is None:
+            assert time.monotonic() < deadline
+            try:
+                alice.talk("anyone?")
+                alice.recv(timeout=1)
+            except ConnectionClosed as error:
+                closed = error
+            except TimeoutError:
+                pass
+        assert closed.rcvd is not None
+        assert closed.rcvd.code == 1012
+        wait_until(lambda: any("CRITICAL" in line and "without its data" in line for line in a.log))
+        with ChatClient(url(a)) as again:
+            again.send({"type": "init", "joinKey": join_key})
+            assert again.recv()["message"] == "chat not found."  # not silently a different history
+
+
+def test_redis_keeps_rooms_under_hash_tagged_keys_and_the_model_answers_alike(redis: RedisServer) -> None:
+    """What the simulation's model of Redis answers is what the real scripts answer."""
+    from chatcore import AddUser, Append, Load, LogFailed
+    from chatcore.feed import Fill
+    from redis_model import RedisModel
+    from transports.config import RedisSettings
+    from transports.storage.redislog import Filled, RedisLog
+
+    log = RedisLog(RedisSettings(redis.url, retention=3))
+    log.open()
+    model = RedisModel(retention=3)
+    requests: list[AddUser | Append | Load] = [
+        AddUser(1, "k", 10.0), AddUser(2, "k", 11.0), AddUser(3, "k", None), AddUser(4, "nope", None),
+        *(Append(5 + n, "k", 1, 20.0 + n, f"m{n}\nwith a newline") for n in range(5)),
+        Append(10, "nope", 1, 1.0, "x"), Load(11, "k", 2), Load(12, "k", 0), Load(13, "nope", 5),
+    ]
+    try:
+        real = log.run(requests)
+        expected = [model.add_user(r) if isinstance(r, AddUser) else model.append(r) if isinstance(r, Append)
+                    else model.load(r) for r in requests]
+        assert real == expected
+        assert isinstance(real[3], LogFailed)
+        keys = sorted(key.decode() if isinstance(key, bytes) else key for key in redis.client().keys("chat:*"))
+        assert keys == ["chat:epoch", "chat:{k}:room", "chat:{k}:talks"]
+        assert redis.client().xlen("chat:{k}:talks") >= 3  # trimmed to about the retention, never below it
+        assert log.run([Fill("k", 3)]) == [Filled(Fill("k", 3), model.range("k", 3))]
+    finally:
+        log.close()
+
+
+def children(pid: int) -> list[int]:
+    """The PIDs of a process's children (the workers of a supervisor)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(status.parent.name))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_workers_share_the_ports_and_the_rooms_with_other_processes_and_come_back_when_killed(
+    redis: RedisServer, transport: str
+) -> None:
+    with ExitStack() as stack:
+        pair = start(stack, redis, transport, "--workers", "2")
+        single = start(stack, redis, transport)
+        supervisor = pair.process.pid
+        wait_until(lambda: len(children(supervisor)) == 2)
+        workers = children(supervisor)
+        owner = stack.enter_context(ChatClient(url(single)))
+        join_key = owner.init()["joinKey"]
+        members = [stack.enter_context(ChatClient(url(pair))) for _ in range(12)]
+        assert sorted(member.init(join_key)["userId"] for member in members) == list(range(2, 14))
+        # The kernel spread them over both workers: each worker's subscriber listens to the room.
+        wait_until(lambda: redis.client().pubsub_numsub(f"chat:{{{join_key}}}:live")[0][1] == 3)
+        owner.talk("one")
+        members[0].talk("two")
+        expected = talks(owner, 2)
+        assert all(talks(member, 2) == expected for member in members)
+
+        killed = workers[0]
+        os.kill(killed, signal.SIGKILL)
+        wait_until(lambda: len(children(supervisor)) == 2 and killed not in children(supervisor))
+        wait_until(lambda: any("exited with status -9" in line for line in pair.log))
+        survivors = []
+        for member in members:  # the killed worker's members find their connection gone, and come back
+            try:
+                member.talk("still here?")
+                member.recv(timeout=2)
+                survivors.append(member)
+            except (ConnectionClosed, TimeoutError):
+                pass
+        assert len(survivors) < len(members)
+        with ChatClient(url(pair)) as back:
+            back.init(join_key)
+            assert replay(back)[:2] == expected
+
+        pair.process.send_signal(signal.SIGTERM)
+        assert pair.process.wait(timeout=20) == 0
+        assert children(supervisor) == []
+        assert all(not Path(f"/proc/{pid}").exists() for pid in workers[1:])
+
+
+def test_workers_without_redis_are_refused_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "transports", "--workers", "2"], capture_output=True, text=True, timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "chat-server: error: --workers needs --redis: separate processes share rooms only through Redis"
+    )
