@@ -134,8 +134,7 @@ def test_a_full_disk_gives_a_clear_error_and_everything_shown_survives(tmp_path:
             assert writer.recv()["type"] == "error"
         server.process.terminate()
         assert server.process.wait(timeout=15) == 0
-        assert server.process.stderr is not None
-        log = "".join(server.log) + server.process.stderr.read()
+        log = server.whole_log()
     assert "could not store a message" in log
     assert "Traceback" not in log
     with server_process("--db", str(db), "--http-port", "0", "--ws-port", "0") as server, \

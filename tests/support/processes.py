@@ -23,6 +23,14 @@ class ServerProcess:
     http_port: int
     ws_port: int
     log: list[str]
+    """Its stderr, line by line, as it comes (a thread reads it)."""
+    reader: threading.Thread
+
+    def whole_log(self) -> str:
+        """Everything it wrote to stderr, once it has exited."""
+        self.process.wait(timeout=30)
+        self.reader.join(timeout=10)
+        return "".join(self.log)
 
 
 @contextmanager
@@ -58,7 +66,7 @@ def _follow(process: subprocess.Popen[str]) -> Iterator[ServerProcess]:
         # Keep reading, so that a chatty server never blocks on a full pipe, and tests can see its later lines.
         reader = threading.Thread(target=_read_rest, args=(process.stderr, log), daemon=True)
         reader.start()
-        yield ServerProcess(process, ports["http"], ports["ws"], log)
+        yield ServerProcess(process, ports["http"], ports["ws"], log, reader)
     finally:
         if process.poll() is None:
             process.kill()
