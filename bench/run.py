@@ -53,7 +53,11 @@ PEERS = {"aiohttp": ("peers/aiohttp_server.py", ("aiohttp",)),
          "picows": ("peers/picows_server.py", ("picows",)),
          "picows-uvloop": ("peers/picows_server.py", ("picows", "uvloop"))}
 SCRIPTS = {"baseline": "baseline_server.py", **{name: script for name, (script, _) in PEERS.items()}}
-KNOWN_SERVERS = (*SERVERS, *PEERS)
+# Rooms in a redis-server started for each run (on the server's CPU, its CPU measured apart): one process,
+# and two workers (--workers 2) sharing the ports.
+REDIS_SUFFIX, WORKERS_SUFFIX = "-redis", "-redis-w2"
+REDIS_SERVERS = ("trio-websocket-redis", "wsproto-redis", "wsproto-redis-w2")
+KNOWN_SERVERS = (*SERVERS, *PEERS, *REDIS_SERVERS)
 LOADS = {"tenth": "a tenth talk", "one": "one in flight"}  # --loads names and their table labels
 DURABLE_SUFFIX = "-db"  # the same server keeping rooms in a SQLite file (--db) rather than in memory
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -86,6 +90,7 @@ class Run:
     conns_per_sec: float = float("nan")
     server_cpu_pct: float = float("nan")
     kernel_pct: float = float("nan")  # the share of the server's CPU spent in the kernel (system time)
+    redis_cpu_per_1k: float = float("nan")  # a -redis server's redis-server, CPU seconds per 1000 deliveries
     gen_cpu_pct: float = float("nan")
     other_cpu_pct: float = float("nan")
     loadgen: dict[str, Any] = field(default_factory=dict)
@@ -176,14 +181,19 @@ def free_port() -> int:
         return port
 
 
-def server_command(server: str, port: int, max_connections: int, database: Path) -> list[str]:
+def server_command(
+    server: str, port: int, max_connections: int, database: Path, redis_url: str | None = None
+) -> list[str]:
     """How to start one server on ``port`` with its limits lifted (``database``: its file, for a ``-db`` server)."""
     if server in SCRIPTS:
         peer_loop = ["--uvloop"] if server.endswith("-uvloop") else []
         return [sys.executable, str(BENCH / SCRIPTS[server]), "--host", HOST, "--port", str(port), *peer_loop]
     loop_flags = ["--event-loop", "uvloop"] if server.endswith("-uvloop") else []
     db_flags = ["--db", str(database) if server.endswith(DURABLE_SUFFIX) else ":memory:"]
-    transport = server.removesuffix("-uvloop").removesuffix(DURABLE_SUFFIX)
+    if redis_url is not None:
+        db_flags = ["--redis", redis_url] + (["--workers", "2"] if server.endswith(WORKERS_SUFFIX) else [])
+    transport = server.removesuffix("-uvloop").removesuffix(DURABLE_SUFFIX).removesuffix(WORKERS_SUFFIX)
+    transport = transport.removesuffix(REDIS_SUFFIX)
     return [sys.executable, "-m", "transports", "--transport", transport, *loop_flags, *db_flags,
             "--host", HOST,
             "--http-port", str(free_port()), "--ws-port", str(port), "--log-level", "WARNING",
@@ -206,17 +216,33 @@ def wait_accepting(process: subprocess.Popen[bytes], port: int, timeout: float =
 
 
 def rss_kib(pid: int) -> int:
-    """Resident set size (VmRSS) of a process, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
+    """Resident set size (VmRSS) of a process and its children, in KiB."""
+    total = 0
+    for process in (pid, *children(pid)):
+        for line in Path(f"/proc/{process}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of a process, all threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # utime, stime: fields 14 and 15 of stat(5)
+    """User and system CPU seconds of a process, all threads, and of its children (a supervisor's workers)."""
+    user = system = 0.0
+    for process in (pid, *children(pid)):
+        fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        user += int(fields[11]) / CLK_TCK  # utime, stime: fields 14 and 15 of stat(5)
+        system += int(fields[12]) / CLK_TCK
+    return user, system
+
+
+def children(pid: int) -> list[int]:
+    """The PIDs of a process's children."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
 
 
 def machine_busy() -> float:
@@ -317,7 +343,7 @@ def loadgen_command(settings: Settings, port: int, run: Run) -> list[str]:
 
 
 def measure(run: Run, server: subprocess.Popen[bytes], generator: subprocess.Popen[str],
-            settings: Settings, rss_before: int) -> None:
+            settings: Settings, rss_before: int, redis_pid: int | None) -> None:
     """Follow the generator through its phases, sampling the server's RSS and CPU at each step."""
     assert generator.stdin is not None
     assert generator.stdout is not None
@@ -328,17 +354,21 @@ def measure(run: Run, server: subprocess.Popen[bytes], generator: subprocess.Pop
     generator.stdin.flush()
     expect(reader, "load-start", timeout=30)
     (user_before, system_before), busy_before = cpu_times(server.pid), machine_busy()
+    redis_before = sum(cpu_times(redis_pid)) if redis_pid is not None else 0.0
     expect(reader, "load-end", timeout=settings.duration + 60)
     (user, system), busy = cpu_times(server.pid), machine_busy() - busy_before
     user, system = user - user_before, system - system_before
     cpu_used = user + system
+    redis_used = sum(cpu_times(redis_pid)) - redis_before if redis_pid is not None else 0.0
     result = expect(reader, "result", timeout=120)
     if server.poll() is not None:
         raise RuntimeError(f"server exited with status {server.returncode} during the run")
     record(run, result, cpu_used)
     run.kernel_pct = 100 * system / cpu_used if cpu_used else float("nan")
+    if redis_pid is not None and result["deliveries"]:
+        run.redis_cpu_per_1k = redis_used / result["deliveries"] * 1000
     # Whatever else ran meanwhile (other jobs on a shared machine, this runner): the drift check.
-    run.other_cpu_pct = 100 * max(0.0, busy - cpu_used - result["cpu_seconds_load"]) / result["duration"]
+    run.other_cpu_pct = 100 * max(0.0, busy - cpu_used - redis_used - result["cpu_seconds_load"]) / result["duration"]
 
 
 def record(run: Run, result: dict[str, Any], server_cpu: float) -> None:
@@ -362,25 +392,62 @@ def run_one(settings: Settings, server_name: str, connections: int, room_size: i
     tag = f"{server_name}-{connections}-{room_size}-{load}-{repetition}"
     with open(settings.logs / f"{tag}.server.log", "wb") as server_log, \
          open(settings.logs / f"{tag}.loadgen.log", "w") as generator_log:
-        command = server_command(server_name, port, settings.max_connections, settings.logs / f"{tag}.db")
+        redis = start_redis(settings, tag) if REDIS_SUFFIX in server_name else None
+        redis_url = None if redis is None else f"redis://{HOST}:{redis[1]}/0"
+        command = server_command(server_name, port, settings.max_connections, settings.logs / f"{tag}.db", redis_url)
         server = subprocess.Popen(command,
                                   stdout=server_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         pin(server, settings.placement.server)
         generator: subprocess.Popen[str] | None = None
         try:
             wait_accepting(server, port)
+            if server_name.endswith(WORKERS_SUFFIX):
+                wait_for_workers(server, 2)
             rss_before = rss_kib(server.pid)
             generator = subprocess.Popen(loadgen_command(settings, port, run), text=True,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=generator_log)
             pin(generator, settings.placement.generator)
-            measure(run, server, generator, settings, rss_before)
+            measure(run, server, generator, settings, rss_before, None if redis is None else redis[0].pid)
         except (RuntimeError, OSError, KeyError) as error:
             run.failure = f"{error} (logs: {settings.logs}/{tag}.*.log)"
         finally:
             if generator is not None:
                 stop(generator, grace=10)
-            stop(server)
+            stop(server, timeout=20)
+            if redis is not None:
+                stop(redis[0])
     return run
+
+
+def start_redis(settings: Settings, tag: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A fresh redis-server for one run, configured as the README says (append-only file, fsync every second)."""
+    folder = settings.logs / f"{tag}.redis"
+    folder.mkdir()
+    port = free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", HOST, "--dir", str(folder), "--appendonly", "yes",
+         "--appendfsync", "everysec", "--save", "", "--logfile", str(folder / "redis.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    pin(redis, settings.placement.server)  # the server's side of the machine: the store is part of its cost
+    deadline = time.monotonic() + 10
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+            return redis, port
+        if time.monotonic() > deadline or redis.poll() is not None:
+            stop(redis)
+            raise RuntimeError(f"redis-server did not start (log: {folder}/redis.log)")
+        time.sleep(0.05)
+
+
+def wait_for_workers(server: subprocess.Popen[bytes], count: int, timeout: float = 20.0) -> None:
+    """Block until a supervisor has ``count`` workers and they have had a moment to start listening."""
+    deadline = time.monotonic() + timeout
+    while len(children(server.pid)) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start {count} workers")
+        time.sleep(0.05)
+    time.sleep(1.0)
 
 
 # --- the matrix --------------------------------------------------------------------------------------------
@@ -424,7 +491,7 @@ def run_matrix(args: argparse.Namespace, settings: Settings) -> list[Run]:
 # --- the report --------------------------------------------------------------------------------------------
 
 METRICS = ("cpu_per_1k", "deliveries_per_sec", "p50_ms", "p99_ms", "rss_kib_per_conn", "conns_per_sec",
-           "server_cpu_pct", "kernel_pct", "gen_cpu_pct", "other_cpu_pct")
+           "server_cpu_pct", "kernel_pct", "gen_cpu_pct", "other_cpu_pct", "redis_cpu_per_1k")
 
 
 def medians(runs: list[Run]) -> dict[str, float]:
@@ -482,6 +549,25 @@ def row(point: tuple[int, int, str], name: str, runs: list[Run], base: dict[str,
             f"| {m['conns_per_sec']:,.0f}{ratio(m['conns_per_sec'], b.get('conns_per_sec'))} "
             f"| {m['server_cpu_pct']:.0f} | {m['kernel_pct']:.0f} | {m['gen_cpu_pct']:.0f} "
             f"| {m['other_cpu_pct']:.0f} | {lost} | {errors} |")
+
+
+def redis_table(runs: list[Run], servers: list[str]) -> str:
+    """Each Redis-backed server against the same transport in memory: what sharing rooms through Redis costs."""
+    lines = ["| conns | room | server | load | deliv/s | deliv/s, Redis / memory | server CPU per delivery, "
+             "Redis / memory | redis-server CPU s / 1k deliv |", "|---:|---:|---|---|---:|---:|---:|---:|"]
+    for point in points(runs):
+        for shared in (name for name in servers if REDIS_SUFFIX in name):
+            memory = shared.removesuffix(WORKERS_SUFFIX).removesuffix(REDIS_SUFFIX)
+            pair = [at(runs, point, name) for name in (shared, memory)]
+            if pair[0]:
+                r = medians(pair[0])
+                m = medians(pair[1]) if pair[1] else {"deliveries_per_sec": float("nan"), "cpu_per_1k": float("nan")}
+                connections, room_size, load = point
+                lines.append(f"| {connections} | {room_size} | {shared} | {LOADS[load]} "
+                             f"| {r['deliveries_per_sec']:,.0f} "
+                             f"| {r['deliveries_per_sec'] / m['deliveries_per_sec']:.2f} "
+                             f"| {r['cpu_per_1k'] / m['cpu_per_1k']:.2f} | {r['redis_cpu_per_1k']:.5f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def durability_table(runs: list[Run], servers: list[str]) -> str:
@@ -589,6 +675,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--servers", type=server_list, default=list(SERVERS),
         help="comma-separated, from " + ",".join(KNOWN_SERVERS) + " (default: all but the peers)")
     add("--peers", action="store_true", help="add the peer servers: " + ",".join(PEERS))
+    add("--redis", action="store_true",
+        help="add the servers keeping rooms in Redis (a redis-server per run): " + ",".join(REDIS_SERVERS))
     add("--loads", type=load_list, default=list(LOADS),
         help="comma-separated: tenth (a tenth of each room talks, --window in flight each), "
              "one (one sender per room, one message in flight); one runs only where it differs from tenth")
@@ -596,6 +684,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.peers:
         args.servers += [name for name in PEERS if name not in args.servers]
+    if args.redis:
+        args.servers += [name for name in REDIS_SERVERS if name not in args.servers]
     if args.quick:
         args.connections, args.room_sizes, args.loads, args.repeat, args.duration = [100], [10], ["tenth"], 1, 1.0
     return args
@@ -618,6 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{header(args, settings, argv)}\nwall time: {elapsed:.0f} s\n\n{table(runs, args.servers)}\n")
     if durability := durability_table(runs, args.servers):
         print(f"{durability}\n")
+    if shared := redis_table(runs, args.servers):
+        print(f"{shared}\n")
     bad = failures(runs)
     for line in warnings(runs):
         print(f"WARNING: {line}", file=sys.stderr)

@@ -36,6 +36,21 @@ def test_the_peers_and_one_message_in_flight_run_and_lose_nothing() -> None:
         assert all(row.split("|")[-3].strip() == "0" for row in rows)  # lost
 
 
+def test_the_redis_backed_servers_run_and_lose_nothing() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--connections", "100", "--room-sizes", "10", "--repeat", "1",
+         "--duration", "1", "--servers", "wsproto", "--redis"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    for server in ["trio-websocket-redis", "wsproto-redis", "wsproto-redis-w2"]:
+        row, shared = (line for line in output.splitlines() if line.startswith(f"| 100 | 10 | {server} |"))
+        assert row.split("|")[-3].strip() == "0"  # lost
+        assert float(shared.split("|")[-2]) > 0  # the Redis table: redis-server's CPU per delivery, measured apart
+    assert "deliv/s, Redis / memory" in output
+
+
 def test_the_ab_runner_compares_a_variant_of_the_source_tree() -> None:
     result = subprocess.run(
         [sys.executable, "bench/ab.py", "--rounds", "1", "--duration", "1", "this=src"],
