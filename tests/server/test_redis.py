@@ -45,6 +45,18 @@ def start(stack: ExitStack, redis: RedisServer, transport: str, *more: str) -> S
     ))
 
 
+def two_processes_one_room(
+    stack: ExitStack, redis: RedisServer, transport: str
+) -> tuple[ServerProcess, ServerProcess, ChatClient, ChatClient, str]:
+    """Processes a and b, alice on a starting a room and bob on b joining it."""
+    a, b = start(stack, redis, transport), start(stack, redis, transport)
+    alice = stack.enter_context(ChatClient(url(a)))
+    join_key = alice.init()["joinKey"]
+    bob = stack.enter_context(ChatClient(url(b)))
+    bob.init(join_key)
+    return a, b, alice, bob, join_key
+
+
 def url(process: ServerProcess) -> str:
     return f"ws://127.0.0.1:{process.ws_port}/"
 
@@ -133,11 +145,7 @@ def test_redis_down_gives_errors_and_the_same_connections_carry_on_when_it_is_ba
     redis: RedisServer, transport: str
 ) -> None:
     with ExitStack() as stack:
-        a, b = start(stack, redis, transport), start(stack, redis, transport)
-        alice = stack.enter_context(ChatClient(url(a)))
-        join_key = alice.init()["joinKey"]
-        bob = stack.enter_context(ChatClient(url(b)))
-        bob.init(join_key)
+        a, b, alice, bob, join_key = two_processes_one_room(stack, redis, transport)
         alice.talk("before")
         assert talks(alice, 1) == talks(bob, 1) == ["before"]
 
@@ -175,11 +183,7 @@ def test_talks_published_while_a_subscriber_was_cut_off_are_read_back_in_order(
     redis: RedisServer, transport: str
 ) -> None:
     with ExitStack() as stack:
-        a, b = start(stack, redis, transport), start(stack, redis, transport)
-        alice = stack.enter_context(ChatClient(url(a)))
-        join_key = alice.init()["joinKey"]
-        bob = stack.enter_context(ChatClient(url(b)))
-        bob.init(join_key)
+        a, b, alice, bob, _ = two_processes_one_room(stack, redis, transport)
         expected: list[str] = []
         stop = threading.Event()
         errors: list[Any] = []
@@ -240,6 +244,40 @@ def test_a_redis_that_lost_its_data_is_noticed_and_members_rejoin(redis: RedisSe
             assert again.recv()["message"] == "chat not found."  # not silently a different history
 
 
+def test_a_password_protected_redis_over_tcp_and_a_unix_socket_and_the_password_is_never_logged(
+    tmp_path: Path,
+) -> None:
+    secret = "s3cret-never-logged"
+    with redis_server(tmp_path, password=secret) as redis, ExitStack() as stack:
+        over_tcp = start(stack, redis, "wsproto")
+        over_unix = stack.enter_context(server_process(
+            "--redis", redis.unix_url, "--http-port", "0", "--ws-port", "0", "--ping-interval", "0",
+        ))
+        alice = stack.enter_context(ChatClient(url(over_tcp)))
+        join_key = alice.init()["joinKey"]
+        bob = stack.enter_context(ChatClient(url(over_unix)))
+        bob.init(join_key)
+        bob.talk("through the socket file")
+        assert talks(alice, 1) == talks(bob, 1) == ["through the socket file"]
+        redis.stop()  # and the reconnect attempts log the URL too
+        bob.talk("lost")
+        assert bob.recv()["type"] == "error"
+        wait_until(lambda: any("reconnecting" in line for line in over_tcp.log))
+        redis.start()
+    log = over_tcp.whole_log() + over_unix.whole_log()
+    assert "redis://:***@127.0.0.1" in log
+    assert secret not in log
+
+
+def test_the_redis_url_is_checked_at_start() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "transports", "--redis", "http://localhost:6379"], capture_output=True, text=True,
+        timeout=30, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2
+    assert "--redis: must be a redis://, rediss:// (TLS) or unix:// URL" in result.stderr
+
+
 def test_redis_keeps_rooms_under_hash_tagged_keys_and_the_model_answers_alike(redis: RedisServer) -> None:
     """What the simulation's model of Redis answers is what the real scripts answer."""
     from chatcore import AddUser, Append, Load, LogFailed
@@ -287,22 +325,26 @@ def children(pid: int) -> list[int]:
 def test_workers_share_the_ports_and_the_rooms_with_other_processes_and_come_back_when_killed(
     redis: RedisServer, transport: str
 ) -> None:
+    """Three processes, as if on three hosts, and a --workers 2 pair, all in one room."""
     with ExitStack() as stack:
         pair = start(stack, redis, transport, "--workers", "2")
-        single = start(stack, redis, transport)
+        singles = [start(stack, redis, transport) for _ in range(3)]
         supervisor = pair.process.pid
         wait_until(lambda: len(children(supervisor)) == 2)
         workers = children(supervisor)
-        owner = stack.enter_context(ChatClient(url(single)))
+        owner = stack.enter_context(ChatClient(url(singles[0])))
         join_key = owner.init()["joinKey"]
+        others = [stack.enter_context(ChatClient(url(single))) for single in singles[1:]]
         members = [stack.enter_context(ChatClient(url(pair))) for _ in range(12)]
-        assert sorted(member.init(join_key)["userId"] for member in members) == list(range(2, 14))
-        # The kernel spread them over both workers: each worker's subscriber listens to the room.
-        wait_until(lambda: redis.client().pubsub_numsub(f"chat:{{{join_key}}}:live")[0][1] == 3)
+        ids = [client.init(join_key)["userId"] for client in others + members]
+        assert sorted(ids) == list(range(2, 16))
+        # The kernel spread the pair's members over both workers: five processes listen to the room.
+        wait_until(lambda: redis.client().pubsub_numsub(f"chat:{{{join_key}}}:live")[0][1] == 5)
         owner.talk("one")
         members[0].talk("two")
-        expected = talks(owner, 2)
-        assert all(talks(member, 2) == expected for member in members)
+        others[1].talk("three")
+        expected = talks(owner, 3)
+        assert all(talks(client, 3) == expected for client in others + members)
 
         killed = workers[0]
         os.kill(killed, signal.SIGKILL)
@@ -319,7 +361,7 @@ def test_workers_share_the_ports_and_the_rooms_with_other_processes_and_come_bac
         assert len(survivors) < len(members)
         with ChatClient(url(pair)) as back:
             back.init(join_key)
-            assert replay(back)[:2] == expected
+            assert replay(back)[:3] == expected
 
         pair.process.send_signal(signal.SIGTERM)
         assert pair.process.wait(timeout=20) == 0

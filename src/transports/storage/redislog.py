@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 import anyio.abc
@@ -132,13 +132,15 @@ def join_key_of(channel_name: bytes) -> str:
 
 
 def redacted(url: str) -> str:
-    """The URL as logs may show it: without its password."""
+    """The URL as logs may show it: without its password (``user:password@``, or ``?password=`` for unix://)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=netloc)
+    query = [(name, "***" if name == "password" else value) for name, value in parse_qsl(parts.query)]
+    text = urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+    return text.replace(":", "://", 1) if not parts.netloc else text  # (unix:///path loses its // otherwise)
 
 
 # What goes to the storage thread besides the core's requests, and what comes back besides their results.
