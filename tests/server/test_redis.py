@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from chat_client import ChatClient
 from live import wait_until
-from processes import ServerProcess, server_process
+from processes import ServerProcess, children, server_process
 from redis_server import RedisServer, redis_server
 
 TRANSPORTS = ["trio-websocket", "wsproto"]
@@ -306,19 +306,6 @@ def test_redis_keeps_rooms_under_hash_tagged_keys_and_the_model_answers_alike(re
         assert log.run([Fill("k", 3)]) == [Filled(Fill("k", 3), model.range("k", 3))]
     finally:
         log.close()
-
-
-def children(pid: int) -> list[int]:
-    """The PIDs of a process's children (the workers of a supervisor)."""
-    found = []
-    for status in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = status.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(status.parent.name))
-    return sorted(found)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

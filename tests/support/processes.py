@@ -80,3 +80,16 @@ def _read_rest(stream: Any, log: list[str]) -> None:
     for line in stream:
         log.append(line)
     stream.close()
+
+
+def children(pid: int) -> list[int]:
+    """The PIDs of a process's children (the workers of a supervisor)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(status.parent.name))
+    return sorted(found)

@@ -203,6 +203,7 @@ class Subscriber:
 
     def __init__(self, settings: RedisSettings) -> None:
         self._settings = settings
+        self._name = redacted(settings.url)
         self._pool = _pool(settings)
         self._lock = threading.Lock()  # guards what the storage thread and the listening thread share
         self._confirmed = threading.Condition(self._lock)
@@ -272,7 +273,7 @@ class Subscriber:
                 if self._stop.is_set():
                     break  # (stop() closed the connection under the reader's feet: any error may come of it)
                 if not isinstance(error, RedisError | OSError):
-                    log.exception("Redis %s: subscriber error; reconnecting", redacted(self._settings.url))
+                    log.exception("Redis %s: subscriber error; reconnecting", self._name)
                 call(hand_over, [_Connection(up=False, why=str(error) or type(error).__name__)])
             finally:
                 with self._lock:
@@ -310,8 +311,13 @@ class Subscriber:
             return  # a pong
         kind, name, data = reply[0], reply[1], reply[2]
         if kind == b"message":
-            offset, user_id, sent, payload = data.split(b"\n", 3)
-            burst.append(LoggedTalk(join_key_of(name), int(offset), int(user_id), float(sent), payload.decode()))
+            try:
+                offset, user_id, sent, payload = data.split(b"\n", 3)
+                talk = LoggedTalk(join_key_of(name), int(offset), int(user_id), float(sent), payload.decode())
+            except ValueError:  # not published by our script: someone else on our channel
+                log.warning("Redis %s: ignored a message on %r that is not a talk", self._name, name[:80])
+                return
+            burst.append(talk)
         elif kind == b"subscribe":
             with self._lock:
                 if name not in self._wanted:

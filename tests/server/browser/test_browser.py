@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -13,7 +15,9 @@ import pytest
 from playwright.sync_api import Browser
 
 from chat_page import ChatPage
-from live import SEED_CLIENT, LiveServer
+from live import SEED_CLIENT, LiveServer, wait_until
+from processes import children, server_process
+from redis_server import redis_server
 from tcp_proxy import TcpProxy
 from transports.config import Transport
 
@@ -213,3 +217,43 @@ def test_the_unchanged_seed_page_works_in_a_browser(
         assert lines[1:] == ["User 1: hello from the seed page", "User 2: hi back"]
         assert page.script_errors == []
     assert (alice.page.locator("#name-span").inner_text(), bob.page.locator("#name-span").inner_text()) == ("1", "2")
+
+
+def test_pages_on_workers_that_die_reconnect_to_another_and_keep_the_room(
+    pages: Callable[..., ChatPage], artifacts: Path, transport: Transport, tmp_path: Path
+) -> None:
+    """``--workers 2`` with Redis: each worker is killed in turn; every page comes back, history whole, no doubles."""
+    with redis_server(tmp_path) as redis, server_process(
+        "--transport", transport.value, "--host", HOST, "--http-port", "0", "--ws-port", "0",
+        "--redis", redis.url, "--workers", "2",
+    ) as pair:
+        wait_until(lambda: len(children(pair.process.pid)) == 2)
+        alice = pages().open(f"http://{HOST}:{pair.http_port}/")
+        link = alice.join_link()
+        bob = pages().open(link)
+        bob.wait_until_in_room()
+        alice.send_with_enter("one")
+        bob.send_with_enter("two")
+        assert alice.wait_for_messages(2) == ["User 1: one", "User 2: two"]
+
+        for victim in children(pair.process.pid):  # each page sits on one of the two: both die in turn
+            os.kill(victim, signal.SIGKILL)
+
+            def replaced(victim: int = victim) -> bool:
+                workers = children(pair.process.pid)
+                return victim not in workers and len(workers) == 2
+
+            wait_until(replaced)
+        deadline = time.monotonic() + 20
+        while len(alice.sockets) < 2 or len(bob.sockets) < 2:  # each page cut once at least, and opened another
+            assert time.monotonic() < deadline, (alice.sockets, bob.sockets)
+            alice.page.wait_for_timeout(100)  # (Playwright hands over its events while one of its calls runs)
+        for page in (alice, bob):  # and connected again, to the other worker or a new one
+            page.page.wait_for_function("['reconnected', ''].includes(document.getElementById('status').textContent)")
+        alice.send_with_enter("three")
+        bob.send_with_enter("four")
+        for page in (alice, bob):
+            shown = page.wait_for_messages(4)
+            assert [line.split(": ", 1)[1] for line in shown] == ["one", "two", "three", "four"]
+        assert alice.script_errors == bob.script_errors == []
+        alice.page.screenshot(path=artifacts / f"workers-{transport.value}.png")
