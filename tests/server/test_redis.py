@@ -365,3 +365,25 @@ def test_workers_without_redis_are_refused_in_one_line() -> None:
     assert result.stderr.strip().splitlines()[-1] == (
         "chat-server: error: --workers needs --redis: separate processes share rooms only through Redis"
     )
+
+
+def test_a_server_started_while_redis_is_down_serves_once_it_is_up(redis: RedisServer) -> None:
+    redis.stop()
+    with ExitStack() as stack:
+        process = start(stack, redis, "trio-websocket")
+        with ChatClient(url(process)) as early:
+            early.send({"type": "init"})
+            assert "storage unreachable" in early.recv()["message"]
+        assert any("does not answer" in line for line in process.log)
+        redis.start()
+        deadline = time.monotonic() + 15
+        while True:
+            with ChatClient(url(process)) as client:
+                client.send({"type": "init"})
+                reply = client.recv()
+                if reply["type"] == "init":
+                    client.talk("made it")
+                    assert talks(client, 1) == ["made it"]
+                    break
+            assert time.monotonic() < deadline, reply
+            time.sleep(0.3)
