@@ -269,6 +269,21 @@ def test_a_password_protected_redis_over_tcp_and_a_unix_socket_and_the_password_
     assert secret not in log
 
 
+def test_rediss_with_a_certificate_made_at_test_time(tmp_path: Path) -> None:
+    with redis_server(tmp_path, tls=True) as redis, ExitStack() as stack:
+        over_tls = stack.enter_context(server_process(
+            "--redis", redis.tls_url, "--http-port", "0", "--ws-port", "0", "--ping-interval", "0",
+        ))
+        plain = start(stack, redis, "wsproto")
+        alice = stack.enter_context(ChatClient(url(over_tls)))
+        join_key = alice.init()["joinKey"]
+        bob = stack.enter_context(ChatClient(url(plain)))
+        bob.init(join_key)
+        alice.talk("encrypted on the way to Redis")
+        assert talks(alice, 1) == talks(bob, 1) == ["encrypted on the way to Redis"]
+        assert any("rediss://127.0.0.1" in line for line in over_tls.log)
+
+
 def test_the_redis_url_is_checked_at_start() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "transports", "--redis", "http://localhost:6379"], capture_output=True, text=True,

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+import trustme
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -25,12 +26,14 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server with an append-only file (the durable setup the README asks for), restartable."""
 
-    def __init__(self, folder: Path, password: str | None = None) -> None:
+    def __init__(self, folder: Path, password: str | None = None, *, tls: bool = False) -> None:
         self.folder = folder
         self.port = free_port()
+        self.tls_port = free_port() if tls else None
         self.password = password
         self.unix_socket = folder / "redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
+        self._client: redis.Redis | None = None
 
     @property
     def url(self) -> str:
@@ -38,12 +41,20 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
+    def tls_url(self) -> str:
+        """rediss:// with the test CA as the one to trust (made by trustme when the server starts)."""
+        return f"rediss://127.0.0.1:{self.tls_port}/0?ssl_ca_certs={self.folder / 'ca.pem'}"
+
+    @property
     def unix_url(self) -> str:
         auth = f"&password={self.password}" if self.password else ""
         return f"unix://{self.unix_socket}?db=0{auth}"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, password=self.password, socket_timeout=5)
+        """A client for the test's own checks; closed when the server stops."""
+        if self._client is None:
+            self._client = redis.Redis(port=self.port, password=self.password, socket_timeout=5)
+        return self._client
 
     def start(self) -> None:
         assert self.process is None
@@ -51,21 +62,37 @@ class RedisServer:
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
              "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
              "--unixsocket", str(self.unix_socket), "--unixsocketperm", "700",
-             *(["--requirepass", self.password] if self.password else [])],
+             *(["--requirepass", self.password] if self.password else []), *self._tls_flags()],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while True:
             try:
-                if self.client().ping():
+                with redis.Redis(port=self.port, password=self.password, socket_timeout=5) as probe:
+                    probe.ping()
                     return
             except redis.ConnectionError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
 
+    def _tls_flags(self) -> list[str]:
+        if self.tls_port is None:
+            return []
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        cert.private_key_pem.write_to_path(self.folder / "key.pem")
+        cert.cert_chain_pems[0].write_to_path(self.folder / "cert.pem")
+        ca.cert_pem.write_to_path(self.folder / "ca.pem")
+        return ["--tls-port", str(self.tls_port), "--tls-cert-file", str(self.folder / "cert.pem"),
+                "--tls-key-file", str(self.folder / "key.pem"), "--tls-ca-cert-file", str(self.folder / "ca.pem"),
+                "--tls-auth-clients", "no"]
+
     def stop(self) -> None:
         """Stop it as an operator would (SIGTERM: it writes out what it has); nothing listens on the port after."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self.process is not None:
             self.process.terminate()
             self.process.wait(timeout=10)
@@ -82,8 +109,8 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(folder: Path, password: str | None = None) -> Iterator[RedisServer]:
-    server = RedisServer(folder, password)
+def redis_server(folder: Path, password: str | None = None, *, tls: bool = False) -> Iterator[RedisServer]:
+    server = RedisServer(folder, password, tls=tls)
     server.start()
     try:
         yield server
