@@ -44,6 +44,18 @@ def pages(browser: Browser) -> Iterator[Callable[..., ChatPage]]:
         page.close()
 
 
+def two_talking(pages: Callable[..., ChatPage], url: str) -> tuple[ChatPage, ChatPage, str]:
+    """Alice starts a room at ``url``, Bob joins by her link, and each says one thing; and the link."""
+    alice = pages().open(url)
+    link = alice.join_link()
+    bob = pages().open(link)
+    bob.wait_until_in_room()
+    alice.send_with_enter("one")
+    bob.send_with_enter("two")
+    assert alice.wait_for_messages(2) == ["User 1: one", "User 2: two"]
+    return alice, bob, link
+
+
 def test_a_whole_conversation(
     e2e_server: LiveServer, pages: Callable[..., ChatPage], transport: Transport, artifacts: Path
 ) -> None:
@@ -156,13 +168,7 @@ def test_a_dropped_connection_reconnects_to_the_same_room_without_duplicates(
     try:
         server = start_server(host=HOST, public_ws_port=proxy.port)
         proxy.target = (HOST, server.running.ws_port)
-        alice = pages().open(server.http_url)
-        link = alice.join_link()
-        bob = pages().open(link)
-        bob.wait_until_in_room()
-        alice.send_with_enter("one")
-        bob.send_with_enter("two")
-        assert alice.wait_for_messages(2) == ["User 1: one", "User 2: two"]
+        alice, bob, link = two_talking(pages, server.http_url)
 
         proxy.sever(refuse_new=True)
         for page in (alice, bob):
@@ -228,13 +234,7 @@ def test_pages_on_workers_that_die_reconnect_to_another_and_keep_the_room(
         "--redis", redis.url, "--workers", "2",
     ) as pair:
         wait_until(lambda: len(children(pair.process.pid)) == 2)
-        alice = pages().open(f"http://{HOST}:{pair.http_port}/")
-        link = alice.join_link()
-        bob = pages().open(link)
-        bob.wait_until_in_room()
-        alice.send_with_enter("one")
-        bob.send_with_enter("two")
-        assert alice.wait_for_messages(2) == ["User 1: one", "User 2: two"]
+        alice, bob, _ = two_talking(pages, f"http://{HOST}:{pair.http_port}/")
 
         for victim in children(pair.process.pid):  # each page sits on one of the two: both die in turn
             os.kill(victim, signal.SIGKILL)
