@@ -122,7 +122,7 @@ class Placement:
 
     def describe(self) -> str:
         if self.server is None or self.generator is None:
-            return "not pinned (fewer than 2 CPUs available): server and generator share a CPU"
+            return "not pinned (--no-pin, or fewer than 2 CPUs): server and generator share the CPUs"
         return f"server pinned to CPU {min(self.server)}, load generator to CPU {min(self.generator)}"
 
 
@@ -681,6 +681,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="comma-separated: tenth (a tenth of each room talks, --window in flight each), "
              "one (one sender per room, one message in flight); one runs only where it differs from tenth")
     add("--json", type=Path, default=None, metavar="OUT", help="also write every run and the medians here")
+    add("--no-pin", action="store_true",
+        help="pin nothing: server (and its workers, and Redis) and generator share every CPU, e.g. to see what "
+        "--workers gains from the CPU the generator leaves")
     args = parser.parse_args(argv)
     if args.peers:
         args.servers += [name for name in PEERS if name not in args.servers]
@@ -701,7 +704,8 @@ def main(argv: list[str] | None = None) -> int:
     max_connections = min(20000, file_limit - FD_HEADROOM)
     check_capacity(max(args.connections), file_limit)
     logs = Path(tempfile.mkdtemp(prefix="chat-bench-"))
-    settings = Settings(args.duration, args.window, args.payload_bytes, max_connections, Placement.choose(), logs)
+    placement = Placement(None, None) if args.no_pin else Placement.choose()
+    settings = Settings(args.duration, args.window, args.payload_bytes, max_connections, placement, logs)
     print(header(args, settings, argv), file=sys.stderr, flush=True)
     runs = run_matrix(args, settings)
     elapsed = time.monotonic() - started
