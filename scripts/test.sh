@@ -4,19 +4,24 @@ EXTRAS=test source "$(dirname "${BASH_SOURCE[0]}")/setup-env.sh"
 cd "$ROOT"
 
 # Debian packages the tests start: Chromium for the browser tests (Playwright's own browser download does
-# not work here), redis-server for rooms shared by several processes.
+# not work here), redis-server for rooms shared by several processes, nginx (with its stream module) for
+# the README's load-balancer example.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
+[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-    # The package starts a system-wide redis-server on port 6379; the tests start their own on free ports.
-    if [[ " ${missing[*]} " == *" redis-server "* ]]; then
-        $sudo systemctl disable --now redis-server >/dev/null 2>&1 || $sudo service redis-server stop >/dev/null 2>&1 || true
-    fi
+    # The packages start system-wide services (Redis on 6379, nginx on 80); the tests start their own.
+    for service in redis-server nginx; do
+        if [[ " ${missing[*]} " == *" $service "* ]]; then
+            $sudo systemctl disable --now "$service" >/dev/null 2>&1 || $sudo service "$service" stop >/dev/null 2>&1 || true
+        fi
+    done
 fi
 
 "$VENV/bin/ruff" check .

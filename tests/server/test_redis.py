@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -24,7 +26,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from chat_client import ChatClient
-from live import wait_until
+from live import ROOT, wait_until
+from nginx_server import nginx
 from processes import ServerProcess, children, server_process
 from redis_server import RedisServer, redis_server
 
@@ -402,3 +405,55 @@ def test_a_server_started_while_redis_is_down_serves_once_it_is_up(redis: RedisS
                     break
             assert time.monotonic() < deadline, reply
             time.sleep(0.3)
+
+
+def free_port_everywhere(hosts: list[str]) -> int:
+    """A port free on every one of these loopback addresses."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port: int = probe.getsockname()[1]
+        try:
+            for host in hosts[1:]:
+                with socket.socket() as other:
+                    other.bind((host, port))
+        except OSError:
+            continue
+        return port
+
+
+def test_the_readmes_load_balancer_example_spreads_a_room_over_two_hosts(redis: RedisServer, tmp_path: Path) -> None:
+    """The nginx configuration from the README, with two loopback addresses standing for the two hosts."""
+    example = (ROOT / "README.md").read_text().split("```nginx\n", 1)[1].split("```", 1)[0]
+    hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]  # the balancer, and the two chat hosts
+    page_port, ws_port = free_port_everywhere(hosts), free_port_everywhere(hosts)
+    body = (example.replace("10.0.0.1", hosts[1]).replace("10.0.0.2", hosts[2])
+            .replace(":8000", f":{page_port}").replace(":8001", f":{ws_port}")
+            .replace("listen 8000", f"listen {hosts[0]}:{page_port}")
+            .replace("listen 8001", f"listen {hosts[0]}:{ws_port}"))
+    with ExitStack() as stack:
+        backends = [
+            stack.enter_context(server_process(
+                "--host", host, "--http-port", str(page_port), "--ws-port", str(ws_port), "--redis", redis.url,
+                "--ping-interval", "0",
+            ))
+            for host in hosts[1:]
+        ]
+        stack.enter_context(nginx(tmp_path / "nginx", body, [(hosts[0], page_port), (hosts[0], ws_port)]))
+        balanced = f"ws://{hosts[0]}:{ws_port}/"
+        with urllib.request.urlopen(f"http://{hosts[0]}:{page_port}/config.js", timeout=5) as reply:
+            assert str(ws_port) in reply.read().decode()  # the page, through the balancer, is told its port
+        clients = [stack.enter_context(ChatClient(balanced)) for _ in range(4)]
+        join_key = clients[0].init()["joinKey"]
+        assert sorted(client.init(join_key)["userId"] for client in clients[1:]) == [2, 3, 4]
+        wait_until(lambda: redis.client().pubsub_numsub(f"chat:{{{join_key}}}:live")[0][1] == 2)  # both hosts
+        clients[0].talk("hello")
+        assert all(talks(client, 1) == ["hello"] for client in clients)
+
+        backends[0].process.kill()  # one host goes down; its members come back through the balancer
+        backends[0].process.wait()
+        with ChatClient(balanced) as back:
+            back.init(join_key)
+            assert replay(back) == ["hello"]
+            back.talk("still here")
+            assert talks(back, 1) == ["still here"]
