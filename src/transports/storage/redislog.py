@@ -147,22 +147,30 @@ def redacted(url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
+    """Listen to the room's channel; what is asked after it runs once Redis confirms (or the timeout passes)."""
+
     join_key: str
 
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
+    """Stop listening to the room's channel."""
+
     join_key: str
 
 
 @dataclass(frozen=True, slots=True)
 class Filled:
+    """The answer to a `Fill`: the room's talks after ``fill.after`` that its stream still has, oldest first."""
+
     fill: Fill
     talks: list[LoggedTalk]
 
 
 @dataclass(frozen=True, slots=True)
 class FillFailed:
+    """Redis could not be reached for a `Fill`: the broker asks again a little later."""
+
     fill: Fill
 
 
@@ -177,11 +185,15 @@ Answer: TypeAlias = LogResult | Filled | FillFailed | EpochChanged
 
 @dataclass(frozen=True, slots=True)
 class _Subscribed:
+    """Redis confirmed a subscription (the first, or again after a reconnect)."""
+
     join_key: str
 
 
 @dataclass(frozen=True, slots=True)
 class _Connection:
+    """The subscriber's connection came up, or went down (``why``)."""
+
     up: bool
     why: str = ""
 
