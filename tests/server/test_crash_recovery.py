@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
@@ -196,18 +195,6 @@ def join(client: ChatClient, join_key: str, server: ServerProcess) -> int:
     return user_id
 
 
-def replay_until_quiet(client: ChatClient) -> list[dict[str, Any]]:
-    """The talk events a joiner is sent, until none come for QUIET seconds."""
-    events: list[dict[str, Any]] = []
-    while True:
-        try:
-            event = client.recv(timeout=QUIET)
-        except TimeoutError:
-            return events
-        assert event["type"] == "talk", event
-        events.append(event)
-
-
 def first_out_of_order(part: list[str], whole: list[str]) -> str | None:
     """None if ``part`` is a subsequence of ``whole``, else which element breaks it."""
     position = 0
@@ -258,7 +245,7 @@ def test_sigkill_mid_stream_loses_nothing_any_member_saw(transport: Transport, t
             ChatClient(second.url) as d, ChatClient(second.url) as e:  # fmt: skip
         dave_id = join(d, join_key, second)
         assert dave_id > max(ids_before), f"user id {dave_id} reused after the restart (before: {ids_before})"
-        replay = replay_until_quiet(d)
+        replay = d.talks_until_quiet(QUIET)
         erin_id = join(e, join_key, second)
         assert erin_id > dave_id, f"user id {erin_id} after {dave_id}"
         assert [e.recv() for _ in range(len(replay))] == replay, "a second joiner was replayed something else"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ from chat_client import ChatClient
 from live import ROOT, wait_until
 from nginx_server import nginx
 from processes import ServerProcess, children, server_process
-from redis_server import RedisServer, redis_server
+from redis_server import RedisServer, free_port, redis_server
 
 TRANSPORTS = ["trio-websocket", "wsproto"]
 TIMEOUT = "1"  # --redis-timeout in these tests: errors come quickly
@@ -75,15 +74,8 @@ def talks(client: ChatClient, count: int) -> list[str]:
 
 
 def replay(client: ChatClient, quiet: float = 0.5) -> list[str]:
-    """Everything a joiner is shown until nothing comes for ``quiet`` seconds."""
-    payloads: list[str] = []
-    while True:
-        try:
-            event = client.recv(timeout=quiet)
-        except TimeoutError:
-            return payloads
-        assert event["type"] == "talk", event
-        payloads.append(event["payload"])
+    """The payloads a joiner is shown until nothing comes for ``quiet`` seconds."""
+    return [event["payload"] for event in client.talks_until_quiet(quiet)]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -407,26 +399,11 @@ def test_a_server_started_while_redis_is_down_serves_once_it_is_up(redis: RedisS
             time.sleep(0.3)
 
 
-def free_port_everywhere(hosts: list[str]) -> int:
-    """A port free on every one of these loopback addresses."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port: int = probe.getsockname()[1]
-        try:
-            for host in hosts[1:]:
-                with socket.socket() as other:
-                    other.bind((host, port))
-        except OSError:
-            continue
-        return port
-
-
 def test_the_readmes_load_balancer_example_spreads_a_room_over_two_hosts(redis: RedisServer, tmp_path: Path) -> None:
     """The nginx configuration from the README, with two loopback addresses standing for the two hosts."""
     example = (ROOT / "README.md").read_text().split("```nginx\n", 1)[1].split("```", 1)[0]
     hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]  # the balancer, and the two chat hosts
-    page_port, ws_port = free_port_everywhere(hosts), free_port_everywhere(hosts)
+    page_port, ws_port = free_port(*hosts), free_port(*hosts)
     body = (example.replace("10.0.0.1", hosts[1]).replace("10.0.0.2", hosts[2])
             .replace(":8000", f":{page_port}").replace(":8001", f":{ws_port}")
             .replace("listen 8000", f"listen {hosts[0]}:{page_port}")

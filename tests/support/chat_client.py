@@ -41,6 +41,17 @@ class ChatClient:
         assert reply["type"] == "init", reply
         return reply
 
+    def talks_until_quiet(self, quiet: float) -> list[dict[str, Any]]:
+        """The talk events sent to this client (a joiner's replay, say) until none comes for ``quiet`` seconds."""
+        events: list[dict[str, Any]] = []
+        while True:
+            try:
+                event = self.recv(timeout=quiet)
+            except TimeoutError:
+                return events
+            assert event["type"] == "talk", event
+            events.append(event)
+
     def talk(self, payload: str) -> None:
         self.send({"type": "talk", "payload": payload})
 

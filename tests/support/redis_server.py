@@ -16,10 +16,19 @@ import trustme
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+def free_port(*hosts: str) -> int:
+    """A TCP port free on every one of these addresses (default: 127.0.0.1)."""
+    hosts = hosts or ("127.0.0.1",)
+    while True:
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port: int = probe.getsockname()[1]
+        try:
+            for host in hosts[1:]:
+                with socket.socket() as other:
+                    other.bind((host, port))
+        except OSError:
+            continue
         return port
 
 
