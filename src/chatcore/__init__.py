@@ -10,16 +10,44 @@ what a driver must feed and perform (its theory of operation); the modules:
 - `actions`: what the core asks the driver to do (`Send` … and log requests).
 - `results`: what the room log answers (`Appended` …).
 - `memorylog`: the log kept in memory, the core's loopback when it has no store.
-- `wire`: the JSON wire protocol; `wire.seed` is the seed's format, frozen.
+- `wire`: the JSON wire protocol; `wire.seed` is the seed's format, frozen; `wire.v2` the opt-in version 2.
 """
 
 from . import closecodes
-from .actions import Action, AddUser, Append, Broadcast, Close, ConnectionId, Forget, Load, LogRequest, Send, Ticket
+from .actions import (
+    Action,
+    AddUser,
+    Append,
+    Broadcast,
+    Close,
+    ConnectionId,
+    Forget,
+    History,
+    Load,
+    LogRequest,
+    Presence,
+    Rename,
+    Send,
+    Ticket,
+)
 from .core import ChatCore
 from .errors import DriverError, ProtocolError
 from .limits import CoreLimits
 from .memorylog import MemoryLog
-from .results import Appended, KeyTaken, Loaded, LogFailed, LoggedTalk, LogResult, SavedRoom, UserAdded
+from .results import (
+    Appended,
+    HistoryRead,
+    KeyTaken,
+    Loaded,
+    LogFailed,
+    LoggedTalk,
+    LogResult,
+    NameSaved,
+    PresenceHeard,
+    PresenceSnapshot,
+    SavedRoom,
+    UserAdded,
+)
 from .session import ConnectionState
 
 __all__ = [
@@ -35,6 +63,8 @@ __all__ = [
     "CoreLimits",
     "DriverError",
     "Forget",
+    "History",
+    "HistoryRead",
     "KeyTaken",
     "Load",
     "Loaded",
@@ -43,7 +73,12 @@ __all__ = [
     "LogResult",
     "LoggedTalk",
     "MemoryLog",
+    "NameSaved",
+    "Presence",
+    "PresenceHeard",
+    "PresenceSnapshot",
     "ProtocolError",
+    "Rename",
     "SavedRoom",
     "Send",
     "Ticket",

@@ -1,10 +1,11 @@
 """What the core asks its driver to do: small frozen dataclasses, performed elsewhere.
 
 Two kinds: what to send to clients (`Send`, `Broadcast`, `Close`), and what to
-ask of the room log (`AddUser`, `Append`, `Load`: each is answered by one
-result in `chatcore.results`, fed back to `ChatCore.log_result`; and, for a
-log shared by several processes, `Forget`, which has no answer). A core with
-its own in-memory log answers those itself and never returns them.
+ask of the room log (`AddUser`, `Append`, `Load`, `Rename`, `History`: each is
+answered by one result in `chatcore.results`, fed back to
+`ChatCore.log_result`; and, for a log shared by several processes, `Forget`
+and `Presence`, which have no answer). A core with its own in-memory log
+answers those itself and never returns them.
 """
 
 from __future__ import annotations
@@ -55,11 +56,19 @@ class AddUser:
 
     Answered by `UserAdded`; by `KeyTaken` when ``created`` is given and the
     room exists already; by `LogFailed` otherwise (a missing room included).
+    A version-2 client's join also carries: ``resume_hash``, the hash of the
+    token it presented (a user of this room registered with that hash is
+    handed back instead of a new one, ``resumed``); ``token_hash``, the hash
+    of the new token to register for a new user; ``name``, the user's name
+    to keep (None: keep the one the log has).
     """
 
     ticket: Ticket
     join_key: str
     created: float | None
+    token_hash: str | None = None
+    resume_hash: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +80,10 @@ class Append:
     user_id: int
     time: float
     payload: str
+    name: str | None = None
+    """The sender's name when sent."""
+    talk_id: str | None = None
+    """The sender's own id for it: the log keeps one talk per user and id (`Appended` says ``duplicate``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +96,39 @@ class Load:
 
 
 @dataclass(frozen=True, slots=True)
+class Rename:
+    """Keep ``name`` as the user's name in the room (a resume hands it back); answered by `NameSaved`/`LogFailed`."""
+
+    ticket: Ticket
+    join_key: str
+    user_id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Read the room's ``limit`` latest talks with offsets below ``before``; answered by `HistoryRead`/`LogFailed`."""
+
+    ticket: Ticket
+    join_key: str
+    before: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A user's first connection to the room on this process opened (``here``), or its last one closed.
+
+    Only a core made with ``shared_log`` says so, for the other processes; it has no result.
+    """
+
+    join_key: str
+    user_id: int
+    here: bool
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Forget:
     """The core no longer holds the room (nobody in it, nothing in flight): a shared log may stop listening to it.
 
@@ -92,5 +138,5 @@ class Forget:
     join_key: str
 
 
-LogRequest: TypeAlias = AddUser | Append | Load
-Action: TypeAlias = Send | Broadcast | Close | LogRequest | Forget
+LogRequest: TypeAlias = AddUser | Append | Load | Rename | History
+Action: TypeAlias = Send | Broadcast | Close | LogRequest | Forget | Presence

@@ -37,6 +37,16 @@ Answers to one connection keep the order of its requests: while its
 with the log, further talks go too (the log keeps their order) but anything
 else waits behind them. The per-connection states are in `chatcore.session`.
 
+Protocol version 2 (`chatcore.wire.v2`, opt-in per connection) adds names,
+presence, ids on talks, resume and history on the same way: a name is kept
+by the log (`AddUser`, `Rename`), a talk id is checked by the log (one talk
+per user and id), a resume token is checked by the log (only its hash goes
+there), and older talks come from it (`History`). Presence is the core's: a
+user is in a room while it has a connection to it; with a shared log the
+core says when a user comes and goes here (`Presence`) and is told what
+other processes say (`presence_heard`, `presence_snapshot`). Version-2
+members are told who joins, leaves and renames; seed members never are.
+
 What the driver may assume: the core keeps in memory only rooms with members
 or requests in flight (the log has the rest); a client's mistake never raises
 (it is answered with an ``error`` event or a `Close`); `DriverError` means the
@@ -47,27 +57,70 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from . import closecodes
-from .actions import Action, AddUser, Append, Broadcast, Close, ConnectionId, Forget, Load, LogRequest, Send, Ticket
+from .actions import (
+    Action,
+    AddUser,
+    Append,
+    Broadcast,
+    Close,
+    ConnectionId,
+    Forget,
+    History,
+    Load,
+    LogRequest,
+    Presence,
+    Rename,
+    Send,
+    Ticket,
+)
 from .errors import DriverError, ProtocolError
 from .limits import CoreLimits
 from .memorylog import MemoryLog
 from .ratelimit import TokenBucket
-from .results import Appended, KeyTaken, Loaded, LogFailed, LoggedTalk, LogResult, UserAdded
-from .rooms import Room, Talk
+from .results import (
+    Appended,
+    HistoryRead,
+    KeyTaken,
+    Loaded,
+    LogFailed,
+    LoggedTalk,
+    LogResult,
+    NameSaved,
+    PresenceHeard,
+    PresenceSnapshot,
+    UserAdded,
+)
+from .rooms import V2_MARKUP, V2_TEXT, Flavor, Room, Talk, flavor
 from .session import ConnectionState, Session
+from .wire import seed, v2
 from .wire.jsontext import decode_text
-from .wire.seed import InitRequest, Request, TalkRequest, error_event, init_event, parse_request
+from .wire.seed import InitRequest, TalkRequest
+from .wire.v2 import HistoryRequest, InitV2, NameRequest, Request, TalkV2
 
 MAX_JOIN_KEY_ATTEMPTS = 16
 MAX_JOIN_KEY_CHARS = 64
 """Longer join keys are never handed out, so they are not looked up."""
+MIN_TOKEN_CHARS = 16
 RATE_LIMIT_ERROR = "too many messages: slow down"
 NOT_FOUND_ERROR = "chat not found."
 BACKLOG_CLOSE_REASON = "too many messages waiting for the previous one"
+
+
+@dataclass(frozen=True, slots=True)
+class _Intro:
+    """What an ``init`` asked for, carried through the log's answers."""
+
+    flavor: Flavor
+    name: str | None = None
+    token: str | None = None
+    """Version 2: the new token for a new user."""
+    resume: str | None = None
+    """Version 2: the token presented, to come back as its user."""
+    after: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +128,7 @@ class _Joining:
     connection: ConnectionId
     session: Session
     room: Room
-    renders_text: bool
+    intro: _Intro
     created: float | None
     attempt: int
     """Rooms this join has tried to create (a new key each time the log says `KeyTaken`)."""
@@ -86,6 +139,22 @@ class _Talking:
     connection: ConnectionId
     session: Session
     room: Room
+    talk_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Naming:
+    connection: ConnectionId
+    session: Session
+    room: Room
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    connection: ConnectionId
+    session: Session
+    before: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,24 +166,28 @@ class _Loading:
 class _Waiter:
     connection: ConnectionId
     session: Session
-    renders_text: bool
+    intro: _Intro
 
 
 @dataclass(slots=True)
 class _RoomLoad:
-    """A room being loaded: who waits to join it, and talks from elsewhere that arrived meanwhile."""
+    """A room being loaded: who waits to join it, and talks and presence news from elsewhere that arrived meanwhile."""
 
     waiters: list[_Waiter]
     arrived: list[LoggedTalk] | None = None
+    presence: list[PresenceHeard] = field(default_factory=list)
 
 
-_Pending = _Joining | _Talking | _Loading
+_Pending = _Joining | _Talking | _Loading | _Naming | _Reading
 _CLOSING = ConnectionState.CLOSING
 _ANSWERS: dict[type[_Pending], tuple[type[LogResult], ...]] = {
     _Joining: (UserAdded, KeyTaken, LogFailed),
     _Talking: (Appended, LogFailed),
     _Loading: (Loaded, LogFailed),
+    _Naming: (NameSaved, LogFailed),
+    _Reading: (HistoryRead, LogFailed),
 }
+_ANNOUNCED = (V2_TEXT, V2_MARKUP)
 
 
 def _mismatch(pending: _Pending, result: LogResult) -> str | None:
@@ -139,17 +212,21 @@ class ChatCore:
         limits: CoreLimits | None = None,
         external_log: bool = False,
         shared_log: bool = False,
+        new_token: Callable[[], str] | None = None,
     ) -> None:
         """``external_log``: the driver runs the room log (a store); otherwise the core keeps one in memory.
 
         ``shared_log`` (with ``external_log``): other processes use the same log; the core then says
-        when it stops holding a room (`Forget`), so that the driver can stop listening to it.
+        when it stops holding a room (`Forget`) and who comes and goes here (`Presence`).
+        ``new_token`` draws a version-2 resume token (unguessable, 16 characters or more); by
+        default, join keys end to end.
         """
         if shared_log and not external_log:
             raise ValueError("a shared log is an external log")
         self._shared_log = shared_log
         self._clock = clock
         self._new_join_key = new_join_key
+        self._new_token = new_token or self._token_of_join_keys
         self.limits = limits or CoreLimits()
         self.memory_log = None if external_log else MemoryLog(self.limits.history_limit)
         self._rooms: dict[str, Room] = {}
@@ -157,6 +234,12 @@ class ChatCore:
         self._loading: dict[str, _RoomLoad] = {}
         self._pending: dict[Ticket, _Pending] = {}
         self._tickets = itertools.count(1)
+
+    def _token_of_join_keys(self) -> str:
+        token = self._new_join_key()
+        while len(token) < MIN_TOKEN_CHARS:
+            token += self._new_join_key()
+        return token
 
     @property
     def connection_count(self) -> int:
@@ -191,14 +274,21 @@ class ChatCore:
         return []
 
     def disconnect(self, connection: ConnectionId) -> list[Action]:
-        """A connection ended; its room stays for later joiners, and its talks with the log still count."""
+        """A connection ended; its room stays for later joiners, and its requests with the log still count."""
         session = self._session(connection)
         del self._sessions[connection]
         room = session.room
-        if room is not None:
-            room.remove_member(connection)
-            return self._forget_if_idle(room)
-        return []
+        if room is None:
+            return []
+        user_id = room.remove_member(connection)
+        actions: list[Action] = []
+        if user_id not in room.local:
+            if self._shared_log:
+                actions.append(Presence(room.join_key, user_id, False, None))
+            if self._rooms.get(room.join_key) is room:
+                actions.extend(self._presence_changed(room, {user_id: (True, room.names.get(user_id))}))
+        actions.extend(self._forget_if_idle(room))
+        return actions
 
     def receive_text(self, connection: ConnectionId, text: str) -> list[Action]:
         """A text message arrived: JSON, one event."""
@@ -230,8 +320,31 @@ class ChatCore:
         if isinstance(pending, _Joining):
             assert isinstance(result, UserAdded | KeyTaken | LogFailed)
             return self._user_added(pending, result)
+        if isinstance(pending, _Naming):
+            assert isinstance(result, NameSaved | LogFailed)
+            return self._name_saved(pending, result)
+        if isinstance(pending, _Reading):
+            assert isinstance(result, HistoryRead | LogFailed)
+            return self._history_read(pending, result)
         assert isinstance(result, Loaded | LogFailed)
         return self._loaded(pending.join_key, result)
+
+    def presence_heard(self, heard: PresenceHeard) -> list[Action]:
+        """A shared log's news of who comes, goes or renames in a room on another process."""
+        room = self._rooms.get(heard.join_key)
+        if room is not None:
+            return self._apply_heard(room, heard)
+        loading = self._loading.get(heard.join_key)
+        if loading is not None:
+            loading.presence.append(heard)  # (the load may have read presence before this news)
+        return []
+
+    def presence_snapshot(self, snapshot: PresenceSnapshot) -> list[Action]:
+        """Who is in a room on the other processes, read from a shared log (to catch up on news lost on the way)."""
+        room = self._rooms.get(snapshot.join_key)
+        if room is None or snapshot.seq < room.presence_seq:
+            return []
+        return self._apply_snapshot(room, snapshot)
 
     def room_lost(self, join_key: str, reason: str) -> list[Action]:
         """The shared log lost talks of a room this process cannot get back (trimmed, or the log's data is gone).
@@ -246,8 +359,7 @@ class ChatCore:
             return []
         del self._rooms[join_key]
         actions: list[Action] = []
-        text_members, markup_members = room.recipients()
-        for connection in (*text_members, *markup_members):
+        for connection in itertools.chain.from_iterable(room.recipients()):
             session = self._sessions[connection]
             if session.state is not _CLOSING:
                 session.close_asked()
@@ -293,40 +405,57 @@ class ChatCore:
             if session.bucket.strikes > self.limits.max_rate_strikes:
                 session.close_asked()
                 return [Close(connection, closecodes.POLICY_VIOLATION, "message rate limit exceeded")]
-            return [Send(connection, error_event(RATE_LIMIT_ERROR))]
+            talk_id = _talk_id_of(text, event, self.limits.max_json_depth) if session.v2 else None
+            return [Send(connection, self._error(session, RATE_LIMIT_ERROR, talk_id))]
         try:
             if binary:
                 raise ProtocolError("binary messages are not supported; send JSON text")
             if text is not None:
                 event = decode_text(text, self.limits.max_json_depth)
-            return parse_request(event, self.limits.max_payload_chars)
+            return v2.parse_request(event, self.limits.max_payload_chars, v2=session.v2)
         except ProtocolError as error:
-            return [Send(connection, error_event(str(error)))]
+            return [Send(connection, self._error(session, str(error), error.talk_id))]
+
+    @staticmethod
+    def _error(session: Session, message: str, talk_id: str | None = None) -> str:
+        return v2.error_event(message, talk_id) if session.v2 else seed.error_event(message)
 
     def _dispatch(self, connection: ConnectionId, session: Session, request: Request) -> list[Action]:
         try:
-            if isinstance(request, InitRequest):
+            if isinstance(request, TalkRequest | TalkV2):
+                return self._talk(connection, session, request)
+            if isinstance(request, InitRequest | InitV2):
                 return self._init(connection, session, request)
-            return self._talk(connection, session, request)
+            if isinstance(request, NameRequest):
+                return self._rename(connection, session, request)
+            return self._history(connection, session, request)
         except ProtocolError as error:
-            return [Send(connection, error_event(str(error)))]
+            return [Send(connection, self._error(session, str(error), error.talk_id))]
 
-    def _init(self, connection: ConnectionId, session: Session, request: InitRequest) -> list[Action]:
+    def _init(self, connection: ConnectionId, session: Session, request: InitRequest | InitV2) -> list[Action]:
         if session.room is not None:
             raise ProtocolError("already in a chat; open a new connection for another")
         if session.state is ConnectionState.CLOSING:
             raise ProtocolError("this connection is closing; open a new one")
+        session.v2 = isinstance(request, InitV2)
+        if isinstance(request, InitV2):
+            intro = _Intro(
+                flavor(v2=True, renders_text=request.renders_text), request.name, self._new_token(), request.token,
+                request.after,
+            )
+        else:
+            intro = _Intro(flavor(v2=False, renders_text=request.renders_text))
         join_key = request.join_key
         if join_key is None:
-            return self._add_user(connection, session, self._create_room(), request.renders_text, created=self._clock())
+            return self._add_user(connection, session, self._create_room(), intro, created=self._clock())
         room = self._rooms.get(join_key)
         if room is not None:
-            return self._add_user(connection, session, room, request.renders_text)
+            return self._add_user(connection, session, room, intro)
         if len(join_key) > MAX_JOIN_KEY_CHARS:
             raise ProtocolError(NOT_FOUND_ERROR)
         session.join_asked()
         session.in_flight += 1
-        waiter = _Waiter(connection, session, request.renders_text)
+        waiter = _Waiter(connection, session, intro)
         loading = self._loading.get(join_key)
         if loading is not None:
             loading.waiters.append(waiter)
@@ -348,7 +477,7 @@ class ChatCore:
         connection: ConnectionId,
         session: Session,
         room: Room,
-        renders_text: bool,
+        intro: _Intro,
         created: float | None = None,
         attempt: int = 1,
     ) -> list[Action]:
@@ -356,24 +485,49 @@ class ChatCore:
             session.join_asked()  # (after a Load, the session is JOINING already)
         session.in_flight += 1
         room.pending += 1
-        ticket = self._ticket(_Joining(connection, session, room, renders_text, created, attempt))
-        return self._ask(AddUser(ticket, room.join_key, created))
+        ticket = self._ticket(_Joining(connection, session, room, intro, created, attempt))
+        token_hash = None if intro.token is None else v2.token_hash(intro.token)
+        resume_hash = None if intro.resume is None or created is not None else v2.token_hash(intro.resume)
+        return self._ask(AddUser(ticket, room.join_key, created, token_hash, resume_hash, intro.name))
 
-    def _talk(self, connection: ConnectionId, session: Session, request: TalkRequest) -> list[Action]:
+    def _talk(self, connection: ConnectionId, session: Session, request: TalkRequest | TalkV2) -> list[Action]:
         room = session.room
         if room is None:
-            raise ProtocolError('send "init" before "talk"')
+            raise ProtocolError('send "init" before "talk"', getattr(request, "talk_id", None))
+        user_id, name = session.user_id, room.names.get(session.user_id)
+        talk_id = request.talk_id if isinstance(request, TalkV2) else None
         memory_log = self.memory_log
         if memory_log is not None:
             # The memory log answers at once: the talk comes back with its offset, as from any log. (Without
             # the request and result objects around it: they were a third of the cost of a talk.)
-            talk = memory_log.append(room.join_key, session.user_id, self._clock(), request.payload)
+            talk, duplicate = memory_log.append(room.join_key, user_id, self._clock(), request.payload, name, talk_id)
+            if duplicate:
+                return [Send(connection, talk.message(session.flavor))]
             return self._deliver(room, talk)
-        user_id, now, join_key = session.user_id, self._clock(), room.join_key
+        now, join_key = self._clock(), room.join_key
         session.in_flight += 1
         room.pending += 1
-        ticket = self._ticket(_Talking(connection, session, room))
-        return self._ask(Append(ticket, join_key, user_id, now, request.payload))
+        ticket = self._ticket(_Talking(connection, session, room, talk_id))
+        return self._ask(Append(ticket, join_key, user_id, now, request.payload, name, talk_id))
+
+    def _rename(self, connection: ConnectionId, session: Session, request: NameRequest) -> list[Action]:
+        room = session.room
+        if room is None:
+            raise ProtocolError('send "init" before "name"')
+        session.in_flight += 1
+        room.pending += 1
+        ticket = self._ticket(_Naming(connection, session, room, request.name))
+        return self._ask(Rename(ticket, room.join_key, session.user_id, request.name))
+
+    def _history(self, connection: ConnectionId, session: Session, request: HistoryRequest) -> list[Action]:
+        room = session.room
+        if room is None:
+            raise ProtocolError('send "init" before "history"')
+        before = room.last_offset + 1 if request.before is None else request.before
+        session.in_flight += 1
+        room.pending += 1
+        ticket = self._ticket(_Reading(connection, session, before))
+        return self._ask(History(ticket, room.join_key, before, request.limit))
 
     def _ticket(self, pending: _Pending) -> Ticket:
         """A ticket for a request about to go to the log; its result is matched to ``pending`` by it."""
@@ -392,12 +546,55 @@ class ChatCore:
     def _appended(self, pending: _Talking, result: Appended | LogFailed) -> list[Action]:
         connection, session, room = pending.connection, pending.session, pending.room
         room.pending -= 1
-        actions = self._deliver(room, Talk(*result.talk)) if isinstance(result, Appended) else []
+        actions: list[Action] = []
+        if isinstance(result, Appended):
+            delivered = room.last_offset
+            actions = self._deliver(room, Talk(*result.talk))
+            if result.duplicate and result.talk.offset <= delivered and self._sessions.get(connection) is session:
+                # Stored before (a resend): this sender is shown it again, nobody else is.
+                actions.append(Send(connection, Talk(*result.talk).message(session.flavor)))
         if self._sessions.get(connection) is session:
             session.in_flight -= 1
             if isinstance(result, LogFailed):
                 message = f"message not sent: the server could not save it ({result.reason}); try again"
-                actions.append(Send(connection, error_event(message)))
+                actions.append(Send(connection, self._error(session, message, pending.talk_id)))
+            actions.extend(self._resume(connection, session))
+        actions.extend(self._forget_if_idle(room))
+        return actions
+
+    def _name_saved(self, pending: _Naming, result: NameSaved | LogFailed) -> list[Action]:
+        connection, session, room = pending.connection, pending.session, pending.room
+        room.pending -= 1
+        actions: list[Action] = []
+        if isinstance(result, NameSaved) and self._rooms.get(room.join_key) is room:
+            user_id = session.user_id
+            before = {user_id: (room.present(user_id), room.names.get(user_id))}
+            room.names[user_id] = pending.name
+            actions = self._presence_changed(room, before, renamed=True)
+        if self._sessions.get(connection) is session:
+            session.in_flight -= 1
+            if isinstance(result, LogFailed):
+                message = f"name not changed: the server could not save it ({result.reason}); try again"
+                actions.append(Send(connection, self._error(session, message)))
+            actions.extend(self._resume(connection, session))
+        actions.extend(self._forget_if_idle(room))
+        return actions
+
+    def _history_read(self, pending: _Reading, result: HistoryRead | LogFailed) -> list[Action]:
+        connection, session = pending.connection, pending.session
+        room = session.room
+        assert room is not None
+        room.pending -= 1
+        actions: list[Action] = []
+        if self._sessions.get(connection) is session:
+            session.in_flight -= 1
+            if isinstance(result, HistoryRead):
+                flavor = session.flavor
+                talks = [Talk(*logged).message(flavor) for logged in result.talks]
+                actions.append(Send(connection, v2.history_event(pending.before, talks, result.older)))
+            else:
+                message = f"could not read older messages ({result.reason}); try again"
+                actions.append(Send(connection, self._error(session, message)))
             actions.extend(self._resume(connection, session))
         actions.extend(self._forget_if_idle(room))
         return actions
@@ -421,12 +618,11 @@ class ChatCore:
         if talk is None:
             return []
         actions: list[Action] = []
-        text_members, markup_members = room.recipients()
+        recipients = room.recipients()
         while talk is not None:
-            if text_members:
-                actions.append(Broadcast(room.join_key, text_members, talk.message(escape_html=False)))
-            if markup_members:
-                actions.append(Broadcast(room.join_key, markup_members, talk.message(escape_html=True)))
+            for kind, members in enumerate(recipients):
+                if members:
+                    actions.append(Broadcast(room.join_key, members, talk.message(kind)))
             talk = room.next_due() if room.holding else None
         return actions
 
@@ -440,30 +636,49 @@ class ChatCore:
                 forgotten = self._forget_if_idle(room)
                 if pending.attempt < MAX_JOIN_KEY_ATTEMPTS:
                     return forgotten + self._add_user(
-                        connection, session, self._create_room(), pending.renders_text, pending.created,
+                        connection, session, self._create_room(), pending.intro, pending.created,
                         pending.attempt + 1,
                     )
                 actions = forgotten
                 session.join_failed()
-                actions.append(Send(connection, error_event("could not make a new chat: no free key found; try again")))
+                message = "could not make a new chat: no free key found; try again"
+                actions.append(Send(connection, self._error(session, message)))
             elif isinstance(result, UserAdded):
-                actions = self._enter(connection, session, room, result.user_id, pending.renders_text)
+                actions = self._enter(connection, session, room, result, pending.intro)
             else:
                 session.join_failed()
                 message = f"could not join the chat: the server could not save it ({result.reason}); try again"
-                actions = [Send(connection, error_event(message))]
+                actions = [Send(connection, self._error(session, message))]
             actions.extend(self._resume(connection, session))
         actions.extend(self._forget_if_idle(room))
         return actions
 
     def _enter(
-        self, connection: ConnectionId, session: Session, room: Room, user_id: int, renders_text: bool
+        self, connection: ConnectionId, session: Session, room: Room, added: UserAdded, intro: _Intro
     ) -> list[Action]:
-        room.add_member(connection, user_id, renders_text=renders_text)
+        user_id = added.user_id
+        before = {user_id: (room.present(user_id), room.names.get(user_id))}
+        room.names[user_id] = added.name
+        room.add_member(connection, user_id, intro.flavor)
         session.joined(room, user_id)
-        escape_html = not renders_text
-        actions: list[Action] = [Send(connection, init_event(room.join_key, user_id))]
-        actions.extend(Send(connection, talk.message(escape_html=escape_html)) for talk in room.history)
+        session.flavor = intro.flavor
+        actions = self._presence_changed(room, before, exclude=connection)  # (the joiner is told by its init)
+        if self._shared_log and room.local[user_id] == 1:
+            actions.append(Presence(room.join_key, user_id, True, added.name))
+        if not session.v2:
+            actions.append(Send(connection, seed.init_event(room.join_key, user_id)))
+            actions.extend(Send(connection, talk.message(intro.flavor)) for talk in room.history)
+            return actions
+        after = intro.after
+        replay = [talk for talk in room.history if talk.offset > after] if after is not None else list(room.history)
+        first = replay[0].offset if replay else room.last_offset + 1
+        token = intro.resume if added.resumed and intro.resume is not None else intro.token
+        assert token is not None
+        actions.append(Send(connection, v2.init_event(
+            room.join_key, user_id, token=token, name=added.name, members=room.members(), resumed=added.resumed,
+            offset=room.last_offset, older=first > (after or 0) + 1, escape_html=intro.flavor == V2_MARKUP,
+        )))
+        actions.extend(Send(connection, talk.message(intro.flavor)) for talk in replay)
         return actions
 
     def _loaded(self, join_key: str, result: Loaded | LogFailed) -> list[Action]:
@@ -476,8 +691,12 @@ class ChatCore:
             room = self._rooms[join_key] = Room.restore(result.room, self.limits.history_limit)
             for logged in loading.arrived or ():
                 self._deliver(room, Talk(*logged))  # nobody to show them to yet: they join the history
+            if result.room.presence is not None:
+                self._apply_snapshot(room, result.room.presence)
+            for heard in loading.presence:
+                self._apply_heard(room, heard)
             for waiter in waiters:
-                actions.extend(self._add_user(waiter.connection, waiter.session, room, waiter.renders_text))
+                actions.extend(self._add_user(waiter.connection, waiter.session, room, waiter.intro))
             actions.extend(self._forget_if_idle(room))
             return actions
         if isinstance(result, Loaded):
@@ -486,8 +705,68 @@ class ChatCore:
             message = f"could not open the chat: the server could not read it ({result.reason}); try again"
         for waiter in waiters:
             waiter.session.join_failed()
-            actions.append(Send(waiter.connection, error_event(message)))
+            actions.append(Send(waiter.connection, self._error(waiter.session, message)))
             actions.extend(self._resume(waiter.connection, waiter.session))
+        return actions
+
+    # Presence
+
+    def _apply_heard(self, room: Room, heard: PresenceHeard) -> list[Action]:
+        if heard.seq <= room.presence_seq:
+            return []  # (a snapshot read after this news has it already)
+        room.presence_seq = heard.seq
+        user_id = heard.user_id
+        before = {user_id: (room.present(user_id), room.names.get(user_id))}
+        if heard.here is not False:
+            room.names[user_id] = heard.name
+        if heard.here is not None:
+            room.set_remote((heard.origin, user_id), heard.here)
+        return self._presence_changed(room, before)
+
+    def _apply_snapshot(self, room: Room, snapshot: PresenceSnapshot) -> list[Action]:
+        users = set(room.remote_users) | {user_id for _, user_id, _ in snapshot.entries}
+        before = {user_id: (room.present(user_id), room.names.get(user_id)) for user_id in users}
+        room.presence_seq = snapshot.seq
+        room.remote.clear()
+        room.remote_users.clear()
+        for origin, user_id, name in snapshot.entries:
+            room.names[user_id] = name
+            room.set_remote((origin, user_id), True)
+        return self._presence_changed(room, before)
+
+    def _presence_changed(
+        self,
+        room: Room,
+        before: Mapping[int, tuple[bool, str | None]],
+        *,
+        renamed: bool = False,
+        exclude: ConnectionId | None = None,
+    ) -> list[Action]:
+        """Tell the room's version-2 members who joined, left or was renamed since ``before`` (present, name).
+
+        ``renamed``: a rename was asked for; it is announced even to the same name (the renamer waits for it).
+        """
+        recipients = room.recipients()
+        if not recipients[V2_TEXT] and not recipients[V2_MARKUP]:
+            return []
+        actions: list[Action] = []
+        for user_id, (was_present, old_name) in before.items():
+            present, name = room.present(user_id), room.names.get(user_id)
+            if present and not was_present:
+                kind = "joined"
+            elif was_present and not present:
+                kind = "left"
+            elif present and (renamed or name != old_name):
+                kind = "renamed"
+            else:
+                continue
+            for announced in _ANNOUNCED:
+                members = recipients[announced]
+                if exclude is not None and exclude in members:
+                    members = tuple(member for member in members if member != exclude)
+                if members:
+                    event = _presence_event(kind, user_id, name, escape_html=announced == V2_MARKUP)
+                    actions.append(Broadcast(room.join_key, members, event))
         return actions
 
     def _resume(self, connection: ConnectionId, session: Session) -> list[Action]:
@@ -508,3 +787,25 @@ class ChatCore:
             if self._shared_log:
                 return [Forget(room.join_key)]
         return []
+
+
+def _presence_event(kind: str, user_id: int, name: str | None, *, escape_html: bool) -> str:
+    if kind == "joined":
+        return v2.joined_event(user_id, name, escape_html=escape_html)
+    if kind == "left":
+        return v2.left_event(user_id)
+    return v2.renamed_event(user_id, name, escape_html=escape_html)
+
+
+def _talk_id_of(text: str | None, event: object, max_depth: int) -> str | None:
+    """The ``id`` of a talk refused before it was read (for its rate), so a version-2 client knows which."""
+    if text is not None:
+        try:
+            event = decode_text(text, max_depth)
+        except ProtocolError:
+            return None
+    if isinstance(event, dict) and event.get("type") == "talk":
+        talk_id = event.get("id")
+        if isinstance(talk_id, str) and len(talk_id) <= v2.MAX_TALK_ID_CHARS:
+            return talk_id
+    return None

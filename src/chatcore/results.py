@@ -1,10 +1,11 @@
 """What the room log answers: fed back to the core with `ChatCore.log_result`.
 
-A request (`AddUser`, `Append`, `Load` in `chatcore.actions`) is answered by
+A request (`AddUser`, `Append`, `Load`, `Rename`, `History` in `chatcore.actions`) is answered by
 exactly one result with the same ``ticket``, in the order the requests were
 made. An `Appended` with ``ticket=None`` is a talk the log accepted from
 someone else (another process sharing the log): the core delivers it the same
-way as its own.
+way as its own. `PresenceHeard` and `PresenceSnapshot` carry what other
+processes sharing the log say about who is in a room.
 """
 
 from __future__ import annotations
@@ -28,15 +29,51 @@ class LoggedTalk(NamedTuple):
     user_id: int
     time: float
     payload: str
+    name: str | None = None
+    """The sender's name when it was sent."""
+    talk_id: str | None = None
+    """The sender's own id for the talk, if it gave one."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSnapshot:
+    """Who is in a room on the other processes sharing the log, as of presence news number ``seq``.
+
+    ``entries``: (process, user id, name) for each user with a connection to the room on that process.
+    """
+
+    join_key: str
+    seq: int
+    entries: tuple[tuple[str, int, str | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceHeard:
+    """News number ``seq`` of the room's presence from another process (``origin``).
+
+    ``here`` True: the user has a connection to the room on ``origin`` now; False: no longer;
+    None: the user was renamed (to ``name``).
+    """
+
+    join_key: str
+    seq: int
+    origin: str
+    user_id: int
+    here: bool | None
+    name: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class SavedRoom:
-    """A room as the log holds it: the offset of its newest talk (0: none yet) and its latest talks, oldest first."""
+    """A room as the log holds it: the offset of its newest talk (0: none yet) and its latest talks, oldest first.
+
+    A shared log adds who is in the room on the other processes (``presence``).
+    """
 
     join_key: str
     last_offset: int
     talks: tuple[LoggedTalk, ...]
+    presence: PresenceSnapshot | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +82,10 @@ class UserAdded:
 
     ticket: Ticket
     user_id: int
+    resumed: bool = False
+    """The join presented the token of this user (``AddUser.resume_hash``): not a new user."""
+    name: str | None = None
+    """The user's name: the one asked for, else the one the log kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +97,14 @@ class KeyTaken:
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """A talk is in the room's log at ``talk.offset``; ``ticket`` is None when the talk came from elsewhere."""
+    """A talk is in the room's log at ``talk.offset``; ``ticket`` is None when the talk came from elsewhere.
+
+    ``duplicate``: the log had this user's talk with this id already; ``talk`` is that one, not stored again.
+    """
 
     ticket: Ticket | None
     talk: LoggedTalk
+    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +116,22 @@ class Loaded:
 
 
 @dataclass(frozen=True, slots=True)
+class NameSaved:
+    """`Rename` done."""
+
+    ticket: Ticket
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRead:
+    """`History` done: the talks, oldest first; ``older``: the log has talks before the first of them."""
+
+    ticket: Ticket
+    talks: tuple[LoggedTalk, ...]
+    older: bool
+
+
+@dataclass(frozen=True, slots=True)
 class LogFailed:
     """The log could not do it, and did none of it; ``reason`` is short and safe to show to clients."""
 
@@ -78,4 +139,4 @@ class LogFailed:
     reason: str
 
 
-LogResult: TypeAlias = UserAdded | KeyTaken | Appended | Loaded | LogFailed
+LogResult: TypeAlias = UserAdded | KeyTaken | Appended | Loaded | NameSaved | HistoryRead | LogFailed

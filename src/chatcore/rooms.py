@@ -7,54 +7,85 @@ from collections.abc import Sequence
 
 from .actions import ConnectionId
 from .results import LoggedTalk, SavedRoom
-from .wire.seed import talk_event
+from .wire import seed, v2
+
+Flavor = int
+"""How a member wants events: `SEED_TEXT`, `SEED_MARKUP` (payloads HTML-escaped), `V2_TEXT`, `V2_MARKUP`."""
+SEED_TEXT, SEED_MARKUP, V2_TEXT, V2_MARKUP = 0, 1, 2, 3
+FLAVORS = (SEED_TEXT, SEED_MARKUP, V2_TEXT, V2_MARKUP)
+
+
+def flavor(*, v2: bool, renders_text: bool) -> Flavor:
+    return (V2_TEXT if v2 else SEED_TEXT) + (0 if renders_text else 1)
+
+
+def escapes(flavor: Flavor) -> bool:
+    return flavor & 1 == 1
 
 
 class Talk:
-    """One talk from the log, encoded at most once for each kind of client.
+    """One talk from the log, encoded at most once for each flavor of client.
 
     A core with a memory log keeps these very objects in the log and in the
     room's history: a talk held in memory is one object, wherever it is held.
     """
 
-    __slots__ = ("_escaped", "_text", "join_key", "offset", "payload", "time", "user_id")
+    __slots__ = ("_encoded", "join_key", "name", "offset", "payload", "talk_id", "time", "user_id")
 
-    def __init__(self, join_key: str, offset: int, user_id: int, time: float, payload: str) -> None:
+    def __init__(
+        self, join_key: str, offset: int, user_id: int, time: float, payload: str, name: str | None = None,
+        talk_id: str | None = None,
+    ) -> None:
         self.join_key = join_key
         self.offset = offset
         self.user_id = user_id
         self.time = time
         self.payload = payload
-        self._text: str | None = None
-        self._escaped: str | None = None
+        self.name = name
+        self.talk_id = talk_id
+        self._encoded: list[str | None] | None = None
 
     def logged(self) -> LoggedTalk:
         """The talk as a log result carries it."""
-        return LoggedTalk(self.join_key, self.offset, self.user_id, self.time, self.payload)
+        return LoggedTalk(
+            self.join_key, self.offset, self.user_id, self.time, self.payload, self.name, self.talk_id
+        )
 
-    def message(self, *, escape_html: bool) -> str:
-        """The ``talk`` event as JSON text, payload escaped for markup renderers or not."""
-        if escape_html:
-            if self._escaped is None:
-                self._escaped = talk_event(self.payload, self.user_id, self.time, escape_html=True)
-            return self._escaped
-        if self._text is None:
-            self._text = talk_event(self.payload, self.user_id, self.time, escape_html=False)
-        return self._text
+    def message(self, flavor: Flavor) -> str:
+        """The ``talk`` event as JSON text for one flavor of client."""
+        encoded = self._encoded
+        if encoded is None:
+            encoded = self._encoded = [None, None, None, None]
+        text = encoded[flavor]
+        if text is None:
+            escape_html = escapes(flavor)
+            if flavor >= V2_TEXT:
+                text = v2.talk_event(
+                    self.payload, self.user_id, self.time, self.offset, self.name, self.talk_id,
+                    escape_html=escape_html,
+                )
+            else:
+                text = seed.talk_event(self.payload, self.user_id, self.time, escape_html=escape_html)
+            encoded[flavor] = text
+        return text
 
 
 class Room:
-    """Members, latest talks, and where the room's log has been delivered up to.
+    """Members, latest talks, where the room's log has been delivered up to, and who is in it.
 
     Talks are delivered in offset order, each once: `accept` holds back a
     talk that arrives before one with a lower offset (`next_due` hands it out
     when its turn comes), and ignores one already delivered. ``pending`` counts log requests in flight for the room: the
     core forgets an idle room only once it is zero.
+
+    Presence: a user is in the room while it has a connection to it here
+    (``local``) or, with a shared log, on another process (``remote``, as the
+    other processes say, in the order of their news, ``presence_seq``).
     """
 
     __slots__ = (
-        "_early", "_history", "_history_limit", "_markup_members", "_recipients", "_text_members", "join_key",
-        "last_offset", "pending",
+        "_early", "_history", "_history_limit", "_members", "_recipients", "join_key", "last_offset", "local",
+        "names", "pending", "presence_seq", "remote", "remote_users",
     )
 
     def __init__(self, join_key: str, history_limit: int, *, last_offset: int = 0) -> None:
@@ -65,9 +96,18 @@ class Room:
         self._history_limit = history_limit
         self._history: deque[Talk] | None = None  # made on the first talk: many rooms never have one
         self._early: dict[int, Talk] | None = None
-        self._text_members: dict[ConnectionId, int] = {}
-        self._markup_members: dict[ConnectionId, int] = {}
-        self._recipients: tuple[tuple[ConnectionId, ...], tuple[ConnectionId, ...]] | None = None
+        self._members: tuple[dict[ConnectionId, int], ...] = ({}, {}, {}, {})
+        self._recipients: tuple[tuple[ConnectionId, ...], ...] | None = None
+        self.local: dict[int, int] = {}
+        """Users with connections to the room on this process, and how many."""
+        self.names: dict[int, str | None] = {}
+        """The names of the users in the room (and of some who were)."""
+        self.remote: set[tuple[str, int]] = set()
+        """(process, user id) for each user with a connection to the room on another process."""
+        self.remote_users: dict[int, int] = {}
+        """Users in ``remote``, and on how many processes."""
+        self.presence_seq = 0
+        """The number of the latest presence news from other processes applied."""
 
     @classmethod
     def restore(cls, saved: SavedRoom, history_limit: int) -> Room:
@@ -85,7 +125,7 @@ class Room:
     @property
     def idle(self) -> bool:
         """Nobody in it and nothing in flight for it."""
-        return not self._text_members and not self._markup_members and not self.pending
+        return not self.local and not self.pending
 
     def accept(self, talk: Talk) -> Talk | None:
         """Take a talk from the log: the talk to deliver now if it is the next one, else None.
@@ -127,19 +167,54 @@ class Room:
         self.last_offset = talk.offset
         return talk
 
-    def add_member(self, connection: ConnectionId, user_id: int, *, renders_text: bool) -> None:
+    def add_member(self, connection: ConnectionId, user_id: int, flavor: Flavor) -> None:
         """Admit a connection under a user id the log handed out."""
-        members = self._text_members if renders_text else self._markup_members
-        members[connection] = user_id
+        self._members[flavor][connection] = user_id
+        self.local[user_id] = self.local.get(user_id, 0) + 1
         self._recipients = None
 
-    def remove_member(self, connection: ConnectionId) -> None:
-        if self._text_members.pop(connection, None) is None:
-            del self._markup_members[connection]
+    def remove_member(self, connection: ConnectionId) -> int:
+        """Let a connection go; its user id."""
+        for members in self._members:
+            user_id = members.pop(connection, None)
+            if user_id is not None:
+                break
+        else:
+            raise KeyError(connection)
+        count = self.local[user_id] - 1
+        if count:
+            self.local[user_id] = count
+        else:
+            del self.local[user_id]
         self._recipients = None
+        return user_id
 
-    def recipients(self) -> tuple[tuple[ConnectionId, ...], tuple[ConnectionId, ...]]:
-        """Members that render text, and members that render markup (they get escaped payloads)."""
+    def recipients(self) -> tuple[tuple[ConnectionId, ...], ...]:
+        """The members of each flavor (`FLAVORS`)."""
         if self._recipients is None:
-            self._recipients = (tuple(self._text_members), tuple(self._markup_members))
+            self._recipients = tuple(tuple(members) for members in self._members)
         return self._recipients
+
+    def present(self, user_id: int) -> bool:
+        """Whether the user has a connection to the room, here or on another process."""
+        return user_id in self.local or user_id in self.remote_users
+
+    def members(self) -> list[tuple[int, str | None]]:
+        """Everyone in the room, by user id, with their names."""
+        users = sorted(self.local.keys() | self.remote_users.keys())
+        return [(user_id, self.names.get(user_id)) for user_id in users]
+
+    def set_remote(self, entry: tuple[str, int], here: bool) -> None:
+        """A user has (``here``) or no longer has a connection to the room on another process."""
+        user_id = entry[1]
+        if here:
+            if entry not in self.remote:
+                self.remote.add(entry)
+                self.remote_users[user_id] = self.remote_users.get(user_id, 0) + 1
+        elif entry in self.remote:
+            self.remote.discard(entry)
+            count = self.remote_users[user_id] - 1
+            if count:
+                self.remote_users[user_id] = count
+            else:
+                del self.remote_users[user_id]

@@ -13,10 +13,11 @@ States and the transitions between them (anything not listed is a bug)::
 - JOINING: the ``init`` is with the log (a `Load` of the room, then `AddUser`).
   Whatever the client sends meanwhile waits in the backlog, to be answered
   after the ``init``, in order.
-- MEMBER: in a room, for good (one room per connection). Talks go to the log
-  as they come, many at a time: the log answers in order. Anything else (an
-  error to send back, a second ``init``) waits until no talk of this
-  connection is with the log, so that answers keep the order of requests.
+- MEMBER: in a room, for good (one room per connection). Talks (and, in
+  version 2, renames and history reads) go to the log as they come, many at
+  a time: the log answers in order. Anything else (an error to send back, a
+  second ``init``) waits until none of this connection's requests is with
+  the log, so that answers keep the order of requests.
 - CLOSING: the core asked the driver to close it (rate, backlog): nothing it
   sends from then on is answered. What it sent before that decision is still
   answered, in order, before the `Close` (a join with the log still
@@ -30,11 +31,16 @@ from enum import Enum, auto
 from typing import TYPE_CHECKING
 
 from .ratelimit import TokenBucket
-from .wire.seed import Request, TalkRequest
+from .rooms import SEED_MARKUP, Flavor
+from .wire.seed import TalkRequest
+from .wire.v2 import HistoryRequest, NameRequest, Request, TalkV2
 
 if TYPE_CHECKING:
     from .actions import Action
     from .rooms import Room
+
+_LOGGED = (TalkRequest, TalkV2, NameRequest, HistoryRequest)
+"""Requests that go to the log: the log answers them in order, so they need not wait for each other."""
 
 
 class ConnectionState(Enum):
@@ -68,10 +74,14 @@ _TRANSITIONS: dict[tuple[ConnectionState, _Step], ConnectionState] = {
 class Session:
     """One open connection: its state, its room once a member, its rate and its queued answers."""
 
-    __slots__ = ("backlog", "bucket", "in_flight", "room", "state", "user_id")
+    __slots__ = ("backlog", "bucket", "flavor", "in_flight", "room", "state", "user_id", "v2")
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.state = ConnectionState.LOBBY
+        self.v2 = False
+        """The connection's latest ``init`` asked for protocol version 2."""
+        self.flavor: Flavor = SEED_MARKUP
+        """How it wants events, once a member (`chatcore.rooms.flavor`)."""
         self.bucket = bucket
         self.room: Room | None = None
         """Its room once it joined (MEMBER, or CLOSING after it joined); it never changes after."""
@@ -99,7 +109,7 @@ class Session:
         """Whether a request (or a ready answer) can be handled before this connection's log requests return."""
         if self.in_flight == 0:
             return True
-        return self.room is not None and isinstance(outcome, TalkRequest)
+        return self.room is not None and isinstance(outcome, _LOGGED)
 
     def _step(self, step: _Step) -> None:
         self.state = _TRANSITIONS[self.state, step]

@@ -10,11 +10,13 @@ implements on a real connection (and the tests on a model):
   room, `Broker.subscribe` to the room's channel, so that no talk published
   after the room is read goes unheard;
 - the core's `Forget`, and a `Load` that found no room or failed, become
-  `Broker.unsubscribe`;
+  `Broker.unsubscribe`; the core's `Presence` (a user comes or goes here)
+  goes to `Broker.presence`, for the other processes;
 - talks the broker hears on a channel (`heard`), confirmed subscriptions
   (`subscribed`) and fills (`filled`) go through a `RoomFeed`, which asks for
   fills where a gap shows (`Broker.fill`); every talk goes to the core,
-  which shows each once, in offset order.
+  which shows each once, in offset order; presence news from other
+  processes (`presence_heard`, `presence_snapshot`) goes to the core too.
 
 What the broker must guarantee: requests are answered (`log_result`) in
 the order they were made; a subscription is in place before any request
@@ -27,10 +29,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from .actions import Action, AddUser, ConnectionId, Forget, Load, LogRequest, Ticket
+from .actions import Action, AddUser, ConnectionId, Forget, Load, LogRequest, Presence, Ticket
 from .core import ChatCore
 from .feed import Fill, Lost, RoomFeed
-from .results import Appended, Loaded, LoggedTalk, LogResult, UserAdded
+from .results import Appended, Loaded, LoggedTalk, LogResult, PresenceHeard, PresenceSnapshot, UserAdded
 
 LOST_REASON = "this chat lost messages on the server; reconnect to see it as it is now"
 
@@ -49,6 +51,9 @@ class Broker(Protocol):
 
     def fill(self, fill: Fill) -> None:
         """Read the room's talks after ``fill.after``; answer with `SharedChat.filled`."""
+
+    def presence(self, presence: Presence) -> None:
+        """Tell the other processes that a user came to the room here, or left it; no answer."""
 
 
 class SharedChat:
@@ -114,6 +119,14 @@ class SharedChat:
                 self.broker.fill(outcome)
         return self._route(actions)
 
+    def presence_heard(self, heard: PresenceHeard) -> list[Action]:
+        """Another process's news of who came, left or was renamed in a room (never this process's own)."""
+        return self._route(self.core.presence_heard(heard))
+
+    def presence_snapshot(self, snapshot: PresenceSnapshot) -> list[Action]:
+        """Who is in a room on the other processes, read from the log."""
+        return self._route(self.core.presence_snapshot(snapshot))
+
     def log_lost(self) -> list[Action]:
         """The log came back without its data (a new epoch): every room held here is gone; their members rejoin."""
         actions: list[Action] = []
@@ -125,11 +138,13 @@ class SharedChat:
 
     def _route(self, actions: list[Action]) -> list[Action]:
         """Hand the log's actions to the broker; the rest (for clients) to the driver."""
-        if not any(isinstance(action, LogRequest | Forget) for action in actions):
+        if not any(isinstance(action, LogRequest | Forget | Presence) for action in actions):
             return actions
         kept: list[Action] = []
         for action in actions:
-            if isinstance(action, Forget):
+            if isinstance(action, Presence):
+                self.broker.presence(action)
+            elif isinstance(action, Forget):
                 self._unsubscribe(action.join_key)
             elif isinstance(action, Load) or (isinstance(action, AddUser) and action.created is not None):
                 self._watching[action.ticket] = (action.join_key, isinstance(action, Load))

@@ -32,6 +32,8 @@ from .websocket.echo import EchoApp
 log = logging.getLogger(__name__)
 
 JOIN_KEY_BYTES = 12
+TOKEN_BYTES = 24
+"""A version-2 resume token: 32 URL-safe characters, 192 random bits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ def make_app(config: ServerConfig, *, external_log: bool, broker: RedisBroker | 
     core = ChatCore(
         clock=time.time,
         new_join_key=lambda: secrets.token_urlsafe(JOIN_KEY_BYTES),
+        new_token=lambda: secrets.token_urlsafe(TOKEN_BYTES),
         limits=config.core_limits,
         external_log=external_log or broker is not None,
         shared_log=broker is not None,

@@ -14,7 +14,7 @@ from typing import Protocol, assert_never
 
 import anyio
 
-from chatcore import Action, Broadcast, Close, ConnectionId, Forget, LogRequest, LogResult, Send, closecodes
+from chatcore import Action, Broadcast, Close, ConnectionId, Forget, LogRequest, LogResult, Presence, Send, closecodes
 
 from ..config import Limits
 from ..storage.worker import LogWorker
@@ -137,8 +137,9 @@ class Hub:
                 peer = peers[action.connection]
                 log.info("%s: closing with %d: %s", peer.remote, action.code, action.reason)
                 peer.close(action.code, action.reason)
-            elif isinstance(action, Forget):
-                raise RuntimeError("a shared log's Forget reached the hub: the core belongs in a SharedChat")
+            elif isinstance(action, Forget | Presence):
+                kind = type(action).__name__
+                raise RuntimeError(f"a shared log's {kind} reached the hub: the core belongs in a SharedChat")
             else:
                 assert_never(action)
 

@@ -1,0 +1,217 @@
+"""Protocol version 2, opt-in: names, presence, ids on talks, resume and history (``docs/protocol-v2.md``).
+
+A client opts in with ``"v": 2`` in its ``init``; every other client sees
+only the seed's events and fields (`chatcore.wire.seed`, frozen). What
+version 2 adds, client → server: fields on ``init`` (``name``, ``token``,
+``after``), an ``id`` on ``talk``, and the ``name`` and ``history`` events;
+server → client: fields on ``init``, ``talk`` and ``error``, and the
+``joined``, ``left``, ``renamed`` and ``history`` events. Nothing here
+holds state; `chatcore.core` decides who gets what.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ProtocolError
+from . import seed
+from .jsontext import encode
+
+VERSION = 2
+MAX_NAME_CHARS = 32
+MAX_TALK_ID_CHARS = 64
+MAX_TOKEN_CHARS = 256
+"""Longer tokens are never handed out, so they are not looked up."""
+HISTORY_DEFAULT = 50
+HISTORY_MAX = 200
+"""Most talks one ``history`` answer holds; a larger ``limit`` is cut to it."""
+
+
+@dataclass(frozen=True, slots=True)
+class InitV2:
+    """``{"type": "init", "v": 2, ...}``: join (``join_key``) or start a room, as a named, resumable user."""
+
+    join_key: str | None
+    renders_text: bool
+    name: str | None
+    token: str | None
+    after: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TalkV2:
+    """A talk from a version-2 client: ``talk_id`` is its own id for it (one talk per user and id)."""
+
+    payload: str
+    talk_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NameRequest:
+    """``{"type": "name", "name": N}``: rename the sender in its room."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRequest:
+    """``{"type": "history", "before": B, "limit": L}``: older talks; ``before`` None means below the newest + 1."""
+
+    before: int | None
+    limit: int
+
+
+Request = seed.Request | InitV2 | TalkV2 | NameRequest | HistoryRequest
+
+
+def parse_request(event: object, max_payload_chars: int, *, v2: bool) -> Request:
+    """Validate a decoded client event: a version-2 ``init`` from anyone, the rest by the connection's version."""
+    if isinstance(event, dict) and event.get("type") == "init" and "v" in event:
+        return _parse_init(event)
+    if not v2:
+        return seed.parse_request(event, max_payload_chars)
+    assert isinstance(event, dict)  # (a version-2 connection sent a valid init before)
+    kind = event.get("type")
+    if kind == "talk":
+        talk_id = event.get("id")
+        if talk_id is not None and not _is_talk_id(talk_id):
+            raise ProtocolError(f'"id" must be a string of 1 to {MAX_TALK_ID_CHARS} characters, no control characters')
+        try:
+            request = seed.parse_request(event, max_payload_chars)
+        except ProtocolError as error:
+            raise ProtocolError(str(error), talk_id) from None
+        assert isinstance(request, seed.TalkRequest)
+        return TalkV2(request.payload, talk_id)
+    if kind == "name":
+        return NameRequest(valid_name(event.get("name")))
+    if kind == "history":
+        before = event.get("before")
+        if before is not None and not _is_count(before, minimum=1):
+            raise ProtocolError('"before" must be an integer offset, 1 or more')
+        limit = event.get("limit", HISTORY_DEFAULT)
+        if not _is_count(limit, minimum=1):
+            raise ProtocolError('"limit" must be an integer, 1 or more')
+        return HistoryRequest(before, min(limit, HISTORY_MAX))
+    if kind == "init":
+        return seed.parse_request(event, max_payload_chars)
+    if isinstance(event.get("type"), str):
+        raise ProtocolError('unknown event type; expected "init", "talk", "name" or "history"')
+    return seed.parse_request(event, max_payload_chars)
+
+
+def _parse_init(event: dict[str, Any]) -> InitV2:
+    if event["v"] != VERSION or isinstance(event["v"], bool):
+        raise ProtocolError(f'"v" must be {VERSION} (or absent, for the seed protocol)')
+    join_key = event.get("joinKey")
+    if join_key is not None and not isinstance(join_key, str):
+        raise ProtocolError('"joinKey" must be a string')
+    name = event.get("name")
+    if name is not None:
+        name = valid_name(name)
+    token = event.get("token")
+    if token is not None and not isinstance(token, str):
+        raise ProtocolError('"token" must be a string')
+    after = event.get("after")
+    if after is not None and not _is_count(after, minimum=0):
+        raise ProtocolError('"after" must be an integer offset, 0 or more')
+    usable_token = token if token and join_key is not None and len(token) <= MAX_TOKEN_CHARS else None
+    return InitV2(join_key, event.get("render") == "text", name, usable_token, after)
+
+
+def valid_name(name: object) -> str:
+    """The name trimmed, or `ProtocolError`: 1 to 32 characters after trimming, no control characters."""
+    if not isinstance(name, str):
+        raise ProtocolError('"name" must be a string')
+    name = name.strip()
+    if not 1 <= len(name) <= MAX_NAME_CHARS:
+        raise ProtocolError(f'"name" must be 1 to {MAX_NAME_CHARS} characters long (spaces at the ends do not count)')
+    if not name.isprintable() or not _is_encodable(name):
+        raise ProtocolError('"name" must not contain control characters')
+    return name
+
+
+def _is_talk_id(value: object) -> bool:
+    return (
+        isinstance(value, str) and 1 <= len(value) <= MAX_TALK_ID_CHARS and value.isprintable()
+        and _is_encodable(value)
+    )
+
+
+def _is_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_count(value: object, *, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def token_hash(token: str) -> str:
+    """What the log keeps of a token: a token is a credential, and a copy of the log must not hand them out."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def shown(text: str | None, escape_html: bool) -> str | None:
+    return html.escape(text) if escape_html and text is not None else text
+
+
+# Server → client
+
+
+def init_event(
+    join_key: str, user_id: int, *, token: str, name: str | None, members: Sequence[tuple[int, str | None]],
+    resumed: bool, offset: int, older: bool, escape_html: bool,
+) -> str:
+    """The reply to a version-2 ``init``."""
+    return encode({
+        "type": "init", "joinKey": join_key, "userId": user_id, "v": VERSION, "token": token,
+        "name": shown(name, escape_html),
+        "members": [{"userId": member, "name": shown(member_name, escape_html)} for member, member_name in members],
+        "resumed": resumed, "offset": offset, "older": older,
+    })
+
+
+def talk_event(
+    payload: str, user_id: int, time: float, offset: int, name: str | None, talk_id: str | None, *, escape_html: bool
+) -> str:
+    """A talk for a version-2 client: the seed's fields, its offset, the sender's name and the sender's id."""
+    if escape_html:
+        payload = html.escape(payload)
+        name = shown(name, True)
+    event: dict[str, Any] = {
+        "type": "talk", "payload": payload, "userId": user_id, "time": time, "offset": offset, "name": name,
+    }
+    if talk_id is not None:
+        event["id"] = talk_id
+    return encode(event)
+
+
+def joined_event(user_id: int, name: str | None, *, escape_html: bool) -> str:
+    return encode({"type": "joined", "userId": user_id, "name": shown(name, escape_html)})
+
+
+def left_event(user_id: int) -> str:
+    return encode({"type": "left", "userId": user_id})
+
+
+def renamed_event(user_id: int, name: str | None, *, escape_html: bool) -> str:
+    return encode({"type": "renamed", "userId": user_id, "name": shown(name, escape_html)})
+
+
+def history_event(before: int, talks: Sequence[str], older: bool) -> str:
+    """The answer to ``history``; ``talks`` are talk events already encoded for the client."""
+    return f'{{"type":"history","before":{before},"talks":[{",".join(talks)}],"older":{"true" if older else "false"}}}'
+
+
+def error_event(message: str, talk_id: str | None) -> str:
+    """An error for a version-2 client: the seed's fields, and the ``id`` of the talk it refuses, if any."""
+    if talk_id is None:
+        return seed.error_event(message)
+    return encode({"type": "error", "message": message, "payload": message, "id": talk_id})
