@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,46 @@ def test_rooms_users_and_messages_survive_a_restart(server_config: ServerConfig)
         assert history(carol, 2) == [("<b>before</b> the restart", 1), ("ok", 2)]
         assert seed_page.init(join_key, renders_text=False)["userId"] == 4
         assert history(seed_page, 2)[0] == ("&lt;b&gt;before&lt;/b&gt; the restart", 1)
+
+
+def test_version_2_tokens_names_talk_ids_and_history_survive_a_restart(server_config: ServerConfig) -> None:
+    def join(client: ChatClient, **fields: object) -> dict[str, Any]:
+        client.send({"type": "init", "v": 2, "render": "text", **fields})
+        reply = client.recv()
+        assert reply["type"] == "init", reply
+        return reply
+
+    def next_of(client: ChatClient, kind: str) -> dict[str, Any]:
+        """The next event of this kind (presence events before it are skipped)."""
+        while (event := client.recv())["type"] != kind:
+            assert event["type"] in {"joined", "left", "renamed"}, event
+        return event
+
+    with live_server(server_config) as first, ChatClient(first.ws_url) as ada:
+        joined = join(ada, name="Ada")
+        join_key, token = joined["joinKey"], joined["token"]
+        for n in range(1, 5):
+            ada.send({"type": "talk", "payload": f"talk {n}", "id": f"m{n}"})
+            assert next_of(ada, "talk")["offset"] == n
+        ada.send({"type": "name", "name": "Ada L."})
+        assert next_of(ada, "renamed") == {"type": "renamed", "userId": 1, "name": "Ada L."}
+    with live_server(server_config) as second, ChatClient(second.ws_url) as ada, \
+            ChatClient(second.ws_url) as seed_page:
+        again = join(ada, joinKey=join_key, token=token, after=4)
+        assert (again["userId"], again["resumed"], again["name"], again["offset"]) == (1, True, "Ada L.", 4)
+        assert seed_page.init(join_key)["userId"] == 2
+        assert [talk["payload"] for talk in seed_page.talks_until_quiet(0.3)] == [f"talk {n}" for n in range(1, 5)]
+        ada.send({"type": "talk", "payload": "talk 2, sent again", "id": "m2"})  # after a reconnect, say
+        resent = next_of(ada, "talk")
+        assert (resent["offset"], resent["payload"], resent["name"], resent["id"]) == (2, "talk 2", "Ada", "m2")
+        ada.send({"type": "history", "before": 4, "limit": 2})
+        page = next_of(ada, "history")
+        assert ([talk["offset"] for talk in page["talks"]], page["older"]) == ([2, 3], True)
+        ada.send({"type": "talk", "payload": "talk 5"})
+        fifth = next_of(ada, "talk")
+        assert (fifth["offset"], fifth["name"]) == (5, "Ada L.")
+        # The seed page was not sent the resent talk, nor anything but the seed's fields.
+        assert seed_page.recv() == {"type": "talk", "payload": "talk 5", "userId": 1, "time": fifth["time"]}
 
 
 def test_a_room_nobody_is_in_leaves_memory_and_comes_back_on_join(server: LiveServer) -> None:
