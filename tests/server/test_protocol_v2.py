@@ -9,6 +9,7 @@ through a real redis-server, where the two hosts are different processes.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -232,3 +233,22 @@ def test_mistakes_get_error_events_that_name_the_refused_talk(
     assert ada.recv()["type"] == "error"
     ada.talk("still here")
     assert ada.wait_for("talk")["payload"] == "still here"
+
+
+def test_a_token_never_reaches_the_log(transport: str, tmp_path: Path) -> None:
+    with server_process(
+        "--transport", transport, "--http-port", "0", "--ws-port", "0", "--log-level", "DEBUG",
+        "--db", str(tmp_path / "chat.db"),
+    ) as server:
+        url = f"ws://127.0.0.1:{server.ws_port}/"
+        with Client(url) as ada:
+            first = ada.join(name="Ada")
+        with Client(url) as again:
+            assert again.join(first["joinKey"], token=first["token"])["resumed"]
+            again.send({"type": "init", "v": 2, "token": first["token"]})  # a mistake: already in a room
+            assert again.recv()["type"] == "error"
+        server.process.send_signal(signal.SIGTERM)
+        log = server.whole_log()
+    assert "Ada" not in log
+    assert first["token"] not in log
+    assert first["token"][:8] not in log
