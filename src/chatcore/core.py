@@ -105,6 +105,7 @@ MAX_JOIN_KEY_ATTEMPTS = 16
 MAX_JOIN_KEY_CHARS = 64
 """Longer join keys are never handed out, so they are not looked up."""
 MIN_TOKEN_CHARS = 16
+ROOM_LOST_REASON = "this chat changed on the server; reconnect to see it as it is now"
 RATE_LIMIT_ERROR = "too many messages: slow down"
 NOT_FOUND_ERROR = "chat not found."
 BACKLOG_CLOSE_REASON = "too many messages waiting for the previous one"
@@ -569,7 +570,7 @@ class ChatCore:
         if isinstance(result, NameSaved) and self._rooms.get(room.join_key) is room:
             user_id = session.user_id
             before = {user_id: (room.present(user_id), room.names.get(user_id))}
-            room.names[user_id] = pending.name
+            room.rename(user_id, pending.name, result.seq)
             actions = self._presence_changed(room, before, renamed=True)
         if self._sessions.get(connection) is session:
             session.in_flight -= 1
@@ -643,6 +644,10 @@ class ChatCore:
                 session.join_failed()
                 message = "could not make a new chat: no free key found; try again"
                 actions.append(Send(connection, self._error(session, message)))
+            elif isinstance(result, UserAdded) and self._rooms.get(room.join_key) is not room:
+                # The room was lost meanwhile (`room_lost`): like its members, the joiner reconnects.
+                session.close_asked()
+                actions = [Close(connection, closecodes.SERVICE_RESTART, ROOM_LOST_REASON)]
             elif isinstance(result, UserAdded):
                 actions = self._enter(connection, session, room, result, pending.intro)
             else:
@@ -650,6 +655,12 @@ class ChatCore:
                 message = f"could not join the chat: the server could not save it ({result.reason}); try again"
                 actions = [Send(connection, self._error(session, message))]
             actions.extend(self._resume(connection, session))
+        elif isinstance(result, UserAdded) and self._rooms.get(room.join_key) is room:
+            # The joiner left before the answer, but the log took the name it asked for.
+            user_id = result.user_id
+            before = {user_id: (room.present(user_id), room.names.get(user_id))}
+            room.rename(user_id, result.name, None)
+            actions.extend(self._presence_changed(room, before))
         actions.extend(self._forget_if_idle(room))
         return actions
 
@@ -658,7 +669,7 @@ class ChatCore:
     ) -> list[Action]:
         user_id = added.user_id
         before = {user_id: (room.present(user_id), room.names.get(user_id))}
-        room.names[user_id] = added.name
+        room.rename(user_id, added.name, None)
         room.add_member(connection, user_id, intro.flavor)
         session.joined(room, user_id)
         session.flavor = intro.flavor
@@ -718,7 +729,7 @@ class ChatCore:
         user_id = heard.user_id
         before = {user_id: (room.present(user_id), room.names.get(user_id))}
         if heard.here is not False:
-            room.names[user_id] = heard.name
+            room.rename(user_id, heard.name, heard.seq)
         if heard.here is not None:
             room.set_remote((heard.origin, user_id), heard.here)
         return self._presence_changed(room, before)
@@ -730,7 +741,7 @@ class ChatCore:
         room.remote.clear()
         room.remote_users.clear()
         for origin, user_id, name in snapshot.entries:
-            room.names[user_id] = name
+            room.rename(user_id, name, snapshot.seq)
             room.set_remote((origin, user_id), True)
         return self._presence_changed(room, before)
 

@@ -117,9 +117,10 @@ class Loaded:
 
 @dataclass(frozen=True, slots=True)
 class NameSaved:
-    """`Rename` done."""
+    """`Rename` done; a shared log says which presence news (``seq``) announced it to the other processes."""
 
     ticket: Ticket
+    seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

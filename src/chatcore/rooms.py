@@ -85,7 +85,7 @@ class Room:
 
     __slots__ = (
         "_early", "_history", "_history_limit", "_members", "_recipients", "join_key", "last_offset", "local",
-        "names", "pending", "presence_seq", "remote", "remote_users",
+        "name_seq", "names", "pending", "presence_seq", "remote", "remote_users",
     )
 
     def __init__(self, join_key: str, history_limit: int, *, last_offset: int = 0) -> None:
@@ -108,6 +108,16 @@ class Room:
         """Users in ``remote``, and on how many processes."""
         self.presence_seq = 0
         """The number of the latest presence news from other processes applied."""
+        self.name_seq: dict[int, int] = {}
+        """For names set by numbered news (or this process's renames, numbered by the log): that number."""
+
+    def rename(self, user_id: int, name: str | None, seq: int | None) -> None:
+        """Set a user's name, unless news numbered after ``seq`` (None: unnumbered, always applies) set it."""
+        if seq is not None:
+            if seq < self.name_seq.get(user_id, 0):
+                return
+            self.name_seq[user_id] = seq
+        self.names[user_id] = name
 
     @classmethod
     def restore(cls, saved: SavedRoom, history_limit: int) -> Room:

@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--redis-retention", type=_positive_int, default=redis_defaults.retention, metavar="N",
         help="talks kept per room in Redis (at least; also at least --history-limit): what a process can "
         "read back after missing some, e.g. while its connection to Redis was down")
+    add("--presence-ttl", type=_seconds, default=redis_defaults.presence_ttl, metavar="SECONDS",
+        help="how long a process that dies keeps its users listed in its rooms on the other processes; "
+        "their left is sent within ttl + ttl/3 (each process renews its users every ttl/3)")
 
     group = parser.add_argument_group("limits")
     add = group.add_argument
@@ -181,7 +184,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         allow_origins=frozenset(args.allow_origin),
         database=None if args.db == MEMORY or args.redis else Path(args.db or default_database()),
         redis=None if args.redis is None else RedisSettings(
-            args.redis, args.redis_timeout, max(args.redis_retention, args.history_limit)
+            args.redis, args.redis_timeout, max(args.redis_retention, args.history_limit), args.presence_ttl
         ),
         database_timeout=args.db_timeout,
         database_sync=Synchronous(args.db_sync),

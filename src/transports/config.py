@@ -77,6 +77,13 @@ class RedisSettings:
     """Seconds a client's request may wait for Redis before it gets an error event."""
     retention: int = 10_000
     """Talks kept per room in its stream (at least; XADD MAXLEN ~): what a process can read back after a gap."""
+    presence_ttl: float = 15.0
+    """Seconds a process's users stay listed in a room's presence unless it renews them (every third of it):
+    how long a process that dies without a word keeps its users listed."""
+
+    def __post_init__(self) -> None:
+        if not self.presence_ttl > 0:
+            raise ValueError("presence_ttl must be more than 0")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,24 +3,35 @@
 Real `ChatCore`s, each in a real `SharedChat` (its `RoomFeed` filling gaps),
 and `redis_model.RedisModel` in their place of Redis, in one process with no
 event loop: hypothesis chooses who connects, joins, talks and leaves on which
-process, when each process's requests reach Redis and their answers come
-back, when each subscriber hears what was published, which messages its
-connection loses, when Redis restarts (with its data or without) and when a
-process crashes. After every step, and once everything has settled:
+process (seed clients, and version-2 ones that name themselves, rename, come
+back with their token, send talks again and read history), when each
+process's requests reach Redis and their answers come back, when each
+subscriber hears what was published, which messages its connection loses,
+when Redis's clock moves on and each process renews its presence, when Redis
+restarts (with its data or without) and when a process crashes. After every
+step, and once everything has settled:
 
 - user ids are unique in each room;
 - every client saw its room's talks as one gap-free run of the room's log
   (its stream), from the start, each once, in order: the replay and what came
   live after it join without a seam;
 - once settled, every client still connected has seen every talk of its room;
-- nothing a client was shown is missing from the log while Redis keeps its data.
+- nothing a client was shown is missing from the log while Redis keeps its data;
+- version 2: a resumed token gets its user back; a talk id resent (on any
+  process) is stored once, and its sender is shown the original; a history
+  read is the log's; once settled (Redis's clock moved on past the presence
+  ttl, every process renewing its presence on the way), every process's core
+  agrees on who is in each room, with which names, and that is the users
+  with a connection open, under the names the log keeps; and every
+  version-2 client's own view of the room (its ``init``'s members, then
+  ``joined``, ``left`` and ``renamed``) is the same.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from random import Random
 from typing import Any
@@ -29,9 +40,9 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from chatcore import Action, Broadcast, ChatCore, Close, CoreLimits, Send, closecodes
+from chatcore import Action, Broadcast, ChatCore, Close, CoreLimits, LoggedTalk, PresenceSnapshot, Send, closecodes
 from chatcore.shared import SharedChat
-from redis_model import Filled, ModelBroker, RedisModel
+from redis_model import TTL, Filled, ModelBroker, RedisModel
 
 PROCESSES = 3
 
@@ -42,17 +53,86 @@ class Client:
 
     process: int
     connection: int
+    v2: bool = False
+    resumes: Client | None = None
+    """Version 2: the client whose token this one presented."""
     events: list[dict[str, Any]] = field(default_factory=list)
     closed_with: int | None = None
     gone: bool = False
+    sent: list[tuple[str, str]] = field(default_factory=list)
+    """Version 2: the talks sent, (id, payload)."""
+    history_limits: list[int] = field(default_factory=list)
+    """Version 2: the limit of each history asked for, in order."""
+    init: dict[str, Any] | None = None
+    """The ``init`` reply, once it came."""
+    checked: int = 0
+    """Events checked against the log so far (see `check_new_events`)."""
+    shown: int = 0
+    """Talks shown so far (seed clients), or the offset of the latest (version 2)."""
+    histories: int = 0
+    """History requests answered so far."""
 
-    @property
-    def init(self) -> dict[str, Any] | None:
-        return next((event for event in self.events if event["type"] == "init"), None)
+    def receive(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        if self.init is None and event["type"] == "init":
+            self.init = event
+
+    def check_new_events(self, stream: list[LoggedTalk]) -> None:
+        """The events since the last call are what the room's log (``stream``, from offset 1) says.
+
+        Talks are shown as one gapless run from the room's first, each once, in order (a version-2 resend
+        is answered with the talk the log has); a history answer holds the talks the log has.
+        """
+        for event in itertools.islice(self.events, self.checked, None):
+            kind = event["type"]
+            if kind == "talk" and not self.v2:
+                assert self.shown < len(stream), (self, event)
+                assert event["payload"] == stream[self.shown].payload, (self, event)
+                self.shown += 1
+            elif kind == "talk":
+                offset = event["offset"]
+                if offset > self.shown:
+                    assert offset == self.shown + 1, (self, event)
+                    self.shown = offset
+                assert offset <= len(stream), (self, event)
+                assert _talk(event) == _logged(stream[offset - 1]), (self, event)
+            elif kind == "history" or (kind == "error" and event["message"].startswith("could not read older")):
+                limit = self.history_limits[self.histories]  # (one answer per request, in order)
+                self.histories += 1
+                if kind == "history":
+                    earlier = [talk for talk in stream if talk.offset < event["before"]]
+                    chosen = earlier[-limit:]
+                    assert [_talk(talk) for talk in event["talks"]] == [_logged(talk) for talk in chosen], (self, event)
+                    assert event["older"] == (len(earlier) > len(chosen)), (self, event)
+            self.checked += 1
+
+    def talk_events(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The talks shown, once each, in order; and the talks shown again (a version-2 resend's answer)."""
+        shown: list[dict[str, Any]] = []
+        again: list[dict[str, Any]] = []
+        for event in self.events:
+            if event["type"] == "talk":
+                if self.v2 and shown and event["offset"] <= shown[-1]["offset"]:
+                    again.append(event)
+                else:
+                    shown.append(event)
+        return shown, again
 
     @property
     def talks(self) -> list[str]:
-        return [event["payload"] for event in self.events if event["type"] == "talk"]
+        return [event["payload"] for event in self.talk_events()[0]]
+
+    def members(self) -> dict[int, str | None]:
+        """Version 2: who is in the room as this client was told, with their names."""
+        init = self.init
+        assert init is not None
+        members = {member["userId"]: member["name"] for member in init["members"]}
+        for event in self.events:
+            if event["type"] in ("joined", "renamed"):
+                members[event["userId"]] = event["name"]
+            elif event["type"] == "left":
+                del members[event["userId"]]
+        return members
 
 
 class Process:
@@ -76,10 +156,10 @@ class Process:
     def perform(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Send):
-                self.clients[self.index, action.connection].events.append(json.loads(action.message))
+                self.clients[self.index, action.connection].receive(json.loads(action.message))
             elif isinstance(action, Broadcast):
                 for recipient in action.recipients:
-                    self.clients[self.index, recipient].events.append(json.loads(action.message))
+                    self.clients[self.index, recipient].receive(json.loads(action.message))
             elif isinstance(action, Close):
                 assert action.code == closecodes.SERVICE_RESTART  # the one close here: a room that lost talks
                 client = self.clients[self.index, action.connection]
@@ -96,10 +176,20 @@ class Cluster(RuleBasedStateMachine):
         self.redis = RedisModel()
         self.clients: dict[tuple[int, int], Client] = {}
         # Join keys are random in the server, never drawn twice: here a counter for the whole cluster.
-        self.keys = (f"room{n}" for n in itertools.count(1))
+        self.keys_drawn = 0
+        self.keys = self._keys()
+        self.lost_keys = 0
+        """Rooms up to this number were drawn when a process learnt that Redis lost its data: the presence checks
+        leave them be."""
         self.processes = [Process(n, self.redis, self.clients, self.keys) for n in range(PROCESSES)]
         self.payloads = itertools.count(1)
+        self.names = itertools.count(1)
         self.data_lost = False
+
+    def _keys(self) -> Iterator[str]:
+        for n in itertools.count(1):
+            self.keys_drawn = n
+            yield f"room{n}"
 
     # Clients
 
@@ -112,20 +202,41 @@ class Cluster(RuleBasedStateMachine):
     def rooms(self) -> list[str]:
         return sorted({client.init["joinKey"] for client in self.clients.values() if client.init is not None})
 
-    @rule(process=st.integers(0, PROCESSES - 1))
-    def open_room(self, process: int) -> None:
-        self._connect(process, {"type": "init"})
+    @rule(process=st.integers(0, PROCESSES - 1), v2=st.booleans(), named=st.booleans())
+    def open_room(self, process: int, v2: bool = False, named: bool = False) -> None:
+        self._connect(process, self._init(v2, named))
 
     @precondition(lambda self: self.rooms())
-    @rule(process=st.integers(0, PROCESSES - 1), pick=st.integers(0, 10**6))
-    def join_room(self, process: int, pick: int) -> None:
+    @rule(process=st.integers(0, PROCESSES - 1), pick=st.integers(0, 10**6), v2=st.booleans(), named=st.booleans())
+    def join_room(self, process: int, pick: int, v2: bool = False, named: bool = False) -> None:
         rooms = self.rooms()
-        self._connect(process, {"type": "init", "joinKey": rooms[pick % len(rooms)]})
+        self._connect(process, self._init(v2, named, joinKey=rooms[pick % len(rooms)]))
 
-    def _connect(self, index: int, init: dict[str, Any]) -> None:
+    def resumable(self) -> list[Client]:
+        return [client for client in self.clients.values() if client.v2 and client.init is not None]
+
+    @precondition(lambda self: self.resumable())
+    @rule(process=st.integers(0, PROCESSES - 1), pick=st.integers(0, 10**6), named=st.booleans())
+    def resume(self, process: int, pick: int, named: bool = False) -> None:
+        """A version-2 user comes back with its token (its first connection perhaps still open), on any process."""
+        clients = self.resumable()
+        earlier = clients[pick % len(clients)]
+        init = earlier.init
+        assert init is not None
+        self._connect(process, self._init(True, named, joinKey=init["joinKey"], token=init["token"]), earlier)
+
+    def _init(self, v2: bool, named: bool, **fields: str) -> dict[str, Any]:
+        if not v2:
+            return {"type": "init", **fields}
+        init: dict[str, Any] = {"type": "init", "v": 2, "render": "text", **fields}
+        if named:
+            init["name"] = f"u{next(self.names)}"
+        return init
+
+    def _connect(self, index: int, init: dict[str, Any], resumes: Client | None = None) -> None:
         process = self.processes[index]
         connection = next(process.connections)
-        self.clients[index, connection] = Client(index, connection)
+        self.clients[index, connection] = Client(index, connection, v2="v" in init, resumes=resumes)
         process.perform(process.chat.connect(connection))
         process.perform(process.chat.receive_text(connection, json.dumps(init)))
 
@@ -137,9 +248,55 @@ class Cluster(RuleBasedStateMachine):
             if not clients:
                 return
             client = clients[pick % len(clients)]
-            process = self.processes[client.process]
-            text = json.dumps({"type": "talk", "payload": f"m{next(self.payloads)}"})
-            process.perform(process.chat.receive_text(client.connection, text))
+            n = next(self.payloads)
+            talk = {"type": "talk", "payload": f"m{n}"}
+            if client.v2:
+                talk["id"] = f"i{n}"
+                client.sent.append((talk["id"], talk["payload"]))
+            self._send(client, talk)
+
+    def _send(self, client: Client, event: dict[str, Any]) -> None:
+        process = self.processes[client.process]
+        process.perform(process.chat.receive_text(client.connection, json.dumps(event)))
+
+    def joined_v2(self) -> list[Client]:
+        return [client for client in self.joined() if client.v2]
+
+    @precondition(lambda self: self.joined_v2())
+    @rule(pick=st.integers(0, 10**6), which=st.integers(0, 10**6))
+    def resend(self, pick: int, which: int) -> None:
+        """A version-2 client sends again a talk its user sent before (on this connection or another)."""
+        clients = self.joined_v2()
+        client = clients[pick % len(clients)]
+        init = client.init
+        assert init is not None
+        sent = [
+            talk for other in self.clients.values() if other.v2 and other.init is not None
+            and (other.init["joinKey"], other.init["userId"]) == (init["joinKey"], init["userId"])
+            for talk in other.sent
+        ]
+        if sent:
+            talk_id, payload = sent[which % len(sent)]
+            client.sent.append((talk_id, payload))
+            self._send(client, {"type": "talk", "payload": payload, "id": talk_id})
+
+    @precondition(lambda self: self.joined_v2())
+    @rule(pick=st.integers(0, 10**6))
+    def rename(self, pick: int) -> None:
+        clients = self.joined_v2()
+        self._send(clients[pick % len(clients)], {"type": "name", "name": f"n{next(self.names)}"})
+
+    @precondition(lambda self: self.joined_v2())
+    @rule(pick=st.integers(0, 10**6), before=st.integers(0, 12), limit=st.integers(1, 5))
+    def read_history(self, pick: int, before: int, limit: int) -> None:
+        clients = self.joined_v2()
+        client = clients[pick % len(clients)]
+        client.history_limits.append(limit)
+        event: dict[str, Any] = {"type": "history", "limit": limit}
+        shown = client.talk_events()[0]
+        if before and before <= (shown[-1]["offset"] if shown else 0) + 1:  # (below: talks the log has already)
+            event["before"] = before
+        self._send(client, event)
 
     @precondition(lambda self: self.live())
     @rule(pick=st.integers(0, 10**6))
@@ -171,6 +328,8 @@ class Cluster(RuleBasedStateMachine):
         answer = broker.results.popleft()
         if isinstance(answer, Filled):
             process.perform(process.chat.filled(answer.fill.join_key, answer.fill.after, answer.talks))
+        elif isinstance(answer, PresenceSnapshot):
+            process.perform(process.chat.presence_snapshot(answer))
         else:
             process.perform(process.chat.log_result(answer))
 
@@ -182,22 +341,42 @@ class Cluster(RuleBasedStateMachine):
     @rule()
     def everything_settles(self) -> None:
         self._settle()
+        self.everyone_agrees_on_who_is_here()
 
     def _hear(self, process: Process) -> None:
         broker = process.broker
         if not broker.inbox:
             return
         heard = broker.inbox.popleft()
-        if heard.talk is None:
-            process.perform(process.chat.subscribed(heard.join_key))
-        else:  # (possibly a room unsubscribed since: as with Redis, what was on its way still arrives)
+        # (Possibly of a room unsubscribed since: as with Redis, what was on its way still arrives.)
+        if heard.talk is not None:
             process.perform(process.chat.heard(heard.talk))
+        elif heard.presence is not None:
+            process.perform(process.chat.presence_heard(heard.presence))
+        else:
+            process.perform(process.chat.subscribed(heard.join_key))
+            broker.refresh(heard.join_key)
 
     @rule(process=st.integers(0, PROCESSES - 1))
     def a_message_is_lost(self, process: int) -> None:
+        """Presence news, or a talk that a later one of its room shows missing (a lost last talk would not be)."""
         inbox = self.processes[process].broker.inbox
-        if inbox and inbox[0].talk is not None:
+        if not inbox:
+            return
+        first = inbox[0]
+        if first.presence is not None or (first.talk is not None and any(
+            later.talk is not None and later.join_key == first.join_key for later in itertools.islice(inbox, 1, None)
+        )):
             inbox.popleft()
+
+    @rule(ms=st.integers(0, TTL))
+    def time_passes(self, ms: int) -> None:
+        """Redis's clock moves on (presence entries not renewed in time expire)."""
+        self.redis.now += ms
+
+    @rule(process=st.integers(0, PROCESSES - 1))
+    def a_process_renews_its_presence(self, process: int) -> None:
+        self.processes[process].broker.refresh()
 
     @rule(process=st.integers(0, PROCESSES - 1))
     def a_subscriber_reconnects(self, process: int) -> None:
@@ -208,6 +387,7 @@ class Cluster(RuleBasedStateMachine):
         if broker.connected or not self.redis.up:
             return
         if broker.reconnect():  # Redis lost its data: no history to show as it was
+            self.lost_keys = self.keys_drawn
             process.perform(process.chat.log_lost())
 
     # Faults are drawn with a die (``roll``), so that most runs get far enough for them to matter.
@@ -250,23 +430,95 @@ class Cluster(RuleBasedStateMachine):
         seen: set[tuple[str, int]] = set()
         for client in self.clients.values():
             init = client.init
-            if init is not None:
+            if init is not None and not init.get("resumed"):
                 key = (init["joinKey"], init["userId"])
                 assert key not in seen, f"user id {key[1]} handed out twice in {key[0]}"
                 seen.add(key)
 
     @invariant()
     def every_client_saw_one_gapless_run_of_its_room(self) -> None:
+        if self.data_lost:
+            return
         for client in self.clients.values():
             init = client.init
-            if init is None or self.data_lost:
-                continue
-            log = [talk.payload for talk in self.redis.range(init["joinKey"], 0)]
-            assert client.talks == log[: len(client.talks)], (client, log)
+            if init is not None and client.checked < len(client.events):
+                client.check_new_events(self.redis.rooms[init["joinKey"]].stream)
+
+    @invariant()
+    def a_token_brings_its_user_back(self) -> None:
+        for client in self.clients.values():
+            init, earlier = client.init, client.resumes
+            if init is not None and earlier is not None:
+                assert earlier.init is not None
+                assert (init["userId"], init["resumed"]) == (earlier.init["userId"], True), (client, earlier)
+
+    @invariant()
+    def a_talk_id_is_stored_once(self) -> None:
+        for room in self.redis.rooms.values():
+            ids = [(talk.user_id, talk.talk_id) for talk in room.stream if talk.talk_id is not None]
+            assert len(ids) == len(set(ids)), room.stream
+
+    def everyone_agrees_on_who_is_here(self) -> None:
+        """Once settled: the users with a connection open, and their names as the log keeps them, everywhere.
+
+        Not in rooms that were there when a process learnt that Redis lost its data: a join in flight then
+        may end in a room the core dropped (`ChatCore.room_lost`), which nobody else hears of. The names of
+        users that came back with a token are left out: the core may keep a name of its own for a user it
+        has here while the log has another (a resume with a new name whose connection closes before the
+        log answers; its own rename crossing another process's; news of a rename elsewhere missed).
+        """
+        expected: dict[str, set[int]] = {}
+        for client in self.joined():
+            init = client.init
+            assert init is not None
+            if not self._lost(init["joinKey"]):
+                expected.setdefault(init["joinKey"], set()).add(init["userId"])
+        resumed = {
+            (client.resumes.init["joinKey"], client.resumes.init["userId"])
+            for client in self.clients.values() if client.resumes is not None and client.resumes.init is not None
+        }
+
+        def named(join_key: str, members: Iterable[tuple[int, str | None]]) -> dict[int, str | None]:
+            return {user_id: "?" if (join_key, user_id) in resumed else name for user_id, name in members}
+
+        held: dict[str, list[tuple[int, dict[int, str | None]]]] = {}
+        for process in self.processes:
+            for join_key, room in process.chat.core._rooms.items():
+                if self._lost(join_key):
+                    continue
+                members = named(join_key, room.members())
+                assert members.keys() == expected.get(join_key, set()), (process.index, join_key, members, expected)
+                held.setdefault(join_key, []).append((process.index, members))
+        assert held.keys() == expected.keys(), (held, expected)
+        for join_key, views in held.items():
+            assert all(members == views[0][1] for _, members in views), (join_key, views)
+            saved = self.redis.rooms.get(join_key)
+            if saved is not None:
+                names = named(join_key, ((user_id, saved.names.get(user_id)) for user_id in views[0][1]))
+                assert views[0][1] == names, (join_key, views, names)
+        for client in self.joined_v2():
+            init = client.init
+            assert init is not None
+            if not self._lost(init["joinKey"]):
+                members = held[init["joinKey"]][0][1]
+                assert named(init["joinKey"], client.members().items()) == members, (client, members)
+
+    def _lost(self, join_key: str) -> bool:
+        return int(join_key.removeprefix("room")) <= self.lost_keys
 
     def _settle(self) -> None:
-        """Redis up, subscribers back, every queue run and every answer and message delivered."""
+        """Redis up, subscribers back, every queue run and every answer and message delivered; then Redis's clock
+        moves on past the presence ttl, every process renewing its presence on the way (what a process that
+        crashed left expires, and is removed)."""
         self.redis.up = True
+        self._run_until_quiet()
+        for _ in range(4):
+            self.redis.now += TTL // 3
+            for process in self.processes:
+                process.broker.refresh()
+            self._run_until_quiet()
+
+    def _run_until_quiet(self) -> None:
         for _ in range(100_000):
             busy = False
             for process in self.processes:
@@ -290,11 +542,20 @@ class Cluster(RuleBasedStateMachine):
         """Once everything has settled, every member has seen every talk of its room."""
         self._settle()
         self.every_client_saw_one_gapless_run_of_its_room()
+        self.everyone_agrees_on_who_is_here()
         for client in self.live():
             init = client.init
             if init is not None and not self.data_lost:
                 log = [talk.payload for talk in self.redis.range(init["joinKey"], 0)]
                 assert client.talks == log, (client, log)
+
+
+def _talk(event: dict[str, Any]) -> tuple[int, str, str | None, str | None]:
+    return event["offset"], event["payload"], event["name"], event.get("id")
+
+
+def _logged(talk: LoggedTalk) -> tuple[int, str, str | None, str | None]:
+    return talk.offset, talk.payload, talk.name, talk.talk_id
 
 
 Cluster.TestCase.settings = settings(max_examples=300, stateful_step_count=80, deadline=None)
@@ -306,6 +567,8 @@ test_cluster = Cluster.TestCase
 
 SCHEDULE: list[tuple[int, str]] = [
     (3, "open_room"), (6, "join_room"), (25, "talk"), (4, "leave"),
+    (2, "resume"), (2, "resend"), (2, "rename"), (1, "read_history"), (2, "time_passes"),
+    (2, "a_process_renews_its_presence"),
     (20, "redis_runs_requests"), (20, "answers_come_back"), (20, "a_subscriber_hears"), (4, "a_message_is_lost"),
     (3, "a_subscriber_reconnects"), (2, "everything_settles"),
     (1, "redis_restarts"), (1, "redis_goes_down"), (2, "redis_comes_back"), (1, "a_process_crashes"),
@@ -322,9 +585,21 @@ def test_long_runs_of_the_cluster(seed: int, lose_data: bool) -> None:
         name = random.choices(names, weights)[0]
         process = random.randrange(PROCESSES)
         if name == "open_room":
-            cluster.open_room(process)
+            cluster.open_room(process, random.random() < 0.5, random.random() < 0.5)
         elif name == "join_room" and cluster.rooms():
-            cluster.join_room(process, random.randrange(10**6))
+            cluster.join_room(process, random.randrange(10**6), random.random() < 0.5, random.random() < 0.5)
+        elif name == "resume" and cluster.resumable():
+            cluster.resume(process, random.randrange(10**6), random.random() < 0.5)
+        elif name == "resend" and cluster.joined_v2():
+            cluster.resend(random.randrange(10**6), random.randrange(10**6))
+        elif name == "rename" and cluster.joined_v2():
+            cluster.rename(random.randrange(10**6))
+        elif name == "read_history" and cluster.joined_v2():
+            cluster.read_history(random.randrange(10**6), random.randrange(13), random.randint(1, 5))
+        elif name == "time_passes":
+            cluster.time_passes(random.randrange(TTL // 2))
+        elif name == "a_process_renews_its_presence":
+            cluster.a_process_renews_its_presence(process)
         elif name == "talk" and cluster.joined():
             cluster.talk([random.randrange(10**6) for _ in range(random.randint(1, 4))])
         elif name == "leave" and cluster.live():
@@ -345,5 +620,7 @@ def test_long_runs_of_the_cluster(seed: int, lose_data: bool) -> None:
             cluster.a_process_crashes(process, roll=0)
         cluster.user_ids_are_unique_in_each_room()
         cluster.every_client_saw_one_gapless_run_of_its_room()
+        cluster.a_token_brings_its_user_back()
+        cluster.a_talk_id_is_stored_once()
     cluster.teardown()
     assert sum(len(room.stream) for room in cluster.redis.rooms.values()) > 100 or cluster.data_lost

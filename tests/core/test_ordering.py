@@ -280,6 +280,7 @@ class SharedLogChat(RuleBasedStateMachine):
                 room.last_user_id += 1
                 result = UserAdded(request.ticket, room.last_user_id)
         else:
+            assert isinstance(request, Append)  # (seed clients only: no renames, no history)
             talk = self.append(request.join_key, request.user_id, request.time, request.payload)
             result = Appended(request.ticket, talk)
         self.answers.append(result)

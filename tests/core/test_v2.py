@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from chatcore import ChatCore, CoreLimits
+from chatcore import (
+    AddUser,
+    ChatCore,
+    Close,
+    CoreLimits,
+    Forget,
+    NameSaved,
+    PresenceHeard,
+    Rename,
+    UserAdded,
+    closecodes,
+)
+from chatcore.core import ROOM_LOST_REASON
 from chatcore.wire.v2 import HISTORY_MAX
 from corekit import FakeClock, keys
 from v2kit import Net
@@ -374,3 +387,54 @@ def test_version_2_requests_before_init_are_errors(net: Net) -> None:
         (error,) = net.take(1)
         assert error["type"] == "error"
         assert "init" in error["message"]
+
+
+# With a log shared by several processes
+
+
+def shared_core(clock: FakeClock) -> ChatCore:
+    return ChatCore(clock=clock, new_join_key=keys().__next__, external_log=True, shared_log=True)
+
+
+def test_a_join_answered_after_its_room_was_lost_reconnects_like_the_rooms_members(clock: FakeClock) -> None:
+    core = shared_core(clock)
+    core.connect(1)
+    (add,) = core.receive_text(1, json.dumps({"type": "init", "v": 2}))
+    assert isinstance(add, AddUser)
+    assert core.room_lost(add.join_key, "lost") == [Forget(add.join_key)]
+    actions = core.log_result(UserAdded(add.ticket, 1))
+    assert actions == [Close(1, closecodes.SERVICE_RESTART, ROOM_LOST_REASON)]
+    assert core.rooms_held == ()
+
+
+def test_a_name_taken_by_the_log_for_a_joiner_that_left_is_shown(clock: FakeClock) -> None:
+    net = Net(ChatCore(clock=clock, new_join_key=keys().__next__, external_log=True))
+    first = net.join(1, name="Ada")
+    net.join(2, joinKey=first["joinKey"], name="Bob")
+    net.connect(3)
+    net.send(3, {"type": "init", "v": 2, "joinKey": first["joinKey"], "token": first["token"], "name": "Bea"})
+    net.disconnect(3)
+    net.take(2)
+    net.answer()
+    assert net.take(2) == [{"type": "renamed", "userId": 1, "name": "Bea"}]
+
+
+def test_older_news_of_a_name_does_not_undo_a_later_rename(clock: FakeClock) -> None:
+    core = shared_core(clock)
+    net = Net(core)
+    core.connect(1)
+    (add,) = core.receive_text(1, json.dumps({"type": "init", "v": 2, "name": "Ada"}))
+    assert isinstance(add, AddUser)
+    net.do(core.log_result(UserAdded(add.ticket, 1, False, "Ada")))
+    net.take(1)
+    (rename,) = core.receive_text(1, json.dumps({"type": "name", "name": "Mine"}))
+    assert isinstance(rename, Rename)
+    net.do(core.log_result(NameSaved(rename.ticket, seq=3)))
+    assert net.take(1) == [{"type": "renamed", "userId": 1, "name": "Mine"}]
+    # Another process renamed the same user (its other tab) just before: news number 2 arrives late.
+    net.do(core.presence_heard(PresenceHeard(add.join_key, 2, "other", 1, None, "Theirs")))
+    net.do(core.presence_heard(PresenceHeard(add.join_key, 4, "other", 2, True, "Cy")))
+    assert net.take(1) == [{"type": "joined", "userId": 2, "name": "Cy"}]
+    (append,) = core.receive_text(1, json.dumps({"type": "talk", "payload": "x"}))
+    assert isinstance(append, AddUser | Rename) is False
+    assert getattr(append, "name", None) == "Mine"

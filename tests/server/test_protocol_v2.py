@@ -118,12 +118,15 @@ def test_names_presence_and_talks_across_hosts(
     assert ada.wait_for("joined", userId=3) == {"type": "joined", "userId": 3, "name": None}
 
     ada.send({"type": "talk", "payload": "hi", "id": "a-1"})
+    hi = bob.wait_for("talk")
     bob.send({"type": "talk", "payload": "hello"})
-    for client in (ada, bob):
-        seen = [event for event in client.until_quiet() if event["type"] == "talk"]
-        assert [(e["offset"], e["payload"], e["name"], e.get("id")) for e in seen] == [
-            (1, "hi", "Ada", "a-1"), (2, "hello", "Bob", None)
-        ]
+    assert [(e["offset"], e["payload"], e["name"], e.get("id")) for e in [hi, bob.wait_for("talk")]] == [
+        (1, "hi", "Ada", "a-1"), (2, "hello", "Bob", None)
+    ]
+    seen = [event for event in ada.until_quiet() if event["type"] == "talk"]
+    assert [(e["offset"], e["payload"], e["name"], e.get("id")) for e in seen] == [
+        (1, "hi", "Ada", "a-1"), (2, "hello", "Bob", None)
+    ]
     seed_events = seed.talks_until_quiet(QUIET)
     assert [event.keys() for event in seed_events] == [{"type", "payload", "userId", "time"}] * 2
 

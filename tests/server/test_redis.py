@@ -2,9 +2,12 @@
 
 Each process stands for a host: clients on different processes share rooms,
 get unique user ids and one order of talks, and a joiner anywhere is shown
-the same history. Faults are real: a process SIGKILLed mid-traffic, Redis
-stopped and started again, the subscribers' connections cut by Redis, and
-a Redis that comes back without its data.
+the same history; version-2 clients see the same members, names, offsets
+and history on every process, and a token or a talk id works on any of them.
+Faults are real: a process SIGKILLed mid-traffic (its users are reported left
+once their presence expires), Redis stopped and started again, the
+subscribers' connections cut by Redis, and a Redis that comes back without
+its data.
 """
 
 from __future__ import annotations
@@ -61,6 +64,28 @@ def two_processes_one_room(
 
 def url(process: ServerProcess) -> str:
     return f"ws://127.0.0.1:{process.ws_port}/"
+
+
+class V2Client(ChatClient):
+    """A protocol version 2 client (docs/protocol-v2.md)."""
+
+    def join(self, join_key: str | None = None, **fields: Any) -> dict[str, Any]:
+        event: dict[str, Any] = {"type": "init", "v": 2, "render": "text", **fields}
+        if join_key is not None:
+            event["joinKey"] = join_key
+        self.send(event)
+        reply = self.recv()
+        assert reply["type"] == "init", reply
+        return reply
+
+    def quiet(self, seconds: float = 0.5) -> list[dict[str, Any]]:
+        """Every event sent until none comes for ``seconds``."""
+        events: list[dict[str, Any]] = []
+        while True:
+            try:
+                events.append(self.recv(timeout=seconds))
+            except TimeoutError:
+                return events
 
 
 def talks(client: ChatClient, count: int) -> list[str]:
@@ -307,7 +332,7 @@ def test_redis_keeps_rooms_under_hash_tagged_keys_and_the_model_answers_alike(re
     try:
         real = log.run(requests)
         expected = [model.add_user(r) if isinstance(r, AddUser) else model.append(r) if isinstance(r, Append)
-                    else model.load(r) for r in requests]
+                    else model.load(r, log.origin) for r in requests]
         assert real == expected
         assert isinstance(real[3], LogFailed)
         keys = sorted(key.decode() if isinstance(key, bytes) else key for key in redis.client().keys("chat:*"))
@@ -434,3 +459,85 @@ def test_the_readmes_load_balancer_example_spreads_a_room_over_two_hosts(redis: 
             assert replay(back) == ["hello"]
             back.talk("still here")
             assert talks(back, 1) == ["still here"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_version_2_members_names_talk_ids_tokens_and_history_are_the_same_on_every_process(
+    redis: RedisServer, transport: str
+) -> None:
+    with ExitStack() as stack:
+        a = start(stack, redis, transport, "--presence-ttl", "1")
+        b = start(stack, redis, transport, "--presence-ttl", "1")
+        ada = stack.enter_context(V2Client(url(a)))
+        first = ada.join(name="Ada")
+        room = first["joinKey"]
+        bob = stack.enter_context(V2Client(url(b)))
+        assert bob.join(room, name="Bob")["members"] == [{"userId": 1, "name": "Ada"}, {"userId": 2, "name": "Bob"}]
+        assert ada.recv() == {"type": "joined", "userId": 2, "name": "Bob"}  # a user on B, told on A
+        cy = stack.enter_context(V2Client(url(a)))
+        members = [{"userId": 1, "name": "Ada"}, {"userId": 2, "name": "Bob"}, {"userId": 3, "name": None}]
+        assert cy.join(room)["members"] == members  # B's user among the members of a joiner on A
+        assert ada.recv() == bob.recv() == {"type": "joined", "userId": 3, "name": None}
+
+        bob.send({"type": "name", "name": "Bob B."})
+        renamed = {"type": "renamed", "userId": 2, "name": "Bob B."}
+        assert bob.recv() == ada.recv() == cy.recv() == renamed
+
+        ada.send({"type": "talk", "payload": "hello", "id": "a-1"})
+        hello = ada.recv()
+        assert hello == {"type": "talk", "payload": "hello", "userId": 1, "time": hello["time"], "offset": 1,
+                         "name": "Ada", "id": "a-1"}
+        assert bob.recv() == cy.recv() == hello  # one offset on both processes
+
+        # Ada comes back on B with the token A gave her (her first connection still open): nobody is told.
+        again = stack.enter_context(V2Client(url(b)))
+        back = again.join(room, token=first["token"])
+        assert (back["userId"], back["name"], back["resumed"], back["token"]) == (1, "Ada", True, first["token"])
+        assert back["members"] == [{"userId": 1, "name": "Ada"}, {"userId": 2, "name": "Bob B."},
+                                   {"userId": 3, "name": None}]
+        assert again.recv() == hello  # the replay
+        again.send({"type": "talk", "payload": "hello", "id": "a-1"})  # sent on A, sent again on B
+        assert again.recv() == hello  # stored once: the original, to the sender only
+        bob.send({"type": "talk", "payload": "after"})
+        after = bob.recv()
+        assert after["offset"] == 2
+        assert ada.recv() == cy.recv() == again.recv() == after  # nobody saw "hello" twice
+
+        bob.send({"type": "history", "limit": 10})  # on B: what was said on A too
+        assert bob.recv() == {"type": "history", "before": 3, "talks": [hello, after], "older": False}
+        bob.send({"type": "history", "before": 2, "limit": 10})
+        assert bob.recv() == {"type": "history", "before": 2, "talks": [hello], "older": False}
+
+        again.close()  # Ada is still on A: nobody is told
+        ada.close()
+        assert bob.recv() == cy.recv() == {"type": "left", "userId": 1}
+        bob.close()  # a user on B leaves: told on A
+        assert cy.recv() == {"type": "left", "userId": 2}
+        assert cy.quiet() == []
+
+
+def test_the_users_of_a_killed_process_are_left_within_the_presence_ttl_and_a_third(redis: RedisServer) -> None:
+    ttl = 1.0
+    with ExitStack() as stack:
+        a = start(stack, redis, "trio-websocket", "--presence-ttl", str(ttl))
+        doomed = start(stack, redis, "wsproto", "--presence-ttl", str(ttl))
+        ada = stack.enter_context(V2Client(url(a)))
+        room = ada.join(name="Ada")["joinKey"]
+        for n, name in ((2, "Bob"), (3, "Cy")):
+            assert stack.enter_context(V2Client(url(doomed))).join(room, name=name)["userId"] == n
+            assert ada.recv() == {"type": "joined", "userId": n, "name": name}
+        assert ada.quiet(2.5 * ttl) == []  # the living renew their users: nobody is dropped
+        doomed.process.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        doomed.process.wait(timeout=5)
+        left = [ada.recv(timeout=5), ada.recv(timeout=5)]
+        took = time.monotonic() - killed
+        assert sorted(left, key=lambda event: event["userId"]) == [
+            {"type": "left", "userId": 2}, {"type": "left", "userId": 3}
+        ]
+        assert took < ttl + ttl / 3 + 0.5, took  # (0.5: slack for a loaded machine)
+        joiner = stack.enter_context(V2Client(url(a)))
+        assert joiner.join(room)["members"] == [{"userId": 1, "name": "Ada"}, {"userId": 4, "name": None}]
+        keys = {key.decode() if isinstance(key, bytes) else key for key in redis.client().keys("chat:*")}
+        assert f"chat:{{{room}}}:who" in keys
+        assert len(redis.client().zrange(f"chat:{{{room}}}:who", 0, -1)) == 2  # Ada's and the joiner's, on A

@@ -1,15 +1,18 @@
 """A model of the Redis the chat shares rooms through: its scripts, streams and pub/sub, in memory, stepped by hand.
 
-It answers what `transports.storage.redislog`'s Lua scripts answer (the
-real-Redis tests check the two against each other), and it lets a test decide
-when each process's requests run, when each subscriber hears what was
-published, which messages its connection loses, and when Redis restarts
-(with its data or without). `ModelBroker` is one process's connection to it:
-the `chatcore.shared.Broker` the process's `SharedChat` talks to.
+It answers what `transports.storage.redislog`'s Lua scripts answer, and
+publishes what they publish (the real-Redis tests check the two against
+each other), and it lets a test decide when each process's requests run,
+when each subscriber hears what was published, which messages its
+connection loses, when Redis restarts (with its data or without) and what
+Redis's clock says (``now``, in ms: presence entries expire by it).
+`ModelBroker` is one process's connection to it: the `chatcore.shared.Broker`
+the process's `SharedChat` talks to.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -17,6 +20,8 @@ from chatcore import (
     AddUser,
     Append,
     Appended,
+    History,
+    HistoryRead,
     KeyTaken,
     Load,
     Loaded,
@@ -24,10 +29,20 @@ from chatcore import (
     LoggedTalk,
     LogRequest,
     LogResult,
+    NameSaved,
+    Presence,
+    PresenceHeard,
+    PresenceSnapshot,
+    Rename,
     SavedRoom,
     UserAdded,
 )
 from chatcore.feed import Fill
+
+UNREACHABLE = "storage unreachable"
+INCONSISTENT = "storage inconsistent"
+TTL = 15_000
+"""A process's presence ttl by default, in ms (``--presence-ttl 15``)."""
 
 
 @dataclass
@@ -36,6 +51,15 @@ class _Room:
     last_user_id: int = 0
     last_offset: int = 0
     stream: list[LoggedTalk] = field(default_factory=list)
+    pseq: int = 0
+    names: dict[int, str] = field(default_factory=dict)
+    """chat:{K}:users "n:<user>"."""
+    tokens: dict[str, int] = field(default_factory=dict)
+    """chat:{K}:users "t:<token hash>"."""
+    ids: dict[tuple[int, str], int] = field(default_factory=dict)
+    """chat:{K}:ids: (user, talk id) → offset, for the last ``retention`` offsets."""
+    who: dict[tuple[str, int], int] = field(default_factory=dict)
+    """chat:{K}:who: (origin, user) → when it expires (ms)."""
 
 
 @dataclass(frozen=True)
@@ -47,22 +71,41 @@ class Filled:
 
 
 @dataclass(frozen=True)
-class Heard:
-    """A message on a subscriber's connection: a talk, or a subscription's confirmation (``talk`` None)."""
+class Refresh:
+    """A process renews its users' presence in a room (``user_ids``) and reads who is there."""
 
     join_key: str
-    talk: LoggedTalk | None
+    user_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A message on a subscriber's connection: a talk, presence news, or a subscription's confirmation (neither)."""
+
+    join_key: str
+    talk: LoggedTalk | None = None
+    presence: PresenceHeard | None = None
 
 
 class RedisModel:
-    """Rooms (meta, stream), the epoch, and who listens to which room's channel."""
+    """Rooms (meta, stream, users, ids, who), the epoch, the clock, and who listens to which room's channel."""
 
     def __init__(self, retention: int = 1_000_000) -> None:
         self.retention = retention
         self.rooms: dict[str, _Room] = {}
         self.epoch = 1
         self.up = True
+        self.now = 1_000_000
+        """Redis's clock (TIME), in ms."""
         self.subscribers: list[ModelBroker] = []
+        self.published: list[LoggedTalk | PresenceHeard] = []
+        """Everything the scripts published, in order (for the tests that compare with the real scripts)."""
+        self._origins = itertools.count(1)
+
+    def new_origin(self) -> str:
+        return f"o{next(self._origins)}"
+
+    # The scripts
 
     def add_user(self, request: AddUser) -> LogResult:
         room = self.rooms.get(request.join_key)
@@ -71,29 +114,92 @@ class RedisModel:
                 return KeyTaken(request.ticket)
             room = self.rooms[request.join_key] = _Room(request.created)
         elif room is None:
-            return LogFailed(request.ticket, "storage inconsistent")
-        room.last_user_id += 1
-        return UserAdded(request.ticket, room.last_user_id)
+            return LogFailed(request.ticket, INCONSISTENT)
+        user_id = None if request.resume_hash is None else room.tokens.get(request.resume_hash)
+        resumed = user_id is not None
+        if user_id is None:
+            room.last_user_id = user_id = room.last_user_id + 1
+            if request.token_hash is not None:
+                room.tokens[request.token_hash] = user_id
+        if request.name is not None:
+            room.names[user_id] = request.name
+        return UserAdded(request.ticket, user_id, resumed, room.names.get(user_id))
 
     def append(self, request: Append) -> LogResult:
         room = self.rooms.get(request.join_key)
         if room is None:
-            return LogFailed(request.ticket, "storage inconsistent")
+            return LogFailed(request.ticket, INCONSISTENT)
+        if request.talk_id is not None:
+            kept = room.ids.get((request.user_id, request.talk_id))
+            stored = [talk for talk in room.stream if talk.offset == kept]
+            if stored:
+                return Appended(request.ticket, stored[0], duplicate=True)
         room.last_offset += 1
-        talk = LoggedTalk(request.join_key, room.last_offset, request.user_id, request.time, request.payload)
+        talk = LoggedTalk(
+            request.join_key, room.last_offset, request.user_id, request.time, request.payload, request.name,
+            request.talk_id,
+        )
         room.stream.append(talk)
         del room.stream[: -self.retention]
-        for subscriber in self.subscribers:
-            if subscriber.connected and request.join_key in subscriber.channels:
-                subscriber.inbox.append(Heard(request.join_key, talk))
+        if request.talk_id is not None:
+            room.ids[request.user_id, request.talk_id] = talk.offset
+        oldest = room.last_offset - self.retention
+        if oldest > 0:
+            room.ids = {key: offset for key, offset in room.ids.items() if offset > oldest}
+        self._publish(request.join_key, talk)
         return Appended(request.ticket, talk)
 
-    def load(self, request: Load) -> LogResult:
+    def load(self, request: Load, origin: str) -> LogResult:
         room = self.rooms.get(request.join_key)
         if room is None:
             return Loaded(request.ticket, None)
         recent = tuple(room.stream[-request.recent:]) if request.recent else ()
-        return Loaded(request.ticket, SavedRoom(request.join_key, room.last_offset, recent))
+        presence = self._snapshot(request.join_key, room, origin)
+        return Loaded(request.ticket, SavedRoom(request.join_key, room.last_offset, recent, presence))
+
+    def rename(self, request: Rename, origin: str) -> LogResult:
+        room = self.rooms.get(request.join_key)
+        if room is None:
+            return LogFailed(request.ticket, INCONSISTENT)
+        room.names[request.user_id] = request.name
+        self._news(request.join_key, room, origin, request.user_id, None)
+        return NameSaved(request.ticket, room.pseq)
+
+    def history(self, request: History) -> LogResult:
+        room = self.rooms.get(request.join_key)
+        if room is None:
+            return LogFailed(request.ticket, INCONSISTENT)
+        earlier = [talk for talk in room.stream if talk.offset < request.before]
+        chosen = earlier[-request.limit:]
+        return HistoryRead(request.ticket, tuple(chosen), len(earlier) > len(chosen))
+
+    def presence(self, presence: Presence, origin: str, ttl: int = TTL) -> None:
+        room = self.rooms.get(presence.join_key)
+        if room is None:
+            return
+        entry = (origin, presence.user_id)
+        if presence.here:
+            room.who[entry] = self.now + ttl
+        elif room.who.pop(entry, None) is None:
+            return
+        self._news(presence.join_key, room, origin, presence.user_id, presence.here)
+
+    def refresh(self, refresh: Refresh, origin: str, ttl: int = TTL) -> PresenceSnapshot | None:
+        room = self.rooms.get(refresh.join_key)
+        if room is None:
+            return None
+        for user_id in refresh.user_ids:
+            entry = (origin, user_id)
+            new = entry not in room.who
+            room.who[entry] = self.now + ttl
+            if new:
+                self._news(refresh.join_key, room, origin, user_id, True)
+        # In ZRANGEBYSCORE's order: by expiry, then by member ("<origin>:<user>", as bytes).
+        for entry, expiry in sorted(room.who.items(), key=lambda item: (item[1], f"{item[0][0]}:{item[0][1]}")):
+            if expiry <= self.now:
+                del room.who[entry]
+                self._news(refresh.join_key, room, entry[0], entry[1], False)
+        return self._snapshot(refresh.join_key, room, origin)
 
     def range(self, join_key: str, after: int) -> list[LoggedTalk]:
         room = self.rooms.get(join_key)
@@ -107,21 +213,52 @@ class RedisModel:
         for subscriber in self.subscribers:
             subscriber.disconnect()
 
+    # Inside
+
+    def _snapshot(self, join_key: str, room: _Room, origin: str) -> PresenceSnapshot:
+        """Who is in the room (entries not expired), but for ``origin``'s own entries."""
+        entries = sorted(
+            (entry_origin, user_id, room.names.get(user_id))
+            for (entry_origin, user_id), expiry in room.who.items()
+            if expiry > self.now and entry_origin != origin
+        )
+        return PresenceSnapshot(join_key, room.pseq, tuple(entries))
+
+    def _news(self, join_key: str, room: _Room, origin: str, user_id: int, here: bool | None) -> None:
+        room.pseq += 1
+        self._publish(join_key, PresenceHeard(join_key, room.pseq, origin, user_id, here, room.names.get(user_id)))
+
+    def _publish(self, join_key: str, message: LoggedTalk | PresenceHeard) -> None:
+        self.published.append(message)
+        for subscriber in self.subscribers:
+            if subscriber.connected and join_key in subscriber.channels:
+                if isinstance(message, LoggedTalk):
+                    subscriber.inbox.append(Heard(join_key, talk=message))
+                elif message.origin != subscriber.origin:  # (a process drops its own news)
+                    subscriber.inbox.append(Heard(join_key, presence=message))
+
 
 class ModelBroker:
     """One process's connection to the model: what it asked (run one at a time by `step`) and what it hears."""
 
-    def __init__(self, redis: RedisModel) -> None:
+    def __init__(self, redis: RedisModel, ttl: int = TTL) -> None:
         self.redis = redis
+        self.origin = redis.new_origin()
+        self.ttl = ttl
         redis.subscribers.append(self)
         self.queue: deque[tuple[str, object]] = deque()
-        """Work asked and not run yet: ("subscribe" | "unsubscribe", key), ("request", LogRequest), ("fill", Fill)."""
-        self.results: deque[LogResult | Filled] = deque()
+        """Work asked and not run yet: ("subscribe" | "unsubscribe", key), ("request", LogRequest), ("fill", Fill),
+        ("presence", Presence), ("refresh", Refresh)."""
+        self.results: deque[LogResult | Filled | PresenceSnapshot] = deque()
         """Answers not handed back yet, in order."""
         self.inbox: deque[Heard] = deque()
         self.channels: set[str] = set()
         self.connected = True
         self.epoch = redis.epoch
+        self.here: dict[str, set[int]] = {}
+        """The users each room has on this process, as its core said (`Presence`)."""
+        self._unconfirmed: set[str] = set()
+        """Rooms subscribed while the subscriber was not connected: reading them fails (as the real one does)."""
 
     # chatcore.shared.Broker
 
@@ -137,10 +274,28 @@ class ModelBroker:
     def fill(self, fill: Fill) -> None:
         self.queue.append(("fill", fill))
 
+    def presence(self, presence: Presence) -> None:
+        users = self.here.setdefault(presence.join_key, set())
+        if presence.here:
+            users.add(presence.user_id)
+        else:
+            users.discard(presence.user_id)
+            if not users:
+                del self.here[presence.join_key]
+        self.queue.append(("presence", presence))
+
+    # What RedisBroker does besides
+
+    def refresh(self, join_key: str | None = None) -> None:
+        """Renew this process's presence in every room it has users in (or in one): every ttl/3, and when subscribed."""
+        keys = list(self.here) if join_key is None else [join_key] if join_key in self.here else []
+        for key in keys:
+            self.queue.append(("refresh", Refresh(key, tuple(sorted(self.here[key])))))
+
     # Stepping
 
     def step(self) -> None:
-        """Run the oldest work asked; a request while Redis is down fails, a fill waits for it."""
+        """Run the oldest work asked; a request while Redis is down fails, a fill waits for it, presence is lost."""
         kind, item = self.queue[0]
         if not self.redis.up and kind == "fill":
             return
@@ -149,25 +304,45 @@ class ModelBroker:
             assert isinstance(item, str)
             self.channels.add(item)
             if self.connected:
-                self.inbox.append(Heard(item, None))
+                self.inbox.append(Heard(item))
+                self._unconfirmed.discard(item)
+            else:  # the real subscriber waits for its connection, up to the timeout: here it does not come back
+                self._unconfirmed.add(item)
         elif kind == "unsubscribe":
             assert isinstance(item, str)
             self.channels.discard(item)
         elif kind == "fill":
             assert isinstance(item, Fill)
             self.results.append(Filled(item, self.redis.range(item.join_key, item.after)))
+        elif kind == "presence":
+            assert isinstance(item, Presence)
+            if self.redis.up:
+                self.redis.presence(item, self.origin, self.ttl)
+        elif kind == "refresh":
+            assert isinstance(item, Refresh)
+            snapshot = self.redis.refresh(item, self.origin, self.ttl) if self.redis.up else None
+            if snapshot is not None:
+                self.results.append(snapshot)
         else:
-            assert isinstance(item, AddUser | Append | Load)
+            assert isinstance(item, AddUser | Append | Load | Rename | History)
             self.results.append(self._run(item))
 
     def _run(self, request: LogRequest) -> LogResult:
         if not self.redis.up:
-            return LogFailed(request.ticket, "storage unreachable")
+            return LogFailed(request.ticket, UNREACHABLE)
+        reads_a_room = isinstance(request, Load) or (isinstance(request, AddUser) and request.created is not None)
+        if reads_a_room and request.join_key in self._unconfirmed:
+            self._unconfirmed.discard(request.join_key)
+            return LogFailed(request.ticket, UNREACHABLE)
         if isinstance(request, AddUser):
             return self.redis.add_user(request)
         if isinstance(request, Append):
             return self.redis.append(request)
-        return self.redis.load(request)
+        if isinstance(request, Rename):
+            return self.redis.rename(request, self.origin)
+        if isinstance(request, History):
+            return self.redis.history(request)
+        return self.redis.load(request, self.origin)
 
     def disconnect(self) -> None:
         """The subscriber's connection dropped: what it had not read is gone."""
@@ -177,6 +352,6 @@ class ModelBroker:
     def reconnect(self) -> bool:
         """Connect again and subscribe to every channel again (confirmations follow); True if the epoch changed."""
         self.connected = True
-        self.inbox.extend(Heard(key, None) for key in sorted(self.channels))
+        self.inbox.extend(Heard(key) for key in sorted(self.channels))
         changed, self.epoch = self.epoch != self.redis.epoch, self.redis.epoch
         return changed

@@ -6,7 +6,7 @@ import json
 from collections import defaultdict, deque
 from typing import Any
 
-from chatcore import Action, Broadcast, ChatCore, Close, LogRequest, MemoryLog, Send
+from chatcore import Action, Broadcast, ChatCore, Close, Forget, LogRequest, MemoryLog, Presence, Send
 
 
 class Net:
@@ -16,6 +16,8 @@ class Net:
         self.core = core
         self.inbox: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.closed: dict[int, int] = {}
+        self.shared: list[Forget | Presence] = []
+        """What a core with a shared log said for the other processes."""
         self.waiting: deque[LogRequest] = deque()
         self.log = MemoryLog(core.limits.history_limit) if core.memory_log is None else None
 
@@ -30,6 +32,8 @@ class Net:
                 self.closed[action.connection] = action.code
             elif isinstance(action, LogRequest):
                 self.waiting.append(action)
+            elif isinstance(action, Forget | Presence):
+                self.shared.append(action)
             else:
                 raise AssertionError(f"unexpected {action}")
 

@@ -1,10 +1,60 @@
-"""The Redis log's pure helpers: URLs as logs show them, and the keys of a room."""
+"""The Redis log: its pure helpers, and its scripts on a real redis-server against the simulation's model of them.
+
+The model (``tests/support/redis_model.py``) stands for Redis in the
+cluster simulation: here each script's answers, and what it publishes, are
+checked against the model's, request by request.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from transports.storage.redislog import channel, join_key_of, redacted, room_key, talks_key
+from chatcore import (
+    AddUser,
+    Append,
+    Appended,
+    History,
+    HistoryRead,
+    Load,
+    Loaded,
+    LogFailed,
+    LoggedTalk,
+    LogRequest,
+    LogResult,
+    NameSaved,
+    Presence,
+    PresenceHeard,
+    PresenceSnapshot,
+    Rename,
+    UserAdded,
+)
+from chatcore.feed import Fill
+from redis_model import RedisModel
+from redis_model import Refresh as ModelRefresh
+from redis_server import RedisServer, redis_server
+from transports.config import RedisSettings
+from transports.storage.redislog import (
+    UNREACHABLE,
+    Filled,
+    RedisLog,
+    Refresh,
+    Subscribe,
+    channel,
+    ids_key,
+    join_key_of,
+    published,
+    redacted,
+    room_key,
+    talks_key,
+    users_key,
+    who_key,
+)
 
 
 @pytest.mark.parametrize(("url", "shown"), [
@@ -22,4 +72,254 @@ def test_a_rooms_keys_and_channel_share_one_hash_tag() -> None:
     key = "Ab-_09xyzABCDEFG"
     assert room_key(key) == "chat:{Ab-_09xyzABCDEFG}:room"
     assert talks_key(key) == "chat:{Ab-_09xyzABCDEFG}:talks"
+    assert users_key(key) == "chat:{Ab-_09xyzABCDEFG}:users"
+    assert ids_key(key) == "chat:{Ab-_09xyzABCDEFG}:ids"
+    assert who_key(key) == "chat:{Ab-_09xyzABCDEFG}:who"
     assert join_key_of(channel(key)) == key
+
+
+def test_what_a_channel_carries_is_read_back_as_it_was_published() -> None:
+    assert published("k", b"7\n3\n12.5\nAda\nm-1\nhello\nwith a newline") == LoggedTalk(
+        "k", 7, 3, 12.5, "hello\nwith a newline", "Ada", "m-1"
+    )
+    assert published("k", b"8\n3\n13.0\n\n\n") == LoggedTalk("k", 8, 3, 13.0, "", None, None)
+    assert published("k", b"P\n4\nab12\n3\n1\nAda") == PresenceHeard("k", 4, "ab12", 3, True, "Ada")
+    assert published("k", b"P\n5\nab12\n3\n0\n") == PresenceHeard("k", 5, "ab12", 3, False, None)
+    assert published("k", b"P\n6\nab12\n3\nr\nAda L.") == PresenceHeard("k", 6, "ab12", 3, None, "Ada L.")
+    for junk in (b"hello", b"P\n1\nx\n2\n?\n", b"x\n1\n1.0\n\n\np", b"P\n1\nx\n2\n1"):
+        with pytest.raises(ValueError):  # noqa: PT011 (any ValueError: the subscriber logs and skips it)
+            published("k", junk)
+
+
+# The scripts on a real Redis
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def open_log(redis: RedisServer) -> Iterator[Callable[..., RedisLog]]:
+    logs: list[RedisLog] = []
+
+    def open_(origin: str, **settings: Any) -> RedisLog:
+        log = RedisLog(RedisSettings(redis.url, **settings), origin)
+        log.open()
+        logs.append(log)
+        return log
+
+    yield open_
+    for log in logs:
+        log.close()
+
+
+class Listener:
+    """Everything published on some rooms' channels, read on a connection of its own."""
+
+    def __init__(self, redis: RedisServer, *join_keys: str) -> None:
+        self._pubsub = redis.client().pubsub()  # type: ignore[no-untyped-call]
+        self._pubsub.subscribe(*(channel(key) for key in join_keys))
+        confirmed, deadline = 0, time.monotonic() + 5
+        while confirmed < len(join_keys):
+            assert time.monotonic() < deadline
+            message = self._pubsub.get_message(timeout=1)
+            confirmed += message is not None and message["type"] == "subscribe"
+
+    def heard(self) -> list[LoggedTalk | PresenceHeard]:
+        messages: list[LoggedTalk | PresenceHeard] = []
+        while (message := self._pubsub.get_message(timeout=0.2)) is not None:
+            if message["type"] == "message":
+                messages.append(published(join_key_of(message["channel"]), message["data"]))
+        return messages
+
+    def close(self) -> None:
+        self._pubsub.close()
+
+
+@pytest.fixture
+def listen(redis: RedisServer) -> Iterator[Callable[..., Listener]]:
+    listeners: list[Listener] = []
+
+    def listen_(*join_keys: str) -> Listener:
+        listener = Listener(redis, *join_keys)
+        listeners.append(listener)
+        return listener
+
+    yield listen_
+    for listener in listeners:
+        listener.close()
+
+
+def model_answer(model: RedisModel, request: LogRequest, origin: str) -> LogResult:
+    if isinstance(request, AddUser):
+        return model.add_user(request)
+    if isinstance(request, Append):
+        return model.append(request)
+    if isinstance(request, Rename):
+        return model.rename(request, origin)
+    if isinstance(request, History):
+        return model.history(request)
+    assert isinstance(request, Load)
+    return model.load(request, origin)
+
+
+def model_work(model: RedisModel, work: LogRequest | Presence | Refresh, origin: str, ttl: int) -> list[Any]:
+    """What `RedisLog.run` answers to ``[work]``, as the model has it."""
+    if isinstance(work, Presence):
+        model.presence(work, origin, ttl)
+        return []
+    if isinstance(work, Refresh):
+        snapshot = model.refresh(ModelRefresh(work.join_key, work.user_ids), origin, ttl)
+        return [] if snapshot is None else [snapshot]
+    return [model_answer(model, work, origin)]
+
+
+def test_users_names_talk_ids_history_and_renames_answer_as_the_model_does(
+    redis: RedisServer, open_log: Callable[..., RedisLog], listen: Callable[..., Listener]
+) -> None:
+    log = open_log("a1b2c3")
+    model = RedisModel()
+    listener = listen("k", "nope")
+    requests: list[LogRequest] = [
+        AddUser(1, "k", 10.0, token_hash="h1", name="Ada"),  # a new room; its user 1, named, with a token
+        AddUser(2, "k", None, token_hash="h2"),
+        AddUser(3, "k", None, token_hash="h3", resume_hash="h1"),  # user 1 again, and its name
+        AddUser(4, "k", None, token_hash="h4", resume_hash="h1", name="Ada L."),  # and a new name kept
+        AddUser(5, "k", None, token_hash="h5", resume_hash="nobody's"),  # not a token of the room: a new user
+        AddUser(6, "k", None, resume_hash="h5"),
+        AddUser(7, "nope", None, resume_hash="h1"),
+        Append(8, "k", 1, 20.0, "hi\nthere", "Ada L.", "m-1"),
+        Append(9, "k", 2, 21.0, "no id, no name"),
+        Append(10, "k", 1, 22.0, "sent again", "Ada L.", "m-1"),  # stored already: the original, nothing published
+        Append(11, "k", 2, 23.0, "another user's m-1", None, "m-1"),
+        Rename(12, "k", 2, "Bo"),
+        Append(13, "k", 2, 24.0, "named now", "Bo", "m-2"),
+        Rename(14, "nope", 1, "Nobody"),
+        Append(15, "nope", 1, 1.0, "x", None, "m-1"),
+        History(16, "k", 4, 2), History(17, "k", 100, 3), History(18, "k", 1, 5), History(19, "k", 2, 5),
+        History(20, "k", 2**70, 2), History(21, "nope", 5, 5),
+        Load(22, "k", 3), Load(23, "k", 0), Load(24, "nope", 3),
+    ]
+    real = log.run(requests)
+    expected = [model_answer(model, request, log.origin) for request in requests]
+    assert real == expected
+    assert real[2] == UserAdded(3, 1, True, "Ada") and real[3] == UserAdded(4, 1, True, "Ada L.")  # noqa: PT018
+    assert real[9] == Appended(10, LoggedTalk("k", 1, 1, 20.0, "hi\nthere", "Ada L.", "m-1"), duplicate=True)
+    assert isinstance(real[11], NameSaved)
+    assert real[15] == HistoryRead(16, (real[8].talk, real[10].talk), older=True)  # type: ignore[union-attr]
+    assert isinstance(real[13], LogFailed) and isinstance(real[20], LogFailed)  # noqa: PT018
+    assert listener.heard() == model.published
+    keys = sorted(key.decode() if isinstance(key, bytes) else key for key in redis.client().keys("chat:{k}:*"))
+    assert keys == ["chat:{k}:ids", "chat:{k}:room", "chat:{k}:talks", "chat:{k}:users"]
+    assert redis.client().hgetall("chat:{k}:users") == {
+        b"n:1": b"Ada L.", b"n:2": b"Bo", b"t:h1": b"1", b"t:h2": b"2", b"t:h5": b"3",
+    }  # (only hashes of tokens; a resumed user's new token is not kept)
+
+
+def test_a_talk_id_is_remembered_for_the_last_retention_offsets(
+    open_log: Callable[..., RedisLog], redis: RedisServer
+) -> None:
+    log = open_log("a1b2c3", retention=3)
+    model = RedisModel(retention=3)
+    requests: list[LogRequest] = [
+        AddUser(1, "k", 1.0),
+        Append(2, "k", 1, 2.0, "first", None, "m-1"),
+        Append(3, "k", 1, 3.0, "again", None, "m-1"),  # remembered
+        Append(4, "k", 1, 4.0, "2", None, "m-2"), Append(5, "k", 1, 5.0, "3"),
+        Append(6, "k", 1, 6.0, "again", None, "m-1"),  # offsets 1 to 3: still remembered
+        Append(7, "k", 1, 7.0, "4"),
+        Append(8, "k", 1, 8.0, "after it left the window", None, "m-1"),  # stored anew, at offset 5
+        Append(9, "k", 1, 9.0, "again", None, "m-2"),  # offset 2: forgotten too
+    ]
+    real = log.run(requests)
+    assert real == [model_answer(model, request, log.origin) for request in requests]
+    assert [answer.talk.offset for answer in real[1:]] == [1, 1, 2, 3, 1, 4, 5, 6]  # type: ignore[union-attr]
+    assert redis.client().zrange("chat:{k}:ids", 0, -1, withscores=True) == [(b"1:m-1", 5.0), (b"1:m-2", 6.0)]
+
+
+def test_presence_news_and_snapshots_answer_as_the_model_does(
+    open_log: Callable[..., RedisLog], listen: Callable[..., Listener]
+) -> None:
+    a, b = open_log("aaaa"), open_log("bbbb")
+    model = RedisModel()
+    ttl = 15_000
+    setup: list[LogRequest] = [AddUser(1, "k", 10.0, name="Ada"), AddUser(2, "k", None), AddUser(3, "k", None)]
+    assert a.run(setup) == [model_answer(model, request, "aaaa") for request in setup]
+    listener = listen("k")
+    steps: list[tuple[RedisLog, LogRequest | Presence | Refresh]] = [
+        (a, Presence("k", 1, True, "Ada")), (a, Presence("k", 2, True, None)), (b, Presence("k", 3, True, None)),
+        (b, Presence("k", 1, True, "Ada")),  # user 1 on both processes
+        (a, Load(4, "k", 0)),  # who is there, but for a's own
+        (b, Rename(5, "k", 3, "Cy")),
+        (a, Presence("k", 2, False, None)),
+        (a, Presence("k", 2, False, None)),  # not listed (any more): nothing published
+        (b, Refresh("k", (1, 3, 5))),  # user 5 was not listed: news, as a newcomer
+        (a, Refresh("k", (1,))),
+        (b, Presence("k", 1, False, "Ada")),
+        (a, Refresh("k", ())),
+        (a, Presence("nope", 1, True, None)), (a, Refresh("nope", (1,))), (b, Load(6, "nope", 0)),
+    ]
+    for log, work in steps:
+        assert log.run([work]) == model_work(model, work, log.origin, ttl), work
+    assert a.run([Refresh("k", (1,))]) == [PresenceSnapshot("k", 8, (("bbbb", 3, "Cy"), ("bbbb", 5, None)))]
+    assert listener.heard() == model.published
+    assert [news.seq for news in model.published if isinstance(news, PresenceHeard)] == list(range(1, 9))
+
+
+def test_what_a_dead_process_left_expires_and_is_removed_by_the_others_renewal(
+    open_log: Callable[..., RedisLog], listen: Callable[..., Listener]
+) -> None:
+    dead, live = open_log("dead", presence_ttl=1.0), open_log("live")
+    model = RedisModel()
+    setup: list[LogRequest] = [AddUser(1, "k", 10.0, name="Ada"), AddUser(2, "k", None, name="Bo")]
+    assert live.run(setup) == [model_answer(model, request, "live") for request in setup]
+    listener = listen("k")
+    assert dead.run([Presence("k", 1, True, "Ada")]) == model_work(model, Presence("k", 1, True, "Ada"), "dead", 1000)
+    assert live.run([Presence("k", 2, True, "Bo")]) == model_work(model, Presence("k", 2, True, "Bo"), "live", 15000)
+    renewal = Refresh("k", (2,))
+    assert live.run([renewal]) == model_work(model, renewal, "live", 15000) == [
+        PresenceSnapshot("k", 2, (("dead", 1, "Ada"),))
+    ]
+    time.sleep(1.2)  # the dead process renews nothing
+    model.now += 1200
+    assert live.run([renewal]) == model_work(model, renewal, "live", 15000) == [PresenceSnapshot("k", 3, ())]
+    assert listener.heard() == model.published
+    assert model.published[-1] == PresenceHeard("k", 3, "dead", 1, False, "Ada")
+
+
+def test_a_room_is_read_once_its_subscription_is_in_place_and_a_process_is_not_told_its_own_news(
+    open_log: Callable[..., RedisLog],
+) -> None:
+    mine, theirs = open_log("mine", timeout=0.3), open_log("theirs")
+    assert theirs.run([AddUser(1, "k", 1.0)]) == [UserAdded(1, 1)]
+    # The subscriber is not started (as if its connection were down): reading the room now could miss talks.
+    assert mine.run([Subscribe("k"), Load(2, "k", 5)]) == [LogFailed(2, UNREACHABLE)]
+    heard: list[Any] = []
+    lock = threading.Lock()
+
+    def hand_over(burst: list[Any]) -> None:
+        with lock:
+            heard.extend(item for item in burst if isinstance(item, LoggedTalk | PresenceHeard))
+
+    mine.subscriber.start(lambda function, *args: function(*args), hand_over)
+    [loaded] = mine.run([Subscribe("k"), Load(3, "k", 5)])
+    assert isinstance(loaded, Loaded)
+    assert loaded.room is not None
+    mine.run([Presence("k", 1, True, None)])
+    theirs.run([Presence("k", 2, True, None), Append(4, "k", 2, 2.0, "hi")])
+    deadline = time.monotonic() + 5
+    while len(heard) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert heard == [PresenceHeard("k", 2, "theirs", 2, True, None), LoggedTalk("k", 1, 2, 2.0, "hi")]
+
+
+def test_a_fill_reads_names_and_ids_back(open_log: Callable[..., RedisLog]) -> None:
+    log = open_log("a1b2c3")
+    model = RedisModel()
+    requests: list[LogRequest] = [
+        AddUser(1, "k", 1.0), Append(2, "k", 1, 2.0, "a", "Ada", "m-1"), Append(3, "k", 1, 3.0, "b"),
+    ]
+    assert log.run(requests) == [model_answer(model, request, log.origin) for request in requests]
+    assert log.run([Fill("k", 0)]) == [Filled(Fill("k", 0), model.range("k", 0))]

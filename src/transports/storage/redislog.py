@@ -2,27 +2,44 @@
 
 Keys (each room's carry its join key as a hash tag, so a Redis Cluster keeps a room on one node):
 
-    chat:{KEY}:room   hash: created, users (the last user id handed out), offset (the last talk's)
+    chat:{KEY}:room   hash: created, users (the last user id handed out), offset (the last talk's),
+                      pseq (the number of the room's latest presence news)
     chat:{KEY}:talks  stream: one entry per talk, id "<offset>-0", fields u (user id), t (time),
-                      p (payload); trimmed to about ``retention`` entries (XADD MAXLEN ~)
-    chat:{KEY}:live   channel: "<offset>\\n<user id>\\n<time>\\n<payload>" for each talk, published by the
-                      script that appends it, so that a channel's order is its room's offset order
+                      p (payload), n (the sender's name) and i (its talk id) when it has them;
+                      trimmed to about ``retention`` entries (XADD MAXLEN ~)
+    chat:{KEY}:users  hash: "n:<user id>" → the user's name, "t:<token hash>" → the user id
+                      (version 2: a resume token's SHA-256, never the token)
+    chat:{KEY}:ids    sorted set: "<user id>:<talk id>" scored by the talk's offset, trimmed to the
+                      last ``retention`` offsets: one talk per user and id while the stream keeps it
+    chat:{KEY}:who    sorted set: "<origin>:<user id>" for each user with a connection to the room
+                      on the process ``origin``, scored by when it expires (ms, Redis's clock): each
+                      process renews its own every ttl/3 seconds, so a dead one's expire
+    chat:{KEY}:live   channel, in offset and presence order (each published by the script that
+                      makes the change):
+                      a talk     "<offset>\\n<user id>\\n<time>\\n<name>\\n<talk id>\\n<payload>"
+                      presence   "P\\n<pseq>\\n<origin>\\n<user id>\\n<1|0|r>\\n<name>"
+                                 (1: came, 0: left, r: renamed; an empty name or talk id is none)
     chat:epoch        a random value, set once: a Redis that comes back without its data has another
 
 Three parts, each on its own thread of control:
 
 - `RedisLog` runs on the storage thread (`StorageWorker`): the core's requests
-  in batches, one pipeline per batch, each write one script (`ADD_USER`,
-  `APPEND`; `LOAD` reads a room in one step); fills (XRANGE); subscriptions,
-  sent on the subscriber's connection and waited for before anything after
-  them runs; and the epoch, checked at the head of every batch.
+  in batches, one pipeline per batch, each one script (`ADD_USER`, `APPEND`,
+  `LOAD`, `RENAME`, `HISTORY`; presence: `PRESENCE`, `REFRESH`); fills
+  (XRANGE); subscriptions, sent on the subscriber's connection and waited
+  for before anything after them runs; and the epoch, checked at the head of
+  every batch.
 - `Subscriber` has a thread and a connection of its own for the channels. It
   reconnects with backoff, subscribes again to every room still wanted
   (each confirmation makes the room's `RoomFeed` read back what it may have
-  missed), pings when the connection is quiet, and hands what it hears to
-  the event loop in bursts.
+  missed, and the room's presence be read again), pings when the connection
+  is quiet, and hands what it hears to the event loop in bursts, without
+  this process's own presence news.
 - `RedisBroker`, on the event loop, is the `chatcore.shared.Broker` of a
-  `SharedChat`, and hands every answer back to it.
+  `SharedChat`, and hands every answer back to it. It keeps the users each
+  room has here, and renews their presence every ``presence_ttl / 3``
+  seconds (`REFRESH`, which also removes what dead processes left and
+  answers with who is in the room: `SharedChat.presence_snapshot`).
 
 While Redis is unreachable every request fails within the timeout (then at
 once, for a second, before the next try) with "storage unreachable", which
@@ -54,6 +71,8 @@ from chatcore import (
     AddUser,
     Append,
     Appended,
+    History,
+    HistoryRead,
     KeyTaken,
     Load,
     Loaded,
@@ -61,6 +80,11 @@ from chatcore import (
     LoggedTalk,
     LogRequest,
     LogResult,
+    NameSaved,
+    Presence,
+    PresenceHeard,
+    PresenceSnapshot,
+    Rename,
     SavedRoom,
     UserAdded,
 )
@@ -83,36 +107,161 @@ REFILL_DELAY = 0.5
 KEEPALIVE = 5.0
 """Seconds of silence on the subscriber's connection before it pings Redis to find out whether it is alive."""
 
+# Every script that writes checks the room first: a room Redis does not have (lost with its data) is never
+# brought back piecemeal. Times in presence are Redis's (TIME, in ms): one clock for every host.
+
 ADD_USER = """
 if ARGV[1] ~= '' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-  redis.call('HSET', KEYS[1], 'created', ARGV[1], 'users', 0, 'offset', 0)
+  redis.call('HSET', KEYS[1], 'created', ARGV[1], 'users', 0, 'offset', 0, 'pseq', 0)
 elseif redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-return redis.call('HINCRBY', KEYS[1], 'users', 1)
+local user = false
+if ARGV[3] ~= '' then user = redis.call('HGET', KEYS[2], 't:' .. ARGV[3]) end
+local resumed = 1
+if not user then
+  resumed = 0
+  user = redis.call('HINCRBY', KEYS[1], 'users', 1)
+  if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 't:' .. ARGV[2], user) end
+end
+local name = ARGV[4]
+if name ~= '' then
+  redis.call('HSET', KEYS[2], 'n:' .. user, name)
+else
+  name = redis.call('HGET', KEYS[2], 'n:' .. user)
+end
+return {tonumber(user), resumed, name}
 """
-"""KEYS: room. ARGV: created time ('' to join an existing room). The new user id; -1: key taken; 0: no room."""
+"""KEYS: room, users. ARGV: created time ('' to join an existing room), token hash to register for a new user,
+token hash to resume, name (each '' for none). {user id, 1 if resumed else 0, name or nil}; -1: key taken;
+0: no room."""
 
 APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local member = false
+if ARGV[7] ~= '' then
+  member = ARGV[3] .. ':' .. ARGV[7]
+  local kept = redis.call('ZSCORE', KEYS[3], member)
+  if kept then
+    local entries = redis.call('XRANGE', KEYS[2], kept .. '-0', kept .. '-0')
+    if #entries > 0 then return entries end
+  end
+end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], offset .. '-0', 'u', ARGV[3], 't', ARGV[4], 'p', ARGV[5])
-redis.call('PUBLISH', ARGV[1], offset .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[5])
+local fields = {'u', ARGV[3], 't', ARGV[4], 'p', ARGV[5]}
+if ARGV[6] ~= '' then
+  fields[#fields + 1] = 'n'
+  fields[#fields + 1] = ARGV[6]
+end
+if member then
+  fields[#fields + 1] = 'i'
+  fields[#fields + 1] = ARGV[7]
+  redis.call('ZADD', KEYS[3], offset, member)
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], offset .. '-0', unpack(fields))
+if offset > tonumber(ARGV[2]) then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', offset - tonumber(ARGV[2]))
+end
+redis.call('PUBLISH', ARGV[1],
+  offset .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[5])
 return offset
 """
-"""KEYS: room, talks. ARGV: channel, retention, user id, time, payload. The talk's offset; 0: no room."""
+"""KEYS: room, talks, ids. ARGV: channel, retention, user id, time, payload, name, talk id (each '' for none).
+The talk's offset; {the stream entry}: the user's talk with that id, kept already (nothing done); 0: no room."""
 
-LOAD = """
-local offset = redis.call('HGET', KEYS[1], 'offset')
-if not offset then return false end
-if ARGV[1] == '0' then return {offset, {}} end
-return {offset, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[1])}
+_NOW = """
+local clock = redis.call('TIME')
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
 """
-"""KEYS: room, talks. ARGV: how many recent talks. False: no room; else the last offset and the talks, newest first."""
 
-SCRIPTS = {name: (source, hashlib.sha1(source.encode()).hexdigest()) for name, source in
-           (("add_user", ADD_USER), ("append", APPEND), ("load", LOAD))}
+_WHO = """
+local function who()
+  local members = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf')
+  local names = {}
+  for i, member in ipairs(members) do
+    names[i] = redis.call('HGET', KEYS[3], 'n:' .. string.match(member, ':(%d+)$'))
+  end
+  return {members, names}
+end
+"""
+
+_NEWS = """
+local function news(origin, user, kind)
+  local seq = redis.call('HINCRBY', KEYS[1], 'pseq', 1)
+  local name = redis.call('HGET', KEYS[3], 'n:' .. user) or ''
+  redis.call('PUBLISH', ARGV[1], 'P\\n' .. seq .. '\\n' .. origin .. '\\n' .. user .. '\\n' .. kind .. '\\n' .. name)
+  return seq
+end
+"""
+
+LOAD = _NOW + _WHO + """
+local room = redis.call('HMGET', KEYS[1], 'offset', 'pseq')
+if not room[1] then return false end
+local talks = {}
+if ARGV[1] ~= '0' then talks = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', ARGV[1]) end
+return {room[1], talks, room[2] or '0', who()}
+"""
+"""KEYS: room, who, users, talks. ARGV: how many recent talks. False: no room; else {the last offset, the talks
+newest first, pseq, {{the live who members}, {their users' names}}}."""
+
+RENAME = _NEWS + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[3], 'n:' .. ARGV[3], ARGV[4])
+return news(ARGV[2], ARGV[3], 'r')
+"""
+"""KEYS: room, who (unused), users. ARGV: channel, origin, user id, name. The news' pseq; 0: no room."""
+
+PRESENCE = _NOW + _NEWS + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local member = ARGV[2] .. ':' .. ARGV[3]
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), member)
+elseif redis.call('ZREM', KEYS[2], member) == 0 then
+  return 0
+end
+return news(ARGV[2], ARGV[3], ARGV[4])
+"""
+"""KEYS: room, who, users. ARGV: channel, origin, user id, 1 (came) or 0 (left), ttl in ms. The news' pseq; 0: no
+room, or a user who left and was not listed (nothing published)."""
+
+REFRESH = _NOW + _WHO + _NEWS + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+for i = 4, #ARGV do
+  if redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2] .. ':' .. ARGV[i]) == 1 then
+    news(ARGV[2], ARGV[i], '1')
+  end
+end
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, member in ipairs(dead) do
+  redis.call('ZREM', KEYS[2], member)
+  local origin, user = string.match(member, '^(.*):(%d+)$')
+  news(origin, user, '0')
+end
+return {redis.call('HGET', KEYS[1], 'pseq') or '0', who()}
+"""
+"""KEYS: room, who, users. ARGV: channel, origin, ttl in ms, then the user ids this origin has in the room.
+Renews their entries (one that was missing is news: 1), removes every expired one (news: 0). False: no room; else
+{pseq, {{the live who members}, {their users' names}}}."""
+
+HISTORY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if ARGV[1] == '0' then return {{}, 0} end
+local talks = redis.call('XREVRANGE', KEYS[2], ARGV[1], '-', 'COUNT', ARGV[2])
+local older = 0
+if #talks > 0 then
+  local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+  if first[1][1] ~= talks[#talks][1] then older = 1 end
+end
+return {talks, older}
+"""
+"""KEYS: room, talks. ARGV: the highest offset to read, how many. False: no room; else {the talks newest first, 1
+if the stream has talks before the last of them else 0}."""
+
+SCRIPTS = {name: (source, hashlib.sha1(source.encode()).hexdigest()) for name, source in (
+    ("add_user", ADD_USER), ("append", APPEND), ("load", LOAD), ("rename", RENAME), ("presence", PRESENCE),
+    ("refresh", REFRESH), ("history", HISTORY),
+)}
 
 
 def room_key(join_key: str) -> str:
@@ -123,12 +272,42 @@ def talks_key(join_key: str) -> str:
     return f"chat:{{{join_key}}}:talks"
 
 
+def users_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:users"
+
+
+def ids_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:ids"
+
+
+def who_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:who"
+
+
 def channel(join_key: str) -> bytes:
     return f"chat:{{{join_key}}}:live".encode()
 
 
 def join_key_of(channel_name: bytes) -> str:
     return channel_name[6:-6].decode()  # chat:{ ... }:live
+
+
+def published(join_key: str, data: bytes) -> LoggedTalk | PresenceHeard:
+    """What a message on a room's channel says (`ValueError` if it is not one of ours)."""
+    if data.startswith(b"P\n"):
+        _, seq, origin, user_id, kind, name = data.split(b"\n", 5)
+        if kind not in _KINDS:
+            raise ValueError(f"no such presence news: {kind!r}")
+        here = _KINDS[kind]
+        return PresenceHeard(join_key, int(seq), origin.decode(), int(user_id), here, name.decode() or None)
+    offset, user_id, sent, name, talk_id, payload = data.split(b"\n", 5)
+    return LoggedTalk(
+        join_key, int(offset), int(user_id), float(sent), payload.decode(), name.decode() or None,
+        talk_id.decode() or None,
+    )
+
+
+_KINDS: dict[bytes, bool | None] = {b"1": True, b"0": False, b"r": None}
 
 
 def redacted(url: str) -> str:
@@ -160,6 +339,14 @@ class Unsubscribe:
 
 
 @dataclass(frozen=True, slots=True)
+class Refresh:
+    """Renew the presence of this process's users in the room, drop what expired, and read who is in it."""
+
+    join_key: str
+    user_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Filled:
     """The answer to a `Fill`: the room's talks after ``fill.after`` that its stream still has, oldest first."""
 
@@ -179,8 +366,11 @@ class EpochChanged:
     """Redis came back without the data it had: every room held in memory is gone from it."""
 
 
-Work: TypeAlias = LogRequest | Fill | Subscribe | Unsubscribe
-Answer: TypeAlias = LogResult | Filled | FillFailed | EpochChanged
+Work: TypeAlias = LogRequest | Fill | Subscribe | Unsubscribe | Presence | Refresh
+Answer: TypeAlias = LogResult | Filled | FillFailed | EpochChanged | PresenceSnapshot
+"""(A `Presence` has no answer; a `Refresh` has its `PresenceSnapshot`, or none if it failed.)"""
+_Command: TypeAlias = LogRequest | Fill | Presence | Refresh
+"""Work done by a command in the batch's pipeline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +388,7 @@ class _Connection:
     why: str = ""
 
 
-Heard: TypeAlias = LoggedTalk | _Subscribed | _Connection
+Heard: TypeAlias = LoggedTalk | PresenceHeard | _Subscribed | _Connection
 
 
 def _pool(settings: RedisSettings) -> redis.ConnectionPool:
@@ -211,10 +401,15 @@ def _pool(settings: RedisSettings) -> redis.ConnectionPool:
 
 
 class Subscriber:
-    """The channels of the rooms this process holds, on one connection of their own, on a thread of their own."""
+    """The channels of the rooms this process holds, on one connection of their own, on a thread of their own.
 
-    def __init__(self, settings: RedisSettings) -> None:
+    What it hears goes to the event loop, but for this process's own presence news (``origin``): the core
+    counts its own connections itself.
+    """
+
+    def __init__(self, settings: RedisSettings, origin: str) -> None:
         self._settings = settings
+        self._origin = origin
         self._name = redacted(settings.url)
         self._pool = _pool(settings)
         self._lock = threading.Lock()  # guards what the storage thread and the listening thread share
@@ -238,23 +433,26 @@ class Subscriber:
             self._thread.join(timeout=5)
         self._pool.disconnect()
 
-    def subscribe(self, join_keys: Sequence[str]) -> None:
-        """From the storage thread: listen to these rooms, and wait (up to the timeout) until Redis confirms."""
-        channels = [channel(join_key) for join_key in join_keys]
+    def subscribe(self, join_keys: Sequence[str], *, wait: bool = True) -> set[str]:
+        """From the storage thread: listen to these rooms; the ones Redis did not confirm within the timeout.
+
+        Without a connection, the listening thread subscribes to everything
+        wanted once it has one: this waits for that too. ``wait`` False:
+        only the rooms confirmed already (none) count as confirmed.
+        """
+        channels = {channel(join_key): join_key for join_key in join_keys}
         with self._lock:
             before = {name: self._confirmations.get(name, 0) for name in channels}
             self._wanted.update(channels)
-            if self._connection is None:
-                return  # the listening thread subscribes to everything wanted once it is connected
-            try:
-                self._connection.send_command("SUBSCRIBE", *channels, check_health=False)
-            except (RedisError, OSError):
-                return  # the listening thread notices, reconnects, and subscribes again
-            deadline = time.monotonic() + self._settings.timeout
-            while any(self._confirmations.get(name, 0) == count for name, count in before.items()):
+            if self._connection is not None:
+                with contextlib.suppress(RedisError, OSError):  # (the listening thread notices, and reconnects)
+                    self._connection.send_command("SUBSCRIBE", *channels, check_health=False)
+            deadline = time.monotonic() + (self._settings.timeout if wait else 0.0)
+            while True:
+                waiting = [name for name, count in before.items() if self._confirmations.get(name, 0) == count]
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._connection is None:
-                    return
+                if not waiting or remaining <= 0:
+                    return {channels[name] for name in waiting}
                 self._confirmed.wait(remaining)
 
     def unsubscribe(self, join_key: str) -> None:
@@ -324,12 +522,13 @@ class Subscriber:
         kind, name, data = reply[0], reply[1], reply[2]
         if kind == b"message":
             try:
-                offset, user_id, sent, payload = data.split(b"\n", 3)
-                talk = LoggedTalk(join_key_of(name), int(offset), int(user_id), float(sent), payload.decode())
-            except ValueError:  # not published by our script: someone else on our channel
-                log.warning("Redis %s: ignored a message on %r that is not a talk", self._name, name[:80])
+                heard = published(join_key_of(name), data)
+            except ValueError:  # not published by our scripts: someone else on our channel
+                log.warning("Redis %s: ignored a message on %r that is not ours", self._name, name[:80])
                 return
-            burst.append(talk)
+            if isinstance(heard, PresenceHeard) and heard.origin == self._origin:
+                return  # this process's own news
+            burst.append(heard)
         elif kind == b"subscribe":
             with self._lock:
                 if name not in self._wanted:
@@ -340,12 +539,17 @@ class Subscriber:
 
 
 class RedisLog:
-    """The storage thread's side: the core's requests, fills and subscriptions, in batches."""
+    """The storage thread's side: the core's requests, presence, fills and subscriptions, in batches.
 
-    def __init__(self, settings: RedisSettings) -> None:
+    ``origin`` names this process in presence entries and news (random unless given).
+    """
+
+    def __init__(self, settings: RedisSettings, origin: str | None = None) -> None:
         self.settings = settings
+        self.origin = origin or secrets.token_hex(6)
+        self._ttl = str(max(1, round(settings.presence_ttl * 1000)))
         self._client = redis.Redis(connection_pool=_pool(settings))
-        self.subscriber = Subscriber(settings)
+        self.subscriber = Subscriber(settings, self.origin)
         self._epoch: bytes | None = None
         self._failed_at = -RETRY_AFTER_FAILURE
 
@@ -362,18 +566,13 @@ class RedisLog:
         self._client.close()
 
     def failed(self, batch: Sequence[Work], reason: str) -> list[Answer]:
-        answers: list[Answer] = []
-        for work in batch:
-            if isinstance(work, AddUser | Append | Load):
-                answers.append(LogFailed(work.ticket, reason))
-            elif isinstance(work, Fill):
-                answers.append(FillFailed(work))
-        return answers
+        return [answer for work in batch if (answer := _failure(work, reason)) is not None]
 
     def run(self, batch: Sequence[Work]) -> list[Answer]:
         answers: list[Answer] = []
-        pending: list[LogRequest | Fill] = []
+        pending: list[_Command | LogFailed] = []
         subscribing: list[str] = []
+        unconfirmed: set[str] = set()
         for work in batch:
             if isinstance(work, Subscribe):
                 subscribing.append(work.join_key)
@@ -381,22 +580,47 @@ class RedisLog:
             if subscribing:  # before anything after them: what they confirm must be in place first
                 answers.extend(self._commands(pending))
                 pending = []
-                self.subscriber.subscribe(subscribing)
+                unconfirmed = self._subscribe(subscribing)
                 subscribing = []
             if isinstance(work, Unsubscribe):
                 self.subscriber.unsubscribe(work.join_key)
+            elif unconfirmed and _reads_a_room(work) and work.join_key in unconfirmed:
+                # Read now, the room could miss what is published before the subscription is in place.
+                assert isinstance(work, Load | AddUser)
+                pending.append(LogFailed(work.ticket, UNREACHABLE))
             else:
                 pending.append(work)
         if subscribing:
-            self.subscriber.subscribe(subscribing)
+            self._subscribe(subscribing)
         answers.extend(self._commands(pending))
         return answers
 
-    def _commands(self, work: list[LogRequest | Fill]) -> list[Answer]:
+    def _subscribe(self, join_keys: list[str]) -> set[str]:
+        """Subscribe; the rooms not confirmed in time (every one at once while Redis is failing)."""
+        failing = time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE
+        unconfirmed = self.subscriber.subscribe(join_keys, wait=not failing)
+        if unconfirmed and not failing:
+            log.warning("Redis %s: %d subscriptions not confirmed within %gs; joining them fails for now",
+                        self.name, len(unconfirmed), self.settings.timeout)
+        return unconfirmed
+
+    def _commands(self, work: list[_Command | LogFailed]) -> list[Answer]:
+        """The answers to ``work`` in its order (a `LogFailed` in it is an answer already)."""
+        commands = [item for item in work if not isinstance(item, LogFailed)]
+        answers, results = self._results(commands)
+        replies = iter(results)
+        for item in work:
+            answer = item if isinstance(item, LogFailed) else next(replies)
+            if answer is not None:
+                answers.append(answer)
+        return answers
+
+    def _results(self, work: list[_Command]) -> tuple[list[Answer], list[Answer | None]]:
+        """What comes before the answers (the epoch's change), and each command's answer (None: it has none)."""
         if not work:
-            return []
+            return [], []
         if time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE:
-            return self.failed(work, UNREACHABLE)
+            return [], [_failure(item, UNREACHABLE) for item in work]
         try:
             try:
                 replies = self._pipeline(work)
@@ -408,34 +632,48 @@ class RedisLog:
             if not isinstance(error, ResponseError):
                 self._failed_at = time.monotonic()
                 log.warning("Redis %s: %s; requests fail until it answers", self.name, error or type(error).__name__)
-                return self.failed(work, UNREACHABLE)
+                return [], [_failure(item, UNREACHABLE) for item in work]
             log.error("Redis %s: %s", self.name, error)
-            return self.failed(work, INCONSISTENT)
+            return [], [_failure(item, INCONSISTENT) for item in work]
         epoch, *results = replies
-        answers: list[Answer] = []
+        first: list[Answer] = []
         if epoch != self._epoch:
             known, self._epoch = self._epoch, self._take_epoch(epoch)
             if known is not None:
-                answers.append(EpochChanged())
-        answers.extend(_answer(item, reply) for item, reply in zip(work, results, strict=True))
-        return answers
+                first.append(EpochChanged())
+        return first, [self._answer(item, reply) for item, reply in zip(work, results, strict=True)]
 
-    def _pipeline(self, work: list[LogRequest | Fill]) -> list[Any]:
+    def _pipeline(self, work: list[_Command]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
         pipe.get(EPOCH_KEY)
-        retention = str(self.settings.retention)
+        retention, origin, ttl = str(self.settings.retention), self.origin, self._ttl
         for item in work:
+            key = item.join_key
             if isinstance(item, Append):
-                key = item.join_key
-                pipe.evalsha(SCRIPTS["append"][1], 2, room_key(key), talks_key(key), channel(key), retention,
-                             item.user_id, repr(item.time), item.payload)
+                pipe.evalsha(SCRIPTS["append"][1], 3, room_key(key), talks_key(key), ids_key(key), channel(key),
+                             retention, item.user_id, repr(item.time), item.payload, item.name or "",
+                             item.talk_id or "")
             elif isinstance(item, AddUser):
                 created = "" if item.created is None else repr(item.created)
-                pipe.evalsha(SCRIPTS["add_user"][1], 1, room_key(item.join_key), created)
+                pipe.evalsha(SCRIPTS["add_user"][1], 2, room_key(key), users_key(key), created,
+                             item.token_hash or "", item.resume_hash or "", item.name or "")
             elif isinstance(item, Load):
-                pipe.evalsha(SCRIPTS["load"][1], 2, room_key(item.join_key), talks_key(item.join_key), item.recent)
+                pipe.evalsha(SCRIPTS["load"][1], 4, room_key(key), who_key(key), users_key(key), talks_key(key),
+                             item.recent)
+            elif isinstance(item, Presence):
+                pipe.evalsha(SCRIPTS["presence"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
+                             origin, item.user_id, "1" if item.here else "0", ttl)
+            elif isinstance(item, Refresh):
+                pipe.evalsha(SCRIPTS["refresh"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
+                             origin, ttl, *item.user_ids)
+            elif isinstance(item, Rename):
+                pipe.evalsha(SCRIPTS["rename"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
+                             origin, item.user_id, item.name)
+            elif isinstance(item, History):
+                highest = max(0, min(item.before, 2**63) - 1)  # (a stream id is at most 2**64 - 1)
+                pipe.evalsha(SCRIPTS["history"][1], 2, room_key(key), talks_key(key), str(highest), item.limit)
             else:
-                pipe.xrange(talks_key(item.join_key), min=str(item.after + 1), max="+")
+                pipe.xrange(talks_key(key), min=str(item.after + 1), max="+")
         replies: list[Any] = pipe.execute(raise_on_error=False)
         for reply in replies:
             if isinstance(reply, NoScriptError):
@@ -458,50 +696,103 @@ class RedisLog:
             self._client.script_load(source)
         return epoch
 
-
-def _answer(item: LogRequest | Fill, reply: Any) -> Answer:
-    """One pipeline reply as the answer the loop expects."""
-    if isinstance(item, Fill):
+    def _answer(self, item: _Command, reply: Any) -> Answer | None:
+        """One pipeline reply as the answer the loop expects (None: the command has none)."""
+        key = item.join_key
+        if isinstance(item, Fill):
+            if isinstance(reply, Exception):
+                return FillFailed(item)
+            return Filled(item, [_talk(key, entry) for entry in reply])
+        if isinstance(item, Presence | Refresh):
+            if isinstance(reply, Exception):
+                log.error("Redis: %s", reply)
+                return None
+            if isinstance(item, Presence) or reply is None:
+                return None  # (a Refresh of a room Redis does not have)
+            seq, who = reply
+            return self.snapshot(key, seq, who)
         if isinstance(reply, Exception):
-            return FillFailed(item)
-        return Filled(item, [_talk(item.join_key, entry) for entry in reply])
-    if isinstance(reply, Exception):
-        log.error("Redis: %s", reply)
-        return LogFailed(item.ticket, INCONSISTENT)
-    if isinstance(item, Append):
-        if reply == 0:
+            log.error("Redis: %s", reply)
             return LogFailed(item.ticket, INCONSISTENT)
-        return Appended(item.ticket, LoggedTalk(item.join_key, int(reply), item.user_id, item.time, item.payload))
-    if isinstance(item, AddUser):
-        if reply == -1:
-            return KeyTaken(item.ticket)
-        if reply == 0:
-            return LogFailed(item.ticket, INCONSISTENT)
-        return UserAdded(item.ticket, int(reply))
-    if reply is None:
-        return Loaded(item.ticket, None)
-    last_offset, entries = reply
-    talks = tuple(_talk(item.join_key, entry) for entry in reversed(entries))
-    return Loaded(item.ticket, SavedRoom(item.join_key, int(last_offset), talks))
+        if isinstance(item, Append):
+            if isinstance(reply, list):
+                return Appended(item.ticket, _talk(key, reply[0]), duplicate=True)
+            if reply == 0:
+                return LogFailed(item.ticket, INCONSISTENT)
+            return Appended(item.ticket, LoggedTalk(
+                key, int(reply), item.user_id, item.time, item.payload, item.name, item.talk_id
+            ))
+        if isinstance(item, AddUser):
+            if reply == -1:
+                return KeyTaken(item.ticket)
+            if reply == 0:
+                return LogFailed(item.ticket, INCONSISTENT)
+            user_id, resumed, name = reply
+            return UserAdded(item.ticket, int(user_id), bool(resumed), _text(name))
+        if isinstance(item, Rename):
+            return LogFailed(item.ticket, INCONSISTENT) if reply == 0 else NameSaved(item.ticket, int(reply))
+        if isinstance(item, History):
+            if reply is None:
+                return LogFailed(item.ticket, INCONSISTENT)
+            entries, older = reply
+            return HistoryRead(item.ticket, tuple(_talk(key, entry) for entry in reversed(entries)), bool(older))
+        if reply is None:
+            return Loaded(item.ticket, None)
+        last_offset, entries, seq, who = reply
+        talks = tuple(_talk(key, entry) for entry in reversed(entries))
+        return Loaded(item.ticket, SavedRoom(key, int(last_offset), talks, self.snapshot(key, seq, who)))
+
+    def snapshot(self, join_key: str, seq: Any, who: Any) -> PresenceSnapshot:
+        """A script's {pseq, {{members}, {names}}} as the core takes it: without this process's own entries."""
+        members, names = who
+        entries: list[tuple[str, int, str | None]] = []
+        for member, name in zip(members, names, strict=True):
+            origin, _, user_id = member.decode().rpartition(":")
+            if origin != self.origin:
+                entries.append((origin, int(user_id), _text(name)))
+        return PresenceSnapshot(join_key, int(seq), tuple(sorted(entries)))
+
+
+def _reads_a_room(work: Work) -> bool:
+    """A request that reads a room the process begins to hold: its subscription must be in place first."""
+    return isinstance(work, Load) or (isinstance(work, AddUser) and work.created is not None)
+
+
+def _failure(work: Work, reason: str) -> Answer | None:
+    """The answer to work that could not be done (None: it has none; a missed `Presence` is renewed by `Refresh`)."""
+    if isinstance(work, AddUser | Append | Load | Rename | History):
+        return LogFailed(work.ticket, reason)
+    if isinstance(work, Fill):
+        return FillFailed(work)
+    return None
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
 
 
 def _talk(join_key: str, entry: Any) -> LoggedTalk:
     entry_id, fields = entry
     values = dict(zip(fields[::2], fields[1::2], strict=True)) if isinstance(fields, list) else fields
     offset = int(entry_id.split(b"-", 1)[0])
-    return LoggedTalk(join_key, offset, int(values[b"u"]), float(values[b"t"]), values[b"p"].decode())
+    return LoggedTalk(
+        join_key, offset, int(values[b"u"]), float(values[b"t"]), values[b"p"].decode(), _text(values.get(b"n")),
+        _text(values.get(b"i")),
+    )
 
 
 class RedisBroker:
     """The event loop's side: `chatcore.shared.Broker` for one `SharedChat`, and its answers handed back."""
 
-    def __init__(self, settings: RedisSettings) -> None:
-        self.log = RedisLog(settings)
+    def __init__(self, settings: RedisSettings, origin: str | None = None) -> None:
+        self.log = RedisLog(settings, origin)
         self.worker: StorageWorker[Work, Answer] = StorageWorker(self.log)
         self._chat: SharedChat | None = None
         self._perform: Callable[[list[Action]], None] = _not_running
         self._tasks: anyio.abc.TaskGroup | None = None
         self._up = True
+        self.here: dict[str, set[int]] = {}
+        """The users with a connection to each room on this process (as the core said: `Presence`)."""
 
     # chatcore.shared.Broker
 
@@ -517,6 +808,32 @@ class RedisBroker:
     def fill(self, fill: Fill) -> None:
         self.worker.submit(fill)
 
+    def presence(self, presence: Presence) -> None:
+        users = self.here.get(presence.join_key)
+        if presence.here:
+            if users is None:
+                users = self.here[presence.join_key] = set()
+            users.add(presence.user_id)
+        elif users is not None:
+            users.discard(presence.user_id)
+            if not users:
+                del self.here[presence.join_key]
+        self.worker.submit(presence)
+
+    # Presence kept alive
+
+    def refresh(self, join_key: str | None = None) -> None:
+        """Renew this process's presence in every room it has users in (or in one), and read who is there."""
+        keys = list(self.here) if join_key is None else [join_key] if join_key in self.here else []
+        for key in keys:
+            self.worker.submit(Refresh(key, tuple(sorted(self.here[key]))))
+
+    async def _refreshing(self) -> None:
+        period = self.log.settings.presence_ttl / 3
+        while True:
+            await anyio.sleep(period)
+            self.refresh()
+
     # Running
 
     async def run(self, chat: SharedChat, perform: Callable[[list[Action]], None]) -> None:
@@ -526,6 +843,7 @@ class RedisBroker:
             self._tasks = tasks
             self.log.subscriber.start(loop_call(), self._heard)
             tasks.start_soon(self.worker.run, self._answer)
+            tasks.start_soon(self._refreshing)
 
     async def drain(self) -> None:
         """Wait until everything asked so far is answered."""
@@ -541,6 +859,8 @@ class RedisBroker:
             self._tasks.start_soon(self._refill, answer.fill)
         elif isinstance(answer, EpochChanged):
             self._perform(chat.log_lost())
+        elif isinstance(answer, PresenceSnapshot):
+            self._perform(chat.presence_snapshot(answer))
         else:
             self._perform(chat.log_result(answer))
 
@@ -556,8 +876,11 @@ class RedisBroker:
             try:
                 if isinstance(item, LoggedTalk):
                     self._perform(chat.heard(item))
+                elif isinstance(item, PresenceHeard):
+                    self._perform(chat.presence_heard(item))
                 elif isinstance(item, _Subscribed):
                     self._perform(chat.subscribed(item.join_key))
+                    self.refresh(item.join_key)  # (again, after a reconnect: news may have been missed meanwhile)
                 elif item.up != self._up:
                     self._up = item.up
                     if item.up:
