@@ -62,6 +62,7 @@ def two_talking(pages: Callable[..., ChatPage], url: str) -> tuple[ChatPage, Cha
     bob.wait_until_in_room()
     alice.wait_until_in_room()
     alice.send_with_enter("one")
+    assert bob.wait_for_messages(1) == ["Alice: one"]  # (two pages sending at once: either may come first)
     bob.send_with_enter("two")
     assert alice.wait_for_messages(2) == ["Alice: one", "Bob: two"]
     assert bob.wait_for_messages(2) == ["Alice: one", "Bob: two"]
@@ -184,6 +185,7 @@ def test_a_whole_conversation(
     bob.wait_until_in_room()
     alice.wait_until_in_room()
     alice.send_with_button("hello from alice")
+    assert bob.wait_for_messages(1) == ["Alice: hello from alice"]
     bob.send_with_enter("hello from bob")
     expected = ["Alice: hello from alice", "Bob: hello from bob"]
     assert alice.wait_for_messages(2) == expected
@@ -810,6 +812,7 @@ def test_the_unchanged_seed_page_works_in_a_browser(
     bob = seed_page().open(link.replace("//localhost:", "//127.0.0.1:"))
     bob.page.locator("#message-wrapper a").wait_for()
     alice.send_with_enter("hello from the seed page")
+    bob.page.wait_for_function("document.querySelectorAll('#message-wrapper p').length >= 2")
     bob.send_with_enter("hi back")
     for page in (alice, bob):
         page.page.wait_for_function("document.querySelectorAll('#message-wrapper p').length >= 3")
