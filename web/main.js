@@ -1,4 +1,4 @@
-// Browser client for the chat server, speaking protocol version 2 (docs/protocol-v2.md).
+// Browser client for the chat server, speaking protocol version 2 (the README's "Version 2" protocol reference).
 //
 // Kept from the first version of this page: the socket goes to the page's own
 // host on the port the server announces in config.js; everything from the

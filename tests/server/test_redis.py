@@ -67,7 +67,7 @@ def url(process: ServerProcess) -> str:
 
 
 class V2Client(ChatClient):
-    """A protocol version 2 client (docs/protocol-v2.md)."""
+    """A protocol version 2 client (the README's protocol reference)."""
 
     def join(self, join_key: str | None = None, **fields: Any) -> dict[str, Any]:
         event: dict[str, Any] = {"type": "init", "v": 2, "render": "text", **fields}
