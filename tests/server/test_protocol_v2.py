@@ -10,7 +10,6 @@ through a real redis-server, where the two hosts are different processes.
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,44 +17,13 @@ from typing import Any
 
 import pytest
 
-from chat_client import ChatClient
+from chat_client import ChatClient, V2Client
 from processes import server_process
 from redis_server import redis_server
 
 TRANSPORTS = ["trio-websocket", "wsproto"]
 HISTORY_LIMIT = 5
 PRESENCE_TTL = 1.0
-QUIET = 0.4
-"""Seconds without an event after which a client is taken to have been sent everything."""
-
-
-class Client(ChatClient):
-    """A version-2 client: what it was sent, event by event."""
-
-    def join(self, join_key: str | None = None, **fields: Any) -> dict[str, Any]:
-        event: dict[str, Any] = {"type": "init", "v": 2, "render": "text", **fields}
-        if join_key is not None:
-            event["joinKey"] = join_key
-        self.send(event)
-        reply = self.recv()
-        assert reply["type"] == "init", reply
-        return reply
-
-    def until_quiet(self, quiet: float = QUIET) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        while True:
-            try:
-                events.append(self.recv(timeout=quiet))
-            except TimeoutError:
-                return events
-
-    def wait_for(self, kind: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
-        """The next event of this kind with these fields (others before it are skipped)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            event = self.recv(timeout=max(0.01, deadline - time.monotonic()))
-            if event["type"] == kind and all(event.get(name) == value for name, value in fields.items()):
-                return event
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -81,11 +49,11 @@ def hosts(request: pytest.FixtureRequest, tmp_path: Path, transport: str) -> Ite
 
 
 @pytest.fixture
-def clients() -> Iterator[Callable[[str], Client]]:
+def clients() -> Iterator[Callable[[str], V2Client]]:
     with ExitStack() as stack:
 
-        def connect(url: str) -> Client:
-            client = Client(url)
+        def connect(url: str) -> V2Client:
+            client = V2Client(url)
             stack.callback(client.close)
             return client
 
@@ -102,7 +70,7 @@ def talks(events: list[dict[str, Any]]) -> list[tuple[int, str]]:
 
 
 def test_names_presence_and_talks_across_hosts(
-    transport: str, hosts: Callable[[int], str], clients: Callable[[str], Client]
+    transport: str, hosts: Callable[[int], str], clients: Callable[[str], V2Client]
 ) -> None:
     ada = clients(hosts(0))
     first = ada.join(name="Ada")
@@ -127,7 +95,7 @@ def test_names_presence_and_talks_across_hosts(
     assert [(e["offset"], e["payload"], e["name"], e.get("id")) for e in seen] == [
         (1, "hi", "Ada", "a-1"), (2, "hello", "Bob", None)
     ]
-    seed_events = seed.talks_until_quiet(QUIET)
+    seed_events = seed.talks_until_quiet(0.4)
     assert [event.keys() for event in seed_events] == [{"type", "payload", "userId", "time"}] * 2
 
     bob.send({"type": "name", "name": "Robert"})
@@ -143,7 +111,7 @@ def test_names_presence_and_talks_across_hosts(
 
 
 def test_a_token_resumes_on_the_other_host_with_exactly_the_missed_talks(
-    transport: str, hosts: Callable[[int], str], clients: Callable[[str], Client]
+    transport: str, hosts: Callable[[int], str], clients: Callable[[str], V2Client]
 ) -> None:
     ada = clients(hosts(0))
     first = ada.join(name="Ada")
@@ -171,7 +139,7 @@ def test_a_token_resumes_on_the_other_host_with_exactly_the_missed_talks(
 
 
 def test_a_resent_id_is_stored_once_whichever_host_gets_it(
-    transport: str, hosts: Callable[[int], str], clients: Callable[[str], Client]
+    transport: str, hosts: Callable[[int], str], clients: Callable[[str], V2Client]
 ) -> None:
     ada = clients(hosts(0))
     first = ada.join(name="Ada")
@@ -194,7 +162,7 @@ def test_a_resent_id_is_stored_once_whichever_host_gets_it(
 
 
 def test_history_pages_back_to_the_start_of_the_room(
-    transport: str, hosts: Callable[[int], str], clients: Callable[[str], Client]
+    transport: str, hosts: Callable[[int], str], clients: Callable[[str], V2Client]
 ) -> None:
     ada = clients(hosts(0))
     room = ada.join()["joinKey"]
@@ -219,7 +187,7 @@ def test_history_pages_back_to_the_start_of_the_room(
 
 
 def test_mistakes_get_error_events_that_name_the_refused_talk(
-    transport: str, hosts: Callable[[int], str], clients: Callable[[str], Client]
+    transport: str, hosts: Callable[[int], str], clients: Callable[[str], V2Client]
 ) -> None:
     ada = clients(hosts(0))
     ada.send({"type": "init", "v": 2, "name": "x" * 33})
@@ -244,9 +212,9 @@ def test_a_token_never_reaches_the_log(transport: str, tmp_path: Path) -> None:
         "--db", str(tmp_path / "chat.db"),
     ) as server:
         url = f"ws://127.0.0.1:{server.ws_port}/"
-        with Client(url) as ada:
+        with V2Client(url) as ada:
             first = ada.join(name="Ada")
-        with Client(url) as again:
+        with V2Client(url) as again:
             assert again.join(first["joinKey"], token=first["token"])["resumed"]
             again.send({"type": "init", "v": 2, "token": first["token"]})  # a mistake: already in a room
             assert again.recv()["type"] == "error"

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from chat_client import ChatClient
+from chat_client import ChatClient, V2Client
 from live import ROOT, wait_until
 from nginx_server import nginx
 from processes import ServerProcess, children, server_process
@@ -64,28 +64,6 @@ def two_processes_one_room(
 
 def url(process: ServerProcess) -> str:
     return f"ws://127.0.0.1:{process.ws_port}/"
-
-
-class V2Client(ChatClient):
-    """A protocol version 2 client (the README's protocol reference)."""
-
-    def join(self, join_key: str | None = None, **fields: Any) -> dict[str, Any]:
-        event: dict[str, Any] = {"type": "init", "v": 2, "render": "text", **fields}
-        if join_key is not None:
-            event["joinKey"] = join_key
-        self.send(event)
-        reply = self.recv()
-        assert reply["type"] == "init", reply
-        return reply
-
-    def quiet(self, seconds: float = 0.5) -> list[dict[str, Any]]:
-        """Every event sent until none comes for ``seconds``."""
-        events: list[dict[str, Any]] = []
-        while True:
-            try:
-                events.append(self.recv(timeout=seconds))
-            except TimeoutError:
-                return events
 
 
 def talks(client: ChatClient, count: int) -> list[str]:
@@ -513,7 +491,7 @@ def test_version_2_members_names_talk_ids_tokens_and_history_are_the_same_on_eve
         assert bob.recv() == cy.recv() == {"type": "left", "userId": 1}
         bob.close()  # a user on B leaves: told on A
         assert cy.recv() == {"type": "left", "userId": 2}
-        assert cy.quiet() == []
+        assert cy.until_quiet() == []
 
 
 def test_the_users_of_a_killed_process_are_left_within_the_presence_ttl_and_a_third(redis: RedisServer) -> None:
@@ -526,7 +504,7 @@ def test_the_users_of_a_killed_process_are_left_within_the_presence_ttl_and_a_th
         for n, name in ((2, "Bob"), (3, "Cy")):
             assert stack.enter_context(V2Client(url(doomed))).join(room, name=name)["userId"] == n
             assert ada.recv() == {"type": "joined", "userId": n, "name": name}
-        assert ada.quiet(2.5 * ttl) == []  # the living renew their users: nobody is dropped
+        assert ada.until_quiet(2.5 * ttl) == []  # the living renew their users: nobody is dropped
         doomed.process.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         doomed.process.wait(timeout=5)

@@ -1,8 +1,9 @@
-"""A test client speaking the seed protocol through python-websockets (an independent implementation)."""
+"""Test clients speaking the seed protocol and protocol version 2 through python-websockets (independent of ours)."""
 
 from __future__ import annotations
 
 import json
+import time
 from contextlib import ExitStack
 from typing import Any, Self
 
@@ -63,3 +64,34 @@ class ChatClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class V2Client(ChatClient):
+    """A protocol version 2 client, written against the README's protocol reference."""
+
+    def join(self, join_key: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Send a version-2 ``init`` (text rendering) and return its reply; the replay stays to be read."""
+        event: dict[str, Any] = {"type": "init", "v": 2, "render": "text", **fields}
+        if join_key is not None:
+            event["joinKey"] = join_key
+        self.send(event)
+        reply = self.recv()
+        assert reply["type"] == "init", reply
+        return reply
+
+    def until_quiet(self, quiet: float = 0.4) -> list[dict[str, Any]]:
+        """Every event sent until none comes for ``quiet`` seconds."""
+        events: list[dict[str, Any]] = []
+        while True:
+            try:
+                events.append(self.recv(timeout=quiet))
+            except TimeoutError:
+                return events
+
+    def wait_for(self, kind: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        """The next event of this kind with these fields (others before it are skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.recv(timeout=max(0.01, deadline - time.monotonic()))
+            if event["type"] == kind and all(event.get(name) == value for name, value in fields.items()):
+                return event

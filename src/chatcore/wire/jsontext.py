@@ -49,6 +49,15 @@ def nesting_exceeds(text: str, max_depth: int) -> bool:
     return False
 
 
+def is_encodable(text: str) -> bool:
+    """Whether ``text`` can travel in a WebSocket text message: JSON allows lone surrogates ("\\ud800"), UTF-8 not."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def encode(event: dict[str, Any]) -> str:
     """Encode a server event as compact JSON text."""
     return _encoder.encode(event)

@@ -13,7 +13,7 @@ import html
 from dataclasses import dataclass
 
 from ..errors import ProtocolError
-from .jsontext import encode
+from .jsontext import encode, is_encodable
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,19 +55,10 @@ def parse_request(event: object, max_payload_chars: int) -> Request:
             raise ProtocolError('"payload" must be a string')
         if len(payload) > max_payload_chars:
             raise ProtocolError(f'"payload" is longer than {max_payload_chars} characters')
-        if not _is_encodable(payload):
+        if not is_encodable(payload):
             raise ProtocolError('"payload" must be valid Unicode text')
         return TalkRequest(payload)
     raise ProtocolError('unknown event type; expected "init" or "talk"')
-
-
-def _is_encodable(text: str) -> bool:
-    # JSON allows lone surrogates ("\ud800"); UTF-8 and so WebSocket text cannot carry them.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def init_event(join_key: str, user_id: int) -> str:

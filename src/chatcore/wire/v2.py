@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ProtocolError
 from . import seed
-from .jsontext import encode
+from .jsontext import encode, is_encodable
 
 VERSION = 2
 MAX_NAME_CHARS = 32
@@ -129,7 +129,7 @@ def valid_name(name: object) -> str:
     name = name.strip()
     if not 1 <= len(name) <= MAX_NAME_CHARS:
         raise ProtocolError(f'"name" must be 1 to {MAX_NAME_CHARS} characters long (spaces at the ends do not count)')
-    if not name.isprintable() or not _is_encodable(name):
+    if not name.isprintable() or not is_encodable(name):
         raise ProtocolError('"name" must not contain control characters')
     return name
 
@@ -137,16 +137,8 @@ def valid_name(name: object) -> str:
 def _is_talk_id(value: object) -> bool:
     return (
         isinstance(value, str) and 1 <= len(value) <= MAX_TALK_ID_CHARS and value.isprintable()
-        and _is_encodable(value)
+        and is_encodable(value)
     )
-
-
-def _is_encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _is_count(value: object, *, minimum: int) -> bool:

@@ -125,18 +125,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-LOAD_RECENT = """
-    WITH RECURSIVE chain (id, previous, room_offset, payload, user_id, time, name, talk_id, n) AS (
-        SELECT id, previous, room_offset, payload, user_id, time, name, talk_id, 1 FROM talks WHERE id = ?1
-        UNION ALL
-        SELECT talks.id, talks.previous, talks.room_offset, talks.payload, talks.user_id, talks.time, talks.name,
-            talks.talk_id, chain.n + 1
-        FROM chain JOIN talks ON talks.id = chain.previous WHERE chain.n < ?2
-    )
-    SELECT room_offset, user_id, time, payload, name, talk_id FROM chain WHERE n <= ?2 ORDER BY n DESC
-"""
-"""A room's newest talks, oldest first, walking back from its ``last_talk`` (?1) at most ?2 steps."""
-
 CHECKPOINT_EVERY = 256
 """A room's talks at offsets that are multiples of this have a row in ``checkpoints`` (since version 4)."""
 
@@ -170,7 +158,10 @@ READ_HISTORY = """
     )
     SELECT room_offset, user_id, time, payload, name, talk_id, previous IS NOT NULL FROM chain ORDER BY n DESC
 """
-"""`LOAD_RECENT` from talk ?1 down, ?2 talks, each row ending with whether the room has a talk before it."""
+"""A room's talks from talk ?1 down, ?2 of them, oldest first; each row ends with whether a talk precedes it.
+
+Walking back from a room's ``last_talk``, these are its newest talks: what a joiner is shown.
+"""
 
 STORED_TALK = """
     SELECT talks.room_offset, talks.time, talks.payload, talks.name
@@ -509,12 +500,12 @@ class Database:
             room = self._connection.execute(ROOM_CHAIN, (load.join_key,)).fetchone()
             if room is None:
                 return Loaded(load.ticket, None)
-            rows = self._connection.execute(LOAD_RECENT, (room[1], load.recent)).fetchall() if load.recent else []
+            rows = self._connection.execute(READ_HISTORY, (room[1], load.recent)).fetchall() if load.recent else []
         except sqlite3.Error as error:
             reason = describe(error)
             log.error("database %s: could not load a room: %s (%s)", self.path, error, reason)
             return LogFailed(load.ticket, reason)
-        talks = tuple(LoggedTalk(load.join_key, *row) for row in rows)
+        talks = tuple(LoggedTalk(load.join_key, *row[:-1]) for row in rows)
         return Loaded(load.ticket, SavedRoom(load.join_key, room[2], talks))
 
     def _history(self, history: History) -> LogResult:

@@ -13,6 +13,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,24 @@ class SocketTap:
 
     def sent_of(self, kind: str) -> list[dict[str, Any]]:
         return [event for event in self.sent if event.get("type") == kind]
+
+
+@contextmanager
+def cut_off_after_talking(
+    start_server: Callable[..., LiveServer], pages: Callable[..., ChatPage]
+) -> Iterator[tuple[TcpProxy, ChatPage, ChatPage, str]]:
+    """`two_talking` through a TCP proxy (like a flaky network), then the proxy cut until the test restores it."""
+    proxy = TcpProxy(HOST)
+    try:
+        server = start_server(host=HOST, public_ws_port=proxy.port)
+        proxy.target = (HOST, server.running.ws_port)
+        alice, bob, link = two_talking(pages, server.http_url)
+        proxy.sever(refuse_new=True)
+        for page in (alice, bob):
+            wait_for_status(page, "s.includes('reconnecting')")
+        yield proxy, alice, bob, link
+    finally:
+        proxy.close()
 
 
 def test_a_whole_conversation(
@@ -531,15 +550,7 @@ def test_a_resent_talk_is_answered_with_the_original_and_shown_once(
 def test_a_message_typed_while_disconnected_is_pending_and_arrives_once(
     start_server: Callable[..., LiveServer], pages: Callable[..., ChatPage]
 ) -> None:
-    proxy = TcpProxy(HOST)
-    try:
-        server = start_server(host=HOST, public_ws_port=proxy.port)
-        proxy.target = (HOST, server.running.ws_port)
-        alice, bob, _ = two_talking(pages, server.http_url)
-
-        proxy.sever(refuse_new=True)
-        for page in (alice, bob):
-            wait_for_status(page, "s.includes('reconnecting')")
+    with cut_off_after_talking(start_server, pages) as (proxy, alice, bob, _):
         alice.send_with_enter("typed offline")
         alice.send_with_enter("and another")
         assert alice.pending() == ["Alice: typed offline", "Alice: and another"]
@@ -563,23 +574,13 @@ def test_a_message_typed_while_disconnected_is_pending_and_arrives_once(
         assert init["name"] == "Alice"
         assert alice.user_id() == "1"
         bob.wait_for_members(["Alice", "Bob (you)"])
-    finally:
-        proxy.close()
 
 
 def test_a_dropped_connection_reconnects_to_the_same_room_without_duplicates(
     start_server: Callable[..., LiveServer], pages: Callable[..., ChatPage], artifacts: Path, transport: Transport
 ) -> None:
-    # The page's socket goes through a proxy the test can cut, like a flaky network.
-    proxy = TcpProxy(HOST)
-    try:
-        server = start_server(host=HOST, public_ws_port=proxy.port)
-        proxy.target = (HOST, server.running.ws_port)
-        alice, bob, link = two_talking(pages, server.http_url)
-
-        proxy.sever(refuse_new=True)
+    with cut_off_after_talking(start_server, pages) as (proxy, alice, bob, link):
         for page in (alice, bob):
-            wait_for_status(page, "s.includes('reconnecting')")
             assert "connection lost" in page.status()
         time.sleep(3)  # let the pages retry against the dead link a few times
         assert 2 <= proxy.refused <= 10  # backing off, not hammering
@@ -596,8 +597,6 @@ def test_a_dropped_connection_reconnects_to_the_same_room_without_duplicates(
         assert alice.page.locator("#message-wrapper a.join-link").count() == 1
         assert alice.script_errors == []
         alice.page.screenshot(path=artifacts / f"reconnected-{transport.value}.png")
-    finally:
-        proxy.close()
 
 
 def test_a_long_disconnection_fetches_what_the_replay_left_out(
