@@ -481,16 +481,21 @@ def test_talks_have_ids_and_stay_pending_until_echoed(e2e_server: LiveServer, pa
     assert other_tap.sent_of("talk")[0]["id"] not in ids
 
 
+def tapped_alice_and_bob(pages: Callable[..., ChatPage], url: str) -> tuple[ChatPage, SocketTap, ChatPage]:
+    """Alice starts a room at ``url`` with her socket tapped, and Bob joins it."""
+    alice = pages()
+    tap = SocketTap(alice)
+    alice.open(url, name="Alice")
+    bob = pages().open(alice.join_link(), name="Bob")
+    alice.wait_until_in_room()
+    bob.wait_until_in_room()
+    return alice, tap, bob
+
+
 def test_a_talk_stored_but_not_echoed_is_recognised_in_the_replay_and_not_sent_again(
     e2e_server: LiveServer, pages: Callable[..., ChatPage]
 ) -> None:
-    alice = pages()
-    tap = SocketTap(alice)
-    alice.open(e2e_server.http_url, name="Alice")
-    link = alice.join_link()
-    bob = pages().open(link, name="Bob")
-    alice.wait_until_in_room()
-    bob.wait_until_in_room()
+    alice, tap, bob = tapped_alice_and_bob(pages, e2e_server.http_url)
     alice.send_with_enter("first")
     alice.wait_for_messages(1)
 
@@ -520,13 +525,7 @@ def test_a_resent_talk_is_answered_with_the_original_and_shown_once(
     Then the page fetches older talks, which hold that one again: shown once, in its place by offset.
     """
     server = start_server(host=HOST, core_limits=CoreLimits(history_limit=1))
-    alice = pages()
-    tap = SocketTap(alice)
-    alice.open(server.http_url, name="Alice")
-    link = alice.join_link()
-    bob = pages().open(link, name="Bob")
-    alice.wait_until_in_room()
-    bob.wait_until_in_room()
+    alice, tap, bob = tapped_alice_and_bob(pages, server.http_url)
 
     tap.drop_next_echo(then_refuse=True)
     alice.send_with_enter("x")
@@ -604,13 +603,7 @@ def test_a_long_disconnection_fetches_what_the_replay_left_out(
 ) -> None:
     """The replay holds the latest ``history_limit`` talks; the page asks for the ones between."""
     server = start_server(host=HOST, core_limits=CoreLimits(history_limit=3))
-    alice = pages()
-    tap = SocketTap(alice)
-    alice.open(server.http_url, name="Alice")
-    link = alice.join_link()
-    bob = pages().open(link, name="Bob")
-    alice.wait_until_in_room()
-    bob.wait_until_in_room()
+    alice, tap, bob = tapped_alice_and_bob(pages, server.http_url)
     bob.send_with_enter("b0")
     alice.wait_for_messages(1)
 
