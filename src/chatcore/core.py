@@ -619,11 +619,10 @@ class ChatCore:
         if talk is None:
             return []
         actions: list[Action] = []
-        recipients = room.recipients()
+        audiences = room.audiences()
         while talk is not None:
-            for kind, members in enumerate(recipients):
-                if members:
-                    actions.append(Broadcast(room.join_key, members, talk.message(kind)))
+            for kind, members in audiences:
+                actions.append(Broadcast(room.join_key, members, talk.message(kind)))
             talk = room.next_due() if room.holding else None
         return actions
 

@@ -58,7 +58,7 @@ class MemoryLog:
         room.last_offset = offset = room.last_offset + 1
         talk = Talk(join_key, offset, user_id, time, payload, name, talk_id)
         talks = room.talks
-        if len(talks) == talks.maxlen and talks:
+        if room.talk_ids and len(talks) == talks.maxlen:
             dropped = talks[0]
             if dropped.talk_id is not None:
                 room.talk_ids.pop((dropped.user_id, dropped.talk_id), None)

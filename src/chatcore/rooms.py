@@ -84,8 +84,8 @@ class Room:
     """
 
     __slots__ = (
-        "_early", "_history", "_history_limit", "_members", "_recipients", "join_key", "last_offset", "local",
-        "name_seq", "names", "pending", "presence_seq", "remote", "remote_users",
+        "_audiences", "_early", "_history", "_history_limit", "_members", "_recipients", "join_key", "last_offset",
+        "local", "name_seq", "names", "pending", "presence_seq", "remote", "remote_users",
     )
 
     def __init__(self, join_key: str, history_limit: int, *, last_offset: int = 0) -> None:
@@ -98,6 +98,7 @@ class Room:
         self._early: dict[int, Talk] | None = None
         self._members: tuple[dict[ConnectionId, int], ...] = ({}, {}, {}, {})
         self._recipients: tuple[tuple[ConnectionId, ...], ...] | None = None
+        self._audiences: tuple[tuple[Flavor, tuple[ConnectionId, ...]], ...] | None = None
         self.local: dict[int, int] = {}
         """Users with connections to the room on this process, and how many."""
         self.names: dict[int, str | None] = {}
@@ -181,7 +182,7 @@ class Room:
         """Admit a connection under a user id the log handed out."""
         self._members[flavor][connection] = user_id
         self.local[user_id] = self.local.get(user_id, 0) + 1
-        self._recipients = None
+        self._recipients = self._audiences = None
 
     def remove_member(self, connection: ConnectionId) -> int:
         """Let a connection go; its user id."""
@@ -196,7 +197,7 @@ class Room:
             self.local[user_id] = count
         else:
             del self.local[user_id]
-        self._recipients = None
+        self._recipients = self._audiences = None
         return user_id
 
     def recipients(self) -> tuple[tuple[ConnectionId, ...], ...]:
@@ -204,6 +205,12 @@ class Room:
         if self._recipients is None:
             self._recipients = tuple(tuple(members) for members in self._members)
         return self._recipients
+
+    def audiences(self) -> tuple[tuple[Flavor, tuple[ConnectionId, ...]], ...]:
+        """The flavors that have members, each with its members: who gets which encoding of a talk."""
+        if self._audiences is None:
+            self._audiences = tuple((kind, members) for kind, members in enumerate(self.recipients()) if members)
+        return self._audiences
 
     def present(self, user_id: int) -> bool:
         """Whether the user has a connection to the room, here or on another process."""

@@ -70,10 +70,15 @@ Request = seed.Request | InitV2 | TalkV2 | NameRequest | HistoryRequest
 
 def parse_request(event: object, max_payload_chars: int, *, v2: bool) -> Request:
     """Validate a decoded client event: a version-2 ``init`` from anyone, the rest by the connection's version."""
+    if not v2:
+        request = seed.parse_request(event, max_payload_chars)
+        if isinstance(request, seed.InitRequest):
+            assert isinstance(event, dict)  # (the seed's parser took it)
+            if "v" in event:
+                return _parse_init(event)
+        return request
     if isinstance(event, dict) and event.get("type") == "init" and "v" in event:
         return _parse_init(event)
-    if not v2:
-        return seed.parse_request(event, max_payload_chars)
     assert isinstance(event, dict)  # (a version-2 connection sent a valid init before)
     kind = event.get("type")
     if kind == "talk":
