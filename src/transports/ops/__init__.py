@@ -1,0 +1,1 @@
+"""Running it in production: health and readiness, metrics, draining on SIGTERM."""
