@@ -5,12 +5,13 @@ cd "$ROOT"
 
 # Debian packages the tests start: Chromium for the browser tests (Playwright's own browser download does
 # not work here), redis-server for rooms shared by several processes, nginx (with its stream module) for
-# the README's load-balancer example.
+# the README's load-balancer example, systemd's systemd-analyze for the service file.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
+[ -x /usr/bin/systemd-analyze ] || missing+=(systemd)  # verifies deploy/chat-server.service
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

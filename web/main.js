@@ -1,7 +1,9 @@
 // Browser client for the chat server, speaking protocol version 2 (the README's "Version 2" protocol reference).
 //
 // Kept from the first version of this page: the socket goes to the page's own
-// host on the port the server announces in config.js; everything from the
+// host (since the page's port takes WebSocket upgrades: its own origin, at the
+// path config.js names, so a proxy on 443 needs nothing else; on the port
+// config.js names instead if it names one: --public-ws-port); everything from the
 // network is rendered as text, never parsed as markup; Bulma is served by our
 // own server; a copyable join link, message times in the reader's zone,
 // auto-scroll, no empty messages, reconnection with backoff and jitter to the
@@ -18,7 +20,7 @@
 (function () {
   "use strict";
 
-  var DEFAULT_WS_PORT = 8001;
+  var DEFAULT_WS_PATH = "/ws";
   var RECONNECT_FIRST_DELAY_MS = 500;
   var RECONNECT_MAX_DELAY_MS = 10000;
   var REPLAY_WAIT_MS = 3000; // longest wait for the end of a replay before sending the outbox anyway
@@ -110,16 +112,18 @@
 
   // ---- configuration -----------------------------------------------------
 
-  function wsPort() {
-    var config = window.CHAT_CONFIG;
-    var port = config ? Number(config.wsPort) : NaN;
-    return Number.isInteger(port) && port > 0 && port < 65536 ? port : DEFAULT_WS_PORT;
-  }
-
+  // The socket's URL: the page's own origin (wss when the page came over https) at config.wsPath, or,
+  // when config.js names a port (--public-ws-port), that port on the page's host.
   function socketUrl() {
+    var config = window.CHAT_CONFIG || {};
     var scheme = window.location.protocol === "https:" ? "wss" : "ws";
-    // hostname keeps the brackets of an IPv6 literal, e.g. "[::1]".
-    return scheme + "://" + (window.location.hostname || "localhost") + ":" + wsPort() + "/";
+    var port = Number(config.wsPort);
+    if (Number.isInteger(port) && port > 0 && port < 65536) {
+      // hostname keeps the brackets of an IPv6 literal, e.g. "[::1]".
+      return scheme + "://" + (window.location.hostname || "localhost") + ":" + port + "/";
+    }
+    var path = typeof config.wsPath === "string" && config.wsPath.charAt(0) === "/" ? config.wsPath : DEFAULT_WS_PATH;
+    return scheme + "://" + (window.location.host || "localhost") + path;
   }
 
   function joinLink(key) {

@@ -2,11 +2,13 @@
 
 NORMAL = 1000
 GOING_AWAY = 1001
-"""The server is shutting down."""
+"""The server is shutting down at once (SIGINT)."""
 PROTOCOL_ERROR = 1002
 POLICY_VIOLATION = 1008
 """Used for a client that reads too slowly: its outgoing buffer overflowed."""
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 SERVICE_RESTART = 1012
-"""Reconnect: the server cannot go on with this connection as it is (a room's shared log lost talks)."""
+"""Reconnect: the server cannot go on with this connection as it is (a room's shared log lost talks), or it is
+draining (SIGTERM). Unlike 1001 (going away: this endpoint leaves), it says the service restarts and the client
+should come back, here or elsewhere."""

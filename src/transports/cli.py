@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import logging
+import os
 import resource
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import anyio
 
 from chatcore import CoreLimits
 
+from . import logs, settings
 from .config import (
     AppKind,
     Limits,
@@ -24,8 +29,10 @@ from .config import (
     bundled_web_dir,
     default_database,
 )
+from .net.tls import TlsFiles
 from .process import run_until_signal
 from .runtime.origin import parse_origin
+from .runtime.proxies import parse_network
 from .storage.sqlite import MEMORY, DatabaseError, Synchronous
 from .supervisor import reserve_port, supervise
 
@@ -76,6 +83,13 @@ def _origin(text: str) -> str:
     return str(origin)
 
 
+def _network(text: str) -> str:
+    network = parse_network(text)
+    if network is None:
+        raise argparse.ArgumentTypeError("must be an IP address (10.0.0.5, ::1) or a network (10.0.0.0/8)")
+    return str(network)
+
+
 def _redis_url(text: str) -> str:
     if not text.startswith(("redis://", "rediss://", "unix://")):
         raise argparse.ArgumentTypeError("must be a redis://, rediss:// (TLS) or unix:// URL, "
@@ -83,14 +97,23 @@ def _redis_url(text: str) -> str:
     return text
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("trio-chat")
+    except importlib.metadata.PackageNotFoundError:  # (run from a source tree that was never installed)
+        return "unknown version"
+
+
 def build_parser() -> argparse.ArgumentParser:
     config, limits, core, redis_defaults = ServerConfig(), Limits(), CoreLimits(), RedisSettings("")
     parser = argparse.ArgumentParser(
         prog="chat-server",
         description="Real-time chat: serves the page over HTTP and the chat over WebSocket, in one process.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=settings.HelpFormatter,  # each flag's default and its CHAT_SERVER_ variable
+        epilog=settings.EPILOG,
     )
     add = parser.add_argument
+    add("--version", action="version", version=f"%(prog)s {_version()}")
     add("--transport", choices=[t.value for t in Transport], default=config.transport.value,
         help="WebSocket implementation")
     add("--app", choices=[a.value for a in AppKind], default=config.app.value,
@@ -99,18 +122,33 @@ def build_parser() -> argparse.ArgumentParser:
     add("--http-port", type=_port, default=config.http_port, help="port of the page")
     add("--ws-port", type=_port, default=config.ws_port, help="port of the WebSocket server")
     add("--public-ws-port", type=_port, default=None, metavar="N",
-        help="WebSocket port the page is told to use, if a proxy forwards it to --ws-port (default: --ws-port)")
+        help="WebSocket port the page is told to use, e.g. if a proxy forwards it to --ws-port "
+        "(default: the page's own origin, at /ws: the page's port takes WebSocket upgrades too)")
     add("--web", type=_web_dir, default=None, metavar="DIR",
         help=f"serve this static client folder instead of the bundled page ({bundled_web_dir()})")
     add("--allow-origin", type=_origin, action="append", default=[], metavar="ORIGIN",
         help="also accept WebSocket handshakes from pages of this origin, e.g. https://chat.example.org "
         "(repeatable; our own page and clients sending no Origin are always accepted)")
+    add("--tls-cert", type=Path, default=None, metavar="FILE",
+        help="serve the page over https and the chat over wss, on the same ports, with this PEM certificate "
+        "(and its chain); reloaded on SIGHUP")
+    add("--tls-key", type=Path, default=None, metavar="FILE",
+        help="the PEM private key of --tls-cert (default: in the --tls-cert file)")
+    add("--trusted-proxy", type=_network, action="append", default=[], metavar="ADDR_OR_CIDR",
+        help="a reverse proxy whose X-Forwarded-For/-Proto/-Host or Forwarded headers name the client, for the "
+        "per-address limit, the log and the origin check (repeatable; from other peers they are ignored)")
     add("--event-loop", choices=["trio", "asyncio", "uvloop"], default="trio",
         help="event loop under --transport wsproto (trio-websocket needs trio); uvloop needs the uvloop package")
-    add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add("--log-level", type=str.upper, default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="the least important lines logged")
+    add("--log-format", choices=logs.FORMATS, default="text",
+        help="json: each line one JSON object (time, level, logger, message, and the line's fields)")
     add("--workers", type=_positive_int, default=1, metavar="N",
         help="run N server processes sharing the same ports (SO_REUSEPORT), each restarted if it dies; "
         "needs --redis, where they share rooms")
+    add("--drain-timeout", type=_seconds, default=config.drain_timeout, metavar="SECONDS",
+        help="on SIGTERM: readiness 503, clients closed with 1012 in batches, pending writes stored, exit 0 within "
+        "this many seconds in all (clients that do not answer their close are cut)")
     add("--worker-id", type=_positive_int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
 
     group = parser.add_argument_group("storage")
@@ -182,6 +220,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         public_ws_port=args.public_ws_port,
         web_dir=args.web or bundled_web_dir(),
         allow_origins=frozenset(args.allow_origin),
+        tls=None if args.tls_cert is None else TlsFiles(args.tls_cert, args.tls_key or args.tls_cert),
+        trusted_proxies=tuple(args.trusted_proxy),
         database=None if args.db == MEMORY or args.redis else Path(args.db or default_database()),
         redis=None if args.redis is None else RedisSettings(
             args.redis, args.redis_timeout, max(args.redis_retention, args.history_limit), args.presence_ttl
@@ -189,6 +229,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         database_timeout=args.db_timeout,
         database_sync=Synchronous(args.db_sync),
         reuse_port=args.worker_id is not None,
+        drain_timeout=args.drain_timeout,
         limits=Limits(
             max_message_size=args.max_message_size,
             outbox_bytes=args.outbox_bytes,
@@ -212,35 +253,41 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-def _raise_file_limit(connections: int) -> None:
-    """Each connection is a file descriptor: lift the soft limit toward what --max-connections needs."""
+def _raise_file_limit(connections: int, per_connection: int = 1) -> None:
+    """Each connection is a file descriptor (three with TLS: its socket pair): lift the soft limit toward what
+    --max-connections needs."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 2 * connections + 256  # WebSocket and page connections (each limited to this), listeners, logs
+    # WebSocket and page connections (each limited to this), listeners, logs
+    wanted = 2 * per_connection * connections + 256
     if soft != resource.RLIM_INFINITY and soft < wanted:
         new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
-        if new_soft < connections + 256:  # page connections may then run short first, WebSocket ones not
+        if new_soft < per_connection * connections + 256:  # page connections may run short first, not WebSocket
             log.warning("open-file limit %d allows fewer than --max-connections %d", new_soft, connections)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown_settings = settings.parse_args(parser, argv, os.environ)
     if args.event_loop != "trio" and args.transport != Transport.WSPROTO.value:
         parser.error("--event-loop asyncio and uvloop need --transport wsproto")
     if args.redis and args.db:
         parser.error("--redis and --db are two places to keep rooms: choose one")
     if args.workers > 1 and not args.redis:
         parser.error("--workers needs --redis: separate processes share rooms only through Redis")
+    if args.tls_key is not None and args.tls_cert is None:
+        parser.error("--tls-key needs --tls-cert: the certificate it belongs to")
     if args.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
         parser.exit(2, f"{parser.prog}: error: --event-loop uvloop needs the uvloop package: "
                     "pip install 'trio-chat[uvloop]' (or .venv/bin/pip install uvloop)\n")
-    worker = f" worker-{args.worker_id}" if args.worker_id else ""
-    logging.basicConfig(level=args.log_level, format=f"%(asctime)s{worker} %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format, args.worker_id)
+    for name in unknown_settings:
+        log.warning("ignored %s: no flag has it (chat-server --help lists every CHAT_SERVER_ variable)", name)
+    _keep_running_on_sighup()
     if args.workers > 1 and args.worker_id is None:
         sys.exit(_supervise(args, parser, list(sys.argv[1:] if argv is None else argv)))
     config = config_from_args(args)
-    _raise_file_limit(config.limits.max_connections)
+    _raise_file_limit(config.limits.max_connections, 1 if config.tls is None else 3)
     try:
         if args.event_loop == "trio":
             anyio.run(run_until_signal, config, backend="trio")
@@ -248,7 +295,28 @@ def main(argv: Sequence[str] | None = None) -> None:
             options = {"use_uvloop": args.event_loop == "uvloop"}
             anyio.run(run_until_signal, config, backend="asyncio", backend_options=options)
     except* (DatabaseError, StartupError) as errors:
-        parser.exit(2, "".join(f"{parser.prog}: error: {error}\n" for error in _leaves(errors)))
+        _exit_error(parser, args, *(str(error) for error in _leaves(errors)))
+
+
+def _exit_error(parser: argparse.ArgumentParser, args: argparse.Namespace, *errors: str) -> NoReturn:
+    """Stop at start, exit status 2: one line per error, a JSON object each with ``--log-format json``."""
+    lines = [f"{parser.prog}: error: {error}" for error in errors]
+    if args.log_format == "json":
+        for line in lines:
+            log.error("%s", line)
+        parser.exit(2)
+    parser.exit(2, "".join(f"{line}\n" for line in lines))
+
+
+def _keep_running_on_sighup() -> None:
+    """SIGHUP (``systemctl reload``) must not end the server, as it would by default: it says what to do.
+
+    Settings are read once, at start; changing them takes a restart. (A part of the server that has
+    something to reload on SIGHUP takes the signal over while it runs, with ``open_signal_receiver``.)
+    """
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        signal.signal(signal.SIGHUP, lambda signum, frame: log.warning(
+            "SIGHUP: nothing to reload: settings are read at start; restart the server to change them"))
 
 
 def _supervise(args: argparse.Namespace, parser: argparse.ArgumentParser, given: list[str]) -> int:
@@ -256,7 +324,7 @@ def _supervise(args: argparse.Namespace, parser: argparse.ArgumentParser, given:
     try:
         reserved = [reserve_port(args.host, args.http_port), reserve_port(args.host, args.ws_port)]
     except OSError as error:
-        parser.exit(2, f"{parser.prog}: error: cannot listen on {args.host}: {error.strerror or error}\n")
+        _exit_error(parser, args, f"cannot listen on {args.host}: {error.strerror or error}")
     http_port, ws_port = (sock.getsockname()[1] for sock in reserved)
 
     def command(number: int) -> list[str]:
@@ -265,7 +333,9 @@ def _supervise(args: argparse.Namespace, parser: argparse.ArgumentParser, given:
 
     log.info("%d workers sharing ports %d (page) and %d (WebSocket)", args.workers, http_port, ws_port)
     try:
-        return anyio.run(supervise, command, args.workers, args.close_timeout + 10.0, backend="trio")
+        # Each worker's drain (SIGTERM) or quick stop (SIGINT) may take this long before it is SIGKILLed.
+        stop_timeout = max(args.drain_timeout, args.close_timeout + 10.0) + 5.0
+        return anyio.run(supervise, command, args.workers, stop_timeout, backend="trio")
     finally:
         for sock in reserved:
             sock.close()

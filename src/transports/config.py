@@ -10,6 +10,7 @@ import platformdirs
 
 from chatcore import CoreLimits
 
+from .net.tls import TlsFiles
 from .storage.sqlite import Synchronous
 from .websocket.handshake import MAX_HEADER_BYTES, MAX_HEADERS
 
@@ -94,10 +95,15 @@ class ServerConfig:
     http_port: int = 8000
     ws_port: int = 8001
     public_ws_port: int | None = None
-    """The WebSocket port pages are told to use, when a proxy forwards another port to ``ws_port``."""
+    """The WebSocket port pages are told to use (when a proxy forwards it to ``ws_port``); None: the page's own
+    origin, at /ws."""
     web_dir: Path = field(default_factory=bundled_web_dir)
     allow_origins: frozenset[str] = frozenset()
     """Origins (``scheme://host:port``) besides our own page allowed to open WebSockets."""
+    tls: TlsFiles | None = None
+    """Serve the page over https and the chat over wss (on the same ports) with this certificate."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses and networks (``10.0.0.0/8``) of reverse proxies whose forwarding headers count."""
     limits: Limits = field(default_factory=Limits)
     core_limits: CoreLimits = field(default_factory=CoreLimits)
     database: Path | None = None
@@ -110,4 +116,6 @@ class ServerConfig:
     reuse_port: bool = False
     """Listen with SO_REUSEPORT: one of ``--workers``, sharing the ports with the others."""
     shutdown_grace: float = 5.0
-    """Seconds connections get to finish their closing handshake on shutdown."""
+    """Seconds connections get to finish their closing handshake on a quick shutdown (SIGINT)."""
+    drain_timeout: float = 30.0
+    """Seconds a drain (SIGTERM) takes at most, from the signal to the end: clients that do not answer are cut."""

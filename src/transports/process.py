@@ -10,6 +10,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -21,11 +22,16 @@ from chatcore.shared import SharedChat
 from .config import AppKind, ServerConfig, StartupError, Transport
 from .http import static
 from .net.listener import Listener
+from .net.tls import CertificateError, TlsServer
+from .ops.drain import drain
+from .ops.health import Health, StoreCheck, redis_check, sqlite_check
+from .ops.metrics import Metrics
 from .runtime.hub import App, Hub
 from .runtime.origin import OriginPolicy
+from .runtime.proxies import TrustedProxies
 from .storage.redislog import RedisBroker
 from .storage.sqlite import Database
-from .storage.worker import LogWorker
+from .storage.worker import LogWorker, StorageWorker
 from .websocket import trio_driver, wsproto_driver
 from .websocket.echo import EchoApp
 
@@ -46,10 +52,38 @@ class Running:
     stopping: anyio.Event
     listeners: tuple[Listener, ...]
     """The process's listening sockets (WebSocket, page): it stops accepting on them, not the transports."""
+    health: Health
+    metrics: Metrics
+    draining: anyio.Event
+    """Set when the stop asked for is a drain."""
+    tls: TlsServer | None = None
+    """The certificate the listeners serve (``--tls-cert``), reloaded on SIGHUP (`reload_tls`)."""
+
+    async def reload_tls(self) -> None:
+        """Read the certificate and key again: new connections get them, open ones keep theirs. A file that
+        cannot be used is logged, and the current certificate stays."""
+        if self.tls is None:
+            log.info("SIGHUP: nothing to reload (no --tls-cert)")
+            return
+        try:
+            await anyio.to_thread.run_sync(self.tls.reload)
+        except CertificateError as error:
+            log.error("SIGHUP: the TLS certificate was not reloaded, the current one stays: %s", error)
+        else:
+            log.info("SIGHUP: TLS certificate reloaded from %s", self.tls.files.certificate)
 
     def stop(self) -> None:
-        """Begin a clean shutdown: every client gets close 1001, then `run` returns."""
+        """Begin a quick shutdown (SIGINT): every client gets close 1001 at once, then `run` returns."""
+        self.health.stop("shutting down")
         self.stopping.set()
+
+    def drain(self) -> None:
+        """Begin draining (SIGTERM): readiness 503 at once, every client closed with 1012 in batches, pending
+        writes stored, and `run` returns within ``drain_timeout`` (see `ops.drain`)."""
+        if not self.stopping.is_set():
+            self.health.stop("draining")
+            self.draining.set()
+            self.stopping.set()
 
 
 def make_app(config: ServerConfig, *, external_log: bool, broker: RedisBroker | None = None) -> App:
@@ -120,18 +154,29 @@ async def _serve(
     broker: RedisBroker | None,
     task_status: anyio.abc.TaskStatus[Running],
 ) -> None:
-    origins = OriginPolicy(config.allow_origins)
+    tls = None if config.tls is None else await anyio.to_thread.run_sync(_load_tls, config)
+    origins = OriginPolicy(config.allow_origins, "http" if tls is None else "https")
+    proxies = _trusted_proxies(config)
     app = make_app(config, external_log=storage is not None, broker=broker)
-    hub = Hub(app, config.limits, origins, storage)
+    hub = Hub(app, config.limits, origins, storage, proxies)
     driver = trio_driver if config.transport is Transport.TRIO_WEBSOCKET else wsproto_driver
     with contextlib.ExitStack() as unused:  # listeners are closed here only if serving never starts
         ws = _bind(config.host, config.ws_port, "--ws-port", config.reuse_port)
         unused.callback(ws.close)
-        site = await anyio.to_thread.run_sync(static.StaticSite.load, config.web_dir, config.public_ws_port or ws.port)
+        site = await anyio.to_thread.run_sync(static.StaticSite.load, config.web_dir, config.public_ws_port)
         page = _bind(config.host, config.http_port, "--http-port", config.reuse_port)
         unused.callback(page.close)
         unused.pop_all()
+    ws.tls = page.tls = tls
     origins.page_ports.add(page.port)
+    store_kind, check = _store_check(config, storage, broker)
+    health = Health(hub, config.limits.max_connections, check)
+    metrics = Metrics(hub, app, health, transport=config.transport.value, store=store_kind, broker=broker)
+    health.observe = metrics.observe_check
+    worker: StorageWorker[Any, Any] | None = broker.worker if broker is not None else storage
+    if worker is not None and metrics.observe_batch is not None:
+        worker.observe = metrics.observe_batch
+    site.routes.update({"/healthz": health.healthz, "/readyz": health.readyz, "/metrics": metrics.page})
     async with anyio.create_task_group() as tasks:
         if storage is not None:
             tasks.start_soon(storage.run, hub.log_result)
@@ -139,19 +184,58 @@ async def _serve(
             assert isinstance(app, SharedChat)
             tasks.start_soon(broker.run, app, hub.perform)
         tasks.start_soon(hub.keepalive)
-        tasks.start_soon(driver.serve, hub, ws, config.limits)
-        tasks.start_soon(static.serve, site, page, config.limits)
-        log.info("%s %s on ws://%s:%d/", config.transport.value, config.app.value, _url_host(config.host), ws.port)
-        log.info("page from %s on http://%s:%d/", site.root, _url_host(config.host), page.port)
-        running = Running(hub, page.port, ws.port, anyio.Event(), (ws, page))
+        tasks.start_soon(health.run)
+        websocket = await tasks.start(driver.serve, hub, ws, config.limits)
+        tasks.start_soon(static.serve, site, page, config.limits, websocket, proxies)
+        secure = "" if tls is None else "s"
+        log.info("%s %s on ws%s://%s:%d/", config.transport.value, config.app.value, secure, _url_host(config.host),
+                 ws.port)
+        log.info("page from %s on http%s://%s:%d/ (and the WebSocket at /ws there)", site.root, secure,
+                 _url_host(config.host), page.port)
+        if proxies:
+            log.info("forwarding headers believed from %s (--trusted-proxy)",
+                     ", ".join(str(network) for network in proxies.networks))
+        running = Running(hub, page.port, ws.port, anyio.Event(), (ws, page), health, metrics, anyio.Event(), tls)
         task_status.started(running)
         await running.stopping.wait()
-        for listener in running.listeners:
-            listener.stop_accepting()
-        await _drain(storage or broker, config.shutdown_grace)  # what members sent so far reaches them before 1001
-        await hub.shutdown(config.shutdown_grace)
-        await _drain(storage or broker, config.shutdown_grace)
+        store = storage or broker
+        if running.draining.is_set():
+            await drain(hub, health, ws, config.drain_timeout, None if store is None else store.drain)
+            page.stop_accepting()
+        else:
+            for listener in running.listeners:
+                listener.stop_accepting()
+            await _drain(store, config.shutdown_grace)  # what members sent so far reaches them before 1001
+            await hub.shutdown(config.shutdown_grace)
+            await _drain(store, config.shutdown_grace)
         tasks.cancel_scope.cancel()
+
+
+def _load_tls(config: ServerConfig) -> TlsServer:
+    """The certificate of ``--tls-cert`` and ``--tls-key``, or `StartupError` saying what is wrong with them."""
+    assert config.tls is not None
+    try:
+        return TlsServer.load(config.tls, config.limits.close_timeout)
+    except CertificateError as error:
+        raise StartupError(f"cannot use the TLS certificate (--tls-cert, --tls-key): {error}") from None
+
+
+def _trusted_proxies(config: ServerConfig) -> TrustedProxies:
+    try:
+        return TrustedProxies(config.trusted_proxies)
+    except ValueError as error:
+        raise StartupError(f"--trusted-proxy: {error}") from None
+
+
+def _store_check(
+    config: ServerConfig, storage: LogWorker | None, broker: RedisBroker | None
+) -> tuple[str | None, StoreCheck | None]:
+    """The store's kind (a metrics label) and how readiness asks it; (None, None) without a store."""
+    if broker is not None and config.redis is not None:
+        return "redis", redis_check(broker, config.redis.timeout)
+    if storage is not None and isinstance(storage.backend, Database):
+        return "sqlite", sqlite_check(storage, storage.backend.check, config.database_timeout)
+    return None, None
 
 
 def _bind(host: str, port: int, flag: str, reuse_port: bool) -> Listener:
@@ -185,14 +269,35 @@ async def _drain(storage: LogWorker | RedisBroker | None, grace: float) -> None:
 
 
 async def run_until_signal(config: ServerConfig) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down cleanly."""
-    async with anyio.create_task_group() as tasks:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            running: Running = await tasks.start(run, config)
+    """Serve until a signal: SIGTERM drains (see `ops.drain`), SIGINT (Ctrl-C) stops at once with 1001.
+
+    A signal while stopping is logged and changes nothing: either way ends within its bound.
+    """
+    # SIGHUP reloads the TLS certificate; without TLS it is the command's (which says there is nothing to reload).
+    reload = (signal.SIGHUP,) if config.tls is not None else ()
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, *reload) as signals:
+        async with anyio.create_task_group() as tasks:
+            running: Running = await tasks.start(_run_then_stop_listening, config, tasks.cancel_scope)
             async for signum in signals:
-                log.info("%s: closing connections with 1001", signal.Signals(signum).name)
-                running.stop()
-                break
+                name = signal.Signals(signum).name
+                if signum == signal.SIGHUP:
+                    await running.reload_tls()
+                elif running.stopping.is_set():
+                    log.info("%s: already stopping", name)
+                elif signum == signal.SIGTERM:
+                    log.info("%s: draining: readiness 503, connections closed with 1012 within %g s", name,
+                             config.drain_timeout)
+                    running.drain()
+                else:
+                    log.info("%s: closing connections with 1001", name)
+                    running.stop()
+
+
+async def _run_then_stop_listening(
+    config: ServerConfig, signals: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[Running]
+) -> None:
+    await run(config, task_status=task_status)
+    signals.cancel()
 
 
 def _url_host(host: str) -> str:

@@ -9,18 +9,20 @@ it does not matter which worker a client lands on. A worker that exits is
 logged and started again (after a pause that grows while it keeps dying
 young); one that fails at start with a setting error (status 2) stops the
 whole command, since every restart would fail alike. SIGTERM or SIGINT goes
-to every worker, which closes its connections (1001) and exits; the
-supervisor then exits 0.
+to every worker, the same signal: on SIGTERM each drains (1012, in
+batches, within ``--drain-timeout``), on SIGINT each closes its connections
+with 1001 at once; the supervisor waits for them all, then exits 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
@@ -51,6 +53,10 @@ def reserve_port(host: str, port: int) -> socket.socket:
 @dataclass
 class _Outcome:
     startup_failure: bool = False
+    stop_signal: signal.Signals = signal.SIGTERM
+    """The signal the workers are stopped with: the one the supervisor got."""
+    running: set[anyio.abc.Process] = field(default_factory=set)
+    """The workers' processes now."""
 
 
 async def supervise(command: Callable[[int], list[str]], count: int, stop_timeout: float) -> int:
@@ -58,7 +64,8 @@ async def supervise(command: Callable[[int], list[str]], count: int, stop_timeou
     outcome = _Outcome()
     stopping = anyio.Event()
     async with anyio.create_task_group() as outer:
-        outer.start_soon(_stop_on_signal, stopping, count)
+        outer.start_soon(_stop_on_signal, stopping, count, outcome)
+        outer.start_soon(_pass_on_sighup, outcome)
         async with anyio.create_task_group() as workers:
             for number in range(1, count + 1):
                 workers.start_soon(_keep_running, number, command, stopping, stop_timeout, outcome)
@@ -66,11 +73,25 @@ async def supervise(command: Callable[[int], list[str]], count: int, stop_timeou
     return STARTUP_FAILURE if outcome.startup_failure else 0
 
 
-async def _stop_on_signal(stopping: anyio.Event, count: int) -> None:
+async def _stop_on_signal(stopping: anyio.Event, count: int, outcome: _Outcome) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
+            if stopping.is_set():
+                log.info("%s: already stopping", signal.Signals(signum).name)
+                continue
             log.info("%s: stopping %d workers", signal.Signals(signum).name, count)
+            outcome.stop_signal = signal.Signals(signum)
             stopping.set()
+
+
+async def _pass_on_sighup(outcome: _Outcome) -> None:
+    """SIGHUP (``systemctl reload``: a renewed TLS certificate) goes to every worker, which reloads its own."""
+    with anyio.open_signal_receiver(signal.SIGHUP) as signals:
+        async for _ in signals:
+            log.info("SIGHUP: passed to %d workers", len(outcome.running))
+            for process in list(outcome.running):
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGHUP)
 
 
 async def _keep_running(
@@ -81,10 +102,14 @@ async def _keep_running(
         started = anyio.current_time()
         process = await anyio.open_process(command(number), stdin=subprocess.DEVNULL, stdout=None, stderr=None)
         log.info("worker %d started (pid %d)", number, process.pid)
-        async with anyio.create_task_group() as watch:
-            watch.start_soon(_stop_when, stopping, process, stop_timeout)
-            status = await process.wait()
-            watch.cancel_scope.cancel()
+        outcome.running.add(process)
+        try:
+            async with anyio.create_task_group() as watch:
+                watch.start_soon(_stop_when, stopping, process, stop_timeout, outcome)
+                status = await process.wait()
+                watch.cancel_scope.cancel()
+        finally:
+            outcome.running.discard(process)
         if stopping.is_set():
             log.info("worker %d (pid %d) stopped with status %d", number, process.pid, status)
             return
@@ -102,12 +127,15 @@ async def _keep_running(
             await stopping.wait()
 
 
-async def _stop_when(stopping: anyio.Event, process: anyio.abc.Process, stop_timeout: float) -> None:
-    """Once stopping: SIGTERM the worker, and SIGKILL it if it has not exited after ``stop_timeout``."""
+async def _stop_when(
+    stopping: anyio.Event, process: anyio.abc.Process, stop_timeout: float, outcome: _Outcome
+) -> None:
+    """Once stopping: pass the worker the signal, and SIGKILL it if it has not exited after ``stop_timeout``."""
     await stopping.wait()
-    process.terminate()
+    process.send_signal(outcome.stop_signal)
     with anyio.move_on_after(stop_timeout):
         await process.wait()
         return
-    log.warning("worker (pid %d) did not stop within %.0f s of SIGTERM: killing it", process.pid, stop_timeout)
+    log.warning("worker (pid %d) did not stop within %.0f s of %s: killing it", process.pid, stop_timeout,
+                outcome.stop_signal.name)
     process.kill()

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
+from chat_page import CHROMIUM, CHROMIUM_ARGS
 from live import TEST_LIMITS, LiveServer, live_server
 from transports.config import ServerConfig, Transport
 
@@ -43,3 +45,15 @@ def start_server(server_config: ServerConfig) -> Iterator[Callable[..., LiveServ
             return stack.enter_context(live_server(replace(server_config, **changes)))
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, driven by Playwright (whose own browser download does not work here).
+
+    One for the whole session: Playwright's sync API cannot run twice at once in one thread.
+    """
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -21,8 +21,9 @@ from processes import CHAT_SERVER, server_process
 from transports.config import AppKind, Transport
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_closes_clients_with_1001_and_exits_cleanly(transport: Transport, signum: int) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 1001), (signal.SIGTERM, 1012)])
+def test_a_signal_closes_clients_and_exits_cleanly(transport: Transport, signum: int, code: int) -> None:
+    """SIGINT (Ctrl-C) stops at once with 1001; SIGTERM drains with 1012 (tests/server/test_drain.py has more)."""
     with server_process("--transport", transport.value, "--http-port", "0", "--ws-port", "0") as server:
         assert any(transport.value in line for line in server.log)
         with ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as client:
@@ -31,7 +32,7 @@ def test_a_signal_closes_clients_with_1001_and_exits_cleanly(transport: Transpor
             with pytest.raises(ConnectionClosed) as closed:
                 client.recv(timeout=10)
             assert closed.value.rcvd is not None
-            assert closed.value.rcvd.code == 1001
+            assert closed.value.rcvd.code == code
         assert server.process.wait(timeout=15) == 0
         rest = server.whole_log()
         assert "Traceback" not in rest
@@ -42,9 +43,11 @@ def test_the_console_script_serves_page_and_socket_in_one_process() -> None:
     with server_process("--http-port", "0", "--ws-port", "0", command=[str(CHAT_SERVER)]) as server:
         connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=5)
         connection.request("GET", "/config.js")
-        assert str(server.ws_port) in connection.getresponse().read().decode()
+        assert '"wsPath": "/ws"' in connection.getresponse().read().decode()  # the socket: on the page's port too
         connection.close()
         with ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as client:
+            assert client.init()["userId"] == 1
+        with ChatClient(f"ws://127.0.0.1:{server.http_port}/ws") as client:
             assert client.init()["userId"] == 1
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=15) == 0
@@ -56,7 +59,7 @@ def test_the_wsproto_transport_runs_on_asyncio_and_uvloop(loop: str) -> None:
     with server_process(*args) as server:
         with ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as alice:
             join_key = alice.init()["joinKey"]
-            with ChatClient(f"ws://127.0.0.1:{server.ws_port}/") as bob:
+            with ChatClient(f"ws://127.0.0.1:{server.http_port}/ws") as bob:  # (the page's port takes it too)
                 bob.init(join_key)
                 bob.talk("on " + loop)
                 assert alice.recv()["payload"] == "on " + loop
@@ -64,7 +67,7 @@ def test_the_wsproto_transport_runs_on_asyncio_and_uvloop(loop: str) -> None:
             with pytest.raises(ConnectionClosed) as closed:
                 alice.recv(timeout=10)
             assert closed.value.rcvd is not None
-            assert closed.value.rcvd.code == 1001
+            assert closed.value.rcvd.code == 1012  # drained
         assert server.process.wait(timeout=15) == 0
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from live import ROOT
 
@@ -36,3 +43,57 @@ def test_the_wheel_holds_both_packages_the_page_and_the_console_script(tmp_path:
                            capture_output=True, text=True, check=True).stdout.strip()
     assert Path(found) == site / "transports" / "web"
     assert (Path(found) / "index.html").is_file()
+
+
+TEST_TOOLS = {"pytest", "pytest-trio", "mypy", "ruff", "playwright", "hypothesis", "websockets", "trustme", "aiohttp",
+              "uvicorn", "starlette", "picows", "kosoku", "uvloop"}
+
+
+def dependencies(requirements: list[str]) -> set[str]:
+    """Every distribution these requirements bring in, as pip resolves them here (markers evaluated, extras
+    followed), read from the installed distributions' metadata: no network needed."""
+    found: set[str] = set()
+    todo = [(Requirement(text), "") for text in requirements]
+    while todo:
+        requirement, extra = todo.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name in found:
+            continue
+        found.add(name)
+        for text in importlib.metadata.requires(name) or []:
+            todo.extend((Requirement(text), wanted) for wanted in ["", *requirement.extras])
+    return found
+
+
+def test_the_run_command_installs_only_what_the_server_needs(tmp_path: Path) -> None:
+    """``scripts/run.sh`` installs the project without extras, and that brings in no test tool (README: "The two
+    commands"); the test command alone adds them. Run on a copy of the scripts whose venv records what pip is asked."""
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    record = tmp_path / "record"
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    for stub in ["python", "chat-server"]:
+        (venv_bin / stub).write_text(f'#!/bin/sh\necho "{stub} $*" >> "{record}"\n')
+        (venv_bin / stub).chmod(0o755)
+
+    def run(*command: str) -> list[str]:
+        record.write_text("")
+        subprocess.run(command, check=True, cwd=tmp_path, timeout=60, env={**os.environ, "EXTRAS": ""})
+        return record.read_text().splitlines()
+
+    quiet = "python -m pip install --quiet --disable-pip-version-check"
+    assert run(str(tmp_path / "scripts" / "run.sh"), "--version") == [
+        f"{quiet} --upgrade pip", f"{quiet} -e {tmp_path}", "chat-server --version"]
+    assert run(str(tmp_path / "scripts" / "run.sh")) == ["chat-server "]  # installed once
+    setup = f"EXTRAS=test source {tmp_path / 'scripts' / 'setup-env.sh'}"  # what test.sh does first
+    assert run("bash", "-c", setup) == [f"{quiet} --upgrade pip", f"{quiet} -e {tmp_path}[test]"]
+    assert run(str(tmp_path / "scripts" / "run.sh")) == ["chat-server "]  # the test venv serves the server too
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    server = dependencies(project["dependencies"])
+    assert {"trio", "trio-websocket", "wsproto", "redis", "hiredis"} <= server
+    assert not server & TEST_TOOLS
+    assert {"pytest", "mypy", "playwright"} <= dependencies(project["optional-dependencies"]["test"])

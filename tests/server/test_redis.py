@@ -422,8 +422,9 @@ def test_the_readmes_load_balancer_example_spreads_a_room_over_two_hosts(redis: 
         stack.enter_context(nginx(tmp_path / "nginx", body, [(hosts[0], page_port), (hosts[0], ws_port)]))
         balanced = f"ws://{hosts[0]}:{ws_port}/"
         with urllib.request.urlopen(f"http://{hosts[0]}:{page_port}/config.js", timeout=5) as reply:
-            assert str(ws_port) in reply.read().decode()  # the page, through the balancer, is told its port
-        clients = [stack.enter_context(ChatClient(balanced)) for _ in range(4)]
+            assert '"wsPath": "/ws"' in reply.read().decode()  # the page's socket: its own origin, at /ws
+        clients = [stack.enter_context(ChatClient(balanced)) for _ in range(3)]
+        clients.append(stack.enter_context(ChatClient(f"ws://{hosts[0]}:{page_port}/ws")))  # as the page does
         join_key = clients[0].init()["joinKey"]
         assert sorted(client.init(join_key)["userId"] for client in clients[1:]) == [2, 3, 4]
         wait_until(lambda: redis.client().pubsub_numsub(f"chat:{{{join_key}}}:live")[0][1] == 2)  # both hosts

@@ -39,11 +39,16 @@ def test_index_is_the_chat_page_with_the_seed_dom(server: LiveServer) -> None:
     assert "https://" not in page
 
 
-def test_config_js_tells_the_page_the_socket_port(server: LiveServer) -> None:
+def test_config_js_tells_the_page_where_its_socket_is(server: LiveServer) -> None:
     status, headers, body = get(server, "/config.js")
     assert status == 200
     assert headers["content-type"].startswith("text/javascript")
-    assert body.decode() == f'window.CHAT_CONFIG = {{"wsPort": {server.running.ws_port}}};\n'
+    assert body.decode() == 'window.CHAT_CONFIG = {"wsPath": "/ws"};\n'  # the page's own origin
+
+
+def test_config_js_names_the_public_socket_port_when_given(start_server: Callable[..., LiveServer]) -> None:
+    live = start_server(public_ws_port=8443)
+    assert get(live, "/config.js")[2].decode() == 'window.CHAT_CONFIG = {"wsPort": 8443};\n'
 
 
 @pytest.mark.parametrize(("path", "kind"), [

@@ -139,6 +139,7 @@ def test_a_locked_database_gives_a_clear_error_and_loses_nothing_shown(
         assert alice.recv()["payload"] == "after"
         assert bob.recv()["payload"] == "after"  # bob never saw the message that was not stored
     assert any("could not store a message" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+    assert not any(join_key in r.getMessage() for r in caplog.records)  # the room is named by a hash of its key
     with ChatClient(live.ws_url) as carol:
         carol.init(join_key)
         assert history(carol, 1) == [("after", 1)]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,7 +52,7 @@ def server_process(
 
 
 def _follow(process: subprocess.Popen[str]) -> Iterator[ServerProcess]:
-    watchdog = threading.Timer(30, process.kill)
+    watchdog = threading.Timer(30, _kill, args=(process,))
     watchdog.start()
     reader = threading.Thread()
     try:
@@ -61,7 +63,7 @@ def _follow(process: subprocess.Popen[str]) -> Iterator[ServerProcess]:
             line = process.stderr.readline()
             assert line, "server exited early:\n" + "".join(log)
             log.append(line)
-            if match := re.search(r" on (ws|http)://[^ ]+:(\d+)/", line):
+            if match := re.search(r" on (ws|http)s?://[^ ]+:(\d+)/", line):
                 ports[match.group(1)] = int(match.group(2))
         # Keep reading, so that a chatty server never blocks on a full pipe, and tests can see its later lines.
         reader = threading.Thread(target=_read_rest, args=(process.stderr, log), daemon=True)
@@ -69,11 +71,19 @@ def _follow(process: subprocess.Popen[str]) -> Iterator[ServerProcess]:
         yield ServerProcess(process, ports["http"], ports["ws"], log, reader)
     finally:
         if process.poll() is None:
-            process.kill()
+            _kill(process)
         process.wait()
         watchdog.cancel()
         if process.stderr is not None and not reader.is_alive():
             process.stderr.close()
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    """SIGKILL the server and its workers (a killed supervisor cannot stop them: they would live on)."""
+    for child in children(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+    process.kill()
 
 
 def _read_rest(stream: Any, log: list[str]) -> None:

@@ -3,7 +3,9 @@
 The web folder is read once, at start (`StaticSite.load`, on a worker
 thread): a request is a dictionary lookup, and nothing outside the folder
 can ever be named. Besides those files it serves ``/config.js``, which tells
-the page which port the WebSocket server listens on.
+the page where its WebSocket is: ``/ws`` on the page's own origin, or the
+port ``--public-ws-port`` names. Connections reach it through `pageport`,
+which takes WebSocket upgrades on this port and counts connections.
 
 Each connection is contained: a malformed request gets its 4xx, a bug of
 ours gets 500 and a traceback in the log, and either ends that connection
@@ -18,6 +20,7 @@ import logging
 import mimetypes
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
@@ -29,11 +32,14 @@ import anyio.abc
 import h11
 
 from ..config import Limits, StartupError
+from ..logs import without_quotes
 from ..net.listener import Listener
 from ..net.rawsocket import abort_on_close
-from ..net.tcp import STREAM_ERRORS, format_remote
+from ..net.tcp import STREAM_ERRORS
 from ..runtime.admission import ConnectionSlots
+from ..runtime.proxies import TrustedProxies
 from ..websocket.handshake import Refusal
+from . import pageport
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,10 @@ class Response:
     etag: str | None = None
 
 
+Route = Callable[[], Awaitable[Response]]
+"""A dynamic page: called for each request of its path."""
+
+
 class StaticSite:
     """The files of one folder, in memory, plus the generated ``/config.js``.
 
@@ -60,14 +70,19 @@ class StaticSite:
     so are links that lead outside the folder.
     """
 
-    def __init__(self, root: Path, files: dict[str, bytes], ws_port: int) -> None:
+    def __init__(self, root: Path, files: dict[str, bytes], ws_port: int | None = None) -> None:
         self.root = root
-        config = f"window.CHAT_CONFIG = {json.dumps({'wsPort': ws_port})};\n".encode()
+        # The page's socket: on its own origin at /ws (the page's port takes upgrades), or on ``ws_port`` when
+        # told so (--public-ws-port).
+        settings = {"wsPath": "/ws"} if ws_port is None else {"wsPort": ws_port}
+        config = f"window.CHAT_CONFIG = {json.dumps(settings)};\n".encode()
         self._files = {f"/{name}": _entity(name, body) for name, body in files.items()}
         self._files["/config.js"] = _entity("config.js", config)
+        self.routes: dict[str, Route] = {}
+        """Paths answered afresh on each GET or HEAD by a callable (``/healthz``, ``/metrics``), before any file."""
 
     @classmethod
-    def load(cls, root: Path, ws_port: int) -> StaticSite:
+    def load(cls, root: Path, ws_port: int | None = None) -> StaticSite:
         """Read every file under ``root`` (blocking: call it on a worker thread); `StartupError` if too much."""
         root = root.resolve()
         files: dict[str, bytes] = {}
@@ -87,6 +102,11 @@ class StaticSite:
                         "the page server keeps its files in memory"
                     )
         return cls(root, files, ws_port)
+
+    async def answer(self, target: str, if_none_match: str | None = None) -> Response:
+        """The answer to a GET (or HEAD) of ``target``: from its route if it has one, else `respond`."""
+        route = self.routes.get(target.partition("?")[0]) if self.routes else None
+        return await route() if route is not None else self.respond(target, if_none_match)
 
     def respond(self, target: str, if_none_match: str | None = None) -> Response:
         """The answer to a GET (or HEAD) of ``target``, with ``If-None-Match`` if the request had one."""
@@ -125,26 +145,18 @@ def _phrase(status: int) -> bytes:
     return HTTPStatus(status).phrase.encode("ascii")
 
 
-async def _handle(site: StaticSite, limits: Limits, slots: ConnectionSlots, stream: anyio.abc.SocketStream) -> None:
-    """One page connection, contained: whatever happens ends this connection only."""
+async def _handle(
+    site: StaticSite, limits: Limits, stream: anyio.abc.SocketStream, remote: str, received: bytes
+) -> None:
+    """One page connection, contained: whatever happens ends this connection only.
+
+    ``received``: what `pageport` read of it already (its first request head, at least).
+    """
     async with stream:
-        try:
-            peer = stream.extra(anyio.abc.SocketAttribute.remote_address)
-        except (anyio.TypedAttributeLookupError, OSError):
-            return  # reset before we could look
-        address, remote = (str(peer[0]), format_remote(str(peer[0]), int(peer[1]))) if isinstance(peer, tuple) \
-            else (str(peer), str(peer))
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
-        try:
-            slots.take(address)
-        except Refusal as refusal:
-            log.info("%s: refused page connection (%d): %s", remote, refusal.status, refusal.reason)
-            await _refuse(stream, connection, refusal.status, limits.close_timeout)
-            return
-        try:
-            await _serve(site, limits, stream, connection, remote)
-        finally:
-            slots.give_back(address)
+        if received:
+            connection.receive_data(received)
+        await _serve(site, limits, stream, connection, remote)
 
 
 async def _serve(
@@ -154,7 +166,7 @@ async def _serve(
         while await _serve_one(site, limits, stream, connection):
             connection.start_next_cycle()
     except h11.RemoteProtocolError as error:
-        log.info("%s: bad HTTP request (%d): %s", remote, error.error_status_hint, error)
+        log.info("%s: bad HTTP request (%d): %s", remote, error.error_status_hint, without_quotes(str(error)))
         await _refuse(stream, connection, error.error_status_hint, limits.close_timeout)
     except Refusal as refused:
         log.info("%s: refused HTTP request (%d): %s", remote, refused.status, refused.reason)
@@ -207,7 +219,7 @@ async def _serve_one(
     if request is None:
         return False
     if_none_match = next((value.decode("latin-1") for name, value in request.headers if name == b"if-none-match"), None)
-    response = site.respond(request.target.decode("latin-1"), if_none_match)
+    response = await site.answer(request.target.decode("latin-1"), if_none_match)
     headers = [
         ("content-type", response.content_type),
         ("cache-control", "no-cache"),
@@ -258,17 +270,25 @@ async def _next_request(
             return None
 
 
-async def serve(site: StaticSite, listener: Listener, limits: Limits) -> None:
-    """Serve ``site`` over HTTP from ``listener`` until it stops accepting and its connections have ended."""
-    await listener.serve(partial(_accepted, site, limits, ConnectionSlots(limits)))
-
-
-async def _accepted(
-    site: StaticSite, limits: Limits, slots: ConnectionSlots, sock: socket.socket, peer: tuple[str, int]
+async def serve(
+    site: StaticSite,
+    listener: Listener,
+    limits: Limits,
+    websocket: pageport.WebSocketEntry | None = None,
+    proxies: TrustedProxies | None = None,
 ) -> None:
+    """Serve ``site`` over HTTP from ``listener`` until it stops accepting and its connections have ended;
+    with ``websocket``, WebSocket upgrades at /ws and / go there (`pageport`)."""
+    await listener.serve(partial(
+        pageport.serve_connection, slots=ConnectionSlots(limits, proxies), limits=limits,
+        page=partial(_accepted, site, limits), websocket=websocket,
+    ))
+
+
+async def _accepted(site: StaticSite, limits: Limits, sock: socket.socket, remote: str, received: bytes) -> None:
     try:
         stream = await anyio.abc.SocketStream.from_socket(sock)
     except (OSError, ValueError):  # reset already (anyio checks that it is connected)
         sock.close()
         return
-    await _handle(site, limits, slots, stream)
+    await _handle(site, limits, stream, remote, received)

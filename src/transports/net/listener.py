@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Coroutine
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
+
+if TYPE_CHECKING:
+    from .tls import TlsServer
 
 BACKLOG = 1024
 
@@ -29,6 +33,8 @@ class Listener:
         self.port: int = sock.getsockname()[1]
         """The port bound (the one asked for, or the one the system picked for port 0)."""
         self._accepting = anyio.CancelScope()
+        self.tls: TlsServer | None = None
+        """With TLS (``--tls-cert``), each connection goes through it: the handler sees plain bytes."""
 
     @classmethod
     def bind(cls, host: str, port: int, *, reuse_port: bool = False) -> Listener:
@@ -49,6 +55,8 @@ class Listener:
     async def serve(self, handler: Handler) -> None:
         """Call ``handler`` for each connection until stopped, then wait for the handlers to finish."""
         listener = self.socket
+        if self.tls is not None:
+            handler = partial(self.tls.serve, handler)
         async with anyio.create_task_group() as connections:
             with self._accepting, listener:
                 while True:

@@ -7,12 +7,14 @@ socket and a task, no stream objects.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable
 from functools import partial
 
 import anyio
+import anyio.lowlevel
 import sniffio
 import trio
 
@@ -25,19 +27,28 @@ WaitReadable = Callable[[socket.socket], Awaitable[None]]
 class RawSocket:
     """One accepted connection."""
 
-    __slots__ = ("_wait_readable", "address", "port", "sock")
+    __slots__ = ("_wait_readable", "address", "port", "sock", "via")
 
     def __init__(self, sock: socket.socket, address: str, port: int, wait_readable: WaitReadable) -> None:
         self.sock = sock
         self.address = address
-        """The client's IP address."""
+        """The client's IP address (once `forwarded_for` says so, the one a trusted proxy forwards for)."""
         self.port = port
+        """The client's port (0 when a proxy forwards for the client: its port is not known)."""
         self._wait_readable = wait_readable
+        self.via: str | None = None
+        """``host:port`` of the trusted proxy the connection comes from, if it does."""
 
     @property
     def remote(self) -> str:
-        """``host:port`` of the client, for log lines."""
-        return format_remote(self.address, self.port)
+        """``host:port`` of the client, for log lines (``client via proxy:port`` through a trusted proxy)."""
+        remote = format_remote(self.address, self.port)
+        return remote if self.via is None else f"{remote} via {self.via}"
+
+    def forwarded_for(self, client: str) -> None:
+        """The connection comes from a trusted proxy for ``client``: from now on it is that client's."""
+        self.via = format_remote(self.address, self.port)
+        self.address, self.port = client, 0
 
     async def receive(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes``; ``b""`` once the peer has closed or reset the connection."""
@@ -72,13 +83,57 @@ class RawSocket:
         self.sock.close()
 
 
+class PrefixedSocket(RawSocket):
+    """A connection some of whose bytes were read already (the page's port reads a request before it knows
+    whether it is a WebSocket's): `receive` gives those first."""
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, raw: RawSocket, prefix: bytes) -> None:
+        super().__init__(raw.sock, raw.address, raw.port, raw._wait_readable)
+        self.via = raw.via
+        self._prefix = prefix
+
+    async def receive(self, max_bytes: int) -> bytes:
+        if not self._prefix:
+            return await super().receive(max_bytes)
+        data, self._prefix = self._prefix[:max_bytes], self._prefix[max_bytes:]
+        await anyio.lowlevel.checkpoint()
+        return data
+
+
 def abort_on_close(sock: socket.socket | trio.socket.SocketType) -> None:
-    """``SO_LINGER`` 0: closing ``sock`` resets the connection and drops its unsent data at once."""
+    """``SO_LINGER`` 0: closing ``sock`` resets the connection and drops its unsent data at once.
+
+    A socket whose other end is a TLS relay's (`net.tls`) has no TCP connection
+    of its own: the relay resets the client's.
+    """
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+    if _RELAYED:
+        try:
+            abort = _RELAYED.get(os.fstat(sock.fileno()).st_ino)
+        except (OSError, ValueError):
+            return
+        if abort is not None:
+            abort()
 
 
 _LINGER_ZERO = struct.pack("ii", 1, 0)
+_RELAYED: dict[int, Callable[[], None]] = {}
+"""Sockets a TLS relay serves (by inode, which their duplicates share): what aborting one does."""
+
+
+def on_abort(sock: socket.socket, abort: Callable[[], None]) -> Callable[[], None]:
+    """Call ``abort`` when `abort_on_close` is called on ``sock`` (or a duplicate); returns the undoing."""
+    inode = os.fstat(sock.fileno()).st_ino
+    _RELAYED[inode] = abort
+
+    def forget() -> None:
+        if _RELAYED.get(inode) is abort:
+            del _RELAYED[inode]
+
+    return forget
 
 
 async def serve_raw_tcp(handler: Callable[[RawSocket], Awaitable[None]], listener: Listener) -> None:
@@ -87,6 +142,17 @@ async def serve_raw_tcp(handler: Callable[[RawSocket], Awaitable[None]], listene
     if sniffio.current_async_library() == "trio":  # its own wait saves a coroutine frame per idle connection
         wait_readable = trio.lowlevel.wait_readable
     await listener.serve(partial(_run, handler, wait_readable))
+
+
+def raw_socket(sock: socket.socket, peer: tuple[str, int]) -> RawSocket:
+    """An accepted connection's socket as a `RawSocket` (non-blocking, no Nagle); the caller closes it."""
+    sock.setblocking(False)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    wait_readable: WaitReadable = anyio.wait_readable
+    if sniffio.current_async_library() == "trio":
+        wait_readable = trio.lowlevel.wait_readable
+    return RawSocket(sock, peer[0], peer[1], wait_readable)
 
 
 async def _run(

@@ -9,5 +9,7 @@ STREAM_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.End
 
 
 def format_remote(address: str, port: int) -> str:
-    """``host:port``, with brackets around an IPv6 address."""
+    """``host:port``, with brackets around an IPv6 address; the address alone for port 0 (not known)."""
+    if not port:
+        return address
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"

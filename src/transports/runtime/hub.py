@@ -17,12 +17,14 @@ import anyio
 from chatcore import Action, Broadcast, Close, ConnectionId, Forget, LogRequest, LogResult, Presence, Send, closecodes
 
 from ..config import Limits
+from ..ops.counts import Counts
 from ..storage.worker import LogWorker
 from ..websocket.framing import Outgoing
 from ..websocket.handshake import Handshake, Refusal
 from ..websocket.peer import Peer
 from .admission import ConnectionSlots
 from .origin import OriginPolicy
+from .proxies import Forwarded, TrustedProxies
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +53,22 @@ class App(Protocol):
 class Hub:
     """Open connections of one server, the application they talk to, and its storage if it has one."""
 
-    def __init__(self, app: App, limits: Limits, origins: OriginPolicy, storage: LogWorker | None = None) -> None:
+    def __init__(
+        self, app: App, limits: Limits, origins: OriginPolicy, storage: LogWorker | None = None,
+        proxies: TrustedProxies | None = None,
+    ) -> None:
         self.app = app
         self.storage = storage
         self._limits = limits
         self.origins = origins
         self._peers: dict[ConnectionId, Peer] = {}
         self._ids = itertools.count(1)
-        self._slots = ConnectionSlots(limits)
+        self._slots = ConnectionSlots(limits, proxies)
         self._shutting_down = False
+        self._shutdown_close = (closecodes.GOING_AWAY, "server shutting down")
         self._all_closed = anyio.Event()
+        self.counts = Counts()
+        """What the metrics count: plain integers, an increment per action."""
 
     @property
     def connection_count(self) -> int:
@@ -76,18 +84,37 @@ class Hub:
         """Take a slot for a new connection from ``address``, or raise `Refusal` (503, 429) to refuse it.
 
         A slot is taken from the connection's first byte, so handshakes that
-        never come count too, and held until `release`.
+        never come count too, and held until `release`. Once shutting down, every new connection gets 503.
         """
+        if self._shutting_down:
+            raise Refusal(503, "server shutting down")
         self._slots.take(address)
 
-    def check_origin(self, handshake: Handshake) -> None:
+    def count_refusal(self, status: int) -> None:
+        """A handshake was refused with ``status`` (metrics)."""
+        self.counts.refused[status] += 1
+
+    def forwarded(self, address: str, handshake: Handshake) -> Forwarded | None:
+        """For a connection from a trusted proxy: what the proxy says of its client; None for any other."""
+        return self._slots.proxies.resolve(address, handshake.forwarding)
+
+    def admit_client(self, client: str) -> None:
+        """Take the per-address slot of the client a trusted proxy forwards for, or raise `Refusal` (429).
+
+        (`admit` took only a slot in the total for the proxy's connection.)
+        """
+        self._slots.take_client(client)
+
+    def check_origin(self, handshake: Handshake, forwarded: Forwarded | None = None) -> None:
         """Raise `Refusal` (403) unless the page that sent ``handshake`` may open a socket."""
-        if not self.origins.allows(handshake.origin, handshake.host):
+        if not self.origins.allows(handshake.origin, handshake.host, forwarded, handshake.authority):
             raise Refusal(403, "origin not allowed")
 
-    def release(self, address: str) -> None:
-        """Give back a slot that `admit` granted."""
+    def release(self, address: str, client: str | None = None) -> None:
+        """Give back a slot that `admit` granted, and the one `admit_client` granted ``client``."""
         self._slots.give_back(address)
+        if client is not None:
+            self._slots.give_back_client(client)
 
     def open(self, peer: Peer) -> ConnectionId:
         """Register a connection whose handshake is complete (its slot reserved)."""
@@ -98,14 +125,17 @@ class Hub:
         except BaseException:
             del self._peers[connection]
             raise
+        self.counts.opened += 1
         if self._shutting_down:
-            peer.close(closecodes.GOING_AWAY, "server shutting down")
+            peer.close(*self._shutdown_close)
         return connection
 
     def receive_text(self, connection: ConnectionId, text: str) -> None:
+        self.counts.received += 1
         self.perform(self.app.receive_text(connection, text))
 
     def receive_binary(self, connection: ConnectionId, data: bytes) -> None:
+        self.counts.received += 1
         self.perform(self.app.receive_binary(connection, data))
 
     def log_result(self, result: LogResult) -> None:
@@ -125,14 +155,17 @@ class Hub:
                 frame = Outgoing(action.message).frame()  # framed once for the whole room
                 for recipient in action.recipients:
                     peers[recipient].send_frame(frame)
+                self.counts.delivered += len(action.recipients)
             elif isinstance(action, Send):
                 peers[action.connection].send(Outgoing(action.message))
+                self.counts.delivered += 1
             elif isinstance(action, LogRequest):
                 if self.storage is None:
                     raise RuntimeError("the application asked for storage, but the server has none")
                 self.storage.submit(action)
             elif isinstance(action, SendBinary):
                 peers[action.connection].send(Outgoing(action.data))
+                self.counts.delivered += 1
             elif isinstance(action, Close):
                 peer = peers[action.connection]
                 log.info("%s: closing with %d: %s", peer.remote, action.code, action.reason)
@@ -169,13 +202,37 @@ class Hub:
 
     async def shutdown(self, grace: float) -> None:
         """Close every connection with 1001 and wait up to ``grace`` seconds for them to end."""
-        self._shutting_down = True
+        self.begin_shutdown(closecodes.GOING_AWAY, "server shutting down")
         for peer in list(self._peers.values()):
             peer.close(closecodes.GOING_AWAY, "server shutting down")
-        if not self._peers:
-            return
         with anyio.move_on_after(grace):
+            await self.all_closed()
+
+    def begin_shutdown(self, code: int, reason: str) -> None:
+        """Refuse new connections (503) from now on, and close with ``code`` any that completes its handshake."""
+        self._shutting_down = True
+        self._shutdown_close = (code, reason)
+
+    def open_connections(self) -> list[ConnectionId]:
+        return list(self._peers)
+
+    def close_connection(self, connection: ConnectionId, code: int, reason: str) -> None:
+        """Close ``connection`` with ``code``, if it is still open (and not closing already)."""
+        peer = self._peers.get(connection)
+        if peer is not None:
+            peer.close(code, reason)
+
+    async def all_closed(self) -> None:
+        """Once shutting down: wait until no connection is open."""
+        while self._peers:
+            if self._all_closed.is_set():
+                self._all_closed = anyio.Event()
             await self._all_closed.wait()
+
+    def cut(self, why: str) -> None:
+        """End every open connection now, without waiting for its closing handshake."""
+        for peer in list(self._peers.values()):
+            peer.drop(why)
 
     async def serve(self, peer: Peer) -> bool:
         """Run one open connection until it ends; True if it ended gracefully, False if it was cut.
@@ -185,6 +242,10 @@ class Hub:
         (`lifecycle.serve_connection`), after the connection is forgotten.
         """
         connection = self.open(peer)
+        opened = anyio.current_time()
+        log.info("%s: connection opened (%s)", peer.remote, peer.transport,
+                 extra={"event": "opened", "address": peer.address, "port": peer.port, "transport": peer.transport})
+        vanished = False  # the client went away without a close frame
         try:
             async with anyio.create_task_group() as tasks:
                 peer.start(tasks)
@@ -194,7 +255,28 @@ class Hub:
                     log.exception("%s: internal error; closing with 1011", peer.remote)
                     peer.close(closecodes.INTERNAL_ERROR, "internal error", discard=True)
                 else:
+                    vanished = peer.closing is None
                     peer.close(closecodes.NORMAL, "")
         finally:
+            _log_closed(peer, anyio.current_time() - opened, vanished)
+            self.counts.ended(peer, vanished)
             self.closed(connection)
         return peer.ended_gracefully
+
+
+ABNORMAL_CLOSURE = 1006
+"""The close code of a connection that ended without a close frame (RFC 6455, 7.1.5): never sent, only logged."""
+
+
+def _log_closed(peer: Peer, duration: float, vanished: bool) -> None:
+    """One INFO line per connection that ends: who, on which transport, for how long, with which close code.
+
+    Never what was said, nor the room (its join key lets anyone in).
+    """
+    closing = peer.closing
+    code = ABNORMAL_CLOSURE if vanished or closing is None else closing.code
+    graceful = peer.ended_gracefully
+    log.info("%s: connection closed with %d after %.3f s (%s)%s", peer.remote, code, duration, peer.transport,
+             "" if graceful else "; cut", extra={
+                 "event": "closed", "address": peer.address, "port": peer.port, "transport": peer.transport,
+                 "duration": round(duration, 3), "close_code": code, "graceful": graceful})

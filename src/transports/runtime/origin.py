@@ -4,13 +4,20 @@ Browsers send ``Origin`` with every WebSocket handshake. We accept our own
 page, origins listed with ``--allow-origin``, and clients that send no
 ``Origin`` (bots and scripts: no browser, so no ambient credentials to abuse).
 
-"Our own page" is an http page on our HTTP port whose host is the one the
+"Our own page" is a page on our HTTP port (``http``, or ``https`` with
+``--tls-cert``) whose host is the one the
 WebSocket request names in ``Host``, when that is an IP address: a name
 could be an attacker's, pointed at us (DNS rebinding), so pages served
 under a name are accepted only when listed. The names of this machine,
 ``localhost``, ``127.0.0.1`` and ``[::1]``, count as one host when both the
 page and the socket use one of them: a page at ``http://127.0.0.1:8000/``
 may open ``ws://localhost:8001/``, as the seed's page does.
+
+Behind a trusted proxy (``--trusted-proxy``) that says how the client
+reached it (``X-Forwarded-Proto``/``-Host``, or ``Forwarded``'s ``proto`` and
+``host``), "our own page" is the proxy's: ``proto://host[:port]`` exactly,
+under the same rule for names (an IP address, or a name of this machine on
+both sides); a page served under a name needs ``--allow-origin`` there too.
 
 Parsing is strict and total: a malformed ``Origin`` or ``Host`` gives None,
 never an exception.
@@ -21,6 +28,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+
+from .proxies import Forwarded
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -96,13 +105,20 @@ def _host_name(host: str) -> str | None:
 class OriginPolicy:
     """Decides whether a handshake's ``Origin`` may open a socket, given the host its ``Host`` names."""
 
-    def __init__(self, allowed: frozenset[str] = frozenset()) -> None:
+    def __init__(self, allowed: frozenset[str] = frozenset(), page_scheme: str = "http") -> None:
         self.allowed = frozenset(normalize_origin(origin) for origin in allowed)
         self.page_ports: set[int] = set()
         """Ports our own page is served on (the HTTP server adds its port once it listens)."""
+        self.page_scheme = page_scheme
+        """How our own page is served: ``http``, or ``https`` with TLS."""
 
-    def allows(self, origin: str | None, host: str) -> bool:
-        """``origin``: the header as sent (None: absent); ``host``: the host name from ``Host`` (`parse_host`)."""
+    def allows(self, origin: str | None, host: str, forwarded: Forwarded | None = None, authority: str = "") -> bool:
+        """``origin``: the header as sent (None: absent); ``host``: the host name from ``Host`` (`parse_host`).
+
+        ``forwarded``: what a trusted proxy said of the request; when it says how
+        the client reached it, our page is the proxy's, at ``forwarded.host`` (or
+        ``authority``, the ``Host`` header as sent).
+        """
         if origin is None:
             return True
         parsed = parse_origin(origin)
@@ -110,8 +126,17 @@ class OriginPolicy:
             return False
         if str(parsed) in self.allowed:
             return True
-        if parsed.scheme != "http" or parsed.port not in self.page_ports:
+        if forwarded is not None and (forwarded.proto is not None or forwarded.host is not None):
+            public = parse_origin(f"{forwarded.proto or self.page_scheme}://{forwarded.host or authority}")
+            return public is not None and (parsed.scheme, parsed.port) == (public.scheme, public.port) \
+                and _same_host(parsed.host, public.host)
+        if parsed.scheme != self.page_scheme or parsed.port not in self.page_ports:
             return False
-        if parsed.host in THIS_MACHINE and host in THIS_MACHINE:
-            return True
-        return parsed.host == host and is_address(host)
+        return _same_host(parsed.host, host)
+
+
+def _same_host(page: str, socket_host: str) -> bool:
+    """Whether a page on ``page`` may open a socket naming ``socket_host``: the same address, or both this machine."""
+    if page in THIS_MACHINE and socket_host in THIS_MACHINE:
+        return True
+    return page == socket_host and is_address(socket_host)

@@ -92,6 +92,7 @@ from chatcore.feed import Fill
 from chatcore.shared import SharedChat
 
 from ..config import RedisSettings
+from ..logs import room_hash
 from .loopcall import LoopCall, loop_call
 from .worker import StorageWorker
 
@@ -524,7 +525,8 @@ class Subscriber:
             try:
                 heard = published(join_key_of(name), data)
             except ValueError:  # not published by our scripts: someone else on our channel
-                log.warning("Redis %s: ignored a message on %r that is not ours", self._name, name[:80])
+                log.warning("Redis %s: ignored a message on the channel of room %s that is not ours", self._name,
+                            room_hash(join_key_of(name)))
                 return
             if isinstance(heard, PresenceHeard) and heard.origin == self._origin:
                 return  # this process's own news
@@ -552,6 +554,8 @@ class RedisLog:
         self.subscriber = Subscriber(settings, self.origin)
         self._epoch: bytes | None = None
         self._failed_at = -RETRY_AFTER_FAILURE
+        self.reachable = False
+        """Whether Redis answered the last batch or ping (metrics: the commands' connection)."""
 
     @property
     def name(self) -> str:
@@ -560,6 +564,17 @@ class RedisLog:
     def open(self) -> None:
         """At start: check that Redis answers and take its epoch (`RedisError` if it cannot be reached)."""
         self._epoch = self._take_epoch(None)
+        self.reachable = True
+
+    def ping(self) -> None:
+        """Readiness, from a worker thread of its own (the client's pool is thread-safe): `RedisError` or
+        `OSError` unless Redis answers, within about ``timeout``."""
+        try:
+            self._client.ping()
+        except (RedisError, OSError):
+            self.reachable = False
+            raise
+        self.reachable = True
 
     def close(self) -> None:
         self.subscriber.stop()
@@ -631,10 +646,12 @@ class RedisLog:
         except (RedisError, OSError) as error:
             if not isinstance(error, ResponseError):
                 self._failed_at = time.monotonic()
+                self.reachable = False
                 log.warning("Redis %s: %s; requests fail until it answers", self.name, error or type(error).__name__)
                 return [], [_failure(item, UNREACHABLE) for item in work]
             log.error("Redis %s: %s", self.name, error)
             return [], [_failure(item, INCONSISTENT) for item in work]
+        self.reachable = True
         epoch, *results = replies
         first: list[Answer] = []
         if epoch != self._epoch:
@@ -791,6 +808,8 @@ class RedisBroker:
         self._perform: Callable[[list[Action]], None] = _not_running
         self._tasks: anyio.abc.TaskGroup | None = None
         self._up = True
+        self.gaps_filled = 0
+        """Gaps in what a room's channel brought, read back from its stream (metrics)."""
         self.here: dict[str, set[int]] = {}
         """The users with a connection to each room on this process (as the core said: `Presence`)."""
 
@@ -849,10 +868,16 @@ class RedisBroker:
         """Wait until everything asked so far is answered."""
         await self.worker.drain()
 
+    @property
+    def listening(self) -> bool:
+        """Whether the subscriber's connection is up (as last handed over to the event loop)."""
+        return self._up
+
     def _answer(self, answer: Answer) -> None:
         chat = self._chat
         assert chat is not None
         if isinstance(answer, Filled):
+            self.gaps_filled += 1
             self._perform(chat.filled(answer.fill.join_key, answer.fill.after, answer.talks))
         elif isinstance(answer, FillFailed):
             assert self._tasks is not None

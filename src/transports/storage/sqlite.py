@@ -35,6 +35,8 @@ from chatcore import (
     UserAdded,
 )
 
+from ..logs import room_hash
+
 log = logging.getLogger(__name__)
 
 MEMORY = ":memory:"
@@ -306,6 +308,13 @@ class Database:
     def name(self) -> str:
         return f"database {self.path}"
 
+    def check(self) -> None:
+        """A trivial read, for readiness (on the storage thread); `DatabaseError` with a short reason if it fails."""
+        try:
+            self._connection.execute("SELECT 1 FROM rooms LIMIT 1").fetchall()
+        except sqlite3.Error as error:
+            raise DatabaseError(describe(error)) from None
+
     def failed(self, batch: Sequence[LogRequest], reason: str) -> list[LogResult]:
         return [LogFailed(request.ticket, reason) for request in batch]
 
@@ -388,7 +397,7 @@ class Database:
                         continue
                     user = execute(NEXT_USER_ID, (write.join_key,)).fetchone()
                     if user is None:
-                        raise _Inconsistent(f"no room {write.join_key!r}")
+                        raise _Inconsistent(f"no room {room_hash(write.join_key)}")
                     results.append(UserAdded(write.ticket, user[0]))
             executemany = self._connection.executemany
             if not placing.named:
@@ -453,7 +462,7 @@ class Database:
         if write.resume_hash is not None:
             found = execute(RESUME, (write.join_key, write.resume_hash)).fetchone()
             if found is None:
-                raise _Inconsistent(f"no room {write.join_key!r}")
+                raise _Inconsistent(f"no room {room_hash(write.join_key)}")
             room, user_id, name = found
             if user_id is not None:
                 if write.name is not None and write.name != name:
@@ -462,7 +471,7 @@ class Database:
                 return UserAdded(write.ticket, user_id, True, name)
         row = execute(NEXT_USER_ID + ", id", (write.join_key,)).fetchone()
         if row is None:
-            raise _Inconsistent(f"no room {write.join_key!r}")
+            raise _Inconsistent(f"no room {room_hash(write.join_key)}")
         user_id, room = row
         name = write.name
         if write.token_hash is not None or name is not None:
@@ -489,7 +498,7 @@ class Database:
         if chain is None:
             row = self._connection.execute(ROOM_CHAIN, (join_key,)).fetchone()
             if row is None:
-                raise _Inconsistent(f"room {join_key!r} is not stored")
+                raise _Inconsistent(f"room {room_hash(join_key)} is not stored")
             if len(self._chains) >= CHAINS_KEPT:
                 del self._chains[next(iter(self._chains))]  # the least recently loaded
             chain = self._chains[join_key] = _Chain(*row)
@@ -561,17 +570,18 @@ def describe(error: BaseException) -> str:
 
 
 def _summary(request: LogRequest) -> str:
-    """What a request was about, for the operator's log (never a token or a payload)."""
+    """What a request was about, for the operator's log: never a join key (the room's hash), token, name or text."""
+    room = room_hash(request.join_key)
     if isinstance(request, Append):
-        return f"a message in room {request.join_key}"
+        return f"a message in room {room}"
     if isinstance(request, AddUser):
         what = "a returning user" if request.resume_hash is not None else "a new user id"
-        return f"{'a new room and ' if request.created is not None else ''}{what} in room {request.join_key}"
+        return f"{'a new room and ' if request.created is not None else ''}{what} in room {room}"
     if isinstance(request, Rename):
-        return f"a name in room {request.join_key}"
+        return f"a name in room {room}"
     if isinstance(request, History):
-        return f"older messages of room {request.join_key}"
-    return f"room {request.join_key}"
+        return f"older messages of room {room}"
+    return f"room {room}"
 
 
 def _lock(path: Path) -> int:

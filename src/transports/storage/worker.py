@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
@@ -55,12 +56,14 @@ class StorageWorker(Generic[W, R]):
     def __init__(self, backend: Backend[W, R]) -> None:
         self.backend = backend
         self._queue: list[W] = []
-        self._batches: deque[list[W] | None] = deque()
+        self._batches: deque[list[W] | _Probe | None] = deque()
         self._signal_thread = -1  # the write end of the pipe the thread sleeps on, while running
         self._on_thread = False
         self._wake = anyio.Event()
         self._drained: anyio.Event | None = None
         self._deliver: Callable[[R], None] = _not_running
+        self.observe: Callable[[float], None] = _ignore
+        """Called on the storage thread with each batch's seconds there (metrics)."""
 
     def submit(self, action: W) -> None:
         if not self._queue and not self._on_thread:
@@ -88,6 +91,14 @@ class StorageWorker(Generic[W, R]):
                 await stopped.wait()  # after every result already on its way back (callbacks run in order)
             os.close(wait_fd)
             os.close(self._signal_thread)
+            self._signal_thread = -1
+
+    def probe(self, check: Callable[[], None], done: Callable[[str | None], None]) -> None:
+        """Run ``check`` on the storage thread between batches (readiness); ``done`` gets, on the event loop, None
+        if it returned, else why it failed. Nothing is called back unless the worker runs, nor before the batch on
+        the thread now has finished: the caller bounds its wait."""
+        if self._signal_thread >= 0:
+            self._pass_to_thread(_Probe(check, done))
 
     async def drain(self) -> None:
         """Wait until everything submitted so far has its result delivered."""
@@ -101,7 +112,7 @@ class StorageWorker(Generic[W, R]):
         self._on_thread = True
         self._pass_to_thread(batch)
 
-    def _pass_to_thread(self, batch: list[W] | None) -> None:
+    def _pass_to_thread(self, batch: list[W] | _Probe | None) -> None:
         # A pipe rather than a lock or queue.SimpleQueue: os.write lets go of the GIL, so the thread
         # it wakes can take the GIL at once. Woken by a lock, the thread would find the GIL held,
         # sleep again until the loop let go of it, and cost two more context switches per batch.
@@ -115,7 +126,13 @@ class StorageWorker(Generic[W, R]):
             batch = self._batches.popleft()
             if batch is None:
                 break
-            call(self._hand_back, self._run_batch(batch))
+            if isinstance(batch, _Probe):
+                call(batch.done, batch.run())
+                continue
+            started = time.perf_counter()
+            results = self._run_batch(batch)
+            self.observe(time.perf_counter() - started)
+            call(self._hand_back, results)
         call(stopped)
 
     def _run_batch(self, batch: list[W]) -> list[R]:
@@ -140,9 +157,30 @@ class StorageWorker(Generic[W, R]):
             self._drained = None
 
 
+class _Probe:
+    """A check run on the storage thread between batches, and where its outcome goes."""
+
+    __slots__ = ("check", "done")
+
+    def __init__(self, check: Callable[[], None], done: Callable[[str | None], None]) -> None:
+        self.check = check
+        self.done = done
+
+    def run(self) -> str | None:
+        try:
+            self.check()
+        except Exception as error:
+            return str(error) or type(error).__name__
+        return None
+
+
 LogWorker = StorageWorker[LogRequest, LogResult]
 """The worker of a store that only answers the core's log requests (SQLite)."""
 
 
 def _not_running(result: object) -> None:
     raise RuntimeError("storage results arrived before StorageWorker.run")
+
+
+def _ignore(seconds: float) -> None:
+    pass

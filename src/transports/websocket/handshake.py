@@ -39,6 +39,7 @@ import h11
 from wsproto.utilities import generate_accept_token
 
 from ..runtime.origin import parse_host
+from ..runtime.proxies import FORWARDING_HEADERS
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_HEADERS = 64
@@ -88,6 +89,11 @@ class Handshake:
     origin: str | None
     """The ``Origin`` header as sent (decoded as Latin-1); None when absent."""
     key: bytes
+    authority: str = ""
+    """The ``Host`` header as sent (``name[:port]``): what a page behind a proxy was loaded from."""
+    forwarding: tuple[tuple[bytes, bytes], ...] = ()
+    """Its forwarding headers (``X-Forwarded-*``, ``Forwarded``), names in lower case: they count only when
+    the connection comes from a trusted proxy (`runtime.proxies`)."""
 
     def accept_response(self) -> bytes:
         """The 101 answer that completes the handshake (no subprotocol, no extension)."""
@@ -183,10 +189,11 @@ class HandshakeParser:
         if len(origins) > 1:
             raise Refusal(400, "more than one Origin header")
         origin = origins[0].decode("latin-1") if origins else None
-        return request.target.decode("latin-1"), host, origin, keys[0]
+        forwarding = tuple((name, value) for name, value in request.headers if name in FORWARDING_HEADERS)
+        return request.target.decode("latin-1"), host, origin, keys[0], hosts[0].decode("latin-1"), forwarding
 
 
-_Checked = tuple[str, str, str | None, bytes]
+_Checked = tuple[str, str, str | None, bytes, str, tuple[tuple[bytes, bytes], ...]]
 _REQUEST_LINE = re.compile(rb"(?:\r?\n)*[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP/[0-9]\.[0-9]\r?\n")
 _VERSION_HEADERS = (("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"))
 

@@ -11,7 +11,9 @@ A connection goes through two stages, and what it is answered depends on
 the stage it reached:
 
 - ``handshake``: until our 101 is sent. A connection over a limit (429,
-  503) is refused without a look at its request, within a second. A refusal
+  503) is refused without a look at its request, within a second (but a
+  connection from a trusted proxy is counted per address by the client its
+  request names, so its 429 comes once the request is read). A refusal
   of the request (`handshake.Refusal`: bad request 400, version 426, origin
   403) or a bug of ours (500) is answered over HTTP with a short body; then
   we stop writing and read until the client closes, so that it gets the
@@ -75,6 +77,9 @@ class Link(Protocol):
     def close(self) -> None:
         """Close the socket (idempotent)."""
 
+    def forwarded_for(self, client: str) -> None:
+        """The connection comes from a trusted proxy for ``client``: from now on it is that client's."""
+
 
 L = TypeVar("L", bound=Link)
 
@@ -95,25 +100,33 @@ async def serve_connection(link: L, hub: Hub, limits: Limits, accept: Accept[L])
         try:
             hub.admit(link.address)
         except Refusal as refusal:  # over a connection limit: a second to send its request and read the answer
+            hub.count_refusal(refusal.status)
             log.log(_level(refusal), "%s: refused connection (%d): %s", link.remote, refusal.status, refusal.reason)
             brief = min(limits.close_timeout, 1.0)
             with anyio.move_on_after(brief), contextlib.suppress(Refusal):
                 await _receive_handshake(link, limits)  # clients may not expect an answer before their request is out
             graceful = await _answer(link, refusal.response(), brief)
             return
+        address, client = link.address, None
         try:
             handshake = await _receive_handshake(link, limits)
             if handshake is None:
                 graceful = True  # the client went away first, or timed out (and the link is set to abort)
                 return
-            hub.check_origin(handshake)
+            forwarded = hub.forwarded(address, handshake)
+            if forwarded is not None:  # from a trusted proxy: the client it names is counted, and logged
+                link.forwarded_for(forwarded.client)
+                hub.admit_client(forwarded.client)
+                client = forwarded.client
+            hub.check_origin(handshake, forwarded)
             async with accept(link, handshake) as peer:
                 stage = "open"
-                del handshake  # an idle connection keeps nothing of its handshake
+                del handshake, forwarded  # an idle connection keeps nothing of its handshake
                 graceful = await hub.serve(peer)
         finally:
-            hub.release(link.address)
+            hub.release(address, client)
     except Refusal as refusal:
+        hub.count_refusal(refusal.status)
         log.log(_level(refusal), "%s: refused handshake (%d): %s", link.remote, refusal.status, refusal.reason)
         graceful = await _answer(link, refusal.response(), limits.close_timeout)
     except Exception as error:
@@ -122,6 +135,7 @@ async def serve_connection(link: L, hub: Hub, limits: Limits, accept: Accept[L])
             return
         log.exception("%s: internal error in the %s stage; connection ended", link.remote, stage)
         if stage == "handshake":
+            hub.count_refusal(500)
             graceful = await _answer(link, http_response(500, "internal error"), limits.close_timeout)
     finally:
         if not graceful:

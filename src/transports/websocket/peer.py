@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import anyio
 import anyio.abc
@@ -33,6 +34,9 @@ class Peer(Outbox, ABC):
         "_close_timeout", "_deadline", "_dropped", "address", "heard", "last_ping_at", "ping_sent_at", "port",
         "tasks",
     )
+
+    transport: ClassVar[str] = "websocket"
+    """How log lines name the WebSocket implementation (``--transport``) carrying this connection."""
 
     def __init__(self, limits: Limits, address: str, port: int) -> None:
         self.address = address

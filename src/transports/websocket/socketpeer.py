@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import socket
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import anyio
@@ -99,6 +99,11 @@ class SocketPeer(Peer):
         self._writer_running = False
         self._close_begun = False
         super().__init__(limits, raw.address, raw.port)
+
+    @property
+    def remote(self) -> str:
+        """How log lines name this peer: ``host:port``, or ``client via proxy:port`` through a trusted proxy."""
+        return self.raw.remote
 
     def start(self, tasks: anyio.abc.TaskGroup) -> None:
         super().start(tasks)
@@ -237,9 +242,21 @@ MakePeer = Callable[[Hub, Limits, Flusher, RawSocket, Handshake], SocketPeer]
 """A driver's peer for a connection whose handshake was accepted (its 101 not sent yet)."""
 
 
-async def serve(hub: Hub, listener: Listener, limits: Limits, make_peer: MakePeer) -> None:
-    """Serve connections from ``listener``, one `Flusher` writing for all, until it stops accepting and they
-    have ended, or cancelled."""
+ConnectionEntry = Callable[[RawSocket], Awaitable[None]]
+"""Serves one connection, accepted on some other port, on a running server (`serve` gives it)."""
+
+
+async def serve(
+    hub: Hub, listener: Listener, limits: Limits, make_peer: MakePeer,
+    *, task_status: anyio.abc.TaskStatus[ConnectionEntry] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve connections from ``listener``, one `Flusher` writing for all, until cancelled.
+
+    Started with ``TaskGroup.start``, it hands back the way to serve a connection
+    accepted elsewhere on this server, the same way (the page's port's WebSocket
+    upgrades, `http.pageport`): the flusher writes for those too, so it runs
+    until cancelled, even once ``listener`` has stopped accepting.
+    """
     flusher = Flusher()
 
     def accept(raw: RawSocket, handshake: Handshake) -> Opening:
@@ -247,5 +264,6 @@ async def serve(hub: Hub, listener: Listener, limits: Limits, make_peer: MakePee
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(flusher.run)
-        await serve_raw_tcp(partial(serve_connection, hub=hub, limits=limits, accept=accept), listener)
-        tasks.cancel_scope.cancel()
+        entry: ConnectionEntry = partial(serve_connection, hub=hub, limits=limits, accept=accept)
+        task_status.started(entry)
+        await serve_raw_tcp(entry, listener)

@@ -22,6 +22,8 @@ import logging
 from collections.abc import Generator
 from importlib.metadata import version
 
+import anyio
+import anyio.abc
 import trio
 from trio_websocket import CloseReason, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
@@ -169,6 +171,7 @@ class _ServerConnection(WebSocketConnection):
         except MessageTooBig as error:  # as trio-websocket's own handler answers it
             self._close_reason = CloseReason(closecodes.MESSAGE_TOO_BIG, str(error))
             await self._send(CloseConnection(code=closecodes.MESSAGE_TOO_BIG, reason=str(error)))
+            peer.close(closecodes.MESSAGE_TOO_BIG, str(error))  # the peer's record of it (log line, metrics)
             self._reader_running = False
             return
         if message is not None:
@@ -195,6 +198,7 @@ class TrioWebsocketPeer(SocketPeer):
     """
 
     __slots__ = ("_websocket", "_ws")
+    transport = "trio-websocket"
 
     def __init__(self, hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
         connection = Connection(ConnectionType.SERVER)
@@ -222,7 +226,11 @@ class TrioWebsocketPeer(SocketPeer):
         # aclose sends the close frame (through write_frames) and waits for the client's answer.
         await self._websocket.aclose(close.code, close.reason)
 
-async def serve(hub: Hub, listener: Listener, limits: Limits) -> None:
-    """Serve WebSocket connections from ``listener`` until it stops accepting and they have ended, or cancelled."""
+async def serve(
+    hub: Hub, listener: Listener, limits: Limits,
+    *, task_status: anyio.abc.TaskStatus[socketpeer.ConnectionEntry] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve WebSocket connections from ``listener`` until cancelled; started with ``TaskGroup.start``, it hands
+    back the way to serve a connection accepted on another port (`socketpeer.serve`)."""
     check_private_names()
-    await socketpeer.serve(hub, listener, limits, TrioWebsocketPeer)
+    await socketpeer.serve(hub, listener, limits, TrioWebsocketPeer, task_status=task_status)

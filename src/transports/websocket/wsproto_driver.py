@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 
+import anyio
+import anyio.abc
 from wsproto import ConnectionType
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
@@ -35,6 +37,7 @@ class WsprotoPeer(SocketPeer):
     """One connection: reads and parses for the hub, writes through `SocketPeer`."""
 
     __slots__ = ("_frames",)
+    transport = "wsproto"
 
     def __init__(self, hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
         connection = Connection(ConnectionType.SERVER)
@@ -98,6 +101,10 @@ class WsprotoPeer(SocketPeer):
             self.close(event.code, event.reason or "")
 
 
-async def serve(hub: Hub, listener: Listener, limits: Limits) -> None:
-    """Serve WebSocket connections from ``listener`` until it stops accepting and they have ended, or cancelled."""
-    await socketpeer.serve(hub, listener, limits, WsprotoPeer)
+async def serve(
+    hub: Hub, listener: Listener, limits: Limits,
+    *, task_status: anyio.abc.TaskStatus[socketpeer.ConnectionEntry] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve WebSocket connections from ``listener`` until cancelled; started with ``TaskGroup.start``, it hands
+    back the way to serve a connection accepted on another port (`socketpeer.serve`)."""
+    await socketpeer.serve(hub, listener, limits, WsprotoPeer, task_status=task_status)

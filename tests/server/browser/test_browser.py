@@ -827,12 +827,13 @@ def test_two_processes_sharing_redis_show_names_and_presence(
         link = alice.join_link()
         bob = pages().open(link.replace(f":{first.http_port}/", f":{second.http_port}/"), name="Bob")
         bob.wait_until_in_room()
-        assert bob.sockets == [f"ws://{HOST}:{second.ws_port}/"]
-        assert alice.sockets == [f"ws://{HOST}:{first.ws_port}/"]
+        assert bob.sockets == [f"ws://{HOST}:{second.http_port}/ws"]  # each on its page's own origin
+        assert alice.sockets == [f"ws://{HOST}:{first.http_port}/ws"]
         assert bob.wait_for_members(["Alice", "Bob (you)"])
         alice.wait_for_members(["Alice (you)", "Bob"])
         alice.wait_for_notice("Bob joined")
         alice.send_with_enter("hello from the first")
+        assert bob.wait_for_messages(1) == ["Alice: hello from the first"]  # (else the two may cross)
         bob.send_with_enter("hello from the second")
         expected = ["Alice: hello from the first", "Bob: hello from the second"]
         assert alice.wait_for_messages(2) == expected
@@ -872,6 +873,7 @@ def test_pages_on_workers_that_die_reconnect_to_another_and_keep_the_room(
             wait_for_status(page, "['reconnected', ''].includes(s)")
             page.wait_until_in_room()
         alice.send_with_enter("three")
+        bob.wait_for_messages(3)  # (sent at once, either could come first)
         bob.send_with_enter("four")
         for page in (alice, bob):
             shown = page.wait_for_messages(4)
