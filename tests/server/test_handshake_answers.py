@@ -5,10 +5,7 @@ Also what the policy allows: pages of this machine under any of its names.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
-import os
 import socket
 import struct
 from collections.abc import Iterator
@@ -18,7 +15,11 @@ import pytest
 
 from chat_client import ChatClient
 from live import TEST_LIMITS, LiveServer, live_server, wait_until
-from raw_websocket import client_frame, read_frame, read_until_closed
+from raw_websocket import (
+    answer_to_init_sent_with_the_handshake,
+    exchange,
+    raw_handshake,
+)
 from transports.config import ServerConfig, Transport
 
 
@@ -35,22 +36,8 @@ def servers() -> Iterator[dict[Transport, LiveServer]]:
         }
 
 
-def key() -> str:
-    return base64.b64encode(os.urandom(16)).decode()
-
-
 def handshake(*extra: str, host: str = "127.0.0.1", version: str = "13", line: str = "GET / HTTP/1.1") -> bytes:
-    lines = [line, f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key()}",
-             f"Sec-WebSocket-Version: {version}", *extra]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def exchange(port: int, request: bytes) -> bytes:
-    """Send ``request``, then read everything until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
-        return read_until_closed(sock, timeout=10)
+    return raw_handshake(*extra, host=host, version=version, line=line)
 
 
 HOSTILE = {
@@ -134,15 +121,7 @@ def test_frames_sent_with_the_handshake_are_not_lost(
     servers: dict[Transport, LiveServer], transport: Transport
 ) -> None:
     port = servers[transport].running.ws_port
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(handshake() + client_frame(0x1, b'{"type": "init"}'))  # one write, before any answer
-        response = b""
-        while b"\r\n\r\n" not in response:
-            response += sock.recv(1)
-        assert response.startswith(b"HTTP/1.1 101 ")
-        opcode, payload = read_frame(sock)
-        assert opcode == 0x1
-        assert json.loads(payload)["type"] == "init"
+    assert answer_to_init_sent_with_the_handshake(port, handshake())["type"] == "init"
 
 
 @pytest.mark.parametrize("transport", list(Transport))

@@ -6,9 +6,6 @@ the same limits and origin policy.
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -19,7 +16,12 @@ from websockets.exceptions import InvalidStatus
 
 from chat_client import ChatClient, V2Client
 from live import TEST_LIMITS, LiveServer, live_server, wait_until
-from raw_websocket import client_frame, read_frame, read_until_closed
+from raw_websocket import (
+    answer_to_init_sent_with_the_handshake,
+    exchange,
+    raw_handshake,
+    read_until_closed,
+)
 from transports.config import ServerConfig, Transport
 
 
@@ -41,18 +43,7 @@ def page_ws(live: LiveServer, path: str = "/ws") -> str:
 
 
 def handshake(*extra: str, target: str = "/ws", line: str | None = None, version: str = "13") -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [line or f"GET {target} HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket", "Connection: Upgrade",
-             f"Sec-WebSocket-Key: {key}", f"Sec-WebSocket-Version: {version}", *extra]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def exchange(port: int, request: bytes) -> bytes:
-    """Send ``request``, then read everything until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
-        return read_until_closed(sock, timeout=10)
+    return raw_handshake(*extra, target=target, line=line, version=version)
 
 
 def refused_status(url: str, **options: object) -> int:
@@ -140,14 +131,7 @@ def test_frames_sent_with_the_handshake_are_not_lost_on_the_page_port(
     servers: dict[Transport, LiveServer], transport: Transport
 ) -> None:
     port = servers[transport].running.http_port
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(handshake() + client_frame(0x1, b'{"type": "init"}'))  # one write, before any answer
-        response = b""
-        while b"\r\n\r\n" not in response:
-            response += sock.recv(1)
-        assert response.startswith(b"HTTP/1.1 101 ")
-        opcode, payload = read_frame(sock)
-        assert (opcode, json.loads(payload)["type"]) == (0x1, "init")
+    assert answer_to_init_sent_with_the_handshake(port, handshake())["type"] == "init"
 
 
 def test_the_page_port_upgrades_count_against_the_websocket_limits(

@@ -24,7 +24,7 @@ from playwright.sync_api import Browser
 from websockets.exceptions import InvalidStatus
 
 from chat_client import ChatClient
-from chat_page import ChatPage
+from chat_page import two_in_a_room
 from live import ROOT, TEST_LIMITS, LiveServer, wait_until
 from nginx_server import nginx
 from raw_websocket import read_until_closed
@@ -234,21 +234,10 @@ def test_a_page_loaded_through_nginx_connects(
     behind_nginx: tuple[LiveServer, int, ssl.SSLContext], browser: Browser
 ) -> None:
     live, port, _ = behind_nginx
-    url = f"https://127.0.0.1:{port}/"
-    pages = [ChatPage(browser, ignore_https_errors=True) for _ in range(2)]
-    try:
-        alice = pages[0].open(url, name="Alice")
-        link = alice.join_link()
-        assert link.startswith(url)
-        bob = pages[1].open(link, name="Bob")
-        bob.wait_until_in_room()
-        alice.wait_until_in_room()
+    with two_in_a_room(browser, f"https://127.0.0.1:{port}/", ignore_https_errors=True) as (alice, bob):
         bob.send_with_enter("hello through the proxy")
         assert alice.wait_for_messages(1) == ["Bob: hello through the proxy"]
         for page in (alice, bob):
             assert page.sockets == [f"wss://127.0.0.1:{port}/ws"]
             page.assert_stayed_on("127.0.0.1")
         assert live.connection_count() == 2
-    finally:
-        for page in pages:
-            page.close()

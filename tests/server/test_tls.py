@@ -25,7 +25,7 @@ import trustme
 from playwright.sync_api import Browser
 
 from chat_client import ChatClient
-from chat_page import ChatPage
+from chat_page import two_in_a_room
 from chatcore import CoreLimits
 from live import TEST_LIMITS, LiveServer, live_server, wait_until
 from processes import server_process
@@ -283,20 +283,10 @@ def test_the_page_over_https_connects_with_wss(
 ) -> None:
     live = start_server(tls=certificate.files)
     url = f"https://127.0.0.1:{live.running.http_port}/"
-    pages = [ChatPage(browser, ignore_https_errors=True) for _ in range(2)]
-    try:
-        alice = pages[0].open(url, name="Alice")
-        link = alice.join_link()
-        assert link.startswith(url)
-        bob = pages[1].open(link, name="Bob")
-        bob.wait_until_in_room()
-        alice.wait_until_in_room()
+    with two_in_a_room(browser, url, ignore_https_errors=True) as (alice, bob):
         alice.send_with_enter("over https and wss")
         assert bob.wait_for_messages(1) == ["Alice: over https and wss"]
         for page in (alice, bob):
             assert page.sockets == [f"wss://127.0.0.1:{live.running.http_port}/ws"]
             page.assert_stayed_on("127.0.0.1")
             assert all(request.startswith("https://") for request in page.requests if not request.startswith("data:"))
-    finally:
-        for page in pages:
-            page.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -175,3 +177,20 @@ class ChatPage:
 
     def close(self) -> None:
         self.context.close()
+
+
+@contextmanager
+def two_in_a_room(browser: Browser, url: str, **context_options: Any) -> Iterator[tuple[ChatPage, ChatPage]]:
+    """Alice starts a room at ``url`` (its join link under ``url``), Bob joins by her link; both pages closed after."""
+    pages = [ChatPage(browser, **context_options) for _ in range(2)]
+    try:
+        alice = pages[0].open(url, name="Alice")
+        link = alice.join_link()
+        assert link.startswith(url)
+        bob = pages[1].open(link, name="Bob")
+        bob.wait_until_in_room()
+        alice.wait_until_in_room()
+        yield alice, bob
+    finally:
+        for page in pages:
+            page.close()

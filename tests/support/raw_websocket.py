@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import struct
@@ -96,3 +97,36 @@ def _read_exactly(sock: socket.socket, count: int) -> bytes:
             raise ConnectionError("server closed the connection")
         data += chunk
     return data
+
+
+def raw_handshake(
+    *extra: str, target: str = "/", host: str = "127.0.0.1", version: str = "13", line: str | None = None
+) -> bytes:
+    """A WebSocket handshake request with ``extra`` header lines (or another request ``line``), as bytes."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [line or f"GET {target} HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
+             f"Sec-WebSocket-Key: {key}", f"Sec-WebSocket-Version: {version}", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def exchange(port: int, request: bytes) -> bytes:
+    """Send ``request`` to the server on ``port``, then read everything until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        return read_until_closed(sock, timeout=10)
+
+
+def answer_to_init_sent_with_the_handshake(port: int, request: bytes) -> dict[str, object]:
+    """Send a handshake and an ``init`` frame in one write, before any answer: the server's answer to the init."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request + client_frame(0x1, b'{"type": "init"}'))
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += sock.recv(1)
+        assert response.startswith(b"HTTP/1.1 101 "), response
+        opcode, payload = read_frame(sock)
+        assert opcode == 0x1
+        event = json.loads(payload)
+        assert isinstance(event, dict)
+        return event
