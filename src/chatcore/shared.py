@@ -27,7 +27,7 @@ order (it may lose some: the feed fills the gaps).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 from .actions import Action, AddUser, ConnectionId, Forget, Load, LogRequest, Presence, Ticket
 from .core import ChatCore
@@ -54,6 +54,12 @@ class Broker(Protocol):
 
     def presence(self, presence: Presence) -> None:
         """Tell the other processes that a user came to the room here, or left it; no answer."""
+
+
+def opens_a_room(request: object) -> TypeGuard[Load | AddUser]:
+    """A request that reads a room the process begins to hold (a `Load`, or an `AddUser` that creates it):
+    its channel must be subscribed before it is performed."""
+    return isinstance(request, Load) or (isinstance(request, AddUser) and request.created is not None)
 
 
 class SharedChat:
@@ -146,7 +152,7 @@ class SharedChat:
                 self.broker.presence(action)
             elif isinstance(action, Forget):
                 self._unsubscribe(action.join_key)
-            elif isinstance(action, Load) or (isinstance(action, AddUser) and action.created is not None):
+            elif opens_a_room(action):
                 self._watching[action.ticket] = (action.join_key, isinstance(action, Load))
                 self.broker.subscribe(action.join_key)
                 self.broker.request(action)

@@ -57,3 +57,16 @@ def browser() -> Iterator[Browser]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[Transport, LiveServer]]:
+    """One server per transport, side by side, rooms in memory (for tests comparing the transports' answers)."""
+    with ExitStack() as stack:
+        yield {
+            transport: stack.enter_context(
+                live_server(ServerConfig(transport=transport, http_port=0, ws_port=0, limits=TEST_LIMITS,
+                                         shutdown_grace=2.0))
+            )
+            for transport in Transport
+        }

@@ -8,32 +8,17 @@ from __future__ import annotations
 import logging
 import socket
 import struct
-from collections.abc import Iterator
-from contextlib import ExitStack
 
 import pytest
 
 from chat_client import ChatClient
-from live import TEST_LIMITS, LiveServer, live_server, wait_until
+from live import LiveServer, wait_until
 from raw_websocket import (
     answer_to_init_sent_with_the_handshake,
     exchange,
     raw_handshake,
 )
-from transports.config import ServerConfig, Transport
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[dict[Transport, LiveServer]]:
-    """One server per transport, side by side, rooms in memory."""
-    with ExitStack() as stack:
-        yield {
-            transport: stack.enter_context(
-                live_server(ServerConfig(transport=transport, http_port=0, ws_port=0, limits=TEST_LIMITS,
-                                         shutdown_grace=2.0))
-            )
-            for transport in Transport
-        }
+from transports.config import Transport
 
 
 def handshake(*extra: str, host: str = "127.0.0.1", version: str = "13", line: str = "GET / HTTP/1.1") -> bytes:

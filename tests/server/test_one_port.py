@@ -7,35 +7,21 @@ the same limits and origin policy.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
 from chat_client import ChatClient, V2Client
-from live import TEST_LIMITS, LiveServer, live_server, wait_until
+from live import TEST_LIMITS, LiveServer, wait_until
 from raw_websocket import (
     answer_to_init_sent_with_the_handshake,
     exchange,
     raw_handshake,
     read_until_closed,
 )
-from transports.config import ServerConfig, Transport
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[dict[Transport, LiveServer]]:
-    """One server per transport, side by side, rooms in memory."""
-    with ExitStack() as stack:
-        yield {
-            transport: stack.enter_context(
-                live_server(ServerConfig(transport=transport, http_port=0, ws_port=0, limits=TEST_LIMITS,
-                                         shutdown_grace=2.0))
-            )
-            for transport in Transport
-        }
+from transports.config import Transport
 
 
 def page_ws(live: LiveServer, path: str = "/ws") -> str:

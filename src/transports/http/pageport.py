@@ -24,7 +24,6 @@ connection counts only in the total until then).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import socket
@@ -37,6 +36,7 @@ from ..config import Limits
 from ..net.rawsocket import PrefixedSocket, RawSocket, raw_socket
 from ..runtime.admission import ConnectionSlots
 from ..websocket.handshake import Refusal, http_response
+from ..websocket.lifecycle import answer
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,10 @@ async def serve_connection(
         await page(sock, raw.remote, received)
     except Refusal as refusal:
         log.info("%s: refused page connection (%d): %s", raw.remote, refusal.status, refusal.reason)
-        graceful = await _answer(raw, refusal.response(), limits.close_timeout)
+        graceful = await answer(raw, refusal.response(), limits.close_timeout)
     except Exception:
         log.exception("%s: internal error on the page's port; connection ended", raw.remote)
-        graceful = await _answer(raw, http_response(500, "internal error"), limits.close_timeout)
+        graceful = await answer(raw, http_response(500, "internal error"), limits.close_timeout)
     finally:
         if slot:
             slots.give_back(address)
@@ -152,15 +152,3 @@ _UPGRADE_HEADER = re.compile(rb"\nupgrade[ \t]*:[^\r\n]*\bwebsocket\b", re.IGNOR
 def _path(target: bytes) -> str:
     return target.partition(b"?")[0].decode("latin-1")
 
-
-async def _answer(raw: RawSocket, response: bytes, linger: float) -> bool:
-    """Send an HTTP answer, then read until the client closes (so that no reset destroys the answer);
-    False if that did not happen within ``linger`` seconds."""
-    with anyio.move_on_after(linger):
-        with contextlib.suppress(OSError):
-            await raw.send_all(response)
-            raw.shutdown_write()
-            while await raw.receive(RECEIVE_SIZE):
-                pass
-            return True
-    return False

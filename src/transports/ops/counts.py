@@ -33,9 +33,18 @@ class Counts:
         self.slow_readers = 0
         """Connections closed (1008) because they read too slowly: their outbox overflowed."""
 
-    def ended(self, peer: Peer, vanished: bool) -> None:
-        """Count a connection that has ended (``vanished``: its read loop ended without a close frame)."""
+    def ended(self, peer: Peer, code: int) -> None:
+        """Count a connection that has ended with close ``code`` (`close_code`)."""
+        self.closes[code] += 1
         closing = peer.closing
-        self.closes[ABNORMAL_CLOSURE if vanished or closing is None else closing.code] += 1
         if closing is not None and closing.reason == SLOW_READER_REASON:
             self.slow_readers += 1
+
+
+def close_code(peer: Peer, vanished: bool) -> int:
+    """How an ended connection closed: ours if we closed first, the client's if it did, 1006 without a close frame.
+
+    ``vanished``: its read loop ended without a close frame.
+    """
+    closing = peer.closing
+    return ABNORMAL_CLOSURE if vanished or closing is None else closing.code

@@ -16,7 +16,7 @@ kind, the Redis connection's role, the transport).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -120,26 +120,16 @@ class _Collector(Collector):
             "chat_messages_delivered", "Messages queued to clients: each recipient of a broadcast counts, and so "
             "does each message to one client", value=counts.delivered,
         )
-        refused = CounterMetricFamily("chat_handshakes_refused", "WebSocket handshakes refused, by HTTP status",
-                                      labels=["status"])
-        by_status: dict[str, int] = {str(status): 0 for status in REFUSALS}
-        for status, count in counts.refused.items():
-            label = status_label(status)
-            by_status[label] = by_status.get(label, 0) + count
-        for label, count in sorted(by_status.items()):
-            refused.add_metric([label], count)
-        yield refused
-        closes = CounterMetricFamily(
-            "chat_closes", "WebSocket connections ended, by close code: ours if we closed first, else the "
-            "client's; 1006 for none", labels=["code"],
+        yield _by_label(
+            CounterMetricFamily("chat_handshakes_refused", "WebSocket handshakes refused, by HTTP status",
+                                labels=["status"]),
+            counts.refused, status_label, REFUSALS,
         )
-        by_code: dict[str, int] = {str(code): 0 for code in CLOSES}
-        for code, count in counts.closes.items():
-            label = close_label(code)
-            by_code[label] = by_code.get(label, 0) + count
-        for label, count in sorted(by_code.items()):
-            closes.add_metric([label], count)
-        yield closes
+        yield _by_label(
+            CounterMetricFamily("chat_closes", "WebSocket connections ended, by close code: ours if we closed first, "
+                                "else the client's; 1006 for none", labels=["code"]),
+            counts.closes, close_label, CLOSES,
+        )
         yield CounterMetricFamily("chat_slow_readers_dropped", "Connections closed (1008) for reading too slowly",
                                   value=counts.slow_readers)
         broker = self._broker
@@ -151,3 +141,16 @@ class _Collector(Collector):
             yield connected
             yield CounterMetricFamily("chat_redis_gaps_filled", "Gaps in a room's pub/sub messages read back from "
                                       "its stream", value=broker.gaps_filled)
+
+
+def _by_label(
+    family: CounterMetricFamily, counts: Mapping[int, int], label_of: Callable[[int], str], always: Iterable[int]
+) -> CounterMetricFamily:
+    """``counts`` by code, folded into the family's labels (``always`` shown, at 0 if need be)."""
+    by_label = {str(code): 0 for code in always}
+    for code, count in counts.items():
+        label = label_of(code)
+        by_label[label] = by_label.get(label, 0) + count
+    for label, count in sorted(by_label.items()):
+        family.add_metric([label], count)
+    return family

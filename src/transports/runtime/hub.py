@@ -17,7 +17,7 @@ import anyio
 from chatcore import Action, Broadcast, Close, ConnectionId, Forget, LogRequest, LogResult, Presence, Send, closecodes
 
 from ..config import Limits
-from ..ops.counts import Counts
+from ..ops.counts import Counts, close_code
 from ..storage.worker import LogWorker
 from ..websocket.framing import Outgoing
 from ..websocket.handshake import Handshake, Refusal
@@ -258,23 +258,18 @@ class Hub:
                     vanished = peer.closing is None
                     peer.close(closecodes.NORMAL, "")
         finally:
-            _log_closed(peer, anyio.current_time() - opened, vanished)
-            self.counts.ended(peer, vanished)
+            code = close_code(peer, vanished)
+            _log_closed(peer, anyio.current_time() - opened, code)
+            self.counts.ended(peer, code)
             self.closed(connection)
         return peer.ended_gracefully
 
 
-ABNORMAL_CLOSURE = 1006
-"""The close code of a connection that ended without a close frame (RFC 6455, 7.1.5): never sent, only logged."""
-
-
-def _log_closed(peer: Peer, duration: float, vanished: bool) -> None:
+def _log_closed(peer: Peer, duration: float, code: int) -> None:
     """One INFO line per connection that ends: who, on which transport, for how long, with which close code.
 
     Never what was said, nor the room (its join key lets anyone in).
     """
-    closing = peer.closing
-    code = ABNORMAL_CLOSURE if vanished or closing is None else closing.code
     graceful = peer.ended_gracefully
     log.info("%s: connection closed with %d after %.3f s (%s)%s", peer.remote, code, duration, peer.transport,
              "" if graceful else "; cut", extra={

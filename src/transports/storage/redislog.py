@@ -89,7 +89,7 @@ from chatcore import (
     UserAdded,
 )
 from chatcore.feed import Fill
-from chatcore.shared import SharedChat
+from chatcore.shared import SharedChat, opens_a_room
 
 from ..config import RedisSettings
 from ..logs import room_hash
@@ -599,9 +599,8 @@ class RedisLog:
                 subscribing = []
             if isinstance(work, Unsubscribe):
                 self.subscriber.unsubscribe(work.join_key)
-            elif unconfirmed and _reads_a_room(work) and work.join_key in unconfirmed:
+            elif unconfirmed and opens_a_room(work) and work.join_key in unconfirmed:
                 # Read now, the room could miss what is published before the subscription is in place.
-                assert isinstance(work, Load | AddUser)
                 pending.append(LogFailed(work.ticket, UNREACHABLE))
             else:
                 pending.append(work)
@@ -768,11 +767,6 @@ class RedisLog:
             if origin != self.origin:
                 entries.append((origin, int(user_id), _text(name)))
         return PresenceSnapshot(join_key, int(seq), tuple(sorted(entries)))
-
-
-def _reads_a_room(work: Work) -> bool:
-    """A request that reads a room the process begins to hold: its subscription must be in place first."""
-    return isinstance(work, Load) or (isinstance(work, AddUser) and work.created is not None)
 
 
 def _failure(work: Work, reason: str) -> Answer | None:

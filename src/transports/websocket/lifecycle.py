@@ -105,7 +105,7 @@ async def serve_connection(link: L, hub: Hub, limits: Limits, accept: Accept[L])
             brief = min(limits.close_timeout, 1.0)
             with anyio.move_on_after(brief), contextlib.suppress(Refusal):
                 await _receive_handshake(link, limits)  # clients may not expect an answer before their request is out
-            graceful = await _answer(link, refusal.response(), brief)
+            graceful = await answer(link, refusal.response(), brief)
             return
         address, client = link.address, None
         try:
@@ -128,7 +128,7 @@ async def serve_connection(link: L, hub: Hub, limits: Limits, accept: Accept[L])
     except Refusal as refusal:
         hub.count_refusal(refusal.status)
         log.log(_level(refusal), "%s: refused handshake (%d): %s", link.remote, refusal.status, refusal.reason)
-        graceful = await _answer(link, refusal.response(), limits.close_timeout)
+        graceful = await answer(link, refusal.response(), limits.close_timeout)
     except Exception as error:
         if _broken_connection(error):  # the client went away under a write: nothing to answer, nothing of ours
             log.debug("%s: connection broke in the %s stage: %r", link.remote, stage, error)
@@ -136,7 +136,7 @@ async def serve_connection(link: L, hub: Hub, limits: Limits, accept: Accept[L])
         log.exception("%s: internal error in the %s stage; connection ended", link.remote, stage)
         if stage == "handshake":
             hub.count_refusal(500)
-            graceful = await _answer(link, http_response(500, "internal error"), limits.close_timeout)
+            graceful = await answer(link, http_response(500, "internal error"), limits.close_timeout)
     finally:
         if not graceful:
             link.abort()
@@ -175,7 +175,7 @@ async def _receive_handshake(link: Link, limits: Limits) -> Handshake | None:
         return None
 
 
-async def _answer(link: Link, response: bytes, linger: float) -> bool:
+async def answer(link: Link, response: bytes, linger: float) -> bool:
     """Send an HTTP answer and wait for the client to close; False if that did not happen within ``linger`` seconds.
 
     Closing with unread data would reset the connection, and a reset can
