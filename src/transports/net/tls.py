@@ -16,8 +16,9 @@ and the client, through an `ssl.SSLObject` on memory buffers:
 The handler's way of ending is the client's: a graceful close (FIN, after
 what it wrote) or, when it aborts its end (`rawsocket.abort_on_close`), a
 reset of the client's TCP connection at once. A client that breaks TLS (a
-bad handshake, plain HTTP on a TLS port) is logged on one INFO line and
-its handler sees the connection end.
+bad handshake) is logged on one INFO line and its handler sees the
+connection end; one that speaks plain HTTP to the TLS port is first told
+so, in a plain-text 400 (`PLAIN_HTTP_ANSWER`).
 
 The certificate is read at start (`TlsServer.load`: a file that cannot be
 used stops the server with one line) and again on SIGHUP (`reload`): new
@@ -47,6 +48,15 @@ from .tcp import format_remote
 log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 65536
+
+_PLAIN_HTTP = frozenset({"HTTP_REQUEST", "HTTPS_PROXY_REQUEST"})
+"""OpenSSL's reasons for a handshake that began as plain HTTP (a request, or a proxy's CONNECT)."""
+_PLAIN_HTTP_BODY = b"This port speaks TLS: use https:// or wss://\n"
+PLAIN_HTTP_ANSWER = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_PLAIN_HTTP_BODY), _PLAIN_HTTP_BODY)
+)
+"""What a plain HTTP request on a TLS port gets, in plain text, before the connection is closed."""
 
 Handler = Callable[[socket.socket, tuple[str, int]], Awaitable[None]]
 
@@ -213,18 +223,26 @@ class _Relay:
                         await self._flush()
                         continue
                     self._handshaken.set()
+                # Bounded: each read takes bytes out of ``incoming``, which holds at most one receive's worth.
                 while True:
                     try:
                         plain = tls.read(RECEIVE_SIZE)
                     except ssl.SSLWantReadError:
                         break
+                    if not plain:  # close_notify: SSLObject.read says so with b"", not SSLZeroReturnError
+                        raise ssl.SSLZeroReturnError
                     if not await _send_all(self._outer, plain):
                         await self._flush()
                         return  # the handler is gone: what the client sends goes nowhere
                 await self._flush()  # (a TLS 1.3 handshake ends with session tickets; key updates are answered)
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):  # close_notify, or a plain end: nothing more comes
+                await self._flush()
                 break
             except ssl.SSLError as error:
+                if not self._handshaken.is_set() and error.reason in _PLAIN_HTTP:
+                    self._outgoing.read()  # no alert: the client would not understand it
+                    async with self._sending:
+                        await _send_all(self._sock, PLAIN_HTTP_ANSWER)
                 self._fail(error)
                 return
         if not self._handshaken.is_set():
