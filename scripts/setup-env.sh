@@ -1,23 +1,24 @@
-# Sourced by run.sh and test.sh: makes .venv with the project installed (editable).
-# run.sh installs what the server needs; test.sh sets EXTRAS=test for the test tools as well.
-# Re-installs only when pyproject.toml or the extras change, so repeated runs start at once.
+# Sourced by run.sh and test.sh: makes .venv, installs the locked packages, then the project (editable).
+# run.sh installs the server's lock (requirements/server.txt); test.sh sets LOCK=test for requirements/test.txt.
+# Re-installs only when the lock or pyproject.toml change, so repeated runs start at once.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${EXTRAS:-}"
+LOCK="${LOCK:-server}"
 
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
-target="$ROOT"
-[ -z "$EXTRAS" ] || target="$ROOT[$EXTRAS]"
-stamp="$VENV/.installed-$(cat "$ROOT/pyproject.toml" - <<<"$EXTRAS" | sha256sum | cut -c1-16)"
-# A venv made for the tests also serves the server: the extras only add packages.
-tested="$VENV/.installed-$(cat "$ROOT/pyproject.toml" - <<<"test" | sha256sum | cut -c1-16)"
+inputs() { cat "$ROOT/requirements/$1.txt" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16; }
+stamp="$VENV/.installed-$LOCK-$(inputs "$LOCK")"
+# A venv made for the tests also serves the server: the test lock holds the server's packages at the same versions.
+tested="$VENV/.installed-test-$(inputs test)"
 if [ ! -f "$stamp" ] && [ ! -f "$tested" ]; then
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target"
+    # Every package at its locked version, each file checked against the lock's hashes; pip as the venv has it.
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$ROOT/requirements/$LOCK.txt"
+    # The project alone, built by the locked hatchling: nothing unpinned is fetched.
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT"
     rm -f "$VENV"/.installed-*
     touch "$stamp"
 fi

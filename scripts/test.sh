@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run everything CI runs: lint, type check, the whole test suite.
-EXTRAS=test source "$(dirname "${BASH_SOURCE[0]}")/setup-env.sh"
+LOCK=test source "$(dirname "${BASH_SOURCE[0]}")/setup-env.sh"
 cd "$ROOT"
 
 # Debian packages the tests start: Chromium for the browser tests (Playwright's own browser download does

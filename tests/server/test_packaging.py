@@ -68,9 +68,11 @@ def dependencies(requirements: list[str]) -> set[str]:
 
 
 def test_the_run_command_installs_only_what_the_server_needs(tmp_path: Path) -> None:
-    """``scripts/run.sh`` installs the project without extras, and that brings in no test tool (README: "The two
-    commands"); the test command alone adds them. Run on a copy of the scripts whose venv records what pip is asked."""
-    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    """``scripts/run.sh`` installs the server's lock, then the project without extras, and that brings in no test
+    tool (README: "The two commands"); the test command alone installs the test lock. Run on a copy of the scripts
+    whose venv records what pip is asked. (test_locks.py checks what the locks hold.)"""
+    for folder in ["scripts", "requirements"]:
+        shutil.copytree(ROOT / folder, tmp_path / folder)
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     record = tmp_path / "record"
     venv_bin = tmp_path / ".venv" / "bin"
@@ -81,16 +83,24 @@ def test_the_run_command_installs_only_what_the_server_needs(tmp_path: Path) -> 
 
     def run(*command: str) -> list[str]:
         record.write_text("")
-        subprocess.run(command, check=True, cwd=tmp_path, timeout=60, env={**os.environ, "EXTRAS": ""})
+        subprocess.run(command, check=True, cwd=tmp_path, timeout=60, env={**os.environ, "LOCK": ""})
         return record.read_text().splitlines()
 
     quiet = "python -m pip install --quiet --disable-pip-version-check"
-    assert run(str(tmp_path / "scripts" / "run.sh"), "--version") == [
-        f"{quiet} --upgrade pip", f"{quiet} -e {tmp_path}", "chat-server --version"]
+    # Only what the lock pins, checked against its hashes; then the project alone, built without fetching anything.
+    editable = f"{quiet} --no-deps --no-build-isolation -e {tmp_path}"
+    server_lock = f"{quiet} --require-hashes -r {tmp_path}/requirements/server.txt"
+    assert run(str(tmp_path / "scripts" / "run.sh"), "--version") == [server_lock, editable, "chat-server --version"]
     assert run(str(tmp_path / "scripts" / "run.sh")) == ["chat-server "]  # installed once
-    setup = f"EXTRAS=test source {tmp_path / 'scripts' / 'setup-env.sh'}"  # what test.sh does first
-    assert run("bash", "-c", setup) == [f"{quiet} --upgrade pip", f"{quiet} -e {tmp_path}[test]"]
+    setup = f"LOCK=test source {tmp_path / 'scripts' / 'setup-env.sh'}"  # what test.sh does first
+    test_lock = f"{quiet} --require-hashes -r {tmp_path}/requirements/test.txt"
+    assert run("bash", "-c", setup) == [test_lock, editable]
     assert run(str(tmp_path / "scripts" / "run.sh")) == ["chat-server "]  # the test venv serves the server too
+    assert run("bash", "-c", setup) == []
+    # A refreshed lock is installed again.
+    lock = tmp_path / "requirements" / "test.txt"
+    lock.write_text(lock.read_text() + "\n")
+    assert run("bash", "-c", setup) == [test_lock, editable]
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     server = dependencies(project["dependencies"])

@@ -156,12 +156,17 @@ def docker_env() -> dict[str, str]:
 
 def test_the_image_is_slim_unprivileged_and_holds_only_the_server() -> None:
     assert instructions("FROM") == ["python:3.11-slim"]
-    (install,) = [run for run in instructions("RUN") if "pip install" in run]
-    assert re.search(r"pip install /tmp/chat-server( |$)", install)  # the project without extras: no test tools
+    # The server's lock (no test tools: test_locks.py), hashes checked; then the project alone, built by the
+    # locked hatchling: nothing unpinned.
+    locked, project = [run for run in instructions("RUN") if "pip install" in run]
+    assert re.search(r"pip install --require-hashes -r /tmp/requirements\.txt( |$)", locked)
+    assert re.search(r"pip install --no-deps --no-build-isolation /tmp/chat-server( |$)", project)
+    assert ["requirements/server.txt", "/tmp/requirements.txt"] in [copy.split() for copy in instructions("COPY")]
     (user,) = instructions("USER")
     assert user.split(":")[0] not in ("0", "root")
     copied = [source for arguments in instructions("COPY") for source in arguments.split()[:-1]]
-    assert set(copied) == {"pyproject.toml", "README.md", "src", "web"}  # what the wheel is built from
+    # the lock, and what the wheel is built from
+    assert set(copied) == {"requirements/server.txt", "pyproject.toml", "README.md", "src", "web"}
     allowed = {line[1:] for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
     assert set(copied) <= allowed
 
