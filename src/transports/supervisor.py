@@ -11,7 +11,11 @@ young); one that fails at start with a setting error (status 2) stops the
 whole command, since every restart would fail alike. SIGTERM or SIGINT goes
 to every worker, the same signal: on SIGTERM each drains (1012, in
 batches, within ``--drain-timeout``), on SIGINT each closes its connections
-with 1001 at once; the supervisor waits for them all, then exits 0.
+with 1001 at once; the supervisor waits for them all, then exits 0. A second
+SIGTERM or SIGINT meanwhile kills every worker, and the supervisor exits 1.
+Workers run in a session of their own, so that a signal to the supervisor's
+process group (Ctrl-C, ``kill -- -PGID``) reaches them once, through it, not
+twice (which would stop them at once).
 """
 
 from __future__ import annotations
@@ -57,10 +61,13 @@ class _Outcome:
     """The signal the workers are stopped with: the one the supervisor got."""
     running: set[anyio.abc.Process] = field(default_factory=set)
     """The workers' processes now."""
+    at_once: anyio.Event = field(default_factory=anyio.Event)
+    """Set by a second signal: every worker is killed, and the supervisor exits 1."""
 
 
 async def supervise(command: Callable[[int], list[str]], count: int, stop_timeout: float) -> int:
-    """Run workers 1..``count`` (``command(n)`` starts worker n) until a signal; the exit status."""
+    """Run workers 1..``count`` (``command(n)`` starts worker n) until a signal; the exit status (1 when
+    stopped at once by a second signal)."""
     outcome = _Outcome()
     stopping = anyio.Event()
     async with anyio.create_task_group() as outer:
@@ -70,6 +77,8 @@ async def supervise(command: Callable[[int], list[str]], count: int, stop_timeou
             for number in range(1, count + 1):
                 workers.start_soon(_keep_running, number, command, stopping, stop_timeout, outcome)
         outer.cancel_scope.cancel()  # every worker has stopped: no signal to wait for any more
+    if outcome.at_once.is_set():
+        return 1
     return STARTUP_FAILURE if outcome.startup_failure else 0
 
 
@@ -77,7 +86,9 @@ async def _stop_on_signal(stopping: anyio.Event, count: int, outcome: _Outcome) 
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             if stopping.is_set():
-                log.info("%s: already stopping", signal.Signals(signum).name)
+                log.warning("second %s while stopping: killing the %d workers, exiting now",
+                            signal.Signals(signum).name, len(outcome.running))
+                outcome.at_once.set()
                 continue
             log.info("%s: stopping %d workers", signal.Signals(signum).name, count)
             outcome.stop_signal = signal.Signals(signum)
@@ -100,7 +111,8 @@ async def _keep_running(
     pause = 0.1
     while not stopping.is_set():
         started = anyio.current_time()
-        process = await anyio.open_process(command(number), stdin=subprocess.DEVNULL, stdout=None, stderr=None)
+        process = await anyio.open_process(command(number), stdin=subprocess.DEVNULL, stdout=None, stderr=None,
+                                           start_new_session=True)
         log.info("worker %d started (pid %d)", number, process.pid)
         outcome.running.add(process)
         try:
@@ -130,12 +142,14 @@ async def _keep_running(
 async def _stop_when(
     stopping: anyio.Event, process: anyio.abc.Process, stop_timeout: float, outcome: _Outcome
 ) -> None:
-    """Once stopping: pass the worker the signal, and SIGKILL it if it has not exited after ``stop_timeout``."""
+    """Once stopping: pass the worker the signal, and SIGKILL it if it has not exited after ``stop_timeout``, or
+    on a second signal. (The task is cancelled as soon as the worker exits.)"""
     await stopping.wait()
     process.send_signal(outcome.stop_signal)
-    with anyio.move_on_after(stop_timeout):
-        await process.wait()
-        return
-    log.warning("worker (pid %d) did not stop within %.0f s of %s: killing it", process.pid, stop_timeout,
-                outcome.stop_signal.name)
-    process.kill()
+    with anyio.move_on_after(stop_timeout) as waiting:
+        await outcome.at_once.wait()
+    if waiting.cancelled_caught:
+        log.warning("worker (pid %d) did not stop within %.0f s of %s: killing it", process.pid, stop_timeout,
+                    outcome.stop_signal.name)
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()

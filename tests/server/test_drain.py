@@ -127,3 +127,74 @@ def test_closes_are_spread_over_at_most_a_third_of_the_drain_timeout(clients: in
     assert max(0, batches - 1) * BATCH_EVERY <= 30.0 / 3
     if clients:
         assert size <= max(100, clients / 100)  # about 1000 a second while that fits
+
+
+HELD = ("--drain-timeout", "60", "--close-timeout", "60", "--ping-interval", "0")
+"""A stop that a client which never answers its close holds open for a minute."""
+
+
+@pytest.mark.parametrize(("first", "second", "words"), [
+    (signal.SIGTERM, signal.SIGTERM, "second SIGTERM during the drain"),
+    (signal.SIGTERM, signal.SIGINT, "second SIGINT during the drain"),
+    (signal.SIGINT, signal.SIGINT, "second SIGINT while stopping"),
+])
+def test_a_second_signal_while_stopping_exits_at_once_with_status_1(
+    first: signal.Signals, second: signal.Signals, words: str
+) -> None:
+    with server_process("--http-port", "0", "--ws-port", "0", "--db", ":memory:", *HELD) as server:
+        deaf = open_raw("127.0.0.1", server.ws_port)
+        wait_for(lambda: value(scrape(server.http_port)[1], "chat_connections") == 1, timeout=5)
+        server.process.send_signal(first)
+        stopping = "draining 1 connections" if first == signal.SIGTERM else "closing connections with 1001"
+        wait_for(lambda: any(stopping in line for line in server.log), timeout=5, every=0.02)
+        server.process.send_signal(second)
+        assert server.process.wait(timeout=10) == 1  # not 0, a minute from now
+        log = server.whole_log()
+        deaf.close()
+    said = [line for line in log.splitlines() if "exiting now" in line]
+    assert len(said) == 1, log
+    assert said[0].endswith(f" WARNING transports.process: {words}: exiting now"), said
+    assert "Traceback" not in log
+
+
+def test_with_workers_a_second_signal_kills_every_worker_and_exits_1(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as redis, server_process(
+        "--http-port", "0", "--ws-port", "0", "--redis", redis.url, "--workers", "2", *HELD,
+    ) as supervisor:
+        wait_for(lambda: sum("page from" in line for line in supervisor.log) >= 2, timeout=10)
+        workers = children(supervisor.process.pid)
+        assert len(workers) == 2
+        deaf = open_raw("127.0.0.1", supervisor.ws_port)  # holds the drain of the worker it lands on
+        wait_for(lambda: any("connection opened" in line for line in supervisor.log), timeout=5)
+        supervisor.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: any("draining 1 connections" in line for line in supervisor.log), timeout=5, every=0.02)
+        supervisor.process.send_signal(signal.SIGTERM)
+        assert supervisor.process.wait(timeout=10) == 1
+        log = supervisor.whole_log()
+        deaf.close()
+    for worker in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(worker, 0)  # killed, and reaped by the supervisor
+    assert "second SIGTERM while stopping: killing the" in log
+    assert "Traceback" not in log
+
+
+def test_with_workers_a_signal_to_the_process_group_reaches_each_worker_once(tmp_path: Path) -> None:
+    """Ctrl-C, or ``kill -- -PGID``, signals the whole group: the workers must not get it a second time from
+    the supervisor (which would stop them at once, when the two do not arrive close enough to count as one)."""
+    with redis_server(tmp_path) as redis, server_process(
+        "--http-port", "0", "--ws-port", "0", "--redis", redis.url, "--workers", "2", "--drain-timeout", "3",
+        "--close-timeout", "1", "--ping-interval", "0", start_new_session=True,
+    ) as supervisor:
+        wait_for(lambda: sum("page from" in line for line in supervisor.log) >= 2, timeout=10)
+        workers = children(supervisor.process.pid)
+        assert len(workers) == 2
+        assert all(os.getpgid(worker) != supervisor.process.pid for worker in workers)  # out of its group
+        deaf = open_raw("127.0.0.1", supervisor.ws_port)  # a drain that lasts while the signal is passed on
+        wait_for(lambda: any("connection opened" in line for line in supervisor.log), timeout=5)
+        os.killpg(supervisor.process.pid, signal.SIGTERM)
+        assert supervisor.process.wait(timeout=15) == 0
+        log = supervisor.whole_log()
+        deaf.close()
+    assert "exiting now" not in log
+    assert len(re.findall(r"worker \d \(pid \d+\) stopped with status 0", log)) == 2, log

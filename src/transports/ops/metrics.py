@@ -31,6 +31,7 @@ from ..runtime.hub import App, Hub
 from ..storage.redislog import RedisBroker
 from .counts import Counts
 from .health import Health
+from .watchdog import Watchdog
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text format, which every Prometheus reads."""
@@ -64,7 +65,7 @@ class Metrics:
 
     def __init__(
         self, hub: Hub, app: App, health: Health, *, transport: str, store: str | None,
-        broker: RedisBroker | None = None,
+        broker: RedisBroker | None = None, watchdog: Watchdog | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self.store_batch = Histogram(
@@ -80,7 +81,7 @@ class Metrics:
         if store is not None:
             self.observe_batch = self.store_batch.labels(store=store).observe
             self.observe_check = self.store_check.labels(store=store).observe
-        self.registry.register(_Collector(hub, app, health, transport, store or "memory", broker))
+        self.registry.register(_Collector(hub, app, health, transport, store or "memory", broker, watchdog))
         ProcessCollector(registry=self.registry)
 
     async def page(self) -> Response:
@@ -88,10 +89,11 @@ class Metrics:
 
 
 class _Collector(Collector):
-    """What is read at scrape time: the hub's counts, the rooms, the draining flag, Redis's state."""
+    """What is read at scrape time: the hub's counts, the rooms, the draining flag, Redis's state, the stalls."""
 
     def __init__(
-        self, hub: Hub, app: App, health: Health, transport: str, store: str, broker: RedisBroker | None
+        self, hub: Hub, app: App, health: Health, transport: str, store: str, broker: RedisBroker | None,
+        watchdog: Watchdog | None,
     ) -> None:
         self._hub = hub
         self._counts: Counts = hub.counts
@@ -101,6 +103,7 @@ class _Collector(Collector):
         self._transport = transport
         self._store = store
         self._broker = broker
+        self._watchdog = watchdog
 
     def collect(self) -> Iterator[Metric]:
         counts = self._counts
@@ -132,6 +135,9 @@ class _Collector(Collector):
         )
         yield CounterMetricFamily("chat_slow_readers_dropped", "Connections closed (1008) for reading too slowly",
                                   value=counts.slow_readers)
+        yield CounterMetricFamily("chat_event_loop_stalls", "Times the event loop did not run for more than a "
+                                  "second (each logged with what held it)",
+                                  value=0 if self._watchdog is None else self._watchdog.stalls)
         broker = self._broker
         if broker is not None:
             connected = GaugeMetricFamily("chat_redis_connected", "1 while the connection to Redis answers",
