@@ -229,7 +229,9 @@ class ChatCore:
         self._new_join_key = new_join_key
         self._new_token = new_token or self._token_of_join_keys
         self.limits = limits or CoreLimits()
-        self.memory_log = None if external_log else MemoryLog(self.limits.history_limit)
+        self.memory_log = (
+            None if external_log else MemoryLog(self.limits.history_limit, self.limits.remembered_users)
+        )
         self._rooms: dict[str, Room] = {}
         self._sessions: dict[ConnectionId, Session] = {}
         self._loading: dict[str, _RoomLoad] = {}
@@ -286,6 +288,8 @@ class ChatCore:
         if user_id not in room.local:
             if self._shared_log:
                 actions.append(Presence(room.join_key, user_id, False, None))
+            if self.memory_log is not None:
+                self.memory_log.left(room.join_key, user_id)
             if self._rooms.get(room.join_key) is room:
                 actions.extend(self._presence_changed(room, {user_id: (True, room.names.get(user_id))}))
         actions.extend(self._forget_if_idle(room))
@@ -755,7 +759,11 @@ class ChatCore:
         """Tell the room's version-2 members who joined, left or was renamed since ``before`` (present, name).
 
         ``renamed``: a rename was asked for; it is announced even to the same name (the renamer waits for it).
+        Every change of presence comes through here: the names of users in ``before`` no longer present are
+        dropped (the log has them), so that a room in use keeps only its members' names however many came and went.
         """
+        for user_id in before:
+            room.forget_if_absent(user_id)
         recipients = room.recipients()
         if not recipients[V2_TEXT] and not recipients[V2_MARKUP]:
             return []

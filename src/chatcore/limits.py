@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class CoreLimits:
-    """Bounds the core enforces on every connection."""
+    """Bounds the core enforces on every connection, and on what a room kept in memory remembers."""
 
     history_limit: int = 1000
     """Messages kept per room; a joiner gets these, oldest first."""
@@ -21,10 +21,14 @@ class CoreLimits:
     """Messages one connection may send at once before the rate applies (bucket size)."""
     max_rate_strikes: int = 20
     """Consecutive messages refused for rate before the connection is closed with 1008."""
+    remembered_users: int = 10_000
+    """Without a store (the core's memory log): users with no connection whose name and resume token a room
+    keeps. Beyond it, the one that left longest ago is forgotten: its token no longer resumes, it joins anew."""
 
     def __post_init__(self) -> None:
-        if self.history_limit < 0:
-            raise ValueError("history_limit must be >= 0")
+        for name in ("history_limit", "remembered_users"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
         for name in ("max_payload_chars", "max_json_depth", "message_burst", "max_rate_strikes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

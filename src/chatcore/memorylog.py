@@ -3,17 +3,27 @@
 It answers every request at once, with the same results a durable log gives
 after its commit, so that a talk takes one way through the core whether rooms
 are kept in memory, in SQLite, or (later) in a log shared by many processes.
+
+Being the only store of names and resume tokens, it bounds them: a user is
+remembered from its `AddUser` until it has `left` and ``remembered_users``
+others have left after it.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import assert_never
+from typing import NamedTuple, assert_never
 
 from .actions import AddUser, Append, History, Load, LogRequest, Rename
+from .limits import CoreLimits
 from .results import Appended, HistoryRead, KeyTaken, Loaded, LogFailed, LogResult, NameSaved, SavedRoom, UserAdded
 from .rooms import Talk
+
+
+class _User(NamedTuple):
+    token_hash: str | None
+    name: str | None
 
 
 @dataclass(slots=True)
@@ -21,23 +31,42 @@ class _Room:
     talks: deque[Talk]
     last_user_id: int = field(default=0)
     last_offset: int = field(default=0)
-    names: dict[int, str] = field(default_factory=dict)
+    users: dict[int, _User] = field(default_factory=dict)
+    """Users with a token or a name: those connected, and those remembered after they left."""
     tokens: dict[str, int] = field(default_factory=dict)
-    """Token hash → user id."""
+    """Token hash → user id, for the users in ``users``."""
+    absent: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    """The users in ``users`` that have left, the one that left longest ago first."""
     talk_ids: dict[tuple[int, str], Talk] = field(default_factory=dict)
     """(user id, talk id) → the talk, for the talks still kept, oldest first."""
 
 
 class MemoryLog:
-    """Every room of one process and its latest ``history_limit`` talks; it ends with the process."""
+    """Every room of one process, its latest ``history_limit`` talks and the users it remembers; lost at exit."""
 
-    def __init__(self, history_limit: int) -> None:
+    def __init__(self, history_limit: int, remembered_users: int = CoreLimits().remembered_users) -> None:
         self._history_limit = history_limit
+        self._remembered_users = remembered_users
         self._rooms: dict[str, _Room] = {}
 
     @property
     def room_count(self) -> int:
         return len(self._rooms)
+
+    def left(self, join_key: str, user_id: int) -> None:
+        """The user has no connection to the room any more: remembered among the last ``remembered_users`` that
+        left, then forgotten (its token no longer resumes). The core calls this for its own memory log."""
+        room = self._rooms.get(join_key)
+        if room is None or user_id not in room.users:
+            return
+        absent = room.absent
+        absent[user_id] = None
+        absent.move_to_end(user_id)
+        while len(absent) > self._remembered_users:
+            gone, _ = absent.popitem(last=False)
+            token_hash = room.users.pop(gone).token_hash
+            if token_hash is not None:
+                del room.tokens[token_hash]
 
     def append(
         self, join_key: str, user_id: int, time: float, payload: str, name: str | None = None,
@@ -88,11 +117,18 @@ class MemoryLog:
             resumed = user_id is not None
             if user_id is None:
                 room.last_user_id = user_id = room.last_user_id + 1
-                if request.token_hash is not None:
-                    room.tokens[request.token_hash] = user_id
-            if request.name is not None:
-                room.names[user_id] = request.name
-            return UserAdded(request.ticket, user_id, resumed, room.names.get(user_id))
+                kept = room.users.get(user_id)  # (named by a `Rename` before it was handed out)
+                if request.token_hash is not None or request.name is not None or kept is not None:
+                    name = request.name if request.name is not None or kept is None else kept.name
+                    room.users[user_id] = _User(request.token_hash, name)
+                    if request.token_hash is not None:
+                        room.tokens[request.token_hash] = user_id
+            else:
+                room.absent.pop(user_id, None)
+                if request.name is not None:
+                    room.users[user_id] = room.users[user_id]._replace(name=request.name)
+            user = room.users.get(user_id)
+            return UserAdded(request.ticket, user_id, resumed, None if user is None else user.name)
         if isinstance(request, Load):
             room = self._rooms.get(request.join_key)
             if room is None:
@@ -103,7 +139,8 @@ class MemoryLog:
             room = self._rooms.get(request.join_key)
             if room is None:
                 return LogFailed(request.ticket, "storage inconsistent")
-            room.names[request.user_id] = request.name
+            user = room.users.get(request.user_id)
+            room.users[request.user_id] = _User(None if user is None else user.token_hash, request.name)
             return NameSaved(request.ticket)
         if isinstance(request, History):
             room = self._rooms.get(request.join_key)

@@ -102,7 +102,7 @@ class Room:
         self.local: dict[int, int] = {}
         """Users with connections to the room on this process, and how many."""
         self.names: dict[int, str | None] = {}
-        """The names of the users in the room (and of some who were)."""
+        """The names of the users in the room (`ChatCore` drops those of users who left: `forget_if_absent`)."""
         self.remote: set[tuple[str, int]] = set()
         """(process, user id) for each user with a connection to the room on another process."""
         self.remote_users: dict[int, int] = {}
@@ -119,6 +119,12 @@ class Room:
                 return
             self.name_seq[user_id] = seq
         self.names[user_id] = name
+
+    def forget_if_absent(self, user_id: int) -> None:
+        """Drop the name of a user with no connection to the room, here or elsewhere."""
+        if not self.present(user_id):
+            self.names.pop(user_id, None)
+            self.name_seq.pop(user_id, None)
 
     @classmethod
     def restore(cls, saved: SavedRoom, history_limit: int) -> Room:
