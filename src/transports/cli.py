@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import importlib.util
 import logging
+import math
 import os
 import resource
 import signal
@@ -32,40 +33,41 @@ from .config import (
 from .net.tls import TlsFiles
 from .process import run_until_signal
 from .runtime.origin import parse_origin
-from .runtime.proxies import parse_network
+from .runtime.proxies import ProxyHeader, parse_network
+from .storage.redisurl import check_url as check_redis_url
 from .storage.sqlite import MEMORY, DatabaseError, Synchronous
 from .supervisor import reserve_port, supervise
 
 log = logging.getLogger(__name__)
 
 
-def _number(kind: Callable[[str], float], minimum: float, meaning: str) -> Callable[[str], float]:
+def _number(kind: Callable[[str], float], accepts: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+    """The parser of every numeric flag (and its variable): a finite ``kind`` that ``accepts``, else ``rule``."""
+
     def parse(text: str) -> float:
-        value = kind(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(meaning)
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid value: {text!r}: must be a {'whole ' if kind is int else ''}number") from None
+        if isinstance(value, float) and not math.isfinite(value):  # float() takes nan, inf, -infinity ...
+            raise argparse.ArgumentTypeError(f"invalid value: {text!r}: must be a finite number")
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(rule)
         return value
 
     return parse
 
 
-_positive_int = _number(int, 1, "must be at least 1")
-_non_negative_int = _number(int, 0, "must be 0 or more")
-_non_negative_seconds = _number(float, 0, "must be 0 or more")
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("must be 0-65535 (0: any free port)")
-    return value
+_positive_int = _number(int, lambda n: n >= 1, "must be at least 1")
+_non_negative_int = _number(int, lambda n: n >= 0, "must be 0 or more")
+_port = _number(int, lambda n: 0 <= n <= 65535, "must be 0-65535 (0: any free port)")
+MAX_SECONDS = 1e6
+"""Longest duration a flag takes (11.6 days): beyond it, the clocks and sockets under a timeout overflow."""
+_seconds = _number(float, lambda s: 0 < s <= MAX_SECONDS, f"must be more than 0, at most {MAX_SECONDS:.0f}")
+_non_negative_seconds = _number(float, lambda s: 0 <= s <= MAX_SECONDS, f"must be 0 to {MAX_SECONDS:.0f}")
+_rate = _number(float, lambda r: r >= 0.001, "must be at least 0.001")
+_header_bytes = _number(int, lambda n: n >= 1024, "must be at least 1024")
 
 
 def _web_dir(text: str) -> Path:
@@ -91,9 +93,10 @@ def _network(text: str) -> str:
 
 
 def _redis_url(text: str) -> str:
-    if not text.startswith(("redis://", "rediss://", "unix://")):
-        raise argparse.ArgumentTypeError("must be a redis://, rediss:// (TLS) or unix:// URL, "
-                                         "e.g. redis://localhost:6379/0")
+    try:
+        check_redis_url(text)
+    except ValueError as error:  # (its message alone: argparse would quote the URL, password and all)
+        raise argparse.ArgumentTypeError(str(error)) from None
     return text
 
 
@@ -104,9 +107,16 @@ def _version() -> str:
         return "unknown version"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors in one line, as the server's other start errors, not after the usage (that is ``--help``'s)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     config, limits, core, redis_defaults = ServerConfig(), Limits(), CoreLimits(), RedisSettings("")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="chat-server",
         description="Real-time chat: serves the page over HTTP and the chat over WebSocket, in one process.",
         formatter_class=settings.HelpFormatter,  # each flag's default and its CHAT_SERVER_ variable
@@ -135,8 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tls-key", type=Path, default=None, metavar="FILE",
         help="the PEM private key of --tls-cert (default: in the --tls-cert file)")
     add("--trusted-proxy", type=_network, action="append", default=[], metavar="ADDR_OR_CIDR",
-        help="a reverse proxy whose X-Forwarded-For/-Proto/-Host or Forwarded headers name the client, for the "
-        "per-address limit, the log and the origin check (repeatable; from other peers they are ignored)")
+        help="a reverse proxy whose --proxy-header names the client, for the per-address limit, the log and the "
+        "origin check (repeatable; from other peers it is ignored)")
+    add("--proxy-header", choices=[h.value for h in ProxyHeader], default=config.proxy_header.value,
+        help="the one header a --trusted-proxy's word is read from, which the proxy must set: x-forwarded-for "
+        "(with X-Forwarded-Proto; the host from Host) or forwarded (RFC 7239: for, proto, host); "
+        "the other is ignored")
     add("--event-loop", choices=["trio", "asyncio", "uvloop"], default="trio",
         help="event loop under --transport wsproto (trio-websocket needs trio); uvloop needs the uvloop package")
     add("--log-level", type=str.upper, default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -180,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest talk payload; longer ones get an error event")
     add("--max-json-depth", type=_positive_int, default=core.max_json_depth,
         help="deepest JSON nesting in one event; deeper ones get an error event")
-    add("--rate", type=_number(float, 0.001, "must be more than 0"), default=core.messages_per_second,
+    add("--rate", type=_rate, default=core.messages_per_second,
         help="messages per second one connection may send, sustained; faster ones get error events")
     add("--burst", type=_positive_int, default=core.message_burst,
         help="messages one connection may send at once before --rate applies")
@@ -188,24 +202,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="messages refused in a row for rate before the connection is closed with 1008")
     add("--history-limit", type=_non_negative_int, default=core.history_limit,
         help="most recent messages of a room replayed to each joiner (and kept in memory while the room is open)")
+    add("--remembered-users", type=_non_negative_int, default=core.remembered_users,
+        help="with --db :memory: only: users who left whose name and resume token a room keeps; beyond it, the "
+        "one that left longest ago can no longer resume and joins as a new user")
     add("--outbox-bytes", type=_positive_int, default=limits.outbox_bytes,
         help="outgoing bytes queued per connection; a client falling further behind is closed (1008)")
     add("--max-connections", type=_positive_int, default=limits.max_connections,
         help="open WebSocket connections in total; more are refused with HTTP 503")
     add("--max-connections-per-address", type=_positive_int, default=limits.max_connections_per_address,
         help="open WebSocket connections from one IP address; more are refused with HTTP 429")
-    add("--max-header-bytes", type=_number(int, 1024, "must be at least 1024"), default=limits.max_header_bytes,
+    add("--max-header-bytes", type=_header_bytes, default=limits.max_header_bytes,
         help="largest request head (request line and headers) of a WebSocket handshake or a page request; "
         "above it: HTTP 431")
     add("--max-headers", type=_positive_int, default=limits.max_headers,
         help="most header fields in a WebSocket handshake or a page request; above it: HTTP 431")
-    add("--handshake-timeout", type=_seconds, default=limits.handshake_timeout,
+    add("--handshake-timeout", type=_seconds, default=limits.handshake_timeout, metavar="SECONDS",
         help="seconds a new connection has to complete the WebSocket handshake")
-    add("--close-timeout", type=_seconds, default=limits.close_timeout,
+    add("--close-timeout", type=_seconds, default=limits.close_timeout, metavar="SECONDS",
         help="seconds a closing connection has before it is dropped")
-    add("--ping-interval", type=_non_negative_seconds, default=limits.ping_interval,
+    add("--ping-interval", type=_non_negative_seconds, default=limits.ping_interval, metavar="SECONDS",
         help="seconds between keepalive pings (0: none)")
-    add("--ping-timeout", type=_seconds, default=limits.ping_timeout,
+    add("--ping-timeout", type=_seconds, default=limits.ping_timeout, metavar="SECONDS",
         help="seconds a peer has to answer a ping before it is dropped as dead")
     return parser
 
@@ -222,6 +239,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         allow_origins=frozenset(args.allow_origin),
         tls=None if args.tls_cert is None else TlsFiles(args.tls_cert, args.tls_key or args.tls_cert),
         trusted_proxies=tuple(args.trusted_proxy),
+        proxy_header=ProxyHeader(args.proxy_header),
         database=None if args.db == MEMORY or args.redis else Path(args.db or default_database()),
         redis=None if args.redis is None else RedisSettings(
             args.redis, args.redis_timeout, max(args.redis_retention, args.history_limit), args.presence_ttl
@@ -249,6 +267,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             messages_per_second=args.rate,
             message_burst=args.burst,
             max_rate_strikes=args.rate_strikes,
+            remembered_users=args.remembered_users,
         ),
     )
 

@@ -124,6 +124,122 @@ def test_an_invalid_value_is_one_line_naming_the_variable(name: str, value: str,
     assert "SECRET" not in result.stderr  # a refused URL is not echoed: it may hold a password
 
 
+def refused(*argv: str, **environ: str) -> str:
+    """Run ``chat-server`` expecting it to refuse a setting at start: the one line it printed, all of stderr."""
+    result = run("--http-port", "0", "--ws-port", "0", *argv, **environ)  # (free ports, should it start after all)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("chat-server: error: ")
+    return result.stderr
+
+
+def _is_numeric(action: argparse.Action) -> bool:
+    """Whether the flag takes a number: one of a few, whatever its bounds."""
+    for text in ["0", "1", "1024"]:
+        try:
+            if callable(action.type) and isinstance(action.type(text), int | float):
+                return True
+        except (argparse.ArgumentTypeError, ValueError, TypeError):
+            pass
+    return False
+
+
+NUMERIC = [action for action in build_parser()._actions if _is_numeric(action)]
+NUMERIC_FLAGS = [action.option_strings[-1] for action in NUMERIC]
+NUMERIC_VARIABLES = [name for name in map(settings.env_name, NUMERIC) if name is not None]
+NON_FINITE = ["nan", "inf", "-inf", "NaN", "INFINITY", "-Infinity", "+inf", " nan "]
+
+
+def test_no_numeric_flag_or_variable_takes_a_non_finite_number(capsys: pytest.CaptureFixture[str]) -> None:
+    """nan passes every comparison with a minimum, inf every wait: both would switch a limit off, or crash later."""
+    # (the cases are derived from the parser: they must find the flags that take a fraction or a count)
+    assert {"--rate", "--handshake-timeout", "--close-timeout", "--ping-interval", "--ping-timeout", "--db-timeout",
+            "--drain-timeout", "--redis-timeout", "--presence-ttl", "--ws-port", "--workers", "--max-header-bytes",
+            "--history-limit", "--worker-id"} <= set(NUMERIC_FLAGS)
+    assert "CHAT_SERVER_CLOSE_TIMEOUT" in NUMERIC_VARIABLES
+    assert "--host" not in NUMERIC_FLAGS
+    for action in NUMERIC:
+        flag, name = action.option_strings[-1], settings.env_name(action)
+        for text in NON_FINITE:
+            given: list[tuple[list[str], dict[str, str]]] = [([f"{flag}={text}"], {})]
+            if name is not None:  # (a hidden flag has no variable)
+                given.append(([], {name: text}))
+            for argv, environ in given:
+                with pytest.raises(SystemExit) as stopped:
+                    settings.parse_args(build_parser(), argv, environ)
+                assert stopped.value.code == 2, (argv, environ)
+                error = capsys.readouterr().err
+                assert error.count("\n") == 1, error
+                assert f"invalid value: {text!r}: must be a " in error
+
+
+def test_no_duration_overflows_the_clocks_under_it() -> None:
+    """1e300 s is finite, and a socket timeout or a deadline that large overflows: refused like nan."""
+    durations = [action.option_strings[-1] for action in NUMERIC if action.metavar == "SECONDS"]
+    assert {"--redis-timeout", "--drain-timeout", "--db-timeout", "--presence-ttl", "--handshake-timeout",
+            "--close-timeout", "--ping-interval", "--ping-timeout"} <= set(durations)
+    for flag in durations:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([f"{flag}=1e300"])
+        assert build_parser().parse_args([f"{flag}=1000"]) is not None
+    error = refused("--redis-timeout=1e300", "--redis", "redis://127.0.0.1:1/0")
+    assert error == "chat-server: error: argument --redis-timeout: must be more than 0, at most 1000000\n"
+
+
+@pytest.mark.parametrize(("flag", "text"), [
+    (flag, NON_FINITE[i % len(NON_FINITE)]) for i, flag in enumerate(NUMERIC_FLAGS)])
+def test_a_non_finite_flag_stops_the_server_in_one_line(flag: str, text: str) -> None:
+    error = refused(f"{flag}={text}")
+    assert error.startswith(f"chat-server: error: argument {flag}: invalid value: {text!r}")
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    (name, NON_FINITE[i % len(NON_FINITE)]) for i, name in enumerate(NUMERIC_VARIABLES)])
+def test_a_non_finite_variable_stops_the_server_in_one_line(name: str, text: str) -> None:
+    error = refused(**{name: text})
+    assert f"environment variable {name} " in error
+    assert f"invalid value: {text!r}" in error
+
+
+PASSWORD = "Pw-s3cr3t"
+
+BAD_REDIS_URLS = [
+    ("redis://:pw@127.0.0.1:99999/0", "pw"),
+    ("redis://:pw@127.0.0.1:abc/0", "pw"),
+    ("redis://u:pw@[::1:1/0", "pw"),
+    (f"redis://:{PASSWORD}@127.0.0.1:1/abc", PASSWORD),  # not a database number
+    (f"redis://:{PASSWORD}@127.0.0.1:1/0?db=-1", PASSWORD),
+    (f"redis://:{PASSWORD}@127.0.0.1:1?db=x", PASSWORD),
+    (f"http://:{PASSWORD}@127.0.0.1:1/0", PASSWORD),
+    (f"REDIS:/:{PASSWORD}@127.0.0.1:1/0", PASSWORD),
+    (f"redis://:{PASSWORD}@127.0.0.1:1/0?no_such_option=1", PASSWORD),
+    (f"redis://:{PASSWORD}@127.0.0.1:1/0?socket_timeout=nan", PASSWORD),
+    (f"unix://?password={PASSWORD}", PASSWORD),  # no socket path
+    (f"redis://127.0.0.1:{PASSWORD}/0?password={PASSWORD}", PASSWORD),
+    (f"rediss://:{PASSWORD}@127.0.0.1:1/0?ssl_cert_reqs={PASSWORD}", PASSWORD),  # quoted by redis-py's error
+]
+
+
+@pytest.mark.parametrize("where", ["flag", "variable"])
+@pytest.mark.parametrize(("url", "password"), BAD_REDIS_URLS)
+def test_a_malformed_redis_url_stops_the_server_in_one_line_without_its_password(
+    url: str, password: str, where: str
+) -> None:
+    error = refused("--redis", url) if where == "flag" else refused(CHAT_SERVER_REDIS=url)
+    assert "--redis" in error
+    assert password not in error  # (all of stderr)
+
+
+@pytest.mark.parametrize("url", [
+    "redis://localhost", "REDIS://localhost:6379", "rediss://user:p%40ss@10.0.0.5:6380/15", "redis://10.0.0.5/",
+    "redis://[::1]:6379/0", "unix:///run/redis/redis.sock?db=2", "redis://h/0?socket_timeout=1.5",
+])
+def test_a_well_formed_redis_url_is_taken_as_it_is(url: str) -> None:
+    assert parse("--redis", url).redis == url
+    assert parse(CHAT_SERVER_REDIS=url).redis == url
+
+
 def test_help_shows_each_variable_and_true_defaults() -> None:
     result = run("--help")
     assert result.returncode == 0

@@ -28,6 +28,9 @@ from .proxies import Forwarded, TrustedProxies
 
 log = logging.getLogger(__name__)
 
+MIN_PERIOD = 0.05
+"""Shortest pause between two rounds of the keepalive, however small --ping-interval and --ping-timeout are."""
+
 
 @dataclass(frozen=True, slots=True)
 class SendBinary:
@@ -189,7 +192,7 @@ class Hub:
         if interval <= 0:
             return
         while True:
-            await anyio.sleep(min(interval, timeout) / 4)
+            await anyio.sleep(max(min(interval, timeout) / 4, MIN_PERIOD))
             now = anyio.current_time()
             for peer in list(self._peers.values()):
                 if peer.ping_sent_at is not None:
