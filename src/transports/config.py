@@ -11,6 +11,7 @@ import platformdirs
 from chatcore import CoreLimits
 
 from .net.tls import TlsFiles
+from .runtime.proxies import ProxyHeader
 from .storage.sqlite import Synchronous
 from .websocket.handshake import MAX_HEADER_BYTES, MAX_HEADERS
 
@@ -103,7 +104,9 @@ class ServerConfig:
     tls: TlsFiles | None = None
     """Serve the page over https and the chat over wss (on the same ports) with this certificate."""
     trusted_proxies: tuple[str, ...] = ()
-    """Addresses and networks (``10.0.0.0/8``) of reverse proxies whose forwarding headers count."""
+    """Addresses and networks (``10.0.0.0/8``) of reverse proxies whose forwarding header counts."""
+    proxy_header: ProxyHeader = ProxyHeader.X_FORWARDED_FOR
+    """The one header the trusted proxies' word is read from."""
     limits: Limits = field(default_factory=Limits)
     core_limits: CoreLimits = field(default_factory=CoreLimits)
     database: Path | None = None

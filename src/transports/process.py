@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import secrets
 import signal
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import anyio.abc
@@ -26,6 +27,7 @@ from .net.tls import CertificateError, TlsServer
 from .ops.drain import drain
 from .ops.health import Health, StoreCheck, redis_check, sqlite_check
 from .ops.metrics import Metrics
+from .ops.watchdog import Watchdog
 from .runtime.hub import App, Hub
 from .runtime.origin import OriginPolicy
 from .runtime.proxies import TrustedProxies
@@ -171,13 +173,16 @@ async def _serve(
     origins.page_ports.add(page.port)
     store_kind, check = _store_check(config, storage, broker)
     health = Health(hub, config.limits.max_connections, check)
-    metrics = Metrics(hub, app, health, transport=config.transport.value, store=store_kind, broker=broker)
+    watchdog = Watchdog()
+    metrics = Metrics(hub, app, health, transport=config.transport.value, store=store_kind, broker=broker,
+                      watchdog=watchdog)
     health.observe = metrics.observe_check
     worker: StorageWorker[Any, Any] | None = broker.worker if broker is not None else storage
     if worker is not None and metrics.observe_batch is not None:
         worker.observe = metrics.observe_batch
     site.routes.update({"/healthz": health.healthz, "/readyz": health.readyz, "/metrics": metrics.page})
     async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watchdog.run)
         if storage is not None:
             tasks.start_soon(storage.run, hub.log_result)
         if broker is not None:
@@ -193,7 +198,7 @@ async def _serve(
         log.info("page from %s on http%s://%s:%d/ (and the WebSocket at /ws there)", site.root, secure,
                  _url_host(config.host), page.port)
         if proxies:
-            log.info("forwarding headers believed from %s (--trusted-proxy)",
+            log.info("%s (--proxy-header) believed from %s (--trusted-proxy)", proxies.header.value,
                      ", ".join(str(network) for network in proxies.networks))
         running = Running(hub, page.port, ws.port, anyio.Event(), (ws, page), health, metrics, anyio.Event(), tls)
         task_status.started(running)
@@ -222,7 +227,7 @@ def _load_tls(config: ServerConfig) -> TlsServer:
 
 def _trusted_proxies(config: ServerConfig) -> TrustedProxies:
     try:
-        return TrustedProxies(config.trusted_proxies)
+        return TrustedProxies(config.trusted_proxies, config.proxy_header)
     except ValueError as error:
         raise StartupError(f"--trusted-proxy: {error}") from None
 
@@ -271,7 +276,7 @@ async def _drain(storage: LogWorker | RedisBroker | None, grace: float) -> None:
 async def run_until_signal(config: ServerConfig) -> None:
     """Serve until a signal: SIGTERM drains (see `ops.drain`), SIGINT (Ctrl-C) stops at once with 1001.
 
-    A signal while stopping is logged and changes nothing: either way ends within its bound.
+    A second SIGTERM or SIGINT while stopping (either way) ends the process at once, exit status 1.
     """
     # SIGHUP reloads the TLS certificate; without TLS it is the command's (which says there is nothing to reload).
     reload = (signal.SIGHUP,) if config.tls is not None else ()
@@ -283,7 +288,8 @@ async def run_until_signal(config: ServerConfig) -> None:
                 if signum == signal.SIGHUP:
                     await running.reload_tls()
                 elif running.stopping.is_set():
-                    log.info("%s: already stopping", name)
+                    during = "during the drain" if running.draining.is_set() else "while stopping"
+                    _exit_now(f"second {name} {during}")
                 elif signum == signal.SIGTERM:
                     log.info("%s: draining: readiness 503, connections closed with 1012 within %g s", name,
                              config.drain_timeout)
@@ -291,6 +297,13 @@ async def run_until_signal(config: ServerConfig) -> None:
                 else:
                     log.info("%s: closing connections with 1001", name)
                     running.stop()
+
+
+def _exit_now(why: str) -> NoReturn:
+    """End the process at once, exit status 1: what is not stored yet is lost, clients are cut."""
+    log.warning("%s: exiting now", why)
+    # Not SystemExit: the way out would wait for the storage thread and the stop under way.
+    os._exit(1)
 
 
 async def _run_then_stop_listening(

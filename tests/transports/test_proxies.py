@@ -1,5 +1,6 @@
-"""Trusted proxies without sockets: whose forwarding headers count, which client they name, and the origin
-check behind them; hypothesis: any headers from any peer give an answer, never an exception."""
+"""Trusted proxies without sockets: whose forwarding headers count (the one header named, from trusted peers),
+which client they name, and the origin check behind them; hypothesis: any headers from any peer give an answer,
+never an exception, and the client is always a plain address."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from hypothesis import strategies as st
 from transports.config import Limits
 from transports.runtime.admission import ConnectionSlots
 from transports.runtime.origin import OriginPolicy
-from transports.runtime.proxies import Forwarded, TrustedProxies, parse_address, parse_network
+from transports.runtime.proxies import Forwarded, ProxyHeader, TrustedProxies, parse_address, parse_network
 from transports.websocket.handshake import HandshakeParser, Refusal
 
 PROXIES = TrustedProxies(["127.0.0.1", "10.0.0.0/8", "fd00::/8"])
+RFC_7239 = TrustedProxies(["127.0.0.1", "10.0.0.0/8", "fd00::/8"], ProxyHeader.FORWARDED)
 
 
-def resolve(peer: str, *headers: tuple[str, str]) -> Forwarded | None:
-    return PROXIES.resolve(peer, [(name.lower().encode(), value.encode()) for name, value in headers])
+def resolve(peer: str, *headers: tuple[str, str], proxies: TrustedProxies = PROXIES) -> Forwarded | None:
+    return proxies.resolve(peer, [(name.lower().encode(), value.encode()) for name, value in headers])
 
 
 @pytest.mark.parametrize(("text", "address"), [
@@ -32,6 +34,17 @@ def resolve(peer: str, *headers: tuple[str, str]) -> Forwarded | None:
     ("[2001:db8::1", None),
     ("[2001:db8::1]x", None),
     ("", None),
+    ("203.0.113.7:_port", "203.0.113.7"),  # RFC 7239's obfuscated port
+    ("203.0.113.7:", None),
+    ("203.0.113.7:80x", None),
+    ("[2001:db8::1]:", None),
+    ("203.0.113.7 via 6.6.6.6", None),
+    ("6.6.6.6, 7.7.7.7", None),
+    # A zone names an interface of the proxy's machine, and ipaddress takes any text after "%": refused.
+    ("fe80::1%eth0", None),
+    ("[fe80::1%eth0]:4711", None),
+    ("fe80::1%a b via 6.6.6.6", None),
+    ("fe80::1%", None),
 ])
 def test_addresses_as_forwarding_headers_write_them(text: str, address: str | None) -> None:
     parsed = parse_address(text)
@@ -48,6 +61,10 @@ def test_networks_and_addresses_are_what_may_be_trusted() -> None:
     assert all(PROXIES.trusts(address) for address in ("10.9.8.7", "::ffff:127.0.0.1", "fd00::5"))
     assert not any(PROXIES.trusts(address) for address in ("127.0.0.2", "2001:db8::1", "junk"))
     assert not TrustedProxies().trusts("127.0.0.1")
+    # A link-local peer comes from the kernel with its zone: trusted by its address.
+    link = TrustedProxies(["fe80::/10"])
+    assert link.trusts("fe80::1%eth0")
+    assert link.resolve("fe80::1%eth0", []) == Forwarded("fe80::1")
 
 
 def test_an_untrusted_peer_says_nothing() -> None:
@@ -70,9 +87,19 @@ def test_the_right_most_address_that_is_not_a_trusted_proxy_is_the_client() -> N
     assert resolve("::ffff:127.0.0.1", ("X-Forwarded-For", "garbage")) == Forwarded("127.0.0.1")
 
 
-def test_proto_and_host_come_with_the_client() -> None:
+@pytest.mark.parametrize("entry", ["fe80::1%a b via 6.6.6.6", "fe80::1%eth0", "[fe80::1%eth0]:4711",
+                                   "6.6.6.6 via 7.7.7.7", "9.9.9.9 9.9.9.8", "203.0.113.7:x", "\u00e9"])
+def test_a_malformed_entry_counts_as_the_proxy_never_as_its_text(entry: str) -> None:
+    assert resolve("127.0.0.1", ("X-Forwarded-For", entry)) == Forwarded("127.0.0.1")
+    assert resolve("127.0.0.1", ("X-Forwarded-For", f"203.0.113.7, {entry}")) == Forwarded("127.0.0.1")
+    quoted = entry.replace('"', "")
+    assert resolve("127.0.0.1", ("Forwarded", f'for="{quoted}"'), proxies=RFC_7239) == Forwarded("127.0.0.1")
+
+
+def test_proto_comes_with_the_client() -> None:
+    # X-Forwarded-Host is not read: the host is the Host header as the proxy sent it.
     assert resolve("127.0.0.1", ("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "HTTPS"),
-                   ("X-Forwarded-Host", "chat.example.org")) == Forwarded("203.0.113.7", "https", "chat.example.org")
+                   ("X-Forwarded-Host", "chat.example.org")) == Forwarded("203.0.113.7", "https")
     # lists that line up: the entry of the chosen client; others: the last proxy's
     assert resolve("127.0.0.1", ("X-Forwarded-For", "203.0.113.7, 10.0.0.2"),
                    ("X-Forwarded-Proto", "https, http")) == Forwarded("203.0.113.7", "https")
@@ -86,23 +113,32 @@ def test_proto_and_host_come_with_the_client() -> None:
 
 
 def test_forwarded_rfc_7239() -> None:
-    assert resolve("127.0.0.1", ("Forwarded", 'for="[2001:db8:cafe::17]:4711";proto=https;host=chat.example.org')) == \
+    def rfc(value: str) -> Forwarded | None:
+        return resolve("127.0.0.1", ("Forwarded", value), proxies=RFC_7239)
+
+    assert rfc('for="[2001:db8:cafe::17]:4711";proto=https;host=chat.example.org') == \
         Forwarded("2001:db8:cafe::17", "https", "chat.example.org")
-    assert resolve("127.0.0.1", ("Forwarded", "for=198.51.100.9;proto=http, For=203.0.113.7;Proto=https, "
-                                              "for=10.0.0.2")) == Forwarded("203.0.113.7", "https")
-    assert resolve("127.0.0.1", ("Forwarded", 'for="_gazonk"')) == Forwarded("127.0.0.1")
-    assert resolve("127.0.0.1", ("Forwarded", 'for=unknown, for="203.0.113.7"')) == Forwarded("203.0.113.7")
-    assert resolve("127.0.0.1", ("Forwarded", 'for="a,b;c=d", for=203.0.113.7')) == Forwarded("203.0.113.7")
+    assert rfc("for=198.51.100.9;proto=http, For=203.0.113.7;Proto=https, for=10.0.0.2") == \
+        Forwarded("203.0.113.7", "https")
+    assert rfc('for="_gazonk"') == Forwarded("127.0.0.1")
+    assert rfc('for=unknown, for="203.0.113.7"') == Forwarded("203.0.113.7")
+    assert rfc('for="a,b;c=d", for=203.0.113.7') == Forwarded("203.0.113.7")
+    # no client named: the proxy's own request, reached how it says
+    assert rfc("proto=https;host=203.0.113.5") == Forwarded("127.0.0.1", "https", "203.0.113.5")
 
 
-def test_two_stories_are_believed_only_when_they_agree() -> None:
-    assert resolve("127.0.0.1", ("X-Forwarded-For", "203.0.113.8"), ("Forwarded", "for=203.0.113.9")) == \
-        Forwarded("127.0.0.1")
-    assert resolve("127.0.0.1", ("X-Forwarded-For", "203.0.113.8"), ("Forwarded", "for=unknown")) == \
-        Forwarded("127.0.0.1")
-    assert resolve("127.0.0.1", ("X-Forwarded-For", "203.0.113.8"),
-                   ("Forwarded", "for=203.0.113.8;proto=https;host=chat.example.org")) == \
-        Forwarded("203.0.113.8", "https", "chat.example.org")
+def test_only_the_header_the_operator_names_counts() -> None:
+    xff = ("X-Forwarded-For", "203.0.113.8")
+    # X-Forwarded-For (the default): Forwarded is ignored, whatever it says and whether or not it agrees.
+    assert resolve("127.0.0.1", xff, ("Forwarded", "for=203.0.113.9;proto=https;host=203.0.113.5")) == \
+        Forwarded("203.0.113.8")
+    assert resolve("127.0.0.1", xff, ("Forwarded", "for=unknown")) == Forwarded("203.0.113.8")
+    assert resolve("127.0.0.1", ("Forwarded", "for=203.0.113.9")) == Forwarded("127.0.0.1")
+    assert resolve("127.0.0.1", xff, ("X-Forwarded-Host", "203.0.113.5")) == Forwarded("203.0.113.8")
+    # Forwarded: the X-Forwarded-* are ignored.
+    assert resolve("127.0.0.1", xff, ("X-Forwarded-Proto", "https"), ("Forwarded", "for=203.0.113.9"),
+                   proxies=RFC_7239) == Forwarded("203.0.113.9")
+    assert resolve("127.0.0.1", xff, ("X-Forwarded-Proto", "https"), proxies=RFC_7239) == Forwarded("127.0.0.1")
 
 
 def test_a_trusted_proxys_connection_takes_only_a_slot_in_the_total_until_the_client_is_known() -> None:
@@ -158,7 +194,8 @@ header_names = st.sampled_from([b"x-forwarded-for", b"forwarded", b"x-forwarded-
 header_values = st.one_of(
     st.binary(max_size=80),
     st.lists(st.sampled_from(["203.0.113.7", "10.0.0.2", "unknown", "[2001:db8::1]:80", '"', ";", ",", "=",
-                              "for=", "proto=https", "host=x", "_x", " ", "::1", "127.0.0.1:8"]),
+                              "for=", "proto=https", "host=x", "_x", " ", "::1", "127.0.0.1:8", "fe80::1",
+                              "%eth0", "%", "[", "]", " via "]),
              max_size=12).map(lambda parts: "".join(parts).encode()),
 )
 
@@ -166,14 +203,19 @@ header_values = st.one_of(
 @given(
     peer=st.sampled_from(["127.0.0.1", "10.1.1.1", "203.0.113.1", "::1", "fd00::1", "garbage"]),
     headers=st.lists(st.tuples(header_names, header_values), max_size=6),
+    proxies=st.sampled_from([PROXIES, RFC_7239]),
 )
-def test_any_headers_from_any_peer_give_an_answer(peer: str, headers: list[tuple[bytes, bytes]]) -> None:
-    forwarded = PROXIES.resolve(peer, headers)
-    if not PROXIES.trusts(peer):
+def test_any_headers_from_any_peer_give_an_answer(
+    peer: str, headers: list[tuple[bytes, bytes]], proxies: TrustedProxies
+) -> None:
+    forwarded = proxies.resolve(peer, headers)
+    if not proxies.trusts(peer):
         assert forwarded is None
         return
     assert forwarded is not None
-    assert parse_address(forwarded.client) is not None
+    address = parse_address(forwarded.client)
+    assert address is not None
+    assert forwarded.client == str(address)  # a plain address as ipaddress writes it, never the header's text
     assert forwarded.proto in (None, "http", "https")
     policy = OriginPolicy()
     policy.page_ports.add(8000)

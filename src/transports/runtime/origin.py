@@ -14,10 +14,12 @@ page and the socket use one of them: a page at ``http://127.0.0.1:8000/``
 may open ``ws://localhost:8001/``, as the seed's page does.
 
 Behind a trusted proxy (``--trusted-proxy``) that says how the client
-reached it (``X-Forwarded-Proto``/``-Host``, or ``Forwarded``'s ``proto`` and
-``host``), "our own page" is the proxy's: ``proto://host[:port]`` exactly,
-under the same rule for names (an IP address, or a name of this machine on
-both sides); a page served under a name needs ``--allow-origin`` there too.
+reached it (``X-Forwarded-Proto``, or ``Forwarded``'s ``proto`` and ``host``,
+per ``--proxy-header``), "our own page" is the proxy's:
+``proto://host[:port]`` exactly, the host being ``Forwarded``'s or else the
+``Host`` header as the proxy sent it, under the same rule for names (an IP
+address, or a name of this machine on both sides); a page served under a
+name needs ``--allow-origin`` there too.
 
 Parsing is strict and total: a malformed ``Origin`` or ``Host`` gives None,
 never an exception.

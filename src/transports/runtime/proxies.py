@@ -1,25 +1,27 @@
-"""Reverse proxies we trust (``--trusted-proxy``): whose forwarding headers count, and what they say.
+"""Reverse proxies we trust (``--trusted-proxy``): whose forwarding header counts, and what it says.
 
 Behind a proxy every connection comes from the proxy's address. A proxy
-says who it forwards for in ``X-Forwarded-For`` (with ``X-Forwarded-Proto``
-and ``X-Forwarded-Host``) or in ``Forwarded`` (RFC 7239). Anyone can send
-those headers, so they count only when the TCP peer is a trusted proxy, and
-then only as far as trusted proxies wrote them: the client is the
-right-most address that is not itself a trusted proxy (everything left of
-it was written by someone we do not trust). A request from any other peer
-is taken at its TCP address, whatever its headers say.
+says who it forwards for in a header; anyone can send such headers, so they
+count only when the TCP peer is a trusted proxy, and then only the one
+header the operator names (``--proxy-header``), which that proxy must set
+itself (replacing whatever the client sent):
 
-Which header: ``X-Forwarded-For`` when a request has it (nginx, Caddy,
-HAProxy and most others set it), else ``Forwarded``. When a request has
-both and they name different clients, neither is believed and the request
-counts as the proxy's own (a client cannot gain anything by it: the
-proxy's address has a per-address limit like any client's).
+- ``x-forwarded-for`` (the default): the client from ``X-Forwarded-For``,
+  the scheme from ``X-Forwarded-Proto``. ``X-Forwarded-Host`` is not read:
+  the host is the ``Host`` header as the proxy sent it, which every proxy
+  sets (HTTP/1.1 needs it), so there is no second header to forget;
+- ``forwarded``: RFC 7239 ``Forwarded``, its ``for``, ``proto`` and ``host``.
 
-What comes out: the client's address (for the per-address limit and the
-log), and the scheme and host the client used (for the origin check: the
-page the proxy serves is ``proto://host``). An entry that is not an address
-(``unknown``, an obfuscated ``_name``) stops the walk: the request then
-counts as the proxy's own.
+The other headers are ignored, whatever they say: a proxy that sets one
+header passes the client's own copy of the other through. Within the named
+header, the client is the right-most address that is not itself a trusted
+proxy (everything left of it was written by someone we do not trust).
+
+An entry that is not a plain IP address (``unknown``, an obfuscated
+``_name``, a scoped ``fe80::1%eth0``, text with spaces) stops the walk:
+the request then counts as the proxy's own. The client we give is always
+an address as `ipaddress` writes it, never a header's text: it goes into
+the per-address count and the log.
 
 Parsing is total: malformed headers give the proxy's address, never an
 exception.
@@ -28,14 +30,35 @@ exception.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-FORWARDING_HEADERS = frozenset({b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
-"""The request headers a trusted proxy's word is read from (lower case, as h11 gives them)."""
+
+class ProxyHeader(StrEnum):
+    """The one header a trusted proxy's word is read from (``--proxy-header``)."""
+
+    X_FORWARDED_FOR = "x-forwarded-for"
+    """``X-Forwarded-For`` and ``X-Forwarded-Proto``; the host from ``Host``."""
+    FORWARDED = "forwarded"
+    """RFC 7239 ``Forwarded``: ``for``, ``proto``, ``host``."""
+
+
+READS: dict[ProxyHeader, frozenset[bytes]] = {
+    ProxyHeader.X_FORWARDED_FOR: frozenset({b"x-forwarded-for", b"x-forwarded-proto"}),
+    ProxyHeader.FORWARDED: frozenset({b"forwarded"}),
+}
+"""The request headers each choice reads (lower case, as h11 gives them)."""
+
+FORWARDING_HEADERS: frozenset[bytes] = frozenset().union(*READS.values())
+"""Every request header a trusted proxy's word may be read from."""
+
+_PORT = re.compile(r"[0-9]{1,5}|_[A-Za-z0-9._-]+", re.A)
+"""A port after an address: a number, or RFC 7239's obfuscated ``_name``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +66,11 @@ class Forwarded:
     """What trusted proxies say of a request's client."""
 
     client: str
-    """The client's IP address (the proxy's own when the headers name none we can believe)."""
+    """The client's IP address (the proxy's own when the header names none we can believe)."""
     proto: str | None = None
     """``http`` or ``https``: how the client reached the proxy; None if not said."""
     host: str | None = None
-    """``host[:port]`` the client asked the proxy for; None if not said (the ``Host`` header then tells)."""
+    """``host[:port]`` the client asked the proxy for (``Forwarded``'s ``host``); None: the ``Host`` header tells."""
 
 
 def parse_network(text: str) -> Network | None:
@@ -59,17 +82,24 @@ def parse_network(text: str) -> Network | None:
 
 
 def parse_address(text: str) -> IPAddress | None:
-    """An IP address as forwarding headers write it: bare, ``a.b.c.d:port``, ``[v6]`` or ``[v6]:port``."""
-    text = text.strip()
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0 or (text[end + 1 :] and not text[end + 1 :].startswith(":")):
+    """A plain IP address as forwarding headers write it: bare, ``a.b.c.d:port``, ``[v6]`` or ``[v6]:port``.
+
+    None for anything else, a scoped IPv6 address (``fe80::1%eth0``) included:
+    its zone names an interface of the proxy's machine, and `ipaddress` takes
+    any text after the ``%``.
+    """
+    host, port = text.strip(), None
+    if host.startswith("["):
+        host, bracket, after = host[1:].partition("]")
+        if not bracket or (after and not after.startswith(":")):
             return None
-        text = text[1:end]
-    elif text.count(":") == 1:  # IPv4 with a port (a bare IPv6 address has more than one colon)
-        text = text.partition(":")[0]
+        port = after[1:] if after else None
+    elif host.count(":") == 1:  # IPv4 with a port (a bare IPv6 address has more than one colon)
+        host, _, port = host.partition(":")
+    if (port is not None and not _PORT.fullmatch(port)) or "%" in host:
+        return None
     try:
-        return _unmapped(ipaddress.ip_address(text))
+        return _unmapped(ipaddress.ip_address(host))
     except ValueError:
         return None
 
@@ -81,12 +111,17 @@ def _unmapped(address: IPAddress) -> IPAddress:
     return address
 
 
+def _peer_address(peer: str) -> IPAddress | None:
+    """A TCP peer's address as the kernel gives it; a link-local one's zone is left out."""
+    return parse_address(peer.partition("%")[0])
+
+
 class TrustedProxies:
-    """The peers whose forwarding headers we believe."""
+    """The peers whose forwarding header we believe, and which header that is."""
 
-    __slots__ = ("networks",)
+    __slots__ = ("header", "networks")
 
-    def __init__(self, networks: Iterable[str] = ()) -> None:
+    def __init__(self, networks: Iterable[str] = (), header: ProxyHeader = ProxyHeader.X_FORWARDED_FOR) -> None:
         parsed = []
         for text in networks:
             network = parse_network(text)
@@ -94,54 +129,53 @@ class TrustedProxies:
                 raise ValueError(f"not an address or a network: {text!r}")
             parsed.append(network)
         self.networks: tuple[Network, ...] = tuple(parsed)
+        self.header = header
 
     def __bool__(self) -> bool:
         return bool(self.networks)
 
-    def trusts(self, address: str) -> bool:
-        """Whether ``address`` (a TCP peer, or an address in a forwarding header) is a trusted proxy."""
-        if not self.networks:
-            return False
-        parsed = parse_address(address)
-        return parsed is not None and self._trusted(parsed)
+    def trusts(self, peer: str) -> bool:
+        """Whether ``peer`` (a connection's TCP address) is a trusted proxy."""
+        address = _peer_address(peer)
+        return address is not None and self._trusted(address)
 
     def _trusted(self, address: IPAddress) -> bool:
         return any(address in network for network in self.networks)
 
     def resolve(self, peer: str, headers: Iterable[tuple[bytes, bytes]]) -> Forwarded | None:
-        """Who a request from ``peer`` is for: None unless ``peer`` is trusted; else what its headers say.
+        """Who a request from ``peer`` is for: None unless ``peer`` is trusted; else what its header says.
 
-        ``headers``: the request's header fields, names in lower case (others than
-        `FORWARDING_HEADERS` are skipped). With no forwarding header at all, the
-        client is ``peer`` and nothing else is said.
+        ``headers``: the request's header fields, names in lower case (those the
+        chosen header does not read are skipped). With no client named, the
+        client is ``peer`` itself.
         """
-        if not self.trusts(peer):
+        proxy = _peer_address(peer)
+        if proxy is None or not self._trusted(proxy):
             return None
+        reads = READS[self.header]
         fields: dict[bytes, list[str]] = {}
         for name, value in headers:
-            if name in FORWARDING_HEADERS:
+            if name in reads:
                 fields.setdefault(name, []).append(value.decode("latin-1"))
-        x_for = _list(fields.get(b"x-forwarded-for"))
-        elements = _forwarded_elements(fields.get(b"forwarded"))
-        x_chosen = self._walk(x_for)
-        f_chosen = self._walk([element.get("for", "") for element in elements])
-        protos, hosts = _list(fields.get(b"x-forwarded-proto")), _list(fields.get(b"x-forwarded-host"))
-        if x_for:
-            if x_chosen is None or (elements and (f_chosen is None or f_chosen[1] != x_chosen[1])):
-                return Forwarded(_canonical(peer))  # an entry we cannot read, or two stories: believe neither
-            index, client = x_chosen
-            proto, host = _proto(_aligned(protos, len(x_for), index)), _aligned(hosts, len(x_for), index)
-            if elements and f_chosen is not None:  # (the same client in both: either may say the rest)
-                element = elements[f_chosen[0]]
-                proto, host = proto or _proto(element.get("proto")), host or element.get("host") or None
-            return Forwarded(client, proto, host)
-        if elements:
-            if f_chosen is None:
-                return Forwarded(_canonical(peer))
-            element = elements[f_chosen[0]]
-            return Forwarded(f_chosen[1], _proto(element.get("proto")), element.get("host") or None)
-        # No client named: the request is the proxy's own, but it may still say how it was reached.
-        return Forwarded(_canonical(peer), _proto(protos[-1] if protos else None), hosts[-1] if hosts else None)
+        if self.header is ProxyHeader.FORWARDED:
+            return self._forwarded(str(proxy), _forwarded_elements(fields.get(b"forwarded")))
+        return self._x_forwarded(str(proxy), _list(fields.get(b"x-forwarded-for")),
+                                 _list(fields.get(b"x-forwarded-proto")))
+
+    def _x_forwarded(self, proxy: str, chain: list[str], protos: list[str]) -> Forwarded:
+        chosen = self._walk(chain)
+        if chosen is None:  # no client named, or one we cannot read: the proxy's own, reached how it says
+            return Forwarded(proxy, _proto(protos[-1] if protos else None))
+        index, client = chosen
+        return Forwarded(client, _proto(_aligned(protos, len(chain), index)))
+
+    def _forwarded(self, proxy: str, elements: list[dict[str, str]]) -> Forwarded:
+        if not elements:
+            return Forwarded(proxy)
+        chosen = self._walk([element.get("for", "") for element in elements])
+        index, client = chosen if chosen is not None else (len(elements) - 1, proxy)
+        element = elements[index]
+        return Forwarded(client, _proto(element.get("proto")), element.get("host") or None)
 
     def _walk(self, chain: list[str]) -> tuple[int, str] | None:
         """The right-most entry that is not a trusted proxy (the left-most if all are), its index and address;
@@ -153,11 +187,6 @@ class TrustedProxies:
             if not self._trusted(address) or index == 0:
                 return index, str(address)
         return None
-
-
-def _canonical(address: str) -> str:
-    parsed = parse_address(address)
-    return address if parsed is None else str(parsed)
 
 
 def _list(values: list[str] | None) -> list[str]:
