@@ -12,6 +12,8 @@ missing=()
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
 [ -x /usr/bin/systemd-analyze ] || missing+=(systemd)  # verifies deploy/chat-server.service
+command -v curl >/dev/null || missing+=(curl)  # real clients of the rude-client matrix, with openssl s_client
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -13,7 +13,7 @@ the trio-websocket driver had before, is what made its cost per message grow
 with the number of connections: each wake-up left a few objects alive long
 enough to reach the garbage collector's oldest generation, and the full
 collections they triggered walk every connection's objects.
-docs/issue-14-benchmarks.md has the measurements.)
+docs/benchmarks-default-transport.md has the measurements.)
 """
 
 from __future__ import annotations
