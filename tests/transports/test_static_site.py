@@ -69,3 +69,17 @@ def test_a_folder_too_large_to_keep_in_memory_stops_the_start(folder: Path, monk
     monkeypatch.setattr(static_http, "MAX_SITE_FILES", 3)
     with pytest.raises(StartupError, match="more than 3 files"):
         StaticSite.load(folder, 8001)
+
+
+def test_links_to_folders_are_walked_once_and_never_outside(folder: Path, tmp_path: Path) -> None:
+    (folder / "sub" / "loop").symlink_to(folder)  # a cycle: walked as it comes, it never ends
+    (folder / "again").symlink_to(folder / "sub")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "back").symlink_to(folder)  # outside, and back in from there
+    (outside / "page.html").write_text("outside")
+    (folder / "out").symlink_to(outside)
+    site = StaticSite.load(folder, 8001)
+    assert site.respond("/sub/index.html").status == 200
+    for target in ["/sub/loop/index.html", "/out/page.html", "/out/back/index.html", "/sub/loop/sub/data.bin"]:
+        assert site.respond(target).status == 404, target

@@ -87,8 +87,14 @@ class StaticSite:
         root = root.resolve()
         files: dict[str, bytes] = {}
         size = 0
+        seen: set[Path] = set()  # folders walked, resolved: a link back into the tree is walked once
         for folder, subfolders, names in os.walk(root, followlinks=True):
-            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+            seen.add(Path(folder).resolve())
+            subfolders[:] = sorted(  # a link to a folder outside the tree is not followed
+                name for name in subfolders
+                if not name.startswith(".")
+                and (target := Path(folder, name).resolve()).is_relative_to(root) and target not in seen
+            )
             for name in sorted(names):
                 path = Path(folder, name)
                 if name.startswith(".") or not path.resolve().is_relative_to(root) or not path.is_file():
