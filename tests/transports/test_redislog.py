@@ -119,7 +119,7 @@ class Listener:
     """Everything published on some rooms' channels, read on a connection of its own."""
 
     def __init__(self, redis: RedisServer, *join_keys: str) -> None:
-        self._pubsub = redis.client().pubsub()  # type: ignore[no-untyped-call]
+        self._pubsub = redis.client().pubsub()
         self._pubsub.subscribe(*(channel(key) for key in join_keys))
         confirmed, deadline = 0, time.monotonic() + 5
         while confirmed < len(join_keys):
