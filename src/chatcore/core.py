@@ -19,7 +19,8 @@ it feeds the core anything else that could depend on them:
 - `AddUser`, `Append`, `Load`: requests to the room log (the store). The
   driver hands each to the log and feeds the log's answer back through
   `ChatCore.log_result`, one result per request, in the order of the
-  requests. A core made without ``external_log`` answers them itself from a
+  requests (a shared log may answer an `Append` late: `chatcore.shared`).
+  A core made without ``external_log`` answers them itself from a
   `MemoryLog` and never returns them.
 
 One way for every message. A talk is not shown when it arrives: the core

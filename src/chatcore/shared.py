@@ -19,9 +19,11 @@ implements on a real connection (and the tests on a model):
   processes (`presence_heard`, `presence_snapshot`) goes to the core too.
 
 What the broker must guarantee: requests are answered (`log_result`) in
-the order they were made; a subscription is in place before any request
-made after it is performed; a channel delivers a room's talks in offset
-order (it may lose some: the feed fills the gaps).
+the order they were made, but for an `Append` whose answer the log did not
+give (it may have stored it): that one is answered when the log does, maybe
+after later ones, and never as failed if it was stored; a subscription is in
+place before any request made after it is performed; a channel delivers a
+room's talks in offset order (it may lose some: the feed fills the gaps).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ its data.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,8 +31,9 @@ from websockets.exceptions import ConnectionClosed
 from chat_client import ChatClient, V2Client
 from live import ROOT, wait_until
 from nginx_server import nginx
+from probes import close_code_of
 from processes import ServerProcess, children, server_process
-from redis_server import RedisServer, free_port, redis_server
+from redis_server import STALLS, RedisServer, free_port, redis_proxy, redis_server, stalled
 
 TRANSPORTS = ["trio-websocket", "wsproto"]
 TIMEOUT = "1"  # --redis-timeout in these tests: errors come quickly
@@ -43,9 +45,10 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
 
 
-def start(stack: ExitStack, redis: RedisServer, transport: str, *more: str) -> ServerProcess:
+def start(stack: ExitStack, redis: RedisServer, transport: str, *more: str, via: str | None = None) -> ServerProcess:
+    """A process on this Redis (``via``: another URL that reaches it)."""
     return stack.enter_context(server_process(
-        "--transport", transport, "--redis", redis.url, "--redis-timeout", TIMEOUT,
+        "--transport", transport, "--redis", via or redis.url, "--redis-timeout", TIMEOUT,
         "--http-port", "0", "--ws-port", "0", "--ping-interval", "0", "--rate", "1000", "--burst", "1000", *more,
     ))
 
@@ -314,7 +317,7 @@ def test_redis_keeps_rooms_under_hash_tagged_keys_and_the_model_answers_alike(re
         assert real == expected
         assert isinstance(real[3], LogFailed)
         keys = sorted(key.decode() if isinstance(key, bytes) else key for key in redis.client().keys("chat:*"))
-        assert keys == ["chat:epoch", "chat:{k}:room", "chat:{k}:talks"]
+        assert keys == ["chat:epoch", "chat:{k}:room", "chat:{k}:sent", "chat:{k}:talks"]
         assert redis.client().xlen("chat:{k}:talks") >= 3  # trimmed to about the retention, never below it
         assert log.run([Fill("k", 3)]) == [Filled(Fill("k", 3), model.range("k", 3))]
     finally:
@@ -520,3 +523,137 @@ def test_the_users_of_a_killed_process_are_left_within_the_presence_ttl_and_a_th
         keys = {key.decode() if isinstance(key, bytes) else key for key in redis.client().keys("chat:*")}
         assert f"chat:{{{room}}}:who" in keys
         assert len(redis.client().zrange(f"chat:{{{room}}}:who", 0, -1)) == 2  # Ada's and the joiner's, on A
+
+
+class Talkers:
+    """A version-2 client talking every 250 ms with ids, and a seed client that sends one message at a time and, as
+    the error asks, tries it again until it is shown; what each is told about its own, and what a listener sees."""
+
+    def __init__(self, talker: V2Client, seed: ChatClient, listener: ChatClient) -> None:
+        self.talker, self.seed, self.listener = talker, seed, listener
+        self.sent: list[str] = []
+        self.told: dict[str, str] = {}
+        """Each of the version-2 client's talk ids: "shown" (its talk came back) or "not sent" (an error)."""
+        self.seed_payloads = ["s0"]
+        self.seed_shown: list[str] = []
+        self.seed_errors = 0
+        self._seed_waiting = False
+        self._seed_retry_at = 0.0
+        self.heard: list[str] = []
+        """What the listener was shown, in order."""
+
+    def talk(self) -> None:
+        talk_id = f"v{len(self.sent)}"
+        self.sent.append(talk_id)
+        self.talker.send({"type": "talk", "payload": talk_id, "id": talk_id})
+
+    def run(self, seconds: float, *, talking: bool) -> None:
+        """Talk (if ``talking``: a new version-2 talk every 250 ms, a new seed message once one is shown) and read."""
+        until = time.monotonic() + seconds
+        next_talk = time.monotonic()
+        while time.monotonic() < until:
+            now = time.monotonic()
+            if talking and now >= next_talk:
+                self.talk()
+                next_talk += 0.25
+            if not self._seed_waiting and now >= self._seed_retry_at and not self.seed_done:
+                self.seed.talk(self.seed_payloads[-1])
+                self._seed_waiting = True
+            for event in _ready(self.talker):
+                talk_id = event.get("id")
+                if event["type"] in ("talk", "error") and talk_id in self.sent:
+                    assert talk_id not in self.told, (talk_id, self.told[talk_id], event)  # one answer per talk
+                    self.told[talk_id] = "shown" if event["type"] == "talk" else "not sent"
+                    assert event["type"] == "talk" or "not sent" in event["message"], event
+            for event in _ready(self.seed):
+                if event["type"] == "error":
+                    assert "not sent" in event["message"], event
+                    self.seed_errors += 1
+                    self._seed_waiting, self._seed_retry_at = False, time.monotonic() + 0.25  # try again
+                elif event["payload"].startswith("s"):
+                    self.seed_shown.append(event["payload"])
+                    if event["payload"] == self.seed_payloads[-1]:
+                        self._seed_waiting = False
+                        if talking:
+                            self.seed_payloads.append(f"s{len(self.seed_payloads)}")
+            self.heard.extend(event["payload"] for event in _ready(self.listener))
+
+    @property
+    def seed_done(self) -> bool:
+        return self.seed_payloads[-1] in self.seed_shown
+
+    @property
+    def settled(self) -> bool:
+        return set(self.told) == set(self.sent) and self.seed_done
+
+
+def _ready(client: ChatClient) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            events.append(client.recv(timeout=0.01))
+    return events
+
+
+@pytest.mark.parametrize("kind", STALLS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_message_reported_not_sent_is_never_stored_and_one_stored_is_never_reported_not_sent(
+    redis: RedisServer, transport: str, kind: str
+) -> None:
+    """Redis stalls for the talkers' process at one step of a request (or anywhere: SIGSTOP), then comes back."""
+    with ExitStack() as stack:
+        proxy = stack.enter_context(redis_proxy(redis))
+        # (--presence-ttl 60: no renewal of a's presence is with Redis when it stalls, only the talks)
+        a = start(stack, redis, transport, "--presence-ttl", "60", via=f"redis://127.0.0.1:{proxy.port}/0")
+        b = start(stack, redis, transport)
+        talker = stack.enter_context(V2Client(url(a)))
+        room = talker.join(name="Vi")["joinKey"]
+        seed = stack.enter_context(ChatClient(url(a)))
+        seed.init(room)
+        listener = stack.enter_context(ChatClient(url(b)))
+        listener.init(room)
+        talkers = Talkers(talker, seed, listener)
+        talkers.run(0.3, talking=False)  # (the seed's first message, before any stall)
+        assert talkers.seed_shown == ["s0"]
+        talkers.seed_payloads.append("s1")
+        with stalled(redis, kind, proxy):
+            talkers.talk()  # v0: sent, or about to be, when Redis stops answering
+            wait_until(lambda: any("requests fail until it answers" in line for line in a.log))
+            talkers.run(2.5, talking=True)  # the seed client's s1 first: refused at once, not sent
+        deadline = time.monotonic() + 15
+        while not talkers.settled:
+            assert time.monotonic() < deadline, (talkers.sent, talkers.told, talkers.seed_payloads)
+            talkers.run(0.2, talking=False)
+        talkers.run(1.5, talking=False)  # any late copy would show now
+
+        shown = [talk_id for talk_id in talkers.sent if talkers.told[talk_id] == "shown"]
+        assert talkers.told["v0"] == "shown"  # in doubt until Redis answered: stored, and its sender told so
+        assert any(told == "not sent" for told in talkers.told.values())
+        assert talkers.seed_errors >= 1
+        assert sorted(talkers.seed_shown) == sorted(talkers.seed_payloads)  # tried again as told: each shown once
+        heard = talkers.heard
+        assert len(heard) == len(set(heard))
+        assert sorted(payload for payload in heard if payload.startswith("v")) == sorted(shown)  # no "not sent"
+        assert sorted(payload for payload in heard if payload.startswith("s")) == sorted(talkers.seed_payloads)
+        with ChatClient(url(b)) as joiner:
+            joiner.init(room)
+            assert replay(joiner) == heard  # the history: what was shown, once, in the same order
+
+
+def test_a_drain_waits_for_redis_to_answer_about_a_message_it_may_have(redis: RedisServer) -> None:
+    with ExitStack() as stack:
+        proxy = stack.enter_context(redis_proxy(redis))
+        a = start(stack, redis, "trio-websocket", "--drain-timeout", "20", "--presence-ttl", "60",
+                  via=f"redis://127.0.0.1:{proxy.port}/0")
+        talker = stack.enter_context(V2Client(url(a)))
+        talker.join()
+        talker.send({"type": "talk", "payload": "hello", "id": "h"})
+        assert talker.recv()["id"] == "h"  # (after the join's own requests: nothing else is with Redis now)
+        with stalled(redis, "replies dropped", proxy):  # stored, and the answer lost
+            talker.send({"type": "talk", "payload": "last words", "id": "w"})
+            wait_until(lambda: any("requests fail until it answers" in line for line in a.log))
+            a.process.send_signal(signal.SIGTERM)
+            wait_until(lambda: any("draining" in line for line in a.log))
+        shown = talker.recv(timeout=10)
+        assert (shown["type"], shown["id"]) == ("talk", "w")  # before the close: the drain waited for Redis
+        assert close_code_of(talker, timeout=10) == 1012

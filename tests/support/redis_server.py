@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import redis
 import trustme
+
+from tcp_proxy import TcpProxy
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -125,3 +129,49 @@ def redis_server(folder: Path, password: str | None = None, *, tls: bool = False
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def redis_proxy(server: RedisServer) -> Iterator[TcpProxy]:
+    """A `TcpProxy` to the server (``redis://127.0.0.1:<its port>/0`` reaches Redis through it), for `stalled`."""
+    proxy = TcpProxy("127.0.0.1")
+    proxy.target = ("127.0.0.1", server.port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+STALLS = ["paused", "requests held", "replies dropped", "stopped"]
+"""The ways `stalled` makes Redis stop answering, each at a step of a request."""
+
+
+@contextmanager
+def stalled(server: RedisServer, kind: str, proxy: TcpProxy) -> Iterator[None]:
+    """Redis stops answering at one step of a request, and answers again after (even if the test fails).
+
+    ``paused``: before a script runs (CLIENT PAUSE WRITE: scripts wait in Redis, connecting and reading do not);
+    ``requests held``: in flight (``proxy``, between the chat and Redis, holds what is sent and forwards it late);
+    ``replies dropped``: after the script ran (``proxy`` drops what Redis answers); ``stopped``: SIGSTOP, at
+    whatever step each request is.
+    """
+    assert server.process is not None
+    if kind == "stopped":
+        os.kill(server.process.pid, signal.SIGSTOP)
+    elif kind == "paused":
+        server.client().client_pause(60_000, all=False)
+    else:
+        assert kind in STALLS, kind
+        proxy.hold(requests=kind == "requests held", replies=kind == "replies dropped")
+    try:
+        yield
+    finally:
+        if kind == "stopped":
+            os.kill(server.process.pid, signal.SIGCONT)
+        elif kind == "paused":
+            server.client().client_unpause()
+        else:
+            proxy.release()
+            deadline = time.monotonic() + 5
+            while proxy.held and time.monotonic() < deadline:  # what was held reaches Redis
+                time.sleep(0.02)

@@ -1,14 +1,16 @@
-"""A TCP forwarder on loopback that a test can cut, to drop connections the way a network does."""
+"""A TCP forwarder on loopback that a test can cut, to drop connections the way a network does, or stall."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 
 
 class TcpProxy:
-    """Forwards ``listen_host:port`` to ``target``; `sever` drops every link without a close frame."""
+    """Forwards ``listen_host:port`` to ``target``; `sever` drops every link without a close frame; `hold` stalls
+    what goes one way or the other on every link."""
 
     def __init__(self, listen_host: str) -> None:
         self.target: tuple[str, int] | None = None
@@ -18,6 +20,11 @@ class TcpProxy:
         self._links: list[socket.socket] = []
         self._refusing = False
         self.refused = 0
+        self._requests_flow = threading.Event()
+        self._requests_flow.set()
+        self._dropping_replies = False
+        self.held = 0
+        """Chunks from clients kept back by `hold` and not forwarded yet."""
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
         self._thread.start()
 
@@ -33,8 +40,21 @@ class TcpProxy:
         with self._lock:
             self._refusing = False
 
+    def hold(self, *, requests: bool = False, replies: bool = False) -> None:
+        """Stop forwarding what clients send (``requests``: kept, and forwarded on `release`, even on links the
+        client closed meanwhile) or what the target answers (``replies``: dropped)."""
+        if requests:
+            self._requests_flow.clear()
+        self._dropping_replies = replies
+
+    def release(self) -> None:
+        """Forward both ways again, what was held first."""
+        self._dropping_replies = False
+        self._requests_flow.set()
+
     def close(self) -> None:
         self.sever(refuse_new=True)
+        self.release()  # (what was held goes nowhere now: the links are cut)
         _drop(self._listener)
         self._thread.join(timeout=5)
 
@@ -59,14 +79,28 @@ class TcpProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._links += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+            for source, sink, gate in ((client, upstream, self._request_gate), (upstream, client, self._reply_gate)):
+                threading.Thread(target=_pump, args=(source, sink, gate), daemon=True).start()
+
+    def _request_gate(self) -> bool:
+        if not self._requests_flow.is_set():
+            with self._lock:
+                self.held += 1
+            self._requests_flow.wait()
+            with self._lock:
+                self.held -= 1
+        return True
+
+    def _reply_gate(self) -> bool:
+        return not self._dropping_replies
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+def _pump(source: socket.socket, sink: socket.socket, gate: Callable[[], bool]) -> None:
+    """Forward until either side ends; ``gate`` (which may wait) says whether each chunk goes on or is dropped."""
     try:
         while data := source.recv(65536):
-            sink.sendall(data)
+            if gate():
+                sink.sendall(data)
     except OSError:
         pass
     _drop(source)

@@ -37,10 +37,14 @@ from chatcore import (
 from chatcore.feed import Fill
 from redis_model import RedisModel
 from redis_model import Refresh as ModelRefresh
-from redis_server import RedisServer, redis_server
+from redis_server import STALLS, RedisServer, redis_proxy, redis_server, stalled
+from tcp_proxy import TcpProxy
 from transports.config import RedisSettings
 from transports.storage.redislog import (
+    RETRY_AFTER_FAILURE,
+    SCRIPTS,
     UNREACHABLE,
+    AskAgain,
     Filled,
     RedisLog,
     Refresh,
@@ -51,6 +55,7 @@ from transports.storage.redislog import (
     published,
     redacted,
     room_key,
+    sent_key,
     talks_key,
     users_key,
     who_key,
@@ -74,6 +79,7 @@ def test_a_rooms_keys_and_channel_share_one_hash_tag() -> None:
     assert talks_key(key) == "chat:{Ab-_09xyzABCDEFG}:talks"
     assert users_key(key) == "chat:{Ab-_09xyzABCDEFG}:users"
     assert ids_key(key) == "chat:{Ab-_09xyzABCDEFG}:ids"
+    assert sent_key(key) == "chat:{Ab-_09xyzABCDEFG}:sent"
     assert who_key(key) == "chat:{Ab-_09xyzABCDEFG}:who"
     assert join_key_of(channel(key)) == key
 
@@ -212,7 +218,7 @@ def test_users_names_talk_ids_history_and_renames_answer_as_the_model_does(
     assert isinstance(real[13], LogFailed) and isinstance(real[20], LogFailed)  # noqa: PT018
     assert listener.heard() == model.published
     keys = sorted(key.decode() if isinstance(key, bytes) else key for key in redis.client().keys("chat:{k}:*"))
-    assert keys == ["chat:{k}:ids", "chat:{k}:room", "chat:{k}:talks", "chat:{k}:users"]
+    assert keys == ["chat:{k}:ids", "chat:{k}:room", "chat:{k}:sent", "chat:{k}:talks", "chat:{k}:users"]
     assert redis.client().hgetall("chat:{k}:users") == {
         b"n:1": b"Ada L.", b"n:2": b"Bo", b"t:h1": b"1", b"t:h2": b"2", b"t:h5": b"3",
     }  # (only hashes of tokens; a resumed user's new token is not kept)
@@ -323,3 +329,74 @@ def test_a_fill_reads_names_and_ids_back(open_log: Callable[..., RedisLog]) -> N
     ]
     assert log.run(requests) == [model_answer(model, request, log.origin) for request in requests]
     assert log.run([Fill("k", 0)]) == [Filled(Fill("k", 0), model.range("k", 0))]
+
+
+# A talk whose answer was not read: stored once, or never, and the sender told which
+
+
+def test_a_talk_asked_again_is_answered_as_the_first_time_and_a_late_copy_stores_nothing(
+    redis: RedisServer, open_log: Callable[..., RedisLog], listen: Callable[..., Listener]
+) -> None:
+    open_log("o1").run([AddUser(1, "k", 1.0)])  # (and the scripts loaded)
+    listener = listen("k")
+    client = redis.client()
+
+    def append(origin: str, number: int, floor: int, payload: str, talk_id: str = "") -> Any:
+        return client.evalsha(
+            SCRIPTS["append"][1], 4, room_key("k"), talks_key("k"), ids_key("k"), sent_key("k"), channel("k"), 100,
+            1, "2.0", payload, "", talk_id, origin, f"{number:016d}", f"{floor:016d}",
+        )
+
+    assert append("o1", 1, 1, "first") == 1
+    assert append("o1", 1, 1, "first") == 1  # its answer was lost: asked again, the same answer, nothing stored
+    assert append("o1", 2, 1, "second", "m-2") == 2
+    assert append("o1", 2, 1, "second", "m-2") == 2  # its own answer, not the one for a resent talk id
+    assert append("o2", 1, 1, "another process's first") == 3  # (numbers are each process's own)
+    assert append("o1", 3, 3, "third") == 4  # 1 and 2 were answered: their records go
+    assert append("o1", 1, 1, "first") == -1  # a late copy of an answered request: refused, nothing written
+    assert append("o1", 2, 2, "second", "m-2") == -1
+    assert client.zrange(sent_key("k"), 0, -1) == [b"o1:0000000000000003:4", b"o2:0000000000000001:3"]
+    assert stored_payloads(redis) == [b"first", b"second", b"another process's first", b"third"]
+    heard = [talk.payload for talk in listener.heard() if isinstance(talk, LoggedTalk)]
+    assert heard == ["first", "second", "another process's first", "third"]  # each published once
+
+
+def stored_payloads(redis: RedisServer) -> list[bytes]:
+    """The payloads in room k's stream, in offset order."""
+    entries: Any = redis.client().xrange(talks_key("k"))
+    return [fields[b"p"] for _, fields in entries]
+
+
+@pytest.fixture
+def proxy(redis: RedisServer) -> Iterator[TcpProxy]:
+    with redis_proxy(redis) as forwarder:
+        yield forwarder
+
+
+@pytest.mark.parametrize("kind", STALLS)
+def test_a_talk_redis_did_not_answer_is_asked_again_until_it_does_and_stored_once(
+    redis: RedisServer, proxy: TcpProxy, listen: Callable[..., Listener], kind: str
+) -> None:
+    log = RedisLog(RedisSettings(f"redis://127.0.0.1:{proxy.port}/0", timeout=1.0), "o1")
+    try:
+        log.open()
+        assert log.run([AddUser(1, "k", 1.0)]) == [UserAdded(1, 1)]
+        listener = listen("k")
+        with stalled(redis, kind, proxy):
+            assert log.run([Append(2, "k", 1, 2.0, "in doubt")]) == []  # no answer yet: Redis may have it
+            assert log.unanswered == 1
+            # Within a second of the failure a talk is not sent at all: that one is reported not stored.
+            assert log.run([Append(3, "k", 1, 3.0, "not sent")]) == [LogFailed(3, UNREACHABLE)]
+            time.sleep(RETRY_AFTER_FAILURE)
+            assert log.run([AskAgain()]) == []  # asked again (paused: one more copy on its way), no answer
+            assert log.unanswered == 1
+        time.sleep(RETRY_AFTER_FAILURE)
+        assert log.run([Append(4, "k", 1, 4.0, "after")]) == [
+            Appended(2, LoggedTalk("k", 1, 1, 2.0, "in doubt")), Appended(4, LoggedTalk("k", 2, 1, 4.0, "after")),
+        ]  # the talk in doubt first, at the offset its first copy to run got
+        assert log.unanswered == 0
+        time.sleep(0.3)
+        assert [talk.payload for talk in listener.heard() if isinstance(talk, LoggedTalk)] == ["in doubt", "after"]
+        assert stored_payloads(redis) == [b"in doubt", b"after"]
+    finally:
+        log.close()

@@ -11,6 +11,11 @@ Keys (each room's carry its join key as a hash tag, so a Redis Cluster keeps a r
                       (version 2: a resume token's SHA-256, never the token)
     chat:{KEY}:ids    sorted set: "<user id>:<talk id>" scored by the talk's offset, trimmed to the
                       last ``retention`` offsets: one talk per user and id while the stream keeps it
+    chat:{KEY}:sent   sorted set, all scores 0 (read by lex ranges): "<origin>:<number>:<offset>" for
+                      each talk the process ``origin`` stored with its request number ``number`` (16
+                      digits), kept until that process has the answer (and the latest few of each
+                      process): a request sent again is answered as the first time, a late copy of
+                      one answered already stores nothing
     chat:{KEY}:who    sorted set: "<origin>:<user id>" for each user with a connection to the room
                       on the process ``origin``, scored by when it expires (ms, Redis's clock): each
                       process renews its own every ttl/3 seconds, so a dead one's expire
@@ -44,12 +49,19 @@ Three parts, each on its own thread of control:
 While Redis is unreachable every request fails within the timeout (then at
 once, for a second, before the next try) with "storage unreachable", which
 the core turns into an error event for the client; connections stay open.
+But a talk is reported not stored only when it certainly was not and never
+will be: one whose request may have reached Redis (sent, no answer read) is
+asked again, under the same request number, at the head of every later
+batch (`AskAgain` makes one while the rooms are quiet) until Redis answers;
+the script stores it once however many copies arrive, in whatever order.
+Its answer then comes after answers to later requests.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import secrets
 import threading
@@ -140,6 +152,12 @@ token hash to resume, name (each '' for none). {user id, 1 if resumed else 0, na
 
 APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local asked = ARGV[8] .. ':' .. ARGV[9]
+local seen = redis.call('ZRANGEBYLEX', KEYS[4], '[' .. asked, '(' .. ARGV[8] .. ';', 'LIMIT', 0, 1)[1]
+if seen then
+  if string.sub(seen, 1, #asked + 1) == asked .. ':' then return tonumber(string.sub(seen, #asked + 2)) end
+  return -1
+end
 local member = false
 if ARGV[7] ~= '' then
   member = ARGV[3] .. ':' .. ARGV[7]
@@ -164,12 +182,21 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], offset .. '-0', unpack(field
 if offset > tonumber(ARGV[2]) then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', offset - tonumber(ARGV[2]))
 end
+redis.call('ZREMRANGEBYLEX', KEYS[4], '[' .. ARGV[8] .. ':', '(' .. ARGV[8] .. ':' .. ARGV[10])
+redis.call('ZADD', KEYS[4], 0, asked .. ':' .. offset)
 redis.call('PUBLISH', ARGV[1],
   offset .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[5])
 return offset
 """
-"""KEYS: room, talks, ids. ARGV: channel, retention, user id, time, payload, name, talk id (each '' for none).
-The talk's offset; {the stream entry}: the user's talk with that id, kept already (nothing done); 0: no room."""
+"""KEYS: room, talks, ids, sent. ARGV: channel, retention, user id, time, payload, name, talk id (each '' for none),
+origin, request number, the lowest number the origin still waits for an answer to (both 16 digits; an origin has
+no ':' or ';'). The talk's offset (also when this very request ran before: its record); {the stream entry}: the
+user's talk with that id, kept already (nothing done); 0: no room; -1: a later request of the origin ran before this
+one, which is a late copy of a request answered already (nothing done).
+
+A request asked again is never refused: the process puts the talks it has no answer for at the head of every
+pipeline, in number order, and one connection's commands run in order; so no later number of the origin runs in the
+room before it, and its record, once it ran, stays until the origin's floor passes it (it has the answer)."""
 
 _NOW = """
 local clock = redis.call('TIME')
@@ -281,6 +308,10 @@ def ids_key(join_key: str) -> str:
     return f"chat:{{{join_key}}}:ids"
 
 
+def sent_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:sent"
+
+
 def who_key(join_key: str) -> str:
     return f"chat:{{{join_key}}}:who"
 
@@ -348,6 +379,11 @@ class Refresh:
 
 
 @dataclass(frozen=True, slots=True)
+class AskAgain:
+    """Ask Redis again about the talks it was sent and has not answered (a batch of its own while rooms are quiet)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Filled:
     """The answer to a `Fill`: the room's talks after ``fill.after`` that its stream still has, oldest first."""
 
@@ -367,11 +403,25 @@ class EpochChanged:
     """Redis came back without the data it had: every room held in memory is gone from it."""
 
 
-Work: TypeAlias = LogRequest | Fill | Subscribe | Unsubscribe | Presence | Refresh
+Work: TypeAlias = LogRequest | Fill | Subscribe | Unsubscribe | Presence | Refresh | AskAgain
 Answer: TypeAlias = LogResult | Filled | FillFailed | EpochChanged | PresenceSnapshot
 """(A `Presence` has no answer; a `Refresh` has its `PresenceSnapshot`, or none if it failed.)"""
 _Command: TypeAlias = LogRequest | Fill | Presence | Refresh
 """Work done by a command in the batch's pipeline."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Numbered:
+    """A talk with the number its request has, and keeps when asked again, in the room's ``sent`` records."""
+
+    append: Append
+    number: int
+
+
+_Sent: TypeAlias = _Command | _Numbered
+"""A command in a batch's pipeline (talks numbered)."""
+_UNREAD = object()
+"""The reply to a command that was sent, or may have been, and not read (the connection failed first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,6 +603,8 @@ class RedisLog:
         self._client = redis.Redis(connection_pool=_pool(settings))
         self.subscriber = Subscriber(settings, self.origin)
         self._epoch: bytes | None = None
+        self._numbers = itertools.count(1)
+        self._unanswered: list[_Numbered] = []  # talks sent whose answer was not read, oldest first
         self._failed_at = -RETRY_AFTER_FAILURE
         self.reachable = False
         """Whether Redis answered the last batch or ping (metrics: the commands' connection)."""
@@ -576,9 +628,18 @@ class RedisLog:
             raise
         self.reachable = True
 
+    @property
+    def unanswered(self) -> int:
+        """Talks Redis was sent (or may have been) and has not answered yet: asked again at every batch."""
+        return len(self._unanswered)
+
     def close(self) -> None:
+        if self._unanswered:
+            log.warning("Redis %s: stopping with %d messages sent to it and never answered: their senders were "
+                        "not told whether they were stored", self.name, len(self._unanswered))
         self.subscriber.stop()
         self._client.close()
+        self._client.connection_pool.disconnect()  # (a pool given to a client is not closed with it)
 
     def failed(self, batch: Sequence[Work], reason: str) -> list[Answer]:
         return [answer for work in batch if (answer := _failure(work, reason)) is not None]
@@ -589,6 +650,8 @@ class RedisLog:
         subscribing: list[str] = []
         unconfirmed: set[str] = set()
         for work in batch:
+            if isinstance(work, AskAgain):
+                continue  # (a batch is all it asks for: the unanswered are asked again in every one)
             if isinstance(work, Subscribe):
                 subscribing.append(work.join_key)
                 continue
@@ -630,71 +693,116 @@ class RedisLog:
         return answers
 
     def _results(self, work: list[_Command]) -> tuple[list[Answer], list[Answer | None]]:
-        """What comes before the answers (the epoch's change), and each command's answer (None: it has none)."""
-        if not work:
+        """What comes before the answers (the epoch's change, answers to talks asked again), and each command's
+        answer (None: it has none, or it is a talk whose answer was not read: asked again later)."""
+        if not work and not self._unanswered:
             return [], []
         if time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE:
-            return [], [_failure(item, UNREACHABLE) for item in work]
+            return [], [_failure(item, UNREACHABLE) for item in work]  # (nothing sent: the unanswered wait)
+        again = self._unanswered
+        sent: list[_Sent] = [*again, *(_Numbered(item, next(self._numbers)) if isinstance(item, Append) else item
+                                       for item in work)]
         try:
-            try:
-                replies = self._pipeline(work)
-            except NoScriptError:  # Redis restarted (its script cache is empty): nothing of the batch ran
+            replies, lost = self._execute(sent)
+            if lost is None and any(isinstance(reply, NoScriptError) for reply in replies):
+                # Redis restarted (its script cache is empty): none of the batch's scripts ran
                 for source, _ in SCRIPTS.values():
                     self._client.script_load(source)
-                replies = self._pipeline(work)
-        except (RedisError, OSError) as error:
-            if not isinstance(error, ResponseError):
-                self._failed_at = time.monotonic()
-                self.reachable = False
-                log.warning("Redis %s: %s; requests fail until it answers", self.name, error or type(error).__name__)
-                return [], [_failure(item, UNREACHABLE) for item in work]
-            log.error("Redis %s: %s", self.name, error)
-            return [], [_failure(item, INCONSISTENT) for item in work]
-        self.reachable = True
-        epoch, *results = replies
+                replies, lost = self._execute(sent)
+        except (RedisError, OSError) as error:  # no connection: nothing was sent
+            self._failed(error)
+            return [], [_failure(item, UNREACHABLE) for item in work]
         first: list[Answer] = []
-        if epoch != self._epoch:
-            known, self._epoch = self._epoch, self._take_epoch(epoch)
-            if known is not None:
-                first.append(EpochChanged())
-        return first, [self._answer(item, reply) for item, reply in zip(work, results, strict=True)]
-
-    def _pipeline(self, work: list[_Command]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        pipe.get(EPOCH_KEY)
-        retention, origin, ttl = str(self.settings.retention), self.origin, self._ttl
-        for item in work:
-            key = item.join_key
-            if isinstance(item, Append):
-                pipe.evalsha(SCRIPTS["append"][1], 3, room_key(key), talks_key(key), ids_key(key), channel(key),
-                             retention, item.user_id, repr(item.time), item.payload, item.name or "",
-                             item.talk_id or "")
-            elif isinstance(item, AddUser):
-                created = "" if item.created is None else repr(item.created)
-                pipe.evalsha(SCRIPTS["add_user"][1], 2, room_key(key), users_key(key), created,
-                             item.token_hash or "", item.resume_hash or "", item.name or "")
-            elif isinstance(item, Load):
-                pipe.evalsha(SCRIPTS["load"][1], 4, room_key(key), who_key(key), users_key(key), talks_key(key),
-                             item.recent)
-            elif isinstance(item, Presence):
-                pipe.evalsha(SCRIPTS["presence"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
-                             origin, item.user_id, "1" if item.here else "0", ttl)
-            elif isinstance(item, Refresh):
-                pipe.evalsha(SCRIPTS["refresh"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
-                             origin, ttl, *item.user_ids)
-            elif isinstance(item, Rename):
-                pipe.evalsha(SCRIPTS["rename"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
-                             origin, item.user_id, item.name)
-            elif isinstance(item, History):
-                highest = max(0, min(item.before, 2**63) - 1)  # (a stream id is at most 2**64 - 1)
-                pipe.evalsha(SCRIPTS["history"][1], 2, room_key(key), talks_key(key), str(highest), item.limit)
+        if replies and replies[0] != self._epoch:
+            try:
+                known, self._epoch = self._epoch, self._take_epoch(replies[0])
+            except (RedisError, OSError) as error:  # (seen again at the next batch)
+                lost = lost or error
             else:
-                pipe.xrange(talks_key(key), min=str(item.after + 1), max="+")
-        replies: list[Any] = pipe.execute(raise_on_error=False)
-        for reply in replies:
-            if isinstance(reply, NoScriptError):
-                raise reply
-        return replies
+                if known is not None:
+                    first.append(EpochChanged())
+        answers: list[Answer | None] = []
+        unanswered: list[_Numbered] = []
+        for index, item in enumerate(sent):
+            reply = replies[index + 1] if index + 1 < len(replies) else _UNREAD
+            if reply is not _UNREAD:
+                answer = self._answer(item.append if isinstance(item, _Numbered) else item, reply)
+            elif isinstance(item, _Numbered):
+                unanswered.append(item)  # it may have reached Redis: only Redis can say whether it stored it
+                answer = None
+            else:
+                answer = _failure(item, UNREACHABLE)
+            if index >= len(again):
+                answers.append(answer)
+            elif answer is not None:
+                first.append(answer)
+        self._unanswered = unanswered
+        if lost is None:
+            self.reachable = True
+        else:
+            self._failed(lost)
+        return first, answers
+
+    def _failed(self, error: Exception) -> None:
+        self._failed_at = time.monotonic()
+        self.reachable = False
+        waiting = f" ({len(self._unanswered)} messages wait for its answer)" if self._unanswered else ""
+        log.warning("Redis %s: %s; requests fail until it answers%s", self.name, error or type(error).__name__,
+                    waiting)
+
+    def _execute(self, sent: list[_Sent]) -> tuple[list[Any], Exception | None]:
+        """Redis's epoch and the commands, as one pipeline on one connection: the replies read (an error reply as
+        its exception), and why the rest were not (None: all were). Raises if no connection is to be had: then
+        nothing was sent."""
+        pool = self._client.connection_pool
+        connection: Any = pool.get_connection()  # (Any: the library's connection classes are untyped)
+        replies: list[Any] = []
+        try:
+            floor = min((item.number for item in sent if isinstance(item, _Numbered)), default=0)
+            commands = [("GET", EPOCH_KEY), *(self._command(item, floor) for item in sent)]
+            connection.send_packed_command(connection.pack_commands(commands))
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except ResponseError as error:
+                    replies.append(error)
+        except (RedisError, OSError) as error:
+            connection.disconnect()
+            return replies, error
+        finally:
+            pool.release(connection)
+        return replies, None
+
+    def _command(self, item: _Sent, floor: int) -> tuple[Any, ...]:
+        """The command that does ``item``; ``floor``: the lowest number of a talk not answered yet."""
+        key = item.append.join_key if isinstance(item, _Numbered) else item.join_key
+        retention, origin, ttl = str(self.settings.retention), self.origin, self._ttl
+        if isinstance(item, _Numbered):
+            append = item.append
+            return ("EVALSHA", SCRIPTS["append"][1], 4, room_key(key), talks_key(key), ids_key(key), sent_key(key),
+                    channel(key), retention, append.user_id, repr(append.time), append.payload, append.name or "",
+                    append.talk_id or "", origin, f"{item.number:016d}", f"{floor:016d}")
+        if isinstance(item, AddUser):
+            created = "" if item.created is None else repr(item.created)
+            return ("EVALSHA", SCRIPTS["add_user"][1], 2, room_key(key), users_key(key), created,
+                    item.token_hash or "", item.resume_hash or "", item.name or "")
+        if isinstance(item, Load):
+            return ("EVALSHA", SCRIPTS["load"][1], 4, room_key(key), who_key(key), users_key(key), talks_key(key),
+                    item.recent)
+        if isinstance(item, Presence):
+            return ("EVALSHA", SCRIPTS["presence"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
+                    origin, item.user_id, "1" if item.here else "0", ttl)
+        if isinstance(item, Refresh):
+            return ("EVALSHA", SCRIPTS["refresh"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
+                    origin, ttl, *item.user_ids)
+        if isinstance(item, Rename):
+            return ("EVALSHA", SCRIPTS["rename"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
+                    origin, item.user_id, item.name)
+        if isinstance(item, History):
+            highest = max(0, min(item.before, 2**63) - 1)  # (a stream id is at most 2**64 - 1)
+            return ("EVALSHA", SCRIPTS["history"][1], 2, room_key(key), talks_key(key), str(highest), item.limit)
+        assert isinstance(item, Fill), item  # (an Append is always numbered)
+        return ("XRANGE", talks_key(key), str(item.after + 1), "+")
 
     def _take_epoch(self, seen: bytes | None) -> bytes:
         """Redis's epoch, set now if it has none (a first start, or data lost); a change is logged loudly."""
@@ -733,7 +841,7 @@ class RedisLog:
         if isinstance(item, Append):
             if isinstance(reply, list):
                 return Appended(item.ticket, _talk(key, reply[0]), duplicate=True)
-            if reply == 0:
+            if reply <= 0:  # no room; or (never for a request still waiting for its answer) refused as late
                 return LogFailed(item.ticket, INCONSISTENT)
             return Appended(item.ticket, LoggedTalk(
                 key, int(reply), item.user_id, item.time, item.payload, item.name, item.talk_id
@@ -847,6 +955,13 @@ class RedisBroker:
             await anyio.sleep(period)
             self.refresh()
 
+    async def _asking_again(self) -> None:
+        """Have talks Redis did not answer asked about again even when nothing else goes to it."""
+        while True:
+            await anyio.sleep(RETRY_AFTER_FAILURE / 2)
+            if self.log.unanswered:
+                self.worker.submit(AskAgain())
+
     # Running
 
     async def run(self, chat: SharedChat, perform: Callable[[list[Action]], None]) -> None:
@@ -857,10 +972,14 @@ class RedisBroker:
             self.log.subscriber.start(loop_call(), self._heard)
             tasks.start_soon(self.worker.run, self._answer)
             tasks.start_soon(self._refreshing)
+            tasks.start_soon(self._asking_again)
 
     async def drain(self) -> None:
-        """Wait until everything asked so far is answered."""
+        """Wait until everything asked so far is answered, talks Redis has not answered yet included."""
         await self.worker.drain()
+        while self.log.unanswered:
+            await anyio.sleep(RETRY_AFTER_FAILURE / 2)  # (`_asking_again` has them asked again meanwhile)
+            await self.worker.drain()
 
     @property
     def listening(self) -> bool:
