@@ -41,6 +41,7 @@ from redis_server import STALLS, RedisServer, redis_proxy, redis_server, stalled
 from tcp_proxy import TcpProxy
 from transports.config import RedisSettings
 from transports.storage.redislog import (
+    MAX_BURST,
     RETRY_AFTER_FAILURE,
     SCRIPTS,
     UNREACHABLE,
@@ -400,3 +401,54 @@ def test_a_talk_redis_did_not_answer_is_asked_again_until_it_does_and_stored_onc
         assert stored_payloads(redis) == [b"in doubt", b"after"]
     finally:
         log.close()
+
+
+def test_a_subscriber_hands_a_flood_over_in_parts(open_log: Callable[..., RedisLog]) -> None:
+    """A steady stream of news is handed to the event loop in bounded parts, not in one that never ends."""
+    mine, theirs = open_log("mine"), open_log("theirs")
+    assert theirs.run([AddUser(1, "k", 1.0)]) == [UserAdded(1, 1)]
+    sizes: list[int] = []
+    confirmed = threading.Event()
+
+    def hand_over(burst: list[Any]) -> None:
+        talks = [item for item in burst if isinstance(item, LoggedTalk)]
+        if talks:
+            sizes.append(len(talks))
+        if not confirmed.is_set() and any(type(item).__name__ == "_Subscribed" for item in burst):
+            confirmed.set()
+            time.sleep(1.0)  # a busy event loop: meanwhile the flood queues up on the connection
+
+    mine.subscriber.start(lambda function, *args: function(*args), hand_over)
+    mine.subscriber.subscribe(["k"])
+    assert confirmed.wait(5)
+    count = 3 * MAX_BURST
+    theirs.run([Append(2 + number, "k", 1, 2.0, f"talk {number}") for number in range(count)])
+    deadline = time.monotonic() + 10
+    while sum(sizes) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sum(sizes) == count
+    assert max(sizes) <= MAX_BURST
+    assert len(sizes) >= 3
+
+
+def test_a_subscriber_cut_soon_after_each_connect_waits_longer_each_time(
+    open_log: Callable[..., RedisLog], redis: RedisServer
+) -> None:
+    """A Redis that drops the subscriber as soon as it is back (a full output buffer, CLIENT KILL) is not hammered."""
+    log = open_log("mine")
+    ups: list[float] = []
+
+    def hand_over(burst: list[Any]) -> None:
+        ups.extend(time.monotonic() for item in burst if getattr(item, "up", False))
+
+    log.subscriber.start(lambda function, *args: function(*args), hand_over)
+    log.subscriber.subscribe(["k"])  # (a connection subscribed to a channel is of type pubsub)
+    killer = redis.client()
+    try:
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            killer.client_kill_filter(_type="pubsub")
+            time.sleep(0.02)
+    finally:
+        killer.close()
+    assert 2 <= len(ups) <= 8, len(ups)  # 0.05 s, doubling: 7 tries in 3 s; at 0.05 s each it was about 30

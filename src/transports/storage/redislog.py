@@ -119,6 +119,10 @@ REFILL_DELAY = 0.5
 """Seconds before a fill that failed (Redis unreachable) is tried again."""
 KEEPALIVE = 5.0
 """Seconds of silence on the subscriber's connection before it pings Redis to find out whether it is alive."""
+STEADY_CONNECTION = 5.0
+"""Seconds a subscriber's connection must have lasted for its next reconnect to start at the shortest pause."""
+MAX_BURST = 512
+"""Most messages the subscriber reads before it hands them to the event loop (which takes them all in one go)."""
 
 # Every script that writes checks the room first: a room Redis does not have (lost with its data) is never
 # brought back piecemeal. Times in presence are Redis's (TIME, in ms): one clock for every host.
@@ -528,8 +532,12 @@ class Subscriber:
                         connection.send_command("SUBSCRIBE", *self._wanted, check_health=False)
                     self._connection = connection
                 call(hand_over, [_Connection(up=True)])
-                backoff = 0.05
-                self._read(connection, call, hand_over)
+                connected_at = time.monotonic()
+                try:
+                    self._read(connection, call, hand_over)
+                finally:  # the pause grows while connections keep dropping soon after they are made
+                    if time.monotonic() - connected_at > STEADY_CONNECTION:
+                        backoff = 0.05
             except Exception as error:
                 if self._stop.is_set():
                     break  # (stop() closed the connection under the reader's feet: any error may come of it)
@@ -558,7 +566,7 @@ class Subscriber:
                     pinged = now
                 continue
             burst: list[Heard] = []
-            while True:
+            for _ in range(MAX_BURST):  # (bounded: a steady stream of news is handed over in parts)
                 # push_request: a subscription's confirmation is a push reply, to be returned, not skipped
                 self._take(connection.read_response(disconnect_on_error=False, push_request=True), burst)
                 if not connection.can_read(timeout=0):
@@ -950,7 +958,7 @@ class RedisBroker:
             self.worker.submit(Refresh(key, tuple(sorted(self.here[key]))))
 
     async def _refreshing(self) -> None:
-        period = self.log.settings.presence_ttl / 3
+        period = max(self.log.settings.presence_ttl / 3, 0.05)  # (however short a ttl it is given)
         while True:
             await anyio.sleep(period)
             self.refresh()
