@@ -126,6 +126,11 @@ class MemoryTls:
         self.send(target.request)
         assert self.read_until(b"\r\n\r\n").startswith(target.answer)
 
+    def end_and_wait(self) -> None:
+        """FIN, then read until the server ends the connection too; fails if it does not within `TIMEOUT`."""
+        self.sock.shutdown(socket.SHUT_WR)
+        ended(self.sock)
+
     def close_notify(self) -> None:
         with suppress(ssl.SSLWantReadError):
             self.tls.unwrap()
@@ -146,6 +151,15 @@ def memory_tls(target: Target, context: ssl.SSLContext | None = None) -> Iterato
         yield MemoryTls(sock, context or target.context)
     finally:
         sock.close()
+
+
+@contextmanager
+def after_a_request(target: Target, context: ssl.SSLContext | None = None) -> Iterator[MemoryTls]:
+    """A TLS client that has made the polite request and read the start of the answer."""
+    with memory_tls(target, context) as client:
+        client.handshake()
+        client.exchange(target)
+        yield client
 
 
 def ended(sock: socket.socket) -> bytes:
@@ -178,39 +192,29 @@ def run_client(argv: list[str], stdin_steps: list[bytes | float] | None = None) 
 
 @contextmanager
 def close_notify_then_fin(target: Target) -> Iterator[None]:
-    with memory_tls(target) as client:
-        client.handshake()
-        client.exchange(target)
+    with after_a_request(target) as client:
         client.close_notify()
-        client.sock.shutdown(socket.SHUT_WR)
-        ended(client.sock)
+        client.end_and_wait()
         yield
 
 
 @contextmanager
 def close_notify_and_keep_the_socket_open(target: Target) -> Iterator[None]:
-    with memory_tls(target) as client:
-        client.handshake()
-        client.exchange(target)
+    with after_a_request(target) as client:
         client.close_notify()
         yield  # (the socket stays open, unread, through the checks)
 
 
 @contextmanager
 def fin_without_close_notify(target: Target) -> Iterator[None]:
-    with memory_tls(target) as client:
-        client.handshake()
-        client.exchange(target)
-        client.sock.shutdown(socket.SHUT_WR)
-        ended(client.sock)
+    with after_a_request(target) as client:
+        client.end_and_wait()
         yield
 
 
 @contextmanager
 def reset_in_the_middle_of_a_record(target: Target) -> Iterator[None]:
-    with memory_tls(target) as client:
-        client.handshake()
-        client.exchange(target)
+    with after_a_request(target) as client:
         client.tls.write(b"x" * 3000)
         record = client.records()
         client.sock.sendall(record[: len(record) // 2])
@@ -236,15 +240,12 @@ def _polite_with(version: ssl.TLSVersion) -> Behaviour:
         context = ssl.create_default_context()
         context.load_verify_locations(cadata=_trusted(target.context))
         context.minimum_version = context.maximum_version = version
-        with memory_tls(target, context) as client:
-            client.handshake()
+        with after_a_request(target, context) as client:
             assert client.tls.version() == {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[
                 version
             ]
-            client.exchange(target)
             client.close_notify()
-            client.sock.shutdown(socket.SHUT_WR)
-            ended(client.sock)
+            client.end_and_wait()
         yield
 
     behaviour.__name__ = f"a_polite_{version.name.replace('v', '_').replace('_', '', 1).lower()}_client"
