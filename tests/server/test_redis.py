@@ -317,7 +317,7 @@ def test_redis_keeps_rooms_under_hash_tagged_keys_and_the_model_answers_alike(re
         assert real == expected
         assert isinstance(real[3], LogFailed)
         keys = sorted(key.decode() if isinstance(key, bytes) else key for key in redis.client().keys("chat:*"))
-        assert keys == ["chat:epoch", "chat:{k}:room", "chat:{k}:sent", "chat:{k}:talks"]
+        assert keys == ["chat:epoch", "chat:{k}:room", f"chat:{{k}}:sent:{log.origin}", "chat:{k}:talks"]
         assert redis.client().xlen("chat:{k}:talks") >= 3  # trimmed to about the retention, never below it
         assert log.run([Fill("k", 3)]) == [Filled(Fill("k", 3), model.range("k", 3))]
     finally:

@@ -44,6 +44,7 @@ from transports.storage.redislog import (
     MAX_BURST,
     RETRY_AFTER_FAILURE,
     SCRIPTS,
+    SENT_TTL_MS,
     UNREACHABLE,
     AskAgain,
     Filled,
@@ -80,7 +81,7 @@ def test_a_rooms_keys_and_channel_share_one_hash_tag() -> None:
     assert talks_key(key) == "chat:{Ab-_09xyzABCDEFG}:talks"
     assert users_key(key) == "chat:{Ab-_09xyzABCDEFG}:users"
     assert ids_key(key) == "chat:{Ab-_09xyzABCDEFG}:ids"
-    assert sent_key(key) == "chat:{Ab-_09xyzABCDEFG}:sent"
+    assert sent_key(key, "p1") == "chat:{Ab-_09xyzABCDEFG}:sent:p1"
     assert who_key(key) == "chat:{Ab-_09xyzABCDEFG}:who"
     assert join_key_of(channel(key)) == key
 
@@ -219,7 +220,8 @@ def test_users_names_talk_ids_history_and_renames_answer_as_the_model_does(
     assert isinstance(real[13], LogFailed) and isinstance(real[20], LogFailed)  # noqa: PT018
     assert listener.heard() == model.published
     keys = sorted(key.decode() if isinstance(key, bytes) else key for key in redis.client().keys("chat:{k}:*"))
-    assert keys == ["chat:{k}:ids", "chat:{k}:room", "chat:{k}:sent", "chat:{k}:talks", "chat:{k}:users"]
+    assert keys == ["chat:{k}:ids", "chat:{k}:room", f"chat:{{k}}:sent:{log.origin}", "chat:{k}:talks",
+                    "chat:{k}:users"]
     assert redis.client().hgetall("chat:{k}:users") == {
         b"n:1": b"Ada L.", b"n:2": b"Bo", b"t:h1": b"1", b"t:h2": b"2", b"t:h5": b"3",
     }  # (only hashes of tokens; a resumed user's new token is not kept)
@@ -344,8 +346,8 @@ def test_a_talk_asked_again_is_answered_as_the_first_time_and_a_late_copy_stores
 
     def append(origin: str, number: int, floor: int, payload: str, talk_id: str = "") -> Any:
         return client.evalsha(
-            SCRIPTS["append"][1], 4, room_key("k"), talks_key("k"), ids_key("k"), sent_key("k"), channel("k"), 100,
-            1, "2.0", payload, "", talk_id, origin, f"{number:016d}", f"{floor:016d}",
+            SCRIPTS["append"][1], 4, room_key("k"), talks_key("k"), ids_key("k"), sent_key("k", origin), channel("k"),
+            100, 1, "2.0", payload, "", talk_id, number, floor, SENT_TTL_MS,
         )
 
     assert append("o1", 1, 1, "first") == 1
@@ -356,7 +358,10 @@ def test_a_talk_asked_again_is_answered_as_the_first_time_and_a_late_copy_stores
     assert append("o1", 3, 3, "third") == 4  # 1 and 2 were answered: their records go
     assert append("o1", 1, 1, "first") == -1  # a late copy of an answered request: refused, nothing written
     assert append("o1", 2, 2, "second", "m-2") == -1
-    assert client.zrange(sent_key("k"), 0, -1) == [b"o1:0000000000000003:4", b"o2:0000000000000001:3"]
+    assert client.zrange(sent_key("k", "o1"), 0, -1, withscores=True) == [(b"4", 3.0)]
+    assert client.zrange(sent_key("k", "o2"), 0, -1, withscores=True) == [(b"3", 1.0)]
+    for origin in ("o1", "o2"):  # a process gone leaves nothing behind for long
+        assert 0 < client.pttl(sent_key("k", origin)) <= SENT_TTL_MS
     assert stored_payloads(redis) == [b"first", b"second", b"another process's first", b"third"]
     heard = [talk.payload for talk in listener.heard() if isinstance(talk, LoggedTalk)]
     assert heard == ["first", "second", "another process's first", "third"]  # each published once

@@ -11,11 +11,12 @@ Keys (each room's carry its join key as a hash tag, so a Redis Cluster keeps a r
                       (version 2: a resume token's SHA-256, never the token)
     chat:{KEY}:ids    sorted set: "<user id>:<talk id>" scored by the talk's offset, trimmed to the
                       last ``retention`` offsets: one talk per user and id while the stream keeps it
-    chat:{KEY}:sent   sorted set, all scores 0 (read by lex ranges): "<origin>:<number>:<offset>" for
-                      each talk the process ``origin`` stored with its request number ``number`` (16
-                      digits), kept until that process has the answer (and the latest few of each
-                      process): a request sent again is answered as the first time, a late copy of
-                      one answered already stores nothing
+    chat:{KEY}:sent:<origin>
+                      sorted set: the offset of each talk the process ``origin`` stored, scored by
+                      its request number, kept until that process has the answer (and its latest
+                      few), the key gone a day after its last talk (`SENT_TTL_MS`): a request sent
+                      again is answered as the first time, a late copy of one answered already
+                      stores nothing
     chat:{KEY}:who    sorted set: "<origin>:<user id>" for each user with a connection to the room
                       on the process ``origin``, scored by when it expires (ms, Redis's clock): each
                       process renews its own every ttl/3 seconds, so a dead one's expire
@@ -121,6 +122,9 @@ KEEPALIVE = 5.0
 """Seconds of silence on the subscriber's connection before it pings Redis to find out whether it is alive."""
 STEADY_CONNECTION = 5.0
 """Seconds a subscriber's connection must have lasted for its next reconnect to start at the shortest pause."""
+SENT_TTL_MS = 24 * 3600 * 1000
+"""How long a process's records of the talks it stored in a room outlive its last talk there (a process gone, or one
+that cannot reach Redis for that long, leaves nothing behind)."""
 MAX_BURST = 512
 """Most messages the subscriber reads before it hands them to the event loop (which takes them all in one go)."""
 
@@ -156,10 +160,9 @@ token hash to resume, name (each '' for none). {user id, 1 if resumed else 0, na
 
 APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local asked = ARGV[8] .. ':' .. ARGV[9]
-local seen = redis.call('ZRANGEBYLEX', KEYS[4], '[' .. asked, '(' .. ARGV[8] .. ';', 'LIMIT', 0, 1)[1]
-if seen then
-  if string.sub(seen, 1, #asked + 1) == asked .. ':' then return tonumber(string.sub(seen, #asked + 2)) end
+local seen = redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[8], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if #seen > 0 then
+  if tonumber(seen[2]) == tonumber(ARGV[8]) then return tonumber(seen[1]) end
   return -1
 end
 local member = false
@@ -186,17 +189,18 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], offset .. '-0', unpack(field
 if offset > tonumber(ARGV[2]) then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', offset - tonumber(ARGV[2]))
 end
-redis.call('ZREMRANGEBYLEX', KEYS[4], '[' .. ARGV[8] .. ':', '(' .. ARGV[8] .. ':' .. ARGV[10])
-redis.call('ZADD', KEYS[4], 0, asked .. ':' .. offset)
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[9])
+redis.call('ZADD', KEYS[4], ARGV[8], offset)
+redis.call('PEXPIRE', KEYS[4], ARGV[10])
 redis.call('PUBLISH', ARGV[1],
   offset .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[5])
 return offset
 """
-"""KEYS: room, talks, ids, sent. ARGV: channel, retention, user id, time, payload, name, talk id (each '' for none),
-origin, request number, the lowest number the origin still waits for an answer to (both 16 digits; an origin has
-no ':' or ';'). The talk's offset (also when this very request ran before: its record); {the stream entry}: the
-user's talk with that id, kept already (nothing done); 0: no room; -1: a later request of the origin ran before this
-one, which is a late copy of a request answered already (nothing done).
+"""KEYS: room, talks, ids, the calling process's sent records. ARGV: channel, retention, user id, time, payload,
+name, talk id (each '' for none), request number, the lowest number the process still waits for an answer to, how
+long its records outlive its last append (ms). The talk's offset (also when this very request ran before: its
+record); {the stream entry}: the user's talk with that id, kept already (nothing done); 0: no room; -1: a later
+request of the process ran before this one, which is a late copy of a request answered already (nothing done).
 
 A request asked again is never refused: the process puts the talks it has no answer for at the head of every
 pipeline, in number order, and one connection's commands run in order; so no later number of the origin runs in the
@@ -312,8 +316,8 @@ def ids_key(join_key: str) -> str:
     return f"chat:{{{join_key}}}:ids"
 
 
-def sent_key(join_key: str) -> str:
-    return f"chat:{{{join_key}}}:sent"
+def sent_key(join_key: str, origin: str) -> str:
+    return f"chat:{{{join_key}}}:sent:{origin}"
 
 
 def who_key(join_key: str) -> str:
@@ -787,9 +791,9 @@ class RedisLog:
         retention, origin, ttl = str(self.settings.retention), self.origin, self._ttl
         if isinstance(item, _Numbered):
             append = item.append
-            return ("EVALSHA", SCRIPTS["append"][1], 4, room_key(key), talks_key(key), ids_key(key), sent_key(key),
-                    channel(key), retention, append.user_id, repr(append.time), append.payload, append.name or "",
-                    append.talk_id or "", origin, f"{item.number:016d}", f"{floor:016d}")
+            return ("EVALSHA", SCRIPTS["append"][1], 4, room_key(key), talks_key(key), ids_key(key),
+                    sent_key(key, origin), channel(key), retention, append.user_id, repr(append.time), append.payload,
+                    append.name or "", append.talk_id or "", item.number, floor, SENT_TTL_MS)
         if isinstance(item, AddUser):
             created = "" if item.created is None else repr(item.created)
             return ("EVALSHA", SCRIPTS["add_user"][1], 2, room_key(key), users_key(key), created,
