@@ -310,10 +310,11 @@ def python_ssl_with_unwrap(target: Target) -> Iterator[None]:
 
 @contextmanager
 def plain_http_on_the_tls_port(target: Target) -> Iterator[None]:
-    with connect(target) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        answer = ended(sock)
-    assert answer == PLAIN_HTTP_ANSWER
+    for line in [b"GET /healthz", b"OPTIONS *", b"DELETE /", b"PATCH /", b"CONNECT 127.0.0.1:443"]:
+        with connect(target) as sock:  # (OpenSSL itself recognises only some methods)
+            sock.sendall(line + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = ended(sock)
+        assert answer == PLAIN_HTTP_ANSWER, line
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert answer.split(b"\r\n\r\n", 1)[1].count(b"\n") == 1  # one line of plain text
     yield

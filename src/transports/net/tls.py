@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -49,8 +50,8 @@ log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 65536
 
-_PLAIN_HTTP = frozenset({"HTTP_REQUEST", "HTTPS_PROXY_REQUEST"})
-"""OpenSSL's reasons for a handshake that began as plain HTTP (a request, or a proxy's CONNECT)."""
+_REQUEST_LINE = re.compile(rb"[A-Z]{3,16} ")
+"""How a plain HTTP request begins (a TLS handshake begins with 0x16): OpenSSL names only some methods."""
 _PLAIN_HTTP_BODY = b"This port speaks TLS: use https:// or wss://\n"
 PLAIN_HTTP_ANSWER = (
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -179,6 +180,8 @@ class _Relay:
         self._handshaken = anyio.Event()
         """Set once the TLS handshake is done, or has failed (then ``_failed`` is set too)."""
         self._failed = False
+        self._first = b""
+        """The first bytes the client sent, to tell plain HTTP from a broken handshake."""
         self.scope = anyio.CancelScope()
         self.finished = anyio.Event()
         self.clean = False
@@ -211,6 +214,8 @@ class _Relay:
         while not at_end:
             data = await _receive(self._sock)
             at_end = not data
+            if not self._first:
+                self._first = data[:32]
             if at_end:
                 incoming.write_eof()
             else:
@@ -239,7 +244,7 @@ class _Relay:
                 await self._flush()
                 break
             except ssl.SSLError as error:
-                if not self._handshaken.is_set() and error.reason in _PLAIN_HTTP:
+                if not self._handshaken.is_set() and _REQUEST_LINE.match(self._first):
                     self._outgoing.read()  # no alert: the client would not understand it
                     async with self._sending:
                         await _send_all(self._sock, PLAIN_HTTP_ANSWER)
