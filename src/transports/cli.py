@@ -307,12 +307,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(_supervise(args, parser, list(sys.argv[1:] if argv is None else argv)))
     config = config_from_args(args)
     _raise_file_limit(config.limits.max_connections, 1 if config.tls is None else 3)
+    supervisor = os.getppid() if args.worker_id is not None else None
     try:
         if args.event_loop == "trio":
-            anyio.run(run_until_signal, config, backend="trio")
+            anyio.run(run_until_signal, config, supervisor, backend="trio")
         else:
             options = {"use_uvloop": args.event_loop == "uvloop"}
-            anyio.run(run_until_signal, config, backend="asyncio", backend_options=options)
+            anyio.run(run_until_signal, config, supervisor, backend="asyncio", backend_options=options)
     except* (DatabaseError, StartupError) as errors:
         _exit_error(parser, args, *(str(error) for error in _leaves(errors)))
 

@@ -273,16 +273,19 @@ async def _drain(storage: LogWorker | RedisBroker | None, grace: float) -> None:
             await storage.drain()
 
 
-async def run_until_signal(config: ServerConfig) -> None:
+async def run_until_signal(config: ServerConfig, supervisor: int | None = None) -> None:
     """Serve until a signal: SIGTERM drains (see `ops.drain`), SIGINT (Ctrl-C) stops at once with 1001.
 
-    A second SIGTERM or SIGINT while stopping (either way) ends the process at once, exit status 1.
+    A second SIGTERM or SIGINT while stopping (either way) ends the process at once, exit status 1. A worker
+    (``supervisor``: its supervisor's pid) drains as on SIGTERM once its supervisor is gone, however it went.
     """
     # SIGHUP reloads the TLS certificate; without TLS it is the command's (which says there is nothing to reload).
     reload = (signal.SIGHUP,) if config.tls is not None else ()
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, *reload) as signals:
         async with anyio.create_task_group() as tasks:
             running: Running = await tasks.start(_run_then_stop_listening, config, tasks.cancel_scope)
+            if supervisor is not None:
+                tasks.start_soon(_drain_when_orphaned, supervisor)
             async for signum in signals:
                 name = signal.Signals(signum).name
                 if signum == signal.SIGHUP:
@@ -297,6 +300,19 @@ async def run_until_signal(config: ServerConfig) -> None:
                 else:
                     log.info("%s: closing connections with 1001", name)
                     running.stop()
+
+
+ORPHAN_CHECK_EVERY = 1.0
+"""Seconds between a worker's looks at whether its supervisor is still its parent."""
+
+
+async def _drain_when_orphaned(supervisor: int) -> None:
+    """Drain once the process that started this worker is gone (killed with SIGKILL, say): a worker in a session of
+    its own would otherwise serve on, alone, on the shared port."""
+    while os.getppid() == supervisor:
+        await anyio.sleep(ORPHAN_CHECK_EVERY)
+    log.warning("the supervisor (pid %d) is gone: this worker drains and exits", supervisor)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _exit_now(why: str) -> NoReturn:

@@ -3,6 +3,7 @@ stored, exit 0 within ``--drain-timeout`` even when clients never answer; with `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from raw_websocket import client_frame, close_code, open_raw, read_until_closed
 from redis_server import redis_server
 from transports.config import Transport
 from transports.ops.drain import BATCH_EVERY, close_spread
+from transports.process import ORPHAN_CHECK_EVERY
 
 DRAIN_TIMEOUT = 3.0
 SLACK = 1.0
@@ -177,6 +179,38 @@ def test_with_workers_a_second_signal_kills_every_worker_and_exits_1(tmp_path: P
             os.kill(worker, 0)  # killed, and reaped by the supervisor
     assert "second SIGTERM while stopping: killing the" in log
     assert "Traceback" not in log
+
+
+def test_workers_whose_supervisor_is_killed_drain_and_exit(tmp_path: Path) -> None:
+    """A supervisor killed with SIGKILL cannot pass anything on: its workers, in sessions of their own, notice."""
+    with redis_server(tmp_path) as redis, server_process(
+        "--http-port", "0", "--ws-port", "0", "--redis", redis.url, "--workers", "2",
+        "--drain-timeout", str(DRAIN_TIMEOUT),
+    ) as supervisor:
+        wait_for(lambda: sum("page from" in line for line in supervisor.log) >= 2, timeout=10)
+        workers = children(supervisor.process.pid)
+        assert len(workers) == 2
+        try:
+            with ChatClient(f"ws://127.0.0.1:{supervisor.ws_port}/") as client:
+                client.init()
+                supervisor.process.kill()
+                assert close_code_of(client, timeout=ORPHAN_CHECK_EVERY + DRAIN_TIMEOUT + SLACK) == 1012
+            wait_for(lambda: not any(_alive(worker) for worker in workers),
+                     timeout=ORPHAN_CHECK_EVERY + DRAIN_TIMEOUT + SLACK)
+        finally:
+            for worker in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker, signal.SIGKILL)
+        gone = [line for line in supervisor.log if "is gone: this worker drains and exits" in line]
+        assert len(gone) == 2, "".join(supervisor.log)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an exited process not reaped yet by whoever adopted it does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_with_workers_a_signal_to_the_process_group_reaches_each_worker_once(tmp_path: Path) -> None:

@@ -22,11 +22,13 @@ import socket
 import ssl
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -168,23 +170,59 @@ def ended(sock: socket.socket) -> bytes:
     return data
 
 
-def run_client(argv: list[str], stdin_steps: list[bytes | float] | None = None) -> subprocess.CompletedProcess[bytes]:
-    """A real client program; ``stdin_steps`` are bytes to write and pauses (seconds) between them."""
+@dataclass(frozen=True)
+class Until:
+    """A step of `run_client`: wait until the client has printed ``marker`` (on stdout, or stderr)."""
+
+    marker: bytes
+    stderr: bool = False
+
+
+HANDSHAKEN = Until(b"Verify return code")
+"""openssl s_client is through the handshake."""
+
+
+def run_client(argv: list[str], steps: list[bytes | Until] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """A real client program; ``steps``: bytes to write to its standard input, and what to wait for in between.
+
+    After the steps its standard input ends (which ends ``openssl s_client``, with close_notify).
+    """
     process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdin is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
+    printed = {False: bytearray(), True: bytearray()}
+    readers = [threading.Thread(target=_collect, args=(stream, printed[which]), daemon=True)
+               for which, stream in ((False, process.stdout), (True, process.stderr))]
+    for reader in readers:
+        reader.start()
     try:
-        for step in stdin_steps or []:
-            if isinstance(step, float):
-                time.sleep(step)
+        for step in steps or []:
+            if isinstance(step, Until):
+                deadline = time.monotonic() + TIMEOUT * 2
+                while step.marker not in printed[step.stderr]:
+                    assert time.monotonic() < deadline, (step, bytes(printed[False]), bytes(printed[True]))
+                    assert process.poll() is None, (step, bytes(printed[False]), bytes(printed[True]))
+                    time.sleep(0.02)
             else:
                 process.stdin.write(step)
                 process.stdin.flush()
-        out, err = process.communicate(timeout=TIMEOUT * 2)  # (its standard input ends: the client ends)
+        with suppress(BrokenPipeError):  # (it may have ended by itself)
+            process.stdin.close()
+        process.wait(timeout=TIMEOUT * 2)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+        for reader in readers:
+            reader.join(timeout=TIMEOUT)
+    return subprocess.CompletedProcess(argv, process.returncode, bytes(printed[False]), bytes(printed[True]))
+
+
+def _collect(stream: IO[bytes], into: bytearray) -> None:
+    while chunk := os.read(stream.fileno(), 65536):
+        into += chunk
+    stream.close()
 
 
 # Behaviours on a TLS port -------------------------------------------------------------------------------------
@@ -261,7 +299,7 @@ def renegotiation(target: Target) -> Iterator[None]:
     """TLS 1.2 renegotiation, asked for by openssl s_client ("R"): refused, and the server goes on."""
     result = run_client(
         ["openssl", "s_client", "-connect", f"127.0.0.1:{target.port}", "-tls1_2", "-servername", "localhost"],
-        [0.5, b"R\n", 1.0],
+        [HANDSHAKEN, b"R\n", Until(b"RENEGOTIATING", stderr=True)],
     )
     assert b"RENEGOTIATING" in result.stderr, result.stdout + result.stderr
     yield
@@ -272,7 +310,7 @@ def key_update(target: Target) -> Iterator[None]:
     """A TLS 1.3 key update that asks for the server's ("K" in openssl s_client), then the request."""
     result = run_client(
         ["openssl", "s_client", "-connect", f"127.0.0.1:{target.port}", "-tls1_3", "-servername", "localhost"],
-        [0.5, b"K\n", 0.3, target.request, 1.0],
+        [HANDSHAKEN, b"K\n", Until(b"KEYUPDATE", stderr=True), target.request, Until(target.answer)],
     )
     assert b"KEYUPDATE" in result.stderr, result.stdout + result.stderr
     assert target.answer in result.stdout, result.stdout + result.stderr
@@ -282,7 +320,8 @@ def key_update(target: Target) -> Iterator[None]:
 @contextmanager
 def openssl_s_client(target: Target) -> Iterator[None]:
     """openssl s_client as people use it: a request on its standard input, which then ends (close_notify)."""
-    result = run_client(["openssl", "s_client", "-connect", f"127.0.0.1:{target.port}"], [target.request, 1.0])
+    result = run_client(["openssl", "s_client", "-connect", f"127.0.0.1:{target.port}"],
+                        [target.request, Until(target.answer)])
     assert target.answer in result.stdout, result.stdout + result.stderr
     yield
 
