@@ -7,6 +7,11 @@ VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
 LOCK="${LOCK:-server}"
 
+# The locks are resolved for CPython 3.11 (scripts/lock.sh): another Python would install packages not made for it.
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || {
+    echo "scripts/setup-env.sh: $PYTHON is not Python 3.11; the lock files are for 3.11: PYTHON=python3.11 $0" >&2
+    exit 2
+}
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi

@@ -107,3 +107,17 @@ def test_the_run_command_installs_only_what_the_server_needs(tmp_path: Path) -> 
     assert {"trio", "trio-websocket", "wsproto", "redis", "hiredis"} <= server
     assert not server & TEST_TOOLS
     assert {"pytest", "mypy", "playwright"} <= dependencies(project["optional-dependencies"]["test"])
+
+
+def test_the_commands_refuse_a_python_the_locks_are_not_for(tmp_path: Path) -> None:
+    """The locks name wheels for CPython 3.11: under another Python, run.sh says so in one line instead of failing
+    somewhere in pip."""
+    other = tmp_path / "python3"
+    other.write_text("#!/bin/sh\nexec /bin/false\n")  # (a Python that is not 3.11, as far as the check can tell)
+    other.chmod(0o755)
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "run.sh"), "--version"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHON": str(other)}, timeout=30, check=False)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "is not Python 3.11" in result.stderr
+    assert "PYTHON=python3.11" in result.stderr
