@@ -309,8 +309,10 @@ ORPHAN_CHECK_EVERY = 1.0
 async def _drain_when_orphaned(supervisor: int) -> None:
     """Drain once the process that started this worker is gone (killed with SIGKILL, say): a worker in a session of
     its own would otherwise serve on, alone, on the shared port."""
-    while os.getppid() == supervisor:
+    while True:  # (polled: nothing wakes a process when its parent dies, short of prctl, which trio's threads defeat)
         await anyio.sleep(ORPHAN_CHECK_EVERY)
+        if os.getppid() != supervisor:
+            break
     log.warning("the supervisor (pid %d) is gone: this worker drains and exits", supervisor)
     os.kill(os.getpid(), signal.SIGTERM)
 
