@@ -521,6 +521,7 @@ class ChatCore:
         if room is None:
             raise ProtocolError('send "init" before "name"')
         session.in_flight += 1
+        session.renaming += 1
         room.pending += 1
         ticket = self._ticket(_Naming(connection, session, room, request.name))
         return self._ask(Rename(ticket, room.join_key, session.user_id, request.name))
@@ -579,6 +580,7 @@ class ChatCore:
             actions = self._presence_changed(room, before, renamed=True)
         if self._sessions.get(connection) is session:
             session.in_flight -= 1
+            session.renaming -= 1
             if isinstance(result, LogFailed):
                 message = f"name not changed: the server could not save it ({result.reason}); try again"
                 actions.append(Send(connection, self._error(session, message)))

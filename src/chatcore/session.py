@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from .rooms import Room
 
 _LOGGED = (TalkRequest, TalkV2, NameRequest, HistoryRequest)
-"""Requests that go to the log: the log answers them in order, so they need not wait for each other."""
+"""Requests that go to the log: the log answers them in order, so they need not wait for each other (but for a
+rename: a talk carries its sender's name, known once the rename is answered)."""
 
 
 class ConnectionState(Enum):
@@ -74,7 +75,7 @@ _TRANSITIONS: dict[tuple[ConnectionState, _Step], ConnectionState] = {
 class Session:
     """One open connection: its state, its room once a member, its rate and its queued answers."""
 
-    __slots__ = ("backlog", "bucket", "flavor", "in_flight", "room", "state", "user_id", "v2")
+    __slots__ = ("backlog", "bucket", "flavor", "in_flight", "renaming", "room", "state", "user_id", "v2")
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.state = ConnectionState.LOBBY
@@ -88,6 +89,8 @@ class Session:
         self.user_id = 0
         self.in_flight = 0
         """Requests of this connection with the log."""
+        self.renaming = 0
+        """Renames among them: what it sends after one waits for it (a talk carries the name it was sent under)."""
         self.backlog: deque[Request | list[Action]] | None = None
         """Requests (and answers) that came while earlier ones were with the log, oldest first."""
 
@@ -109,7 +112,7 @@ class Session:
         """Whether a request (or a ready answer) can be handled before this connection's log requests return."""
         if self.in_flight == 0:
             return True
-        return self.room is not None and isinstance(outcome, _LOGGED)
+        return self.room is not None and isinstance(outcome, _LOGGED) and not self.renaming
 
     def _step(self, step: _Step) -> None:
         self.state = _TRANSITIONS[self.state, step]

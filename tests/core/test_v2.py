@@ -232,6 +232,20 @@ def test_a_rename_is_announced_to_every_version_2_member_and_names_later_talks(n
     assert [e["name"] for e in net.take(3)] == ["Ada", "Ada L."]  # a talk keeps the name it was sent with
 
 
+def test_a_talk_sent_right_after_a_rename_carries_the_new_name(clock: FakeClock) -> None:
+    """A talk does not overtake the rename sent before it: it waits for the log's answer, then carries the name."""
+    net = Net(ChatCore(clock=clock, new_join_key=keys().__next__, external_log=True))
+    room = net.join(1, name="Bob")["joinKey"]
+    net.join(2, joinKey=room)
+    net.take(1)
+    net.take(2)
+    net.send(1, {"type": "name", "name": "Robert"})
+    say(net, 1, "renamed")
+    assert [type(request) for request in net.waiting] == [Rename]  # the talk waits for the rename's answer
+    net.answer()
+    assert [(e["type"], e.get("name")) for e in net.take(2)] == [("renamed", "Robert"), ("talk", "Robert")]
+
+
 def test_a_bad_rename_is_an_error_and_changes_nothing(net: Net) -> None:
     net.join(1, name="Ada")
     net.send(1, {"type": "name", "name": "\t"})
