@@ -166,8 +166,7 @@ def after_a_request(target: Target, context: ssl.SSLContext | None = None) -> It
 
 def ended(sock: socket.socket) -> bytes:
     """What the server sends until it ends the connection; fails if it does not within `TIMEOUT`."""
-    data = read_until_closed(sock, timeout=TIMEOUT)
-    return data
+    return read_until_closed(sock, timeout=TIMEOUT)
 
 
 @dataclass(frozen=True)

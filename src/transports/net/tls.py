@@ -214,14 +214,13 @@ class _Relay:
         while not at_end:
             data = await _receive(self._sock)
             at_end = not data
-            if not self._first:
-                self._first = data[:32]
             if at_end:
                 incoming.write_eof()
             else:
                 incoming.write(data)
             try:
                 if not self._handshaken.is_set():
+                    self._first = self._first or data[:32]
                     try:
                         tls.do_handshake()
                     except ssl.SSLWantReadError:
