@@ -1,11 +1,17 @@
 """What the core asks its driver to do: small frozen dataclasses, performed elsewhere.
 
-Two kinds: what to send to clients (`Send`, `Broadcast`, `Close`), and what to
-ask of the room log (`AddUser`, `Append`, `Load`, `Rename`, `History`: each is
-answered by one result in `chatcore.results`, fed back to
-`ChatCore.log_result`; and, for a log shared by several processes, `Forget`
-and `Presence`, which have no answer). A core with its own in-memory log
-answers those itself and never returns them.
+Two kinds, whatever keeps the room log (memory, SQLite, Redis):
+
+- for clients: `Send`, `Broadcast`, `Close`;
+- for the room log (`LogAction`): the requests `AddUser`, `Append`, `Load`,
+  `Rename`, `History` (`LogRequest`: each answered by one result with its
+  ``ticket``, in `chatcore.results`) and `Fill` (answered by `Filled`); and
+  the notices `Subscribe`, `Forget` and `Presence`, which have no answer. Every
+  backend accepts every one of them: a backend with no other process to tell
+  (memory, SQLite) has nothing to do for a `Subscribe`, for instance.
+
+The driver hands every log action to its backend and feeds what comes back to
+`ChatCore.log_result`.
 """
 
 from __future__ import annotations
@@ -116,10 +122,29 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
+class Fill:
+    """Read the room's talks with offsets above ``after``, oldest first; answered by `Filled` (a backend may retry).
+
+    Asked when talks heard from other processes show a gap (`chatcore.feed`).
+    """
+
+    join_key: str
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """The core is about to read a room it will hold (a `Load`, or an `AddUser` that creates it): a log shared
+    with other processes must tell it, from before that read, of their talks (`TalkArrived`) and presence news."""
+
+    join_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class Presence:
     """A user's first connection to the room on this process opened (``here``), or its last one closed.
 
-    Only a core made with ``shared_log`` says so, for the other processes; it has no result.
+    A shared log tells the other processes; the memory log forgets a user some time after it left. No result.
     """
 
     join_key: str
@@ -132,11 +157,15 @@ class Presence:
 class Forget:
     """The core no longer holds the room (nobody in it, nothing in flight): a shared log may stop listening to it.
 
-    Only a core made with ``shared_log`` says so; it has no result.
+    No result.
     """
 
     join_key: str
 
 
 LogRequest: TypeAlias = AddUser | Append | Load | Rename | History
-Action: TypeAlias = Send | Broadcast | Close | LogRequest | Forget | Presence
+"""The log actions answered by a result with their ``ticket``."""
+LogNotice: TypeAlias = Subscribe | Forget | Presence
+"""The log actions with no answer."""
+LogAction: TypeAlias = LogRequest | Fill | LogNotice
+Action: TypeAlias = Send | Broadcast | Close | LogAction

@@ -7,9 +7,9 @@ Several processes share one room log (Redis): each talk is appended to its
 room's stream at the room's next offset and published on the room's channel
 in the same atomic step, so a channel carries a room's talks in offset order.
 A process listens to the channels of the rooms it holds and hands every talk
-it hears to its core (`ChatCore.log_result` with ``Appended(None, talk)``),
-which shows each talk once, in offset order, holding back any talk that
-arrives before the ones preceding it.
+it hears to its core (`ChatCore.log_result` with a `TalkArrived`), which
+shows each talk once, in offset order, holding back any talk that arrives
+before the ones preceding it. The core keeps a `RoomFeed` for that.
 
 What a channel does not guarantee is that every talk arrives: a subscriber
 that loses its connection misses whatever was published meanwhile. The
@@ -26,13 +26,13 @@ which it does before reading the room (the load): a talk published in
 between is heard, and one published before is in what the load read.
 `loaded` sets where the channel's sequence starts (``seen``, the highest
 offset up to which every talk has reached the core); talks heard before
-that are only remembered. The caller performs each `Fill` (reads the talks
-after ``after`` from the log) and hands the answer to `filled`, and gives
-every talk, heard or filled, to the core. One fill is in flight per room at
+that are only remembered. Each `Fill` returned is a log action (the log
+reads the talks after ``after``); its answer goes to `filled`, and every
+talk, heard or filled, to the room. One fill is in flight per room at
 a time. A fill whose first talk is later than the one asked for means the
 log no longer has the missing talks (trimmed, or lost with the log's data):
 `filled` then returns `Lost`, and the caller ends the room on this process
-(`ChatCore.room_lost`) so that its members rejoin.
+(`ChatCore` closes its members with 1012) so that its members rejoin.
 
 Nothing here performs I/O or reads a clock; the simulation in the tests runs
 it against a model of the broker.
@@ -43,20 +43,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .actions import Fill
 from .results import LoggedTalk
 
 
 @dataclass(frozen=True, slots=True)
-class Fill:
-    """Read the room's talks with offsets above ``after`` from the log, oldest first; hand them to `RoomFeed.filled`."""
-
-    join_key: str
-    after: int
-
-
-@dataclass(frozen=True, slots=True)
 class Lost:
-    """The log no longer has talks ``after + 1`` to ``first - 1`` of the room: end it here (`ChatCore.room_lost`)."""
+    """The log no longer has talks ``after + 1`` to ``first - 1`` of the room: end it here (`ChatCore` closes its members with 1012)."""
 
     join_key: str
     after: int

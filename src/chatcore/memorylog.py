@@ -1,12 +1,14 @@
-"""The room log kept in memory: the loopback a core without a store uses.
+"""The room log kept in memory: a backend without I/O, for a server without a store and for the core's tests.
 
-It answers every request at once, with the same results a durable log gives
-after its commit, so that a talk takes one way through the core whether rooms
-are kept in memory, in SQLite, or (later) in a log shared by many processes.
+`MemoryLog.perform` takes any log action of `chatcore.actions` and returns
+its results at once: the same results a durable log gives after its commit,
+so that a talk takes one way through the core whether rooms are kept in
+memory, in SQLite or in Redis. There is no other process to hear from: a
+`Subscribe` or a `Forget` has nothing to do.
 
 Being the only store of names and resume tokens, it bounds them: a user is
-remembered from its `AddUser` until it has `left` and ``remembered_users``
-others have left after it.
+remembered from its `AddUser` until it has left (a `Presence` that says so)
+and ``remembered_users`` others have left after it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,22 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import NamedTuple, assert_never
 
-from .actions import AddUser, Append, History, Load, LogRequest, Rename
+from .actions import AddUser, Append, Fill, Forget, History, Load, LogAction, LogRequest, Presence, Rename, Subscribe
 from .limits import CoreLimits
-from .results import Appended, HistoryRead, KeyTaken, Loaded, LogFailed, LogResult, NameSaved, SavedRoom, UserAdded
-from .rooms import Talk
+from .results import (
+    Appended,
+    Filled,
+    HistoryRead,
+    KeyTaken,
+    Loaded,
+    LogAnswer,
+    LogFailed,
+    LoggedTalk,
+    LogResult,
+    NameSaved,
+    SavedRoom,
+    UserAdded,
+)
 
 
 class _User(NamedTuple):
@@ -28,7 +42,7 @@ class _User(NamedTuple):
 
 @dataclass(slots=True)
 class _Room:
-    talks: deque[Talk]
+    talks: deque[LoggedTalk]
     last_user_id: int = field(default=0)
     last_offset: int = field(default=0)
     users: dict[int, _User] = field(default_factory=dict)
@@ -37,7 +51,7 @@ class _Room:
     """Token hash → user id, for the users in ``users``."""
     absent: OrderedDict[int, None] = field(default_factory=OrderedDict)
     """The users in ``users`` that have left, the one that left longest ago first."""
-    talk_ids: dict[tuple[int, str], Talk] = field(default_factory=dict)
+    talk_ids: dict[tuple[int, str], LoggedTalk] = field(default_factory=dict)
     """(user id, talk id) → the talk, for the talks still kept, oldest first."""
 
 
@@ -53,9 +67,23 @@ class MemoryLog:
     def room_count(self) -> int:
         return len(self._rooms)
 
+    def perform(self, action: LogAction) -> list[LogResult]:
+        """Do a log action: its result (none for a notice)."""
+        if isinstance(action, Presence):
+            if not action.here:
+                self.left(action.join_key, action.user_id)
+            return []
+        if isinstance(action, Subscribe | Forget):
+            return []
+        if isinstance(action, Fill):
+            room = self._rooms.get(action.join_key)
+            talks = () if room is None else tuple(talk for talk in room.talks if talk.offset > action.after)
+            return [Filled(action.join_key, action.after, talks)]
+        return [self.answer(action)]
+
     def left(self, join_key: str, user_id: int) -> None:
         """The user has no connection to the room any more: remembered among the last ``remembered_users`` that
-        left, then forgotten (its token no longer resumes). The core calls this for its own memory log."""
+        left, then forgotten (its token no longer resumes)."""
         room = self._rooms.get(join_key)
         if room is None or user_id not in room.users:
             return
@@ -71,13 +99,11 @@ class MemoryLog:
     def append(
         self, join_key: str, user_id: int, time: float, payload: str, name: str | None = None,
         talk_id: str | None = None,
-    ) -> tuple[Talk, bool]:
+    ) -> tuple[LoggedTalk, bool]:
         """Append a talk to an existing room (else `KeyError`): the talk, with its offset, and whether a duplicate.
 
         A talk whose user and id the room has already is not appended: the
-        one it has is returned, with True. What `answer` does for an `Append`,
-        without the request and result around it: the core calls this for
-        every talk it keeps in memory.
+        one it has is returned, with True.
         """
         room = self._rooms[join_key]
         if talk_id is not None:
@@ -85,7 +111,7 @@ class MemoryLog:
             if kept is not None:
                 return kept, True
         room.last_offset = offset = room.last_offset + 1
-        talk = Talk(join_key, offset, user_id, time, payload, name, talk_id)
+        talk = LoggedTalk(join_key, offset, user_id, time, payload, name, talk_id)
         talks = room.talks
         if room.talk_ids and len(talks) == talks.maxlen:
             dropped = talks[0]
@@ -96,7 +122,7 @@ class MemoryLog:
             room.talk_ids[user_id, talk_id] = talk
         return talk, False
 
-    def answer(self, request: LogRequest) -> LogResult:
+    def answer(self, request: LogRequest) -> LogAnswer:
         """Do ``request`` and return its result."""
         if isinstance(request, Append):
             if request.join_key not in self._rooms:
@@ -104,7 +130,7 @@ class MemoryLog:
             talk, duplicate = self.append(
                 request.join_key, request.user_id, request.time, request.payload, request.name, request.talk_id
             )
-            return Appended(request.ticket, talk.logged(), duplicate)
+            return Appended(request.ticket, talk, duplicate)
         if isinstance(request, AddUser):
             room = self._rooms.get(request.join_key)
             if request.created is not None:
@@ -133,7 +159,7 @@ class MemoryLog:
             room = self._rooms.get(request.join_key)
             if room is None:
                 return Loaded(request.ticket, None)
-            recent = tuple(talk.logged() for talk in tuple(room.talks)[-request.recent:]) if request.recent else ()
+            recent = tuple(room.talks)[-request.recent:] if request.recent else ()
             return Loaded(request.ticket, SavedRoom(request.join_key, room.last_offset, recent))
         if isinstance(request, Rename):
             room = self._rooms.get(request.join_key)
@@ -149,5 +175,5 @@ class MemoryLog:
             earlier = [talk for talk in room.talks if talk.offset < request.before]
             chosen = earlier[-request.limit:]
             older = len(earlier) > len(chosen)
-            return HistoryRead(request.ticket, tuple(talk.logged() for talk in chosen), older)
+            return HistoryRead(request.ticket, tuple(chosen), older)
         assert_never(request)

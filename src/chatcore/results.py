@@ -1,11 +1,13 @@
-"""What the room log answers: fed back to the core with `ChatCore.log_result`.
+"""What the room log answers, and what it tells: fed back to the core with `ChatCore.log_result`.
 
 A request (`AddUser`, `Append`, `Load`, `Rename`, `History` in `chatcore.actions`) is answered by
-exactly one result with the same ``ticket``, in the order the requests were
-made. An `Appended` with ``ticket=None`` is a talk the log accepted from
-someone else (another process sharing the log): the core delivers it the same
-way as its own. `PresenceHeard` and `PresenceSnapshot` carry what other
-processes sharing the log say about who is in a room.
+exactly one result with the same ``ticket`` (`LogAnswer`), in the order the requests were
+made (a shared log may answer an `Append` late: it is never reported failed
+if it may have been stored); a `Fill` by `Filled`. A log shared with other
+processes also tells, unasked (`LogNews`): talks they appended (`TalkArrived`),
+who is in a room there (`PresenceHeard`, `PresenceSnapshot`), that a
+subscription is in place (`Subscribed`), or that the log lost its data
+(`LogLost`). The core accepts every result whatever the backend.
 """
 
 from __future__ import annotations
@@ -97,12 +99,12 @@ class KeyTaken:
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """A talk is in the room's log at ``talk.offset``; ``ticket`` is None when the talk came from elsewhere.
+    """`Append` done: the talk is in the room's log at ``talk.offset``.
 
     ``duplicate``: the log had this user's talk with this id already; ``talk`` is that one, not stored again.
     """
 
-    ticket: Ticket | None
+    ticket: Ticket
     talk: LoggedTalk
     duplicate: bool = False
 
@@ -140,4 +142,35 @@ class LogFailed:
     reason: str
 
 
-LogResult: TypeAlias = UserAdded | KeyTaken | Appended | Loaded | NameSaved | HistoryRead | LogFailed
+@dataclass(frozen=True, slots=True)
+class Filled:
+    """`Fill` done: the room's talks with offsets above ``after`` the log has, oldest first."""
+
+    join_key: str
+    after: int
+    talks: tuple[LoggedTalk, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TalkArrived:
+    """A talk another process appended to a room this process subscribed to, heard on the room's channel."""
+
+    talk: LoggedTalk
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """A subscription to the room is in place (again, after the log's connection came back: anything may be missed)."""
+
+    join_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogLost:
+    """The shared log came back without its data: every room held here is gone."""
+
+
+LogAnswer: TypeAlias = UserAdded | KeyTaken | Appended | Loaded | NameSaved | HistoryRead | LogFailed
+"""The results that answer a `chatcore.actions.LogRequest`, by its ticket."""
+LogNews: TypeAlias = TalkArrived | Subscribed | PresenceHeard | PresenceSnapshot | LogLost
+LogResult: TypeAlias = LogAnswer | Filled | LogNews

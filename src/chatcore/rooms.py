@@ -7,24 +7,11 @@ from collections.abc import Sequence
 
 from .actions import ConnectionId
 from .results import LoggedTalk, SavedRoom
-from .wire import seed, v2
-
-Flavor = int
-"""How a member wants events: `SEED_TEXT`, `SEED_MARKUP` (payloads HTML-escaped), `V2_TEXT`, `V2_MARKUP`."""
-SEED_TEXT, SEED_MARKUP, V2_TEXT, V2_MARKUP = 0, 1, 2, 3
-FLAVORS = (SEED_TEXT, SEED_MARKUP, V2_TEXT, V2_MARKUP)
-
-
-def flavor(*, v2: bool, renders_text: bool) -> Flavor:
-    return (V2_TEXT if v2 else SEED_TEXT) + (0 if renders_text else 1)
-
-
-def escapes(flavor: Flavor) -> bool:
-    return flavor & 1 == 1
-
+from .wire.dialect import Dialect
+from .wire.dialects import DIALECTS
 
 class Talk:
-    """One talk from the log, encoded at most once for each flavor of client.
+    """One talk from the log, encoded at most once for each dialect (`chatcore.wire.dialect`).
 
     A core with a memory log keeps these very objects in the log and in the
     room's history: a talk held in memory is one object, wherever it is held.
@@ -51,22 +38,14 @@ class Talk:
             self.join_key, self.offset, self.user_id, self.time, self.payload, self.name, self.talk_id
         )
 
-    def message(self, flavor: Flavor) -> str:
-        """The ``talk`` event as JSON text for one flavor of client."""
+    def message(self, dialect: Dialect) -> str:
+        """The ``talk`` event as JSON text in one dialect."""
         encoded = self._encoded
         if encoded is None:
-            encoded = self._encoded = [None, None, None, None]
-        text = encoded[flavor]
+            encoded = self._encoded = [None] * len(DIALECTS)
+        text = encoded[dialect.slot]
         if text is None:
-            escape_html = escapes(flavor)
-            if flavor >= V2_TEXT:
-                text = v2.talk_event(
-                    self.payload, self.user_id, self.time, self.offset, self.name, self.talk_id,
-                    escape_html=escape_html,
-                )
-            else:
-                text = seed.talk_event(self.payload, self.user_id, self.time, escape_html=escape_html)
-            encoded[flavor] = text
+            text = encoded[dialect.slot] = dialect.talk_event(self)
         return text
 
 
@@ -75,8 +54,8 @@ class Room:
 
     Talks are delivered in offset order, each once: `accept` holds back a
     talk that arrives before one with a lower offset (`next_due` hands it out
-    when its turn comes), and ignores one already delivered. ``pending`` counts log requests in flight for the room: the
-    core forgets an idle room only once it is zero.
+    when its turn comes), and ignores one already delivered. ``in_flight`` counts log requests in flight for the
+    room: the core forgets an idle room only once it is zero.
 
     Presence: a user is in the room while it has a connection to it here
     (``local``) or, with a shared log, on another process (``remote``, as the
@@ -85,20 +64,19 @@ class Room:
 
     __slots__ = (
         "_audiences", "_early", "_history", "_history_limit", "_members", "_recipients", "join_key", "last_offset",
-        "local", "name_seq", "names", "pending", "presence_seq", "remote", "remote_users",
+        "in_flight", "local", "name_seq", "names", "presence_seq", "remote", "remote_users",
     )
 
     def __init__(self, join_key: str, history_limit: int, *, last_offset: int = 0) -> None:
         self.join_key = join_key
         self.last_offset = last_offset
         """The offset of the newest talk delivered (0: none yet)."""
-        self.pending = 0
+        self.in_flight = 0
         self._history_limit = history_limit
         self._history: deque[Talk] | None = None  # made on the first talk: many rooms never have one
         self._early: dict[int, Talk] | None = None
-        self._members: tuple[dict[ConnectionId, int], ...] = ({}, {}, {}, {})
-        self._recipients: tuple[tuple[ConnectionId, ...], ...] | None = None
-        self._audiences: tuple[tuple[Flavor, tuple[ConnectionId, ...]], ...] | None = None
+        self._members: tuple[dict[ConnectionId, int], ...] = tuple({} for _ in DIALECTS)
+        self._audiences: tuple[tuple[Dialect, tuple[ConnectionId, ...]], ...] | None = None
         self.local: dict[int, int] = {}
         """Users with connections to the room on this process, and how many."""
         self.names: dict[int, str | None] = {}
@@ -142,7 +120,7 @@ class Room:
     @property
     def idle(self) -> bool:
         """Nobody in it and nothing in flight for it."""
-        return not self.local and not self.pending
+        return not self.local and not self.in_flight
 
     def accept(self, talk: Talk) -> Talk | None:
         """Take a talk from the log: the talk to deliver now if it is the next one, else None.
@@ -184,11 +162,11 @@ class Room:
         self.last_offset = talk.offset
         return talk
 
-    def add_member(self, connection: ConnectionId, user_id: int, flavor: Flavor) -> None:
-        """Admit a connection under a user id the log handed out."""
-        self._members[flavor][connection] = user_id
+    def add_member(self, connection: ConnectionId, user_id: int, dialect: Dialect) -> None:
+        """Admit a connection speaking ``dialect`` under a user id the log handed out."""
+        self._members[dialect.slot][connection] = user_id
         self.local[user_id] = self.local.get(user_id, 0) + 1
-        self._recipients = self._audiences = None
+        self._audiences = None
 
     def remove_member(self, connection: ConnectionId) -> int:
         """Let a connection go; its user id."""
@@ -203,19 +181,19 @@ class Room:
             self.local[user_id] = count
         else:
             del self.local[user_id]
-        self._recipients = self._audiences = None
+        self._audiences = None
         return user_id
 
-    def recipients(self) -> tuple[tuple[ConnectionId, ...], ...]:
-        """The members of each flavor (`FLAVORS`)."""
-        if self._recipients is None:
-            self._recipients = tuple(tuple(members) for members in self._members)
-        return self._recipients
+    def connections(self) -> list[ConnectionId]:
+        """Every member connection."""
+        return [connection for members in self._members for connection in members]
 
-    def audiences(self) -> tuple[tuple[Flavor, tuple[ConnectionId, ...]], ...]:
-        """The flavors that have members, each with its members: who gets which encoding of a talk."""
+    def audiences(self) -> tuple[tuple[Dialect, tuple[ConnectionId, ...]], ...]:
+        """The dialects that have members, each with its members: who gets which encoding of an event."""
         if self._audiences is None:
-            self._audiences = tuple((kind, members) for kind, members in enumerate(self.recipients()) if members)
+            self._audiences = tuple(
+                (dialect, tuple(members)) for dialect, members in zip(DIALECTS, self._members, strict=True) if members
+            )
         return self._audiences
 
     def present(self, user_id: int) -> bool:

@@ -1,6 +1,6 @@
 """Per-connection state: where one connection stands in the protocol, and the answers it is owed.
 
-States and the transitions between them (anything not listed is a bug)::
+States and the transitions between them (anything not listed is a bug, and raises `TransitionError`)::
 
     LOBBY ───init──────────▶ JOINING ───UserAdded──────▶ MEMBER
       ▲                         │ (KeyTaken: another key, another AddUser)
@@ -30,21 +30,21 @@ from collections import deque
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
+from .errors import TransitionError
 from .ratelimit import TokenBucket
-from .rooms import SEED_MARKUP, Flavor
-from .wire.seed import TalkRequest
-from .wire.v2 import HistoryRequest, NameRequest, Request, TalkV2
+from .wire.dialect import Dialect, HistoryRequest, NameRequest, Request, TalkRequest
+from .wire.dialects import LOBBY
 
 if TYPE_CHECKING:
     from .actions import Action
     from .rooms import Room
 
-_LOGGED = (TalkRequest, TalkV2, NameRequest, HistoryRequest)
+_LOGGED = (TalkRequest, NameRequest, HistoryRequest)
 """Requests that go to the log: the log answers them in order, so they need not wait for each other (but for a
 rename: a talk carries its sender's name, known once the rename is answered)."""
 
 
-class ConnectionState(Enum):
+class SessionState(Enum):
     """Where a connection stands; see the module docstring for the transitions."""
 
     LOBBY = auto()
@@ -60,29 +60,27 @@ class _Step(Enum):
     CLOSE_ASKED = auto()
 
 
-_TRANSITIONS: dict[tuple[ConnectionState, _Step], ConnectionState] = {
-    (ConnectionState.LOBBY, _Step.JOIN_ASKED): ConnectionState.JOINING,
-    (ConnectionState.JOINING, _Step.JOINED): ConnectionState.MEMBER,
-    (ConnectionState.JOINING, _Step.JOIN_FAILED): ConnectionState.LOBBY,
-    (ConnectionState.LOBBY, _Step.CLOSE_ASKED): ConnectionState.CLOSING,
-    (ConnectionState.JOINING, _Step.CLOSE_ASKED): ConnectionState.CLOSING,
-    (ConnectionState.MEMBER, _Step.CLOSE_ASKED): ConnectionState.CLOSING,
-    (ConnectionState.CLOSING, _Step.JOINED): ConnectionState.CLOSING,
-    (ConnectionState.CLOSING, _Step.JOIN_FAILED): ConnectionState.CLOSING,
+_TRANSITIONS: dict[tuple[SessionState, _Step], SessionState] = {
+    (SessionState.LOBBY, _Step.JOIN_ASKED): SessionState.JOINING,
+    (SessionState.JOINING, _Step.JOINED): SessionState.MEMBER,
+    (SessionState.JOINING, _Step.JOIN_FAILED): SessionState.LOBBY,
+    (SessionState.LOBBY, _Step.CLOSE_ASKED): SessionState.CLOSING,
+    (SessionState.JOINING, _Step.CLOSE_ASKED): SessionState.CLOSING,
+    (SessionState.MEMBER, _Step.CLOSE_ASKED): SessionState.CLOSING,
+    (SessionState.CLOSING, _Step.JOINED): SessionState.CLOSING,
+    (SessionState.CLOSING, _Step.JOIN_FAILED): SessionState.CLOSING,
 }
 
 
 class Session:
     """One open connection: its state, its room once a member, its rate and its queued answers."""
 
-    __slots__ = ("backlog", "bucket", "flavor", "in_flight", "renaming", "room", "state", "user_id", "v2")
+    __slots__ = ("backlog", "bucket", "dialect", "in_flight", "renaming", "room", "state", "user_id")
 
     def __init__(self, bucket: TokenBucket) -> None:
-        self.state = ConnectionState.LOBBY
-        self.v2 = False
-        """The connection's latest ``init`` asked for protocol version 2."""
-        self.flavor: Flavor = SEED_MARKUP
-        """How it wants events, once a member (`chatcore.rooms.flavor`)."""
+        self.state = SessionState.LOBBY
+        self.dialect: Dialect = LOBBY
+        """How it reads and writes: the seed's until an ``init`` chooses (the latest ``init``'s choice)."""
         self.bucket = bucket
         self.room: Room | None = None
         """Its room once it joined (MEMBER, or CLOSING after it joined); it never changes after."""
@@ -115,4 +113,7 @@ class Session:
         return self.room is not None and isinstance(outcome, _LOGGED) and not self.renaming
 
     def _step(self, step: _Step) -> None:
-        self.state = _TRANSITIONS[self.state, step]
+        state = _TRANSITIONS.get((self.state, step))
+        if state is None:
+            raise TransitionError(f"{step.name.lower().replace('_', ' ')} is not a transition from {self.state.name}")
+        self.state = state

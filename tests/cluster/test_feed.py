@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from chatcore import LoggedTalk
-from chatcore.feed import Fill, Lost, RoomFeed
+from chatcore import Fill, LoggedTalk
+from chatcore.feed import Lost, RoomFeed
 
 
 def talk(offset: int, key: str = "k") -> LoggedTalk:

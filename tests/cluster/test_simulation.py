@@ -40,9 +40,20 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from chatcore import Action, Broadcast, ChatCore, Close, CoreLimits, LoggedTalk, PresenceSnapshot, Send, closecodes
-from chatcore.shared import SharedChat
-from redis_model import TTL, Filled, ModelBroker, RedisModel
+from chatcore import (
+    Action,
+    Broadcast,
+    ChatCore,
+    Close,
+    CoreLimits,
+    LoggedTalk,
+    LogLost,
+    Send,
+    Subscribed,
+    TalkArrived,
+    closecodes,
+)
+from redis_model import TTL, ModelBroker, RedisModel
 
 PROCESSES = 3
 
@@ -146,11 +157,10 @@ class Process:
         self.clock = itertools.count(1)
         core = ChatCore(
             clock=lambda: float(next(self.clock)), new_join_key=keys.__next__,
-            limits=CoreLimits(history_limit=1000, messages_per_second=1e9, message_burst=10**9),
-            external_log=True, shared_log=True,
+            limits=CoreLimits(history_limit=1000, messages_per_second=1e9, message_burst=10**9)
         )
         self.broker = ModelBroker(redis)
-        self.chat = SharedChat(core, self.broker)
+        self.chat = core
         self.connections = itertools.count(1)
 
     def perform(self, actions: list[Action]) -> None:
@@ -167,7 +177,7 @@ class Process:
                 client.gone = True
                 self.perform(self.chat.disconnect(action.connection))
             else:
-                raise AssertionError(f"a log action reached the driver: {action}")
+                self.broker.perform(action)
 
 
 class Cluster(RuleBasedStateMachine):
@@ -325,13 +335,7 @@ class Cluster(RuleBasedStateMachine):
         broker = process.broker
         if not broker.results:
             return
-        answer = broker.results.popleft()
-        if isinstance(answer, Filled):
-            process.perform(process.chat.filled(answer.fill.join_key, answer.fill.after, answer.talks))
-        elif isinstance(answer, PresenceSnapshot):
-            process.perform(process.chat.presence_snapshot(answer))
-        else:
-            process.perform(process.chat.log_result(answer))
+        process.perform(process.chat.log_result(broker.results.popleft()))
 
     @rule(process=st.integers(0, PROCESSES - 1), count=st.integers(1, 8))
     def a_subscriber_hears(self, process: int, count: int) -> None:
@@ -350,11 +354,11 @@ class Cluster(RuleBasedStateMachine):
         heard = broker.inbox.popleft()
         # (Possibly of a room unsubscribed since: as with Redis, what was on its way still arrives.)
         if heard.talk is not None:
-            process.perform(process.chat.heard(heard.talk))
+            process.perform(process.chat.log_result(TalkArrived(heard.talk)))
         elif heard.presence is not None:
-            process.perform(process.chat.presence_heard(heard.presence))
+            process.perform(process.chat.log_result(heard.presence))
         else:
-            process.perform(process.chat.subscribed(heard.join_key))
+            process.perform(process.chat.log_result(Subscribed(heard.join_key)))
             broker.refresh(heard.join_key)
 
     @rule(process=st.integers(0, PROCESSES - 1))
@@ -388,7 +392,7 @@ class Cluster(RuleBasedStateMachine):
             return
         if broker.reconnect():  # Redis lost its data: no history to show as it was
             self.lost_keys = self.keys_drawn
-            process.perform(process.chat.log_lost())
+            process.perform(process.chat.log_result(LogLost()))
 
     # Faults are drawn with a die (``roll``), so that most runs get far enough for them to matter.
 
@@ -483,7 +487,7 @@ class Cluster(RuleBasedStateMachine):
 
         held: dict[str, list[tuple[int, dict[int, str | None]]]] = {}
         for process in self.processes:
-            for join_key, room in process.chat.core._rooms.items():
+            for join_key, room in process.chat._rooms.items():
                 if self._lost(join_key):
                     continue
                 members = named(join_key, room.members())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatcore import ChatCore
-from corekit import FakeClock, keys
+from corekit import FakeClock, LocalChat, keys
 
 
 @pytest.fixture
@@ -15,4 +15,4 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def core(clock: FakeClock) -> ChatCore:
-    return ChatCore(clock=clock, new_join_key=keys().__next__)
+    return LocalChat(clock=clock, new_join_key=keys().__next__)

@@ -15,7 +15,7 @@ import tracemalloc
 import pytest
 
 from chatcore import ChatCore, CoreLimits, PresenceHeard
-from corekit import FakeClock, decoded, keys
+from corekit import FakeClock, LocalChat, StoredChat, decoded, keys
 from v2kit import Net
 
 CHURN = 10_000
@@ -27,7 +27,7 @@ ONE_MEMBER = {"names": 1, "name_seq": 0, "local": 1, "remote": 0, "remote_users"
 
 
 def memory_core(remembered_users: int = REMEMBERED) -> ChatCore:
-    return ChatCore(
+    return LocalChat(
         clock=FakeClock(), new_join_key=keys().__next__, limits=CoreLimits(remembered_users=remembered_users)
     )
 
@@ -65,24 +65,24 @@ def test_a_room_kept_in_memory_keeps_the_connected_users_and_a_bounded_number_of
 
 
 def test_a_room_with_an_external_log_keeps_only_the_names_of_its_connected_users() -> None:
-    net = Net(ChatCore(clock=FakeClock(), new_join_key=keys().__next__, external_log=True))
+    net = Net(StoredChat(clock=FakeClock(), new_join_key=keys().__next__))
     join_key = net.join(MEMBER, name="Stays")["joinKey"]
     churn(net, join_key, 10, CHURN)
     assert held_room_sizes(net.core, join_key) == ONE_MEMBER
 
 
 def test_a_room_shared_with_other_processes_forgets_the_names_of_their_users_once_they_left() -> None:
-    net = Net(ChatCore(clock=FakeClock(), new_join_key=keys().__next__, external_log=True, shared_log=True))
+    net = Net(ChatCore(clock=FakeClock(), new_join_key=keys().__next__))
     join_key = net.join(MEMBER, name="Stays")["joinKey"]
     seq = 0
     for user_id in range(2, 2 + CHURN):
         for here, name in ((True, f"user {user_id}"), (None, f"renamed {user_id}"), (False, None)):
             seq += 1
-            net.do(net.core.presence_heard(PresenceHeard(join_key, seq, "other", user_id, here, name)))
+            net.do(net.core.log_result(PresenceHeard(join_key, seq, "other", user_id, here, name)))
         net.take(MEMBER)
     assert held_room_sizes(net.core, join_key) == ONE_MEMBER
     # Still told who comes, with the name the news gives.
-    net.do(net.core.presence_heard(PresenceHeard(join_key, seq + 1, "other", 5, True, "Back")))
+    net.do(net.core.log_result(PresenceHeard(join_key, seq + 1, "other", 5, True, "Back")))
     assert net.take(MEMBER) == [{"type": "joined", "userId": 5, "name": "Back"}]
 
 

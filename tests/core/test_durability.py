@@ -19,7 +19,6 @@ from chatcore import (
     Broadcast,
     ChatCore,
     Close,
-    ConnectionState,
     CoreLimits,
     DriverError,
     Load,
@@ -29,14 +28,15 @@ from chatcore import (
     MemoryLog,
     SavedRoom,
     Send,
+    SessionState,
     UserAdded,
 )
-from corekit import FakeClock, decoded, keys, send
+from corekit import FakeClock, LocalChat, StoredChat, decoded, keys, send
 
 
 @pytest.fixture
 def core(clock: FakeClock) -> ChatCore:
-    return ChatCore(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(history_limit=3), external_log=True)
+    return StoredChat(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(history_limit=3))
 
 
 @pytest.fixture
@@ -74,10 +74,10 @@ def test_a_new_room_is_shown_only_once_the_log_hands_out_its_first_user(core: Ch
     core.connect(1)
     request = only(send(core, 1, {"type": "init"}), AddUser)
     assert (request.join_key, request.created) == ("key1", 1000.0)
-    assert core.state_of(1) is ConnectionState.JOINING
+    assert core.state_of(1) is SessionState.JOINING
     reply = only(core.log_result(UserAdded(request.ticket, 1)), Send)
     assert decoded(reply) == {"type": "init", "joinKey": "key1", "userId": 1}
-    assert core.state_of(1) is ConnectionState.MEMBER
+    assert core.state_of(1) is SessionState.MEMBER
     assert core.pending_count == 0
 
 
@@ -155,7 +155,7 @@ def test_an_unknown_key_is_not_found_and_the_connection_may_try_again(core: Chat
     load = only(send(core, 1, {"type": "init", "joinKey": "nope"}), Load)
     error = only(core.log_result(Loaded(load.ticket, None)), Send)
     assert decoded(error)["message"] == "chat not found."
-    assert core.state_of(1) is ConnectionState.LOBBY
+    assert core.state_of(1) is SessionState.LOBBY
     assert isinstance(only(send(core, 1, {"type": "init"}), AddUser), AddUser)
     assert core.room_count == 1
 
@@ -199,14 +199,14 @@ def test_requests_sent_while_joining_are_handled_after_the_join_in_order(core: C
 
 def test_answers_keep_the_order_of_requests_while_a_talk_is_with_the_log(clock: FakeClock, log: MemoryLog) -> None:
     limits = CoreLimits(message_burst=2, max_rate_strikes=1)
-    core = ChatCore(clock=clock, new_join_key=keys().__next__, limits=limits, external_log=True)
+    core = StoredChat(clock=clock, new_join_key=keys().__next__, limits=limits)
     create(core, log, 1)
     clock.now += 10
     request = only(send(core, 1, {"type": "talk", "payload": "first"}), Append)
     assert core.receive_text(1, "not json") == []
     assert send(core, 1, {"type": "talk", "payload": "too fast"}) == []
     assert send(core, 1, {"type": "talk", "payload": "too fast"}) == []
-    assert core.state_of(1) is ConnectionState.CLOSING
+    assert core.state_of(1) is SessionState.CLOSING
     actions = core.log_result(log.answer(request))
     assert [decoded(action)["payload"] for action in actions[:3]] == [
         "first",
@@ -220,7 +220,7 @@ def test_answers_keep_the_order_of_requests_while_a_talk_is_with_the_log(clock: 
 
 def test_a_backlog_that_keeps_growing_is_closed(clock: FakeClock) -> None:
     limits = CoreLimits(message_burst=2, max_rate_strikes=1)
-    core = ChatCore(clock=clock, new_join_key=keys().__next__, limits=limits, external_log=True)
+    core = StoredChat(clock=clock, new_join_key=keys().__next__, limits=limits)
     core.connect(1)
     send(core, 1, {"type": "init"})
     for _ in range(4):
@@ -260,7 +260,7 @@ def test_a_waiter_who_leaves_during_a_load_leaves_no_room_behind(core: ChatCore)
 
 
 def test_a_memory_core_never_asks_the_driver(clock: FakeClock) -> None:
-    core = ChatCore(clock=clock, new_join_key=keys().__next__)
+    core = LocalChat(clock=clock, new_join_key=keys().__next__)
     core.connect(1)
     reply = only(send(core, 1, {"type": "init"}), Send)
     assert json.loads(reply.message)["userId"] == 1

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from chatcore import AddUser, Broadcast, ChatCore, ConnectionState, CoreLimits, KeyTaken, Send
+from chatcore import AddUser, Broadcast, ChatCore, CoreLimits, KeyTaken, Send, SessionState
 from chatcore.core import MAX_JOIN_KEY_ATTEMPTS
-from corekit import ESCAPED, MARKUP, FakeClock, assert_error, decoded, join_room, keys, only_reply, send, start_room
+from corekit import (
+    ESCAPED,
+    MARKUP,
+    FakeClock,
+    LocalChat,
+    StoredChat,
+    assert_error,
+    decoded,
+    join_room,
+    keys,
+    only_reply,
+    send,
+    start_room,
+)
 
 
 def test_init_creates_a_room_with_the_generated_key_and_first_user_id(core: ChatCore) -> None:
@@ -21,7 +34,7 @@ def test_each_init_without_key_creates_a_new_room(core: ChatCore) -> None:
 
 def test_a_colliding_join_key_is_drawn_again() -> None:
     drawn = iter(["same", "same", "other"])
-    core = ChatCore(clock=FakeClock(), new_join_key=drawn.__next__)
+    core = LocalChat(clock=FakeClock(), new_join_key=drawn.__next__)
     assert start_room(core, 1) == "same"
     assert start_room(core, 2) == "other"
 
@@ -48,7 +61,7 @@ def test_a_joiner_gets_the_history_after_its_init_in_order(core: ChatCore) -> No
 
 
 def test_history_keeps_only_the_most_recent_messages() -> None:
-    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, limits=CoreLimits(history_limit=2))
+    core = LocalChat(clock=FakeClock(), new_join_key=keys().__next__, limits=CoreLimits(history_limit=2))
     join_key = start_room(core, 1)
     for text in ["one", "two", "three"]:
         send(core, 1, {"type": "talk", "payload": text})
@@ -111,16 +124,16 @@ def test_replay_is_escaped_for_markup_renderers_only(core: ChatCore) -> None:
 
 def test_a_connection_moves_from_lobby_to_member_and_back_to_lobby_when_its_join_fails(core: ChatCore) -> None:
     core.connect(1)
-    assert core.state_of(1) is ConnectionState.LOBBY
+    assert core.state_of(1) is SessionState.LOBBY
     assert_error(send(core, 1, {"type": "init", "joinKey": "nope"}), 1, "chat not found.")
-    assert core.state_of(1) is ConnectionState.LOBBY
+    assert core.state_of(1) is SessionState.LOBBY
     send(core, 1, {"type": "init"})
-    assert core.state_of(1) is ConnectionState.MEMBER
+    assert core.state_of(1) is SessionState.MEMBER
 
 
 def test_a_taken_key_is_drawn_again_even_when_its_room_is_not_in_memory() -> None:
     drawn = iter(["same", "same", "other"])
-    core = ChatCore(clock=FakeClock(), new_join_key=drawn.__next__)
+    core = LocalChat(clock=FakeClock(), new_join_key=drawn.__next__)
     assert start_room(core, 1) == "same"
     core.disconnect(1)
     assert core.room_count == 0  # only the log knows "same" now
@@ -128,7 +141,7 @@ def test_a_taken_key_is_drawn_again_even_when_its_room_is_not_in_memory() -> Non
 
 
 def test_a_log_that_keeps_saying_key_taken_ends_in_an_error_not_a_loop() -> None:
-    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, external_log=True)
+    core = StoredChat(clock=FakeClock(), new_join_key=keys().__next__)
     core.connect(1)
     actions = send(core, 1, {"type": "init"})
     for _ in range(MAX_JOIN_KEY_ATTEMPTS - 1):
@@ -139,5 +152,5 @@ def test_a_log_that_keeps_saying_key_taken_ends_in_an_error_not_a_loop() -> None
     (request,) = actions
     assert isinstance(request, AddUser)
     assert_error(core.log_result(KeyTaken(request.ticket)), 1, "could not make a new chat")
-    assert core.state_of(1) is ConnectionState.LOBBY
+    assert core.state_of(1) is SessionState.LOBBY
     assert core.room_count == 0

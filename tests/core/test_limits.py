@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatcore import Broadcast, ChatCore, Close, CoreLimits
-from corekit import FakeClock, assert_error, decoded, join_room, keys, send, start_room
+from chatcore import Broadcast, Close, CoreLimits
+from corekit import FakeClock, LocalChat, assert_error, decoded, join_room, keys, send, start_room
 
 
 @pytest.mark.parametrize(
@@ -19,14 +19,14 @@ def test_nonsense_limits_are_refused(bad: dict[str, float]) -> None:
 
 
 def test_a_payload_up_to_the_limit_is_accepted_and_a_longer_one_refused() -> None:
-    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, limits=CoreLimits(max_payload_chars=10))
+    core = LocalChat(clock=FakeClock(), new_join_key=keys().__next__, limits=CoreLimits(max_payload_chars=10))
     start_room(core, 1)
     assert isinstance(send(core, 1, {"type": "talk", "payload": "x" * 10})[0], Broadcast)
     assert_error(send(core, 1, {"type": "talk", "payload": "x" * 11}), 1, "longer than 10 characters")
 
 
 def test_nesting_up_to_the_limit_is_accepted() -> None:
-    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, limits=CoreLimits(max_json_depth=4))
+    core = LocalChat(clock=FakeClock(), new_join_key=keys().__next__, limits=CoreLimits(max_json_depth=4))
     start_room(core, 1)
     # The event object itself is level 1.
     assert isinstance(send(core, 1, {"type": "talk", "payload": "x", "extra": [[[1]]]})[0], Broadcast)
@@ -34,7 +34,7 @@ def test_nesting_up_to_the_limit_is_accepted() -> None:
 
 
 def test_brackets_inside_strings_are_not_nesting() -> None:
-    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, limits=CoreLimits(max_json_depth=4))
+    core = LocalChat(clock=FakeClock(), new_join_key=keys().__next__, limits=CoreLimits(max_json_depth=4))
     start_room(core, 1, render="text")
     payload = '[{[{"\\"[[[[[[' * 10
     assert decoded(send(core, 1, {"type": "talk", "payload": payload})[0])["payload"] == payload
@@ -42,7 +42,7 @@ def test_brackets_inside_strings_are_not_nesting() -> None:
 
 def test_the_rate_limit_answers_errors_then_closes_with_1008(clock: FakeClock) -> None:
     limits = CoreLimits(messages_per_second=2, message_burst=3, max_rate_strikes=2)
-    core = ChatCore(clock=clock, new_join_key=keys().__next__, limits=limits)
+    core = LocalChat(clock=clock, new_join_key=keys().__next__, limits=limits)
     start_room(core, 1)  # the init took one token
     for _ in range(2):
         assert isinstance(send(core, 1, {"type": "talk", "payload": "x"})[0], Broadcast)
@@ -55,7 +55,7 @@ def test_the_rate_limit_answers_errors_then_closes_with_1008(clock: FakeClock) -
 
 
 def test_the_rate_limit_is_per_connection(clock: FakeClock) -> None:
-    core = ChatCore(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(message_burst=2))
+    core = LocalChat(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(message_burst=2))
     join_key = start_room(core, 1)
     send(core, 1, {"type": "talk", "payload": "x"})
     assert_error(send(core, 1, {"type": "talk", "payload": "x"}), 1, "slow down")
@@ -64,7 +64,7 @@ def test_the_rate_limit_is_per_connection(clock: FakeClock) -> None:
 
 
 def test_a_backwards_clock_neither_refills_nor_breaks_the_bucket(clock: FakeClock) -> None:
-    core = ChatCore(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(message_burst=2))
+    core = LocalChat(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(message_burst=2))
     start_room(core, 1)
     send(core, 1, {"type": "talk", "payload": "x"})
     clock.now -= 3600

@@ -29,6 +29,7 @@ from chatcore import (
     ChatCore,
     Close,
     CoreLimits,
+    Fill,
     KeyTaken,
     Load,
     Loaded,
@@ -39,9 +40,10 @@ from chatcore import (
     MemoryLog,
     SavedRoom,
     Send,
+    TalkArrived,
     UserAdded,
 )
-from corekit import FakeClock, decoded, keys, send
+from corekit import FakeClock, StoredChat, decoded, keys, send
 
 HISTORY_LIMIT = 3
 MAX_OPEN = 6
@@ -84,40 +86,40 @@ def test_the_memory_log_hands_out_user_ids_and_refuses_a_taken_key() -> None:
 
 
 def test_talks_appended_elsewhere_are_shown_like_our_own() -> None:
-    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, external_log=True)
+    core = StoredChat(clock=FakeClock(), new_join_key=keys().__next__)
     log = MemoryLog(HISTORY_LIMIT)
     member_of(core, log, 1)
     foreign = LoggedTalk("key1", 1, 77, 5.0, "from another process")
-    broadcast = core.log_result(Appended(None, foreign))
+    broadcast = core.log_result(TalkArrived(foreign))
     assert [decoded(action) for action in broadcast] == [
         {"type": "talk", "payload": "from another process", "userId": 77, "time": 5.0}
     ]
-    assert core.log_result(Appended(None, foreign)) == []  # seen already: not shown twice
+    assert core.log_result(TalkArrived(foreign)) == []  # seen already: not shown twice
 
 
 def test_a_talk_that_arrives_before_an_earlier_one_waits_for_it() -> None:
-    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, external_log=True)
+    core = StoredChat(clock=FakeClock(), new_join_key=keys().__next__)
     member_of(core, MemoryLog(HISTORY_LIMIT), 1)
     talks = [LoggedTalk("key1", offset, 2, 0.0, f"t{offset}") for offset in (1, 2, 3)]
-    assert core.log_result(Appended(None, talks[2])) == []
-    assert core.log_result(Appended(None, talks[1])) == []
-    shown = core.log_result(Appended(None, talks[0]))
+    assert core.log_result(TalkArrived(talks[2])) == [Fill("key1", 0)]  # the log is asked for the gap
+    assert core.log_result(TalkArrived(talks[1])) == []
+    shown = core.log_result(TalkArrived(talks[0]))
     assert [decoded(action)["payload"] for action in shown] == ["t1", "t2", "t3"]
 
 
 def test_talks_of_a_room_nobody_here_is_in_are_left_to_the_log() -> None:
-    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, external_log=True)
-    assert core.log_result(Appended(None, LoggedTalk("elsewhere", 1, 1, 0.0, "x"))) == []
+    core = StoredChat(clock=FakeClock(), new_join_key=keys().__next__)
+    assert core.log_result(TalkArrived(LoggedTalk("elsewhere", 1, 1, 0.0, "x"))) == []
     assert core.room_count == 0
 
 
 def test_a_talk_appended_while_its_room_loads_is_in_the_joiners_view() -> None:
-    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, external_log=True)
+    core = StoredChat(clock=FakeClock(), new_join_key=keys().__next__)
     core.connect(1)
     load = send(core, 1, {"type": "init", "joinKey": "old", "render": "text"})[0]
     assert isinstance(load, Load)
     # Another process appends offset 3 after the log read the room (2 talks) but before we got the answer.
-    assert core.log_result(Appended(None, LoggedTalk("old", 3, 9, 3.0, "three"))) == []
+    assert core.log_result(TalkArrived(LoggedTalk("old", 3, 9, 3.0, "three"))) == []
     saved = SavedRoom("old", 2, (LoggedTalk("old", 1, 9, 1.0, "one"), LoggedTalk("old", 2, 9, 2.0, "two")))
     add_user = core.log_result(Loaded(load.ticket, saved))[0]
     assert isinstance(add_user, AddUser)
@@ -126,13 +128,13 @@ def test_a_talk_appended_while_its_room_loads_is_in_the_joiners_view() -> None:
 
 
 def test_a_joiners_replay_is_the_latest_talks_up_to_what_members_were_shown() -> None:
-    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__, external_log=True,
+    core = StoredChat(clock=FakeClock(), new_join_key=keys().__next__,
                     limits=CoreLimits(history_limit=2))
     log = MemoryLog(2)
     member_of(core, log, 1)
     for offset in (1, 2, 3):
-        core.log_result(Appended(None, LoggedTalk("key1", offset, 5, 0.0, f"t{offset}")))
-    core.log_result(Appended(None, LoggedTalk("key1", 5, 5, 0.0, "t5")))  # 4 has not arrived: 5 is not shown
+        core.log_result(TalkArrived(LoggedTalk("key1", offset, 5, 0.0, f"t{offset}")))
+    core.log_result(TalkArrived(LoggedTalk("key1", 5, 5, 0.0, "t5")))  # 4 has not arrived: 5 is not shown
     log.answer(AddUser(90, "key1", None))
     replay = [decoded(action).get("payload") for action in member_of(core, log, 2, "key1")]
     assert replay == [None, "t2", "t3"]
@@ -171,7 +173,7 @@ class SharedLogChat(RuleBasedStateMachine):
 
     def start(self) -> None:
         limits = CoreLimits(history_limit=HISTORY_LIMIT, messages_per_second=1000, message_burst=1000)
-        self.core = ChatCore(clock=self.clock, new_join_key=self.keys.__next__, limits=limits, external_log=True)
+        self.core = StoredChat(clock=self.clock, new_join_key=self.keys.__next__, limits=limits)
         self.requests: deque[LogRequest] = deque()
         self.answers: deque[LogResult] = deque()
         self.notices: list[Appended] = []
@@ -295,7 +297,7 @@ class SharedLogChat(RuleBasedStateMachine):
     def another_process_talks(self, data: st.DataObject) -> None:
         join_key = data.draw(st.sampled_from(sorted(self.log)))
         talk = self.append(join_key, 1_000, self.clock(), self.new_payload())
-        self.notices.append(Appended(None, talk))
+        self.notices.append(TalkArrived(talk))
 
     @precondition(lambda self: self.notices)
     @rule(data=st.data())

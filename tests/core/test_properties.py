@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from chatcore import Action, Broadcast, ChatCore, Close, CoreLimits, Send
+from corekit import LocalChat
 
 T = TypeVar("T")
 
@@ -66,7 +67,7 @@ def join_keys() -> Iterator[str]:
 
 
 def make_core(clock: Callable[[], float], history_limit: int) -> ChatCore:
-    return ChatCore(clock=clock, new_join_key=join_keys().__next__, limits=CoreLimits(history_limit=history_limit))
+    return LocalChat(clock=clock, new_join_key=join_keys().__next__, limits=CoreLimits(history_limit=history_limit))
 
 
 # --- Strategies -----------------------------------------------------------------------------------

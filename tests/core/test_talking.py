@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chatcore import Action, Broadcast, ChatCore, Send
-from corekit import ESCAPED, MARKUP, FakeClock, decoded, join_room, keys, only_reply, send, start_room
+from corekit import ESCAPED, MARKUP, FakeClock, LocalChat, decoded, join_room, keys, only_reply, send, start_room
 
 
 def test_talk_is_broadcast_to_every_member_including_the_sender(core: ChatCore) -> None:
@@ -56,7 +56,7 @@ def test_server_events_are_compact_json(core: ChatCore) -> None:
 
 def test_the_same_inputs_give_the_same_actions() -> None:
     def script() -> list[Action]:
-        core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__)
+        core = LocalChat(clock=FakeClock(), new_join_key=keys().__next__)
         out = []
         core.connect(1)
         out += send(core, 1, {"type": "init"})

@@ -21,7 +21,7 @@ from chatcore import (
 )
 from chatcore.core import ROOM_LOST_REASON
 from chatcore.wire.v2 import HISTORY_MAX
-from corekit import FakeClock, keys
+from corekit import FakeClock, LocalChat, StoredChat, keys
 from v2kit import Net
 
 SEED_TALK_FIELDS = {"type", "payload", "userId", "time"}
@@ -192,7 +192,7 @@ def test_a_bad_id_is_an_error(net: Net, talk_id: object) -> None:
 
 
 def test_a_refused_talk_is_named_by_its_id(clock: FakeClock) -> None:
-    core = ChatCore(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(max_payload_chars=5, message_burst=2))
+    core = LocalChat(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(max_payload_chars=5, message_burst=2))
     net = Net(core)
     net.join(1)
     net.send(1, {"type": "talk", "payload": "too long", "id": "long"})
@@ -234,7 +234,7 @@ def test_a_rename_is_announced_to_every_version_2_member_and_names_later_talks(n
 
 def test_a_talk_sent_right_after_a_rename_carries_the_new_name(clock: FakeClock) -> None:
     """A talk does not overtake the rename sent before it: it waits for the log's answer, then carries the name."""
-    net = Net(ChatCore(clock=clock, new_join_key=keys().__next__, external_log=True))
+    net = Net(StoredChat(clock=clock, new_join_key=keys().__next__))
     room = net.join(1, name="Bob")["joinKey"]
     net.join(2, joinKey=room)
     net.take(1)
@@ -335,7 +335,7 @@ def test_after_replays_exactly_the_later_talks(net: Net) -> None:
 
 
 def test_a_resume_beyond_the_replay_gets_the_latest_and_is_told_of_older_ones(clock: FakeClock) -> None:
-    net = Net(ChatCore(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(history_limit=3)))
+    net = Net(LocalChat(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(history_limit=3)))
     room = net.join(1)["joinKey"]
     say(net, 1, *"abcdefg")
     reply = net.join(2, joinKey=room, after=1)
@@ -373,7 +373,7 @@ def test_history_pages_back_to_the_beginning(net: Net) -> None:
 
 def test_history_is_cut_to_its_maximum(clock: FakeClock) -> None:
     limits = CoreLimits(messages_per_second=1e9, message_burst=10**6)
-    net = Net(ChatCore(clock=clock, new_join_key=keys().__next__, limits=limits))
+    net = Net(LocalChat(clock=clock, new_join_key=keys().__next__, limits=limits))
     net.join(1)
     say(net, 1, *[str(n) for n in range(HISTORY_MAX + 10)])
     net.take(1)
@@ -407,7 +407,7 @@ def test_version_2_requests_before_init_are_errors(net: Net) -> None:
 
 
 def shared_core(clock: FakeClock) -> ChatCore:
-    return ChatCore(clock=clock, new_join_key=keys().__next__, external_log=True, shared_log=True)
+    return StoredChat(clock=clock, new_join_key=keys().__next__)
 
 
 def test_a_join_answered_after_its_room_was_lost_reconnects_like_the_rooms_members(clock: FakeClock) -> None:
@@ -422,7 +422,7 @@ def test_a_join_answered_after_its_room_was_lost_reconnects_like_the_rooms_membe
 
 
 def test_a_name_taken_by_the_log_for_a_joiner_that_left_is_shown(clock: FakeClock) -> None:
-    net = Net(ChatCore(clock=clock, new_join_key=keys().__next__, external_log=True))
+    net = Net(StoredChat(clock=clock, new_join_key=keys().__next__))
     first = net.join(1, name="Ada")
     net.join(2, joinKey=first["joinKey"], name="Bob")
     net.connect(3)
@@ -446,8 +446,8 @@ def test_older_news_of_a_name_does_not_undo_a_later_rename(clock: FakeClock) -> 
     net.do(core.log_result(NameSaved(rename.ticket, seq=3)))
     assert net.take(1) == [{"type": "renamed", "userId": 1, "name": "Mine"}]
     # Another process renamed the same user (its other tab) just before: news number 2 arrives late.
-    net.do(core.presence_heard(PresenceHeard(add.join_key, 2, "other", 1, None, "Theirs")))
-    net.do(core.presence_heard(PresenceHeard(add.join_key, 4, "other", 2, True, "Cy")))
+    net.do(core.log_result(PresenceHeard(add.join_key, 2, "other", 1, None, "Theirs")))
+    net.do(core.log_result(PresenceHeard(add.join_key, 4, "other", 2, True, "Cy")))
     assert net.take(1) == [{"type": "joined", "userId": 2, "name": "Cy"}]
     (append,) = core.receive_text(1, json.dumps({"type": "talk", "payload": "x"}))
     assert isinstance(append, AddUser | Rename) is False

@@ -14,8 +14,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatcore import ChatCore, CoreLimits
-from corekit import FakeClock, keys
+from chatcore import CoreLimits
+from corekit import FakeClock, StoredChat, keys
 from v2kit import Net
 
 WRITER = 1
@@ -57,8 +57,8 @@ class Client:
 
 
 def run(steps: list[str], careful: bool) -> None:
-    core = ChatCore(
-        clock=FakeClock(), new_join_key=keys().__next__, external_log=True,
+    core = StoredChat(
+        clock=FakeClock(), new_join_key=keys().__next__,
         limits=CoreLimits(history_limit=10_000, messages_per_second=1e9, message_burst=10**9),
     )
     net = Net(core)

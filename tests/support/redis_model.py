@@ -6,7 +6,7 @@ each other), and it lets a test decide when each process's requests run,
 when each subscriber hears what was published, which messages its
 connection loses, when Redis restarts (with its data or without) and what
 Redis's clock says (``now``, in ms: presence entries expire by it).
-`ModelBroker` is one process's connection to it: the `chatcore.shared.Broker`
+`ModelBroker` is one process's connection to it: the backend
 the process's `SharedChat` talks to.
 """
 
@@ -20,11 +20,15 @@ from chatcore import (
     AddUser,
     Append,
     Appended,
+    Fill,
+    Filled,
+    Forget,
     History,
     HistoryRead,
     KeyTaken,
     Load,
     Loaded,
+    LogAction,
     LogFailed,
     LoggedTalk,
     LogRequest,
@@ -35,9 +39,9 @@ from chatcore import (
     PresenceSnapshot,
     Rename,
     SavedRoom,
+    Subscribe,
     UserAdded,
 )
-from chatcore.feed import Fill
 
 UNREACHABLE = "storage unreachable"
 INCONSISTENT = "storage inconsistent"
@@ -60,14 +64,6 @@ class _Room:
     """chat:{K}:ids: (user, talk id) → offset, for the last ``retention`` offsets."""
     who: dict[tuple[str, int], int] = field(default_factory=dict)
     """chat:{K}:who: (origin, user) → when it expires (ms)."""
-
-
-@dataclass(frozen=True)
-class Filled:
-    """The answer to a fill: the room's talks after ``fill.after``."""
-
-    fill: Fill
-    talks: list[LoggedTalk]
 
 
 @dataclass(frozen=True)
@@ -260,7 +256,20 @@ class ModelBroker:
         self._unconfirmed: set[str] = set()
         """Rooms subscribed while the subscriber was not connected: reading them fails (as the real one does)."""
 
-    # chatcore.shared.Broker
+    # The backend of a core whose room log is shared
+
+    def perform(self, action: LogAction) -> None:
+        """Take a log action from the core."""
+        if isinstance(action, Subscribe):
+            self.subscribe(action.join_key)
+        elif isinstance(action, Forget):
+            self.unsubscribe(action.join_key)
+        elif isinstance(action, Fill):
+            self.fill(action)
+        elif isinstance(action, Presence):
+            self.presence(action)
+        else:
+            self.request(action)
 
     def request(self, request: LogRequest) -> None:
         self.queue.append(("request", request))
@@ -313,7 +322,7 @@ class ModelBroker:
             self.channels.discard(item)
         elif kind == "fill":
             assert isinstance(item, Fill)
-            self.results.append(Filled(item, self.redis.range(item.join_key, item.after)))
+            self.results.append(Filled(item.join_key, item.after, tuple(self.redis.range(item.join_key, item.after))))
         elif kind == "presence":
             assert isinstance(item, Presence)
             if self.redis.up:

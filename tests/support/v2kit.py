@@ -6,7 +6,8 @@ import json
 from collections import defaultdict, deque
 from typing import Any
 
-from chatcore import Action, Broadcast, ChatCore, Close, Forget, LogRequest, MemoryLog, Presence, Send
+from chatcore import Action, Broadcast, ChatCore, Close, Forget, LogRequest, MemoryLog, Presence, Send, Subscribe
+from corekit import LocalChat
 
 
 class Net:
@@ -17,9 +18,9 @@ class Net:
         self.inbox: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.closed: dict[int, int] = {}
         self.shared: list[Forget | Presence] = []
-        """What a core with a shared log said for the other processes."""
+        """What the core said for a shared log's other processes."""
         self.waiting: deque[LogRequest] = deque()
-        self.log = MemoryLog(core.limits.history_limit) if core.memory_log is None else None
+        self.log = None if isinstance(core, LocalChat) else MemoryLog(core.limits.history_limit)
 
     def do(self, actions: list[Action]) -> None:
         for action in actions:
@@ -34,6 +35,8 @@ class Net:
                 self.waiting.append(action)
             elif isinstance(action, Forget | Presence):
                 self.shared.append(action)
+            elif isinstance(action, Subscribe):
+                pass
             else:
                 raise AssertionError(f"unexpected {action}")
 

@@ -4,61 +4,66 @@ Every client written against the seed protocol must keep working unchanged
 and never receive an event type or field it did not ask for, so nothing here
 changes shape. Client events are untrusted JSON; every way they can be wrong
 becomes a `ProtocolError` whose message is sent back as an ``error`` event.
-An opt-in extension of the protocol goes in a module beside this one.
+A later version of the protocol is a dialect in a module beside this one
+(`chatcore.wire.dialects` registers it).
 """
 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
 
 from ..errors import ProtocolError
+from .dialect import Dialect, InitRequest, Request, TalkFields, TalkRequest, Welcome
 from .jsontext import encode, is_encodable
 
 
-@dataclass(frozen=True, slots=True)
-class InitRequest:
-    """``{"type": "init"}`` starts a room; with ``joinKey`` it joins one.
+class SeedDialect(Dialect):
+    """The seed's protocol: ``init`` and ``talk`` in; ``init``, ``talk`` and ``error`` out, in the seed's shape.
 
-    ``"render": "text"`` declares that the client renders payloads as text;
-    other clients (the seed page uses innerHTML) get payloads HTML-escaped.
+    An ``init`` with ``"render": "text"`` declares that the client renders
+    payloads as text; other clients (the seed page uses innerHTML) get
+    payloads HTML-escaped. Any ``userId`` a client sends is ignored.
     """
 
-    join_key: str | None
-    renders_text: bool
+    def parse(self, event: object, max_payload_chars: int) -> Request:
+        if not isinstance(event, dict):
+            raise ProtocolError("an event must be a JSON object")
+        kind = event.get("type")
+        if not isinstance(kind, str):
+            raise ProtocolError('an event needs a "type" string')
+        if kind == "init":
+            join_key = event.get("joinKey")
+            if join_key is not None and not isinstance(join_key, str):
+                raise ProtocolError('"joinKey" must be a string')
+            return InitRequest(join_key, TEXT if event.get("render") == "text" else MARKUP)
+        if kind == "talk":
+            return TalkRequest(valid_payload(event.get("payload"), max_payload_chars))
+        raise ProtocolError('unknown event type; expected "init" or "talk"')
+
+    def talk_event(self, talk: TalkFields) -> str:
+        return talk_event(talk.payload, talk.user_id, talk.time, escape_html=self.escape_html)
+
+    def init_event(self, welcome: Welcome) -> str:
+        return init_event(welcome.join_key, welcome.user_id)
+
+    def error_event(self, message: str, talk_id: str | None = None) -> str:
+        return error_event(message)
 
 
-@dataclass(frozen=True, slots=True)
-class TalkRequest:
-    """``{"type": "talk", "payload": ...}``; any ``userId`` the client sends is ignored."""
-
-    payload: str
+TEXT = SeedDialect(escape_html=False)
+MARKUP = SeedDialect(escape_html=True)
+"""The dialect of a connection before its first ``init``."""
 
 
-Request = InitRequest | TalkRequest
-
-def parse_request(event: object, max_payload_chars: int) -> Request:
-    """Validate a decoded client event and return the request it makes."""
-    if not isinstance(event, dict):
-        raise ProtocolError("an event must be a JSON object")
-    kind = event.get("type")
-    if not isinstance(kind, str):
-        raise ProtocolError('an event needs a "type" string')
-    if kind == "init":
-        join_key = event.get("joinKey")
-        if join_key is not None and not isinstance(join_key, str):
-            raise ProtocolError('"joinKey" must be a string')
-        return InitRequest(join_key, renders_text=event.get("render") == "text")
-    if kind == "talk":
-        payload = event.get("payload")
-        if not isinstance(payload, str):
-            raise ProtocolError('"payload" must be a string')
-        if len(payload) > max_payload_chars:
-            raise ProtocolError(f'"payload" is longer than {max_payload_chars} characters')
-        if not is_encodable(payload):
-            raise ProtocolError('"payload" must be valid Unicode text')
-        return TalkRequest(payload)
-    raise ProtocolError('unknown event type; expected "init" or "talk"')
+def valid_payload(payload: object, max_payload_chars: int) -> str:
+    """A talk's payload, or `ProtocolError`."""
+    if not isinstance(payload, str):
+        raise ProtocolError('"payload" must be a string')
+    if len(payload) > max_payload_chars:
+        raise ProtocolError(f'"payload" is longer than {max_payload_chars} characters')
+    if not is_encodable(payload):
+        raise ProtocolError('"payload" must be valid Unicode text')
+    return payload
 
 
 def init_event(join_key: str, user_id: int) -> str:

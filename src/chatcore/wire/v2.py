@@ -6,7 +6,8 @@ version 2 adds, client → server: fields on ``init`` (``name``, ``token``,
 ``after``), an ``id`` on ``talk``, and the ``name`` and ``history`` events;
 server → client: fields on ``init``, ``talk`` and ``error``, and the
 ``joined``, ``left``, ``renamed`` and ``history`` events. Nothing here
-holds state; `chatcore.core` decides who gets what.
+holds state; `chatcore.core` decides who gets what, and `V2Dialect` is how a
+version-2 connection reads and writes.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ProtocolError
 from . import seed
+from .dialect import Dialect, HistoryRequest, InitRequest, NameRequest, Request, TalkFields, TalkRequest, Welcome
 from .jsontext import encode, is_encodable
 
 VERSION = 2
@@ -31,86 +32,88 @@ HISTORY_MAX = 200
 """Most talks one ``history`` answer holds; a larger ``limit`` is cut to it."""
 
 
-@dataclass(frozen=True, slots=True)
-class InitV2:
-    """``{"type": "init", "v": 2, ...}``: join (``join_key``) or start a room, as a named, resumable user."""
+class V2Dialect(Dialect):
+    """Protocol version 2: the seed's events and fields, and what this module's docstring lists."""
 
-    join_key: str | None
-    renders_text: bool
-    name: str | None
-    token: str | None
-    after: int | None
+    resumes = True
+    announces_presence = True
+    has_talk_ids = True
+
+    def parse(self, event: object, max_payload_chars: int) -> Request:
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "talk":
+            assert isinstance(event, dict)
+            talk_id = event.get("id")
+            if talk_id is not None and not _is_talk_id(talk_id):
+                raise ProtocolError(
+                    f'"id" must be a string of 1 to {MAX_TALK_ID_CHARS} characters, no control characters'
+                )
+            try:
+                return TalkRequest(seed.valid_payload(event.get("payload"), max_payload_chars), talk_id)
+            except ProtocolError as error:
+                raise ProtocolError(str(error), talk_id) from None
+        if kind == "name":
+            assert isinstance(event, dict)
+            return NameRequest(valid_name(event.get("name")))
+        if kind == "history":
+            assert isinstance(event, dict)
+            before = event.get("before")
+            if before is not None and not _is_count(before, minimum=1):
+                raise ProtocolError('"before" must be an integer offset, 1 or more')
+            limit = event.get("limit", HISTORY_DEFAULT)
+            if not _is_count(limit, minimum=1):
+                raise ProtocolError('"limit" must be an integer, 1 or more')
+            return HistoryRequest(before, min(limit, HISTORY_MAX))
+        if isinstance(kind, str) and kind != "init":
+            raise ProtocolError('unknown event type; expected "init", "talk", "name" or "history"')
+        return seed.MARKUP.parse(event, max_payload_chars)  # an init (without "v": the seed's) or not an event
+
+    def talk_event(self, talk: TalkFields) -> str:
+        return talk_event(
+            talk.payload, talk.user_id, talk.time, talk.offset, talk.name, talk.talk_id, escape_html=self.escape_html
+        )
+
+    def replayed(self, welcome: Welcome) -> Sequence[Any]:
+        after = welcome.after
+        return [talk for talk in welcome.history if talk.offset > after] if after is not None else welcome.history
+
+    def init_event(self, welcome: Welcome) -> str:
+        replay = self.replayed(welcome)
+        first = replay[0].offset if replay else welcome.last_offset + 1
+        assert welcome.token is not None
+        return init_event(
+            welcome.join_key, welcome.user_id, token=welcome.token, name=welcome.name, members=welcome.members,
+            resumed=welcome.resumed, offset=welcome.last_offset, older=first > (welcome.after or 0) + 1,
+            escape_html=self.escape_html,
+        )
+
+    def error_event(self, message: str, talk_id: str | None = None) -> str:
+        return error_event(message, talk_id)
+
+    def refused_talk_id(self, event: object) -> str | None:
+        if isinstance(event, dict) and event.get("type") == "talk":
+            talk_id = event.get("id")
+            if isinstance(talk_id, str) and len(talk_id) <= MAX_TALK_ID_CHARS:
+                return talk_id
+        return None
+
+    def presence_event(self, kind: str, user_id: int, name: str | None) -> str:
+        if kind == "joined":
+            return joined_event(user_id, name, escape_html=self.escape_html)
+        if kind == "left":
+            return left_event(user_id)
+        return renamed_event(user_id, name, escape_html=self.escape_html)
+
+    def history_event(self, before: int, talks: Sequence[str], older: bool) -> str:
+        return history_event(before, talks, older)
 
 
-@dataclass(frozen=True, slots=True)
-class TalkV2:
-    """A talk from a version-2 client: ``talk_id`` is its own id for it (one talk per user and id)."""
-
-    payload: str
-    talk_id: str | None
+TEXT = V2Dialect(escape_html=False)
+MARKUP = V2Dialect(escape_html=True)
 
 
-@dataclass(frozen=True, slots=True)
-class NameRequest:
-    """``{"type": "name", "name": N}``: rename the sender in its room."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryRequest:
-    """``{"type": "history", "before": B, "limit": L}``: older talks; ``before`` None means below the newest + 1."""
-
-    before: int | None
-    limit: int
-
-
-Request = seed.Request | InitV2 | TalkV2 | NameRequest | HistoryRequest
-
-
-def parse_request(event: object, max_payload_chars: int, *, v2: bool) -> Request:
-    """Validate a decoded client event: a version-2 ``init`` from anyone, the rest by the connection's version."""
-    if not v2:
-        request = seed.parse_request(event, max_payload_chars)
-        if isinstance(request, seed.InitRequest):
-            assert isinstance(event, dict)  # (the seed's parser took it)
-            if "v" in event:
-                return _parse_init(event)
-        return request
-    if isinstance(event, dict) and event.get("type") == "init" and "v" in event:
-        return _parse_init(event)
-    assert isinstance(event, dict)  # (a version-2 connection sent a valid init before)
-    kind = event.get("type")
-    if kind == "talk":
-        talk_id = event.get("id")
-        if talk_id is not None and not _is_talk_id(talk_id):
-            raise ProtocolError(f'"id" must be a string of 1 to {MAX_TALK_ID_CHARS} characters, no control characters')
-        try:
-            request = seed.parse_request(event, max_payload_chars)
-        except ProtocolError as error:
-            raise ProtocolError(str(error), talk_id) from None
-        assert isinstance(request, seed.TalkRequest)
-        return TalkV2(request.payload, talk_id)
-    if kind == "name":
-        return NameRequest(valid_name(event.get("name")))
-    if kind == "history":
-        before = event.get("before")
-        if before is not None and not _is_count(before, minimum=1):
-            raise ProtocolError('"before" must be an integer offset, 1 or more')
-        limit = event.get("limit", HISTORY_DEFAULT)
-        if not _is_count(limit, minimum=1):
-            raise ProtocolError('"limit" must be an integer, 1 or more')
-        return HistoryRequest(before, min(limit, HISTORY_MAX))
-    if kind == "init":
-        return seed.parse_request(event, max_payload_chars)
-    if isinstance(event.get("type"), str):
-        raise ProtocolError('unknown event type; expected "init", "talk", "name" or "history"')
-    return seed.parse_request(event, max_payload_chars)
-
-
-def _parse_init(event: dict[str, Any]) -> InitV2:
-    if event["v"] != VERSION or isinstance(event["v"], bool):
-        raise ProtocolError(f'"v" must be {VERSION} (or absent, for the seed protocol)')
+def parse_init(event: dict[str, Any]) -> InitRequest:
+    """A version-2 ``init`` (``"v"`` is 2: `chatcore.wire.dialects` checked it)."""
     join_key = event.get("joinKey")
     if join_key is not None and not isinstance(join_key, str):
         raise ProtocolError('"joinKey" must be a string')
@@ -124,7 +127,8 @@ def _parse_init(event: dict[str, Any]) -> InitV2:
     if after is not None and not _is_count(after, minimum=0):
         raise ProtocolError('"after" must be an integer offset, 0 or more')
     usable_token = token if token and join_key is not None and len(token) <= MAX_TOKEN_CHARS else None
-    return InitV2(join_key, event.get("render") == "text", name, usable_token, after)
+    dialect = TEXT if event.get("render") == "text" else MARKUP
+    return InitRequest(join_key, dialect, name, usable_token, after)
 
 
 def valid_name(name: object) -> str:

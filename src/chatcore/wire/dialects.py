@@ -1,0 +1,45 @@
+"""The dialects a server speaks, and how a connection's ``init`` chooses one.
+
+An ``init`` without ``"v"`` chooses the seed's dialect; ``"v": N`` chooses
+version N's, if it is registered in `VERSIONS`. Adding a version is one
+module (a `Dialect` and its ``parse_init``) and one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ProtocolError
+from . import seed, v2
+from .dialect import Dialect, InitRequest, Request
+
+VERSIONS: dict[int, Callable[[dict[str, Any]], InitRequest]] = {v2.VERSION: v2.parse_init}
+"""Each version an ``init`` may ask for with ``"v"``, and how its ``init`` is read."""
+
+DIALECTS: tuple[Dialect, ...] = (seed.TEXT, seed.MARKUP, v2.TEXT, v2.MARKUP)
+"""Every dialect, in slot order."""
+
+LOBBY = seed.MARKUP
+"""What a connection speaks before its first ``init``."""
+
+for _slot, _dialect in enumerate(DIALECTS):
+    _dialect.slot = _slot
+
+
+def parse(dialect: Dialect, event: object, max_payload_chars: int) -> Request:
+    """The request a decoded event makes on a connection speaking ``dialect``; an ``init`` may choose another."""
+    request = dialect.parse(event, max_payload_chars)
+    if isinstance(request, InitRequest) and isinstance(event, dict) and "v" in event:
+        return _versioned(event)
+    return request
+
+
+def _versioned(event: dict[str, Any]) -> InitRequest:
+    version = event["v"]
+    if not isinstance(version, bool):
+        for number, parse_init in VERSIONS.items():
+            if version == number:
+                return parse_init(event)
+    versions = " or ".join(str(number) for number in VERSIONS)
+    raise ProtocolError(f'"v" must be {versions} (or absent, for the seed protocol)')
