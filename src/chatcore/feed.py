@@ -49,7 +49,7 @@ from .results import LoggedTalk
 
 @dataclass(frozen=True, slots=True)
 class Lost:
-    """The log no longer has talks ``after + 1`` to ``first - 1`` of the room: end it here (`ChatCore` closes its members with 1012)."""
+    """The log no longer has talks ``after + 1`` to ``first - 1`` of the room: end it here (members close with 1012)."""
 
     join_key: str
     after: int

@@ -10,6 +10,7 @@ from .results import LoggedTalk, SavedRoom
 from .wire.dialect import Dialect
 from .wire.dialects import DIALECTS
 
+
 class Talk:
     """One talk from the log, encoded at most once for each dialect (`chatcore.wire.dialect`).
 
@@ -63,8 +64,21 @@ class Room:
     """
 
     __slots__ = (
-        "_audiences", "_early", "_history", "_history_limit", "_members", "_recipients", "join_key", "last_offset",
-        "in_flight", "local", "name_seq", "names", "presence_seq", "remote", "remote_users",
+        "_audiences",
+        "_early",
+        "_history",
+        "_history_limit",
+        "_members",
+        "_recipients",
+        "in_flight",
+        "join_key",
+        "last_offset",
+        "local",
+        "name_seq",
+        "names",
+        "presence_seq",
+        "remote",
+        "remote_users",
     )
 
     def __init__(self, join_key: str, history_limit: int, *, last_offset: int = 0) -> None:

@@ -10,15 +10,15 @@ import secrets
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import anyio
 import anyio.abc
 from redis.exceptions import RedisError
 
-from chatcore import ChatCore
-from chatcore.shared import SharedChat
+from chatcore import ChatCore, LogAction, LogResult
 
 from .config import AppKind, ServerConfig, StartupError, Transport
 from .http import static
@@ -31,6 +31,7 @@ from .ops.watchdog import Watchdog
 from .runtime.hub import App, Hub
 from .runtime.origin import OriginPolicy
 from .runtime.proxies import TrustedProxies
+from .storage.memory import MemoryBackend
 from .storage.redislog import RedisBroker
 from .storage.sqlite import Database
 from .storage.worker import LogWorker, StorageWorker
@@ -88,19 +89,23 @@ class Running:
             self.stopping.set()
 
 
-def make_app(config: ServerConfig, *, external_log: bool, broker: RedisBroker | None = None) -> App:
-    """The application: echo, or the chat core (with its log in memory, in a store, or shared through ``broker``)."""
+def make_app(config: ServerConfig) -> App:
+    """The application: echo, or the chat core (whatever backend keeps its room log)."""
     if config.app is AppKind.ECHO:
         return EchoApp()
-    core = ChatCore(
+    return ChatCore(
         clock=time.time,
         new_join_key=lambda: secrets.token_urlsafe(JOIN_KEY_BYTES),
         new_token=lambda: secrets.token_urlsafe(TOKEN_BYTES),
         limits=config.core_limits,
-        external_log=external_log or broker is not None,
-        shared_log=broker is not None,
     )
-    return core if broker is None else SharedChat(core, broker)
+
+
+class LogBackend(Protocol):
+    """What keeps the chat's room log: memory, SQLite or Redis (the hub cannot tell them apart)."""
+
+    def submit(self, action: LogAction) -> None: ...
+    async def run(self, deliver: Callable[[LogResult], None]) -> None: ...
 
 
 async def open_storage(config: ServerConfig) -> LogWorker | None:
@@ -159,8 +164,11 @@ async def _serve(
     tls = None if config.tls is None else await anyio.to_thread.run_sync(_load_tls, config)
     origins = OriginPolicy(config.allow_origins, "http" if tls is None else "https")
     proxies = _trusted_proxies(config)
-    app = make_app(config, external_log=storage is not None, broker=broker)
-    hub = Hub(app, config.limits, origins, storage, proxies)
+    app = make_app(config)
+    backend: LogBackend | None = None
+    if config.app is AppKind.CHAT:
+        backend = broker or storage or MemoryBackend(config.core_limits)
+    hub = Hub(app, config.limits, origins, None if backend is None else backend.submit, proxies)
     driver = trio_driver if config.transport is Transport.TRIO_WEBSOCKET else wsproto_driver
     with contextlib.ExitStack() as unused:  # listeners are closed here only if serving never starts
         ws = _bind(config.host, config.ws_port, "--ws-port", config.reuse_port)
@@ -183,11 +191,8 @@ async def _serve(
     site.routes.update({"/healthz": health.healthz, "/readyz": health.readyz, "/metrics": metrics.page})
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(watchdog.run)
-        if storage is not None:
-            tasks.start_soon(storage.run, hub.log_result)
-        if broker is not None:
-            assert isinstance(app, SharedChat)
-            tasks.start_soon(broker.run, app, hub.perform)
+        if backend is not None:
+            tasks.start_soon(backend.run, hub.log_result)
         tasks.start_soon(hub.keepalive)
         tasks.start_soon(health.run)
         websocket = await tasks.start(driver.serve, hub, ws, config.limits)

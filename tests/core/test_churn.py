@@ -41,7 +41,7 @@ def held_room_sizes(core: ChatCore, join_key: str) -> dict[str, int]:
 
 
 def memory_log_sizes(core: ChatCore, join_key: str) -> dict[str, int]:
-    assert core.memory_log is not None
+    assert isinstance(core, LocalChat)
     room = core.memory_log._rooms[join_key]
     return {"users": len(room.users), "tokens": len(room.tokens), "absent": len(room.absent)}
 

@@ -176,7 +176,7 @@ class SharedLogChat(RuleBasedStateMachine):
         self.core = StoredChat(clock=self.clock, new_join_key=self.keys.__next__, limits=limits)
         self.requests: deque[LogRequest] = deque()
         self.answers: deque[LogResult] = deque()
-        self.notices: list[Appended] = []
+        self.notices: list[TalkArrived] = []
         self.viewers: dict[int, Viewer] = {}
 
     def clock(self) -> float:

@@ -475,7 +475,7 @@ class ChatModel(RuleBasedStateMachine):
         assert self.core.connection_count == len(self.open)
         # Rooms in use are in memory; every room is in the core's memory log.
         assert self.core.room_count == sum(1 for room in self.rooms.values() if room.members)
-        assert self.core.memory_log is not None
+        assert isinstance(self.core, LocalChat)
         assert self.core.memory_log.room_count == len(self.rooms)
 
 

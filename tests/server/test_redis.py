@@ -296,8 +296,7 @@ def test_the_redis_url_is_checked_at_start() -> None:
 
 def test_redis_keeps_rooms_under_hash_tagged_keys_and_the_model_answers_alike(redis: RedisServer) -> None:
     """What the simulation's model of Redis answers is what the real scripts answer."""
-    from chatcore import AddUser, Append, Load, LogFailed
-    from chatcore.feed import Fill
+    from chatcore import AddUser, Append, Fill, Load, LogFailed
     from redis_model import RedisModel
     from transports.config import RedisSettings
     from transports.storage.redislog import Filled, RedisLog

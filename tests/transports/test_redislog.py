@@ -19,6 +19,7 @@ from chatcore import (
     AddUser,
     Append,
     Appended,
+    Fill,
     History,
     HistoryRead,
     Load,
@@ -32,9 +33,9 @@ from chatcore import (
     PresenceHeard,
     PresenceSnapshot,
     Rename,
+    Subscribe,
     UserAdded,
 )
-from chatcore.feed import Fill
 from redis_model import RedisModel
 from redis_model import Refresh as ModelRefresh
 from redis_server import STALLS, RedisServer, redis_proxy, redis_server, stalled
@@ -50,7 +51,6 @@ from transports.storage.redislog import (
     Filled,
     RedisLog,
     Refresh,
-    Subscribe,
     channel,
     ids_key,
     join_key_of,

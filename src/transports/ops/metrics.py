@@ -24,7 +24,6 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from chatcore import ChatCore
-from chatcore.shared import SharedChat
 
 from ..http.static import Response
 from ..runtime.hub import App, Hub
@@ -97,8 +96,7 @@ class _Collector(Collector):
     ) -> None:
         self._hub = hub
         self._counts: Counts = hub.counts
-        core = app.core if isinstance(app, SharedChat) else app
-        self._core = core if isinstance(core, ChatCore) else None
+        self._core = app if isinstance(app, ChatCore) else None
         self._health = health
         self._transport = transport
         self._store = store

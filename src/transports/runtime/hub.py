@@ -1,24 +1,25 @@
 """Connects an application (the chat core, or echo) to live connections.
 
 The hub owns the table of open peers and performs the actions the
-application returns; both transports share it.
+application returns; both transports share it. The room log's actions it
+hands, all of them and nothing else, to the backend the process gives it
+(``submit``); the backend feeds its results to `Hub.log_result`.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol, assert_never
+from typing import Protocol
 
 import anyio
 
-from chatcore import Action, Broadcast, Close, ConnectionId, Forget, LogRequest, LogResult, Presence, Send, closecodes
+from chatcore import Action, Broadcast, Close, ConnectionId, LogAction, LogResult, Send, closecodes
 
 from ..config import Limits
 from ..ops.counts import Counts, close_code
-from ..storage.worker import LogWorker
 from ..websocket.framing import Outgoing
 from ..websocket.handshake import Handshake, Refusal
 from ..websocket.peer import Peer
@@ -54,14 +55,18 @@ class App(Protocol):
 
 
 class Hub:
-    """Open connections of one server, the application they talk to, and its storage if it has one."""
+    """Open connections of one server, and the application they talk to.
+
+    ``submit`` takes the application's room-log actions (`chatcore.actions.LogAction`) to the backend: memory,
+    SQLite or Redis, the hub cannot tell. An application without a room log (echo) has none.
+    """
 
     def __init__(
-        self, app: App, limits: Limits, origins: OriginPolicy, storage: LogWorker | None = None,
+        self, app: App, limits: Limits, origins: OriginPolicy, submit: Callable[[LogAction], None] | None = None,
         proxies: TrustedProxies | None = None,
     ) -> None:
         self.app = app
-        self.storage = storage
+        self._submit = submit or _no_log
         self._limits = limits
         self.origins = origins
         self._peers: dict[ConnectionId, Peer] = {}
@@ -162,10 +167,6 @@ class Hub:
             elif isinstance(action, Send):
                 peers[action.connection].send(Outgoing(action.message))
                 self.counts.delivered += 1
-            elif isinstance(action, LogRequest):
-                if self.storage is None:
-                    raise RuntimeError("the application asked for storage, but the server has none")
-                self.storage.submit(action)
             elif isinstance(action, SendBinary):
                 peers[action.connection].send(Outgoing(action.data))
                 self.counts.delivered += 1
@@ -173,11 +174,8 @@ class Hub:
                 peer = peers[action.connection]
                 log.info("%s: closing with %d: %s", peer.remote, action.code, action.reason)
                 peer.close(action.code, action.reason)
-            elif isinstance(action, Forget | Presence):
-                kind = type(action).__name__
-                raise RuntimeError(f"a shared log's {kind} reached the hub: the core belongs in a SharedChat")
             else:
-                assert_never(action)
+                self._submit(action)
 
     async def keepalive(self) -> None:
         """Ping every peer every ``ping_interval``; drop those that leave one unanswered for ``ping_timeout``.
@@ -278,3 +276,7 @@ def _log_closed(peer: Peer, duration: float, code: int) -> None:
              "" if graceful else "; cut", extra={
                  "event": "closed", "address": peer.address, "port": peer.port, "transport": peer.transport,
                  "duration": round(duration, 3), "close_code": code, "graceful": graceful})
+
+
+def _no_log(action: LogAction) -> None:
+    raise RuntimeError(f"the application asked for storage ({type(action).__name__}), but the server has none")

@@ -41,11 +41,13 @@ Three parts, each on its own thread of control:
   missed, and the room's presence be read again), pings when the connection
   is quiet, and hands what it hears to the event loop in bursts, without
   this process's own presence news.
-- `RedisBroker`, on the event loop, is the `chatcore.shared.Broker` of a
-  `SharedChat`, and hands every answer back to it. It keeps the users each
-  room has here, and renews their presence every ``presence_ttl / 3``
-  seconds (`REFRESH`, which also removes what dead processes left and
-  answers with who is in the room: `SharedChat.presence_snapshot`).
+- `RedisBroker`, on the event loop, is the core's room-log backend: it takes
+  the core's log actions (`submit`; a `Subscribe` is waited for, on the
+  storage thread, before anything asked after it runs) and hands every
+  result and every piece of news back (`run`'s ``deliver``). It keeps the
+  users each room has here, and renews their presence every
+  ``presence_ttl / 3`` seconds (`REFRESH`, which also removes what dead
+  processes left and answers with who is in the room: a `PresenceSnapshot`).
 
 While Redis is unreachable every request fails within the timeout (then at
 once, for a second, before the next try) with "storage unreachable", which
@@ -69,7 +71,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeGuard
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
@@ -79,18 +81,22 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
+import chatcore
 from chatcore import (
-    Action,
     AddUser,
     Append,
     Appended,
+    Fill,
+    Forget,
     History,
     HistoryRead,
     KeyTaken,
     Load,
     Loaded,
+    LogAction,
     LogFailed,
     LoggedTalk,
+    LogLost,
     LogRequest,
     LogResult,
     NameSaved,
@@ -99,10 +105,11 @@ from chatcore import (
     PresenceSnapshot,
     Rename,
     SavedRoom,
+    Subscribe,
+    Subscribed,
+    TalkArrived,
     UserAdded,
 )
-from chatcore.feed import Fill
-from chatcore.shared import SharedChat, opens_a_room
 
 from ..config import RedisSettings
 from ..logs import room_hash
@@ -363,13 +370,6 @@ def redacted(url: str) -> str:
 
 
 # What goes to the storage thread besides the core's requests, and what comes back besides their results.
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    """Listen to the room's channel; what is asked after it runs once Redis confirms (or the timeout passes)."""
-
-    join_key: str
-
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
@@ -674,7 +674,7 @@ class RedisLog:
                 subscribing = []
             if isinstance(work, Unsubscribe):
                 self.subscriber.unsubscribe(work.join_key)
-            elif unconfirmed and opens_a_room(work) and work.join_key in unconfirmed:
+            elif unconfirmed and _opens_a_room(work) and work.join_key in unconfirmed:
                 # Read now, the room could miss what is published before the subscription is in place.
                 pending.append(LogFailed(work.ticket, UNREACHABLE))
             else:
@@ -889,6 +889,11 @@ class RedisLog:
         return PresenceSnapshot(join_key, int(seq), tuple(sorted(entries)))
 
 
+def _opens_a_room(work: Work) -> TypeGuard[Load | AddUser]:
+    """A request that reads a room the process begins to hold: the subscription asked before it must be in place."""
+    return isinstance(work, Load) or (isinstance(work, AddUser) and work.created is not None)
+
+
 def _failure(work: Work, reason: str) -> Answer | None:
     """The answer to work that could not be done (None: it has none; a missed `Presence` is renewed by `Refresh`)."""
     if isinstance(work, AddUser | Append | Load | Rename | History):
@@ -913,13 +918,12 @@ def _talk(join_key: str, entry: Any) -> LoggedTalk:
 
 
 class RedisBroker:
-    """The event loop's side: `chatcore.shared.Broker` for one `SharedChat`, and its answers handed back."""
+    """The event loop's side: the core's log actions in (`submit`), results and news out (``deliver``)."""
 
     def __init__(self, settings: RedisSettings, origin: str | None = None) -> None:
         self.log = RedisLog(settings, origin)
         self.worker: StorageWorker[Work, Answer] = StorageWorker(self.log)
-        self._chat: SharedChat | None = None
-        self._perform: Callable[[list[Action]], None] = _not_running
+        self._deliver: Callable[[LogResult], None] = _not_running
         self._tasks: anyio.abc.TaskGroup | None = None
         self._up = True
         self.gaps_filled = 0
@@ -927,21 +931,16 @@ class RedisBroker:
         self.here: dict[str, set[int]] = {}
         """The users with a connection to each room on this process (as the core said: `Presence`)."""
 
-    # chatcore.shared.Broker
+    def submit(self, action: LogAction) -> None:
+        """Take one of the core's log actions."""
+        if isinstance(action, Forget):
+            self.worker.submit(Unsubscribe(action.join_key))
+        elif isinstance(action, Presence):
+            self._presence(action)
+        else:
+            self.worker.submit(action)
 
-    def request(self, request: LogRequest) -> None:
-        self.worker.submit(request)
-
-    def subscribe(self, join_key: str) -> None:
-        self.worker.submit(Subscribe(join_key))
-
-    def unsubscribe(self, join_key: str) -> None:
-        self.worker.submit(Unsubscribe(join_key))
-
-    def fill(self, fill: Fill) -> None:
-        self.worker.submit(fill)
-
-    def presence(self, presence: Presence) -> None:
+    def _presence(self, presence: Presence) -> None:
         users = self.here.get(presence.join_key)
         if presence.here:
             if users is None:
@@ -976,9 +975,9 @@ class RedisBroker:
 
     # Running
 
-    async def run(self, chat: SharedChat, perform: Callable[[list[Action]], None]) -> None:
-        """Serve the chat's log until cancelled; ``perform`` does the actions for clients the answers bring."""
-        self._chat, self._perform = chat, perform
+    async def run(self, deliver: Callable[[LogResult], None]) -> None:
+        """Serve the core's log until cancelled, handing ``deliver`` every result and news, on the event loop."""
+        self._deliver = deliver
         async with anyio.create_task_group() as tasks:
             self._tasks = tasks
             self.log.subscriber.start(loop_call(), self._heard)
@@ -999,20 +998,16 @@ class RedisBroker:
         return self._up
 
     def _answer(self, answer: Answer) -> None:
-        chat = self._chat
-        assert chat is not None
         if isinstance(answer, Filled):
             self.gaps_filled += 1
-            self._perform(chat.filled(answer.fill.join_key, answer.fill.after, answer.talks))
+            self._deliver(chatcore.Filled(answer.fill.join_key, answer.fill.after, tuple(answer.talks)))
         elif isinstance(answer, FillFailed):
             assert self._tasks is not None
             self._tasks.start_soon(self._refill, answer.fill)
         elif isinstance(answer, EpochChanged):
-            self._perform(chat.log_lost())
-        elif isinstance(answer, PresenceSnapshot):
-            self._perform(chat.presence_snapshot(answer))
+            self._deliver(LogLost())
         else:
-            self._perform(chat.log_result(answer))
+            self._deliver(answer)
 
     async def _refill(self, fill: Fill) -> None:
         await anyio.sleep(REFILL_DELAY)
@@ -1020,16 +1015,14 @@ class RedisBroker:
 
     def _heard(self, burst: list[Heard]) -> None:
         """On the event loop: what the subscriber heard, in order."""
-        chat = self._chat
-        assert chat is not None
         for item in burst:
             try:
                 if isinstance(item, LoggedTalk):
-                    self._perform(chat.heard(item))
+                    self._deliver(TalkArrived(item))
                 elif isinstance(item, PresenceHeard):
-                    self._perform(chat.presence_heard(item))
+                    self._deliver(item)
                 elif isinstance(item, _Subscribed):
-                    self._perform(chat.subscribed(item.join_key))
+                    self._deliver(Subscribed(item.join_key))
                     self.refresh(item.join_key)  # (again, after a reconnect: news may have been missed meanwhile)
                 elif item.up != self._up:
                     self._up = item.up
@@ -1042,5 +1035,5 @@ class RedisBroker:
                 log.exception("internal error while handing over what Redis published")
 
 
-def _not_running(actions: list[Action]) -> None:
+def _not_running(result: LogResult) -> None:
     raise RuntimeError("Redis answers arrived before RedisBroker.run")

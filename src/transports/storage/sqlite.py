@@ -20,6 +20,8 @@ from chatcore import (
     AddUser,
     Append,
     Appended,
+    Fill,
+    Filled,
     History,
     HistoryRead,
     KeyTaken,
@@ -315,19 +317,27 @@ class Database:
         except sqlite3.Error as error:
             raise DatabaseError(describe(error)) from None
 
-    def failed(self, batch: Sequence[LogRequest], reason: str) -> list[LogResult]:
-        return [LogFailed(request.ticket, reason) for request in batch]
+    def failed(self, batch: Sequence[LogRequest | Fill], reason: str) -> list[LogResult]:
+        return [
+            Filled(action.join_key, action.after, ()) if isinstance(action, Fill) else LogFailed(action.ticket, reason)
+            for action in batch
+        ]
 
-    def run(self, batch: Sequence[LogRequest]) -> list[LogResult]:
+    def run(self, batch: Sequence[LogRequest | Fill]) -> list[LogResult]:
         """Do a batch: every write in one transaction, then every read; results in the batch's order.
 
-        Writes are `AddUser`, `Append` and `Rename`; reads, `Load` and `History`. If the transaction
+        Writes are `AddUser`, `Append` and `Rename`; reads, `Load`, `History` and `Fill` (which the core
+        asks only of a log shared with other processes: one writer never leaves a gap). If the transaction
         fails, each write is retried in a transaction of its own, so that one bad request fails alone
         while a fault (disk full, file locked) fails them all with the reason.
         """
+        requests = [action for action in batch if not isinstance(action, Fill)]
+        if len(requests) < len(batch):
+            answers = iter(self.run(requests))
+            return [self._fill(action) if isinstance(action, Fill) else next(answers) for action in batch]
         results: dict[int, LogResult] = {}
-        writes: list[_Write] = [action for action in batch if not isinstance(action, _READS)]
-        reads = [action for action in batch if isinstance(action, _READS)] if len(writes) < len(batch) else []
+        writes: list[_Write] = [action for action in requests if not isinstance(action, _READS)]
+        reads = [action for action in requests if isinstance(action, _READS)] if len(writes) < len(batch) else []
         if writes:
             try:
                 results.update(zip((write.ticket for write in writes), self._transaction(writes), strict=True))
@@ -337,7 +347,7 @@ class Database:
                     results[write.ticket] = self._write_alone(write)
         for read in reads:
             results[read.ticket] = self._load(read) if isinstance(read, Load) else self._history(read)
-        return [results[action.ticket] for action in batch]
+        return [results[action.ticket] for action in requests]
 
     def _write_alone(self, write: _Write) -> LogResult:
         try:
@@ -516,6 +526,14 @@ class Database:
             return LogFailed(load.ticket, reason)
         talks = tuple(LoggedTalk(load.join_key, *row[:-1]) for row in rows)
         return Loaded(load.ticket, SavedRoom(load.join_key, room[2], talks))
+
+    def _fill(self, fill: Fill) -> Filled:
+        """The room's talks after ``fill.after``: a history read of them (none if it fails)."""
+        room = self._connection.execute(ROOM_CHAIN, (fill.join_key,)).fetchone()
+        if room is None or room[2] <= fill.after:
+            return Filled(fill.join_key, fill.after, ())
+        read = self._history(History(0, fill.join_key, room[2] + 1, room[2] - fill.after))
+        return Filled(fill.join_key, fill.after, read.talks if isinstance(read, HistoryRead) else ())
 
     def _history(self, history: History) -> LogResult:
         """The ``limit`` talks below ``before``: a walk down the room's chain from the checkpoint just above them.

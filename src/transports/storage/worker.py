@@ -12,7 +12,7 @@ from typing import Generic, Protocol, TypeVar
 
 import anyio
 
-from chatcore import LogRequest, LogResult
+from chatcore import Fill, Forget, LogAction, LogRequest, LogResult, Presence, Subscribe
 
 from .loopcall import LoopCall, loop_call
 
@@ -174,8 +174,16 @@ class _Probe:
         return None
 
 
-LogWorker = StorageWorker[LogRequest, LogResult]
-"""The worker of a store that only answers the core's log requests (SQLite)."""
+class LogWorker(StorageWorker[LogRequest | Fill, LogResult]):
+    """The worker of a store that is the room log alone (SQLite): no other process to tell of anything.
+
+    It takes every log action: the notices (`Subscribe`, `Forget`, `Presence`) have nothing to do there,
+    and are dropped before they reach the thread.
+    """
+
+    def submit(self, action: LogAction) -> None:
+        if not isinstance(action, Subscribe | Forget | Presence):
+            super().submit(action)
 
 
 def _not_running(result: object) -> None:
