@@ -23,19 +23,21 @@ from . import logs, settings
 from .config import (
     AppKind,
     Limits,
+    ProxyHeader,
     RedisSettings,
     ServerConfig,
     StartupError,
+    Synchronous,
+    TlsFiles,
     Transport,
     bundled_web_dir,
     default_database,
 )
-from .net.tls import TlsFiles
 from .process import run_until_signal
 from .runtime.origin import parse_origin
-from .runtime.proxies import ProxyHeader, parse_network
+from .runtime.proxies import parse_network
 from .storage.redisurl import check_url as check_redis_url
-from .storage.sqlite import MEMORY, DatabaseError, Synchronous
+from .storage.sqlite import MEMORY, DatabaseError
 from .supervisor import reserve_port, supervise
 
 log = logging.getLogger(__name__)

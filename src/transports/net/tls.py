@@ -38,11 +38,11 @@ import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
+from ..config import TlsFiles
 from .rawsocket import abort_on_close, on_abort
 from .tcp import format_remote
 
@@ -64,14 +64,6 @@ Handler = Callable[[socket.socket, tuple[str, int]], Awaitable[None]]
 
 class CertificateError(Exception):
     """A certificate or key that cannot be used; the message says which file and why, in one line."""
-
-
-@dataclass(frozen=True, slots=True)
-class TlsFiles:
-    certificate: Path
-    """PEM: the certificate, then its chain (intermediates); the key may follow if ``key`` is the same file."""
-    key: Path
-    """PEM: the private key (unencrypted)."""
 
 
 def load_context(files: TlsFiles) -> ssl.SSLContext:

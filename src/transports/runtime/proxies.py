@@ -33,19 +33,11 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
+
+from ..config import ProxyHeader
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class ProxyHeader(StrEnum):
-    """The one header a trusted proxy's word is read from (``--proxy-header``)."""
-
-    X_FORWARDED_FOR = "x-forwarded-for"
-    """``X-Forwarded-For`` and ``X-Forwarded-Proto``; the host from ``Host``."""
-    FORWARDED = "forwarded"
-    """RFC 7239 ``Forwarded``: ``for``, ``proto``, ``host``."""
 
 
 READS: dict[ProxyHeader, frozenset[bytes]] = {

@@ -38,11 +38,9 @@ from http import HTTPStatus
 import h11
 from wsproto.utilities import generate_accept_token
 
+from ..config import MAX_HEADER_BYTES, MAX_HEADERS
 from ..runtime.origin import parse_host
 from ..runtime.proxies import FORWARDING_HEADERS
-
-MAX_HEADER_BYTES = 16 * 1024
-MAX_HEADERS = 64
 
 
 def http_response(status: int, body: str, headers: tuple[tuple[str, str], ...] = ()) -> bytes:
