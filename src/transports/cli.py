@@ -33,9 +33,9 @@ from .config import (
     bundled_web_dir,
     default_database,
 )
+from .http.origin import parse_origin
+from .http.proxies import parse_network
 from .process import run_until_signal
-from .runtime.origin import parse_origin
-from .runtime.proxies import parse_network
 from .storage.redisurl import check_url as check_redis_url
 from .storage.sqlite import MEMORY, DatabaseError
 from .supervisor import reserve_port, supervise

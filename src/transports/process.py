@@ -22,6 +22,8 @@ from chatcore.shared import SharedChat
 
 from .config import AppKind, ServerConfig, StartupError, Transport
 from .http import static
+from .http.origin import OriginPolicy
+from .http.proxies import TrustedProxies
 from .net.listener import Listener
 from .net.tls import CertificateError, TlsServer
 from .ops.drain import drain
@@ -29,8 +31,6 @@ from .ops.health import Health, StoreCheck, redis_check, sqlite_check
 from .ops.metrics import Metrics
 from .ops.watchdog import Watchdog
 from .runtime.hub import App, Hub
-from .runtime.origin import OriginPolicy
-from .runtime.proxies import TrustedProxies
 from .storage.redislog import RedisBroker
 from .storage.sqlite import Database
 from .storage.worker import LogWorker, StorageWorker

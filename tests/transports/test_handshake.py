@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from wsproto.utilities import generate_accept_token
 
 from transports.config import MAX_HEADER_BYTES
-from transports.websocket.handshake import Handshake, HandshakeParser, Refusal, http_response
+from transports.http.answers import Refusal, http_response
+from transports.websocket.handshake import Handshake, HandshakeParser
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 GOOD = [

@@ -33,10 +33,10 @@ import anyio
 import h11
 
 from ..config import Limits
+from ..http.admission import ConnectionSlots
 from ..net.rawsocket import PrefixedSocket, RawSocket, raw_socket
-from ..runtime.admission import ConnectionSlots
-from ..websocket.handshake import Refusal, http_response
 from ..websocket.lifecycle import answer
+from .answers import Refusal, http_response
 
 log = logging.getLogger(__name__)
 

@@ -32,14 +32,14 @@ import anyio.abc
 import h11
 
 from ..config import Limits, StartupError
+from ..http.admission import ConnectionSlots
+from ..http.proxies import TrustedProxies
 from ..logs import without_quotes
 from ..net.listener import Listener
 from ..net.rawsocket import abort_on_close
 from ..net.tcp import STREAM_ERRORS
-from ..runtime.admission import ConnectionSlots
-from ..runtime.proxies import TrustedProxies
-from ..websocket.handshake import Refusal
 from . import pageport
+from .answers import Refusal
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,15 @@ import anyio
 from chatcore import Action, Broadcast, Close, ConnectionId, Forget, LogRequest, LogResult, Presence, Send, closecodes
 
 from ..config import Limits
+from ..http.admission import ConnectionSlots
+from ..http.answers import Refusal
+from ..http.origin import OriginPolicy
+from ..http.proxies import Forwarded, TrustedProxies
 from ..ops.counts import Counts, close_code
 from ..storage.worker import LogWorker
 from ..websocket.framing import Outgoing
-from ..websocket.handshake import Handshake, Refusal
+from ..websocket.handshake import Handshake
 from ..websocket.peer import Peer
-from .admission import ConnectionSlots
-from .origin import OriginPolicy
-from .proxies import Forwarded, TrustedProxies
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ the stage it reached:
   503) is refused without a look at its request, within a second (but a
   connection from a trusted proxy is counted per address by the client its
   request names, so its 429 comes once the request is read). A refusal
-  of the request (`handshake.Refusal`: bad request 400, version 426, origin
+  of the request (`http.answers.Refusal`: bad request 400, version 426, origin
   403) or a bug of ours (500) is answered over HTTP with a short body; then
   we stop writing and read until the client closes, so that it gets the
   answer rather than a reset.
@@ -41,8 +41,9 @@ from typing import Protocol, TypeVar
 import anyio
 
 from ..config import Limits
+from ..http.answers import Refusal, http_response
 from ..runtime.hub import Hub
-from .handshake import Handshake, HandshakeParser, Refusal, http_response
+from .handshake import Handshake, HandshakeParser
 from .peer import Peer
 
 log = logging.getLogger(__name__)
