@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from chatcore import ChatCore
 from chatcore.shared import SharedChat
 
+from . import pageport
 from .config import AppKind, ServerConfig, StartupError, Transport
 from .http import static
 from .http.origin import OriginPolicy
@@ -191,7 +192,7 @@ async def _serve(
         tasks.start_soon(hub.keepalive)
         tasks.start_soon(health.run)
         websocket = await tasks.start(driver.serve, hub, ws, config.limits)
-        tasks.start_soon(static.serve, site, page, config.limits, websocket, proxies)
+        tasks.start_soon(pageport.serve, site, page, config.limits, websocket, proxies)
         secure = "" if tls is None else "s"
         log.info("%s %s on ws%s://%s:%d/", config.transport.value, config.app.value, secure, _url_host(config.host),
                  ws.port)

@@ -22,7 +22,6 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -32,13 +31,9 @@ import anyio.abc
 import h11
 
 from ..config import Limits, StartupError
-from ..http.admission import ConnectionSlots
-from ..http.proxies import TrustedProxies
 from ..logs import without_quotes
-from ..net.listener import Listener
 from ..net.rawsocket import abort_on_close
 from ..net.tcp import STREAM_ERRORS
-from . import pageport
 from .answers import Refusal
 
 log = logging.getLogger(__name__)
@@ -276,22 +271,8 @@ async def _next_request(
             return None
 
 
-async def serve(
-    site: StaticSite,
-    listener: Listener,
-    limits: Limits,
-    websocket: pageport.WebSocketEntry | None = None,
-    proxies: TrustedProxies | None = None,
-) -> None:
-    """Serve ``site`` over HTTP from ``listener`` until it stops accepting and its connections have ended;
-    with ``websocket``, WebSocket upgrades at /ws and / go there (`pageport`)."""
-    await listener.serve(partial(
-        pageport.serve_connection, slots=ConnectionSlots(limits, proxies), limits=limits,
-        page=partial(_accepted, site, limits), websocket=websocket,
-    ))
-
-
-async def _accepted(site: StaticSite, limits: Limits, sock: socket.socket, remote: str, received: bytes) -> None:
+async def serve_page(site: StaticSite, limits: Limits, sock: socket.socket, remote: str, received: bytes) -> None:
+    """Serve one page connection (``remote``: how logs name the client; ``received``: what was read of it)."""
     try:
         stream = await anyio.abc.SocketStream.from_socket(sock)
     except (OSError, ValueError):  # reset already (anyio checks that it is connected)

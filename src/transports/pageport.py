@@ -20,6 +20,10 @@ its first byte). Then that request decides what the connection is:
 Behind a trusted proxy (``--trusted-proxy``) the page connection's
 per-address slot is the client's the first request names (the proxy's own
 connection counts only in the total until then).
+
+It routes between the two sides, so it stands above both: `http` (the page,
+`static.serve_page`) and `websocket` (whatever serves a WebSocket connection,
+handed in as a `WebSocketEntry`).
 """
 
 from __future__ import annotations
@@ -28,15 +32,20 @@ import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import anyio
 import h11
 
-from ..config import Limits
-from ..http.admission import ConnectionSlots
-from ..net.rawsocket import PrefixedSocket, RawSocket, raw_socket
-from ..websocket.lifecycle import answer
-from .answers import Refusal, http_response
+from .config import Limits
+from .http import static
+from .http.admission import ConnectionSlots
+from .http.answers import Refusal, http_response
+from .http.proxies import TrustedProxies
+from .http.static import StaticSite
+from .net.listener import Listener
+from .net.rawsocket import PrefixedSocket, RawSocket, raw_socket
+from .websocket.lifecycle import answer
 
 log = logging.getLogger(__name__)
 
@@ -152,3 +161,17 @@ _UPGRADE_HEADER = re.compile(rb"\nupgrade[ \t]*:[^\r\n]*\bwebsocket\b", re.IGNOR
 def _path(target: bytes) -> str:
     return target.partition(b"?")[0].decode("latin-1")
 
+
+async def serve(
+    site: StaticSite,
+    listener: Listener,
+    limits: Limits,
+    websocket: WebSocketEntry | None = None,
+    proxies: TrustedProxies | None = None,
+) -> None:
+    """Serve ``site`` over HTTP from ``listener`` until it stops accepting and its connections have ended;
+    with ``websocket``, WebSocket upgrades at /ws and / go there."""
+    await listener.serve(partial(
+        serve_connection, slots=ConnectionSlots(limits, proxies), limits=limits,
+        page=partial(static.serve_page, site, limits), websocket=websocket,
+    ))
