@@ -21,11 +21,11 @@ from ..http.admission import ConnectionSlots
 from ..http.answers import Refusal
 from ..http.origin import OriginPolicy
 from ..http.proxies import Forwarded, TrustedProxies
-from ..ops.counts import Counts, close_code
 from ..storage.worker import LogWorker
 from ..websocket.framing import Outgoing
 from ..websocket.handshake import Handshake
 from ..websocket.peer import Peer
+from .counts import Counts, close_code
 
 log = logging.getLogger(__name__)
 
