@@ -42,8 +42,8 @@ import anyio
 
 from ..config import Limits
 from ..http.answers import Refusal, http_response
-from ..runtime.hub import Hub
 from .handshake import Handshake, HandshakeParser
+from .host import Host
 from .peer import Peer
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ side down. Whatever it raises before the 101 is answered with HTTP 500.
 """
 
 
-async def serve_connection(link: L, hub: Hub, limits: Limits, accept: Accept[L]) -> None:
+async def serve_connection(link: L, hub: Host, limits: Limits, accept: Accept[L]) -> None:
     """Run one connection to its end and close it; never raises, cancellation aside."""
     graceful = False
     stage = "handshake"

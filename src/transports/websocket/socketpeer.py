@@ -33,8 +33,8 @@ from chatcore import ConnectionId
 from ..config import Limits
 from ..net.listener import Listener
 from ..net.rawsocket import RawSocket, serve_raw_tcp
-from ..runtime.hub import Hub
 from .handshake import Handshake
+from .host import Host
 from .incoming import Assembler
 from .lifecycle import serve_connection
 from .outbox import CloseRequest
@@ -84,7 +84,7 @@ class SocketPeer(Peer):
         "connection_id", "hub", "raw",
     )
 
-    def __init__(self, hub: Hub, raw: RawSocket, connection: Connection, flusher: Flusher, limits: Limits) -> None:
+    def __init__(self, hub: Host, raw: RawSocket, connection: Connection, flusher: Flusher, limits: Limits) -> None:
         self.hub = hub
         self.raw = raw
         self._socket = raw.sock
@@ -238,7 +238,7 @@ class Opening:
         pass
 
 
-MakePeer = Callable[[Hub, Limits, Flusher, RawSocket, Handshake], SocketPeer]
+MakePeer = Callable[[Host, Limits, Flusher, RawSocket, Handshake], SocketPeer]
 """A driver's peer for a connection whose handshake was accepted (its 101 not sent yet)."""
 
 
@@ -247,7 +247,7 @@ ConnectionEntry = Callable[[RawSocket], Awaitable[None]]
 
 
 async def serve(
-    hub: Hub, listener: Listener, limits: Limits, make_peer: MakePeer,
+    hub: Host, listener: Listener, limits: Limits, make_peer: MakePeer,
     *, task_status: anyio.abc.TaskStatus[ConnectionEntry] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve connections from ``listener``, one `Flusher` writing for all, until cancelled.

@@ -22,9 +22,9 @@ from chatcore import ConnectionId, closecodes
 from ..config import Limits
 from ..net.listener import Listener
 from ..net.rawsocket import RawSocket
-from ..runtime.hub import Hub
 from . import socketpeer
 from .handshake import Handshake
+from .host import Host
 from .incoming import FrameReader, MessageTooBig
 from .lifecycle import RECEIVE_SIZE
 from .outbox import CloseRequest
@@ -39,7 +39,7 @@ class WsprotoPeer(SocketPeer):
     __slots__ = ("_frames",)
     transport = "wsproto"
 
-    def __init__(self, hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
+    def __init__(self, hub: Host, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
         connection = Connection(ConnectionType.SERVER)
         super().__init__(hub, raw, connection, flusher, limits)
         self._frames = FrameReader(connection, limits.max_message_size, handshake.trailing)
@@ -102,7 +102,7 @@ class WsprotoPeer(SocketPeer):
 
 
 async def serve(
-    hub: Hub, listener: Listener, limits: Limits,
+    hub: Host, listener: Listener, limits: Limits,
     *, task_status: anyio.abc.TaskStatus[socketpeer.ConnectionEntry] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections from ``listener`` until cancelled; started with ``TaskGroup.start``, it hands
