@@ -21,6 +21,7 @@ from chatcore import ChatCore
 from chatcore.shared import SharedChat
 
 from . import pageport
+from .apps.echo import EchoApp
 from .config import AppKind, ServerConfig, StartupError, Transport
 from .http import static
 from .http.origin import OriginPolicy
@@ -36,7 +37,6 @@ from .storage.redislog import RedisBroker
 from .storage.sqlite import Database
 from .storage.worker import LogWorker, StorageWorker
 from .websocket import trio_driver, wsproto_driver
-from .websocket.echo import EchoApp
 
 log = logging.getLogger(__name__)
 
