@@ -47,7 +47,7 @@ from .net.listener import Listener
 from .net.rawsocket import PrefixedSocket, RawSocket, raw_socket
 from .websocket.lifecycle import answer
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 16384
 UPGRADE_PATHS = frozenset({"/ws", "/"})
@@ -93,10 +93,10 @@ async def serve_connection(
             client = forwarded.client
         await page(sock, raw.remote, received)
     except Refusal as refusal:
-        log.info("%s: refused page connection (%d): %s", raw.remote, refusal.status, refusal.reason)
+        logger.info("%s: refused page connection (%d): %s", raw.remote, refusal.status, refusal.reason)
         graceful = await answer(raw, refusal.response(), limits.close_timeout)
     except Exception:
-        log.exception("%s: internal error on the page's port; connection ended", raw.remote)
+        logger.exception("%s: internal error on the page's port; connection ended", raw.remote)
         graceful = await answer(raw, http_response(500, "internal error"), limits.close_timeout)
     finally:
         if slot:
@@ -132,7 +132,7 @@ async def _first_request(raw: RawSocket, limits: Limits) -> tuple[bytes | None, 
                 return None, None
             received += data
             connection.receive_data(data)
-    log.debug("%s: no request within %g s; connection closed", raw.remote, limits.handshake_timeout)
+    logger.debug("%s: no request within %g s; connection closed", raw.remote, limits.handshake_timeout)
     return None, None
 
 

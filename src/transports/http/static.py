@@ -36,7 +36,7 @@ from ..net.rawsocket import abort_on_close
 from ..net.tcp import STREAM_ERRORS
 from .answers import Refusal
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 16384
 SEND_TIMEOUT = 30.0
@@ -167,18 +167,18 @@ async def _serve(
         while await _serve_one(site, limits, stream, connection):
             connection.start_next_cycle()
     except h11.RemoteProtocolError as error:
-        log.info("%s: bad HTTP request (%d): %s", remote, error.error_status_hint, without_quotes(str(error)))
+        logger.info("%s: bad HTTP request (%d): %s", remote, error.error_status_hint, without_quotes(str(error)))
         await _refuse(stream, connection, error.error_status_hint, limits.close_timeout)
     except Refusal as refused:
-        log.info("%s: refused HTTP request (%d): %s", remote, refused.status, refused.reason)
+        logger.info("%s: refused HTTP request (%d): %s", remote, refused.status, refused.reason)
         await _refuse(stream, connection, refused.status, limits.close_timeout, refused.headers)
     except TimeoutError:
-        log.info("%s: page client not reading its answer within %g s; connection reset", remote, SEND_TIMEOUT)
+        logger.info("%s: page client not reading its answer within %g s; connection reset", remote, SEND_TIMEOUT)
         abort_on_close(stream.extra(anyio.abc.SocketAttribute.raw_socket))
     except STREAM_ERRORS as error:
-        log.debug("%s: http connection ended: %r", remote, error)
+        logger.debug("%s: http connection ended: %r", remote, error)
     except Exception:
-        log.exception("%s: internal error while serving the page", remote)
+        logger.exception("%s: internal error while serving the page", remote)
         await _refuse(stream, connection, 500, limits.close_timeout)
 
 

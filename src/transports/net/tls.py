@@ -46,7 +46,7 @@ from ..config import TlsFiles
 from .rawsocket import abort_on_close, on_abort
 from .tcp import format_remote
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 65536
 
@@ -192,7 +192,7 @@ class _Relay:
                     await self._outbound()
                 self.clean = not self.scope.cancel_called
         except* OSError as errors:  # the client reset the connection, or is gone under a write
-            log.debug("%s: TLS connection ended: %r", self._remote, errors.exceptions[0])
+            logger.debug("%s: TLS connection ended: %r", self._remote, errors.exceptions[0])
             _shutdown(self._outer, socket.SHUT_RDWR)
         finally:
             self._failed = True
@@ -242,14 +242,14 @@ class _Relay:
                 self._fail(error)
                 return
         if not self._handshaken.is_set():
-            log.debug("%s: gone during the TLS handshake", self._remote)
+            logger.debug("%s: gone during the TLS handshake", self._remote)
             self._failed = True
             self._handshaken.set()
         _shutdown(self._outer, socket.SHUT_WR)  # the handler sees the client's end of sending
 
     def _fail(self, error: ssl.SSLError) -> None:
         stage = "error" if self._handshaken.is_set() and not self._failed else "handshake failed"
-        log.info("%s: TLS %s: %s; connection ended", self._remote, stage, _describe(error))
+        logger.info("%s: TLS %s: %s; connection ended", self._remote, stage, _describe(error))
         self._failed = True
         self._handshaken.set()
         _shutdown(self._outer, socket.SHUT_RDWR)  # the handler sees the end; what it writes goes nowhere

@@ -33,7 +33,7 @@ from ..net.listener import Listener
 from ..runtime.hub import Hub
 from .health import Health
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 CLOSE_RATE = 1000.0
 """Clients closed per second while draining, unless that would take longer than a third of the drain timeout."""
@@ -70,7 +70,7 @@ async def drain(
             await store_drain()  # what members sent so far reaches them before their close
     connections = hub.open_connections()
     batches, size = close_spread(len(connections), within)
-    log.info("draining %d connections: close 1012 in %d batches over %.1f s, within %g s in all",
+    logger.info("draining %d connections: close 1012 in %d batches over %.1f s, within %g s in all",
              len(connections), batches, max(0, batches - 1) * BATCH_EVERY, within)
     with anyio.CancelScope(deadline=deadline - margin):
         for first in range(0, len(connections), size or 1):
@@ -81,11 +81,11 @@ async def drain(
         await hub.all_closed()
     left = hub.connection_count
     if left:
-        log.info("drain: cutting %d connections that did not finish closing in time", left)
+        logger.info("drain: cutting %d connections that did not finish closing in time", left)
         hub.cut("the drain's time is up")
         with anyio.move_on_after(margin / 4):
             await hub.all_closed()
     if store_drain is not None:
         with anyio.CancelScope(deadline=deadline - margin / 2):
             await store_drain()
-    log.info("drained in %.1f s", anyio.current_time() - started)
+    logger.info("drained in %.1f s", anyio.current_time() - started)

@@ -30,7 +30,7 @@ from .lifecycle import RECEIVE_SIZE
 from .outbox import CloseRequest
 from .socketpeer import Flusher, SocketPeer
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class WsprotoPeer(SocketPeer):
@@ -97,7 +97,7 @@ class WsprotoPeer(SocketPeer):
             self.close(answer.code, answer.reason or "")
         elif state is ConnectionState.OPEN:
             # wsproto found a protocol error (1002, 1007, ...) in what the client sent.
-            log.info("%s: closing with %d: %s", self.remote, event.code, event.reason)
+            logger.info("%s: closing with %d: %s", self.remote, event.code, event.reason)
             self.close(event.code, event.reason or "")
 
 
