@@ -61,7 +61,7 @@ PageEntry = Callable[[socket.socket, str, bytes], Awaitable[None]]
 
 async def serve_connection(
     sock: socket.socket,
-    peer: tuple[str, int],
+    remote_address: tuple[str, int],
     *,
     slots: ConnectionSlots,
     limits: Limits,
@@ -69,7 +69,7 @@ async def serve_connection(
     websocket: WebSocketEntry | None,
 ) -> None:
     """Serve one connection of the page's port to its end; never raises, cancellation aside."""
-    raw = raw_socket(sock, peer)
+    raw = raw_socket(sock, remote_address)
     address, slot, client = raw.address, False, None
     graceful = True
     try:

@@ -19,7 +19,7 @@ Handler = Callable[[socket.socket, tuple[str, int]], Coroutine[Any, Any, None]]
 class Wrapper(Protocol):
     """What stands between the listener and every handler (`tls.TlsServer`): it serves the connection through it."""
 
-    async def serve(self, handler: Handler, sock: socket.socket, peer: tuple[str, int]) -> None: ...
+    async def serve(self, handler: Handler, sock: socket.socket, remote_address: tuple[str, int]) -> None: ...
 
 
 class Listener:
@@ -66,13 +66,13 @@ class Listener:
                     await anyio.wait_readable(listener)
                     while True:  # take every connection that is waiting
                         try:
-                            sock, peer = listener.accept()
+                            sock, remote_address = listener.accept()
                         except (BlockingIOError, ConnectionAbortedError):
                             break
                         except OSError:  # out of file descriptors, say: let the backlog wait
                             await anyio.sleep(0.1)
                             break
-                        connections.start_soon(handler, sock, peer)
+                        connections.start_soon(handler, sock, remote_address)
                         # Each handler takes its first step (where it takes a connection slot) before the
                         # next one is started, so connections are admitted in the order they were accepted.
                         await anyio.lowlevel.checkpoint()

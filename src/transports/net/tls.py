@@ -131,20 +131,20 @@ class TlsServer:
         """Read the files again (blocking); on `CertificateError` the current certificate stays."""
         self.context = load_context(self.files)
 
-    async def serve(self, handler: Handler, sock: socket.socket, peer: tuple[str, int]) -> None:
+    async def serve(self, handler: Handler, sock: socket.socket, remote_address: tuple[str, int]) -> None:
         """Serve the TLS connection ``sock`` with ``handler``, which gets one end of a plain socket pair."""
         inner, outer = socket.socketpair()
         sock.setblocking(False)
         outer.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        relay = _Relay(sock, outer, self.context, format_remote(peer[0], peer[1]))
+        relay = _Relay(sock, outer, self.context, format_remote(*remote_address))
         forget = on_abort(inner, relay.abort)
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(relay.run)
                 try:
-                    await handler(inner, peer)  # first: it takes its connection slot before the next is accepted
+                    await handler(inner, remote_address)  # first: it takes its slot before the next is accepted
                 finally:
                     inner.close()  # (the handler has closed it; the relay then sees the end of what it wrote)
                     with anyio.move_on_after(self._close_timeout):
