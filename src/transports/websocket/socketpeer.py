@@ -254,7 +254,7 @@ async def serve(
 
     Started with ``TaskGroup.start``, it hands back the way to serve a connection
     accepted elsewhere on this server, the same way (the page's port's WebSocket
-    upgrades, `http.pageport`): the flusher writes for those too, so it runs
+    upgrades, `transports.pageport`): the flusher writes for those too, so it runs
     until cancelled, even once ``listener`` has stopped accepting.
     """
     flusher = Flusher()
