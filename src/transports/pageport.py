@@ -22,8 +22,8 @@ per-address slot is the client's the first request names (the proxy's own
 connection counts only in the total until then).
 
 It routes between the two sides, so it stands above both: `http` (the page,
-`static.serve_page`) and `websocket` (whatever serves a WebSocket connection,
-handed in as a `WebSocketEntry`).
+`static.serve_page`) and the WebSocket side, which the process hands in (a
+`WebSocketEntry`: the driver's `lifecycle.serve_connection`).
 """
 
 from __future__ import annotations
@@ -40,12 +40,11 @@ import h11
 from .config import Limits
 from .http import static
 from .http.admission import ConnectionSlots
-from .http.answers import Refusal, http_response
+from .http.answers import Refusal, answer, http_response
 from .http.proxies import TrustedProxies
 from .http.static import StaticSite
 from .net.listener import Listener
 from .net.rawsocket import PrefixedSocket, RawSocket, raw_socket
-from .websocket.lifecycle import answer
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,26 @@
-"""HTTP error answers, the same on every port: `Refusal` carries one up to where it is sent."""
+"""HTTP error answers, the same on every port: `Refusal` carries one up to where `answer` sends it."""
 
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Protocol
+
+import anyio
+
+_RECEIVE_SIZE = 65536
+
+
+class Stream(Protocol):
+    """The byte stream of one connection, as far as answering it goes (`websocket.lifecycle.Link` has more)."""
+
+    async def receive(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes``; ``b""`` once the client has closed or reset the connection."""
+
+    async def send_all(self, data: bytes) -> None:
+        """Write everything; raises `OSError` once the client is gone."""
+
+    def shutdown_write(self) -> None:
+        """Send FIN: we write nothing more."""
 
 
 def http_response(status: int, body: str, headers: tuple[tuple[str, str], ...] = ()) -> bytes:
@@ -33,3 +51,21 @@ class Refusal(Exception):
 
     def response(self) -> bytes:
         return http_response(self.status, self.reason, self.headers)
+
+
+async def answer(stream: Stream, response: bytes, linger: float) -> bool:
+    """Send an HTTP answer and wait for the client to close; False if that did not happen within ``linger`` seconds.
+
+    Closing with unread data would reset the connection, and a reset can
+    destroy the answer before the client reads it: so we read until it closes.
+    """
+    with anyio.move_on_after(linger):
+        try:
+            await stream.send_all(response)
+            stream.shutdown_write()
+            while await stream.receive(_RECEIVE_SIZE):
+                pass
+        except OSError:
+            return False
+        return True
+    return False

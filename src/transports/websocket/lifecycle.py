@@ -41,7 +41,7 @@ from typing import Protocol, TypeVar
 import anyio
 
 from ..config import Limits
-from ..http.answers import Refusal, http_response
+from ..http.answers import Refusal, answer, http_response
 from .handshake import Handshake, HandshakeParser
 from .host import Host
 from .peer import Peer
@@ -174,21 +174,3 @@ async def _receive_handshake(link: Link, limits: Limits) -> Handshake | None:
         logger.info("%s: no WebSocket handshake within %g s; connection dropped", link.remote, limits.handshake_timeout)
         link.abort()
         return None
-
-
-async def answer(link: Link, response: bytes, linger: float) -> bool:
-    """Send an HTTP answer and wait for the client to close; False if that did not happen within ``linger`` seconds.
-
-    Closing with unread data would reset the connection, and a reset can
-    destroy the answer before the client reads it: so we read until it closes.
-    """
-    with anyio.move_on_after(linger):
-        try:
-            await link.send_all(response)
-            link.shutdown_write()
-            while await link.receive(RECEIVE_SIZE):
-                pass
-        except OSError:
-            return False
-        return True
-    return False
