@@ -23,22 +23,24 @@ from . import logs, settings
 from .config import (
     AppKind,
     Limits,
+    ProxyHeader,
     RedisSettings,
     ServerConfig,
     StartupError,
+    Synchronous,
+    TlsFiles,
     Transport,
     bundled_web_dir,
     default_database,
 )
-from .net.tls import TlsFiles
+from .http.origin import parse_origin
+from .http.proxies import parse_network
 from .process import run_until_signal
-from .runtime.origin import parse_origin
-from .runtime.proxies import ProxyHeader, parse_network
 from .storage.redisurl import check_url as check_redis_url
-from .storage.sqlite import MEMORY, DatabaseError, Synchronous
+from .storage.sqlite import MEMORY, DatabaseError
 from .supervisor import reserve_port, supervise
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def _number(kind: Callable[[str], float], accepts: Callable[[float], bool], rule: str) -> Callable[[str], float]:
@@ -282,7 +284,7 @@ def _raise_file_limit(connections: int, per_connection: int = 1) -> None:
         new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
         if new_soft < per_connection * connections + 256:  # page connections may run short first, not WebSocket
-            log.warning("open-file limit %d allows fewer than --max-connections %d", new_soft, connections)
+            logger.warning("open-file limit %d allows fewer than --max-connections %d", new_soft, connections)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -301,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "pip install 'trio-chat[uvloop]' (or .venv/bin/pip install uvloop)\n")
     logs.configure(args.log_level, args.log_format, args.worker_id)
     for name in unknown_settings:
-        log.warning("ignored %s: no flag has it (chat-server --help lists every CHAT_SERVER_ variable)", name)
+        logger.warning("ignored %s: no flag has it (chat-server --help lists every CHAT_SERVER_ variable)", name)
     _keep_running_on_sighup()
     if args.workers > 1 and args.worker_id is None:
         sys.exit(_supervise(args, parser, list(sys.argv[1:] if argv is None else argv)))
@@ -323,7 +325,7 @@ def _exit_error(parser: argparse.ArgumentParser, args: argparse.Namespace, *erro
     lines = [f"{parser.prog}: error: {error}" for error in errors]
     if args.log_format == "json":
         for line in lines:
-            log.error("%s", line)
+            logger.error("%s", line)
         parser.exit(2)
     parser.exit(2, "".join(f"{line}\n" for line in lines))
 
@@ -335,7 +337,7 @@ def _keep_running_on_sighup() -> None:
     something to reload on SIGHUP takes the signal over while it runs, with ``open_signal_receiver``.)
     """
     if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
-        signal.signal(signal.SIGHUP, lambda signum, frame: log.warning(
+        signal.signal(signal.SIGHUP, lambda signum, frame: logger.warning(
             "SIGHUP: nothing to reload: settings are read at start; restart the server to change them"))
 
 
@@ -351,7 +353,7 @@ def _supervise(args: argparse.Namespace, parser: argparse.ArgumentParser, given:
         return [sys.executable, "-m", "transports", *given, "--http-port", str(http_port), "--ws-port", str(ws_port),
                 "--worker-id", str(number)]
 
-    log.info("%d workers sharing ports %d (page) and %d (WebSocket)", args.workers, http_port, ws_port)
+    logger.info("%d workers sharing ports %d (page) and %d (WebSocket)", args.workers, http_port, ws_port)
     try:
         # Each worker's drain (SIGTERM) or quick stop (SIGINT) may take this long before it is SIGKILLed.
         stop_timeout = max(args.drain_timeout, args.close_timeout + 10.0) + 5.0

@@ -1,4 +1,9 @@
-"""What one server process runs: which transport, which application, where."""
+"""What one server process runs: which transport, which application, where.
+
+A leaf: every setting's type (the small enums and records below) is defined
+here, so the packages that use a setting import it from here and this
+module imports none of them.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,10 @@ import platformdirs
 
 from chatcore import CoreLimits
 
-from .net.tls import TlsFiles
-from .runtime.proxies import ProxyHeader
-from .storage.sqlite import Synchronous
-from .websocket.handshake import MAX_HEADER_BYTES, MAX_HEADERS
+MAX_HEADER_BYTES = 16 * 1024
+"""Largest request head by default (``--max-header-bytes``)."""
+MAX_HEADERS = 64
+"""Most header fields by default (``--max-headers``)."""
 
 
 class StartupError(Exception):
@@ -44,6 +49,32 @@ class Limits:
     """Seconds between keepalive pings on an idle or busy connection (0: no pings)."""
     ping_timeout: float = 20.0
     """Seconds a peer has to answer a ping before it is considered dead and dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    certificate: Path
+    """PEM: the certificate, then its chain (intermediates); the key may follow if ``key`` is the same file."""
+    key: Path
+    """PEM: the private key (unencrypted)."""
+
+
+class ProxyHeader(StrEnum):
+    """The one header a trusted proxy's word is read from (``--proxy-header``)."""
+
+    X_FORWARDED_FOR = "x-forwarded-for"
+    """``X-Forwarded-For`` and ``X-Forwarded-Proto``; the host from ``Host``."""
+    FORWARDED = "forwarded"
+    """RFC 7239 ``Forwarded``: ``for``, ``proto``, ``host``."""
+
+
+class Synchronous(StrEnum):
+    """How hard a commit waits for the disk (SQLite's ``synchronous`` pragma, in WAL mode)."""
+
+    NORMAL = "normal"
+    """Commits survive the server being killed; the OS or power failing may lose the last ones."""
+    FULL = "full"
+    """Commits also survive the OS or power failing: one fsync per commit (per batch)."""
 
 
 class Transport(StrEnum):

@@ -33,7 +33,7 @@ OUR_PACKAGES = ("transports", "chatcore")
 
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
-log = logging.getLogger("transports")
+logger = logging.getLogger("transports")
 
 
 def room_hash(join_key: str) -> str:
@@ -101,11 +101,11 @@ def _log_uncaught(kind: type[BaseException], error: BaseException, traceback: Tr
     if issubclass(kind, KeyboardInterrupt):
         sys.__excepthook__(kind, error, traceback)
         return
-    log.critical("uncaught %s", kind.__name__, exc_info=(kind, error, traceback))
+    logger.critical("uncaught %s", kind.__name__, exc_info=(kind, error, traceback))
 
 
 def _log_uncaught_in_thread(hook: threading.ExceptHookArgs) -> None:
     if hook.exc_type is SystemExit or hook.exc_value is None:
         return
-    log.critical("uncaught %s in thread %s", hook.exc_type.__name__, hook.thread.name if hook.thread else "?",
+    logger.critical("uncaught %s in thread %s", hook.exc_type.__name__, hook.thread.name if hook.thread else "?",
                  exc_info=(hook.exc_type, hook.exc_value, hook.exc_traceback))

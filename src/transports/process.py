@@ -20,8 +20,12 @@ from redis.exceptions import RedisError
 
 from chatcore import ChatCore, LogAction, LogResult
 
+from . import pageport
+from .apps.echo import EchoApp
 from .config import AppKind, ServerConfig, StartupError, Transport
 from .http import static
+from .http.origin import OriginPolicy
+from .http.proxies import TrustedProxies
 from .net.listener import Listener
 from .net.tls import CertificateError, TlsServer
 from .ops.drain import drain
@@ -29,14 +33,11 @@ from .ops.health import Health, StoreCheck, redis_check, sqlite_check
 from .ops.metrics import Metrics
 from .ops.watchdog import Watchdog
 from .runtime.hub import App, Hub
-from .runtime.origin import OriginPolicy
-from .runtime.proxies import TrustedProxies
 from .storage.memory import MemoryBackend
 from .storage.redislog import RedisBroker
 from .storage.sqlite import Database
 from .storage.worker import LogWorker, StorageWorker
 from .websocket import trio_driver, wsproto_driver
-from .websocket.echo import EchoApp
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ async def _serve(
         tasks.start_soon(hub.keepalive)
         tasks.start_soon(health.run)
         websocket = await tasks.start(driver.serve, hub, ws, config.limits)
-        tasks.start_soon(static.serve, site, page, config.limits, websocket, proxies)
+        tasks.start_soon(pageport.serve, site, page, config.limits, websocket, proxies)
         secure = "" if tls is None else "s"
         log.info("%s %s on ws%s://%s:%d/", config.transport.value, config.app.value, secure, _url_host(config.host),
                  ws.port)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 STARTUP_FAILURE = 2
 """A worker's exit status for a setting that cannot work (`config.StartupError`)."""
@@ -86,11 +86,11 @@ async def _stop_on_signal(stopping: anyio.Event, count: int, outcome: _Outcome) 
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             if stopping.is_set():
-                log.warning("second %s while stopping: killing the %d workers, exiting now",
+                logger.warning("second %s while stopping: killing the %d workers, exiting now",
                             signal.Signals(signum).name, len(outcome.running))
                 outcome.at_once.set()
                 continue
-            log.info("%s: stopping %d workers", signal.Signals(signum).name, count)
+            logger.info("%s: stopping %d workers", signal.Signals(signum).name, count)
             outcome.stop_signal = signal.Signals(signum)
             stopping.set()
 
@@ -99,7 +99,7 @@ async def _pass_on_sighup(outcome: _Outcome) -> None:
     """SIGHUP (``systemctl reload``: a renewed TLS certificate) goes to every worker, which reloads its own."""
     with anyio.open_signal_receiver(signal.SIGHUP) as signals:
         async for _ in signals:
-            log.info("SIGHUP: passed to %d workers", len(outcome.running))
+            logger.info("SIGHUP: passed to %d workers", len(outcome.running))
             for process in list(outcome.running):
                 with contextlib.suppress(ProcessLookupError):
                     process.send_signal(signal.SIGHUP)
@@ -113,7 +113,7 @@ async def _keep_running(
         started = anyio.current_time()
         process = await anyio.open_process(command(number), stdin=subprocess.DEVNULL, stdout=None, stderr=None,
                                            start_new_session=True)
-        log.info("worker %d started (pid %d)", number, process.pid)
+        logger.info("worker %d started (pid %d)", number, process.pid)
         outcome.running.add(process)
         try:
             async with anyio.create_task_group() as watch:
@@ -123,16 +123,16 @@ async def _keep_running(
         finally:
             outcome.running.discard(process)
         if stopping.is_set():
-            log.info("worker %d (pid %d) stopped with status %d", number, process.pid, status)
+            logger.info("worker %d (pid %d) stopped with status %d", number, process.pid, status)
             return
         lived = anyio.current_time() - started
         if status == STARTUP_FAILURE and lived < YOUNG:
-            log.error("worker %d could not start (status 2): stopping every worker", number)
+            logger.error("worker %d could not start (status 2): stopping every worker", number)
             outcome.startup_failure = True
             stopping.set()
             return
         pause = min(pause * 2, MAX_PAUSE) if lived < YOUNG else 0.1
-        log.log(logging.WARNING if status == 0 else logging.ERROR,
+        logger.log(logging.WARNING if status == 0 else logging.ERROR,
                 "worker %d (pid %d) exited with status %d after %.0f s; starting it again in %.1f s",
                 number, process.pid, status, lived, pause)
         with anyio.move_on_after(pause):
@@ -149,7 +149,7 @@ async def _stop_when(
     with anyio.move_on_after(stop_timeout) as waiting:
         await outcome.at_once.wait()
     if waiting.cancelled_caught:
-        log.warning("worker (pid %d) did not stop within %.0f s of %s: killing it", process.pid, stop_timeout,
+        logger.warning("worker (pid %d) did not stop within %.0f s of %s: killing it", process.pid, stop_timeout,
                     outcome.stop_signal.name)
     with contextlib.suppress(ProcessLookupError):
         process.kill()

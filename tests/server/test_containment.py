@@ -22,7 +22,7 @@ from chat_client import ChatClient
 from chatcore import ChatCore
 from live import LiveServer, wait_until
 from raw_websocket import handshake_request, read_until_closed
-from transports.runtime.origin import OriginPolicy
+from transports.http.origin import OriginPolicy
 from transports.websocket.handshake import HandshakeParser
 from transports.websocket.socketpeer import SocketPeer
 

@@ -32,7 +32,7 @@ from raw_websocket import read_until_closed
 from redis_server import free_port
 from transports import settings
 from transports.cli import build_parser, config_from_args
-from transports.runtime.proxies import ProxyHeader
+from transports.config import ProxyHeader
 
 
 @pytest.fixture

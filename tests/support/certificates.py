@@ -8,7 +8,7 @@ from pathlib import Path
 
 import trustme
 
-from transports.net.tls import TlsFiles
+from transports.config import TlsFiles
 
 
 @dataclass

@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsproto.utilities import generate_accept_token
 
-from transports.websocket.handshake import MAX_HEADER_BYTES, Handshake, HandshakeParser, Refusal, http_response
+from transports.config import MAX_HEADER_BYTES
+from transports.http.answers import Refusal, http_response
+from transports.websocket.handshake import Handshake, HandshakeParser
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 GOOD = [

@@ -10,10 +10,11 @@ from trio.testing import MockClock
 
 from chatcore import AddUser, Append, Broadcast, Close, ConnectionId, Load, LogResult, Send
 from transports.config import Limits
+from transports.http.answers import Refusal
+from transports.http.origin import OriginPolicy
 from transports.runtime.hub import Hub, HubAction, SendBinary
-from transports.runtime.origin import OriginPolicy
 from transports.websocket.framing import Outgoing
-from transports.websocket.handshake import Handshake, Refusal
+from transports.websocket.handshake import Handshake
 from transports.websocket.peer import Peer
 
 

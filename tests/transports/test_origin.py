@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transports.runtime.origin import Origin, OriginPolicy, is_address, normalize_origin, parse_host, parse_origin
+from transports.http.origin import Origin, OriginPolicy, is_address, normalize_origin, parse_host, parse_origin
 
 PAGE = 8000
 

@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transports.config import Limits
-from transports.runtime.admission import ConnectionSlots
-from transports.runtime.origin import OriginPolicy
-from transports.runtime.proxies import Forwarded, ProxyHeader, TrustedProxies, parse_address, parse_network
-from transports.websocket.handshake import HandshakeParser, Refusal
+from transports.config import Limits, ProxyHeader
+from transports.http.admission import ConnectionSlots
+from transports.http.answers import Refusal
+from transports.http.origin import OriginPolicy
+from transports.http.proxies import Forwarded, TrustedProxies, parse_address, parse_network
+from transports.websocket.handshake import HandshakeParser
 
 PROXIES = TrustedProxies(["127.0.0.1", "10.0.0.0/8", "fd00::/8"])
 RFC_7239 = TrustedProxies(["127.0.0.1", "10.0.0.0/8", "fd00::/8"], ProxyHeader.FORWARDED)

@@ -1,1 +1,1 @@
-"""Plain HTTP: the page (the static site); later health and metrics."""
+"""HTTP on both ports: error answers, who may connect (trusted proxies, origin policy, admission), the static page."""

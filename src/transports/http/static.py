@@ -22,7 +22,6 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -33,15 +32,11 @@ import h11
 
 from ..config import Limits, StartupError
 from ..logs import without_quotes
-from ..net.listener import Listener
 from ..net.rawsocket import abort_on_close
 from ..net.tcp import STREAM_ERRORS
-from ..runtime.admission import ConnectionSlots
-from ..runtime.proxies import TrustedProxies
-from ..websocket.handshake import Refusal
-from . import pageport
+from .answers import Refusal
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 16384
 SEND_TIMEOUT = 30.0
@@ -172,18 +167,18 @@ async def _serve(
         while await _serve_one(site, limits, stream, connection):
             connection.start_next_cycle()
     except h11.RemoteProtocolError as error:
-        log.info("%s: bad HTTP request (%d): %s", remote, error.error_status_hint, without_quotes(str(error)))
+        logger.info("%s: bad HTTP request (%d): %s", remote, error.error_status_hint, without_quotes(str(error)))
         await _refuse(stream, connection, error.error_status_hint, limits.close_timeout)
     except Refusal as refused:
-        log.info("%s: refused HTTP request (%d): %s", remote, refused.status, refused.reason)
+        logger.info("%s: refused HTTP request (%d): %s", remote, refused.status, refused.reason)
         await _refuse(stream, connection, refused.status, limits.close_timeout, refused.headers)
     except TimeoutError:
-        log.info("%s: page client not reading its answer within %g s; connection reset", remote, SEND_TIMEOUT)
+        logger.info("%s: page client not reading its answer within %g s; connection reset", remote, SEND_TIMEOUT)
         abort_on_close(stream.extra(anyio.abc.SocketAttribute.raw_socket))
     except STREAM_ERRORS as error:
-        log.debug("%s: http connection ended: %r", remote, error)
+        logger.debug("%s: http connection ended: %r", remote, error)
     except Exception:
-        log.exception("%s: internal error while serving the page", remote)
+        logger.exception("%s: internal error while serving the page", remote)
         await _refuse(stream, connection, 500, limits.close_timeout)
 
 
@@ -276,22 +271,8 @@ async def _next_request(
             return None
 
 
-async def serve(
-    site: StaticSite,
-    listener: Listener,
-    limits: Limits,
-    websocket: pageport.WebSocketEntry | None = None,
-    proxies: TrustedProxies | None = None,
-) -> None:
-    """Serve ``site`` over HTTP from ``listener`` until it stops accepting and its connections have ended;
-    with ``websocket``, WebSocket upgrades at /ws and / go there (`pageport`)."""
-    await listener.serve(partial(
-        pageport.serve_connection, slots=ConnectionSlots(limits, proxies), limits=limits,
-        page=partial(_accepted, site, limits), websocket=websocket,
-    ))
-
-
-async def _accepted(site: StaticSite, limits: Limits, sock: socket.socket, remote: str, received: bytes) -> None:
+async def serve_page(site: StaticSite, limits: Limits, sock: socket.socket, remote: str, received: bytes) -> None:
+    """Serve one page connection (``remote``: how logs name the client; ``received``: what was read of it)."""
     try:
         stream = await anyio.abc.SocketStream.from_socket(sock)
     except (OSError, ValueError):  # reset already (anyio checks that it is connected)

@@ -1,1 +1,1 @@
-"""Sockets: TCP listeners and the raw non-blocking socket loop the wsproto driver and page server share."""
+"""Sockets below any protocol: TCP listeners, the raw non-blocking socket loop, and TLS in front of both."""

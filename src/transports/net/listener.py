@@ -5,18 +5,21 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Coroutine
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
-
-if TYPE_CHECKING:
-    from .tls import TlsServer
 
 BACKLOG = 1024
 
 Handler = Callable[[socket.socket, tuple[str, int]], Coroutine[Any, Any, None]]
 """Serves one accepted connection: its (blocking-mode) socket and the client's address and port."""
+
+
+class Wrapper(Protocol):
+    """What stands between the listener and every handler (`tls.TlsServer`): it serves the connection through it."""
+
+    async def serve(self, handler: Handler, sock: socket.socket, remote_address: tuple[str, int]) -> None: ...
 
 
 class Listener:
@@ -33,7 +36,7 @@ class Listener:
         self.port: int = sock.getsockname()[1]
         """The port bound (the one asked for, or the one the system picked for port 0)."""
         self._accepting = anyio.CancelScope()
-        self.tls: TlsServer | None = None
+        self.tls: Wrapper | None = None
         """With TLS (``--tls-cert``), each connection goes through it: the handler sees plain bytes."""
 
     @classmethod
@@ -63,13 +66,13 @@ class Listener:
                     await anyio.wait_readable(listener)
                     while True:  # take every connection that is waiting
                         try:
-                            sock, peer = listener.accept()
+                            sock, remote_address = listener.accept()
                         except (BlockingIOError, ConnectionAbortedError):
                             break
                         except OSError:  # out of file descriptors, say: let the backlog wait
                             await anyio.sleep(0.1)
                             break
-                        connections.start_soon(handler, sock, peer)
+                        connections.start_soon(handler, sock, remote_address)
                         # Each handler takes its first step (where it takes a connection slot) before the
                         # next one is started, so connections are admitted in the order they were accepted.
                         await anyio.lowlevel.checkpoint()

@@ -51,7 +51,7 @@ class RawSocket:
         self.address, self.port = client, 0
 
     async def receive(self, max_bytes: int) -> bytes:
-        """Up to ``max_bytes``; ``b""`` once the peer has closed or reset the connection."""
+        """Up to ``max_bytes``; ``b""`` once the client has closed or reset the connection."""
         while True:
             await self._wait_readable(self.sock)
             try:
@@ -62,7 +62,7 @@ class RawSocket:
                 return b""
 
     async def send_all(self, data: bytes) -> None:
-        """Write everything, waiting for room; raises OSError if the peer is gone."""
+        """Write everything, waiting for room; raises OSError if the client is gone."""
         view = memoryview(data)
         while view:
             with contextlib.suppress(BlockingIOError):
@@ -144,7 +144,7 @@ async def serve_raw_tcp(handler: Callable[[RawSocket], Awaitable[None]], listene
     await listener.serve(partial(_run, handler, wait_readable))
 
 
-def raw_socket(sock: socket.socket, peer: tuple[str, int]) -> RawSocket:
+def raw_socket(sock: socket.socket, remote_address: tuple[str, int]) -> RawSocket:
     """An accepted connection's socket as a `RawSocket` (non-blocking, no Nagle); the caller closes it."""
     sock.setblocking(False)
     with contextlib.suppress(OSError):
@@ -152,20 +152,20 @@ def raw_socket(sock: socket.socket, peer: tuple[str, int]) -> RawSocket:
     wait_readable: WaitReadable = anyio.wait_readable
     if sniffio.current_async_library() == "trio":
         wait_readable = trio.lowlevel.wait_readable
-    return RawSocket(sock, peer[0], peer[1], wait_readable)
+    return RawSocket(sock, *remote_address, wait_readable)
 
 
 async def _run(
     handler: Callable[[RawSocket], Awaitable[None]],
     wait_readable: WaitReadable,
     sock: socket.socket,
-    peer: tuple[str, int],
+    remote_address: tuple[str, int],
 ) -> None:
     sock.setblocking(False)
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        await handler(RawSocket(sock, peer[0], peer[1], wait_readable))
+        await handler(RawSocket(sock, *remote_address, wait_readable))
     finally:
         sock.close()
 

@@ -1,11 +1,11 @@
-"""What the stream-based servers share: the errors of a gone peer, and how an address is written."""
+"""What the stream-based servers share: the errors of a gone client, and how an address is written."""
 
 from __future__ import annotations
 
 import anyio
 
 STREAM_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
-"""What reading or writing a stream raises when the peer has gone."""
+"""What reading or writing a stream raises when the client has gone."""
 
 
 def format_remote(address: str, port: int) -> str:

@@ -38,15 +38,15 @@ import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
+from ..config import TlsFiles
 from .rawsocket import abort_on_close, on_abort
 from .tcp import format_remote
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 65536
 
@@ -64,14 +64,6 @@ Handler = Callable[[socket.socket, tuple[str, int]], Awaitable[None]]
 
 class CertificateError(Exception):
     """A certificate or key that cannot be used; the message says which file and why, in one line."""
-
-
-@dataclass(frozen=True, slots=True)
-class TlsFiles:
-    certificate: Path
-    """PEM: the certificate, then its chain (intermediates); the key may follow if ``key`` is the same file."""
-    key: Path
-    """PEM: the private key (unencrypted)."""
 
 
 def load_context(files: TlsFiles) -> ssl.SSLContext:
@@ -139,20 +131,20 @@ class TlsServer:
         """Read the files again (blocking); on `CertificateError` the current certificate stays."""
         self.context = load_context(self.files)
 
-    async def serve(self, handler: Handler, sock: socket.socket, peer: tuple[str, int]) -> None:
+    async def serve(self, handler: Handler, sock: socket.socket, remote_address: tuple[str, int]) -> None:
         """Serve the TLS connection ``sock`` with ``handler``, which gets one end of a plain socket pair."""
         inner, outer = socket.socketpair()
         sock.setblocking(False)
         outer.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        relay = _Relay(sock, outer, self.context, format_remote(peer[0], peer[1]))
+        relay = _Relay(sock, outer, self.context, format_remote(*remote_address))
         forget = on_abort(inner, relay.abort)
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(relay.run)
                 try:
-                    await handler(inner, peer)  # first: it takes its connection slot before the next is accepted
+                    await handler(inner, remote_address)  # first: it takes its slot before the next is accepted
                 finally:
                     inner.close()  # (the handler has closed it; the relay then sees the end of what it wrote)
                     with anyio.move_on_after(self._close_timeout):
@@ -200,7 +192,7 @@ class _Relay:
                     await self._outbound()
                 self.clean = not self.scope.cancel_called
         except* OSError as errors:  # the client reset the connection, or is gone under a write
-            log.debug("%s: TLS connection ended: %r", self._remote, errors.exceptions[0])
+            logger.debug("%s: TLS connection ended: %r", self._remote, errors.exceptions[0])
             _shutdown(self._outer, socket.SHUT_RDWR)
         finally:
             self._failed = True
@@ -250,14 +242,14 @@ class _Relay:
                 self._fail(error)
                 return
         if not self._handshaken.is_set():
-            log.debug("%s: gone during the TLS handshake", self._remote)
+            logger.debug("%s: gone during the TLS handshake", self._remote)
             self._failed = True
             self._handshaken.set()
         _shutdown(self._outer, socket.SHUT_WR)  # the handler sees the client's end of sending
 
     def _fail(self, error: ssl.SSLError) -> None:
         stage = "error" if self._handshaken.is_set() and not self._failed else "handshake failed"
-        log.info("%s: TLS %s: %s; connection ended", self._remote, stage, _describe(error))
+        logger.info("%s: TLS %s: %s; connection ended", self._remote, stage, _describe(error))
         self._failed = True
         self._handshaken.set()
         _shutdown(self._outer, socket.SHUT_RDWR)  # the handler sees the end; what it writes goes nowhere

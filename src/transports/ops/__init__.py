@@ -1,1 +1,1 @@
-"""Running it in production: health and readiness, metrics, draining on SIGTERM, the event loop's watchdog."""
+"""Running it in production: health and readiness, metrics, the SIGTERM drain, the event loop's watchdog."""

@@ -6,7 +6,7 @@ In order, from the signal:
    a handshake that still arrives (on the page's port, or one accepted just
    before) is refused with 503; the page's port keeps answering, so that
    probes see the 503 rather than a refused connection, until the end;
-2. what clients sent so far is stored and delivered (the store drained);
+2. what clients sent so far is stored and delivered (the store flushed);
 3. every client gets close **1012** ("service restart"), in batches spread
    over up to a third of the drain timeout (`close_spread`), so that
    thousands of clients do not come back to the other servers at once. 1012
@@ -33,7 +33,7 @@ from ..net.listener import Listener
 from ..runtime.hub import Hub
 from .health import Health
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 CLOSE_RATE = 1000.0
 """Clients closed per second while draining, unless that would take longer than a third of the drain timeout."""
@@ -56,7 +56,7 @@ def close_spread(clients: int, timeout: float) -> tuple[int, int]:
 
 
 async def drain(
-    hub: Hub, health: Health, ws: Listener, within: float, store_drain: Callable[[], Awaitable[None]] | None
+    hub: Hub, health: Health, ws: Listener, within: float, flush_store: Callable[[], Awaitable[None]] | None
 ) -> None:
     """Close every connection with 1012 in batches and store what they sent; return within ``within`` seconds."""
     started = anyio.current_time()
@@ -65,12 +65,12 @@ async def drain(
     health.stop("draining")
     ws.stop_accepting()
     hub.begin_shutdown(closecodes.SERVICE_RESTART, REASON)
-    if store_drain is not None:
+    if flush_store is not None:
         with anyio.CancelScope(deadline=started + within / 4):
-            await store_drain()  # what members sent so far reaches them before their close
+            await flush_store()  # what members sent so far reaches them before their close
     connections = hub.open_connections()
     batches, size = close_spread(len(connections), within)
-    log.info("draining %d connections: close 1012 in %d batches over %.1f s, within %g s in all",
+    logger.info("draining %d connections: close 1012 in %d batches over %.1f s, within %g s in all",
              len(connections), batches, max(0, batches - 1) * BATCH_EVERY, within)
     with anyio.CancelScope(deadline=deadline - margin):
         for first in range(0, len(connections), size or 1):
@@ -81,11 +81,11 @@ async def drain(
         await hub.all_closed()
     left = hub.connection_count
     if left:
-        log.info("drain: cutting %d connections that did not finish closing in time", left)
+        logger.info("drain: cutting %d connections that did not finish closing in time", left)
         hub.cut("the drain's time is up")
         with anyio.move_on_after(margin / 4):
             await hub.all_closed()
-    if store_drain is not None:
+    if flush_store is not None:
         with anyio.CancelScope(deadline=deadline - margin / 2):
-            await store_drain()
-    log.info("drained in %.1f s", anyio.current_time() - started)
+            await flush_store()
+    logger.info("drained in %.1f s", anyio.current_time() - started)

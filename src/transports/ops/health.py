@@ -29,7 +29,7 @@ from ..runtime.hub import Hub
 from ..storage.redislog import RedisBroker
 from ..storage.worker import LogWorker
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 CHECK_EVERY = 1.0
 """Seconds a store check's outcome answers readiness probes before the store is asked again."""
@@ -105,9 +105,9 @@ class Health:
             if (outcome is None) != self._ready:
                 self._ready = outcome is None
                 if outcome is None:
-                    log.info("readiness: the store answers")
+                    logger.info("readiness: the store answers")
                 else:
-                    log.warning("readiness: not ready: %s", outcome)
+                    logger.warning("readiness: not ready: %s", outcome)
             self._outcome = outcome
             checked, self._checked = self._checked, anyio.Event()
             checked.set()
@@ -144,7 +144,7 @@ def redis_check(broker: RedisBroker, timeout: float) -> StoreCheck:
             try:
                 await anyio.to_thread.run_sync(broker.log.ping, abandon_on_cancel=True)
             except (RedisError, OSError) as error:
-                log.debug("readiness: Redis %s: %s", broker.log.name, error)
+                logger.debug("readiness: Redis %s: %s", broker.log.name, error)
             else:
                 failed = ""
         if failed:

@@ -3,7 +3,7 @@
 Each server has a registry of its own (not prometheus-client's global one),
 so several servers in one process (the tests) keep their numbers apart.
 What changes per message is counted by the hub as plain integers
-(`ops.counts`: an increment per action, a broadcast counted once with its
+(`runtime.counts`: an increment per action, a broadcast counted once with its
 number of recipients) and read only when scraped; the histograms are
 observed once per storage batch (on the storage thread) and per readiness
 check.
@@ -26,9 +26,9 @@ from prometheus_client.registry import Collector
 from chatcore import ChatCore
 
 from ..http.static import Response
+from ..runtime.counts import Counts
 from ..runtime.hub import App, Hub
 from ..storage.redislog import RedisBroker
-from .counts import Counts
 from .health import Health
 from .watchdog import Watchdog
 

@@ -20,7 +20,7 @@ import traceback
 
 import anyio
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 THRESHOLD = 1.0
 """Seconds the event loop may go without running before it counts as stalled."""
@@ -57,7 +57,7 @@ class Watchdog:
             beat = self._beat
             if stalled_at is not None:
                 if beat != stalled_at:
-                    log.info("the event loop runs again, after about %.1f s", beat - stalled_at - self._every)
+                    logger.info("the event loop runs again, after about %.1f s", beat - stalled_at - self._every)
                     stalled_at = None
                 continue
             late = time.monotonic() - beat - self._every
@@ -66,5 +66,5 @@ class Watchdog:
                 self.stalls += 1
                 frame = sys._current_frames().get(loop_thread)
                 stack = "".join(traceback.format_stack(frame)).rstrip() if frame is not None else "(no stack)"
-                log.warning("the event loop has not run for %.1f s: every client waits; its thread is in "
+                logger.warning("the event loop has not run for %.1f s: every client waits; its thread is in "
                             "(most recent call last):\n%s", late, stack)

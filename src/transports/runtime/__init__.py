@@ -1,1 +1,1 @@
-"""What runs the application for the transports: the hub (peers and actions), admission and origin policy."""
+"""The hub: the table of open connections, the actions of the application it performs, its counters, keepalive."""

@@ -19,13 +19,14 @@ import anyio
 from chatcore import Action, Broadcast, Close, ConnectionId, LogAction, LogResult, Send, closecodes
 
 from ..config import Limits
-from ..ops.counts import Counts, close_code
+from ..http.admission import ConnectionSlots
+from ..http.answers import Refusal
+from ..http.origin import OriginPolicy
+from ..http.proxies import Forwarded, TrustedProxies
 from ..websocket.framing import Outgoing
-from ..websocket.handshake import Handshake, Refusal
+from ..websocket.handshake import Handshake
 from ..websocket.peer import Peer
-from .admission import ConnectionSlots
-from .origin import OriginPolicy
-from .proxies import Forwarded, TrustedProxies
+from .counts import Counts, close_code
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from itertools import groupby
 from pathlib import Path
 from typing import TypeAlias
@@ -37,6 +36,7 @@ from chatcore import (
     UserAdded,
 )
 
+from ..config import Synchronous
 from ..logs import room_hash
 
 log = logging.getLogger(__name__)
@@ -183,15 +183,6 @@ RESUME = """
     FROM rooms LEFT JOIN users ON users.room = rooms.id AND users.token_hash = ?2 WHERE rooms.join_key = ?1
 """
 """A room's id and the user registered there with a token hash (None, None if none), found by ``users_by_token``."""
-
-
-class Synchronous(StrEnum):
-    """How hard a commit waits for the disk (SQLite's ``synchronous`` pragma, in WAL mode)."""
-
-    NORMAL = "normal"
-    """Commits survive the server being killed; the OS or power failing may lose the last ones."""
-    FULL = "full"
-    """Commits also survive the OS or power failing: one fsync per commit (per batch)."""
 
 
 CHAINS_KEPT = 10_000

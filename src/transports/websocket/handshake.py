@@ -33,46 +33,14 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from http import HTTPStatus
 
 import h11
 from wsproto.utilities import generate_accept_token
 
-from ..runtime.origin import parse_host
-from ..runtime.proxies import FORWARDING_HEADERS
-
-MAX_HEADER_BYTES = 16 * 1024
-MAX_HEADERS = 64
-
-
-def http_response(status: int, body: str, headers: tuple[tuple[str, str], ...] = ()) -> bytes:
-    """A complete HTTP/1.1 error answer with a short plain-text body; the connection closes after it."""
-    content = f"{body}\n".encode()
-    connection = "Upgrade, close" if any(name == "Upgrade" for name, _ in headers) else "close"
-    lines = [
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-        "Content-Type: text/plain; charset=utf-8",
-        f"Content-Length: {len(content)}",
-        f"Connection: {connection}",
-        *(f"{name}: {value}" for name, value in headers),
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + content
-
-
-class Refusal(Exception):
-    """A handshake answered with an HTTP error instead of 101: the client's mistake, or a policy.
-
-    ``reason`` is ours (it never echoes what the client sent) and becomes the body.
-    """
-
-    def __init__(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        super().__init__(f"{status} {reason}")
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-
-    def response(self) -> bytes:
-        return http_response(self.status, self.reason, self.headers)
+from ..config import MAX_HEADER_BYTES, MAX_HEADERS
+from ..http.answers import Refusal
+from ..http.origin import parse_host
+from ..http.proxies import FORWARDING_HEADERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +61,7 @@ class Handshake:
     """The ``Host`` header as sent (``name[:port]``): what a page behind a proxy was loaded from."""
     forwarding: tuple[tuple[bytes, bytes], ...] = ()
     """Its forwarding headers (``X-Forwarded-*``, ``Forwarded``), names in lower case: they count only when
-    the connection comes from a trusted proxy (`runtime.proxies`)."""
+    the connection comes from a trusted proxy (`http.proxies`)."""
 
     def accept_response(self) -> bytes:
         """The 101 answer that completes the handshake (no subprotocol, no extension)."""

@@ -14,7 +14,7 @@ the stage it reached:
   503) is refused without a look at its request, within a second (but a
   connection from a trusted proxy is counted per address by the client its
   request names, so its 429 comes once the request is read). A refusal
-  of the request (`handshake.Refusal`: bad request 400, version 426, origin
+  of the request (`http.answers.Refusal`: bad request 400, version 426, origin
   403) or a bug of ours (500) is answered over HTTP with a short body; then
   we stop writing and read until the client closes, so that it gets the
   answer rather than a reset.
@@ -41,11 +41,12 @@ from typing import Protocol, TypeVar
 import anyio
 
 from ..config import Limits
-from ..runtime.hub import Hub
-from .handshake import Handshake, HandshakeParser, Refusal, http_response
+from ..http.answers import Refusal, answer, http_response
+from .handshake import Handshake, HandshakeParser
+from .host import Host
 from .peer import Peer
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 65536
 """How much one read asks the socket for, in every stage of a WebSocket connection."""
@@ -92,7 +93,7 @@ side down. Whatever it raises before the 101 is answered with HTTP 500.
 """
 
 
-async def serve_connection(link: L, hub: Hub, limits: Limits, accept: Accept[L]) -> None:
+async def serve_connection(link: L, hub: Host, limits: Limits, accept: Accept[L]) -> None:
     """Run one connection to its end and close it; never raises, cancellation aside."""
     graceful = False
     stage = "handshake"
@@ -101,7 +102,7 @@ async def serve_connection(link: L, hub: Hub, limits: Limits, accept: Accept[L])
             hub.admit(link.address)
         except Refusal as refusal:  # over a connection limit: a second to send its request and read the answer
             hub.count_refusal(refusal.status)
-            log.log(_level(refusal), "%s: refused connection (%d): %s", link.remote, refusal.status, refusal.reason)
+            logger.log(_level(refusal), "%s: refused connection (%d): %s", link.remote, refusal.status, refusal.reason)
             brief = min(limits.close_timeout, 1.0)
             with anyio.move_on_after(brief), contextlib.suppress(Refusal):
                 await _receive_handshake(link, limits)  # clients may not expect an answer before their request is out
@@ -127,13 +128,13 @@ async def serve_connection(link: L, hub: Hub, limits: Limits, accept: Accept[L])
             hub.release(address, client)
     except Refusal as refusal:
         hub.count_refusal(refusal.status)
-        log.log(_level(refusal), "%s: refused handshake (%d): %s", link.remote, refusal.status, refusal.reason)
+        logger.log(_level(refusal), "%s: refused handshake (%d): %s", link.remote, refusal.status, refusal.reason)
         graceful = await answer(link, refusal.response(), limits.close_timeout)
     except Exception as error:
         if _broken_connection(error):  # the client went away under a write: nothing to answer, nothing of ours
-            log.debug("%s: connection broke in the %s stage: %r", link.remote, stage, error)
+            logger.debug("%s: connection broke in the %s stage: %r", link.remote, stage, error)
             return
-        log.exception("%s: internal error in the %s stage; connection ended", link.remote, stage)
+        logger.exception("%s: internal error in the %s stage; connection ended", link.remote, stage)
         if stage == "handshake":
             hub.count_refusal(500)
             graceful = await answer(link, http_response(500, "internal error"), limits.close_timeout)
@@ -164,30 +165,12 @@ async def _receive_handshake(link: Link, limits: Limits) -> Handshake | None:
                 data = await link.receive(RECEIVE_SIZE)
                 if not data:
                     parser.receive_eof()  # a refusal if the request had begun: the client may still read
-                    log.debug("%s: gone before sending a handshake", link.remote)
+                    logger.debug("%s: gone before sending a handshake", link.remote)
                     return None
                 handshake = parser.receive_data(data)
                 if handshake is not None:
                     return handshake
     except TimeoutError:
-        log.info("%s: no WebSocket handshake within %g s; connection dropped", link.remote, limits.handshake_timeout)
+        logger.info("%s: no WebSocket handshake within %g s; connection dropped", link.remote, limits.handshake_timeout)
         link.abort()
         return None
-
-
-async def answer(link: Link, response: bytes, linger: float) -> bool:
-    """Send an HTTP answer and wait for the client to close; False if that did not happen within ``linger`` seconds.
-
-    Closing with unread data would reset the connection, and a reset can
-    destroy the answer before the client reads it: so we read until it closes.
-    """
-    with anyio.move_on_after(linger):
-        try:
-            await link.send_all(response)
-            link.shutdown_write()
-            while await link.receive(RECEIVE_SIZE):
-                pass
-        except OSError:
-            return False
-        return True
-    return False

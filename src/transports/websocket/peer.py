@@ -22,7 +22,7 @@ from ..net.tcp import format_remote
 from .framing import Outgoing
 from .outbox import Outbox
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SLOW_READER_REASON = "outgoing buffer full: reading too slowly"
 
@@ -68,7 +68,7 @@ class Peer(Outbox, ABC):
         keep up is closed."""
         if self.put(frame) or self._close is not None:
             return
-        log.warning("%s: closing with %d: %s", self.remote, closecodes.POLICY_VIOLATION, SLOW_READER_REASON)
+        logger.warning("%s: closing with %d: %s", self.remote, closecodes.POLICY_VIOLATION, SLOW_READER_REASON)
         self.close(closecodes.POLICY_VIOLATION, SLOW_READER_REASON, discard=True)
 
     def close(self, code: int, reason: str, *, discard: bool = False) -> None:
@@ -80,12 +80,12 @@ class Peer(Outbox, ABC):
 
     def drop(self, why: str) -> None:
         """End the connection now, without a closing handshake (it cannot be had)."""
-        log.info("%s: dropping the connection: %s", self.remote, why)
+        logger.info("%s: dropping the connection: %s", self.remote, why)
         self._cut()
 
     def fail(self, stage: str) -> None:
         """End the connection now for a bug of ours; call it from the ``except`` block that caught the bug."""
-        log.exception("%s: internal error while %s; connection ended", self.remote, stage)
+        logger.exception("%s: internal error while %s; connection ended", self.remote, stage)
         self._cut()
 
     def _cut(self) -> None:

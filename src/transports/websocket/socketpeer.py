@@ -5,7 +5,7 @@ every member. One `Flusher` task per server then writes, with one
 non-blocking ``send`` per connection, everything queued for it since the last
 round: no task switch per message per member, no object per write that
 outlives the round, and writes coalesce. Only a connection whose socket is
-full gets a writer task, which waits for it to drain and then exits; an idle
+full gets a writer task, which waits until the socket takes its backlog and then exits; an idle
 connection costs no task for writing.
 
 (The per-connection writer task woken by an event for every message, which
@@ -33,8 +33,8 @@ from chatcore import ConnectionId
 from ..config import Limits
 from ..net.listener import Listener
 from ..net.rawsocket import RawSocket, serve_raw_tcp
-from ..runtime.hub import Hub
 from .handshake import Handshake
+from .host import Host
 from .incoming import Assembler
 from .lifecycle import serve_connection
 from .outbox import CloseRequest
@@ -84,7 +84,7 @@ class SocketPeer(Peer):
         "connection_id", "hub", "raw",
     )
 
-    def __init__(self, hub: Hub, raw: RawSocket, connection: Connection, flusher: Flusher, limits: Limits) -> None:
+    def __init__(self, hub: Host, raw: RawSocket, connection: Connection, flusher: Flusher, limits: Limits) -> None:
         self.hub = hub
         self.raw = raw
         self._socket = raw.sock
@@ -150,7 +150,7 @@ class SocketPeer(Peer):
     def flush(self) -> None:
         """Write everything queued, as far as the socket takes it now."""
         if self._unsent is not None or self._gone:
-            return  # the writer task sends it, in order, once the socket drains
+            return  # the writer task sends it, in order, once the socket takes it
         items = self.take()
         if items:
             self._write_now(items[0] if len(items) == 1 else b"".join(items))
@@ -180,21 +180,21 @@ class SocketPeer(Peer):
             self._need_writer()
 
     async def _write(self) -> None:
-        """Drain a full socket, and start the closing handshake once a close is due."""
+        """Write what a full socket left, and start the closing handshake once a close is due."""
         try:
-            await self._drain()
+            await self._write_unsent()
             close = self.closing
             if close is not None and not self._gone:
                 self.flush()
-                await self._drain()
+                await self._write_unsent()
                 if not self._gone and not self._close_begun:
                     self._close_begun = True
                     self._begin_close(close)
-                    await self._drain()
+                    await self._write_unsent()
         finally:
             self._writer_running = False
 
-    async def _drain(self) -> None:
+    async def _write_unsent(self) -> None:
         """Wait for the socket to take what it left, then what queued meanwhile."""
         while self._unsent is not None and not self._gone:
             await anyio.wait_writable(self._socket)
@@ -238,7 +238,7 @@ class Opening:
         pass
 
 
-MakePeer = Callable[[Hub, Limits, Flusher, RawSocket, Handshake], SocketPeer]
+MakePeer = Callable[[Host, Limits, Flusher, RawSocket, Handshake], SocketPeer]
 """A driver's peer for a connection whose handshake was accepted (its 101 not sent yet)."""
 
 
@@ -247,14 +247,14 @@ ConnectionEntry = Callable[[RawSocket], Awaitable[None]]
 
 
 async def serve(
-    hub: Hub, listener: Listener, limits: Limits, make_peer: MakePeer,
+    hub: Host, listener: Listener, limits: Limits, make_peer: MakePeer,
     *, task_status: anyio.abc.TaskStatus[ConnectionEntry] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve connections from ``listener``, one `Flusher` writing for all, until cancelled.
 
     Started with ``TaskGroup.start``, it hands back the way to serve a connection
     accepted elsewhere on this server, the same way (the page's port's WebSocket
-    upgrades, `http.pageport`): the flusher writes for those too, so it runs
+    upgrades, `transports.pageport`): the flusher writes for those too, so it runs
     until cancelled, even once ``listener`` has stopped accepting.
     """
     flusher = Flusher()

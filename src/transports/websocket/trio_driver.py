@@ -35,9 +35,9 @@ from chatcore import ConnectionId, closecodes
 from ..config import Limits
 from ..net.listener import Listener
 from ..net.rawsocket import RawSocket
-from ..runtime.hub import Hub
 from . import socketpeer
 from .handshake import Handshake
+from .host import Host as Hub
 from .incoming import FrameReader, MessageTooBig
 from .lifecycle import RECEIVE_SIZE
 from .outbox import CloseRequest

@@ -22,15 +22,15 @@ from chatcore import ConnectionId, closecodes
 from ..config import Limits
 from ..net.listener import Listener
 from ..net.rawsocket import RawSocket
-from ..runtime.hub import Hub
 from . import socketpeer
 from .handshake import Handshake
+from .host import Host
 from .incoming import FrameReader, MessageTooBig
 from .lifecycle import RECEIVE_SIZE
 from .outbox import CloseRequest
 from .socketpeer import Flusher, SocketPeer
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class WsprotoPeer(SocketPeer):
@@ -39,7 +39,7 @@ class WsprotoPeer(SocketPeer):
     __slots__ = ("_frames",)
     transport = "wsproto"
 
-    def __init__(self, hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
+    def __init__(self, hub: Host, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
         connection = Connection(ConnectionType.SERVER)
         super().__init__(hub, raw, connection, flusher, limits)
         self._frames = FrameReader(connection, limits.max_message_size, handshake.trailing)
@@ -97,12 +97,12 @@ class WsprotoPeer(SocketPeer):
             self.close(answer.code, answer.reason or "")
         elif state is ConnectionState.OPEN:
             # wsproto found a protocol error (1002, 1007, ...) in what the client sent.
-            log.info("%s: closing with %d: %s", self.remote, event.code, event.reason)
+            logger.info("%s: closing with %d: %s", self.remote, event.code, event.reason)
             self.close(event.code, event.reason or "")
 
 
 async def serve(
-    hub: Hub, listener: Listener, limits: Limits,
+    hub: Host, listener: Listener, limits: Limits,
     *, task_status: anyio.abc.TaskStatus[socketpeer.ConnectionEntry] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections from ``listener`` until cancelled; started with ``TaskGroup.start``, it hands

@@ -20,6 +20,10 @@ its first byte). Then that request decides what the connection is:
 Behind a trusted proxy (``--trusted-proxy``) the page connection's
 per-address slot is the client's the first request names (the proxy's own
 connection counts only in the total until then).
+
+It routes between the two sides, so it stands above both: `http` (the page,
+`static.serve_page`) and the WebSocket side, which the process hands in (a
+`WebSocketEntry`: the driver's `lifecycle.serve_connection`).
 """
 
 from __future__ import annotations
@@ -28,17 +32,21 @@ import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import anyio
 import h11
 
-from ..config import Limits
-from ..net.rawsocket import PrefixedSocket, RawSocket, raw_socket
-from ..runtime.admission import ConnectionSlots
-from ..websocket.handshake import Refusal, http_response
-from ..websocket.lifecycle import answer
+from .config import Limits
+from .http import static
+from .http.admission import ConnectionSlots
+from .http.answers import Refusal, answer, http_response
+from .http.proxies import TrustedProxies
+from .http.static import StaticSite
+from .net.listener import Listener
+from .net.rawsocket import PrefixedSocket, RawSocket, raw_socket
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 16384
 UPGRADE_PATHS = frozenset({"/ws", "/"})
@@ -52,7 +60,7 @@ PageEntry = Callable[[socket.socket, str, bytes], Awaitable[None]]
 
 async def serve_connection(
     sock: socket.socket,
-    peer: tuple[str, int],
+    remote_address: tuple[str, int],
     *,
     slots: ConnectionSlots,
     limits: Limits,
@@ -60,7 +68,7 @@ async def serve_connection(
     websocket: WebSocketEntry | None,
 ) -> None:
     """Serve one connection of the page's port to its end; never raises, cancellation aside."""
-    raw = raw_socket(sock, peer)
+    raw = raw_socket(sock, remote_address)
     address, slot, client = raw.address, False, None
     graceful = True
     try:
@@ -84,10 +92,10 @@ async def serve_connection(
             client = forwarded.client
         await page(sock, raw.remote, received)
     except Refusal as refusal:
-        log.info("%s: refused page connection (%d): %s", raw.remote, refusal.status, refusal.reason)
+        logger.info("%s: refused page connection (%d): %s", raw.remote, refusal.status, refusal.reason)
         graceful = await answer(raw, refusal.response(), limits.close_timeout)
     except Exception:
-        log.exception("%s: internal error on the page's port; connection ended", raw.remote)
+        logger.exception("%s: internal error on the page's port; connection ended", raw.remote)
         graceful = await answer(raw, http_response(500, "internal error"), limits.close_timeout)
     finally:
         if slot:
@@ -123,7 +131,7 @@ async def _first_request(raw: RawSocket, limits: Limits) -> tuple[bytes | None, 
                 return None, None
             received += data
             connection.receive_data(data)
-    log.debug("%s: no request within %g s; connection closed", raw.remote, limits.handshake_timeout)
+    logger.debug("%s: no request within %g s; connection closed", raw.remote, limits.handshake_timeout)
     return None, None
 
 
@@ -152,3 +160,17 @@ _UPGRADE_HEADER = re.compile(rb"\nupgrade[ \t]*:[^\r\n]*\bwebsocket\b", re.IGNOR
 def _path(target: bytes) -> str:
     return target.partition(b"?")[0].decode("latin-1")
 
+
+async def serve(
+    site: StaticSite,
+    listener: Listener,
+    limits: Limits,
+    websocket: WebSocketEntry | None = None,
+    proxies: TrustedProxies | None = None,
+) -> None:
+    """Serve ``site`` over HTTP from ``listener`` until it stops accepting and its connections have ended;
+    with ``websocket``, WebSocket upgrades at /ws and / go there."""
+    await listener.serve(partial(
+        serve_connection, slots=ConnectionSlots(limits, proxies), limits=limits,
+        page=partial(static.serve_page, site, limits), websocket=websocket,
+    ))

@@ -2,7 +2,7 @@
 
 Behind a proxy every connection comes from the proxy's address. A proxy
 says who it forwards for in a header; anyone can send such headers, so they
-count only when the TCP peer is a trusted proxy, and then only the one
+count only when the connection comes from a trusted proxy's address, and then only the one
 header the operator names (``--proxy-header``), which that proxy must set
 itself (replacing whatever the client sent):
 
@@ -33,19 +33,11 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
+
+from ..config import ProxyHeader
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class ProxyHeader(StrEnum):
-    """The one header a trusted proxy's word is read from (``--proxy-header``)."""
-
-    X_FORWARDED_FOR = "x-forwarded-for"
-    """``X-Forwarded-For`` and ``X-Forwarded-Proto``; the host from ``Host``."""
-    FORWARDED = "forwarded"
-    """RFC 7239 ``Forwarded``: ``for``, ``proto``, ``host``."""
 
 
 READS: dict[ProxyHeader, frozenset[bytes]] = {
@@ -111,13 +103,13 @@ def _unmapped(address: IPAddress) -> IPAddress:
     return address
 
 
-def _peer_address(peer: str) -> IPAddress | None:
-    """A TCP peer's address as the kernel gives it; a link-local one's zone is left out."""
-    return parse_address(peer.partition("%")[0])
+def _tcp_address(address: str) -> IPAddress | None:
+    """A connection's address as the kernel gives it; a link-local one's zone is left out."""
+    return parse_address(address.partition("%")[0])
 
 
 class TrustedProxies:
-    """The peers whose forwarding header we believe, and which header that is."""
+    """The addresses whose forwarding header we believe, and which header that is."""
 
     __slots__ = ("header", "networks")
 
@@ -134,22 +126,22 @@ class TrustedProxies:
     def __bool__(self) -> bool:
         return bool(self.networks)
 
-    def trusts(self, peer: str) -> bool:
-        """Whether ``peer`` (a connection's TCP address) is a trusted proxy."""
-        address = _peer_address(peer)
+    def trusts(self, remote: str) -> bool:
+        """Whether ``remote`` (a connection's TCP address) is a trusted proxy."""
+        address = _tcp_address(remote)
         return address is not None and self._trusted(address)
 
     def _trusted(self, address: IPAddress) -> bool:
         return any(address in network for network in self.networks)
 
-    def resolve(self, peer: str, headers: Iterable[tuple[bytes, bytes]]) -> Forwarded | None:
-        """Who a request from ``peer`` is for: None unless ``peer`` is trusted; else what its header says.
+    def resolve(self, remote: str, headers: Iterable[tuple[bytes, bytes]]) -> Forwarded | None:
+        """Who a request from ``remote`` is for: None unless ``remote`` is trusted; else what its header says.
 
         ``headers``: the request's header fields, names in lower case (those the
         chosen header does not read are skipped). With no client named, the
-        client is ``peer`` itself.
+        client is ``remote`` itself.
         """
-        proxy = _peer_address(peer)
+        proxy = _tcp_address(remote)
         if proxy is None or not self._trusted(proxy):
             return None
         reads = READS[self.header]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..config import Limits
-from ..websocket.handshake import Refusal
+from .answers import Refusal
 from .proxies import TrustedProxies
 
 

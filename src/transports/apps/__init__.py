@@ -1,0 +1,1 @@
+"""Applications the hub can run besides the chat core: echo (for conformance tests of a transport)."""
