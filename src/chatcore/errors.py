@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
+from .wire.errors import ProtocolError
 
-class ProtocolError(Exception):
-    """A client event the server cannot accept; ``str(error)`` is sent back to the client as an ``error`` event.
-
-    The core catches these itself and answers with an `error` event: a driver
-    never sees one. ``talk_id``: the ``id`` of the refused ``talk``, when it carried one (a version-2
-    client is told which of its messages was refused).
-    """
-
-    def __init__(self, message: str, talk_id: str | None = None) -> None:
-        super().__init__(message)
-        self.talk_id = talk_id
+__all__ = ["DriverError", "ProtocolError", "TransitionError"]
 
 
 class DriverError(Exception):

@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from chatcore import Broadcast, ChatCore, DriverError
+from chatcore import (
+    AddUser,
+    Append,
+    Appended,
+    Broadcast,
+    ChatCore,
+    DriverError,
+    Fill,
+    Filled,
+    Forget,
+    MemoryLog,
+    Presence,
+    Send,
+    SessionState,
+    Subscribe,
+    TransitionError,
+    UserAdded,
+)
+from chatcore.ratelimit import TokenBucket
+from chatcore.rooms import Room
+from chatcore.session import Session
 from corekit import assert_error, only_reply, send, start_room
 
 
@@ -73,3 +95,34 @@ def test_events_for_unknown_connections_are_a_driver_bug(core: ChatCore) -> None
     core.connect(7)
     with pytest.raises(DriverError, match="already open"):
         core.connect(7)
+
+
+def test_a_version_2_member_sending_json_that_is_not_an_object_gets_an_error_event(core: ChatCore) -> None:
+    core.connect(1)
+    send(core, 1, {"type": "init", "v": 2})
+    for text in ("[1]", "5", '"talk"', "null"):
+        (reply,) = core.receive_text(1, text)
+        assert isinstance(reply, Send)
+        assert json.loads(reply.message) == {
+            "type": "error", "message": "an event must be a JSON object", "payload": "an event must be a JSON object",
+        }
+
+
+def test_an_illegal_session_transition_names_the_step_and_the_state() -> None:
+    session = Session(TokenBucket(1.0, 1, 0.0))
+    with pytest.raises(TransitionError, match="joined is not a transition from LOBBY"):
+        session.joined(Room("k", 1), 1)
+    assert session.state is SessionState.LOBBY
+
+
+def test_the_memory_log_takes_every_log_action() -> None:
+    log = MemoryLog(10)
+    assert log.perform(Subscribe("k")) == []
+    (added,) = log.perform(AddUser(1, "k", 5.0))
+    assert added == UserAdded(1, 1)
+    (appended,) = log.perform(Append(2, "k", 1, 6.0, "hi"))
+    assert isinstance(appended, Appended)
+    assert appended.talk.offset == 1
+    assert log.perform(Fill("k", 0)) == [Filled("k", 0, (appended.talk,))]
+    assert log.perform(Presence("k", 1, False, None)) == []
+    assert log.perform(Forget("k")) == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chatcore import AddUser, Broadcast, ChatCore, CoreLimits, KeyTaken, Send, SessionState
-from chatcore.core import MAX_JOIN_KEY_ATTEMPTS
+from chatcore.holdings import MAX_JOIN_KEY_ATTEMPTS
 from corekit import (
     ESCAPED,
     MARKUP,

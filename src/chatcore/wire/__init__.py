@@ -1,1 +1,3 @@
-"""The wire protocol: JSON text (`jsontext`) and the seed's events (`seed`, frozen)."""
+"""The wire protocol, a dialect per connection: JSON text (`jsontext`), what a dialect is (`dialect`), the
+seed's (`seed`, frozen) and version 2 (`v2`), and how an ``init`` chooses one (`dialects`). Nothing here holds
+state or knows of rooms."""

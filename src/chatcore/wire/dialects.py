@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ProtocolError
 from . import seed, v2
 from .dialect import Dialect, InitRequest, Request
+from .errors import ProtocolError
 
 VERSIONS: dict[int, Callable[[dict[str, Any]], InitRequest]] = {v2.VERSION: v2.parse_init}
 """Each version an ``init`` may ask for with ``"v"``, and how its ``init`` is read."""

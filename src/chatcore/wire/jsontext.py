@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import ProtocolError
+from .errors import ProtocolError
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -18,6 +18,14 @@ def decode_text(text: str, max_depth: int) -> object:
         return json.loads(text)
     except ValueError:
         raise ProtocolError("invalid JSON") from None
+
+
+def decode_or_none(text: str, max_depth: int) -> object:
+    """`decode_text`, or None where it raises."""
+    try:
+        return decode_text(text, max_depth)
+    except ProtocolError:
+        return None
 
 
 def nesting_exceeds(text: str, max_depth: int) -> bool:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import html
 
-from ..errors import ProtocolError
 from .dialect import Dialect, InitRequest, Request, TalkFields, TalkRequest, Welcome
+from .errors import ProtocolError
 from .jsontext import encode, is_encodable
 
 

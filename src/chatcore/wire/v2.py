@@ -17,9 +17,9 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ProtocolError
 from . import seed
 from .dialect import Dialect, HistoryRequest, InitRequest, NameRequest, Request, TalkFields, TalkRequest, Welcome
+from .errors import ProtocolError
 from .jsontext import encode, is_encodable
 
 VERSION = 2

@@ -12,11 +12,29 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, assert_never
 
 import anyio
 
-from chatcore import Action, Broadcast, Close, ConnectionId, LogAction, LogResult, Send, closecodes
+from chatcore import (
+    Action,
+    AddUser,
+    Append,
+    Broadcast,
+    Close,
+    ConnectionId,
+    Fill,
+    Forget,
+    History,
+    Load,
+    LogAction,
+    LogResult,
+    Presence,
+    Rename,
+    Send,
+    Subscribe,
+    closecodes,
+)
 
 from ..config import Limits
 from ..http.admission import ConnectionSlots
@@ -43,6 +61,8 @@ class SendBinary:
 
 
 HubAction = Action | SendBinary
+_LOG_ACTIONS = (Append, AddUser, Load, Rename, History, Fill, Subscribe, Forget, Presence)
+"""Every `chatcore.actions.LogAction`, for the backend."""
 
 
 class App(Protocol):
@@ -175,8 +195,10 @@ class Hub:
                 peer = peers[action.connection]
                 log.info("%s: closing with %d: %s", peer.remote, action.code, action.reason)
                 peer.close(action.code, action.reason)
-            else:
+            elif isinstance(action, _LOG_ACTIONS):
                 self._submit(action)
+            else:
+                assert_never(action)
 
     async def keepalive(self) -> None:
         """Ping every peer every ``ping_interval``; drop those that leave one unanswered for ``ping_timeout``.

@@ -1,0 +1,140 @@
+"""The rooms one process holds in memory, the rooms being loaded, and what other processes append to them.
+
+A room is held while it has members or log requests in flight (`forget_if_idle`
+lets it go, and tells the log: `Forget`); the log has the rest. Before a room is
+read from the log (a `Load`, or an `AddUser` that creates it) the core asks a
+shared log to `Subscribe` it; the answer to that read is where the room's
+`RoomFeed` starts (`watched`), and talks other processes append (`arrived`)
+are delivered like the core's own, in offset order, gaps filled (`Fill`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .actions import Action, Broadcast, Fill, Forget, Ticket
+from .feed import Lost, RoomFeed
+from .pending import RoomLoad
+from .presence import apply_heard, apply_snapshot
+from .results import Filled, Loaded, LogAnswer, LoggedTalk, PresenceHeard, PresenceSnapshot, UserAdded
+from .rooms import Room, Talk
+
+MAX_JOIN_KEY_ATTEMPTS = 16
+
+
+class Holdings:
+    """Rooms held (``rooms``), rooms being loaded (``loading``), and the feed of talks from other processes."""
+
+    def __init__(self, history_limit: int) -> None:
+        self.history_limit = history_limit
+        self.rooms: dict[str, Room] = {}
+        self.loading: dict[str, RoomLoad] = {}
+        self._feed = RoomFeed()
+        self._watching: dict[Ticket, tuple[str, bool]] = {}
+        """Loads and creations in flight: the room, and whether a load (the feed starts from their answer)."""
+
+    def create(self, new_join_key: Callable[[], str]) -> Room:
+        """A new room under a key neither held nor loading (the log may still have it: `KeyTaken`)."""
+        for _ in range(MAX_JOIN_KEY_ATTEMPTS):
+            join_key = new_join_key()
+            if join_key not in self.rooms and join_key not in self.loading:
+                room = self.rooms[join_key] = Room(join_key, self.history_limit)
+                return room
+        raise RuntimeError("the join key generator keeps returning keys in use")
+
+    def watch(self, ticket: Ticket, join_key: str, *, load: bool) -> None:
+        """The request with ``ticket`` reads the room (a load, or a creation): its answer starts the room's feed."""
+        self._watching[ticket] = (join_key, load)
+
+    def watched(self, answer: LogAnswer) -> list[Action]:
+        """A load's or creation's answer: where the feed of the room's talks from other processes starts."""
+        if not self._watching:
+            return []
+        watched = self._watching.pop(answer.ticket, None)
+        if watched is None:
+            return []
+        join_key, load = watched
+        if isinstance(answer, Loaded) and answer.room is not None:
+            return list(self._feed.loaded(join_key, answer.room.last_offset))
+        if isinstance(answer, UserAdded):
+            return list(self._feed.loaded(join_key, 0))  # a new room: its talks start at offset 1
+        if load:
+            return [self.forget(join_key)]  # no such room, or the load failed: not held here
+        return []  # (a creation that failed leaves its room idle: forgotten as such)
+
+    def heard(self, talk: LoggedTalk) -> list[Action]:
+        """A talk another process appended."""
+        return [*self._feed.heard(talk), *self.arrived(talk)]
+
+    def subscribed(self, join_key: str) -> list[Action]:
+        return list(self._feed.subscribed(join_key))
+
+    def filled(self, filled: Filled) -> tuple[list[Action], bool]:
+        """A fill's answer: what to do, and whether the log lost talks of the room (its members must rejoin)."""
+        actions: list[Action] = []
+        for talk in filled.talks:
+            actions.extend(self.arrived(talk))
+        lost = False
+        for outcome in self._feed.filled(filled.join_key, filled.after, filled.talks):
+            if isinstance(outcome, Lost):
+                lost = True
+            else:
+                actions.append(outcome)
+        return actions, lost
+
+    def arrived(self, logged: LoggedTalk) -> list[Action]:
+        """A talk appended elsewhere: shown if its room is held, kept if the room is loading, else the log's."""
+        room = self.rooms.get(logged.join_key)
+        if room is not None:
+            return deliver(room, Talk(*logged))
+        loading = self.loading.get(logged.join_key)
+        if loading is not None:
+            # The load may have read the room before this talk was appended: it is applied after the load.
+            if loading.arrived is None:
+                loading.arrived = []
+            loading.arrived.append(logged)
+        return []
+
+    def presence_heard(self, heard: PresenceHeard) -> list[Action]:
+        room = self.rooms.get(heard.join_key)
+        if room is not None:
+            return apply_heard(room, heard)
+        loading = self.loading.get(heard.join_key)
+        if loading is not None:
+            loading.presence.append(heard)  # (the load may have read presence before this news)
+        return []
+
+    def presence_snapshot(self, snapshot: PresenceSnapshot) -> list[Action]:
+        room = self.rooms.get(snapshot.join_key)
+        if room is None or snapshot.seq < room.presence_seq:
+            return []
+        return apply_snapshot(room, snapshot)
+
+    def forget_if_idle(self, room: Room) -> list[Action]:
+        """Keep a room in memory only while it is in use (the log has the rest)."""
+        if room.idle and self.rooms.get(room.join_key) is room:
+            del self.rooms[room.join_key]
+            return [self.forget(room.join_key)]
+        return []
+
+    def forget(self, join_key: str) -> Forget:
+        """The room is no longer held (or never was): the log's notice."""
+        self._feed.forget(join_key)
+        return Forget(join_key)
+
+
+def deliver(room: Room, arrived: Talk) -> list[Action]:
+    """Show the room's members every talk that is now due, in offset order."""
+    talk = room.accept(arrived)
+    if talk is None:
+        return []
+    actions: list[Action] = []
+    audiences = room.audiences()
+    while talk is not None:
+        for dialect, members in audiences:
+            actions.append(Broadcast(room.join_key, members, talk.message(dialect)))
+        talk = room.next_due() if room.holding else None
+    return actions
+
+
+__all__ = ["MAX_JOIN_KEY_ATTEMPTS", "Fill", "Holdings", "deliver"]

@@ -1,0 +1,16 @@
+"""The error a client's message can be: the wire's, answered with an ``error`` event in the client's dialect."""
+
+from __future__ import annotations
+
+
+class ProtocolError(Exception):
+    """A client event the server cannot accept; ``str(error)`` is sent back to the client as an ``error`` event.
+
+    The core catches these itself and answers with an `error` event: a driver
+    never sees one. ``talk_id``: the ``id`` of the refused ``talk``, when it carried one (a version-2
+    client is told which of its messages was refused).
+    """
+
+    def __init__(self, message: str, talk_id: str | None = None) -> None:
+        super().__init__(message)
+        self.talk_id = talk_id
