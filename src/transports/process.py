@@ -34,7 +34,7 @@ from .ops.metrics import Metrics
 from .ops.watchdog import Watchdog
 from .runtime.hub import App, Hub
 from .storage.memory import MemoryBackend
-from .storage.redislog import RedisBroker
+from .storage.redisbroker import RedisBroker
 from .storage.sqlite import Database
 from .storage.worker import LogWorker, StorageWorker
 from .websocket import trio_driver, wsproto_driver

@@ -17,7 +17,7 @@ from chatcore import ChatCore, CoreLimits
 from live import LiveServer, live_server, wait_until
 from processes import CHAT_SERVER, server_process
 from transports.config import ServerConfig
-from transports.storage.sqlite import SCHEMA_VERSION
+from transports.storage.sqlschema import SCHEMA_VERSION
 
 
 def room_count(live: LiveServer) -> int:

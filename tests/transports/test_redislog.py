@@ -41,27 +41,22 @@ from redis_model import Refresh as ModelRefresh
 from redis_server import STALLS, RedisServer, redis_proxy, redis_server, stalled
 from tcp_proxy import TcpProxy
 from transports.config import RedisSettings
-from transports.storage.redislog import (
-    MAX_BURST,
-    RETRY_AFTER_FAILURE,
+from transports.storage.redisconnection import redacted
+from transports.storage.redislog import RETRY_AFTER_FAILURE, UNREACHABLE, AskAgain, Filled, RedisLog, Refresh
+from transports.storage.redisscheme import (
     SCRIPTS,
     SENT_TTL_MS,
-    UNREACHABLE,
-    AskAgain,
-    Filled,
-    RedisLog,
-    Refresh,
     channel,
     ids_key,
     join_key_of,
     published,
-    redacted,
     room_key,
     sent_key,
     talks_key,
     users_key,
     who_key,
 )
+from transports.storage.redissubscriber import MAX_BURST
 
 
 @pytest.mark.parametrize(("url", "shown"), [

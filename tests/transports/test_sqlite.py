@@ -26,7 +26,8 @@ from chatcore import (
     UserAdded,
 )
 from chatcore.memorylog import MemoryLog
-from transports.storage.sqlite import CHECKPOINT_EVERY, MIGRATIONS, SCHEMA_VERSION, Database
+from transports.storage.sqlite import Database
+from transports.storage.sqlschema import CHECKPOINT_EVERY, MIGRATIONS, SCHEMA_VERSION
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from ..http.static import Response
 from ..runtime.hub import Hub
-from ..storage.redislog import RedisBroker
+from ..storage.redisbroker import RedisBroker
 from ..storage.worker import LogWorker
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from chatcore import ChatCore
 from ..http.static import Response
 from ..runtime.counts import Counts
 from ..runtime.hub import App, Hub
-from ..storage.redislog import RedisBroker
+from ..storage.redisbroker import RedisBroker
 from .health import Health
 from .watchdog import Watchdog
 

@@ -1,0 +1,261 @@
+"""The room log's layout in Redis: its keys, the Lua scripts that change them, and what they publish.
+
+Keys (each room's carry its join key as a hash tag, so a Redis Cluster keeps a room on one node):
+
+    chat:{KEY}:room   hash: created, users (the last user id handed out), offset (the last talk's),
+                      pseq (the number of the room's latest presence news)
+    chat:{KEY}:talks  stream: one entry per talk, id "<offset>-0", fields u (user id), t (time),
+                      p (payload), n (the sender's name) and i (its talk id) when it has them;
+                      trimmed to about ``retention`` entries (XADD MAXLEN ~)
+    chat:{KEY}:users  hash: "n:<user id>" → the user's name, "t:<token hash>" → the user id
+                      (version 2: a resume token's SHA-256, never the token)
+    chat:{KEY}:ids    sorted set: "<user id>:<talk id>" scored by the talk's offset, trimmed to the
+                      last ``retention`` offsets: one talk per user and id while the stream keeps it
+    chat:{KEY}:sent:<origin>
+                      sorted set: the offset of each talk the process ``origin`` stored, scored by
+                      its request number, kept until that process has the answer (and its latest
+                      few), the key gone a day after its last talk (`SENT_TTL_MS`): a request sent
+                      again is answered as the first time, a late copy of one answered already
+                      stores nothing
+    chat:{KEY}:who    sorted set: "<origin>:<user id>" for each user with a connection to the room
+                      on the process ``origin``, scored by when it expires (ms, Redis's clock): each
+                      process renews its own every ttl/3 seconds, so a dead one's expire
+    chat:{KEY}:live   channel, in offset and presence order (each published by the script that
+                      makes the change):
+                      a talk     "<offset>\\n<user id>\\n<time>\\n<name>\\n<talk id>\\n<payload>"
+                      presence   "P\\n<pseq>\\n<origin>\\n<user id>\\n<1|0|r>\\n<name>"
+                                 (1: came, 0: left, r: renamed; an empty name or talk id is none)
+    chat:epoch        a random value, set once: a Redis that comes back without its data has another
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from chatcore import LoggedTalk, PresenceHeard
+
+EPOCH_KEY = "chat:epoch"
+SENT_TTL_MS = 24 * 3600 * 1000
+"""How long a process's records of the talks it stored in a room outlive its last talk there (a process gone, or one
+that cannot reach Redis for that long, leaves nothing behind)."""
+
+# Every script that writes checks the room first: a room Redis does not have (lost with its data) is never
+# brought back piecemeal. Times in presence are Redis's (TIME, in ms): one clock for every host.
+
+ADD_USER = """
+if ARGV[1] ~= '' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+  redis.call('HSET', KEYS[1], 'created', ARGV[1], 'users', 0, 'offset', 0, 'pseq', 0)
+elseif redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local user = false
+if ARGV[3] ~= '' then user = redis.call('HGET', KEYS[2], 't:' .. ARGV[3]) end
+local resumed = 1
+if not user then
+  resumed = 0
+  user = redis.call('HINCRBY', KEYS[1], 'users', 1)
+  if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 't:' .. ARGV[2], user) end
+end
+local name = ARGV[4]
+if name ~= '' then
+  redis.call('HSET', KEYS[2], 'n:' .. user, name)
+else
+  name = redis.call('HGET', KEYS[2], 'n:' .. user)
+end
+return {tonumber(user), resumed, name}
+"""
+"""KEYS: room, users. ARGV: created time ('' to join an existing room), token hash to register for a new user,
+token hash to resume, name (each '' for none). {user id, 1 if resumed else 0, name or nil}; -1: key taken;
+0: no room."""
+
+APPEND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local seen = redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[8], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if #seen > 0 then
+  if tonumber(seen[2]) == tonumber(ARGV[8]) then return tonumber(seen[1]) end
+  return -1
+end
+local member = false
+if ARGV[7] ~= '' then
+  member = ARGV[3] .. ':' .. ARGV[7]
+  local kept = redis.call('ZSCORE', KEYS[3], member)
+  if kept then
+    local entries = redis.call('XRANGE', KEYS[2], kept .. '-0', kept .. '-0')
+    if #entries > 0 then return entries end
+  end
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+local fields = {'u', ARGV[3], 't', ARGV[4], 'p', ARGV[5]}
+if ARGV[6] ~= '' then
+  fields[#fields + 1] = 'n'
+  fields[#fields + 1] = ARGV[6]
+end
+if member then
+  fields[#fields + 1] = 'i'
+  fields[#fields + 1] = ARGV[7]
+  redis.call('ZADD', KEYS[3], offset, member)
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], offset .. '-0', unpack(fields))
+if offset > tonumber(ARGV[2]) then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', offset - tonumber(ARGV[2]))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[9])
+redis.call('ZADD', KEYS[4], ARGV[8], offset)
+redis.call('PEXPIRE', KEYS[4], ARGV[10])
+redis.call('PUBLISH', ARGV[1],
+  offset .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[5])
+return offset
+"""
+"""KEYS: room, talks, ids, the calling process's sent records. ARGV: channel, retention, user id, time, payload,
+name, talk id (each '' for none), request number, the lowest number the process still waits for an answer to, how
+long its records outlive its last append (ms). The talk's offset (also when this very request ran before: its
+record); {the stream entry}: the user's talk with that id, kept already (nothing done); 0: no room; -1: a later
+request of the process ran before this one, which is a late copy of a request answered already (nothing done).
+
+A request asked again is never refused: the process puts the talks it has no answer for at the head of every
+pipeline, in number order, and one connection's commands run in order; so no later number of the origin runs in the
+room before it, and its record, once it ran, stays until the origin's floor passes it (it has the answer)."""
+
+_NOW = """
+local clock = redis.call('TIME')
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+"""
+
+_WHO = """
+local function who()
+  local members = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf')
+  local names = {}
+  for i, member in ipairs(members) do
+    names[i] = redis.call('HGET', KEYS[3], 'n:' .. string.match(member, ':(%d+)$'))
+  end
+  return {members, names}
+end
+"""
+
+_NEWS = """
+local function news(origin, user, kind)
+  local seq = redis.call('HINCRBY', KEYS[1], 'pseq', 1)
+  local name = redis.call('HGET', KEYS[3], 'n:' .. user) or ''
+  redis.call('PUBLISH', ARGV[1], 'P\\n' .. seq .. '\\n' .. origin .. '\\n' .. user .. '\\n' .. kind .. '\\n' .. name)
+  return seq
+end
+"""
+
+LOAD = _NOW + _WHO + """
+local room = redis.call('HMGET', KEYS[1], 'offset', 'pseq')
+if not room[1] then return false end
+local talks = {}
+if ARGV[1] ~= '0' then talks = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', ARGV[1]) end
+return {room[1], talks, room[2] or '0', who()}
+"""
+"""KEYS: room, who, users, talks. ARGV: how many recent talks. False: no room; else {the last offset, the talks
+newest first, pseq, {{the live who members}, {their users' names}}}."""
+
+RENAME = _NEWS + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[3], 'n:' .. ARGV[3], ARGV[4])
+return news(ARGV[2], ARGV[3], 'r')
+"""
+"""KEYS: room, who (unused), users. ARGV: channel, origin, user id, name. The news' pseq; 0: no room."""
+
+PRESENCE = _NOW + _NEWS + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local member = ARGV[2] .. ':' .. ARGV[3]
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), member)
+elseif redis.call('ZREM', KEYS[2], member) == 0 then
+  return 0
+end
+return news(ARGV[2], ARGV[3], ARGV[4])
+"""
+"""KEYS: room, who, users. ARGV: channel, origin, user id, 1 (came) or 0 (left), ttl in ms. The news' pseq; 0: no
+room, or a user who left and was not listed (nothing published)."""
+
+REFRESH = _NOW + _WHO + _NEWS + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+for i = 4, #ARGV do
+  if redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2] .. ':' .. ARGV[i]) == 1 then
+    news(ARGV[2], ARGV[i], '1')
+  end
+end
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, member in ipairs(dead) do
+  redis.call('ZREM', KEYS[2], member)
+  local origin, user = string.match(member, '^(.*):(%d+)$')
+  news(origin, user, '0')
+end
+return {redis.call('HGET', KEYS[1], 'pseq') or '0', who()}
+"""
+"""KEYS: room, who, users. ARGV: channel, origin, ttl in ms, then the user ids this origin has in the room.
+Renews their entries (one that was missing is news: 1), removes every expired one (news: 0). False: no room; else
+{pseq, {{the live who members}, {their users' names}}}."""
+
+HISTORY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if ARGV[1] == '0' then return {{}, 0} end
+local talks = redis.call('XREVRANGE', KEYS[2], ARGV[1], '-', 'COUNT', ARGV[2])
+local older = 0
+if #talks > 0 then
+  local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+  if first[1][1] ~= talks[#talks][1] then older = 1 end
+end
+return {talks, older}
+"""
+"""KEYS: room, talks. ARGV: the highest offset to read, how many. False: no room; else {the talks newest first, 1
+if the stream has talks before the last of them else 0}."""
+
+SCRIPTS = {name: (source, hashlib.sha1(source.encode()).hexdigest()) for name, source in (
+    ("add_user", ADD_USER), ("append", APPEND), ("load", LOAD), ("rename", RENAME), ("presence", PRESENCE),
+    ("refresh", REFRESH), ("history", HISTORY),
+)}
+
+
+def room_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:room"
+
+
+def talks_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:talks"
+
+
+def users_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:users"
+
+
+def ids_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:ids"
+
+
+def sent_key(join_key: str, origin: str) -> str:
+    return f"chat:{{{join_key}}}:sent:{origin}"
+
+
+def who_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:who"
+
+
+def channel(join_key: str) -> bytes:
+    return f"chat:{{{join_key}}}:live".encode()
+
+
+def join_key_of(channel_name: bytes) -> str:
+    return channel_name[6:-6].decode()  # chat:{ ... }:live
+
+
+def published(join_key: str, data: bytes) -> LoggedTalk | PresenceHeard:
+    """What a message on a room's channel says (`ValueError` if it is not one of ours)."""
+    if data.startswith(b"P\n"):
+        _, seq, origin, user_id, kind, name = data.split(b"\n", 5)
+        if kind not in _KINDS:
+            raise ValueError(f"no such presence news: {kind!r}")
+        here = _KINDS[kind]
+        return PresenceHeard(join_key, int(seq), origin.decode(), int(user_id), here, name.decode() or None)
+    offset, user_id, sent, name, talk_id, payload = data.split(b"\n", 5)
+    return LoggedTalk(
+        join_key, int(offset), int(user_id), float(sent), payload.decode(), name.decode() or None,
+        talk_id.decode() or None,
+    )
+
+
+_KINDS: dict[bytes, bool | None] = {b"1": True, b"0": False, b"r": None}
