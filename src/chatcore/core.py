@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from . import closecodes
 from .actions import (
@@ -28,7 +29,7 @@ from .entering import enter
 from .errors import DriverError, ProtocolError
 from .holdings import MAX_JOIN_KEY_ATTEMPTS, Holdings, deliver
 from .limits import CoreLimits
-from .pending import Intro, Joining, Loading, Naming, Reading, RoomLoad, Talking, Tickets, Waiter
+from .pending import Intro, Joining, Loading, Naming, Pending, Reading, RoomLoad, Talking, Tickets, Waiter
 from .presence import announce, apply_heard, apply_snapshot, before
 from .ratelimit import TokenBucket
 from .results import (
@@ -64,6 +65,7 @@ NOT_FOUND_ERROR = "chat not found."
 BACKLOG_CLOSE_REASON = "too many messages waiting for the previous one"
 
 _CLOSING = SessionState.CLOSING
+_NEWS = frozenset({TalkArrived, Filled, Subscribed, PresenceHeard, PresenceSnapshot, LogLost})
 
 
 class ChatCore:
@@ -87,6 +89,11 @@ class ChatCore:
         self._held = Holdings(self.limits.history_limit)
         self._rooms = self._held.rooms
         self._loading = self._held.loading
+        self._answered: dict[type[Pending], Callable[[Any, Any], list[Action]]] = {
+            Talking: self._appended, Joining: self._user_added, Naming: self._name_saved,
+            Reading: self._history_read, Loading: self._loaded,
+        }
+        """How each kind of request's answer is taken (the results it accepts: `chatcore.pending`)."""
 
     def _token_of_join_keys(self) -> str:
         token = self._new_join_key()
@@ -156,6 +163,17 @@ class ChatCore:
 
     def log_result(self, result: LogResult) -> list[Action]:
         """The log answered a request, or told news from other processes sharing it (`chatcore.results`)."""
+        kind = type(result)
+        if kind is not Appended and kind in _NEWS:
+            return self._news(result)
+        answer: Any = result
+        pending = self._tickets.settle(answer)
+        answered: list[Action] = self._answered[type(pending)](pending, answer)
+        if self._held.watching:
+            return self._held.watched(answer) + answered
+        return answered
+
+    def _news(self, result: LogResult) -> list[Action]:
         if isinstance(result, TalkArrived):
             return self._held.heard(result.talk)
         if isinstance(result, Filled):
@@ -167,26 +185,7 @@ class ChatCore:
             return self._held.presence_heard(result)
         if isinstance(result, PresenceSnapshot):
             return self._held.presence_snapshot(result)
-        if isinstance(result, LogLost):
-            return [action for join_key in self.rooms_held for action in self.room_lost(join_key, LOST_REASON)]
-        pending = self._tickets.settle(result)
-        actions = self._held.watched(result)
-        if isinstance(pending, Talking):
-            assert isinstance(result, Appended | LogFailed)
-            actions.extend(self._appended(pending, result))
-        elif isinstance(pending, Joining):
-            assert isinstance(result, UserAdded | KeyTaken | LogFailed)
-            actions.extend(self._user_added(pending, result))
-        elif isinstance(pending, Naming):
-            assert isinstance(result, NameSaved | LogFailed)
-            actions.extend(self._name_saved(pending, result))
-        elif isinstance(pending, Reading):
-            assert isinstance(result, HistoryRead | LogFailed)
-            actions.extend(self._history_read(pending, result))
-        else:
-            assert isinstance(result, Loaded | LogFailed)
-            actions.extend(self._loaded(pending.join_key, result))
-        return actions
+        return [action for join_key in self.rooms_held for action in self.room_lost(join_key, LOST_REASON)]
 
     def room_lost(self, join_key: str, reason: str) -> list[Action]:
         """The log lost talks of a room this process cannot get back (trimmed, or the log's data is gone).
@@ -374,8 +373,10 @@ class ChatCore:
             if isinstance(result, LogFailed):
                 message = f"message not sent: the server could not save it ({result.reason}); try again"
                 actions.append(Send(connection, session.dialect.error_event(message, pending.talk_id)))
-            actions.extend(self._resume(connection, session))
-        actions.extend(self._held.forget_if_idle(room))
+            if session.backlog is not None:
+                actions.extend(self._resume(connection, session))
+        if room.idle:
+            actions.extend(self._held.forget_if_idle(room))
         return actions
 
     def _name_saved(self, pending: Naming, result: NameSaved | LogFailed) -> list[Action]:
@@ -453,7 +454,8 @@ class ChatCore:
         actions.extend(self._held.forget_if_idle(room))
         return actions
 
-    def _loaded(self, join_key: str, result: Loaded | LogFailed) -> list[Action]:
+    def _loaded(self, pending: Loading, result: Loaded | LogFailed) -> list[Action]:
+        join_key = pending.join_key
         loading = self._loading.pop(join_key)
         waiters = [w for w in loading.waiters if self._sessions.get(w.connection) is w.session]
         for waiter in waiters:

@@ -30,7 +30,7 @@ class Holdings:
         self.rooms: dict[str, Room] = {}
         self.loading: dict[str, RoomLoad] = {}
         self._feed = RoomFeed()
-        self._watching: dict[Ticket, tuple[str, bool]] = {}
+        self.watching: dict[Ticket, tuple[str, bool]] = {}
         """Loads and creations in flight: the room, and whether a load (the feed starts from their answer)."""
 
     def create(self, new_join_key: Callable[[], str]) -> Room:
@@ -44,13 +44,11 @@ class Holdings:
 
     def watch(self, ticket: Ticket, join_key: str, *, load: bool) -> None:
         """The request with ``ticket`` reads the room (a load, or a creation): its answer starts the room's feed."""
-        self._watching[ticket] = (join_key, load)
+        self.watching[ticket] = (join_key, load)
 
     def watched(self, answer: LogAnswer) -> list[Action]:
         """A load's or creation's answer: where the feed of the room's talks from other processes starts."""
-        if not self._watching:
-            return []
-        watched = self._watching.pop(answer.ticket, None)
+        watched = self.watching.pop(answer.ticket, None)
         if watched is None:
             return []
         join_key, load = watched

@@ -69,6 +69,11 @@ class MemoryLog:
 
     def perform(self, action: LogAction) -> list[LogResult]:
         """Do a log action: its result (none for a notice)."""
+        if type(action) is Append and action.join_key in self._rooms:
+            talk, duplicate = self.append(
+                action.join_key, action.user_id, action.time, action.payload, action.name, action.talk_id
+            )
+            return [Appended(action.ticket, talk, duplicate)]
         if isinstance(action, Presence):
             if not action.here:
                 self.left(action.join_key, action.user_id)

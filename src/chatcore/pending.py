@@ -37,7 +37,7 @@ class Intro:
     after: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Joining:
     """`AddUser`: a connection becomes a user of the room."""
 
@@ -50,7 +50,7 @@ class Joining:
     """Rooms this join has tried to create (a new key each time the log says `KeyTaken`)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Talking:
     """`Append`: a connection's talk."""
 
@@ -60,7 +60,7 @@ class Talking:
     talk_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Naming:
     """`Rename`: a connection's user takes a name."""
 
@@ -70,7 +70,7 @@ class Naming:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reading:
     """`History`: a connection reads older talks."""
 
@@ -106,7 +106,7 @@ class RoomLoad:
 
 Pending = Joining | Talking | Loading | Naming | Reading
 
-_ANSWERS: dict[type[Pending], tuple[type[LogAnswer], ...]] = {
+_ANSWERS: dict[type[Pending], tuple[type[LogAnswer], ...]] = {  # (exact types: results are final classes)
     Joining: (UserAdded, KeyTaken, LogFailed),
     Talking: (Appended, LogFailed),
     Loading: (Loaded, LogFailed),
@@ -133,19 +133,21 @@ class Tickets:
 
     def settle(self, answer: LogAnswer) -> Pending:
         """The request ``answer`` answers, no longer pending; `DriverError` (nothing changed) if it answers none."""
-        pending = self._pending.get(answer.ticket)
+        pending = self._pending.pop(answer.ticket, None)
+        if type(pending) is Talking and type(answer) is Appended and answer.talk.join_key == pending.room.join_key:
+            return pending  # (the common case, checked first)
         if pending is None:
             raise DriverError(f"no log request has ticket {answer.ticket}")
         mismatch = _mismatch(pending, answer)
         if mismatch:
+            self._pending[answer.ticket] = pending
             raise DriverError(f"ticket {answer.ticket}: {mismatch}")
-        del self._pending[answer.ticket]
         return pending
 
 
 def _mismatch(pending: Pending, answer: LogAnswer) -> str | None:
     """Why ``answer`` cannot answer the request it names, or None if it can."""
-    if not isinstance(answer, _ANSWERS[type(pending)]):
+    if type(answer) not in _ANSWERS[type(pending)]:
         return f"{type(answer).__name__} does not answer {type(pending).__name__.lower()}"
     if isinstance(pending, Talking) and isinstance(answer, Appended) and answer.talk.join_key != pending.room.join_key:
         return "appended to another room"
