@@ -15,7 +15,8 @@ median. What the pair is (``--measure``):
 
 - ``db``: the in-memory server, then the ``-db`` server; deliveries/s with SQLite over in memory.
 - ``baseline``: the seed's design (``bench/baseline_server.py``), then ours; our server CPU per
-  delivery over the baseline's, the ratio the README's matrix reports (lower is better).
+  delivery over the baseline's, the ratio the README's matrix reports (lower is better). ``--store``
+  says where ours keeps rooms: memory, a SQLite file, or a redis-server started for the run.
 """
 
 from __future__ import annotations
@@ -44,9 +45,15 @@ def variant(text: str, holding: tuple[str, ...] = ("transports", "chatcore")) ->
     return name, path
 
 
+STORES = {"memory": "", "sqlite": "-db", "redis": "-redis"}
+"""``--store``: the suffix of run.py's server name that keeps rooms there."""
+
+
 def one_pair(source: Path, measure: str, server: str, connections: int, room_size: int, load: str,
-             duration: float) -> float:
+             duration: float, store: str = "memory") -> float:
     """The pair's ratio (see the module docstring), measured back to back with ``source`` on PYTHONPATH."""
+    if measure == "baseline":
+        server += STORES[store]
     servers = f"{server},{server}-db" if measure == "db" else f"baseline,{server}"
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "runs.json"
@@ -72,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--room-size", type=int, default=10)
     add("--load", choices=["tenth", "one"], default="tenth",
         help="run.py's --loads: a tenth of each room talks, or one message in flight per room")
+    add("--store", choices=list(STORES), default="memory",
+        help="with --measure baseline: where our server keeps rooms (redis: a redis-server per run)")
     add("--rounds", type=int, default=6)
     add("--duration", type=float, default=8.0, help="seconds of load per run")
     args = parser.parse_args(argv)
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 ratios[name].append(
                     one_pair(source, args.measure, args.server, args.connections, args.room_size, args.load,
-                             args.duration)
+                             args.duration, args.store)
                 )
             except subprocess.CalledProcessError as error:
                 print(f"round {round_number}, {name}: run.py failed with status {error.returncode}; "
@@ -91,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {round_number}, {name}: {ratios[name][-1]:.2f}", file=sys.stderr, flush=True)
     what = ("deliveries/s with SQLite / in memory" if args.measure == "db"
             else "server CPU per delivery / the baseline's")
-    print(f"\n{args.server}, {args.connections} connections in rooms of {args.room_size}, load {args.load}: {what}, "
-          f"{args.rounds} rounds\n")
+    store = f", rooms in {args.store}" if args.measure == "baseline" else ""
+    print(f"\n{args.server}{store}, {args.connections} connections in rooms of {args.room_size}, load {args.load}: "
+          f"{what}, {args.rounds} rounds\n")
     print("| variant | median | every round |\n|---|---:|---|")
     for name, values in ratios.items():
         print(f"| {name} | {statistics.median(values):.2f} | {' '.join(f'{v:.2f}' for v in values)} |")

@@ -1,12 +1,13 @@
 """A sans-IO chat core: connection events, client messages and room-log results in, actions out.
 
 Nothing here performs I/O, runs an event loop, reads a clock or draws
-randomness; drivers in ``transports`` do all of that. `chatcore.core` explains
-what a driver must feed and perform (its theory of operation); the modules:
+randomness; drivers in ``transports`` do all of that. The theory of operation
+below says what a driver must feed and perform; the modules:
 
-- `core`: `ChatCore`, the rooms in use and the connections of one process.
+- `core`: `ChatCore`, the connections of one process, their requests and the log's answers.
 - `session`: one connection's `SessionState` and its transitions.
-- `rooms`: a room's members, recent talks and offset order; `presence`: who is in it.
+- `holdings`: the rooms held in memory, those loading, and the talks other processes append to them.
+- `rooms`: a room's members, recent talks and offset order; `presence`: who is in it; `entering`: a joiner.
 - `pending`: the core's requests with the room log, by ticket.
 - `feed`: gaps in the talks heard from a log shared by several processes.
 - `actions`: what the core asks the driver to do (`Send` … and the room log's actions).

@@ -39,7 +39,7 @@ from .storage.sqlite import Database
 from .storage.worker import LogWorker, StorageWorker
 from .websocket import trio_driver, wsproto_driver
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 JOIN_KEY_BYTES = 12
 TOKEN_BYTES = 24
@@ -67,14 +67,14 @@ class Running:
         """Read the certificate and key again: new connections get them, open ones keep theirs. A file that
         cannot be used is logged, and the current certificate stays."""
         if self.tls is None:
-            log.info("SIGHUP: nothing to reload (no --tls-cert)")
+            logger.info("SIGHUP: nothing to reload (no --tls-cert)")
             return
         try:
             await anyio.to_thread.run_sync(self.tls.reload)
         except CertificateError as error:
-            log.error("SIGHUP: the TLS certificate was not reloaded, the current one stays: %s", error)
+            logger.error("SIGHUP: the TLS certificate was not reloaded, the current one stays: %s", error)
         else:
-            log.info("SIGHUP: TLS certificate reloaded from %s", self.tls.files.certificate)
+            logger.info("SIGHUP: TLS certificate reloaded from %s", self.tls.files.certificate)
 
     def stop(self) -> None:
         """Begin a quick shutdown (SIGINT): every client gets close 1001 at once, then `run` returns."""
@@ -107,6 +107,7 @@ class LogBackend(Protocol):
 
     def submit(self, action: LogAction) -> None: ...
     async def run(self, deliver: Callable[[LogResult], None]) -> None: ...
+    async def flush(self) -> None: ...
 
 
 async def open_storage(config: ServerConfig) -> LogWorker | None:
@@ -114,13 +115,13 @@ async def open_storage(config: ServerConfig) -> LogWorker | None:
     if config.app is not AppKind.CHAT:
         return None
     if config.database is None:
-        log.info("rooms kept in memory only: they end with the process")
+        logger.info("rooms kept in memory only: they end with the process")
         return None
     path = config.database
     database = await anyio.to_thread.run_sync(
         lambda: Database.open(path, busy_timeout=config.database_timeout, synchronous=config.database_sync)
     )
-    log.info("rooms stored in %s (%d so far)", database.path, database.rooms_at_start)
+    logger.info("rooms stored in %s (%d so far)", database.path, database.rooms_at_start)
     return LogWorker(database)
 
 
@@ -132,9 +133,9 @@ async def open_broker(config: ServerConfig) -> RedisBroker | None:
     try:
         await anyio.to_thread.run_sync(broker.log.open)
     except (RedisError, OSError) as error:
-        log.error("Redis %s does not answer (%s): joins and messages get an error event until it does",
+        logger.error("Redis %s does not answer (%s): joins and messages get an error event until it does",
                   broker.log.name, error)
-    log.info("rooms shared through Redis %s", broker.log.name)
+    logger.info("rooms shared through Redis %s", broker.log.name)
     return broker
 
 
@@ -199,26 +200,25 @@ async def _serve(
         websocket = await tasks.start(driver.serve, hub, ws, config.limits)
         tasks.start_soon(pageport.serve, site, page, config.limits, websocket, proxies)
         secure = "" if tls is None else "s"
-        log.info("%s %s on ws%s://%s:%d/", config.transport.value, config.app.value, secure, _url_host(config.host),
+        logger.info("%s %s on ws%s://%s:%d/", config.transport.value, config.app.value, secure, _url_host(config.host),
                  ws.port)
-        log.info("page from %s on http%s://%s:%d/ (and the WebSocket at /ws there)", site.root, secure,
+        logger.info("page from %s on http%s://%s:%d/ (and the WebSocket at /ws there)", site.root, secure,
                  _url_host(config.host), page.port)
         if proxies:
-            log.info("%s (--proxy-header) believed from %s (--trusted-proxy)", proxies.header.value,
+            logger.info("%s (--proxy-header) believed from %s (--trusted-proxy)", proxies.header.value,
                      ", ".join(str(network) for network in proxies.networks))
         running = Running(hub, page.port, ws.port, anyio.Event(), (ws, page), health, metrics, anyio.Event(), tls)
         task_status.started(running)
         await running.stopping.wait()
-        store = storage or broker
         if running.draining.is_set():
-            await drain(hub, health, ws, config.drain_timeout, None if store is None else store.drain)
+            await drain(hub, health, ws, config.drain_timeout, None if backend is None else backend.flush)
             page.stop_accepting()
         else:
             for listener in running.listeners:
                 listener.stop_accepting()
-            await _drain(store, config.shutdown_grace)  # what members sent so far reaches them before 1001
+            await _flush_store(backend, config.shutdown_grace)  # what members sent so far reaches them before 1001
             await hub.shutdown(config.shutdown_grace)
-            await _drain(store, config.shutdown_grace)
+            await _flush_store(backend, config.shutdown_grace)
         tasks.cancel_scope.cancel()
 
 
@@ -273,10 +273,11 @@ def _listen_error(error: OSError, host: str, port: int, flag: str) -> str:
     return f"cannot listen on {host}:{port} ({flag}): {error.strerror or error}"
 
 
-async def _drain(storage: LogWorker | RedisBroker | None, grace: float) -> None:
-    if storage is not None:
+async def _flush_store(backend: LogBackend | None, grace: float) -> None:
+    """Wait, up to ``grace`` seconds, until the backend answered everything asked of it."""
+    if backend is not None:
         with anyio.move_on_after(grace):
-            await storage.drain()
+            await backend.flush()
 
 
 async def run_until_signal(config: ServerConfig, supervisor: int | None = None) -> None:
@@ -300,11 +301,11 @@ async def run_until_signal(config: ServerConfig, supervisor: int | None = None) 
                     during = "during the drain" if running.draining.is_set() else "while stopping"
                     _exit_now(f"second {name} {during}")
                 elif signum == signal.SIGTERM:
-                    log.info("%s: draining: readiness 503, connections closed with 1012 within %g s", name,
+                    logger.info("%s: draining: readiness 503, connections closed with 1012 within %g s", name,
                              config.drain_timeout)
                     running.drain()
                 else:
-                    log.info("%s: closing connections with 1001", name)
+                    logger.info("%s: closing connections with 1001", name)
                     running.stop()
 
 
@@ -319,13 +320,13 @@ async def _drain_when_orphaned(supervisor: int) -> None:
         await anyio.sleep(ORPHAN_CHECK_EVERY)
         if os.getppid() != supervisor:
             break
-    log.warning("the supervisor (pid %d) is gone: this worker drains and exits", supervisor)
+    logger.warning("the supervisor (pid %d) is gone: this worker drains and exits", supervisor)
     os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _exit_now(why: str) -> NoReturn:
     """End the process at once, exit status 1: what is not stored yet is lost, clients are cut."""
-    log.warning("%s: exiting now", why)
+    logger.warning("%s: exiting now", why)
     # Not SystemExit: the way out would wait for the storage thread and the stop under way.
     os._exit(1)
 

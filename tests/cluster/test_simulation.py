@@ -1,6 +1,6 @@
 """A deterministic simulation of several chat processes sharing rooms through a model of Redis.
 
-Real `ChatCore`s, each in a real `SharedChat` (its `RoomFeed` filling gaps),
+Real `ChatCore`s (each with its `RoomFeed` filling gaps), each with a `ModelBroker` as its backend,
 and `redis_model.RedisModel` in their place of Redis, in one process with no
 event loop: hypothesis chooses who connects, joins, talks and leaves on which
 process (seed clients, and version-2 ones that name themselves, rename, come

@@ -1,13 +1,13 @@
 """A model of the Redis the chat shares rooms through: its scripts, streams and pub/sub, in memory, stepped by hand.
 
-It answers what `transports.storage.redislog`'s Lua scripts answer, and
+It answers what `transports.storage.redisscheme`'s Lua scripts answer, and
 publishes what they publish (the real-Redis tests check the two against
 each other), and it lets a test decide when each process's requests run,
 when each subscriber hears what was published, which messages its
 connection loses, when Redis restarts (with its data or without) and what
 Redis's clock says (``now``, in ms: presence entries expire by it).
-`ModelBroker` is one process's connection to it: the backend
-the process's `SharedChat` talks to.
+`ModelBroker` is one process's connection to it: the backend that
+performs the process's core's log actions.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from ..websocket.handshake import Handshake
 from ..websocket.peer import Peer
 from .counts import Counts, close_code
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 MIN_PERIOD = 0.05
 """Shortest pause between two rounds of the keepalive, however small --ping-interval and --ping-timeout are."""
@@ -185,6 +185,8 @@ class Hub:
                 for recipient in action.recipients:
                     peers[recipient].send_frame(frame)
                 self.counts.delivered += len(action.recipients)
+            elif isinstance(action, Append):  # (the most frequent log action: one per talk)
+                self._submit(action)
             elif isinstance(action, Send):
                 peers[action.connection].send(Outgoing(action.message))
                 self.counts.delivered += 1
@@ -193,7 +195,7 @@ class Hub:
                 self.counts.delivered += 1
             elif isinstance(action, Close):
                 peer = peers[action.connection]
-                log.info("%s: closing with %d: %s", peer.remote, action.code, action.reason)
+                logger.info("%s: closing with %d: %s", peer.remote, action.code, action.reason)
                 peer.close(action.code, action.reason)
             elif isinstance(action, _LOG_ACTIONS):
                 self._submit(action)
@@ -267,7 +269,7 @@ class Hub:
         """
         connection = self.open(peer)
         opened = anyio.current_time()
-        log.info("%s: connection opened (%s)", peer.remote, peer.transport,
+        logger.info("%s: connection opened (%s)", peer.remote, peer.transport,
                  extra={"event": "opened", "address": peer.address, "port": peer.port, "transport": peer.transport})
         vanished = False  # the client went away without a close frame
         try:
@@ -276,7 +278,7 @@ class Hub:
                 try:
                     await peer.read_loop(connection)
                 except Exception:
-                    log.exception("%s: internal error; closing with 1011", peer.remote)
+                    logger.exception("%s: internal error; closing with 1011", peer.remote)
                     peer.close(closecodes.INTERNAL_ERROR, "internal error", discard=True)
                 else:
                     vanished = peer.closing is None
@@ -295,7 +297,7 @@ def _log_closed(peer: Peer, duration: float, code: int) -> None:
     Never what was said, nor the room (its join key lets anyone in).
     """
     graceful = peer.ended_gracefully
-    log.info("%s: connection closed with %d after %.3f s (%s)%s", peer.remote, code, duration, peer.transport,
+    logger.info("%s: connection closed with %d after %.3f s (%s)%s", peer.remote, code, duration, peer.transport,
              "" if graceful else "; cut", extra={
                  "event": "closed", "address": peer.address, "port": peer.port, "transport": peer.transport,
                  "duration": round(duration, 3), "close_code": code, "graceful": graceful})

@@ -32,5 +32,5 @@ class MemoryBackend:
         self._deliver = deliver  # (kept after: connections that end during shutdown still tell the log)
         await anyio.sleep_forever()
 
-    async def drain(self) -> None:
+    async def flush(self) -> None:
         """Nothing is ever waiting: every action was answered when it was submitted."""

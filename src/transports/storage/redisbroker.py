@@ -113,12 +113,12 @@ class RedisBroker:
             tasks.start_soon(self._refreshing)
             tasks.start_soon(self._asking_again)
 
-    async def drain(self) -> None:
+    async def flush(self) -> None:
         """Wait until everything asked so far is answered, talks Redis has not answered yet included."""
-        await self.worker.drain()
+        await self.worker.flush()
         while self.log.unanswered:
             await anyio.sleep(RETRY_AFTER_FAILURE / 2)  # (`_asking_again` has them asked again meanwhile)
-            await self.worker.drain()
+            await self.worker.flush()
 
     @property
     def listening(self) -> bool:

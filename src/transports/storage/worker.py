@@ -16,7 +16,7 @@ from chatcore import Fill, Forget, LogAction, LogRequest, LogResult, Presence, S
 
 from .loopcall import LoopCall, loop_call
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 W = TypeVar("W")
 R = TypeVar("R")
@@ -60,7 +60,7 @@ class StorageWorker(Generic[W, R]):
         self._signal_thread = -1  # the write end of the pipe the thread sleeps on, while running
         self._on_thread = False
         self._wake = anyio.Event()
-        self._drained: anyio.Event | None = None
+        self._flushed: anyio.Event | None = None
         self._deliver: Callable[[R], None] = _not_running
         self.observe: Callable[[float], None] = _ignore
         """Called on the storage thread with each batch's seconds there (metrics)."""
@@ -100,12 +100,12 @@ class StorageWorker(Generic[W, R]):
         if self._signal_thread >= 0:
             self._pass_to_thread(_Probe(check, done))
 
-    async def drain(self) -> None:
+    async def flush(self) -> None:
         """Wait until everything submitted so far has its result delivered."""
         while self._queue or self._on_thread:
-            if self._drained is None:
-                self._drained = anyio.Event()
-            await self._drained.wait()
+            if self._flushed is None:
+                self._flushed = anyio.Event()
+            await self._flushed.wait()
 
     def _send_batch(self) -> None:
         batch, self._queue = self._queue, []
@@ -139,7 +139,7 @@ class StorageWorker(Generic[W, R]):
         try:
             return self.backend.run(batch)
         except Exception:
-            log.exception("%s: internal error in a batch of %d", self.backend.name, len(batch))
+            logger.exception("%s: internal error in a batch of %d", self.backend.name, len(batch))
             return self.backend.failed(batch, "storage error")
 
     def _hand_back(self, results: list[R]) -> None:
@@ -149,12 +149,12 @@ class StorageWorker(Generic[W, R]):
             try:
                 self._deliver(result)
             except Exception:
-                log.exception("internal error while delivering a log result")
+                logger.exception("internal error while delivering a log result")
         if self._queue:
             self._send_batch()
-        elif self._drained is not None:
-            self._drained.set()
-            self._drained = None
+        elif self._flushed is not None:
+            self._flushed.set()
+            self._flushed = None
 
 
 class _Probe:
