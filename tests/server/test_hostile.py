@@ -146,6 +146,36 @@ def test_protocol_violations_get_their_close_code(server: LiveServer, frame: byt
         assert other.init()["userId"] == 1
 
 
+# A message that goes over the limit with its last fragment, so that what follows comes in the same read.
+_TOO_BIG_BEGUN = client_frame(0x1, b"x" * (TEST_LIMITS.max_message_size - 10), fin=False)
+_TOO_BIG_ENDS = client_frame(0x0, b"x" * 20)
+_CLOSE = client_frame(0x8, struct.pack("!H", 1000))
+
+
+@pytest.mark.parametrize(
+    ("writes", "code"),
+    [
+        ([client_frame(0x9, b"p") + _CLOSE], 1000),  # the ping is not answered once the client has closed
+        ([_TOO_BIG_BEGUN, _TOO_BIG_ENDS + client_frame(0x1, b"{}")], 1009),
+        ([_TOO_BIG_BEGUN, _TOO_BIG_ENDS + client_frame(0x9, b"p")], 1009),
+        ([_TOO_BIG_BEGUN, _TOO_BIG_ENDS + _CLOSE], 1009),
+    ],
+    ids=["ping-then-close", "too-big-then-text", "too-big-then-ping", "too-big-then-close"],
+)
+def test_what_follows_in_the_same_read_gets_no_internal_error(
+    server: LiveServer, writes: list[bytes], code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    sock = open_raw("127.0.0.1", server.running.ws_port)
+    for data in writes:
+        sock.sendall(data)
+        time.sleep(0.1)  # each write read on its own
+    assert close_code(sock) == code
+    sock.close()
+    wait_until(lambda: server.connection_count() == 0)  # its end logged
+    # (Here, not only in `no_tracebacks`: `caplog.records` there are the teardown's.)
+    assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelname == "ERROR"] == []
+
+
 @pytest.mark.parametrize(
     "request_bytes",
     [

@@ -1,19 +1,25 @@
 """The default transport: trio-websocket does the WebSocket protocol.
 
 trio-websocket parses what clients send and runs the protocol's own
-exchanges (answering pings, the closing handshake, protocol errors). What it
-runs on is ours, through its public constructor: `_SocketStream` gives it the
-connection's non-blocking socket, and everything it writes joins the ordered
-write side both drivers share (`socketpeer`), where broadcasts are written by
-one task for all connections.
+exchanges (answering pings, the closing handshake). What it runs on is ours,
+through its public constructor: `_SocketStream` gives it the connection's
+non-blocking socket, and everything it writes joins the ordered write side
+both drivers share (`socketpeer`), where broadcasts are written by one task
+for all connections. For wsproto's `WSConnection` it takes `_OpenWebSocket`,
+which has the same public face (``client``, ``state``, ``send``,
+``receive_data``, ``events``) over the open `Connection` alone: that is where
+the client's messages leave for the hub, as they are parsed, in the reader
+task and in order with the pings and the close trio-websocket is handed,
+with no channel to a second task.
 
-The rest of trio-websocket's own machinery is left out of the way, for
-speed: each whole message goes to the hub from its reader task, not through
-a channel to a second task, and the reader task is the connection's read
-loop, not a task of its own. That takes a few of its private names, all in
-this module and listed in `PRIVATE_NAMES`; `check_private_names` fails at
-start-up, naming the attribute, if an upgrade removed one (and the
-dependency is pinned below its next minor version).
+The reader task itself is the connection's read loop, not a task of its
+own: there is no public way to do that, so it takes a private name; one
+more keeps an idle connection small. Both are listed in `PRIVATE_NAMES`,
+each with its reason; `check_private_names` fails at start-up, naming the
+attribute, if an upgrade removed one. What no check can see is how the
+reader treats the events it is handed (pings answered, a close answered and
+the stream closed, `aclose` waiting for the client's close): the dependency
+is pinned below its next minor version for that.
 """
 
 from __future__ import annotations
@@ -21,14 +27,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator
 from importlib.metadata import version
+from typing import cast
 
 import anyio
 import anyio.abc
 import trio
-from trio_websocket import CloseReason, WebSocketConnection
+from trio_websocket import WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection, ConnectionState
-from wsproto.events import BytesMessage, CloseConnection, Event, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 
 from chatcore import ConnectionId, closecodes
 
@@ -46,21 +53,15 @@ from .socketpeer import Flusher, SocketPeer
 log = logging.getLogger(__name__)
 
 PRIVATE_NAMES = (
-    "_reader_task",  # run as the connection's read loop
-    "_handle_message_event",  # overridden: whole messages go to the hub
-    "_handle_close_connection_event",  # overridden: protocol errors are answered with their close code
-    "_close_reason",  # set with the 1009 close, as trio-websocket's own handler does
-    "_reader_running",  # cleared to stop reading after a 1009 close
-    "_send",  # how the 1009 and protocol-error closes are sent
-    "_connection_proposal",  # cleared: the handshake is ours, done before
-    "_open_handshake",  # set: the connection starts open
+    "_reader_task",  # our read loop: only its own serve/open functions run it, as a task, after their handshake
+    "_connection_proposal",  # set to None: frees a Future we never use (0.4 KiB an idle connection); no public way
 )
-"""trio-websocket's private attributes this module relies on (0.12)."""
+"""trio-websocket's private attributes this module relies on (0.12), each with what it does for us."""
 
 
 def check_private_names() -> None:
     """Raise `RuntimeError` naming any of `PRIVATE_NAMES` that trio-websocket no longer has."""
-    probe = WebSocketConnection(_SocketStream(None), _OpenWebSocket(Connection(ConnectionType.SERVER), 1))
+    probe = WebSocketConnection(_SocketStream(None), WSConnection(ConnectionType.SERVER))
     missing = [name for name in PRIVATE_NAMES if not hasattr(probe, name)]
     if missing:
         raise RuntimeError(
@@ -69,23 +70,28 @@ def check_private_names() -> None:
         )
 
 
-class _OpenWebSocket(WSConnection):
-    """wsproto's `WSConnection` for a connection whose handshake is done, reading through a `FrameReader`.
+class _OpenWebSocket:
+    """What trio-websocket takes for wsproto's `WSConnection`: a connection whose handshake is done, whose
+    messages go to the hub.
 
-    trio-websocket takes a `WSConnection`; the one wsproto makes carries an
-    HTTP handshake machine for life (2 KiB per idle connection) and asks it for
-    events on every read. This one is the open `Connection` alone, and parses
-    the common frames itself (`incoming.FrameReader`).
+    The `WSConnection` wsproto makes carries an HTTP handshake machine for
+    life (2 KiB per idle connection) and asks it for events on every read.
+    This is the open `Connection` alone, read through a `FrameReader`, with
+    the public face trio-websocket uses. Whole text messages go straight to
+    the hub as they are parsed; every other message, fragment by fragment,
+    when trio-websocket's reader asks for `events`, which hands it only what
+    it has to act on: pings, pongs, the close.
     """
 
-    def __init__(self, connection: Connection, limit: int, trailing: bytes = b"") -> None:
-        # (no super().__init__: it would build the handshake machine)
-        self.client = False
-        self.connection: Connection = connection
+    __slots__ = ("_frames", "_received", "connection", "peer")
+
+    client = False
+
+    def __init__(self, peer: TrioWebsocketPeer, connection: Connection, limit: int, trailing: bytes = b"") -> None:
+        self.peer = peer
+        self.connection = connection
         self._frames = FrameReader(connection, limit, trailing)
         self._received = self._frames.feed(b"")
-        self.peer: TrioWebsocketPeer | None = None
-        """Once set (by the read loop), whole text messages go straight to its hub."""
 
     @property
     def state(self) -> ConnectionState:
@@ -97,17 +103,64 @@ class _OpenWebSocket(WSConnection):
     def receive_data(self, data: bytes | None) -> None:
         received, peer = self._received, self.peer
         for event in self._frames.feed(data):
-            if peer is not None and not received and type(event) is str:
-                # The common case, straight to the hub: no event object, no handler. (Only while nothing else
-                # waits for `events`, so that answers keep the order of what the client sent.)
+            if not received and type(event) is str:
+                # The common case, straight to the hub: no event object. (Only while nothing else waits for
+                # `events`, so that answers keep the order of what the client sent.)
                 peer.hub.receive_text(peer.connection_id, event)
             else:
                 received.append(event)
 
     def events(self) -> Generator[Event, None, None]:
+        # A generator: what the client sent is handled in its order, each ping or close by trio-websocket before
+        # the messages after it.
         received, self._received = self._received, []
+        peer, connection = self.peer, self.connection
         for event in received:
-            yield TextMessage(data=event) if isinstance(event, str) else event
+            if isinstance(event, str):
+                peer.hub.receive_text(peer.connection_id, event)
+            elif isinstance(event, TextMessage | BytesMessage):
+                self._add_fragment(event)
+            elif isinstance(event, CloseConnection):
+                self._on_close(event)
+                yield event
+            elif connection.state is ConnectionState.OPEN or not isinstance(event, Ping):
+                yield event  # (a ping once either side's close is out goes unanswered: wsproto refuses a pong)
+
+    def _add_fragment(self, event: TextMessage | BytesMessage) -> None:
+        peer = self.peer
+        try:
+            message = peer.assembler.add(event)
+        except MessageTooBig as error:
+            # Answered as trio-websocket's own handler does (if the client's close came first, this answers it), unless
+            # our close is out already. What follows goes nowhere (the assembler stays over its limit).
+            if self.connection.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+                peer.write_frames(self.connection.send(
+                    CloseConnection(code=closecodes.MESSAGE_TOO_BIG, reason=str(error))
+                ))
+            peer.close(closecodes.MESSAGE_TOO_BIG, str(error))  # the peer's record of it (log line, metrics)
+            return
+        if message is not None:
+            peer.deliver(message)
+
+    def _on_close(self, event: CloseConnection) -> None:
+        peer = self.peer
+        # Nothing more is queued from now on: the close frame trio-websocket sends is the last one.
+        peer.close(event.code, event.reason or "")
+        # trio-websocket drops the TCP connection when wsproto finds a protocol error (invalid UTF-8, an
+        # unmasked frame...); RFC 6455 (7.1.7) asks for a close frame with its code (1002, 1007) first.
+        if self.connection.state is ConnectionState.OPEN:
+            log.info("%s: closing with %d: %s", peer.remote, event.code, event.reason)
+            peer.write_frames(self.connection.send(CloseConnection(code=event.code, reason=event.reason)))
+
+
+def _websocket(stream: _SocketStream, ws: _OpenWebSocket, limit: int) -> WebSocketConnection:
+    """trio-websocket's connection over ``ws``, already open: our handshake came first."""
+    # (The cast: trio-websocket's constructor names `WSConnection`, and uses only what `_OpenWebSocket` has too.)
+    websocket = WebSocketConnection(
+        stream, cast(WSConnection, ws), max_message_size=limit, receive_buffer_size=RECEIVE_SIZE
+    )
+    websocket._connection_proposal = None
+    return websocket
 
 
 class _SocketStream(trio.abc.HalfCloseableStream):
@@ -153,42 +206,6 @@ class _SocketStream(trio.abc.HalfCloseableStream):
         await trio.lowlevel.checkpoint()
 
 
-class _ServerConnection(WebSocketConnection):
-    """trio-websocket, with whole messages handed to the hub and protocol errors answered with their code.
-
-    What is ours lives in `peer`: one attribute. trio-websocket sets 24;
-    at 30, CPython 3.11 stops sharing the dictionary's keys with the class
-    and every idle connection pays 1.4 KiB more.
-    """
-
-    peer: TrioWebsocketPeer
-    """Set by `TrioWebsocketPeer` as it makes the connection, before anything is read."""
-
-    async def _handle_message_event(self, event: BytesMessage | TextMessage) -> None:
-        peer = self.peer
-        try:
-            message = peer.assembler.add(event)
-        except MessageTooBig as error:  # as trio-websocket's own handler answers it
-            self._close_reason = CloseReason(closecodes.MESSAGE_TOO_BIG, str(error))
-            await self._send(CloseConnection(code=closecodes.MESSAGE_TOO_BIG, reason=str(error)))
-            peer.close(closecodes.MESSAGE_TOO_BIG, str(error))  # the peer's record of it (log line, metrics)
-            self._reader_running = False
-            return
-        if message is not None:
-            peer.deliver(message)
-
-    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
-        peer = self.peer
-        # Nothing more is queued from now on: the close frame trio-websocket sends is the last one.
-        peer.close(event.code, event.reason or "")
-        # trio-websocket drops the TCP connection when wsproto finds a protocol error (invalid UTF-8, an
-        # unmasked frame...); RFC 6455 (7.1.7) asks for a close frame with its code (1002, 1007) first.
-        if peer.connection.state is ConnectionState.OPEN:
-            log.info("%s: closing with %d: %s", peer.remote, event.code, event.reason)
-            await self._send(CloseConnection(code=event.code, reason=event.reason))
-        await super()._handle_close_connection_event(event)
-
-
 class TrioWebsocketPeer(SocketPeer):
     """One connection: trio-websocket's reader task reads, `SocketPeer` writes.
 
@@ -205,17 +222,11 @@ class TrioWebsocketPeer(SocketPeer):
         super().__init__(hub, raw, connection, flusher, limits)
         stream = _SocketStream(raw)
         stream._peer = self
-        self._ws = _OpenWebSocket(connection, limits.max_message_size, handshake.trailing)
-        self._websocket = websocket = _ServerConnection(
-            stream, self._ws, max_message_size=limits.max_message_size, receive_buffer_size=RECEIVE_SIZE
-        )
-        websocket.peer = self
-        websocket._connection_proposal = None  # no request to hand out: the handshake is done
-        websocket._open_handshake.set()  # (nothing waits for it: its server side is not used)
+        self._ws = _OpenWebSocket(self, connection, limits.max_message_size, handshake.trailing)
+        self._websocket = _websocket(stream, self._ws, limits.max_message_size)
 
     async def read_loop(self, connection: ConnectionId) -> None:
         self.connection_id = connection
-        self._ws.peer = self
         await self._websocket._reader_task()
 
     def _begin_close(self, close: CloseRequest) -> None:
