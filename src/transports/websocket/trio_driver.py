@@ -44,13 +44,13 @@ from ..net.listener import Listener
 from ..net.rawsocket import RawSocket
 from . import socketpeer
 from .handshake import Handshake
-from .host import Host as Hub
+from .host import Host
 from .incoming import FrameReader, MessageTooBig
 from .lifecycle import RECEIVE_SIZE
 from .outbox import CloseRequest
 from .socketpeer import Flusher, SocketPeer
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PRIVATE_NAMES = (
     "_reader_task",  # our read loop: only its own serve/open functions run it, as a task, after their handshake
@@ -149,7 +149,7 @@ class _OpenWebSocket:
         # trio-websocket drops the TCP connection when wsproto finds a protocol error (invalid UTF-8, an
         # unmasked frame...); RFC 6455 (7.1.7) asks for a close frame with its code (1002, 1007) first.
         if self.connection.state is ConnectionState.OPEN:
-            log.info("%s: closing with %d: %s", peer.remote, event.code, event.reason)
+            logger.info("%s: closing with %d: %s", peer.remote, event.code, event.reason)
             peer.write_frames(self.connection.send(CloseConnection(code=event.code, reason=event.reason)))
 
 
@@ -217,7 +217,7 @@ class TrioWebsocketPeer(SocketPeer):
     __slots__ = ("_websocket", "_ws")
     transport = "trio-websocket"
 
-    def __init__(self, hub: Hub, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
+    def __init__(self, hub: Host, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
         connection = Connection(ConnectionType.SERVER)
         super().__init__(hub, raw, connection, flusher, limits)
         stream = _SocketStream(raw)
@@ -238,7 +238,7 @@ class TrioWebsocketPeer(SocketPeer):
         await self._websocket.aclose(close.code, close.reason)
 
 async def serve(
-    hub: Hub, listener: Listener, limits: Limits,
+    hub: Host, listener: Listener, limits: Limits,
     *, task_status: anyio.abc.TaskStatus[socketpeer.ConnectionEntry] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections from ``listener`` until cancelled; started with ``TaskGroup.start``, it hands
