@@ -15,6 +15,9 @@ import platformdirs
 
 from chatcore import CoreLimits
 
+MIN_TIMER_PERIOD = 0.05
+"""Shortest pause of a periodic task (keepalive rounds, presence refreshes), however small the settings it
+derives from: a busy loop costs more than any such setting could gain."""
 MAX_HEADER_BYTES = 16 * 1024
 """Largest request head by default (``--max-header-bytes``)."""
 MAX_HEADERS = 64

@@ -1,1 +1,1 @@
-"""The hub: the table of open connections, the actions of the application it performs, its counters, keepalive."""
+"""The hub: the table of open connections and the performer of the application's actions; its counters; keepalive."""

@@ -45,11 +45,9 @@ from ..websocket.framing import Outgoing
 from ..websocket.handshake import Handshake
 from ..websocket.peer import Peer
 from .counts import Counts, close_code
+from .keepalive import keepalive
 
 logger = logging.getLogger(__name__)
-
-MIN_PERIOD = 0.05
-"""Shortest pause between two rounds of the keepalive, however small --ping-interval and --ping-timeout are."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,28 +201,8 @@ class Hub:
                 assert_never(action)
 
     async def keepalive(self) -> None:
-        """Ping every peer every ``ping_interval``; drop those that leave one unanswered for ``ping_timeout``.
-
-        One task for all connections, checking a few times per period. A
-        client is judged by what it sent, not by how late we got round to
-        reading it: anything received after the ping answers it, and so do
-        bytes still waiting in the kernel, so that an overloaded server does
-        not drop clients whose pongs wait behind its own backlog.
-        """
-        interval, timeout = self._limits.ping_interval, self._limits.ping_timeout
-        if interval <= 0:
-            return
-        while True:
-            await anyio.sleep(max(min(interval, timeout) / 4, MIN_PERIOD))
-            now = anyio.current_time()
-            for peer in list(self._peers.values()):
-                if peer.ping_sent_at is not None:
-                    if peer.heard:
-                        peer.ping_sent_at = None
-                    elif now - peer.ping_sent_at >= timeout and not peer.data_waiting():
-                        peer.drop(f"nothing received within {timeout:g} s of a ping")
-                elif now - peer.last_ping_at >= interval:
-                    peer.ping(now)
+        """Ping every peer now and then; drop those that do not answer (`runtime.keepalive`)."""
+        await keepalive(self._peers, self._limits.ping_interval, self._limits.ping_timeout)
 
     async def shutdown(self, grace: float) -> None:
         """Close every connection with 1001 and wait up to ``grace`` seconds for them to end."""

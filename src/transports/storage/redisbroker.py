@@ -22,7 +22,7 @@ from chatcore import (
     TalkArrived,
 )
 
-from ..config import RedisSettings
+from ..config import MIN_TIMER_PERIOD, RedisSettings
 from .loopcall import loop_call
 from .redislog import (
     RETRY_AFTER_FAILURE,
@@ -89,7 +89,7 @@ class RedisBroker:
             self.worker.submit(Refresh(key, tuple(sorted(self.here[key]))))
 
     async def _refreshing(self) -> None:
-        period = max(self.log.settings.presence_ttl / 3, 0.05)  # (however short a ttl it is given)
+        period = max(self.log.settings.presence_ttl / 3, MIN_TIMER_PERIOD)
         while True:
             await anyio.sleep(period)
             self.refresh()
