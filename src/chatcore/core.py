@@ -48,7 +48,7 @@ from .results import (
     TalkArrived,
     UserAdded,
 )
-from .rooms import Room, Talk
+from .rooms import Room
 from .session import Session, SessionState
 from .wire import dialects
 from .wire.dialect import HistoryRequest, InitRequest, NameRequest, Request, TalkRequest
@@ -363,7 +363,7 @@ class ChatCore:
         actions: list[Action] = []
         if isinstance(result, Appended):
             delivered = room.last_offset
-            talk = Talk(*result.talk)
+            talk = result.talk
             actions = deliver(room, talk)
             if result.duplicate and talk.offset <= delivered and self._sessions.get(connection) is session:
                 # Stored before (a resend): this sender is shown it again, nobody else is.
@@ -408,7 +408,7 @@ class ChatCore:
             session.in_flight -= 1
             dialect = session.dialect
             if isinstance(result, HistoryRead):
-                talks = [Talk(*logged).message(dialect) for logged in result.talks]
+                talks = [logged.message(dialect) for logged in result.talks]
                 actions.append(Send(connection, dialect.history_event(pending.before, talks, result.older)))
             else:
                 message = f"could not read older messages ({result.reason}); try again"
@@ -464,7 +464,7 @@ class ChatCore:
         if isinstance(result, Loaded) and result.room is not None:
             room = self._rooms[join_key] = Room.restore(result.room, self.limits.history_limit)
             for logged in loading.arrived or ():
-                deliver(room, Talk(*logged))  # nobody to show them to yet: they join the history
+                deliver(room, logged)  # nobody to show them to yet: they join the history
             if result.room.presence is not None:
                 apply_snapshot(room, result.room.presence)
             for heard in loading.presence:

@@ -17,7 +17,7 @@ from .feed import Lost, RoomFeed
 from .pending import RoomLoad
 from .presence import apply_heard, apply_snapshot
 from .results import Filled, Loaded, LogAnswer, LoggedTalk, PresenceHeard, PresenceSnapshot, UserAdded
-from .rooms import Room, Talk
+from .rooms import Room
 
 MAX_JOIN_KEY_ATTEMPTS = 16
 
@@ -84,7 +84,7 @@ class Holdings:
         """A talk appended elsewhere: shown if its room is held, kept if the room is loading, else the log's."""
         room = self.rooms.get(logged.join_key)
         if room is not None:
-            return deliver(room, Talk(*logged))
+            return deliver(room, logged)
         loading = self.loading.get(logged.join_key)
         if loading is not None:
             # The load may have read the room before this talk was appended: it is applied after the load.
@@ -121,7 +121,7 @@ class Holdings:
         return Forget(join_key)
 
 
-def deliver(room: Room, arrived: Talk) -> list[Action]:
+def deliver(room: Room, arrived: LoggedTalk) -> list[Action]:
     """Show the room's members every talk that is now due, in offset order."""
     talk = room.accept(arrived)
     if talk is None:

@@ -13,28 +13,64 @@ subscription is in place (`Subscribed`), or that the log lost its data
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, TypeAlias
+from typing import TypeAlias
 
 from .actions import Ticket
+from .wire.dialect import Dialect
+from .wire.dialects import DIALECTS
 
 
-class LoggedTalk(NamedTuple):
+class LoggedTalk:
     """One talk as the room's log holds it: ``offset`` is its position in the room, 1, 2, 3 … with no gaps.
 
-    A named tuple rather than a dataclass: there is one per talk, kept in
-    histories by the thousand, and a tuple of strings and numbers is cheap
-    to make and is left alone by the garbage collector.
+    One object per talk wherever it is held (the memory log, a room's history,
+    the results that carry it), written at most once per dialect (`message`).
+    It compares by its fields; treat it as read-only.
     """
 
-    join_key: str
-    offset: int
-    user_id: int
-    time: float
-    payload: str
-    name: str | None = None
-    """The sender's name when it was sent."""
-    talk_id: str | None = None
-    """The sender's own id for the talk, if it gave one."""
+    __slots__ = ("_encoded", "join_key", "name", "offset", "payload", "talk_id", "time", "user_id")
+
+    def __init__(
+        self, join_key: str, offset: int, user_id: int, time: float, payload: str, name: str | None = None,
+        talk_id: str | None = None,
+    ) -> None:
+        self.join_key = join_key
+        self.offset = offset
+        self.user_id = user_id
+        self.time = time
+        self.payload = payload
+        self.name = name
+        """The sender's name when it was sent."""
+        self.talk_id = talk_id
+        """The sender's own id for the talk, if it gave one."""
+        self._encoded: list[str | None] | None = None
+
+    def message(self, dialect: Dialect) -> str:
+        """The ``talk`` event as JSON text in one dialect."""
+        encoded = self._encoded
+        if encoded is None:
+            encoded = self._encoded = [None] * len(DIALECTS)
+        text = encoded[dialect.slot]
+        if text is None:
+            text = encoded[dialect.slot] = dialect.talk_event(self)
+        return text
+
+    def _fields(self) -> tuple[str, int, int, float, str, str | None, str | None]:
+        return (self.join_key, self.offset, self.user_id, self.time, self.payload, self.name, self.talk_id)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LoggedTalk):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"LoggedTalk(join_key={self.join_key!r}, offset={self.offset!r}, user_id={self.user_id!r}, "
+            f"time={self.time!r}, payload={self.payload!r}, name={self.name!r}, talk_id={self.talk_id!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

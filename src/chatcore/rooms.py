@@ -11,45 +11,6 @@ from .wire.dialect import Dialect
 from .wire.dialects import DIALECTS
 
 
-class Talk:
-    """One talk from the log, encoded at most once for each dialect (`chatcore.wire.dialect`).
-
-    A core with a memory log keeps these very objects in the log and in the
-    room's history: a talk held in memory is one object, wherever it is held.
-    """
-
-    __slots__ = ("_encoded", "join_key", "name", "offset", "payload", "talk_id", "time", "user_id")
-
-    def __init__(
-        self, join_key: str, offset: int, user_id: int, time: float, payload: str, name: str | None = None,
-        talk_id: str | None = None,
-    ) -> None:
-        self.join_key = join_key
-        self.offset = offset
-        self.user_id = user_id
-        self.time = time
-        self.payload = payload
-        self.name = name
-        self.talk_id = talk_id
-        self._encoded: list[str | None] | None = None
-
-    def logged(self) -> LoggedTalk:
-        """The talk as a log result carries it."""
-        return LoggedTalk(
-            self.join_key, self.offset, self.user_id, self.time, self.payload, self.name, self.talk_id
-        )
-
-    def message(self, dialect: Dialect) -> str:
-        """The ``talk`` event as JSON text in one dialect."""
-        encoded = self._encoded
-        if encoded is None:
-            encoded = self._encoded = [None] * len(DIALECTS)
-        text = encoded[dialect.slot]
-        if text is None:
-            text = encoded[dialect.slot] = dialect.talk_event(self)
-        return text
-
-
 class Room:
     """Members, latest talks, where the room's log has been delivered up to, and who is in it.
 
@@ -87,8 +48,8 @@ class Room:
         """The offset of the newest talk delivered (0: none yet)."""
         self.in_flight = 0
         self._history_limit = history_limit
-        self._history: deque[Talk] | None = None  # made on the first talk: many rooms never have one
-        self._early: dict[int, Talk] | None = None
+        self._history: deque[LoggedTalk] | None = None  # made on the first talk: many rooms never have one
+        self._early: dict[int, LoggedTalk] | None = None
         self._members: tuple[dict[ConnectionId, int], ...] = tuple({} for _ in DIALECTS)
         self._audiences: tuple[tuple[Dialect, tuple[ConnectionId, ...]], ...] | None = None
         self.local: dict[int, int] = {}
@@ -123,11 +84,11 @@ class Room:
         """The room as its log returned it."""
         room = cls(saved.join_key, history_limit, last_offset=saved.last_offset)
         for logged in saved.talks:
-            room._record(Talk(*logged))
+            room._record(logged)
         return room
 
     @property
-    def history(self) -> Sequence[Talk]:
+    def history(self) -> Sequence[LoggedTalk]:
         """The most recent talks delivered, oldest first: what a joiner is shown."""
         return self._history if self._history is not None else ()
 
@@ -136,7 +97,7 @@ class Room:
         """Nobody in it and nothing in flight for it."""
         return not self.local and not self.in_flight
 
-    def accept(self, talk: Talk) -> Talk | None:
+    def accept(self, talk: LoggedTalk) -> LoggedTalk | None:
         """Take a talk from the log: the talk to deliver now if it is the next one, else None.
 
         A talk with a lower offset than one already delivered is dropped (seen
@@ -158,7 +119,7 @@ class Room:
         """Whether `accept` holds back talks until the ones before them arrive."""
         return self._early is not None
 
-    def next_due(self) -> Talk | None:
+    def next_due(self) -> LoggedTalk | None:
         """After `accept`: a held-back talk that is now the next one, delivered; None when there is none."""
         early = self._early
         if early is None:
@@ -168,7 +129,7 @@ class Room:
             self._early = None
         return None if following is None else self._record(following)
 
-    def _record(self, talk: Talk) -> Talk:
+    def _record(self, talk: LoggedTalk) -> LoggedTalk:
         history = self._history
         if history is None:
             history = self._history = deque(maxlen=self._history_limit)

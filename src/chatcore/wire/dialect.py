@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 
 class TalkFields(Protocol):
-    """What a dialect reads of a talk to write its event (a `chatcore.rooms.Talk`, a `LoggedTalk`)."""
+    """What a dialect reads of a talk to write its event (a `chatcore.results.LoggedTalk`)."""
 
     @property
     def offset(self) -> int: ...
@@ -93,7 +93,7 @@ class Welcome:
     members: Sequence[tuple[int, str | None]]
     last_offset: int
     history: Sequence[Any]
-    """The room's latest talks, oldest first (`chatcore.rooms.Talk`)."""
+    """The room's latest talks, oldest first (`chatcore.results.LoggedTalk`)."""
     after: int | None
     """The offset the client said it has, if any."""
 
