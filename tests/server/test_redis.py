@@ -296,10 +296,10 @@ def test_the_redis_url_is_checked_at_start() -> None:
 
 def test_redis_keeps_rooms_under_hash_tagged_keys_and_the_model_answers_alike(redis: RedisServer) -> None:
     """What the simulation's model of Redis answers is what the real scripts answer."""
-    from chatcore import AddUser, Append, Fill, Load, LogFailed
+    from chatcore import AddUser, Append, Fill, Filled, Load, LogFailed
     from redis_model import RedisModel
     from transports.config import RedisSettings
-    from transports.storage.redislog import Filled, RedisLog
+    from transports.storage.redislog import RedisLog
 
     log = RedisLog(RedisSettings(redis.url, retention=3))
     log.open()
@@ -318,7 +318,7 @@ def test_redis_keeps_rooms_under_hash_tagged_keys_and_the_model_answers_alike(re
         keys = sorted(key.decode() if isinstance(key, bytes) else key for key in redis.client().keys("chat:*"))
         assert keys == ["chat:epoch", "chat:{k}:room", f"chat:{{k}}:sent:{log.origin}", "chat:{k}:talks"]
         assert redis.client().xlen("chat:{k}:talks") >= 3  # trimmed to about the retention, never below it
-        assert log.run([Fill("k", 3)]) == [Filled(Fill("k", 3), model.range("k", 3))]
+        assert log.run([Fill("k", 3)]) == [Filled("k", 3, tuple(model.range("k", 3)))]
     finally:
         log.close()
 

@@ -20,6 +20,7 @@ from chatcore import (
     Append,
     Appended,
     Fill,
+    Filled,
     History,
     HistoryRead,
     Load,
@@ -42,7 +43,7 @@ from redis_server import STALLS, RedisServer, redis_proxy, redis_server, stalled
 from tcp_proxy import TcpProxy
 from transports.config import RedisSettings
 from transports.storage.redisconnection import redacted
-from transports.storage.redislog import RETRY_AFTER_FAILURE, UNREACHABLE, AskAgain, Filled, RedisLog, Refresh
+from transports.storage.redislog import RETRY_AFTER_FAILURE, UNREACHABLE, AskAgain, RedisLog, Refresh
 from transports.storage.redisscheme import (
     SCRIPTS,
     SENT_TTL_MS,
@@ -326,7 +327,7 @@ def test_a_fill_reads_names_and_ids_back(open_log: Callable[..., RedisLog]) -> N
         AddUser(1, "k", 1.0), Append(2, "k", 1, 2.0, "a", "Ada", "m-1"), Append(3, "k", 1, 3.0, "b"),
     ]
     assert log.run(requests) == [model_answer(model, request, log.origin) for request in requests]
-    assert log.run([Fill("k", 0)]) == [Filled(Fill("k", 0), model.range("k", 0))]
+    assert log.run([Fill("k", 0)]) == [Filled("k", 0, tuple(model.range("k", 0)))]
 
 
 # A talk whose answer was not read: stored once, or never, and the sender told which

@@ -8,10 +8,9 @@ from collections.abc import Callable
 import anyio
 import anyio.abc
 
-import chatcore
 from chatcore import (
     Fill,
-    Forget,
+    Filled,
     LogAction,
     LoggedTalk,
     LogLost,
@@ -29,11 +28,9 @@ from .redislog import (
     Answer,
     AskAgain,
     EpochChanged,
-    Filled,
     FillFailed,
     RedisLog,
     Refresh,
-    Unsubscribe,
     Work,
 )
 from .redissubscriber import Heard, _Subscribed
@@ -61,9 +58,7 @@ class RedisBroker:
 
     def submit(self, action: LogAction) -> None:
         """Take one of the core's log actions."""
-        if isinstance(action, Forget):
-            self.worker.submit(Unsubscribe(action.join_key))
-        elif isinstance(action, Presence):
+        if isinstance(action, Presence):
             self._presence(action)
         else:
             self.worker.submit(action)
@@ -128,7 +123,7 @@ class RedisBroker:
     def _answer(self, answer: Answer) -> None:
         if isinstance(answer, Filled):
             self.gaps_filled += 1
-            self._deliver(chatcore.Filled(answer.fill.join_key, answer.fill.after, tuple(answer.talks)))
+            self._deliver(answer)
         elif isinstance(answer, FillFailed):
             assert self._tasks is not None
             self._tasks.start_soon(self._refill, answer.fill)

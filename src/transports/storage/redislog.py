@@ -53,6 +53,8 @@ from chatcore import (
     Append,
     Appended,
     Fill,
+    Filled,
+    Forget,
     History,
     HistoryRead,
     KeyTaken,
@@ -98,13 +100,6 @@ RETRY_AFTER_FAILURE = 1.0
 # What goes to the storage thread besides the core's requests, and what comes back besides their results.
 
 @dataclass(frozen=True, slots=True)
-class Unsubscribe:
-    """Stop listening to the room's channel."""
-
-    join_key: str
-
-
-@dataclass(frozen=True, slots=True)
 class Refresh:
     """Renew the presence of this process's users in the room, drop what expired, and read who is in it."""
 
@@ -115,14 +110,6 @@ class Refresh:
 @dataclass(frozen=True, slots=True)
 class AskAgain:
     """Ask Redis again about the talks it was sent and has not answered (a batch of its own while rooms are quiet)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Filled:
-    """The answer to a `Fill`: the room's talks after ``fill.after`` that its stream still has, oldest first."""
-
-    fill: Fill
-    talks: list[LoggedTalk]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +124,9 @@ class EpochChanged:
     """Redis came back without the data it had: every room held in memory is gone from it."""
 
 
-Work: TypeAlias = LogRequest | Fill | Subscribe | Unsubscribe | Presence | Refresh | AskAgain
-Answer: TypeAlias = LogResult | Filled | FillFailed | EpochChanged | PresenceSnapshot
-"""(A `Presence` has no answer; a `Refresh` has its `PresenceSnapshot`, or none if it failed.)"""
+Work: TypeAlias = LogRequest | Fill | Subscribe | Forget | Presence | Refresh | AskAgain
+Answer: TypeAlias = LogResult | FillFailed | EpochChanged
+"""(A `Fill` has its `Filled`; a `Presence` no answer; a `Refresh` its `PresenceSnapshot`, or none if it failed.)"""
 _Command: TypeAlias = LogRequest | Fill | Presence | Refresh
 """Work done by a command in the batch's pipeline."""
 
@@ -228,7 +215,7 @@ class RedisLog:
                 pending = []
                 unconfirmed = self._subscribe(subscribing)
                 subscribing = []
-            if isinstance(work, Unsubscribe):
+            if isinstance(work, Forget):  # (the core no longer holds the room: stop listening to it)
                 self.subscriber.unsubscribe(work.join_key)
             elif unconfirmed and _opens_a_room(work) and work.join_key in unconfirmed:
                 # Read now, the room could miss what is published before the subscription is in place.
@@ -394,7 +381,7 @@ class RedisLog:
         if isinstance(item, Fill):
             if isinstance(reply, Exception):
                 return FillFailed(item)
-            return Filled(item, [_talk(key, entry) for entry in reply])
+            return Filled(key, item.after, tuple(_talk(key, entry) for entry in reply))
         if isinstance(item, Presence | Refresh):
             if isinstance(reply, Exception):
                 logger.error("Redis: %s", reply)
