@@ -29,7 +29,19 @@ from .entering import enter
 from .errors import DriverError, ProtocolError
 from .holdings import MAX_JOIN_KEY_ATTEMPTS, Holdings, deliver
 from .limits import CoreLimits
-from .pending import Intro, Joining, Loading, Naming, Pending, Reading, RoomLoad, Talking, Tickets, Waiter
+from .pending import (
+    Intro,
+    Joining,
+    Loading,
+    Naming,
+    Pending,
+    Reading,
+    RoomLoad,
+    Talking,
+    Tickets,
+    Waiter,
+    token_hash,
+)
 from .presence import announce, apply_heard, apply_snapshot, before
 from .ratelimit import TokenBucket
 from .results import (
@@ -53,7 +65,6 @@ from .session import Session, SessionState
 from .wire import dialects
 from .wire.dialect import HistoryRequest, InitRequest, NameRequest, Request, TalkRequest
 from .wire.jsontext import decode_or_none, decode_text
-from .wire.v2 import token_hash
 
 MAX_JOIN_KEY_CHARS = 64
 """Longer join keys are never handed out, so they are not looked up."""
@@ -69,7 +80,7 @@ _NEWS = frozenset({TalkArrived, Filled, Subscribed, PresenceHeard, PresenceSnaps
 
 
 class ChatCore:
-    """All rooms in use and all connections of one chat server; see the module docstring."""
+    """All rooms in use and all connections of one chat server; see the theory of operation (`chatcore`)."""
 
     def __init__(
         self,
@@ -164,14 +175,15 @@ class ChatCore:
     def log_result(self, result: LogResult) -> list[Action]:
         """The log answered a request, or told news from other processes sharing it (`chatcore.results`)."""
         kind = type(result)
-        if kind is not Appended and kind in _NEWS:
+        if kind is not Appended and kind in _NEWS:  # (the common result, a talk appended, is not news)
             return self._news(result)
         answer: Any = result
         pending = self._tickets.settle(answer)
-        answered: list[Action] = self._answered[type(pending)](pending, answer)
-        if self._held.watching:
-            return self._held.watched(answer) + answered
-        return answered
+        if not self._held.watching:
+            answered: list[Action] = self._answered[type(pending)](pending, answer)
+            return answered
+        watched = self._held.watched(answer)  # (first: the answer may make the core let the room go)
+        return watched + self._answered[type(pending)](pending, answer)
 
     def _news(self, result: LogResult) -> list[Action]:
         if isinstance(result, TalkArrived):

@@ -30,6 +30,7 @@ from chatcore import (
     Close,
     CoreLimits,
     Fill,
+    Forget,
     KeyTaken,
     Load,
     Loaded,
@@ -40,6 +41,7 @@ from chatcore import (
     MemoryLog,
     SavedRoom,
     Send,
+    Subscribe,
     TalkArrived,
     UserAdded,
 )
@@ -348,3 +350,15 @@ def test_random_shared_log_sequences_keep_the_offset_invariants() -> None:
         SharedLogChat,
         settings=settings(max_examples=250, stateful_step_count=80, deadline=None, derandomize=True, database=None),
     )
+
+
+def test_a_room_let_go_while_its_creation_was_answered_leaves_no_feed_behind() -> None:
+    core = ChatCore(clock=FakeClock(), new_join_key=keys().__next__)
+    core.connect(1)
+    subscribe, add = send(core, 1, {"type": "init"})
+    assert isinstance(add, AddUser)
+    assert subscribe == Subscribe(add.join_key)
+    core.disconnect(1)  # before the log answers: the new room is let go as soon as it is
+    assert core.log_result(UserAdded(add.ticket, 1)) == [Forget(add.join_key)]
+    assert add.join_key not in core._held._feed  # a talk heard for it now would be ignored
+    assert core.log_result(TalkArrived(LoggedTalk(add.join_key, 1, 1, 0.0, "late"))) == []

@@ -12,7 +12,6 @@ version-2 connection reads and writes.
 
 from __future__ import annotations
 
-import hashlib
 import html
 from collections.abc import Sequence
 from typing import Any
@@ -152,11 +151,6 @@ def _is_talk_id(value: object) -> bool:
 
 def _is_count(value: object, *, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def token_hash(token: str) -> str:
-    """What the log keeps of a token: a token is a credential, and a copy of the log must not hand them out."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def shown(text: str | None, escape_html: bool) -> str | None:
