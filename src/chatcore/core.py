@@ -29,19 +29,7 @@ from .entering import enter
 from .errors import DriverError, ProtocolError
 from .holdings import MAX_JOIN_KEY_ATTEMPTS, Holdings, deliver
 from .limits import CoreLimits
-from .pending import (
-    Intro,
-    Joining,
-    Loading,
-    Naming,
-    Pending,
-    Reading,
-    RoomLoad,
-    Talking,
-    Tickets,
-    Waiter,
-    token_hash,
-)
+from .pending import Intro, Joining, Loading, Naming, Pending, Reading, RoomLoad, Talking, Tickets, Waiter, token_hash
 from .presence import announce, apply_heard, apply_snapshot, before
 from .ratelimit import TokenBucket
 from .results import (

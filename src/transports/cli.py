@@ -11,6 +11,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -35,7 +36,7 @@ from .config import (
 )
 from .http.origin import parse_origin
 from .http.proxies import parse_network
-from .process import run_until_signal
+from .process import NOTHING_TO_RELOAD, run_until_signal
 from .storage.redisurl import check_url as check_redis_url
 from .storage.sqlite import MEMORY, DatabaseError
 from .supervisor import reserve_port, supervise
@@ -337,8 +338,13 @@ def _keep_running_on_sighup() -> None:
     something to reload on SIGHUP takes the signal over while it runs, with ``open_signal_receiver``.)
     """
     if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
-        signal.signal(signal.SIGHUP, lambda signum, frame: logger.warning(
-            "SIGHUP: nothing to reload: settings are read at start; restart the server to change them"))
+        signal.signal(signal.SIGHUP, _nothing_to_reload)
+
+
+def _nothing_to_reload(signum: int, frame: object) -> None:
+    # A Python signal handler may run inside another write to stderr (a C write interrupted by the signal),
+    # where a second write fails as reentrant and the line is lost: the line is written by a thread of its own.
+    threading.Thread(target=logger.warning, args=("SIGHUP: %s", NOTHING_TO_RELOAD), daemon=True).start()
 
 
 def _supervise(args: argparse.Namespace, parser: argparse.ArgumentParser, given: list[str]) -> int:

@@ -45,6 +45,9 @@ JOIN_KEY_BYTES = 12
 TOKEN_BYTES = 24
 """A version-2 resume token: 32 URL-safe characters, 192 random bits."""
 
+NOTHING_TO_RELOAD = "nothing to reload: settings are read at start; restart the server to change them"
+"""What SIGHUP (``systemctl reload``) says without a TLS certificate to reload."""
+
 
 @dataclass(frozen=True, slots=True)
 class Running:
@@ -67,7 +70,7 @@ class Running:
         """Read the certificate and key again: new connections get them, open ones keep theirs. A file that
         cannot be used is logged, and the current certificate stays."""
         if self.tls is None:
-            logger.info("SIGHUP: nothing to reload (no --tls-cert)")
+            logger.warning("SIGHUP: %s", NOTHING_TO_RELOAD)
             return
         try:
             await anyio.to_thread.run_sync(self.tls.reload)
@@ -286,9 +289,9 @@ async def run_until_signal(config: ServerConfig, supervisor: int | None = None) 
     A second SIGTERM or SIGINT while stopping (either way) ends the process at once, exit status 1. A worker
     (``supervisor``: its supervisor's pid) drains as on SIGTERM once its supervisor is gone, however it went.
     """
-    # SIGHUP reloads the TLS certificate; without TLS it is the command's (which says there is nothing to reload).
-    reload = (signal.SIGHUP,) if config.tls is not None else ()
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, *reload) as signals:
+    # SIGHUP reloads the TLS certificate, or says there is nothing to reload: taken here, on the event loop, so
+    # that the line is written by the loop, never by a signal handler that may interrupt another write to stderr.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with anyio.create_task_group() as tasks:
             running: Running = await tasks.start(_run_then_stop_listening, config, tasks.cancel_scope)
             if supervisor is not None:
