@@ -19,17 +19,23 @@ class MemoryBackend:
     def __init__(self, limits: CoreLimits) -> None:
         self.log = MemoryLog(limits.history_limit, limits.remembered_users)
         self._deliver: Callable[[LogResult], None] | None = None
+        self._early: list[LogResult] = []
+        """Results of actions submitted before `run` began, for it to deliver first."""
 
     def submit(self, action: LogAction) -> None:
         deliver = self._deliver
         if deliver is None:
-            raise RuntimeError("a log action arrived before MemoryBackend.run")
+            self._early.extend(self.log.perform(action))
+            return
         for result in self.log.perform(action):
             deliver(result)
 
     async def run(self, deliver: Callable[[LogResult], None]) -> None:
         """Hand results to ``deliver`` until cancelled."""
         self._deliver = deliver  # (kept after: connections that end during shutdown still tell the log)
+        early, self._early = self._early, []
+        for result in early:
+            deliver(result)
         await anyio.sleep_forever()
 
     async def flush(self) -> None:
