@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .actions import Action, Broadcast, Fill, Forget, Ticket
+from .actions import Action, Broadcast, Forget, Ticket
 from .feed import Lost, RoomFeed
 from .pending import RoomLoad
 from .presence import apply_heard, apply_snapshot
@@ -135,4 +135,4 @@ def deliver(room: Room, arrived: LoggedTalk) -> list[Action]:
     return actions
 
 
-__all__ = ["MAX_JOIN_KEY_ATTEMPTS", "Fill", "Holdings", "deliver"]
+__all__ = ["MAX_JOIN_KEY_ATTEMPTS", "Holdings", "deliver"]

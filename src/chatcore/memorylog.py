@@ -69,11 +69,8 @@ class MemoryLog:
 
     def perform(self, action: LogAction) -> list[LogResult]:
         """Do a log action: its result (none for a notice)."""
-        if type(action) is Append and action.join_key in self._rooms:
-            talk, duplicate = self.append(
-                action.join_key, action.user_id, action.time, action.payload, action.name, action.talk_id
-            )
-            return [Appended(action.ticket, talk, duplicate)]
+        if isinstance(action, LogRequest):
+            return [self.answer(action)]
         if isinstance(action, Presence):
             if not action.here:
                 self.left(action.join_key, action.user_id)
@@ -84,7 +81,7 @@ class MemoryLog:
             room = self._rooms.get(action.join_key)
             talks = () if room is None else tuple(talk for talk in room.talks if talk.offset > action.after)
             return [Filled(action.join_key, action.after, talks)]
-        return [self.answer(action)]
+        assert_never(action)
 
     def left(self, join_key: str, user_id: int) -> None:
         """The user has no connection to the room any more: remembered among the last ``remembered_users`` that

@@ -108,4 +108,4 @@ def _log_uncaught_in_thread(hook: threading.ExceptHookArgs) -> None:
     if hook.exc_type is SystemExit or hook.exc_value is None:
         return
     logger.critical("uncaught %s in thread %s", hook.exc_type.__name__, hook.thread.name if hook.thread else "?",
-                 exc_info=(hook.exc_type, hook.exc_value, hook.exc_traceback))
+                    exc_info=(hook.exc_type, hook.exc_value, hook.exc_traceback))

@@ -137,7 +137,7 @@ async def open_broker(config: ServerConfig) -> RedisBroker | None:
         await anyio.to_thread.run_sync(broker.log.open)
     except (RedisError, OSError) as error:
         logger.error("Redis %s does not answer (%s): joins and messages get an error event until it does",
-                  broker.log.name, error)
+                     broker.log.name, error)
     logger.info("rooms shared through Redis %s", broker.log.name)
     return broker
 
@@ -204,12 +204,12 @@ async def _serve(
         tasks.start_soon(pageport.serve, site, page, config.limits, websocket, proxies)
         secure = "" if tls is None else "s"
         logger.info("%s %s on ws%s://%s:%d/", config.transport.value, config.app.value, secure, _url_host(config.host),
-                 ws.port)
+                    ws.port)
         logger.info("page from %s on http%s://%s:%d/ (and the WebSocket at /ws there)", site.root, secure,
-                 _url_host(config.host), page.port)
+                    _url_host(config.host), page.port)
         if proxies:
             logger.info("%s (--proxy-header) believed from %s (--trusted-proxy)", proxies.header.value,
-                     ", ".join(str(network) for network in proxies.networks))
+                        ", ".join(str(network) for network in proxies.networks))
         running = Running(hub, page.port, ws.port, anyio.Event(), (ws, page), health, metrics, anyio.Event(), tls)
         task_status.started(running)
         await running.stopping.wait()
@@ -305,7 +305,7 @@ async def run_until_signal(config: ServerConfig, supervisor: int | None = None) 
                     _exit_now(f"second {name} {during}")
                 elif signum == signal.SIGTERM:
                     logger.info("%s: draining: readiness 503, connections closed with 1012 within %g s", name,
-                             config.drain_timeout)
+                                config.drain_timeout)
                     running.drain()
                 else:
                     logger.info("%s: closing connections with 1001", name)

@@ -87,7 +87,7 @@ async def _stop_on_signal(stopping: anyio.Event, count: int, outcome: _Outcome) 
         async for signum in signals:
             if stopping.is_set():
                 logger.warning("second %s while stopping: killing the %d workers, exiting now",
-                            signal.Signals(signum).name, len(outcome.running))
+                               signal.Signals(signum).name, len(outcome.running))
                 outcome.at_once.set()
                 continue
             logger.info("%s: stopping %d workers", signal.Signals(signum).name, count)
@@ -133,8 +133,8 @@ async def _keep_running(
             return
         pause = min(pause * 2, MAX_PAUSE) if lived < YOUNG else 0.1
         logger.log(logging.WARNING if status == 0 else logging.ERROR,
-                "worker %d (pid %d) exited with status %d after %.0f s; starting it again in %.1f s",
-                number, process.pid, status, lived, pause)
+                   "worker %d (pid %d) exited with status %d after %.0f s; starting it again in %.1f s",
+                   number, process.pid, status, lived, pause)
         with anyio.move_on_after(pause):
             await stopping.wait()
 
@@ -150,6 +150,6 @@ async def _stop_when(
         await outcome.at_once.wait()
     if waiting.cancelled_caught:
         logger.warning("worker (pid %d) did not stop within %.0f s of %s: killing it", process.pid, stop_timeout,
-                    outcome.stop_signal.name)
+                       outcome.stop_signal.name)
     with contextlib.suppress(ProcessLookupError):
         process.kill()

@@ -27,7 +27,32 @@ MARKUP = '<img src=x onerror="alert(1)"> & \'quoted\''
 ESCAPED = "&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &#x27;quoted&#x27;"
 
 
-class LocalChat(ChatCore):
+class _Driven(ChatCore):
+    """A core whose every call passes what it returns through `_out` (what the test's driver does with it)."""
+
+    def connect(self, connection: ConnectionId) -> list[Action]:
+        return self._out(super().connect(connection))
+
+    def disconnect(self, connection: ConnectionId) -> list[Action]:
+        return self._out(super().disconnect(connection))
+
+    def receive_text(self, connection: ConnectionId, text: str) -> list[Action]:
+        return self._out(super().receive_text(connection, text))
+
+    def receive(self, connection: ConnectionId, event: object) -> list[Action]:
+        return self._out(super().receive(connection, event))
+
+    def receive_binary(self, connection: ConnectionId, data: bytes) -> list[Action]:
+        return self._out(super().receive_binary(connection, data))
+
+    def log_result(self, result: LogResult) -> list[Action]:
+        return self._out(super().log_result(result))
+
+    def _out(self, actions: list[Action]) -> list[Action]:
+        raise NotImplementedError
+
+
+class LocalChat(_Driven):
     """A core whose room log is a `MemoryLog` performed at once: its calls return only what goes to clients.
 
     What the server does without a store (its hub hands each log action to the
@@ -41,60 +66,23 @@ class LocalChat(ChatCore):
         super().__init__(clock=clock, new_join_key=new_join_key, limits=limits, new_token=new_token)
         self.memory_log = MemoryLog(self.limits.history_limit, self.limits.remembered_users)
 
-    def connect(self, connection: ConnectionId) -> list[Action]:
-        return self._local(super().connect(connection))
-
-    def disconnect(self, connection: ConnectionId) -> list[Action]:
-        return self._local(super().disconnect(connection))
-
-    def receive_text(self, connection: ConnectionId, text: str) -> list[Action]:
-        return self._local(super().receive_text(connection, text))
-
-    def receive(self, connection: ConnectionId, event: object) -> list[Action]:
-        return self._local(super().receive(connection, event))
-
-    def receive_binary(self, connection: ConnectionId, data: bytes) -> list[Action]:
-        return self._local(super().receive_binary(connection, data))
-
-    def log_result(self, result: LogResult) -> list[Action]:
-        return self._local(super().log_result(result))
-
-    def _local(self, actions: list[Action]) -> list[Action]:
+    def _out(self, actions: list[Action]) -> list[Action]:
         shown: list[Action] = []
         for action in actions:
             if isinstance(action, Send | Broadcast | Close):
                 shown.append(action)
                 continue
             for result in self.memory_log.perform(action):
-                shown.extend(self._local(super().log_result(result)))
+                shown.extend(self._out(ChatCore.log_result(self, result)))
         return shown
 
 
-class StoredChat(ChatCore):
+class StoredChat(_Driven):
     """A core whose calls leave out the log's notices (`Subscribe`, `Forget`, `Presence`): what a driver whose log
     is a store alone (SQLite) needs of it, for tests that play that log by hand."""
 
-    def connect(self, connection: ConnectionId) -> list[Action]:
-        return _requests(super().connect(connection))
-
-    def disconnect(self, connection: ConnectionId) -> list[Action]:
-        return _requests(super().disconnect(connection))
-
-    def receive_text(self, connection: ConnectionId, text: str) -> list[Action]:
-        return _requests(super().receive_text(connection, text))
-
-    def receive(self, connection: ConnectionId, event: object) -> list[Action]:
-        return _requests(super().receive(connection, event))
-
-    def receive_binary(self, connection: ConnectionId, data: bytes) -> list[Action]:
-        return _requests(super().receive_binary(connection, data))
-
-    def log_result(self, result: LogResult) -> list[Action]:
-        return _requests(super().log_result(result))
-
-
-def _requests(actions: list[Action]) -> list[Action]:
-    return [action for action in actions if not isinstance(action, Subscribe | Forget | Presence)]
+    def _out(self, actions: list[Action]) -> list[Action]:
+        return [action for action in actions if not isinstance(action, Subscribe | Forget | Presence)]
 
 
 class FakeClock:

@@ -39,9 +39,10 @@ class V2Dialect(Dialect):
     has_talk_ids = True
 
     def parse(self, event: object, max_payload_chars: int) -> Request:
-        kind = event.get("type") if isinstance(event, dict) else None
+        if not isinstance(event, dict):
+            return seed.MARKUP.parse(event, max_payload_chars)  # (the seed's error for it)
+        kind = event.get("type")
         if kind == "talk":
-            assert isinstance(event, dict)
             talk_id = event.get("id")
             if talk_id is not None and not _is_talk_id(talk_id):
                 raise ProtocolError(
@@ -52,10 +53,8 @@ class V2Dialect(Dialect):
             except ProtocolError as error:
                 raise ProtocolError(str(error), talk_id) from None
         if kind == "name":
-            assert isinstance(event, dict)
             return NameRequest(valid_name(event.get("name")))
         if kind == "history":
-            assert isinstance(event, dict)
             before = event.get("before")
             if before is not None and not _is_count(before, minimum=1):
                 raise ProtocolError('"before" must be an integer offset, 1 or more')
@@ -65,7 +64,7 @@ class V2Dialect(Dialect):
             return HistoryRequest(before, min(limit, HISTORY_MAX))
         if isinstance(kind, str) and kind != "init":
             raise ProtocolError('unknown event type; expected "init", "talk", "name" or "history"')
-        return seed.MARKUP.parse(event, max_payload_chars)  # an init (without "v": the seed's) or not an event
+        return seed.MARKUP.parse(event, max_payload_chars)  # an init (without "v": the seed's), or no "type" string
 
     def talk_event(self, talk: TalkFields) -> str:
         return talk_event(

@@ -71,7 +71,7 @@ async def drain(
     connections = hub.open_connections()
     batches, size = close_spread(len(connections), within)
     logger.info("draining %d connections: close 1012 in %d batches over %.1f s, within %g s in all",
-             len(connections), batches, max(0, batches - 1) * BATCH_EVERY, within)
+                len(connections), batches, max(0, batches - 1) * BATCH_EVERY, within)
     with anyio.CancelScope(deadline=deadline - margin):
         for first in range(0, len(connections), size or 1):
             if first:

@@ -16,25 +16,7 @@ from typing import Protocol, assert_never
 
 import anyio
 
-from chatcore import (
-    Action,
-    AddUser,
-    Append,
-    Broadcast,
-    Close,
-    ConnectionId,
-    Fill,
-    Forget,
-    History,
-    Load,
-    LogAction,
-    LogResult,
-    Presence,
-    Rename,
-    Send,
-    Subscribe,
-    closecodes,
-)
+from chatcore import Action, Append, Broadcast, Close, ConnectionId, LogAction, LogResult, Send, closecodes
 
 from ..config import Limits
 from ..http.admission import ConnectionSlots
@@ -59,8 +41,6 @@ class SendBinary:
 
 
 HubAction = Action | SendBinary
-_LOG_ACTIONS = (Append, AddUser, Load, Rename, History, Fill, Subscribe, Forget, Presence)
-"""Every `chatcore.actions.LogAction`, for the backend."""
 
 
 class App(Protocol):
@@ -195,7 +175,7 @@ class Hub:
                 peer = peers[action.connection]
                 logger.info("%s: closing with %d: %s", peer.remote, action.code, action.reason)
                 peer.close(action.code, action.reason)
-            elif isinstance(action, _LOG_ACTIONS):
+            elif isinstance(action, LogAction):
                 self._submit(action)
             else:
                 assert_never(action)
@@ -248,7 +228,7 @@ class Hub:
         connection = self.open(peer)
         opened = anyio.current_time()
         logger.info("%s: connection opened (%s)", peer.remote, peer.transport,
-                 extra={"event": "opened", "address": peer.address, "port": peer.port, "transport": peer.transport})
+                    extra={"event": "opened", "address": peer.address, "port": peer.port, "transport": peer.transport})
         vanished = False  # the client went away without a close frame
         try:
             async with anyio.create_task_group() as tasks:
@@ -276,9 +256,9 @@ def _log_closed(peer: Peer, duration: float, code: int) -> None:
     """
     graceful = peer.ended_gracefully
     logger.info("%s: connection closed with %d after %.3f s (%s)%s", peer.remote, code, duration, peer.transport,
-             "" if graceful else "; cut", extra={
-                 "event": "closed", "address": peer.address, "port": peer.port, "transport": peer.transport,
-                 "duration": round(duration, 3), "close_code": code, "graceful": graceful})
+                "" if graceful else "; cut", extra={
+                    "event": "closed", "address": peer.address, "port": peer.port, "transport": peer.transport,
+                    "duration": round(duration, 3), "close_code": code, "graceful": graceful})
 
 
 def _no_log(action: LogAction) -> None:

@@ -153,7 +153,7 @@ class RedisBroker:
                         logger.warning("Redis %s: listening again; rooms read back what they missed", self.log.name)
                     else:
                         logger.warning("Redis %s: lost the subscriber's connection (%s); reconnecting",
-                                    self.log.name, item.why)
+                                       self.log.name, item.why)
             except Exception:
                 logger.exception("internal error while handing over what Redis published")
 

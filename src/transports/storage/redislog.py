@@ -233,7 +233,7 @@ class RedisLog:
         unconfirmed = self.subscriber.subscribe(join_keys, wait=not failing)
         if unconfirmed and not failing:
             logger.warning("Redis %s: %d subscriptions not confirmed within %gs; joining them fails for now",
-                        self.name, len(unconfirmed), self.settings.timeout)
+                           self.name, len(unconfirmed), self.settings.timeout)
         return unconfirmed
 
     def _commands(self, work: list[_Command | LogFailed]) -> list[Answer]:
@@ -303,7 +303,7 @@ class RedisLog:
         self.reachable = False
         waiting = f" ({len(self._unanswered)} messages wait for its answer)" if self._unanswered else ""
         logger.warning("Redis %s: %s; requests fail until it answers%s", self.name, error or type(error).__name__,
-                    waiting)
+                       waiting)
 
     def _execute(self, sent: list[_Sent]) -> tuple[list[Any], Exception | None]:
         """Redis's epoch and the commands, as one pipeline on one connection: the replies read (an error reply as

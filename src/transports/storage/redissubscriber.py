@@ -177,7 +177,7 @@ class Subscriber:
                 heard = published(join_key_of(name), data)
             except ValueError:  # not published by our scripts: someone else on our channel
                 logger.warning("Redis %s: ignored a message on the channel of room %s that is not ours", self._name,
-                            room_hash(join_key_of(name)))
+                               room_hash(join_key_of(name)))
                 return
             if isinstance(heard, PresenceHeard) and heard.origin == self._origin:
                 return  # this process's own news

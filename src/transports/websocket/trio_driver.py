@@ -25,7 +25,7 @@ is pinned below its next minor version for that.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from importlib.metadata import version
 from typing import cast
 
@@ -110,7 +110,12 @@ class _OpenWebSocket:
             else:
                 received.append(event)
 
-    def events(self) -> Generator[Event, None, None]:
+    def events(self) -> Iterator[Event]:
+        if not self._received:
+            return iter(())  # the common case: the read brought whole text messages, handed over already
+        return self._events()
+
+    def _events(self) -> Generator[Event, None, None]:
         # A generator: what the client sent is handled in its order, each ping or close by trio-websocket before
         # the messages after it.
         received, self._received = self._received, []
