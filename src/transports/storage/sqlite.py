@@ -476,5 +476,5 @@ def _summary(request: LogRequest) -> str:
     if isinstance(request, History):
         return f"older messages of room {room}"
     if isinstance(request, Moderate):
-        return f"a {request.change.kind} in room {room}"
+        return f"a change ({request.change.kind}) of room {room}"
     return f"room {room}"
