@@ -96,7 +96,8 @@ class _Chain:
 
 @dataclass(slots=True)
 class _Placing:
-    """The rows one transaction inserts at its end, in one statement per table (and kind of talk)."""
+    """The rows one transaction inserts at its end (or before a change, which may judge them), in one statement
+    per table (and kind of talk)."""
 
     talks: list[_SeedRow | _TalkRow] = field(default_factory=list)
     named: bool = False
