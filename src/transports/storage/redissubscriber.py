@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 from redis.exceptions import RedisError
 
 from chatcore import LoggedTalk, PresenceHeard
+from chatcore.results import Expired, LoggedChange
 
 from ..config import RedisSettings
 from ..logs import room_hash
@@ -45,14 +46,14 @@ class _Connection:
     why: str = ""
 
 
-Heard: TypeAlias = LoggedTalk | PresenceHeard | _Subscribed | _Connection
+Heard: TypeAlias = LoggedTalk | PresenceHeard | LoggedChange | Expired | _Subscribed | _Connection
 
 
 class Subscriber:
     """The channels of the rooms this process holds, on one connection of their own, on a thread of their own.
 
     What it hears goes to the event loop, but for this process's own presence news (``origin``): the core
-    counts its own connections itself.
+    counts its own connections itself. (Its own changes come back as well: the core takes each change once.)
     """
 
     def __init__(self, settings: RedisSettings, origin: str) -> None:

@@ -1,0 +1,361 @@
+"""Changes of a room in Redis (`chatcore.control`): the scripts that read and apply them, and how they are written.
+
+Pure: the formats and the Lua sources, no connection (`redismoderation` runs them, `redisscheme` has the keys).
+A change is judged in Python (`chatcore.control.judge`, on the storage thread) against the room's state read by
+`CONTROL`, and applied by `CHANGE` only if the room's change number (``cseq``) is still the one read: the rules
+live in one place, and two processes' changes of one room never cross.
+
+What is written where:
+
+- an edited or deleted talk's stream entry is removed (XDEL: its text is gone from the stream) and its current
+  version kept in the room's ``changed`` sorted set, scored by its offset, as ``"<offset>\\n" + version``:
+  ``e\\n<user>\\n<time>\\n<edited>\\n<name>\\n<talk id>\\n<payload>`` (edited) or ``d\\n<user>\\n<time>\\n<talk
+  id>`` (deleted: no text, no name);
+- the ``changes`` stream: one entry per change, id ``<seq>-0``, fields k (kind), b (by), t (time), a (after),
+  and o (an edit's or delete's offset: never a talk's text), v (a title; none: cleared), l (locked 1/0), u and x
+  (a removed user and ban 1/0, a user and moderator 1/0);
+- on the room's channel: ``C\\n<seq>\\n<after>\\n<by>\\n<time>\\n<kind>`` and the kind's fields (an edit carries
+  the talk's new version, text included: a channel keeps nothing), and ``X\\n<first>`` when retention erased the
+  talks before offset ``first``;
+- an end leaves ``ended``, its channel message, for a day (a process that missed it hears of it when it fills).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from chatcore.control import Change, Delete, Edit, End, Lock, Remove, RoomControl, SetRole, Title
+from chatcore.results import Expired, LoggedChange, LoggedTalk
+
+CHANGE_ATTEMPTS = 5
+"""How many times a change is read and judged again when another one of its room got in first."""
+
+# Every room's key, in this order, in the scripts that end a room (the calling process's own records of the talks
+# it stored last: those of other processes hold no text and expire within a day).
+_END = """
+local function ended(message)
+  redis.call('DEL', unpack(KEYS, 1, 9))
+  redis.call('DEL', KEYS[11])
+  redis.call('SET', KEYS[10], message, 'PX', ARGV[7])
+  redis.call('PUBLISH', ARGV[1], message)
+end
+"""
+
+CONTROL = """
+local room = redis.call('HMGET', KEYS[1], 'users', 'offset', 'cseq', 'title', 'locked')
+if not room[1] then return false end
+local talk = false
+local offset, last = tonumber(ARGV[1]), tonumber(room[2])
+if offset > 0 and offset <= last and offset > last - tonumber(ARGV[2]) then
+  local entries = redis.call('XRANGE', KEYS[4], offset .. '-0', offset .. '-0')
+  if #entries > 0 then
+    talk = entries[1]
+  else
+    local changed = redis.call('ZRANGEBYSCORE', KEYS[5], offset, offset)
+    if #changed > 0 then talk = changed[1] end
+  end
+end
+return {room, redis.call('SMEMBERS', KEYS[2]), redis.call('SMEMBERS', KEYS[3]), talk}
+"""
+"""KEYS: room, mods, bans, talks, changed. ARGV: the offset of the talk an edit or delete names (0: none),
+retention. False: no room; else {{last user id, last offset, cseq, title, locked}, {moderators}, {banned}, the
+talk (its stream entry, or its version in ``changed``; false: none in the room's last ``retention`` offsets)}."""
+
+CHANGE = _END + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if (redis.call('HGET', KEYS[1], 'cseq') or '0') ~= ARGV[2] then return -1 end
+local offset = ARGV[4]
+if offset ~= '' and #redis.call('XRANGE', KEYS[4], offset .. '-0', offset .. '-0') == 0
+    and redis.call('ZCOUNT', KEYS[5], offset, offset) == 0 then
+  return -1
+end
+local seq = tonumber(ARGV[2]) + 1
+local after = redis.call('HGET', KEYS[1], 'offset')
+local message = 'C\\n' .. seq .. '\\n' .. after .. '\\n' .. ARGV[6]
+if ARGV[8] == 'end' then
+  ended(message)
+  return {seq, tonumber(after)}
+end
+redis.call('HSET', KEYS[1], 'cseq', seq)
+local i = 9
+while ARGV[i] ~= '|' do
+  local op, value = ARGV[i], ARGV[i + 1]
+  if op == 'title' and value == '' then redis.call('HDEL', KEYS[1], 'title')
+  elseif op == 'title' then redis.call('HSET', KEYS[1], 'title', value)
+  elseif op == 'locked' and value == '1' then redis.call('HSET', KEYS[1], 'locked', 1)
+  elseif op == 'locked' then redis.call('HDEL', KEYS[1], 'locked')
+  elseif op == 'mod+' then redis.call('SADD', KEYS[2], value)
+  elseif op == 'mod-' then redis.call('SREM', KEYS[2], value)
+  elseif op == 'ban+' then redis.call('SADD', KEYS[3], value)
+  elseif op == 'ban-' then redis.call('SREM', KEYS[3], value)
+  end
+  i = i + 2
+end
+if offset ~= '' then
+  redis.call('XDEL', KEYS[4], offset .. '-0')
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], offset, offset)
+  redis.call('ZADD', KEYS[5], offset, offset .. '\\n' .. ARGV[5])
+end
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'a', after, unpack(ARGV, i + 1))
+redis.call('PUBLISH', ARGV[1], message)
+return {seq, tonumber(after)}
+"""
+"""KEYS: the room's keys (`redisscheme.room_keys`). ARGV: channel, the cseq the change was judged against,
+retention (the changes stream's length, about), the offset of the talk it changes ('' none), that talk's version
+after it, the channel message after its seq and after, the end's record's life (ms), 'end' for an end ('' else),
+then the state's updates (op, value pairs: title '' clears it; locked 1/0; mod+, mod-, ban+, ban- a user), '|',
+and the changes stream's fields. {seq, after}; 0: no room; -1: another change (or retention) got in first: read
+and judge again."""
+
+END_QUIET = _END + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'offset') ~= ARGV[2] then return -1 end
+local seq = tonumber(redis.call('HGET', KEYS[1], 'cseq') or '0') + 1
+ended('C\\n' .. seq .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3])
+return seq
+"""
+"""Retention ends a room with no talk since its time: KEYS: the room's keys. ARGV: channel, the room's last offset
+as read (a talk since: nothing done, -1), the message after seq and after (``0\\n<before>\\nend``), -, -, -, the
+end's record's life (ms). The end's seq; 0: no room."""
+
+AGE = """
+local room = redis.call('HMGET', KEYS[1], 'offset', 'created')
+if not room[1] then return false end
+local newest = false
+if room[1] ~= '0' then
+  local entries = redis.call('XRANGE', KEYS[2], room[1] .. '-0', room[1] .. '-0')
+  if #entries > 0 then
+    newest = entries[1]
+  else
+    local changed = redis.call('ZRANGEBYSCORE', KEYS[3], room[1], room[1])
+    if #changed > 0 then newest = changed[1] end
+  end
+end
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+local changed = redis.call('ZRANGE', KEYS[3], 0, 0)
+return {room, newest, first[1] or false, changed[1] or false}
+"""
+"""KEYS: room, talks, changed. False: no room; else {{last offset, created}, the newest talk, the stream's first
+entry, the first changed talk (each false if none)}."""
+
+TRIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('XTRIM', KEYS[2], 'MINID', ARGV[2] .. '-0')
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[2])
+redis.call('PUBLISH', ARGV[1], 'X\\n' .. ARGV[2])
+return 1
+"""
+"""Retention erases the talks before an offset: KEYS: room, talks, changed, ids. ARGV: channel, the first offset
+kept. 1; 0: no room."""
+
+FILL = """
+local last = redis.call('HGET', KEYS[1], 'offset')
+if not last then return redis.call('GET', KEYS[5]) end
+local low = math.max(tonumber(ARGV[1]) + 1, tonumber(last) - tonumber(ARGV[3]) + 1)
+local changes = redis.call('XRANGE', KEYS[4], (tonumber(ARGV[2]) + 1) .. '-0', '+')
+local versions = {}
+for i, entry in ipairs(changes) do
+  local fields = entry[2]
+  versions[i] = ''
+  for j = 1, #fields, 2 do
+    if fields[j] == 'o' then
+      local current = redis.call('ZRANGEBYSCORE', KEYS[3], fields[j + 1], fields[j + 1])
+      if #current > 0 then versions[i] = current[1] end
+    end
+  end
+end
+return {redis.call('XRANGE', KEYS[2], low .. '-0', '+'), redis.call('ZRANGEBYSCORE', KEYS[3], low, '+inf'),
+        changes, versions}
+"""
+"""KEYS: room, talks, changed, changes, ended. ARGV: the offset after which to read talks, the seq after which to
+read changes, retention. No room: the end's message if it ended lately (else nil); else {the stream's entries, the
+changed talks (both from the later of after + 1 and the retention window's start), the changes, for each the
+current version of the talk it names ('' none)}."""
+
+
+# Talks
+
+def stream_talk(join_key: str, entry: Any) -> LoggedTalk:
+    """A talk as its stream entry has it: as it was sent."""
+    entry_id, fields = entry
+    values = dict(zip(fields[::2], fields[1::2], strict=True)) if isinstance(fields, list) else fields
+    offset = int(entry_id.split(b"-", 1)[0])
+    return LoggedTalk(
+        join_key, offset, int(values[b"u"]), float(values[b"t"]), values[b"p"].decode(), _text(values.get(b"n")),
+        _text(values.get(b"i")),
+    )
+
+
+def version(talk: LoggedTalk) -> str:
+    """An edited or deleted talk as ``changed`` keeps it (after its offset) and its change's message carries it."""
+    talk_id = talk.talk_id or ""
+    if talk.payload is None:
+        return f"d\n{talk.user_id}\n{talk.time!r}\n{talk_id}"
+    assert talk.edited is not None, talk
+    return f"e\n{talk.user_id}\n{talk.time!r}\n{talk.edited!r}\n{talk.name or ''}\n{talk_id}\n{talk.payload}"
+
+
+def versioned_talk(join_key: str, offset: int, data: bytes) -> LoggedTalk:
+    """The talk a `version` describes (`ValueError` if it is not one)."""
+    kind, _, rest = data.partition(b"\n")
+    if kind == b"d":
+        user_id, sent, talk_id = rest.split(b"\n", 2)
+        return LoggedTalk(join_key, offset, int(user_id), float(sent), None, None, talk_id.decode() or None)
+    if kind != b"e":
+        raise ValueError(f"no such talk version: {kind!r}")
+    user_id, sent, edited, name, talk_id, payload = rest.split(b"\n", 5)
+    return LoggedTalk(
+        join_key, offset, int(user_id), float(sent), payload.decode(), name.decode() or None, talk_id.decode() or None,
+        float(edited),
+    )
+
+
+def changed_talk(join_key: str, member: bytes) -> LoggedTalk:
+    """A member of ``changed``: ``"<offset>\\n" + version``."""
+    offset, _, data = member.partition(b"\n")
+    return versioned_talk(join_key, int(offset), data)
+
+
+def kept_talk(join_key: str, reply: Any) -> LoggedTalk:
+    """A talk a script found: its stream entry (a list) or its version in ``changed`` (bytes)."""
+    return changed_talk(join_key, reply) if isinstance(reply, bytes) else stream_talk(join_key, reply)
+
+
+def talks_now(join_key: str, entries: Sequence[Any], changed: Sequence[bytes]) -> tuple[LoggedTalk, ...]:
+    """Talks as they are now, oldest first: the stream's entries and the changed talks of the same range merged."""
+    talks = {talk.offset: talk for talk in (stream_talk(join_key, entry) for entry in entries)}
+    for member in changed:
+        talk = changed_talk(join_key, member)
+        talks[talk.offset] = talk
+    return tuple(talks[offset] for offset in sorted(talks))
+
+
+# The room's control state
+
+def control_of(room: Sequence[Any], moderators: Sequence[bytes], banned: Sequence[bytes]) -> RoomControl:
+    """A room's `RoomControl` from its hash's cseq, title and locked, and its ``mods`` and ``bans`` sets."""
+    seq, title, locked = room
+    return RoomControl(
+        _text(title) or None, locked == b"1", frozenset(int(user) for user in moderators),
+        frozenset(int(user) for user in banned), int(seq or 0),
+    )
+
+
+def updates(before: RoomControl, after: RoomControl) -> list[str]:
+    """What `CHANGE` sets to turn the state ``before`` into ``after``: (op, value) pairs, flat."""
+    ops: list[str] = []
+    if after.title != before.title:
+        ops += ["title", after.title or ""]
+    if after.locked != before.locked:
+        ops += ["locked", "1" if after.locked else "0"]
+    for op, users in (("mod+", after.moderators - before.moderators), ("mod-", before.moderators - after.moderators),
+                      ("ban+", after.banned - before.banned), ("ban-", before.banned - after.banned)):
+        for user in sorted(users):
+            ops += [op, str(user)]
+    return ops
+
+
+# Changes: in the changes stream (no talk text), and on the channel
+
+def stream_fields(by: int, time: float, change: Change) -> list[str]:
+    """A change's fields in the room's changes stream (its seq is the entry's id; ``a`` is added by `CHANGE`)."""
+    fields = ["k", change.kind, "b", str(by), "t", repr(time)]
+    if isinstance(change, Edit | Delete):
+        fields += ["o", str(change.offset)]
+    elif isinstance(change, Title):
+        fields += ["v", change.title] if change.title is not None else []
+    elif isinstance(change, Lock):
+        fields += ["l", str(int(change.locked))]
+    elif isinstance(change, Remove):
+        fields += ["u", str(change.user_id), "x", str(int(change.ban))]
+    elif isinstance(change, SetRole):
+        fields += ["u", str(change.user_id), "x", str(int(change.moderator))]
+    return fields
+
+
+def stored_change(join_key: str, entry: Any, current: bytes) -> LoggedChange:
+    """A change as its entry in the changes stream has it, an edit's or a delete's talk as it is now (``current``: its
+    version, b'' if the log no longer has it). An edit of a talk deleted since, or no longer kept, is read as a
+    delete: its text is gone."""
+    entry_id, fields = entry
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    seq, after = int(entry_id.split(b"-", 1)[0]), int(values[b"a"])
+    by, time, kind = int(values[b"b"]), float(values[b"t"]), values[b"k"]
+    talk: LoggedTalk | None = None
+    change: Change
+    if kind in (b"edit", b"delete"):
+        offset = int(values[b"o"])
+        talk = changed_talk(join_key, current) if current else None
+        change = Edit(offset, talk.payload) if kind == b"edit" and talk and talk.payload is not None else Delete(offset)
+    elif kind == b"room":
+        change = Title(_text(values.get(b"v")))
+    elif kind == b"lock":
+        change = Lock(values[b"l"] == b"1")
+    elif kind == b"remove":
+        change = Remove(int(values[b"u"]), values[b"x"] == b"1")
+    elif kind == b"role":
+        change = SetRole(int(values[b"u"]), values[b"x"] == b"1")
+    else:
+        raise ValueError(f"no such change: {kind!r}")
+    return LoggedChange(join_key, seq, after, by, time, change, talk)
+
+
+def message_tail(by: int, time: float, change: Change, talk: LoggedTalk | None) -> str:
+    """A change's channel message after ``C\\n<seq>\\n<after>\\n`` (which `CHANGE` writes): an edit's or a delete's
+    ``talk`` as it is after it."""
+    tail = f"{by}\n{time!r}\n{change.kind}"
+    if isinstance(change, Edit | Delete):
+        assert talk is not None
+        return f"{tail}\n{change.offset}\n{version(talk)}"
+    if isinstance(change, Title):
+        return f"{tail}\n{change.title or ''}"
+    if isinstance(change, Lock):
+        return f"{tail}\n{int(change.locked)}"
+    if isinstance(change, Remove):
+        return f"{tail}\n{change.user_id}\n{int(change.ban)}"
+    if isinstance(change, SetRole):
+        return f"{tail}\n{change.user_id}\n{int(change.moderator)}"
+    return tail
+
+
+def published_change(join_key: str, data: bytes) -> LoggedChange | Expired:
+    """A change (``C``) or retention's news (``X``) from a room's channel, or an end's record (`ValueError` if it is
+    not one of ours)."""
+    if data.startswith(b"X\n"):
+        return Expired(join_key, int(data[2:]))
+    if not data.startswith(b"C\n"):
+        raise ValueError("not a change")
+    _, seq, after, by, time, rest = data.split(b"\n", 5)
+    kind, _, fields = rest.partition(b"\n")
+    talk: LoggedTalk | None = None
+    change: Change
+    if kind in (b"edit", b"delete"):
+        offset, _, data = fields.partition(b"\n")
+        talk = versioned_talk(join_key, int(offset), data)
+        change = Delete(talk.offset) if kind == b"delete" else Edit(talk.offset, talk.payload or "")
+        if (talk.payload is None) != (kind == b"delete"):
+            raise ValueError(f"a {kind!r} with the talk {talk!r}")
+    elif kind == b"room":
+        change = Title(fields.decode() or None)
+    elif kind == b"lock":
+        change = Lock(_flag(fields))
+    elif kind in (b"remove", b"role"):
+        user_id, flag = fields.split(b"\n")
+        change = Remove(int(user_id), _flag(flag)) if kind == b"remove" else SetRole(int(user_id), _flag(flag))
+    elif kind == b"end" and not fields:
+        change = End()
+    else:
+        raise ValueError(f"no such change: {kind!r}")
+    return LoggedChange(join_key, int(seq), int(after), int(by), float(time), change, talk)
+
+
+def _flag(value: bytes) -> bool:
+    if value not in (b"0", b"1"):
+        raise ValueError(f"not a flag: {value!r}")
+    return value == b"1"
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
