@@ -299,7 +299,9 @@ async def test_the_redis_backend_answers_the_control_script(tmp_path: Path) -> N
             assert answers == CONTROL_EXPECTED
             assert sorted(news, key=repr) == sorted(RETENTION_NEWS, key=repr)  # (heard on three channels)
             keys = sorted(key.decode() if isinstance(key, bytes) else key for key in redis.client().keys("chat:*"))
-            assert keys == ["chat:epoch", "chat:{c}:ended", "chat:{d}:room", f"chat:{{d}}:sent:{broker.log.origin}",
-                            "chat:{d}:talks", "chat:{e}:ended"]  # (ended: a day's record of the end)
+            assert keys == [  # (ended: a day's record of the end)
+                "chat:epoch", "chat:{c}:ended", "chat:{d}:moved", "chat:{d}:room",
+                f"chat:{{d}}:sent:{broker.log.origin}", "chat:{d}:talks", "chat:{e}:ended",
+            ]
         finally:
             broker.log.close()

@@ -47,10 +47,10 @@ from transports.storage.redislog import RETRY_AFTER_FAILURE, UNREACHABLE, AskAga
 from transports.storage.redisscheme import (
     SCRIPTS,
     SENT_TTL_MS,
-    changed_key,
     channel,
     ids_key,
     join_key_of,
+    moved_key,
     published,
     room_key,
     sent_key,
@@ -344,7 +344,7 @@ def test_a_talk_asked_again_is_answered_as_the_first_time_and_a_late_copy_stores
     def append(origin: str, number: int, floor: int, payload: str, talk_id: str = "") -> Any:
         return client.evalsha(
             SCRIPTS["append"][1], 5, room_key("k"), talks_key("k"), ids_key("k"), sent_key("k", origin),
-            changed_key("k"), channel("k"), 100, 1, "2.0", payload, "", talk_id, number, floor, SENT_TTL_MS,
+            moved_key("k"), channel("k"), 100, 1, "2.0", payload, "", talk_id, number, floor, SENT_TTL_MS,
         )
 
     assert append("o1", 1, 1, "first") == 1

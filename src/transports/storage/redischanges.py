@@ -7,10 +7,12 @@ live in one place, and two processes' changes of one room never cross.
 
 What is written where:
 
-- an edited or deleted talk's stream entry is removed (XDEL: its text is gone from the stream) and its current
-  version kept in the room's ``changed`` sorted set, scored by its offset, as ``"<offset>\\n" + version``:
-  ``e\\n<user>\\n<time>\\n<edited>\\n<name>\\n<talk id>\\n<payload>`` (edited) or ``d\\n<user>\\n<time>\\n<talk
-  id>`` (deleted: no text, no name);
+- an edited or deleted talk leaves the stream, and its current version goes to the room's ``moved`` sorted set,
+  scored by its offset, as ``"<offset>\\n" + version``: ``e\\n<user>\\n<time>\\n<edited>\\n<name>\\n<talk
+  id>\\n<payload>`` (``edited`` empty: never) or ``d\\n<user>\\n<time>\\n<talk id>`` (deleted: no text, no name).
+  Redis only flags an entry XDEL removes, and keeps its bytes until every entry of its node (at most
+  ``stream-node-max-entries``, ``EVICT_WINDOW``) is gone: so the talks around it move too (`_EVICT`), and the
+  node with the erased text is freed. Retention's XTRIM does the same around its first talk kept;
 - the ``changes`` stream: one entry per change, id ``<seq>-0``, fields k (kind), b (by), t (time), a (after),
   and o (an edit's or delete's offset: never a talk's text), v (a title; none: cleared), l (locked 1/0), u and x
   (a removed user and ban 1/0, a user and moderator 1/0);
@@ -30,9 +32,30 @@ from chatcore.results import Expired, LoggedChange, LoggedTalk
 
 CHANGE_ATTEMPTS = 5
 """How many times a change is read and judged again when another one of its room got in first."""
+EVICT_WINDOW = 100
+"""Redis's ``stream-node-max-entries`` by default: a stream node holds at most that many entries, so those of the
+offsets within this distance of a talk's take its node with them (`RedisLog.open` reads the setting if it may)."""
 
-# Every room's key, in this order, in the scripts that end a room (the calling process's own records of the talks
-# it stored last: those of other processes hold no text and expire within a day).
+# Every room's key, in this order (`redisscheme.room_keys`), in the scripts that end a room or take talks out of
+# its stream (of the processes' records of the talks they stored, the caller's: the others hold no text and
+# expire within a day).
+_EVICT = """
+local function evict(low, high, floor)
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[4], low .. '-0', high .. '-0')) do
+    local offset = tonumber(string.match(entry[1], '^%d+'))
+    if offset >= floor then
+      local fields, f = entry[2], {}
+      for j = 1, #fields, 2 do f[fields[j]] = fields[j + 1] end
+      redis.call('ZADD', KEYS[5], offset, offset .. '\\ne\\n' .. f.u .. '\\n' .. f.t .. '\\n\\n' .. (f.n or '') .. '\\n'
+        .. (f.i or '') .. '\\n' .. f.p)
+    end
+    redis.call('XDEL', KEYS[4], entry[1])
+  end
+end
+"""
+"""Take the talks of offsets ``low`` to ``high`` out of the stream: into ``moved`` those from ``floor`` on (the others
+are out of the retention window: gone)."""
+
 _END = """
 local function ended(message)
   redis.call('DEL', unpack(KEYS, 1, 9))
@@ -52,17 +75,17 @@ if offset > 0 and offset <= last and offset > last - tonumber(ARGV[2]) then
   if #entries > 0 then
     talk = entries[1]
   else
-    local changed = redis.call('ZRANGEBYSCORE', KEYS[5], offset, offset)
-    if #changed > 0 then talk = changed[1] end
+    local moved = redis.call('ZRANGEBYSCORE', KEYS[5], offset, offset)
+    if #moved > 0 then talk = moved[1] end
   end
 end
 return {room, redis.call('SMEMBERS', KEYS[2]), redis.call('SMEMBERS', KEYS[3]), talk}
 """
-"""KEYS: room, mods, bans, talks, changed. ARGV: the offset of the talk an edit or delete names (0: none),
+"""KEYS: room, mods, bans, talks, moved. ARGV: the offset of the talk an edit or delete names (0: none),
 retention. False: no room; else {{last user id, last offset, cseq, title, locked}, {moderators}, {banned}, the
-talk (its stream entry, or its version in ``changed``; false: none in the room's last ``retention`` offsets)}."""
+talk (its stream entry, or its version in ``moved``; false: none in the room's last ``retention`` offsets)}."""
 
-CHANGE = _END + """
+CHANGE = _EVICT + _END + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if (redis.call('HGET', KEYS[1], 'cseq') or '0') ~= ARGV[2] then return -1 end
 local offset = ARGV[4]
@@ -78,7 +101,7 @@ if ARGV[8] == 'end' then
   return {seq, tonumber(after)}
 end
 redis.call('HSET', KEYS[1], 'cseq', seq)
-local i = 9
+local i = 10
 while ARGV[i] ~= '|' do
   local op, value = ARGV[i], ARGV[i + 1]
   if op == 'title' and value == '' then redis.call('HDEL', KEYS[1], 'title')
@@ -93,7 +116,8 @@ while ARGV[i] ~= '|' do
   i = i + 2
 end
 if offset ~= '' then
-  redis.call('XDEL', KEYS[4], offset .. '-0')
+  local window = tonumber(ARGV[9])
+  evict(math.max(1, offset - window + 1), offset + window - 1, tonumber(after) - tonumber(ARGV[3]) + 1)
   redis.call('ZREMRANGEBYSCORE', KEYS[5], offset, offset)
   redis.call('ZADD', KEYS[5], offset, offset .. '\\n' .. ARGV[5])
 end
@@ -104,9 +128,9 @@ return {seq, tonumber(after)}
 """KEYS: the room's keys (`redisscheme.room_keys`). ARGV: channel, the cseq the change was judged against,
 retention (the changes stream's length, about), the offset of the talk it changes ('' none), that talk's version
 after it, the channel message after its seq and after, the end's record's life (ms), 'end' for an end ('' else),
-then the state's updates (op, value pairs: title '' clears it; locked 1/0; mod+, mod-, ban+, ban- a user), '|',
-and the changes stream's fields. {seq, after}; 0: no room; -1: another change (or retention) got in first: read
-and judge again."""
+`EVICT_WINDOW`, then the state's updates (op, value pairs: title '' clears it; locked 1/0; mod+, mod-, ban+,
+ban- a user), '|', and the changes stream's fields. {seq, after}; 0: no room; -1: another change (or retention) got
+in first: read and judge again."""
 
 END_QUIET = _END + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -128,27 +152,29 @@ if room[1] ~= '0' then
   if #entries > 0 then
     newest = entries[1]
   else
-    local changed = redis.call('ZRANGEBYSCORE', KEYS[3], room[1], room[1])
-    if #changed > 0 then newest = changed[1] end
+    local moved = redis.call('ZRANGEBYSCORE', KEYS[3], room[1], room[1])
+    if #moved > 0 then newest = moved[1] end
   end
 end
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-local changed = redis.call('ZRANGE', KEYS[3], 0, 0)
-return {room, newest, first[1] or false, changed[1] or false}
+local moved = redis.call('ZRANGE', KEYS[3], 0, 0)
+return {room, newest, first[1] or false, moved[1] or false}
 """
-"""KEYS: room, talks, changed. False: no room; else {{last offset, created}, the newest talk, the stream's first
-entry, the first changed talk (each false if none)}."""
+"""KEYS: room, talks, moved. False: no room; else {{last offset, created}, the newest talk, the stream's first
+entry, the first moved talk (each false if none)}."""
 
-TRIM = """
+TRIM = _EVICT + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('XTRIM', KEYS[2], 'MINID', ARGV[2] .. '-0')
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[2])
-redis.call('PUBLISH', ARGV[1], 'X\\n' .. ARGV[2])
+local keep = tonumber(ARGV[2])
+redis.call('XTRIM', KEYS[4], 'MINID', keep .. '-0')
+evict(keep, keep + tonumber(ARGV[3]) - 1, keep)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. keep)
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. keep)
+redis.call('PUBLISH', ARGV[1], 'X\\n' .. keep)
 return 1
 """
-"""Retention erases the talks before an offset: KEYS: room, talks, changed, ids. ARGV: channel, the first offset
-kept. 1; 0: no room."""
+"""Retention erases the talks before an offset: KEYS: the room's keys. ARGV: channel, the first offset kept,
+`EVICT_WINDOW`. 1; 0: no room."""
 
 FILL = """
 local last = redis.call('HGET', KEYS[1], 'offset')
@@ -169,9 +195,9 @@ end
 return {redis.call('XRANGE', KEYS[2], low .. '-0', '+'), redis.call('ZRANGEBYSCORE', KEYS[3], low, '+inf'),
         changes, versions}
 """
-"""KEYS: room, talks, changed, changes, ended. ARGV: the offset after which to read talks, the seq after which to
+"""KEYS: room, talks, moved, changes, ended. ARGV: the offset after which to read talks, the seq after which to
 read changes, retention. No room: the end's message if it ended lately (else nil); else {the stream's entries, the
-changed talks (both from the later of after + 1 and the retention window's start), the changes, for each the
+moved talks (both from the later of after + 1 and the retention window's start), the changes, for each the
 current version of the talk it names ('' none)}."""
 
 
@@ -189,12 +215,12 @@ def stream_talk(join_key: str, entry: Any) -> LoggedTalk:
 
 
 def version(talk: LoggedTalk) -> str:
-    """An edited or deleted talk as ``changed`` keeps it (after its offset) and its change's message carries it."""
+    """A talk as ``moved`` keeps it (after its offset) and an edit's or delete's message carries it."""
     talk_id = talk.talk_id or ""
     if talk.payload is None:
         return f"d\n{talk.user_id}\n{talk.time!r}\n{talk_id}"
-    assert talk.edited is not None, talk
-    return f"e\n{talk.user_id}\n{talk.time!r}\n{talk.edited!r}\n{talk.name or ''}\n{talk_id}\n{talk.payload}"
+    edited = "" if talk.edited is None else repr(talk.edited)
+    return f"e\n{talk.user_id}\n{talk.time!r}\n{edited}\n{talk.name or ''}\n{talk_id}\n{talk.payload}"
 
 
 def versioned_talk(join_key: str, offset: int, data: bytes) -> LoggedTalk:
@@ -208,26 +234,26 @@ def versioned_talk(join_key: str, offset: int, data: bytes) -> LoggedTalk:
     user_id, sent, edited, name, talk_id, payload = rest.split(b"\n", 5)
     return LoggedTalk(
         join_key, offset, int(user_id), float(sent), payload.decode(), name.decode() or None, talk_id.decode() or None,
-        float(edited),
+        float(edited) if edited else None,
     )
 
 
-def changed_talk(join_key: str, member: bytes) -> LoggedTalk:
-    """A member of ``changed``: ``"<offset>\\n" + version``."""
+def moved_talk(join_key: str, member: bytes) -> LoggedTalk:
+    """A member of ``moved``: ``"<offset>\\n" + version``."""
     offset, _, data = member.partition(b"\n")
     return versioned_talk(join_key, int(offset), data)
 
 
 def kept_talk(join_key: str, reply: Any) -> LoggedTalk:
-    """A talk a script found: its stream entry (a list) or its version in ``changed`` (bytes)."""
-    return changed_talk(join_key, reply) if isinstance(reply, bytes) else stream_talk(join_key, reply)
+    """A talk a script found: its stream entry (a list) or its version in ``moved`` (bytes)."""
+    return moved_talk(join_key, reply) if isinstance(reply, bytes) else stream_talk(join_key, reply)
 
 
-def talks_now(join_key: str, entries: Sequence[Any], changed: Sequence[bytes]) -> tuple[LoggedTalk, ...]:
-    """Talks as they are now, oldest first: the stream's entries and the changed talks of the same range merged."""
+def talks_now(join_key: str, entries: Sequence[Any], moved: Sequence[bytes]) -> tuple[LoggedTalk, ...]:
+    """Talks as they are now, oldest first: the stream's entries and the moved talks of the same range merged."""
     talks = {talk.offset: talk for talk in (stream_talk(join_key, entry) for entry in entries)}
-    for member in changed:
-        talk = changed_talk(join_key, member)
+    for member in moved:
+        talk = moved_talk(join_key, member)
         talks[talk.offset] = talk
     return tuple(talks[offset] for offset in sorted(talks))
 
@@ -287,7 +313,7 @@ def stored_change(join_key: str, entry: Any, current: bytes) -> LoggedChange:
     change: Change
     if kind in (b"edit", b"delete"):
         offset = int(values[b"o"])
-        talk = changed_talk(join_key, current) if current else None
+        talk = moved_talk(join_key, current) if current else None
         change = Edit(offset, talk.payload) if kind == b"edit" and talk and talk.payload is not None else Delete(offset)
     elif kind == b"room":
         change = Title(_text(values.get(b"v")))

@@ -39,17 +39,17 @@ from chatcore.control import BANNED, LOCKED
 from chatcore.results import LoggedChange, Refused
 
 from ..config import RedisSettings
-from .redischanges import changed_talk, control_of, published_change, stored_change, stream_talk, talks_now
+from .redischanges import control_of, moved_talk, published_change, stored_change, stream_talk, talks_now
 from .redisscheme import (
     SCRIPTS,
     SENT_TTL_MS,
     bans_key,
-    changed_key,
     changes_key,
     channel,
     ended_key,
     ids_key,
     mods_key,
+    moved_key,
     room_key,
     sent_key,
     talks_key,
@@ -123,7 +123,7 @@ def command(item: Sent, floor: int, settings: RedisSettings, origin: str, ttl: s
     if isinstance(item, Numbered):
         append = item.append
         return ("EVALSHA", SCRIPTS["append"][1], 5, room_key(key), talks_key(key), ids_key(key),
-                sent_key(key, origin), changed_key(key), channel(key), retention, append.user_id,
+                sent_key(key, origin), moved_key(key), channel(key), retention, append.user_id,
                 repr(append.time), append.payload, append.name or "", append.talk_id or "", item.number, floor,
                 SENT_TTL_MS)
     if isinstance(item, AddUser):
@@ -132,7 +132,7 @@ def command(item: Sent, floor: int, settings: RedisSettings, origin: str, ttl: s
                 item.token_hash or "", item.resume_hash or "", item.name or "")
     if isinstance(item, Load):
         return ("EVALSHA", SCRIPTS["load"][1], 7, room_key(key), who_key(key), users_key(key), talks_key(key),
-                mods_key(key), bans_key(key), changed_key(key), item.recent, retention)
+                mods_key(key), bans_key(key), moved_key(key), item.recent, retention)
     if isinstance(item, Presence):
         return ("EVALSHA", SCRIPTS["presence"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
                 origin, item.user_id, "1" if item.here else "0", ttl)
@@ -144,10 +144,10 @@ def command(item: Sent, floor: int, settings: RedisSettings, origin: str, ttl: s
                 origin, item.user_id, item.name)
     if isinstance(item, History):
         highest = max(0, min(item.before, 2**63) - 1)  # (a stream id is at most 2**64 - 1)
-        return ("EVALSHA", SCRIPTS["history"][1], 3, room_key(key), talks_key(key), changed_key(key), str(highest),
+        return ("EVALSHA", SCRIPTS["history"][1], 3, room_key(key), talks_key(key), moved_key(key), str(highest),
                 item.limit, retention)
     assert isinstance(item, Fill), item  # (an Append is always numbered; a Moderate is not a command)
-    return ("EVALSHA", SCRIPTS["fill"][1], 5, room_key(key), talks_key(key), changed_key(key), changes_key(key),
+    return ("EVALSHA", SCRIPTS["fill"][1], 5, room_key(key), talks_key(key), moved_key(key), changes_key(key),
             ended_key(key), item.after, item.changes_after, retention)
 
 
@@ -173,7 +173,7 @@ def answer(item: Command, reply: Any, origin: str) -> Answer | None:
         if isinstance(reply, list):
             return Appended(item.ticket, stream_talk(key, reply[0]), duplicate=True)
         if isinstance(reply, bytes):  # (edited or deleted since)
-            return Appended(item.ticket, changed_talk(key, reply), duplicate=True)
+            return Appended(item.ticket, moved_talk(key, reply), duplicate=True)
         if reply <= 0:  # no room; or (never for a request still waiting for its answer) refused as late
             return LogFailed(item.ticket, INCONSISTENT)
         return Appended(item.ticket, LoggedTalk(
@@ -193,14 +193,14 @@ def answer(item: Command, reply: Any, origin: str) -> Answer | None:
     if isinstance(item, History):
         if reply is None:
             return LogFailed(item.ticket, INCONSISTENT)
-        entries, changed, older = reply
-        return HistoryRead(item.ticket, talks_now(key, entries, changed), bool(older))
+        entries, moved, older = reply
+        return HistoryRead(item.ticket, talks_now(key, entries, moved), bool(older))
     assert isinstance(item, Load), item
     if reply is None:
         return Loaded(item.ticket, None)
-    last_offset, entries, seq, who, room, moderators, banned, changed = reply
+    last_offset, entries, seq, who, room, moderators, banned, moved = reply
     return Loaded(item.ticket, SavedRoom(
-        key, int(last_offset), talks_now(key, entries, changed), snapshot(key, seq, who, origin),
+        key, int(last_offset), talks_now(key, entries, moved), snapshot(key, seq, who, origin),
         control_of(room, moderators, banned),
     ))
 
@@ -236,7 +236,7 @@ def _filled(fill: Fill, reply: Any) -> Filled:
         end = None if reply is None else published_change(key, reply)
         ended = (end,) if isinstance(end, LoggedChange) and end.seq > fill.changes_after else ()
         return Filled(key, fill.after, (), ended)
-    entries, changed, changes, versions = reply
-    return Filled(key, fill.after, talks_now(key, entries, changed), tuple(
+    entries, moved, changes, versions = reply
+    return Filled(key, fill.after, talks_now(key, entries, moved), tuple(
         stored_change(key, entry, current) for entry, current in zip(changes, versions, strict=True)
     ))

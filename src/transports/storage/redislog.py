@@ -53,6 +53,7 @@ from chatcore.actions import Expire, Moderate
 from chatcore.results import Changed, Refused
 
 from ..config import RedisSettings
+from .redischanges import EVICT_WINDOW
 from .rediscommands import (
     INCONSISTENT,
     Answer,
@@ -104,6 +105,7 @@ class RedisLog:
         self._numbers = itertools.count(1)
         self._unanswered: list[Numbered] = []  # talks sent whose answer was not read, oldest first
         self._failed_at = -RETRY_AFTER_FAILURE
+        self._window = EVICT_WINDOW
         self.reachable = False
         """Whether Redis answered the last batch or ping (metrics: the commands' connection)."""
 
@@ -115,6 +117,11 @@ class RedisLog:
         """At start: check that Redis answers and take its epoch (`RedisError` if it cannot be reached)."""
         self._epoch = self._take_epoch(None)
         self.reachable = True
+        try:  # (a managed Redis may not answer CONFIG: its default then)
+            entries = int(self._client.config_get("stream-node-max-entries").get("stream-node-max-entries", 0))
+        except (RedisError, ValueError):
+            entries = 0
+        self._window = entries if entries > 0 else EVICT_WINDOW
 
     def ping(self) -> None:
         """Readiness, from a worker thread of its own (the client's pool is thread-safe): `RedisError` or
@@ -181,10 +188,10 @@ class RedisLog:
         retention = self.settings.retention
         try:
             try:
-                return moderate(self._client, request, retention, self.origin)
+                return moderate(self._client, request, retention, self.origin, self._window)
             except NoScriptError:  # Redis restarted (its script cache is empty): nothing ran
                 self._load_scripts()
-                return moderate(self._client, request, retention, self.origin)
+                return moderate(self._client, request, retention, self.origin, self._window)
         except ResponseError as error:
             logger.error("Redis: %s", error)
             return LogFailed(request.ticket, INCONSISTENT)
@@ -198,10 +205,10 @@ class RedisLog:
         started = time.monotonic()
         try:
             try:
-                swept = sweep(self._client, before, self.origin)
+                swept = sweep(self._client, before, self.origin, self._window)
             except NoScriptError:
                 self._load_scripts()
-                swept = sweep(self._client, before, self.origin)
+                swept = sweep(self._client, before, self.origin, self._window)
         except (RedisError, OSError) as error:
             logger.warning("Redis %s: retention's sweep stopped (%s); the next one carries on", self.name, error)
             return

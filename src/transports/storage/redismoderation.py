@@ -22,10 +22,11 @@ from chatcore.results import Changed, LogFailed, LoggedChange, LoggedTalk, Refus
 
 from .redischanges import (
     CHANGE_ATTEMPTS,
-    changed_talk,
+    EVICT_WINDOW,
     control_of,
     kept_talk,
     message_tail,
+    moved_talk,
     stream_fields,
     stream_talk,
     talks_now,
@@ -37,10 +38,9 @@ from .redisscheme import (
     SENT_TTL_MS,
     SWEEP_KEY,
     bans_key,
-    changed_key,
     channel,
-    ids_key,
     mods_key,
+    moved_key,
     room_key,
     room_keys,
     talks_key,
@@ -68,14 +68,19 @@ return 0
 """
 
 
-def moderate(client: redis.Redis, request: Moderate, retention: int, origin: str) -> Changed | Refused | LogFailed:
-    """Judge and apply a change (`RedisError` if Redis fails meanwhile: the change may have been applied)."""
+def moderate(
+    client: redis.Redis, request: Moderate, retention: int, origin: str, window: int = EVICT_WINDOW
+) -> Changed | Refused | LogFailed:
+    """Judge and apply a change (`RedisError` if Redis fails meanwhile: the change may have been applied).
+
+    ``window``: how far around a talk the talks leave the stream with it (`redischanges.EVICT_WINDOW`).
+    """
     key, change = request.join_key, request.change
     offset = change.offset if isinstance(change, Edit | Delete) else 0
     keys = room_keys(key, origin)
     for _ in range(CHANGE_ATTEMPTS):
         read: Any = client.evalsha(
-            SCRIPTS["control"][1], 5, room_key(key), mods_key(key), bans_key(key), talks_key(key), changed_key(key),
+            SCRIPTS["control"][1], 5, room_key(key), mods_key(key), bans_key(key), talks_key(key), moved_key(key),
             offset, retention,
         )
         if read is None:
@@ -92,7 +97,7 @@ def moderate(client: redis.Redis, request: Moderate, retention: int, origin: str
         done: Any = client.evalsha(
             SCRIPTS["change"][1], len(keys), *keys, channel(key), control.seq, retention, offset or "",
             "" if talk is None else version(talk), message_tail(request.user_id, request.time, change, talk),
-            SENT_TTL_MS, "end" if isinstance(change, End) else "",
+            SENT_TTL_MS, "end" if isinstance(change, End) else "", window,
             *updates(control, control.after(change, control.seq + 1)), "|",
             *stream_fields(request.user_id, request.time, change),
         )
@@ -107,7 +112,7 @@ def moderate(client: redis.Redis, request: Moderate, retention: int, origin: str
     return LogFailed(request.ticket, BUSY)
 
 
-def sweep(client: redis.Redis, before: float, origin: str) -> int:
+def sweep(client: redis.Redis, before: float, origin: str, window: int = EVICT_WINDOW) -> int:
     """Retention over every room, unless another process is at it: the rooms looked at."""
     token = secrets.token_hex(8)
     if not client.set(SWEEP_KEY, token, nx=True, px=SWEEP_LOCK_MS):
@@ -122,28 +127,28 @@ def sweep(client: redis.Redis, before: float, origin: str) -> int:
             pipeline = client.pipeline(transaction=False)
             for join_key in join_keys:
                 pipeline.evalsha(SCRIPTS["age"][1], 3, room_key(join_key), talks_key(join_key),
-                                 changed_key(join_key))
+                                 moved_key(join_key))
             for join_key, age in zip(join_keys, pipeline.execute(), strict=True):
                 if age is not None:
-                    _expire_room(client, join_key, age, before, origin)
+                    _expire_room(client, join_key, age, before, origin, window)
             if cursor == 0 or not client.eval(_RENEW, 1, SWEEP_KEY, token, SWEEP_LOCK_MS):
                 return swept
     finally:
         client.eval(_RELEASE, 1, SWEEP_KEY, token)
 
 
-def _expire_room(client: redis.Redis, join_key: str, age: Any, before: float, origin: str) -> None:
+def _expire_room(client: redis.Redis, join_key: str, age: Any, before: float, origin: str, window: int) -> None:
     """Retention in one room, given what `AGE` read: end it if it had no talk since ``before``, else erase the talks
     sent before it (a prefix of the room's talks, as the memory log does)."""
-    (last, created), newest, first_entry, first_changed = age
+    (last, created), newest, first_entry, first_moved = age
+    keys = room_keys(join_key, origin)
     if (float(created) if newest is None else kept_talk(join_key, newest).time) < before:
-        keys = room_keys(join_key, origin)
         client.evalsha(SCRIPTS["end_quiet"][1], len(keys), *keys, channel(join_key), last, f"0\n{before!r}\nend",
                        "", "", "", SENT_TTL_MS)
         return
     firsts = [
         *([stream_talk(join_key, first_entry)] if first_entry is not None else []),
-        *([changed_talk(join_key, first_changed)] if first_changed is not None else []),
+        *([moved_talk(join_key, first_moved)] if first_moved is not None else []),
     ]
     if not firsts:
         return
@@ -155,12 +160,11 @@ def _expire_room(client: redis.Redis, join_key: str, age: Any, before: float, or
         end = start + WALK_COUNT - 1
         pipeline = client.pipeline(transaction=False)
         pipeline.xrange(talks_key(join_key), f"{start}-0", f"{end}-0")
-        pipeline.zrangebyscore(changed_key(join_key), start, end)
-        entries, changed = pipeline.execute()
-        kept = next((talk.offset for talk in talks_now(join_key, entries, changed) if talk.time >= before), None)
+        pipeline.zrangebyscore(moved_key(join_key), start, end)
+        entries, moved = pipeline.execute()
+        kept = next((talk.offset for talk in talks_now(join_key, entries, moved) if talk.time >= before), None)
         if kept is not None:
-            client.evalsha(SCRIPTS["trim"][1], 4, room_key(join_key), talks_key(join_key), changed_key(join_key),
-                           ids_key(join_key), channel(join_key), kept)
+            client.evalsha(SCRIPTS["trim"][1], len(keys), *keys, channel(join_key), kept, window)
             return
         start = end + 1
 

@@ -8,11 +8,10 @@ Keys (each room's carry its join key as a hash tag, so a Redis Cluster keeps a r
     chat:{KEY}:talks  stream: one entry per talk, id "<offset>-0", fields u (user id), t (time),
                       p (payload), n (the sender's name) and i (its talk id) when it has them;
                       trimmed to about ``retention`` entries (XADD MAXLEN ~); an edited or deleted
-                      talk's entry is removed (its current version is in ``changed``)
-    chat:{KEY}:changed
-                      sorted set: the current version of each edited or deleted talk, scored by its
-                      offset (`redischanges`: a deleted one keeps no text and no name); with ``talks``,
-                      the room's talks as they are now; trimmed with the ids
+                      talk leaves it, with the talks of its stream node (`redischanges`)
+    chat:{KEY}:moved  sorted set: the talks taken out of the stream, each as it is now, scored by its
+                      offset (a deleted one keeps no text and no name); with ``talks``, the room's
+                      talks; trimmed with the ids
     chat:{KEY}:mods   set: the moderators' user ids
     chat:{KEY}:bans   set: the user ids banned from the room (their tokens join no more)
     chat:{KEY}:changes
@@ -112,8 +111,8 @@ if ARGV[7] ~= '' then
   if kept then
     local entries = redis.call('XRANGE', KEYS[2], kept .. '-0', kept .. '-0')
     if #entries > 0 then return entries end
-    local changed = redis.call('ZRANGEBYSCORE', KEYS[5], kept, kept)
-    if #changed > 0 then return changed[1] end
+    local moved = redis.call('ZRANGEBYSCORE', KEYS[5], kept, kept)
+    if #moved > 0 then return moved[1] end
   end
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
@@ -139,10 +138,10 @@ redis.call('PUBLISH', ARGV[1],
   offset .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[5])
 return offset
 """
-"""KEYS: room, talks, ids, the calling process's sent records, changed. ARGV: channel, retention, user id, time,
+"""KEYS: room, talks, ids, the calling process's sent records, moved. ARGV: channel, retention, user id, time,
 payload, name, talk id (each '' for none), request number, the lowest number the process still waits for an answer
 to, how long its records outlive its last append (ms). The talk's offset (also when this very request ran before:
-its record); {the stream entry}, or its version in changed: the user's talk with that id, kept already (nothing
+its record); {the stream entry}, or its version in moved: the user's talk with that id, kept already (nothing
 done); 0: no room; -1: a later request of the process ran before this one, which is a late copy of a request
 answered already (nothing done).
 
@@ -178,19 +177,19 @@ end
 LOAD = _NOW + _WHO + """
 local room = redis.call('HMGET', KEYS[1], 'offset', 'pseq', 'cseq', 'title', 'locked')
 if not room[1] then return false end
-local talks, changed = {}, {}
+local talks, moved = {}, {}
 if ARGV[1] ~= '0' then
   local last = tonumber(room[1])
   local low = math.max(last - tonumber(ARGV[1]) + 1, last - tonumber(ARGV[2]) + 1, 1)
   talks = redis.call('XRANGE', KEYS[4], low .. '-0', '+')
-  changed = redis.call('ZRANGEBYSCORE', KEYS[7], low, '+inf')
+  moved = redis.call('ZRANGEBYSCORE', KEYS[7], low, '+inf')
 end
 return {room[1], talks, room[2] or '0', who(), {room[3] or '0', room[4] or '', room[5] or '0'},
-        redis.call('SMEMBERS', KEYS[5]), redis.call('SMEMBERS', KEYS[6]), changed}
+        redis.call('SMEMBERS', KEYS[5]), redis.call('SMEMBERS', KEYS[6]), moved}
 """
-"""KEYS: room, who, users, talks, mods, bans, changed. ARGV: how many recent talks, retention. False: no room; else
+"""KEYS: room, who, users, talks, mods, bans, moved. ARGV: how many recent talks, retention. False: no room; else
 {the last offset, the recent talks' stream entries, pseq, {{the live who members}, {their users' names}}, {cseq,
-title, locked}, {moderators}, {banned}, the recent changed talks}."""
+title, locked}, {moderators}, {banned}, the recent moved talks}."""
 
 RENAME = _NEWS + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -239,8 +238,8 @@ local floor = math.max(1, tonumber(last) - tonumber(ARGV[3]) + 1)
 local first = false
 local head = redis.call('XRANGE', KEYS[2], floor .. '-0', '+', 'COUNT', 1)
 if #head > 0 then first = tonumber(string.match(head[1][1], '^%d+')) end
-local changed = redis.call('ZRANGEBYSCORE', KEYS[3], floor, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-if #changed > 0 and (not first or tonumber(changed[2]) < first) then first = tonumber(changed[2]) end
+local moved = redis.call('ZRANGEBYSCORE', KEYS[3], floor, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if #moved > 0 and (not first or tonumber(moved[2]) < first) then first = tonumber(moved[2]) end
 if not first or high < first then return {{}, {}, 0} end
 local low = math.max(high - tonumber(ARGV[2]) + 1, first)
 local older = 0
@@ -248,8 +247,8 @@ if low > first then older = 1 end
 return {redis.call('XRANGE', KEYS[2], low .. '-0', high .. '-0'), redis.call('ZRANGEBYSCORE', KEYS[3], low, high),
         older}
 """
-"""KEYS: room, talks, changed. ARGV: the highest offset to read, how many, retention. False: no room; else {the
-stream's entries and the changed talks of the offsets read, 1 if the room has talks before them else 0}."""
+"""KEYS: room, talks, moved. ARGV: the highest offset to read, how many, retention. False: no room; else {the
+stream's entries and the moved talks of the offsets read, 1 if the room has talks before them else 0}."""
 
 SCRIPTS = {name: (source, hashlib.sha1(source.encode()).hexdigest()) for name, source in (
     ("add_user", ADD_USER), ("append", APPEND), ("load", LOAD), ("rename", RENAME), ("presence", PRESENCE),
@@ -282,8 +281,8 @@ def who_key(join_key: str) -> str:
     return f"chat:{{{join_key}}}:who"
 
 
-def changed_key(join_key: str) -> str:
-    return f"chat:{{{join_key}}}:changed"
+def moved_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:moved"
 
 
 def mods_key(join_key: str) -> str:
@@ -306,7 +305,7 @@ def room_keys(join_key: str, origin: str) -> tuple[str, ...]:
     """Every key of a room, in the order the scripts that change or end it take them (`redischanges`); of the
     processes' sent records, the calling one's (``origin``)."""
     return (
-        room_key(join_key), mods_key(join_key), bans_key(join_key), talks_key(join_key), changed_key(join_key),
+        room_key(join_key), mods_key(join_key), bans_key(join_key), talks_key(join_key), moved_key(join_key),
         changes_key(join_key), users_key(join_key), ids_key(join_key), who_key(join_key), ended_key(join_key),
         sent_key(join_key, origin),
     )
