@@ -118,7 +118,8 @@ class RedisLog:
         self._epoch = self._take_epoch(None)
         self.reachable = True
         try:  # (a managed Redis may not answer CONFIG: its default then)
-            entries = int(self._client.config_get("stream-node-max-entries").get("stream-node-max-entries", 0))
+            setting: Any = self._client.config_get("stream-node-max-entries")
+            entries = int(setting.get("stream-node-max-entries", 0))
         except (RedisError, ValueError):
             entries = 0
         self._window = entries if entries > 0 else EVICT_WINDOW
