@@ -29,6 +29,7 @@ from .redislog import (
     Answer,
     AskAgain,
     EpochChanged,
+    FilledFrom,
     FillFailed,
     RedisLog,
     Refresh,
@@ -144,7 +145,11 @@ class RedisBroker:
         return self._up
 
     def _answer(self, answer: Answer) -> None:
-        if isinstance(answer, Filled):
+        if isinstance(answer, FilledFrom):
+            self.gaps_filled += 1
+            self._deliver(Expired(answer.filled.join_key, answer.first))  # (heard or not: dropped here too)
+            self._deliver(answer.filled)
+        elif isinstance(answer, Filled):
             self.gaps_filled += 1
             self._deliver(answer)
         elif isinstance(answer, FillFailed):

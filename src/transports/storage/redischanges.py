@@ -56,6 +56,19 @@ end
 """Take the talks of offsets ``low`` to ``high`` out of the stream: into ``moved`` those from ``floor`` on (the others
 are out of the retention window: gone)."""
 
+FIRST = """
+local function first_kept(talks, moved, floor)
+  local first = false
+  local head = redis.call('XRANGE', talks, floor .. '-0', '+', 'COUNT', 1)
+  if #head > 0 then first = tonumber(string.match(head[1][1], '^%d+')) end
+  local out = redis.call('ZRANGEBYSCORE', moved, floor, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #out > 0 and (not first or tonumber(out[2]) < first) then first = tonumber(out[2]) end
+  return first
+end
+"""
+"""The offset of a room's first talk from ``floor`` on (the retention window's start), in its stream or moved; false
+if none."""
+
 _END = """
 local function ended(message)
   redis.call('DEL', unpack(KEYS, 1, 9))
@@ -167,19 +180,25 @@ TRIM = _EVICT + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local keep = tonumber(ARGV[2])
 redis.call('XTRIM', KEYS[4], 'MINID', keep .. '-0')
-evict(keep, keep + tonumber(ARGV[3]) - 1, keep)
+local floor = tonumber(redis.call('HGET', KEYS[1], 'offset')) - tonumber(ARGV[4]) + 1
+evict(keep, keep + tonumber(ARGV[3]) - 1, math.max(keep, floor))
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. keep)
 redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. keep)
-redis.call('PUBLISH', ARGV[1], 'X\\n' .. keep)
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[1], 'first', keep)
+  redis.call('PUBLISH', ARGV[1], 'X\\n' .. keep)
+end
 return 1
 """
 """Retention erases the talks before an offset: KEYS: the room's keys. ARGV: channel, the first offset kept,
-`EVICT_WINDOW`. 1; 0: no room."""
+`EVICT_WINDOW`, retention, '1' if talks of the retention window go (news: published, and kept in the room's
+``first``), else '0' (only talks lingering in the stream beyond it). 1; 0: no room."""
 
 FILL = """
 local last = redis.call('HGET', KEYS[1], 'offset')
 if not last then return redis.call('GET', KEYS[5]) end
-local low = math.max(tonumber(ARGV[1]) + 1, tonumber(last) - tonumber(ARGV[3]) + 1)
+local floor = math.max(1, tonumber(last) - tonumber(ARGV[3]) + 1)
+local low = math.max(tonumber(ARGV[1]) + 1, floor)
 local changes = redis.call('XRANGE', KEYS[4], (tonumber(ARGV[2]) + 1) .. '-0', '+')
 local versions = {}
 for i, entry in ipairs(changes) do
@@ -193,12 +212,12 @@ for i, entry in ipairs(changes) do
   end
 end
 return {redis.call('XRANGE', KEYS[2], low .. '-0', '+'), redis.call('ZRANGEBYSCORE', KEYS[3], low, '+inf'),
-        changes, versions}
+        changes, versions, redis.call('HGET', KEYS[1], 'first') or 0}
 """
 """KEYS: room, talks, moved, changes, ended. ARGV: the offset after which to read talks, the seq after which to
 read changes, retention. No room: the end's message if it ended lately (else nil); else {the stream's entries, the
 moved talks (both from the later of after + 1 and the retention window's start), the changes, for each the
-current version of the talk it names ('' none)}."""
+current version of the talk it names ('' none), the first talk retention kept (0: it erased none)}."""
 
 
 # Talks

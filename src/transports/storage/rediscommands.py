@@ -1,7 +1,7 @@
 """What the storage thread sends Redis for each piece of work, and what each reply means (`redislog` runs them).
 
 Besides the core's requests, the storage thread has work of its own (`Refresh`, `AskAgain`) and answers of its own
-(`FillFailed`, `EpochChanged`, `SweepDue`); a talk goes with its request number (`Numbered`).
+(`FillFailed`, `FilledFrom`, `EpochChanged`, `SweepDue`); a talk goes with its request number (`Numbered`).
 """
 
 from __future__ import annotations
@@ -85,6 +85,15 @@ class FillFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class FilledFrom:
+    """A fill's answer in a room retention erased talks of: the first one it kept (it may have while the process was
+    not listening: the broker tells the core so, with an `Expired`, before the `Filled`)."""
+
+    filled: Filled
+    first: int
+
+
+@dataclass(frozen=True, slots=True)
 class SweepDue:
     """The storage thread reached an `Expire`: everything asked before it is done, retention may sweep now."""
 
@@ -97,7 +106,7 @@ class EpochChanged:
 
 
 Work: TypeAlias = LogRequest | Fill | Expire | Subscribe | Forget | Presence | Refresh | AskAgain
-Answer: TypeAlias = LogResult | FillFailed | EpochChanged | SweepDue
+Answer: TypeAlias = LogResult | FillFailed | FilledFrom | EpochChanged | SweepDue
 """(A `Fill` has its `Filled`; a `Presence` no answer; a `Refresh` its `PresenceSnapshot`, or none if it failed.)"""
 Command: TypeAlias = LogRequest | Fill | Presence | Refresh
 """Work done by a command in the batch's pipeline."""
@@ -228,15 +237,16 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode()
 
 
-def _filled(fill: Fill, reply: Any) -> Filled:
+def _filled(fill: Fill, reply: Any) -> Filled | FilledFrom:
     """`FILL`'s reply: the room's talks after ``fill.after`` as they are now, and its changes after
-    ``fill.changes_after`` (an ended room's end, if it ended lately)."""
+    ``fill.changes_after`` (an ended room's end, if it ended lately); with the room's first talk kept."""
     key = fill.join_key
     if not isinstance(reply, list):
         end = None if reply is None else published_change(key, reply)
         ended = (end,) if isinstance(end, LoggedChange) and end.seq > fill.changes_after else ()
         return Filled(key, fill.after, (), ended)
-    entries, moved, changes, versions = reply
-    return Filled(key, fill.after, talks_now(key, entries, moved), tuple(
+    entries, moved, changes, versions, first = reply
+    filled = Filled(key, fill.after, talks_now(key, entries, moved), tuple(
         stored_change(key, entry, current) for entry, current in zip(changes, versions, strict=True)
     ))
+    return FilledFrom(filled, int(first)) if int(first) else filled

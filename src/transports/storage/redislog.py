@@ -60,6 +60,7 @@ from .rediscommands import (
     AskAgain,
     Command,
     EpochChanged,
+    FilledFrom,
     FillFailed,
     Numbered,
     Refresh,
@@ -77,7 +78,7 @@ from .redissubscriber import Subscriber
 
 __all__ = [
     "INCONSISTENT", "RETRY_AFTER_FAILURE", "UNREACHABLE", "Answer", "AskAgain", "EpochChanged", "FillFailed",
-    "RedisLog", "Refresh", "SweepDue", "Work",
+    "FilledFrom", "RedisLog", "Refresh", "SweepDue", "Work",
 ]
 
 logger = logging.getLogger(__name__)
@@ -206,10 +207,10 @@ class RedisLog:
         started = time.monotonic()
         try:
             try:
-                swept = sweep(self._client, before, self.origin, self._window)
+                swept = sweep(self._client, before, self.origin, self.settings.retention, self._window)
             except NoScriptError:
                 self._load_scripts()
-                swept = sweep(self._client, before, self.origin, self._window)
+                swept = sweep(self._client, before, self.origin, self.settings.retention, self._window)
         except (RedisError, OSError) as error:
             logger.warning("Redis %s: retention's sweep stopped (%s); the next one carries on", self.name, error)
             return

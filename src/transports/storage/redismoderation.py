@@ -112,7 +112,7 @@ def moderate(
     return LogFailed(request.ticket, BUSY)
 
 
-def sweep(client: redis.Redis, before: float, origin: str, window: int = EVICT_WINDOW) -> int:
+def sweep(client: redis.Redis, before: float, origin: str, retention: int, window: int = EVICT_WINDOW) -> int:
     """Retention over every room, unless another process is at it: the rooms looked at."""
     token = secrets.token_hex(8)
     if not client.set(SWEEP_KEY, token, nx=True, px=SWEEP_LOCK_MS):
@@ -130,16 +130,19 @@ def sweep(client: redis.Redis, before: float, origin: str, window: int = EVICT_W
                                  moved_key(join_key))
             for join_key, age in zip(join_keys, pipeline.execute(), strict=True):
                 if age is not None:
-                    _expire_room(client, join_key, age, before, origin, window)
+                    _expire_room(client, join_key, age, before, origin, (retention, window))
             if cursor == 0 or not client.eval(_RENEW, 1, SWEEP_KEY, token, SWEEP_LOCK_MS):
                 return swept
     finally:
         client.eval(_RELEASE, 1, SWEEP_KEY, token)
 
 
-def _expire_room(client: redis.Redis, join_key: str, age: Any, before: float, origin: str, window: int) -> None:
+def _expire_room(
+    client: redis.Redis, join_key: str, age: Any, before: float, origin: str, sizes: tuple[int, int]
+) -> None:
     """Retention in one room, given what `AGE` read: end it if it had no talk since ``before``, else erase the talks
-    sent before it (a prefix of the room's talks, as the memory log does)."""
+    sent before it (a prefix of the room's talks, as the memory log does). ``sizes``: retention (talks kept) and
+    `redischanges.EVICT_WINDOW`."""
     (last, created), newest, first_entry, first_moved = age
     keys = room_keys(join_key, origin)
     if (float(created) if newest is None else kept_talk(join_key, newest).time) < before:
@@ -155,17 +158,24 @@ def _expire_room(client: redis.Redis, join_key: str, age: Any, before: float, or
     first = min(firsts, key=lambda talk: talk.offset)
     if first.time >= before:
         return
+    retention, window = sizes
     start, last_offset = first.offset, int(last)
+    floor = last_offset - retention + 1  # (a talk before it may linger in the stream: never read, erased all the same)
+    seen: int | None = None  # the first talk of the retention window
     while start <= last_offset:
         end = start + WALK_COUNT - 1
         pipeline = client.pipeline(transaction=False)
         pipeline.xrange(talks_key(join_key), f"{start}-0", f"{end}-0")
         pipeline.zrangebyscore(moved_key(join_key), start, end)
         entries, moved = pipeline.execute()
-        kept = next((talk.offset for talk in talks_now(join_key, entries, moved) if talk.time >= before), None)
-        if kept is not None:
-            client.evalsha(SCRIPTS["trim"][1], len(keys), *keys, channel(join_key), kept, window)
-            return
+        for talk in talks_now(join_key, entries, moved):
+            if seen is None and talk.offset >= floor:
+                seen = talk.offset
+            if talk.time >= before:
+                news = "1" if seen is not None and talk.offset > seen else "0"
+                client.evalsha(SCRIPTS["trim"][1], len(keys), *keys, channel(join_key), talk.offset, window, retention,
+                               news)
+                return
         start = end + 1
 
 

@@ -4,7 +4,8 @@ Keys (each room's carry its join key as a hash tag, so a Redis Cluster keeps a r
 
     chat:{KEY}:room   hash: created, users (the last user id handed out), offset (the last talk's),
                       pseq (the number of the room's latest presence news); its control state: cseq
-                      (the number of its latest change), title (if it has one), locked ("1" if locked)
+                      (the number of its latest change), title (if it has one), locked ("1" if locked);
+                      first (the first talk retention kept, once it erased some)
     chat:{KEY}:talks  stream: one entry per talk, id "<offset>-0", fields u (user id), t (time),
                       p (payload), n (the sender's name) and i (its talk id) when it has them;
                       trimmed to about ``retention`` entries (XADD MAXLEN ~); an edited or deleted
@@ -52,7 +53,7 @@ import hashlib
 from chatcore import LoggedTalk, PresenceHeard
 from chatcore.results import Expired, LoggedChange
 
-from .redischanges import AGE, CHANGE, CONTROL, END_QUIET, FILL, TRIM, published_change
+from .redischanges import AGE, CHANGE, CONTROL, END_QUIET, FILL, FIRST, TRIM, published_change
 
 EPOCH_KEY = "chat:epoch"
 SWEEP_KEY = "chat:sweep"
@@ -230,16 +231,11 @@ return {redis.call('HGET', KEYS[1], 'pseq') or '0', who()}
 Renews their entries (one that was missing is news: 1), removes every expired one (news: 0). False: no room; else
 {pseq, {{the live who members}, {their users' names}}}."""
 
-HISTORY = """
+HISTORY = FIRST + """
 local last = redis.call('HGET', KEYS[1], 'offset')
 if not last then return false end
 local high = math.min(tonumber(ARGV[1]), tonumber(last))
-local floor = math.max(1, tonumber(last) - tonumber(ARGV[3]) + 1)
-local first = false
-local head = redis.call('XRANGE', KEYS[2], floor .. '-0', '+', 'COUNT', 1)
-if #head > 0 then first = tonumber(string.match(head[1][1], '^%d+')) end
-local moved = redis.call('ZRANGEBYSCORE', KEYS[3], floor, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-if #moved > 0 and (not first or tonumber(moved[2]) < first) then first = tonumber(moved[2]) end
+local first = first_kept(KEYS[2], KEYS[3], math.max(1, tonumber(last) - tonumber(ARGV[3]) + 1))
 if not first or high < first then return {{}, {}, 0} end
 local low = math.max(high - tonumber(ARGV[2]) + 1, first)
 local older = 0
