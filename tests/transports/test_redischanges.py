@@ -38,13 +38,14 @@ from chatcore.actions import Expire, Moderate
 from chatcore.control import BANNED, LOCKED, Change, Delete, Edit, End, Lock, Remove, SetRole, Title
 from chatcore.memorylog import ENDED
 from chatcore.results import ChangeArrived, Changed, Expired, LoggedChange, Refused
+from redis_model import RedisModel
 from redis_server import RedisServer, redis_server
 from transports.config import RedisSettings
 from transports.storage.redisbroker import RedisBroker
 from transports.storage.redischanges import message_tail, published_change, version, versioned_talk
-from transports.storage.redislog import RedisLog
+from transports.storage.redislog import FilledFrom, RedisLog
 from transports.storage.redismoderation import SWEEP_LOCK_MS
-from transports.storage.redisscheme import SWEEP_KEY, published
+from transports.storage.redisscheme import SWEEP_KEY, channel, join_key_of, published
 
 # What the formats carry
 
@@ -394,3 +395,66 @@ async def test_retention_sweeps_once_across_processes_and_every_process_hears_wh
     busy, old = [result for result in heard[0] if isinstance(result, Loaded)]
     assert busy.room is not None and [talk.offset for talk in busy.room.talks] == list(range(91, 251))  # noqa: PT018
     assert old.room is None
+
+
+def test_the_model_of_redis_changes_rooms_as_the_real_scripts_do(
+    open_log: Callable[..., RedisLog], redis: RedisServer
+) -> None:
+    """What the simulation's model answers, publishes and reads back is what the real scripts do."""
+    log = open_log("o1")
+    model = RedisModel()
+    listener = redis.client().pubsub()
+    listener.subscribe(channel("k"), channel("q"))
+    steps: list[Any] = [
+        AddUser(1, "k", 1.0, token_hash="owner", name="Ada"), AddUser(2, "k", None, token_hash="bo"),
+        AddUser(3, "k", None, token_hash="cy"), AddUser(4, "q", 1.0),
+        *(Append(10 + n, "k", 1 + n % 3, 2.0 + n, f"talk {n}", None, f"i{n}") for n in range(12)),
+        Moderate(30, "k", 2, 20.0, Edit(2, "bo's, edited")), Moderate(31, "k", 1, 21.0, Edit(2, "not mine")),
+        Moderate(32, "k", 1, 22.0, SetRole(2, True)), Moderate(33, "k", 2, 23.0, Delete(4)),
+        Moderate(34, "k", 2, 24.0, Edit(5, "bo again")), Moderate(35, "k", 2, 25.0, Delete(5)),
+        Moderate(36, "k", 3, 26.0, Title("mine")), Moderate(37, "k", 2, 27.0, Title("Math 7B")),
+        Moderate(38, "k", 2, 28.0, Lock(True)), AddUser(39, "k", None, token_hash="new"),
+        Moderate(40, "k", 2, 29.0, Remove(1)), Moderate(41, "k", 2, 30.0, Remove(3, ban=True)),
+        AddUser(42, "k", None, resume_hash="cy"), AddUser(43, "k", None, resume_hash="bo", name="Bo"),
+        Append(44, "k", 2, 31.0, "again", None, "i1"), Append(45, "k", 1, 32.0, "again", None, "i3"),
+        Load(46, "k", 5), History(47, "k", 7, 4), Fill("k", 0), Fill("k", 3, 4),
+        Expire(7.5),  # k keeps its talks from 8.0 on (offset 7); q, quiet since 1.0, ends
+        Fill("k", 7, 8), Fill("k", 7), Load(48, "k", 100), History(49, "k", 100, 3), Fill("q", 0), Fill("q", 0, 1),
+        Moderate(50, "k", 2, 33.0, End()), Moderate(51, "k", 1, 34.0, End()), Fill("k", 0, 8), Load(52, "k", 5),
+        Moderate(53, "k", 1, 35.0, Lock(False)),
+    ]
+    for step in steps:
+        if isinstance(step, Expire):
+            log.sweep(step.before)
+            model.expire(step.before)
+            continue
+        real = log.run([step])
+        if isinstance(step, Fill):
+            expected = model.fill(step)
+            if len(real) == 1 and isinstance(real[0], FilledFrom):
+                real = [Expired("k", real[0].first), real[0].filled]
+        elif isinstance(step, Load):
+            expected = [model.load(step, log.origin)]
+        else:
+            expected = [model_answer(model, step)]
+        assert real == expected, step
+    heard: list[Any] = []
+    while (message := listener.get_message(timeout=0.2)) is not None:
+        if message["type"] == "message":
+            heard.append(published(join_key_of(message["channel"]), message["data"]))
+    listener.close()
+    for key in ("k", "q"):  # (a sweep goes over the rooms in Redis's order: each room's own is the same)
+        assert [news for news in heard if news.join_key == key] == [
+            news for news in model.published if news.join_key == key
+        ]
+
+
+def model_answer(model: RedisModel, request: Any) -> LogResult:
+    if isinstance(request, AddUser):
+        return model.add_user(request)
+    if isinstance(request, Append):
+        return model.append(request)
+    if isinstance(request, History):
+        return model.history(request)
+    assert isinstance(request, Moderate)
+    return model.moderate(request)
