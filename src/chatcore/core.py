@@ -24,6 +24,7 @@ from .actions import (
     Send,
     Subscribe,
 )
+from .control import BANNED
 from .entering import enter
 from .errors import DriverError, ProtocolError
 from .holdings import MAX_JOIN_KEY_ATTEMPTS, Holdings, deliver
@@ -411,6 +412,9 @@ class ChatCore(MemberRequests):
                 # The room was lost meanwhile (`room_lost`): like its members, the joiner reconnects.
                 session.close_asked()
                 actions = [Close(connection, closecodes.SERVICE_RESTART, ROOM_LOST_REASON)]
+            elif isinstance(result, UserAdded) and result.user_id in room.control.banned:
+                session.join_failed()  # (banned while the log answered: the ban reached this process first)
+                actions = [Send(connection, session.dialect.error_event(BANNED))]
             elif isinstance(result, UserAdded):
                 actions = enter(connection, session, room, result, pending.intro)
             else:
@@ -444,6 +448,8 @@ class ChatCore(MemberRequests):
                 apply_snapshot(room, result.room.presence)
             for heard in loading.presence:
                 apply_heard(room, heard)
+            if loading.expired:
+                room.expire(loading.expired)
             for entry in loading.changes:
                 self._held.changed(entry)  # (nobody to tell yet)
             for waiter in waiters:
