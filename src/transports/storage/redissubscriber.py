@@ -160,14 +160,17 @@ class Subscriber:
                     pinged = now
                 continue
             burst: list[Heard] = []
-            for _ in range(MAX_BURST):  # (bounded: a steady stream of news is handed over in parts)
-                # push_request: a subscription's confirmation is a push reply, to be returned, not skipped
-                self._take(connection.read_response(disconnect_on_error=False, push_request=True), burst)
-                if not connection.can_read(timeout=0):
-                    break
+            try:
+                for _ in range(MAX_BURST):  # (bounded: a steady stream of news is handed over in parts)
+                    # push_request: a subscription's confirmation is a push reply, to be returned, not skipped
+                    self._take(connection.read_response(disconnect_on_error=False, push_request=True), burst)
+                    if not connection.can_read(timeout=0):
+                        break
+            finally:  # (what was read goes over even if the connection then failed: a confirmation the storage
+                # thread counted on must reach the core, or a room read after it would never be read back)
+                if burst:
+                    call(hand_over, burst)
             last_heard, pinged = time.monotonic(), 0.0
-            if burst:
-                call(hand_over, burst)
 
     def _take(self, reply: Any, burst: list[Heard]) -> None:
         if not isinstance(reply, list) or len(reply) < 3:
