@@ -121,6 +121,10 @@ class RedisModel:
         """chat:{K}:ended: the end of each room that ended (kept for a day: here, until Redis loses its data)."""
         self.published: list[LoggedTalk | PresenceHeard | LoggedChange | Expired] = []
         """Everything the scripts published, in order (for the tests that compare with the real scripts)."""
+        self.versions: dict[tuple[str, int], list[LoggedTalk]] = {}
+        """(Not Redis's: the tests' record) every version each talk had, as sent first, by room and offset."""
+        self.expired: dict[str, int] = {}
+        """(The tests' record) the first talk retention kept in each room it erased talks of."""
         self._origins = itertools.count(1)
 
     def new_origin(self) -> str:
@@ -164,6 +168,7 @@ class RedisModel:
             request.talk_id,
         )
         room.stream.append(talk)
+        self.versions[request.join_key, talk.offset] = [talk]
         del room.stream[: -self.retention]
         if request.talk_id is not None:
             room.ids[request.user_id, request.talk_id] = talk.offset
@@ -242,6 +247,7 @@ class RedisModel:
         if talk is not None:
             talk = talk.edit(change.payload, request.time) if isinstance(change, Edit) else talk.erased()
             room.stream[talk.offset - room.stream[0].offset] = talk
+            self.versions[key, talk.offset].append(talk)
         entry = LoggedChange(key, seq, room.last_offset, request.user_id, request.time, change, talk)
         if isinstance(change, End):
             self._end(key, entry)
@@ -261,7 +267,7 @@ class RedisModel:
                     dropped = room.stream.pop(0)
                     if dropped.talk_id is not None:
                         room.ids.pop((dropped.user_id, dropped.talk_id), None)
-                room.first = room.stream[0].offset
+                room.first = self.expired[key] = room.stream[0].offset
                 self._publish(key, Expired(key, room.first))
 
     def fill(self, fill: Fill) -> list[LogResult]:
@@ -465,9 +471,10 @@ class ModelBroker:
         return self.redis.load(request, self.origin)
 
     def disconnect(self) -> None:
-        """The subscriber's connection dropped: what it had not read is gone."""
+        """The subscriber's connection dropped: what it had not read is gone. (A subscription's confirmation is read
+        before the room is, and handed over even if the connection fails right after: it stays.)"""
         self.connected = False
-        self.inbox.clear()
+        self.inbox = deque(heard for heard in self.inbox if heard == Heard(heard.join_key))
 
     def reconnect(self) -> bool:
         """Connect again and subscribe to every channel again (confirmations follow); True if the epoch changed."""
