@@ -24,7 +24,8 @@ from .actions import (
     Send,
     Subscribe,
 )
-from .changes import ENDED_REASON, REMOVED_REASON
+from .changes import ENDED_REASON
+from .control import BANNED
 from .entering import enter
 from .errors import DriverError, ProtocolError
 from .holdings import MAX_JOIN_KEY_ATTEMPTS, Holdings, deliver
@@ -414,18 +415,16 @@ class ChatCore(MemberRequests):
             elif room.ended and not isinstance(result, UserAdded):  # (ended meanwhile)
                 session.join_failed()
                 actions = [Send(connection, session.dialect.error_event(NOT_FOUND_ERROR))]
-            elif isinstance(result, UserAdded) and (
-                room.ended or result.user_id in room.control.banned or self._rooms.get(room.join_key) is not room
-            ):
-                # Meanwhile the room ended, or the user was banned (by another process), or the room was lost
-                # (`room_lost`): like the room's members, the joiner is closed.
+            elif isinstance(result, UserAdded) and (room.ended or self._rooms.get(room.join_key) is not room):
+                # Meanwhile the room ended, or was lost (`room_lost`): like its members, the joiner is closed.
                 code, reason = (
-                    (closecodes.ENDED, ENDED_REASON) if room.ended
-                    else (closecodes.REMOVED, REMOVED_REASON) if result.user_id in room.control.banned
-                    else (closecodes.SERVICE_RESTART, ROOM_LOST_REASON)
+                    (closecodes.ENDED, ENDED_REASON) if room.ended else (closecodes.SERVICE_RESTART, ROOM_LOST_REASON)
                 )
                 closed = self._close(connection, code, reason)
                 actions = [] if closed is None else [closed]
+            elif isinstance(result, UserAdded) and result.user_id in room.control.banned:
+                session.join_failed()  # (banned while the log answered: the ban reached this process first)
+                actions = [Send(connection, session.dialect.error_event(BANNED))]
             elif isinstance(result, UserAdded):
                 actions = enter(connection, session, room, result, pending.intro)
             else:
@@ -460,6 +459,8 @@ class ChatCore(MemberRequests):
                 apply_snapshot(room, result.room.presence)
             for heard in loading.presence:
                 apply_heard(room, heard)
+            if loading.expired:
+                room.expire(loading.expired)
             for entry in loading.changes:
                 actions.extend(self._held.changed(entry))  # (nobody to tell yet; an end lets the room go)
         if room is not None and not room.ended:

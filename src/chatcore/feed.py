@@ -88,8 +88,9 @@ class RoomFeed:
         if watch is None:
             self._rooms[join_key] = _Watch()
             return []
-        if watch.filling is not None:
-            watch.again = True  # that fill may have read the log before the talks this subscription missed
+        if watch.filling is not None or watch.seen is None:
+            # That fill, or the read not answered yet, may have read the log before what this subscription missed.
+            watch.again = True
             return []
         return self._fill(join_key, watch, force=True)
 
@@ -99,7 +100,10 @@ class RoomFeed:
         if watch.seen is None or watch.seen < last_offset:
             watch.seen = last_offset
         watch.ahead = {offset for offset in watch.ahead if offset > watch.seen}
-        return self._fill(join_key, watch)
+        fills = self._fill(join_key, watch, force=watch.again)
+        if fills:
+            watch.again = False
+        return fills
 
     def heard(self, talk: LoggedTalk) -> list[Fill]:
         """A talk arrived on its room's channel (give it to the core as well): perform the fills returned."""

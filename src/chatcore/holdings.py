@@ -133,6 +133,10 @@ class Holdings:
         room = self.rooms.get(expired.join_key)
         if room is not None:
             room.expire(expired.first)
+            return
+        loading = self.loading.get(expired.join_key)
+        if loading is not None:  # (the load may have read the room before retention erased talks of it)
+            loading.expired = max(loading.expired, expired.first)
 
     def let_go(self, room: Room) -> Forget:
         """The room ended (its members are closed): no longer held, whatever is still in flight for it."""
@@ -186,9 +190,8 @@ def deliver(room: Room, arrived: LoggedTalk) -> list[Action]:
     audiences = room.audiences()
     while talk is not None:
         for dialect, members in audiences:
-            if talk.payload is None and not dialect.shows_changes:
-                continue  # (a talk deleted before it reached this process: read back from the log)
-            actions.append(Broadcast(room.join_key, members, talk.message(dialect)))
+            if talk.payload is not None or dialect.shows_changes:  # (a fill brings a talk as it is now: deleted)
+                actions.append(Broadcast(room.join_key, members, talk.message(dialect)))
         talk = room.next_due() if room.holding else None
     return actions
 

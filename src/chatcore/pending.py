@@ -123,6 +123,8 @@ class RoomLoad:
     arrived: list[LoggedTalk] | None = None
     presence: list[PresenceHeard] = field(default_factory=list)
     changes: list[LoggedChange] = field(default_factory=list)
+    expired: int = 0
+    """The first talk kept by retention, if the log said it erased talks meanwhile (0: it did not)."""
 
 
 Pending = Joining | Talking | Loading | Naming | Reading | Changing

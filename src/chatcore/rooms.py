@@ -6,7 +6,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from .actions import ConnectionId
-from .control import RoomControl
+from .control import End, RoomControl
 from .results import LoggedChange, LoggedTalk, SavedRoom
 from .wire.dialect import Dialect
 from .wire.dialects import DIALECTS
@@ -31,6 +31,7 @@ class Room:
         "_early_changes",
         "_history",
         "_history_limit",
+        "_kept_from",
         "_members",
         "_recipients",
         "control",
@@ -53,6 +54,7 @@ class Room:
         self.in_flight = 0
         self._history_limit = history_limit
         self._history: deque[LoggedTalk] | None = None  # made on the first talk: many rooms never have one
+        self._kept_from = 0  # the log erased the talks before this offset (retention): none joins the history
         self._early: dict[int, LoggedTalk] | None = None
         self._members: tuple[dict[ConnectionId, int], ...] = tuple({} for _ in DIALECTS)
         self._audiences: tuple[tuple[Dialect, tuple[ConnectionId, ...]], ...] | None = None
@@ -109,12 +111,19 @@ class Room:
         self._early_changes[entry.seq] = entry
 
     def next_change(self) -> LoggedChange | None:
-        """A held change that is now due: the next in number, and the talk it follows delivered; or None."""
+        """A held change that is now due: the next in number, and the talk it follows delivered; or None.
+
+        An end is due as soon as it is held: the log erased the room, and with it whatever changes and talks
+        before the end this process has not had (a shared log cannot read them back any more).
+        """
         early = self._early_changes
         if early is None:
             return None
         entry = early.get(self.control.seq + 1)
-        if entry is None or entry.after > self.last_offset:
+        end = next((held for held in early.values() if isinstance(held.change, End)), None)
+        if end is not None:
+            entry = end
+        elif entry is None or entry.after > self.last_offset:
             return None
         del early[entry.seq]
         if not early:
@@ -132,7 +141,8 @@ class Room:
             self._early[talk.offset] = talk
 
     def expire(self, first: int) -> None:
-        """The log erased the talks before offset ``first``: so does the room."""
+        """The log erased the talks before offset ``first``: so does the room (one delivered later, too)."""
+        self._kept_from = max(self._kept_from, first)
         history = self._history
         while history and history[0].offset < first:
             history.popleft()
@@ -183,7 +193,8 @@ class Room:
         history = self._history
         if history is None:
             history = self._history = deque(maxlen=self._history_limit)
-        history.append(talk)
+        if talk.offset >= self._kept_from:
+            history.append(talk)
         self.last_offset = talk.offset
         return talk
 

@@ -48,6 +48,14 @@ def test_a_subscription_renewed_after_a_reconnect_reads_back_what_it_may_have_mi
     assert feed.filled("k", 3, []) == [Fill("k", 3)]  # ... reads once more when it returns
 
 
+def test_a_subscription_renewed_before_the_load_answers_reads_back_after_it() -> None:
+    feed = RoomFeed()
+    assert feed.subscribed("k") == []
+    assert feed.subscribed("k") == []  # a reconnect before the load answered: the load may have read before the gap
+    assert feed.loaded("k", 3) == [Fill("k", 3)]
+    assert feed.filled("k", 3, []) == []
+
+
 def test_talks_the_log_no_longer_has_end_the_room_here() -> None:
     feed = loaded_feed(2)
     assert feed.heard(talk(9)) == [Fill("k", 2)]

@@ -46,13 +46,14 @@ from chatcore import (
     ChatCore,
     Close,
     CoreLimits,
-    LoggedTalk,
     LogLost,
     Send,
     Subscribed,
     TalkArrived,
     closecodes,
 )
+from chatcore.results import ChangeArrived
+from chatcore.wire.v2 import TEXT
 from redis_model import TTL, ModelBroker, RedisModel
 
 PROCESSES = 3
@@ -88,50 +89,60 @@ class Client:
         if self.init is None and event["type"] == "init":
             self.init = event
 
-    def check_new_events(self, stream: list[LoggedTalk]) -> None:
-        """The events since the last call are what the room's log (``stream``, from offset 1) says.
-
-        Talks are shown as one gapless run from the room's first, each once, in order (a version-2 resend
-        is answered with the talk the log has); a history answer holds the talks the log has.
+    def check_new_events(self, log: Log) -> None:
+        """The events since the last call are what the room's log says: each talk one of the versions the log had
+        of it (as sent, edited, deleted), shown as one gapless run of offsets from the room's first kept (version
+        2), or in offset order skipping only talks deleted or erased (seed); each edit and delete one the log made;
+        a history answer the talks the log had, in order.
         """
+        assert self.init is not None
+        join_key = self.init["joinKey"]
         for event in itertools.islice(self.events, self.checked, None):
             kind = event["type"]
             if kind == "talk" and not self.v2:
-                assert self.shown < len(stream), (self, event)
-                assert event["payload"] == stream[self.shown].payload, (self, event)
-                self.shown += 1
+                offset = log.offset_of(join_key, event["payload"], self.shown)
+                assert offset is not None, (self, event)
+                assert offset > self.shown, (self, event)
+                assert all(log.gone(join_key, skipped) for skipped in range(self.shown + 1, offset)), (self, event)
+                self.shown = offset
             elif kind == "talk":
                 offset = event["offset"]
                 if offset > self.shown:
-                    assert offset == self.shown + 1, (self, event)
+                    assert offset == self.shown + 1 or (self.shown == 0 and log.erased(join_key, offset - 1)), (
+                        self, event)
                     self.shown = offset
-                assert offset <= len(stream), (self, event)
-                assert _talk(event) == _logged(stream[offset - 1]), (self, event)
+                assert event in log.events(join_key, offset), (self, event)
+            elif kind == "edited":
+                shown = {**event, "type": "talk"}
+                assert any(shown.items() <= version.items() for version in log.events(join_key, event["offset"]))
+            elif kind == "deleted":  # (a change read back after retention erased its talk reads as a delete)
+                assert log.gone(join_key, event["offset"]), (self, event)
             elif kind == "history" or (kind == "error" and event["message"].startswith("could not read older")):
-                limit = self.history_limits[self.histories]  # (one answer per request, in order)
                 self.histories += 1
                 if kind == "history":
-                    earlier = [talk for talk in stream if talk.offset < event["before"]]
-                    chosen = earlier[-limit:]
-                    assert [_talk(talk) for talk in event["talks"]] == [_logged(talk) for talk in chosen], (self, event)
-                    assert event["older"] == (len(earlier) > len(chosen)), (self, event)
+                    offsets = [talk["offset"] for talk in event["talks"]]
+                    assert offsets == list(range(offsets[0], offsets[0] + len(offsets))) if offsets else True
+                    assert all(offset < event["before"] for offset in offsets), (self, event)
+                    assert all(talk in log.events(join_key, talk["offset"]) for talk in event["talks"]), (self, event)
             self.checked += 1
 
-    def talk_events(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The talks shown, once each, in order; and the talks shown again (a version-2 resend's answer)."""
-        shown: list[dict[str, Any]] = []
-        again: list[dict[str, Any]] = []
+    def view(self) -> dict[int, dict[str, Any]]:
+        """Version 2: the room's talks as this client was told they are now, by offset (a talk shown again, the
+        answer to a talk sent again, says it was stored, not what it is now)."""
+        talks: dict[int, dict[str, Any]] = {}
         for event in self.events:
-            if event["type"] == "talk":
-                if self.v2 and shown and event["offset"] <= shown[-1]["offset"]:
-                    again.append(event)
-                else:
-                    shown.append(event)
-        return shown, again
-
-    @property
-    def talks(self) -> list[str]:
-        return [event["payload"] for event in self.talk_events()[0]]
+            if event["type"] == "talk" and event["offset"] > max(talks, default=0):
+                talks[event["offset"]] = event
+            elif event["type"] == "edited" and event["offset"] in talks:
+                talks[event["offset"]] = {**talks[event["offset"]], "payload": event["payload"],
+                                          "edited": event["edited"]}
+            elif event["type"] == "deleted" and event["offset"] in talks:
+                talk = talks[event["offset"]]
+                talks[event["offset"]] = {
+                    "type": "talk", "offset": talk["offset"], "userId": talk["userId"], "time": talk["time"],
+                    "deleted": True, "payload": None, "name": None,
+                }
+        return talks
 
     def members(self) -> dict[int, str | None]:
         """Version 2: who is in the room as this client was told, with their names."""
@@ -144,6 +155,41 @@ class Client:
             elif event["type"] == "left":
                 del members[event["userId"]]
         return members
+
+
+class Log:
+    """What the model of Redis says a room's log had and has, for checking what clients were shown."""
+
+    def __init__(self, redis: RedisModel) -> None:
+        self.redis = redis
+        self.versions = redis.versions
+        self._offsets: dict[tuple[str, str], list[int]] = {}
+
+    def events(self, join_key: str, offset: int) -> list[dict[str, Any]]:
+        """The talk at ``offset`` in each version it had, as a version-2 client (text) is shown it."""
+        return [json.loads(talk.message(TEXT)) for talk in self.versions.get((join_key, offset), ())]
+
+    def offset_of(self, join_key: str, payload: str, after: int) -> int | None:
+        """The first offset after ``after`` of a talk that had this text (every text sent here is new: m<n>, or e<n>
+        for an edit; but a talk sent again once retention erased the first is stored again)."""
+        for attempt in range(2):
+            found = next((offset for offset in self._offsets.get((join_key, payload), ()) if offset > after), None)
+            if found is not None or attempt:
+                return found
+            self._offsets = {}
+            for (key, offset), versions in self.versions.items():
+                for talk in versions:
+                    if talk.payload is not None:
+                        self._offsets.setdefault((key, talk.payload), []).append(offset)
+        return None
+
+    def erased(self, join_key: str, offset: int) -> bool:
+        """Retention erased the talk at ``offset`` (0: before the first, always)."""
+        return offset < self.redis.expired.get(join_key, 1)
+
+    def gone(self, join_key: str, offset: int) -> bool:
+        """The talk at ``offset`` is not shown to a seed client joining now: deleted, or erased."""
+        return self.erased(join_key, offset) or self.versions[join_key, offset][-1].deleted
 
 
 class Process:
@@ -171,7 +217,8 @@ class Process:
                 for recipient in action.recipients:
                     self.clients[self.index, recipient].receive(json.loads(action.message))
             elif isinstance(action, Close):
-                assert action.code == closecodes.SERVICE_RESTART  # the one close here: a room that lost talks
+                # a room that lost talks, a user removed, a room ended
+                assert action.code in (closecodes.SERVICE_RESTART, closecodes.REMOVED, closecodes.ENDED), action
                 client = self.clients[self.index, action.connection]
                 client.closed_with = action.code
                 client.gone = True
@@ -195,6 +242,7 @@ class Cluster(RuleBasedStateMachine):
         self.payloads = itertools.count(1)
         self.names = itertools.count(1)
         self.data_lost = False
+        self.log = Log(self.redis)
 
     def _keys(self) -> Iterator[str]:
         for n in itertools.count(1):
@@ -303,8 +351,7 @@ class Cluster(RuleBasedStateMachine):
         client = clients[pick % len(clients)]
         client.history_limits.append(limit)
         event: dict[str, Any] = {"type": "history", "limit": limit}
-        shown = client.talk_events()[0]
-        if before and before <= (shown[-1]["offset"] if shown else 0) + 1:  # (below: talks the log has already)
+        if before and before <= client.shown + 1:  # (below: talks the log has already)
             event["before"] = before
         self._send(client, event)
 
@@ -346,6 +393,7 @@ class Cluster(RuleBasedStateMachine):
     def everything_settles(self) -> None:
         self._settle()
         self.everyone_agrees_on_who_is_here()
+        self.every_process_and_client_agrees_with_the_log()
 
     def _hear(self, process: Process) -> None:
         broker = process.broker
@@ -357,9 +405,18 @@ class Cluster(RuleBasedStateMachine):
             process.perform(process.chat.log_result(TalkArrived(heard.talk)))
         elif heard.presence is not None:
             process.perform(process.chat.log_result(heard.presence))
+        elif heard.change is not None:
+            process.perform(process.chat.log_result(ChangeArrived(heard.change)))
+        elif heard.expired is not None:
+            process.perform(process.chat.log_result(heard.expired))
         else:
             process.perform(process.chat.log_result(Subscribed(heard.join_key)))
             broker.refresh(heard.join_key)
+
+    @rule(process=st.integers(0, PROCESSES - 1))
+    def a_subscriber_is_cut(self, process: int) -> None:
+        """One process's subscriber loses its connection: what it had not read is gone (changes too)."""
+        self.processes[process].broker.disconnect()
 
     @rule(process=st.integers(0, PROCESSES - 1))
     def a_message_is_lost(self, process: int) -> None:
@@ -372,6 +429,73 @@ class Cluster(RuleBasedStateMachine):
             later.talk is not None and later.join_key == first.join_key for later in itertools.islice(inbox, 1, None)
         )):
             inbox.popleft()
+
+    # Changes of rooms
+
+    def _v2_member(self, pick: int, owner: bool = False) -> Client | None:
+        """A version-2 member; ``owner``: one of a room's owner, if there is one."""
+        clients = self.joined_v2()
+        owners = [client for client in clients if client.init is not None and client.init["userId"] == 1]
+        clients = owners if owner and owners else clients
+        return clients[pick % len(clients)] if clients else None
+
+    @precondition(lambda self: self.joined_v2())
+    @rule(pick=st.integers(0, 10**6), which=st.integers(0, 10**6), own=st.booleans())
+    def edit(self, pick: int, which: int, own: bool = True) -> None:
+        """A version-2 member edits a talk it was shown (its own, mostly: others' are refused)."""
+        client = self._v2_member(pick)
+        offset = self._shown_offset(client, which, own)
+        if client is not None and offset is not None:
+            self._send(client, {"type": "edit", "offset": offset, "payload": f"e{next(self.payloads)}"})
+
+    @precondition(lambda self: self.joined_v2())
+    @rule(pick=st.integers(0, 10**6), which=st.integers(0, 10**6), own=st.booleans())
+    def delete(self, pick: int, which: int, own: bool = True) -> None:
+        client = self._v2_member(pick)
+        offset = self._shown_offset(client, which, own)
+        if client is not None and offset is not None:
+            self._send(client, {"type": "delete", "offset": offset})
+
+    def _shown_offset(self, client: Client | None, which: int, own: bool) -> int | None:
+        if client is None or client.init is None:
+            return None
+        talks = [event for event in client.events if event["type"] == "talk"
+                 and (not own or event["userId"] == client.init["userId"])]
+        return talks[which % len(talks)]["offset"] if talks else None
+
+    @precondition(lambda self: self.joined_v2())
+    @rule(pick=st.integers(0, 10**6), kind=st.sampled_from(["role", "remove", "ban", "lock", "title"]),
+          user=st.integers(1, 6), flag=st.booleans(), owner=st.booleans())
+    def change_the_room(self, pick: int, kind: str, user: int, flag: bool, owner: bool = False) -> None:
+        """A version-2 member changes the room (the owner, a moderator, or a member who is refused)."""
+        client = self._v2_member(pick, owner)
+        if client is None or client.init is None:
+            return
+        known = max(client.init["userId"], *(member["userId"] for member in client.init["members"]))
+        user = 1 + user % (known + 1)  # (one more than it knows of: a user that may not be there)
+        event: dict[str, Any] = (
+            {"type": "role", "userId": user, "role": "moderator" if flag else "member"} if kind == "role"
+            else {"type": "remove", "userId": user, "ban": kind == "ban"} if kind in ("remove", "ban")
+            else {"type": "lock", "locked": flag} if kind == "lock"
+            else {"type": "room", "title": f"t{next(self.names)}" if flag else None}
+        )
+        self._send(client, event)
+
+    @precondition(lambda self: self.joined_v2())
+    @rule(pick=st.integers(0, 10**6), roll=st.integers(0, 5))
+    def end_a_room(self, pick: int, roll: int) -> None:
+        """A version-2 member ends its room (the owner; anyone else is refused)."""
+        client = self._v2_member(pick, owner=roll == 0)
+        if client is not None and roll <= 1:
+            self._send(client, {"type": "end"})
+
+    @rule(process=st.integers(0, PROCESSES - 1), since=st.integers(0, 100), roll=st.integers(0, 5))
+    def retention(self, process: int, since: int, roll: int) -> None:
+        """A process asks the log to erase the talks older than a time (each process's clock counts its own calls:
+        any time will do) and end the rooms quiet since."""
+        if roll == 0:
+            chat = self.processes[process]
+            chat.perform(chat.chat.expire(float(since)))
 
     @rule(ms=st.integers(0, TTL))
     def time_passes(self, ms: int) -> None:
@@ -446,7 +570,7 @@ class Cluster(RuleBasedStateMachine):
         for client in self.clients.values():
             init = client.init
             if init is not None and client.checked < len(client.events):
-                client.check_new_events(self.redis.rooms[init["joinKey"]].stream)
+                client.check_new_events(self.log)
 
     @invariant()
     def a_token_brings_its_user_back(self) -> None:
@@ -547,19 +671,39 @@ class Cluster(RuleBasedStateMachine):
         self._settle()
         self.every_client_saw_one_gapless_run_of_its_room()
         self.everyone_agrees_on_who_is_here()
-        for client in self.live():
+        self.every_process_and_client_agrees_with_the_log()
+
+    def every_process_and_client_agrees_with_the_log(self) -> None:
+        """Once settled: every process holds each of its rooms as the log has it (talks as they are now, title,
+        lock, roles, bans), and no room the log ended; every member has seen every talk of its room, a version-2
+        one each as it is now (nothing deleted readable); no member is a user banned from its room."""
+        if self.data_lost:
+            return
+        self.every_client_saw_one_gapless_run_of_its_room()
+        for process in self.processes:
+            for join_key, room in process.chat._rooms.items():
+                saved = self.redis.rooms.get(join_key)
+                assert saved is not None, (process.index, join_key, "ended, still held")
+                assert room.control == saved.control, (process.index, join_key, room.control, saved.control)
+                assert list(room.history) == saved.stream, (process.index, join_key, room.history, saved.stream)
+                for user_id in saved.control.banned:
+                    assert not room.connections_of(user_id), (process.index, join_key, user_id)
+        for client in self.joined():
             init = client.init
-            if init is not None and not self.data_lost:
-                log = [talk.payload for talk in self.redis.range(init["joinKey"], 0)]
-                assert client.talks == log, (client, log)
-
-
-def _talk(event: dict[str, Any]) -> tuple[int, str, str | None, str | None]:
-    return event["offset"], event["payload"], event["name"], event.get("id")
-
-
-def _logged(talk: LoggedTalk) -> tuple[int, str, str | None, str | None]:
-    return talk.offset, talk.payload, talk.name, talk.talk_id
+            assert init is not None
+            saved = self.redis.rooms.get(init["joinKey"])
+            assert saved is not None, (client, "a member of a room the log ended")
+            assert init["userId"] not in saved.control.banned, (client, "banned, still in")
+            shown = [talk.offset for talk in saved.stream if not talk.deleted]
+            if not client.v2:
+                assert not shown or client.shown >= shown[-1], (client, saved.stream)
+                continue
+            view = client.view()
+            first = min(view, default=None)
+            now = {talk.offset: json.loads(talk.message(TEXT)) for talk in saved.stream}
+            assert {offset: view[offset] for offset in view if offset in now} == {
+                offset: talk for offset, talk in now.items() if first is not None and offset >= first
+            }, (client, saved.stream)
 
 
 Cluster.TestCase.settings = settings(max_examples=300, stateful_step_count=80, deadline=None)
@@ -572,6 +716,8 @@ test_cluster = Cluster.TestCase
 SCHEDULE: list[tuple[int, str]] = [
     (3, "open_room"), (6, "join_room"), (25, "talk"), (4, "leave"),
     (2, "resume"), (2, "resend"), (2, "rename"), (1, "read_history"), (2, "time_passes"),
+    (3, "edit"), (2, "delete"), (6, "change_the_room"), (1, "end_a_room"), (1, "retention"),
+    (1, "a_subscriber_is_cut"),
     (2, "a_process_renews_its_presence"),
     (20, "redis_runs_requests"), (20, "answers_come_back"), (20, "a_subscriber_hears"), (4, "a_message_is_lost"),
     (3, "a_subscriber_reconnects"), (2, "everything_settles"),
@@ -600,6 +746,18 @@ def test_long_runs_of_the_cluster(seed: int, lose_data: bool) -> None:
             cluster.rename(random.randrange(10**6))
         elif name == "read_history" and cluster.joined_v2():
             cluster.read_history(random.randrange(10**6), random.randrange(13), random.randint(1, 5))
+        elif name in ("edit", "delete") and cluster.joined_v2():
+            getattr(cluster, name)(random.randrange(10**6), random.randrange(10**6), random.random() < 0.8)
+        elif name == "change_the_room" and cluster.joined_v2():
+            kind = random.choice(["role", "remove", "ban", "lock", "title"])
+            cluster.change_the_room(random.randrange(10**6), kind, random.randint(1, 6), random.random() < 0.5,
+                                    random.random() < 0.5)
+        elif name == "end_a_room" and cluster.joined_v2():
+            cluster.end_a_room(random.randrange(10**6), random.randrange(8))
+        elif name == "retention":
+            cluster.retention(process, random.randrange(60), roll=0)
+        elif name == "a_subscriber_is_cut":
+            cluster.a_subscriber_is_cut(process)
         elif name == "time_passes":
             cluster.time_passes(random.randrange(TTL // 2))
         elif name == "a_process_renews_its_presence":
@@ -627,4 +785,4 @@ def test_long_runs_of_the_cluster(seed: int, lose_data: bool) -> None:
         cluster.a_token_brings_its_user_back()
         cluster.a_talk_id_is_stored_once()
     cluster.teardown()
-    assert sum(len(room.stream) for room in cluster.redis.rooms.values()) > 100 or cluster.data_lost
+    assert len(cluster.redis.versions) > 50 or cluster.data_lost  # (talks appended: rooms end, retention erases)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chatcore import ChatCore, CoreLimits, LoggedTalk, closecodes
+from chatcore import ChatCore, CoreLimits, LoggedTalk, SessionState, closecodes
 from chatcore.actions import Moderate
 from chatcore.control import OWNER, Delete, Edit, End, Lock, Remove, RoomControl, SetRole, TalkFacts, Title, judge
 from chatcore.results import ChangeArrived, Changed, LoggedChange, TalkArrived
@@ -383,7 +383,7 @@ def test_the_memory_log_never_forgets_the_owners_token_nor_a_banned_one(clock: F
     assert net.join(6, joinKey=room, token=owner["token"])["role"] == "owner"
 
 
-def test_a_join_the_log_took_before_a_ban_made_elsewhere_is_closed_with_4403(clock: FakeClock) -> None:
+def test_a_join_the_log_took_before_a_ban_made_elsewhere_is_refused_as_the_log_would(clock: FakeClock) -> None:
     from corekit import StoredChat
 
     net = Net(StoredChat(clock=clock, new_join_key=keys().__next__))
@@ -395,8 +395,9 @@ def test_a_join_the_log_took_before_a_ban_made_elsewhere_is_closed_with_4403(clo
     ban = LoggedChange(room, 1, 0, 1, clock.now, Remove(student["userId"], ban=True))
     net.do(net.core.log_result(ChangeArrived(ban)))  # judged by the log after the join: told first
     net.answer()
-    assert net.closed == {3: closecodes.REMOVED}
-    assert net.take(3) == []
+    assert net.closed == {}
+    assert net.take(3)[0]["message"] == "you were removed from this chat"
+    assert net.core.state_of(3) is SessionState.LOBBY
 
 
 def test_a_change_refused_for_its_rate_says_which_request(clock: FakeClock) -> None:

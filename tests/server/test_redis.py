@@ -671,3 +671,56 @@ def test_a_drain_waits_for_redis_to_answer_about_a_message_it_may_have(redis: Re
         shown = talker.recv(timeout=10)
         assert (shown["type"], shown["id"]) == ("talk", "w")  # before the close: the drain waited for Redis
         assert close_code_of(talker, timeout=10) == 1012
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_teacher_controls_a_room_shared_by_two_processes(redis: RedisServer, transport: str) -> None:
+    """Edits, deletes, a lock, a ban and an end made on one process take effect on the other, erased in Redis."""
+    with ExitStack() as stack:
+        a, b = start(stack, redis, transport), start(stack, redis, transport)
+        ada = stack.enter_context(V2Client(url(a)))
+        first = ada.join(name="Ada")
+        room = first["joinKey"]
+        bob = stack.enter_context(V2Client(url(b)))
+        bob_token = bob.join(room, name="Bob")["token"]
+        ada.wait_for("joined", userId=2)
+        ada.send({"type": "talk", "payload": "a typo here", "id": "a-1"})
+        bob.wait_for("talk", offset=1)
+        bob.send({"type": "talk", "payload": "a distinctive secret", "id": "b-1"})
+        ada.wait_for("talk", offset=2)
+        ada.send({"type": "edit", "offset": 1, "payload": "no typo here"})
+        edited = bob.wait_for("edited", offset=1)  # made on a, shown on b
+        assert edited["payload"] == "no typo here"
+        bob.send({"type": "delete", "offset": 2})
+        assert ada.wait_for("deleted", offset=2) == {"type": "deleted", "offset": 2, "by": 2}
+        values = b"".join(
+            repr(redis.client().dump(key)).encode() for key in redis.client().keys(f"chat:{{{room}}}:*")
+        )
+        assert b"a distinctive secret" not in values and b"a typo here" not in values  # noqa: PT018
+        with V2Client(url(b)) as joiner:  # a replay on the other process: as it is now
+            joiner.join(room, name="Cy")
+            replay = [event for event in joiner.until_quiet() if event["type"] == "talk"]
+            assert [(event["payload"], event.get("deleted", False)) for event in replay] == [
+                ("no typo here", False), (None, True)
+            ]
+
+        ada.send({"type": "lock", "locked": True})
+        assert bob.wait_for("room")["locked"] is True
+        with ChatClient(url(b)) as stranger:  # locked: a seed client without a token stays out
+            stranger.send({"type": "init", "joinKey": room})
+            assert stranger.recv()["message"] == "this chat is locked: only people who were in it can come back"
+        ada.send({"type": "remove", "userId": 2, "ban": True})
+        assert close_code_of(bob) == 4403
+        with V2Client(url(a)) as again:  # banned: its token does not get back in, on any process
+            again.send({"type": "init", "v": 2, "render": "text", "joinKey": room, "token": bob_token})
+            assert again.recv()["message"] == "you were removed from this chat"
+
+        watcher = stack.enter_context(V2Client(url(b)))
+        watcher.join(room, token=first["token"])  # Ada again, on b (a token of the room gets past the lock)
+        ada.send({"type": "end"})
+        assert close_code_of(ada) == close_code_of(watcher) == 4410
+        with ChatClient(url(b)) as late:
+            late.send({"type": "init", "joinKey": room})
+            assert late.recv()["message"] == "chat not found."
+        keys: Any = redis.client().keys(f"chat:{{{room}}}:*")  # (what remains names no one and holds no text)
+        assert sorted(key.split(b":")[2] for key in keys) in ([b"ended"], [b"ended", b"sent"])

@@ -2,7 +2,11 @@
 
 It answers what `transports.storage.redisscheme`'s Lua scripts answer, and
 publishes what they publish (the real-Redis tests check the two against
-each other), and it lets a test decide when each process's requests run,
+each other): talks, presence, and changes of rooms, judged by the same rules
+(`chatcore.control`) and read back by a fill as the real log reads them
+(`redischanges.stored_change`: an edit of a talk deleted since is a delete);
+retention (`Expire`) sweeps every room at once. It lets a test decide when
+each process's requests run,
 when each subscriber hears what was published, which messages its
 connection loses, when Redis restarts (with its data or without) and what
 Redis's clock says (``now``, in ms: presence entries expire by it).
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chatcore import (
     AddUser,
@@ -42,6 +46,10 @@ from chatcore import (
     Subscribe,
     UserAdded,
 )
+from chatcore.actions import Expire, Moderate
+from chatcore.control import Delete, Edit, End, RoomControl, TalkFacts, judge, refuse_join
+from chatcore.memorylog import ENDED
+from chatcore.results import Changed, Expired, LoggedChange, Refused
 
 UNREACHABLE = "storage unreachable"
 INCONSISTENT = "storage inconsistent"
@@ -64,6 +72,18 @@ class _Room:
     """chat:{K}:ids: (user, talk id) → offset, for the last ``retention`` offsets."""
     who: dict[tuple[str, int], int] = field(default_factory=dict)
     """chat:{K}:who: (origin, user) → when it expires (ms)."""
+    control: RoomControl = field(default_factory=RoomControl)
+    """The room hash's cseq, title and locked; chat:{K}:mods and chat:{K}:bans."""
+    changes: list[LoggedChange] = field(default_factory=list)
+    """chat:{K}:changes, as made (a fill reads each edit or delete back with its talk as it is then)."""
+    first: int = 0
+    """The room hash's ``first``: the first talk retention kept (0: it erased none)."""
+
+    def kept(self, offset: int) -> LoggedTalk | None:
+        """The talk at ``offset`` as it is now, if the stream (or moved) has it."""
+        stream = self.stream
+        index = offset - stream[0].offset if stream else -1
+        return stream[index] if 0 <= index < len(stream) else None
 
 
 @dataclass(frozen=True)
@@ -76,11 +96,14 @@ class Refresh:
 
 @dataclass(frozen=True)
 class Heard:
-    """A message on a subscriber's connection: a talk, presence news, or a subscription's confirmation (neither)."""
+    """A message on a subscriber's connection: a talk, presence news, a change, retention's news, or a subscription's
+    confirmation (none of them)."""
 
     join_key: str
     talk: LoggedTalk | None = None
     presence: PresenceHeard | None = None
+    change: LoggedChange | None = None
+    expired: Expired | None = None
 
 
 class RedisModel:
@@ -94,8 +117,14 @@ class RedisModel:
         self.now = 1_000_000
         """Redis's clock (TIME), in ms."""
         self.subscribers: list[ModelBroker] = []
-        self.published: list[LoggedTalk | PresenceHeard] = []
+        self.ended: dict[str, LoggedChange] = {}
+        """chat:{K}:ended: the end of each room that ended (kept for a day: here, until Redis loses its data)."""
+        self.published: list[LoggedTalk | PresenceHeard | LoggedChange | Expired] = []
         """Everything the scripts published, in order (for the tests that compare with the real scripts)."""
+        self.versions: dict[tuple[str, int], list[LoggedTalk]] = {}
+        """(Not Redis's: the tests' record) every version each talk had, as sent first, by room and offset."""
+        self.expired: dict[str, int] = {}
+        """(The tests' record) the first talk retention kept in each room it erased talks of."""
         self._origins = itertools.count(1)
 
     def new_origin(self) -> str:
@@ -112,6 +141,9 @@ class RedisModel:
         elif room is None:
             return LogFailed(request.ticket, INCONSISTENT)
         user_id = None if request.resume_hash is None else room.tokens.get(request.resume_hash)
+        refusal = None if request.created is not None else refuse_join(room.control, user_id)
+        if refusal is not None:
+            return Refused(request.ticket, refusal)
         resumed = user_id is not None
         if user_id is None:
             room.last_user_id = user_id = room.last_user_id + 1
@@ -136,6 +168,7 @@ class RedisModel:
             request.talk_id,
         )
         room.stream.append(talk)
+        self.versions[request.join_key, talk.offset] = [talk]
         del room.stream[: -self.retention]
         if request.talk_id is not None:
             room.ids[request.user_id, request.talk_id] = talk.offset
@@ -151,7 +184,7 @@ class RedisModel:
             return Loaded(request.ticket, None)
         recent = tuple(room.stream[-request.recent:]) if request.recent else ()
         presence = self._snapshot(request.join_key, room, origin)
-        return Loaded(request.ticket, SavedRoom(request.join_key, room.last_offset, recent, presence))
+        return Loaded(request.ticket, SavedRoom(request.join_key, room.last_offset, recent, presence, room.control))
 
     def rename(self, request: Rename, origin: str) -> LogResult:
         room = self.rooms.get(request.join_key)
@@ -197,6 +230,59 @@ class RedisModel:
                 self._news(refresh.join_key, room, entry[0], entry[1], False)
         return self._snapshot(refresh.join_key, room, origin)
 
+    def moderate(self, request: Moderate) -> LogResult:
+        """`CONTROL`, `chatcore.control.judge` and `CHANGE`, in one step (the real log's compare-and-set never loses
+        here: nothing runs between them)."""
+        key, change = request.join_key, request.change
+        room = self.rooms.get(key)
+        if room is None:
+            return Refused(request.ticket, ENDED)
+        talk = room.kept(change.offset) if isinstance(change, Edit | Delete) else None
+        facts = None if talk is None else TalkFacts(talk.user_id, talk.deleted)
+        refusal = judge(room.control, request.user_id, change, talk=facts, last_user_id=room.last_user_id)
+        if refusal is not None:
+            return Refused(request.ticket, refusal)
+        seq = room.control.seq + 1
+        room.control = room.control.after(change, seq)
+        if talk is not None:
+            talk = talk.edit(change.payload, request.time) if isinstance(change, Edit) else talk.erased()
+            room.stream[talk.offset - room.stream[0].offset] = talk
+            self.versions[key, talk.offset].append(talk)
+        entry = LoggedChange(key, seq, room.last_offset, request.user_id, request.time, change, talk)
+        if isinstance(change, End):
+            self._end(key, entry)
+        else:
+            room.changes.append(entry)
+            del room.changes[: -self.retention]
+            self._publish(key, entry)
+        return Changed(request.ticket, entry)
+
+    def expire(self, before: float) -> None:
+        """The sweep (`redismoderation.sweep`) over every room: what it erases and ends is published."""
+        for key, room in sorted(self.rooms.items()):
+            if (room.stream[-1].time if room.stream else room.created) < before:
+                self._end(key, LoggedChange(key, room.control.seq + 1, room.last_offset, 0, before, End()))
+            elif room.stream and room.stream[0].time < before:
+                while room.stream[0].time < before:
+                    dropped = room.stream.pop(0)
+                    if dropped.talk_id is not None:
+                        room.ids.pop((dropped.user_id, dropped.talk_id), None)
+                room.first = self.expired[key] = room.stream[0].offset
+                self._publish(key, Expired(key, room.first))
+
+    def fill(self, fill: Fill) -> list[LogResult]:
+        """`FILL`: the talks after ``fill.after`` as they are now, the changes after ``fill.changes_after`` read back
+        from the changes stream; after the room's first talk kept, if retention erased some (as the broker hands
+        them to the core)."""
+        key = fill.join_key
+        room = self.rooms.get(key)
+        if room is None:
+            end = self.ended.get(key)
+            return [Filled(key, fill.after, (), (end,) if end is not None and end.seq > fill.changes_after else ())]
+        changes = tuple(stored(room, entry) for entry in room.changes if entry.seq > fill.changes_after)
+        filled = Filled(key, fill.after, tuple(self.range(key, fill.after)), changes)
+        return [Expired(key, room.first), filled] if room.first else [filled]
+
     def range(self, join_key: str, after: int) -> list[LoggedTalk]:
         room = self.rooms.get(join_key)
         return [] if room is None else [talk for talk in room.stream if talk.offset > after]
@@ -205,6 +291,7 @@ class RedisModel:
         """Every connection drops; without its data, Redis comes back empty under a new epoch."""
         if not keep_data:
             self.rooms.clear()
+            self.ended.clear()
             self.epoch += 1
         for subscriber in self.subscribers:
             subscriber.disconnect()
@@ -224,14 +311,36 @@ class RedisModel:
         room.pseq += 1
         self._publish(join_key, PresenceHeard(join_key, room.pseq, origin, user_id, here, room.names.get(user_id)))
 
-    def _publish(self, join_key: str, message: LoggedTalk | PresenceHeard) -> None:
+    def _end(self, join_key: str, entry: LoggedChange) -> None:
+        """Every key of the room goes; its end stays for a while, and is published."""
+        del self.rooms[join_key]
+        self.ended[join_key] = entry
+        self._publish(join_key, entry)
+
+    def _publish(self, join_key: str, message: LoggedTalk | PresenceHeard | LoggedChange | Expired) -> None:
         self.published.append(message)
         for subscriber in self.subscribers:
             if subscriber.connected and join_key in subscriber.channels:
                 if isinstance(message, LoggedTalk):
                     subscriber.inbox.append(Heard(join_key, talk=message))
+                elif isinstance(message, LoggedChange):
+                    subscriber.inbox.append(Heard(join_key, change=message))
+                elif isinstance(message, Expired):
+                    subscriber.inbox.append(Heard(join_key, expired=message))
                 elif message.origin != subscriber.origin:  # (a process drops its own news)
                     subscriber.inbox.append(Heard(join_key, presence=message))
+
+
+def stored(room: _Room, entry: LoggedChange) -> LoggedChange:
+    """A change as a fill reads it back: an edit or a delete with its talk as it is now (an edit of a talk deleted
+    since, or no longer kept, is a delete: its text is gone)."""
+    change = entry.change
+    if not isinstance(change, Edit | Delete):
+        return entry
+    talk = room.kept(change.offset)
+    if isinstance(change, Edit) and talk is not None and talk.payload is not None:
+        return replace(entry, change=Edit(change.offset, talk.payload), talk=talk)
+    return replace(entry, change=Delete(change.offset), talk=talk)
 
 
 class ModelBroker:
@@ -244,8 +353,8 @@ class ModelBroker:
         redis.subscribers.append(self)
         self.queue: deque[tuple[str, object]] = deque()
         """Work asked and not run yet: ("subscribe" | "unsubscribe", key), ("request", LogRequest), ("fill", Fill),
-        ("presence", Presence), ("refresh", Refresh)."""
-        self.results: deque[LogResult | Filled | PresenceSnapshot] = deque()
+        ("presence", Presence), ("refresh", Refresh), ("expire", Expire)."""
+        self.results: deque[LogResult] = deque()
         """Answers not handed back yet, in order."""
         self.inbox: deque[Heard] = deque()
         self.channels: set[str] = set()
@@ -268,6 +377,8 @@ class ModelBroker:
             self.fill(action)
         elif isinstance(action, Presence):
             self.presence(action)
+        elif isinstance(action, Expire):
+            self.queue.append(("expire", action))
         else:
             self.request(action)
 
@@ -322,7 +433,11 @@ class ModelBroker:
             self.channels.discard(item)
         elif kind == "fill":
             assert isinstance(item, Fill)
-            self.results.append(Filled(item.join_key, item.after, tuple(self.redis.range(item.join_key, item.after))))
+            self.results.extend(self.redis.fill(item))
+        elif kind == "expire":
+            assert isinstance(item, Expire)
+            if self.redis.up:  # (else the sweep fails, and the next one does its work)
+                self.redis.expire(item.before)
         elif kind == "presence":
             assert isinstance(item, Presence)
             if self.redis.up:
@@ -333,7 +448,7 @@ class ModelBroker:
             if snapshot is not None:
                 self.results.append(snapshot)
         else:
-            assert isinstance(item, AddUser | Append | Load | Rename | History)
+            assert isinstance(item, AddUser | Append | Load | Rename | History | Moderate)
             self.results.append(self._run(item))
 
     def _run(self, request: LogRequest) -> LogResult:
@@ -351,12 +466,15 @@ class ModelBroker:
             return self.redis.rename(request, self.origin)
         if isinstance(request, History):
             return self.redis.history(request)
+        if isinstance(request, Moderate):
+            return self.redis.moderate(request)
         return self.redis.load(request, self.origin)
 
     def disconnect(self) -> None:
-        """The subscriber's connection dropped: what it had not read is gone."""
+        """The subscriber's connection dropped: what it had not read is gone. (A subscription's confirmation is read
+        before the room is, and handed over even if the connection fails right after: it stays.)"""
         self.connected = False
-        self.inbox.clear()
+        self.inbox = deque(heard for heard in self.inbox if heard == Heard(heard.join_key))
 
     def reconnect(self) -> bool:
         """Connect again and subscribe to every channel again (confirmations follow); True if the epoch changed."""

@@ -78,7 +78,7 @@ def kinds(alias: Any) -> set[type]:
 
 
 def test_the_scripts_hold_every_kind_of_log_action() -> None:
-    assert {type(action) for action in SCRIPT + CONTROL_SCRIPT} == kinds(LogAction)
+    assert {type(action) for action in [*SCRIPT, *STEPPED_SCRIPT, *CONTROL_SCRIPT]} == kinds(LogAction)
 
 
 class Backend(Protocol):
@@ -87,8 +87,9 @@ class Backend(Protocol):
     async def flush(self) -> None: ...
 
 
-async def results_of(backend: Backend, steps: Sequence[Sequence[LogAction]]) -> list[LogResult]:
-    """Everything the backend delivers for the script's steps, each submitted once the one before is answered.
+async def results_of(backend: Backend, steps: Sequence[Sequence[LogAction]], news: int = 0) -> list[LogResult]:
+    """Everything the backend delivers for the script's steps, each submitted once the one before is answered
+    (and its retention sweep done), and ``news`` pieces of retention's news.
 
     (A backend may answer a batch's reads after all of its writes: a step's reads come after its writes.)
     """
@@ -101,9 +102,14 @@ async def results_of(backend: Backend, steps: Sequence[Sequence[LogAction]]) -> 
                 backend.submit(action)
             asked += sum(isinstance(action, LogRequest | Fill) for action in step)
             with anyio.fail_after(10):
-                while sum(isinstance(result, ANSWERS) for result in results) < asked:
+                while sum(isinstance(result, ANSWERS) for result in results) < asked or getattr(
+                    backend, "sweeping", False
+                ):  # (Redis sweeps for retention on a thread of its own)
                     await backend.flush()
                     await anyio.sleep(0.01)
+        with anyio.fail_after(10):
+            while sum(_retention(result) for result in results) < news:  # noqa: ASYNC110 (heard on channels)
+                await anyio.sleep(0.01)
         tasks.cancel_scope.cancel()
     return results
 
@@ -161,10 +167,187 @@ async def test_the_redis_backend_answers_the_script(tmp_path: Path) -> None:
             broker.log.close()
 
 
-# Room control: the same script through every backend (one test, parametrized by backend).
+# Changes of rooms and retention: the same answers, and the same news of what retention erased
+
+OWNER, MOD, BO = "o" * 64, "m" * 64, "b" * 64
+CONTROL_SCRIPT: list[LogAction] = [
+    Subscribe("c"), Subscribe("d"), Subscribe("e"),
+    AddUser(1, "c", 5.0, token_hash=OWNER, name="Owner"),
+    AddUser(2, "c", None, token_hash=MOD, name="Mo"),
+    AddUser(3, "c", None, token_hash=BO, name="Bo"),
+    Append(4, "c", 1, 6.0, "first", "Owner", "t1"),
+    Append(5, "c", 2, 7.0, "second", "Mo", "t2"),
+    Append(6, "c", 3, 8.0, "a distinctive secret", "Bo", "t3"),
+    Moderate(7, "c", 2, 9.0, Edit(1, "not mine")),
+    Moderate(8, "c", 1, 9.5, Edit(1, "first, edited")),
+    Moderate(9, "c", 2, 10.0, Lock(True)),
+    Moderate(10, "c", 1, 10.5, SetRole(2, True)),
+    Moderate(11, "c", 2, 11.0, Delete(3)),
+    Moderate(12, "c", 2, 11.5, Delete(3)),
+    Moderate(13, "c", 2, 12.0, Edit(9, "nothing there")),
+    Moderate(14, "c", 2, 12.5, Title("Math 7B")),
+    Moderate(15, "c", 2, 13.0, Lock(True)),
+    AddUser(16, "c", None, token_hash="n" * 64),
+    AddUser(17, "c", None, resume_hash=BO),
+    Moderate(18, "c", 2, 13.5, Remove(1)),
+    Moderate(19, "c", 2, 14.0, Remove(3, ban=True)),
+    AddUser(20, "c", None, resume_hash=BO),
+    Moderate(21, "c", 1, 14.5, SetRole(3, True)),
+    Moderate(22, "c", 1, 14.6, SetRole(5, True)),
+    Append(23, "c", 1, 15.0, "first", "Owner", "t1"),
+    Append(24, "c", 3, 15.5, "a distinctive secret", "Bo", "t3"),
+    Load(25, "c", 10),
+    History(26, "c", 4, 2),
+    Fill("c", 1),
+    Moderate(27, "c", 2, 16.0, End()),
+    AddUser(28, "d", 8.3),  # (times grow as the talks are appended, as the server's clock does: SQLite relies on it)
+    Append(29, "d", 1, 8.5, "old"),
+    Append(30, "d", 1, 50.0, "new"),
+    AddUser(31, "e", 8.6),
+    Append(39, "c", 1, 9.0, "fourth", "Owner", None),
+    Expire(8.7),
+    Load(32, "e", 5),
+    History(33, "c", 10, 10),
+    Load(34, "d", 5),
+    Moderate(35, "c", 1, 17.0, End()),
+    Load(36, "c", 5),
+    AddUser(37, "c", None),
+    Moderate(38, "c", 1, 18.0, Title(None)),
+]
+FIRST_EDITED = LoggedTalk("c", 1, 1, 6.0, "first, edited", "Owner", "t1", 9.5)
+C2 = LoggedTalk("c", 2, 2, 7.0, "second", "Mo", "t2")
+C3_DELETED = LoggedTalk("c", 3, 3, 8.0, None, None, "t3")
+C4 = LoggedTalk("c", 4, 1, 9.0, "fourth", "Owner", None)
+CONTROL_EXPECTED: list[Any] = [
+    UserAdded(1, 1, False, "Owner"),
+    UserAdded(2, 2, False, "Mo"),
+    UserAdded(3, 3, False, "Bo"),
+    Appended(4, LoggedTalk("c", 1, 1, 6.0, "first", "Owner", "t1")),
+    Appended(5, C2),
+    Appended(6, LoggedTalk("c", 3, 3, 8.0, "a distinctive secret", "Bo", "t3")),
+    Refused(7, "you can only edit your own messages"),
+    Changed(8, LoggedChange("c", 1, 3, 1, 9.5, Edit(1, "first, edited"), FIRST_EDITED)),
+    Refused(9, "only the chat's owner and moderators can lock or unlock it"),
+    Changed(10, LoggedChange("c", 2, 3, 1, 10.5, SetRole(2, True))),
+    Changed(11, LoggedChange("c", 3, 3, 2, 11.0, Delete(3), C3_DELETED)),
+    Refused(12, "that message was deleted"),
+    Refused(13, "no such message in this chat"),
+    Changed(14, LoggedChange("c", 4, 3, 2, 12.5, Title("Math 7B"))),
+    Changed(15, LoggedChange("c", 5, 3, 2, 13.0, Lock(True))),
+    Refused(16, LOCKED),
+    UserAdded(17, 3, True, "Bo"),
+    Refused(18, "the owner cannot be removed"),
+    Changed(19, LoggedChange("c", 6, 3, 2, 14.0, Remove(3, ban=True))),
+    Refused(20, BANNED),
+    Refused(21, "that user is banned from this chat"),
+    Refused(22, "no such user in this chat"),
+    Appended(23, FIRST_EDITED, duplicate=True),
+    Appended(24, C3_DELETED, duplicate=True),
+    ("loaded", 25, 3, (FIRST_EDITED, C2, C3_DELETED),
+     RoomControl("Math 7B", True, frozenset({2}), frozenset({3}), 6)),
+    HistoryRead(26, (C2, C3_DELETED), True),
+    ("filled", "c", 1, (C2, C3_DELETED)),
+    Refused(27, "only the chat's owner can end it"),
+    UserAdded(28, 1, False, None),
+    Appended(29, LoggedTalk("d", 1, 1, 8.5, "old")),
+    Appended(30, LoggedTalk("d", 2, 1, 50.0, "new")),
+    UserAdded(31, 1, False, None),
+    Appended(39, C4),
+    # Expire(8.7): c keeps its talks from 9.0 on, d from 50.0 on; e, quiet since 8.6, ends
+    Loaded(32, None),
+    HistoryRead(33, (C4,), False),
+    ("loaded", 34, 2, (LoggedTalk("d", 2, 1, 50.0, "new"),), RoomControl()),
+    Changed(35, LoggedChange("c", 7, 4, 1, 17.0, End())),
+    Loaded(36, None),
+    LogFailed(37, "storage inconsistent"),
+    Refused(38, ENDED),
+]
+RETENTION_NEWS = [Expired("c", 4), Expired("d", 2), ChangeArrived(LoggedChange("e", 1, 0, 0, 8.7, End()))]
+CONTROL_ANSWERS = (UserAdded, Appended, Loaded, HistoryRead, Filled, Changed, Refused, LogFailed)
+
+
+async def control_answers_of(
+    backend: Backend, settled: Callable[[], bool] = lambda: True
+) -> tuple[list[Any], list[Any]]:
+    """The backend's answers to the control script in a form the backends share, and its news of retention.
+
+    ``settled``: whether the backend is done with what it was given (a sweep in Redis takes its own time); the
+    actions after an `Expire` go once it is.
+    """
+    results: list[LogResult] = []
+    expiring = next(n for n, action in enumerate(CONTROL_SCRIPT) if isinstance(action, Expire)) + 1
+    asked = 0
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(backend.run, results.append)
+        with anyio.fail_after(10):
+            for part in (CONTROL_SCRIPT[:expiring], CONTROL_SCRIPT[expiring:]):
+                for action in part:
+                    backend.submit(action)
+                asked += sum(isinstance(action, LogRequest | Fill) for action in part)
+                while not settled() or sum(isinstance(result, CONTROL_ANSWERS) for result in results) < asked:
+                    await backend.flush()
+                    await anyio.sleep(0.01)
+            while sum(_retention(result) for result in results) < len(RETENTION_NEWS):  # noqa: ASYNC110 (a thread's news)
+                await anyio.sleep(0.01)
+        tasks.cancel_scope.cancel()
+    shared: list[Any] = []
+    for result in results:
+        if isinstance(result, Loaded) and result.room is not None:
+            room = result.room
+            shared.append(("loaded", result.ticket, room.last_offset, room.talks, room.control))
+        elif isinstance(result, Filled):
+            shared.append(("filled", result.join_key, result.after, result.talks))
+        elif isinstance(result, CONTROL_ANSWERS):
+            shared.append(result)
+    return shared, [result for result in results if _retention(result)]
+
+
+def _retention(result: LogResult) -> bool:
+    """News of retention: talks erased, or a room ended by the log (not a user)."""
+    return isinstance(result, Expired) or (isinstance(result, ChangeArrived) and result.entry.by == 0)
+
+
+@pytest.mark.trio
+async def test_the_memory_backend_answers_the_control_script() -> None:
+    answers, news = await control_answers_of(MemoryBackend(CoreLimits()))
+    assert answers == CONTROL_EXPECTED
+    assert news == RETENTION_NEWS
+
+
+@pytest.mark.trio
+async def test_the_sqlite_backend_answers_the_control_script(tmp_path: Path) -> None:
+    database = Database.open(tmp_path / "chat.db")
+    try:
+        answers, news = await control_answers_of(LogWorker(database))
+    finally:
+        database.close()
+    assert answers == CONTROL_EXPECTED
+    assert news == RETENTION_NEWS
+
+
+@pytest.mark.trio
+async def test_the_redis_backend_answers_the_control_script(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as redis:
+        broker = RedisBroker(RedisSettings(redis.url))
+        await anyio.to_thread.run_sync(broker.log.open)
+        try:
+            answers, news = await control_answers_of(broker, lambda: not broker.sweeping)
+            assert answers == CONTROL_EXPECTED
+            assert sorted(news, key=repr) == sorted(RETENTION_NEWS, key=repr)  # (heard on three channels)
+            keys = sorted(key.decode() if isinstance(key, bytes) else key for key in redis.client().keys("chat:*"))
+            assert keys == [  # (ended: a day's record of the end)
+                "chat:epoch", "chat:{c}:ended", "chat:{d}:moved", "chat:{d}:room",
+                f"chat:{{d}}:sent:{broker.log.origin}", "chat:{d}:talks", "chat:{e}:ended",
+            ]
+        finally:
+            broker.log.close()
+
+
+# Room control in steps: each step submitted once the one before it is answered (SQLite reads after a batch's
+# writes), through every backend.
 
 MO = "m" * 64  # the token hash of Mo, whom the owner bans
-CONTROL_STEPS: list[list[LogAction]] = [[
+STEPPED_STEPS: list[list[LogAction]] = [[
     Subscribe("c"),
     AddUser(1, "c", 10.0, token_hash="o" * 64, name="Owner"),
     AddUser(2, "c", None, token_hash=MO, name="Mo"),
@@ -198,6 +381,7 @@ CONTROL_STEPS: list[list[LogAction]] = [[
     Append(27, "d", 1, 26.0, "new"),
     Append(28, "c", 4, 27.0, "fourth"),
     Expire(25.0),
+], [
     Load(29, "c", 10),
     History(30, "d", 3, 10),
     Moderate(31, "d", 1, 31.0, Edit(1, "x")),  # erased by retention
@@ -207,13 +391,13 @@ CONTROL_STEPS: list[list[LogAction]] = [[
     Load(34, "d", 10),
     Load(35, "e", 10),
 ]]
-CONTROL_SCRIPT = [action for step in CONTROL_STEPS for action in step]
+STEPPED_SCRIPT = [action for step in STEPPED_STEPS for action in step]
 EDITED = LoggedTalk("c", 2, 2, 12.0, "second, edited", "Mo", None, 14.0)
 ERASED = LoggedTalk("c", 1, 1, 11.0, None, None, "t1")
 THIRD = LoggedTalk("c", 3, 3, 13.0, "third")
 FOURTH = LoggedTalk("c", 4, 4, 27.0, "fourth")
 NEW = LoggedTalk("d", 2, 1, 26.0, "new")
-CONTROL = RoomControl("Math 7B", False, frozenset({3}), frozenset({2}), 7)
+STEPPED_CONTROL = RoomControl("Math 7B", False, frozenset({3}), frozenset({2}), 7)
 
 
 def changed(ticket: int, join_key: str, seq: int, after: int, by: int, time: float, change: Any,
@@ -221,7 +405,7 @@ def changed(ticket: int, join_key: str, seq: int, after: int, by: int, time: flo
     return Changed(ticket, LoggedChange(join_key, seq, after, by, time, change, talk))
 
 
-CONTROL_EXPECTED: list[Any] = [
+STEPPED_EXPECTED: list[Any] = [
     UserAdded(1, 1, False, "Owner"),
     UserAdded(2, 2, False, "Mo"),
     UserAdded(3, 3),
@@ -243,7 +427,7 @@ CONTROL_EXPECTED: list[Any] = [
     Refused(19, BANNED),
     changed(20, "c", 7, 3, 3, 18.0, Lock(False)),
     UserAdded(21, 4),
-    ("loaded", 22, 3, (ERASED, EDITED, THIRD), CONTROL),
+    ("loaded", 22, 3, (ERASED, EDITED, THIRD), STEPPED_CONTROL),
     HistoryRead(23, (ERASED, EDITED), False),
     UserAdded(24, 1),
     Appended(25, LoggedTalk("d", 1, 1, 21.0, "old")),
@@ -253,7 +437,7 @@ CONTROL_EXPECTED: list[Any] = [
     Expired("c", 4),
     Expired("d", 2),
     ChangeArrived(LoggedChange("e", 1, 0, 0, 25.0, End())),
-    ("loaded", 29, 4, (FOURTH,), CONTROL),
+    ("loaded", 29, 4, (FOURTH,), STEPPED_CONTROL),
     HistoryRead(30, (NEW,), False),
     Refused(31, "no such message in this chat"),
     changed(32, "d", 1, 2, 1, 31.0, End()),
@@ -263,10 +447,13 @@ CONTROL_EXPECTED: list[Any] = [
 ]
 
 
-def shared_control(results: list[LogResult]) -> list[Any]:
-    """The control script's answers and news, in a form the backends share."""
+def shared_stepped(results: list[LogResult]) -> list[Any]:
+    """The script's answers and retention's news, in a form the backends share (Redis also tells a process its own
+    changes again, on the rooms' channels: `_retention` keeps only the log's own news)."""
     shared: list[Any] = []
     for result in results:
+        if isinstance(result, Expired | ChangeArrived) and not _retention(result):
+            continue
         if isinstance(result, Loaded):
             room = result.room
             shared.append(("loaded", result.ticket, None) if room is None else
@@ -297,11 +484,14 @@ async def backend_named(name: str, tmp_path: Path) -> AsyncIterator[Backend]:
                 broker.log.close()
 
 
-@pytest.mark.parametrize("name", [
-    "memory", "sqlite", pytest.param("redis", marks=pytest.mark.skip(reason="room control in Redis: not yet")),
-])
+@pytest.mark.parametrize("name", ["memory", "sqlite", "redis"])
 @pytest.mark.trio
-async def test_the_backends_answer_the_control_script(name: str, tmp_path: Path) -> None:
+async def test_the_backends_answer_the_script_in_steps(name: str, tmp_path: Path) -> None:
     async with backend_named(name, tmp_path) as backend:
-        results = await results_of(backend, CONTROL_STEPS)
-    assert shared_control(results) == CONTROL_EXPECTED
+        results = await results_of(backend, STEPPED_STEPS, news=sum(map(_retention, STEPPED_EXPECTED)))
+    shared = shared_stepped(results)
+    news = [result for result in shared if _retention(result)]  # (a shared log tells them in any order)
+    assert [result for result in shared if not _retention(result)] == [
+        result for result in STEPPED_EXPECTED if not _retention(result)
+    ]
+    assert sorted(news, key=repr) == sorted((result for result in STEPPED_EXPECTED if _retention(result)), key=repr)

@@ -50,6 +50,7 @@ from transports.storage.redisscheme import (
     channel,
     ids_key,
     join_key_of,
+    moved_key,
     published,
     room_key,
     sent_key,
@@ -131,8 +132,8 @@ class Listener:
             message = self._pubsub.get_message(timeout=1)
             confirmed += message is not None and message["type"] == "subscribe"
 
-    def heard(self) -> list[LoggedTalk | PresenceHeard]:
-        messages: list[LoggedTalk | PresenceHeard] = []
+    def heard(self) -> list[Any]:
+        messages: list[Any] = []
         while (message := self._pubsub.get_message(timeout=0.2)) is not None:
             if message["type"] == "message":
                 messages.append(published(join_key_of(message["channel"]), message["data"]))
@@ -342,8 +343,8 @@ def test_a_talk_asked_again_is_answered_as_the_first_time_and_a_late_copy_stores
 
     def append(origin: str, number: int, floor: int, payload: str, talk_id: str = "") -> Any:
         return client.evalsha(
-            SCRIPTS["append"][1], 4, room_key("k"), talks_key("k"), ids_key("k"), sent_key("k", origin), channel("k"),
-            100, 1, "2.0", payload, "", talk_id, number, floor, SENT_TTL_MS,
+            SCRIPTS["append"][1], 5, room_key("k"), talks_key("k"), ids_key("k"), sent_key("k", origin),
+            moved_key("k"), channel("k"), 100, 1, "2.0", payload, "", talk_id, number, floor, SENT_TTL_MS,
         )
 
     assert append("o1", 1, 1, "first") == 1

@@ -20,6 +20,7 @@ from chatcore import (
     Subscribed,
     TalkArrived,
 )
+from chatcore.results import ChangeArrived, Expired, LoggedChange
 
 from ..config import MIN_TIMER_PERIOD, RedisSettings
 from .loopcall import loop_call
@@ -28,9 +29,11 @@ from .redislog import (
     Answer,
     AskAgain,
     EpochChanged,
+    FilledFrom,
     FillFailed,
     RedisLog,
     Refresh,
+    SweepDue,
     Work,
 )
 from .redissubscriber import Heard, _Subscribed
@@ -55,6 +58,7 @@ class RedisBroker:
         """Gaps in what a room's channel brought, read back from its stream (metrics)."""
         self.here: dict[str, set[int]] = {}
         """The users with a connection to each room on this process (as the core said: `Presence`)."""
+        self._sweeping = False
 
     def submit(self, action: LogAction) -> None:
         """Take one of the core's log actions."""
@@ -62,6 +66,26 @@ class RedisBroker:
             self._presence(action)
         else:
             self.worker.submit(action)
+
+    def _expire(self, due: SweepDue) -> None:
+        """Retention, once the storage thread has done what was asked before it (`SweepDue`): on a thread of its own,
+        as a sweep may take a while and the rooms' requests go on meanwhile; one at a time. What it erases comes back
+        as news on the rooms' channels."""
+        if not self._sweeping:
+            assert self._tasks is not None
+            self._sweeping = True
+            self._tasks.start_soon(self._sweep, due.before)
+
+    @property
+    def sweeping(self) -> bool:
+        """Whether a sweep (retention) of this process's is under way."""
+        return self._sweeping
+
+    async def _sweep(self, before: float) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.log.sweep, before)
+        finally:
+            self._sweeping = False
 
     def _presence(self, presence: Presence) -> None:
         users = self.here.get(presence.join_key)
@@ -121,7 +145,11 @@ class RedisBroker:
         return self._up
 
     def _answer(self, answer: Answer) -> None:
-        if isinstance(answer, Filled):
+        if isinstance(answer, FilledFrom):
+            self.gaps_filled += 1
+            self._deliver(Expired(answer.filled.join_key, answer.first))  # (heard or not: dropped here too)
+            self._deliver(answer.filled)
+        elif isinstance(answer, Filled):
             self.gaps_filled += 1
             self._deliver(answer)
         elif isinstance(answer, FillFailed):
@@ -129,6 +157,8 @@ class RedisBroker:
             self._tasks.start_soon(self._refill, answer.fill)
         elif isinstance(answer, EpochChanged):
             self._deliver(LogLost())
+        elif isinstance(answer, SweepDue):
+            self._expire(answer)
         else:
             self._deliver(answer)
 
@@ -142,7 +172,9 @@ class RedisBroker:
             try:
                 if isinstance(item, LoggedTalk):
                     self._deliver(TalkArrived(item))
-                elif isinstance(item, PresenceHeard):
+                elif isinstance(item, LoggedChange):
+                    self._deliver(ChangeArrived(item))
+                elif isinstance(item, PresenceHeard | Expired):
                     self._deliver(item)
                 elif isinstance(item, _Subscribed):
                     self._deliver(Subscribed(item.join_key))

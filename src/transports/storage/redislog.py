@@ -7,9 +7,10 @@ Three parts, each on its own thread of control:
 - `RedisLog` runs on the storage thread (`StorageWorker`): the core's requests
   in batches, one pipeline per batch, each one script (`ADD_USER`, `APPEND`,
   `LOAD`, `RENAME`, `HISTORY`; presence: `PRESENCE`, `REFRESH`); fills
-  (XRANGE); subscriptions, sent on the subscriber's connection and waited
-  for before anything after them runs; and the epoch, checked at the head of
-  every batch.
+  (`FILL`); subscriptions, sent on the subscriber's connection and waited
+  for before anything after them runs; changes of rooms (`Moderate`, in
+  their place in the batch: `redismoderation`); and the epoch, checked at the
+  head of every batch. Retention (`sweep`) runs on a thread of its own.
 - `Subscriber` has a thread and a connection of its own for the channels. It
   reconnects with backoff, subscribes again to every room still wanted
   (each confirmation makes the room's `RoomFeed` read back what it may have
@@ -42,105 +43,49 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeGuard
+from typing import Any, TypeGuard
 
 import redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from chatcore import (
-    AddUser,
-    Append,
-    Appended,
-    Fill,
-    Filled,
-    Forget,
-    History,
-    HistoryRead,
-    KeyTaken,
-    Load,
-    Loaded,
-    LogFailed,
-    LoggedTalk,
-    LogRequest,
-    LogResult,
-    NameSaved,
-    Presence,
-    PresenceSnapshot,
-    Rename,
-    SavedRoom,
-    Subscribe,
-    UserAdded,
-)
+from chatcore import AddUser, Append, Forget, Load, LogFailed, Subscribe
+from chatcore.actions import Expire, Moderate
+from chatcore.results import Changed, Refused
 
 from ..config import RedisSettings
-from .redisconnection import connection_pool, redacted
-from .redisscheme import (
-    EPOCH_KEY,
-    SCRIPTS,
-    SENT_TTL_MS,
-    channel,
-    ids_key,
-    room_key,
-    sent_key,
-    talks_key,
-    users_key,
-    who_key,
+from .redischanges import EVICT_WINDOW
+from .rediscommands import (
+    INCONSISTENT,
+    Answer,
+    AskAgain,
+    Command,
+    EpochChanged,
+    FilledFrom,
+    FillFailed,
+    Numbered,
+    Refresh,
+    Sent,
+    SweepDue,
+    Work,
+    command,
+    failure,
 )
+from .rediscommands import answer as answer_of
+from .redisconnection import connection_pool, redacted
+from .redismoderation import moderate, sweep
+from .redisscheme import EPOCH_KEY, SCRIPTS
 from .redissubscriber import Subscriber
+
+__all__ = [
+    "INCONSISTENT", "RETRY_AFTER_FAILURE", "UNREACHABLE", "Answer", "AskAgain", "EpochChanged", "FillFailed",
+    "FilledFrom", "RedisLog", "Refresh", "SweepDue", "Work",
+]
 
 logger = logging.getLogger(__name__)
 
 UNREACHABLE = "storage unreachable"
-INCONSISTENT = "storage inconsistent"
 RETRY_AFTER_FAILURE = 1.0
 """Seconds after a failed batch during which requests fail at once instead of waiting for Redis again."""
-
-
-# What goes to the storage thread besides the core's requests, and what comes back besides their results.
-
-@dataclass(frozen=True, slots=True)
-class Refresh:
-    """Renew the presence of this process's users in the room, drop what expired, and read who is in it."""
-
-    join_key: str
-    user_ids: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class AskAgain:
-    """Ask Redis again about the talks it was sent and has not answered (a batch of its own while rooms are quiet)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FillFailed:
-    """Redis could not be reached for a `Fill`: the broker asks again a little later."""
-
-    fill: Fill
-
-
-@dataclass(frozen=True, slots=True)
-class EpochChanged:
-    """Redis came back without the data it had: every room held in memory is gone from it."""
-
-
-Work: TypeAlias = LogRequest | Fill | Subscribe | Forget | Presence | Refresh | AskAgain
-Answer: TypeAlias = LogResult | FillFailed | EpochChanged
-"""(A `Fill` has its `Filled`; a `Presence` no answer; a `Refresh` its `PresenceSnapshot`, or none if it failed.)"""
-_Command: TypeAlias = LogRequest | Fill | Presence | Refresh
-"""Work done by a command in the batch's pipeline."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Numbered:
-    """A talk with the number its request has, and keeps when asked again, in the room's ``sent`` records."""
-
-    append: Append
-    number: int
-
-
-_Sent: TypeAlias = _Command | _Numbered
-"""A command in a batch's pipeline (talks numbered)."""
 _UNREAD = object()
 """The reply to a command that was sent, or may have been, and not read (the connection failed first)."""
 
@@ -159,8 +104,9 @@ class RedisLog:
         self.subscriber = Subscriber(settings, self.origin)
         self._epoch: bytes | None = None
         self._numbers = itertools.count(1)
-        self._unanswered: list[_Numbered] = []  # talks sent whose answer was not read, oldest first
+        self._unanswered: list[Numbered] = []  # talks sent whose answer was not read, oldest first
         self._failed_at = -RETRY_AFTER_FAILURE
+        self._window = EVICT_WINDOW
         self.reachable = False
         """Whether Redis answered the last batch or ping (metrics: the commands' connection)."""
 
@@ -172,6 +118,12 @@ class RedisLog:
         """At start: check that Redis answers and take its epoch (`RedisError` if it cannot be reached)."""
         self._epoch = self._take_epoch(None)
         self.reachable = True
+        try:  # (a managed Redis may not answer CONFIG: its default then)
+            setting: Any = self._client.config_get("stream-node-max-entries")
+            entries = int(setting.get("stream-node-max-entries", 0))
+        except (RedisError, ValueError):
+            entries = 0
+        self._window = entries if entries > 0 else EVICT_WINDOW
 
     def ping(self) -> None:
         """Readiness, from a worker thread of its own (the client's pool is thread-safe): `RedisError` or
@@ -197,11 +149,11 @@ class RedisLog:
         self._client.connection_pool.disconnect()  # (a pool given to a client is not closed with it)
 
     def failed(self, batch: Sequence[Work], reason: str) -> list[Answer]:
-        return [answer for work in batch if (answer := _failure(work, reason)) is not None]
+        return [answer for work in batch if (answer := failure(work, reason)) is not None]
 
     def run(self, batch: Sequence[Work]) -> list[Answer]:
         answers: list[Answer] = []
-        pending: list[_Command | LogFailed] = []
+        pending: list[Command | LogFailed] = []
         subscribing: list[str] = []
         unconfirmed: set[str] = set()
         for work in batch:
@@ -217,6 +169,10 @@ class RedisLog:
                 subscribing = []
             if isinstance(work, Forget):  # (the core no longer holds the room: stop listening to it)
                 self.subscriber.unsubscribe(work.join_key)
+            elif isinstance(work, Moderate | Expire):  # after what comes before it
+                answers.extend(self._commands(pending))
+                pending = []
+                answers.append(self._moderate(work) if isinstance(work, Moderate) else SweepDue(work.before))
             elif unconfirmed and _opens_a_room(work) and work.join_key in unconfirmed:
                 # Read now, the room could miss what is published before the subscription is in place.
                 pending.append(LogFailed(work.ticket, UNREACHABLE))
@@ -227,6 +183,41 @@ class RedisLog:
         answers.extend(self._commands(pending))
         return answers
 
+    def _moderate(self, request: Moderate) -> Changed | Refused | LogFailed:
+        """A change of a room, judged and applied now (`redismoderation.moderate`)."""
+        if time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE:
+            return LogFailed(request.ticket, UNREACHABLE)
+        retention = self.settings.retention
+        try:
+            try:
+                return moderate(self._client, request, retention, self.origin, self._window)
+            except NoScriptError:  # Redis restarted (its script cache is empty): nothing ran
+                self._load_scripts()
+                return moderate(self._client, request, retention, self.origin, self._window)
+        except ResponseError as error:
+            logger.error("Redis: %s", error)
+            return LogFailed(request.ticket, INCONSISTENT)
+        except (RedisError, OSError) as error:  # (the change may have been applied: its news says so)
+            self._failed(error)
+            return LogFailed(request.ticket, UNREACHABLE)
+
+    def sweep(self, before: float) -> None:
+        """Retention (`Expire`), on a thread of its own (the client's pool is thread-safe): what it erases and ends is
+        published, and heard by every process holding those rooms, this one included."""
+        started = time.monotonic()
+        try:
+            try:
+                swept = sweep(self._client, before, self.origin, self.settings.retention, self._window)
+            except NoScriptError:
+                self._load_scripts()
+                swept = sweep(self._client, before, self.origin, self.settings.retention, self._window)
+        except (RedisError, OSError) as error:
+            logger.warning("Redis %s: retention's sweep stopped (%s); the next one carries on", self.name, error)
+            return
+        if swept:
+            logger.info("Redis %s: retention looked at %d rooms in %.3f s", self.name, swept,
+                        time.monotonic() - started)
+
     def _subscribe(self, join_keys: list[str]) -> set[str]:
         """Subscribe; the rooms not confirmed in time (every one at once while Redis is failing)."""
         failing = time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE
@@ -236,7 +227,7 @@ class RedisLog:
                            self.name, len(unconfirmed), self.settings.timeout)
         return unconfirmed
 
-    def _commands(self, work: list[_Command | LogFailed]) -> list[Answer]:
+    def _commands(self, work: list[Command | LogFailed]) -> list[Answer]:
         """The answers to ``work`` in its order (a `LogFailed` in it is an answer already)."""
         commands = [item for item in work if not isinstance(item, LogFailed)]
         answers, results = self._results(commands)
@@ -247,26 +238,25 @@ class RedisLog:
                 answers.append(answer)
         return answers
 
-    def _results(self, work: list[_Command]) -> tuple[list[Answer], list[Answer | None]]:
+    def _results(self, work: list[Command]) -> tuple[list[Answer], list[Answer | None]]:
         """What comes before the answers (the epoch's change, answers to talks asked again), and each command's
         answer (None: it has none, or it is a talk whose answer was not read: asked again later)."""
         if not work and not self._unanswered:
             return [], []
         if time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE:
-            return [], [_failure(item, UNREACHABLE) for item in work]  # (nothing sent: the unanswered wait)
+            return [], [failure(item, UNREACHABLE) for item in work]  # (nothing sent: the unanswered wait)
         again = self._unanswered
-        sent: list[_Sent] = [*again, *(_Numbered(item, next(self._numbers)) if isinstance(item, Append) else item
+        sent: list[Sent] = [*again, *(Numbered(item, next(self._numbers)) if isinstance(item, Append) else item
                                        for item in work)]
         try:
             replies, lost = self._execute(sent)
             if lost is None and any(isinstance(reply, NoScriptError) for reply in replies):
                 # Redis restarted (its script cache is empty): none of the batch's scripts ran
-                for source, _ in SCRIPTS.values():
-                    self._client.script_load(source)
+                self._load_scripts()
                 replies, lost = self._execute(sent)
         except (RedisError, OSError) as error:  # no connection: nothing was sent
             self._failed(error)
-            return [], [_failure(item, UNREACHABLE) for item in work]
+            return [], [failure(item, UNREACHABLE) for item in work]
         first: list[Answer] = []
         if replies and replies[0] != self._epoch:
             try:
@@ -277,16 +267,16 @@ class RedisLog:
                 if known is not None:
                     first.append(EpochChanged())
         answers: list[Answer | None] = []
-        unanswered: list[_Numbered] = []
+        unanswered: list[Numbered] = []
         for index, item in enumerate(sent):
             reply = replies[index + 1] if index + 1 < len(replies) else _UNREAD
             if reply is not _UNREAD:
-                answer = self._answer(item.append if isinstance(item, _Numbered) else item, reply)
-            elif isinstance(item, _Numbered):
+                answer = answer_of(item.append if isinstance(item, Numbered) else item, reply, self.origin)
+            elif isinstance(item, Numbered):
                 unanswered.append(item)  # it may have reached Redis: only Redis can say whether it stored it
                 answer = None
             else:
-                answer = _failure(item, UNREACHABLE)
+                answer = failure(item, UNREACHABLE)
             if index >= len(again):
                 answers.append(answer)
             elif answer is not None:
@@ -305,7 +295,7 @@ class RedisLog:
         logger.warning("Redis %s: %s; requests fail until it answers%s", self.name, error or type(error).__name__,
                        waiting)
 
-    def _execute(self, sent: list[_Sent]) -> tuple[list[Any], Exception | None]:
+    def _execute(self, sent: list[Sent]) -> tuple[list[Any], Exception | None]:
         """Redis's epoch and the commands, as one pipeline on one connection: the replies read (an error reply as
         its exception), and why the rest were not (None: all were). Raises if no connection is to be had: then
         nothing was sent."""
@@ -313,8 +303,9 @@ class RedisLog:
         connection: Any = pool.get_connection()  # (Any: the library's connection classes are untyped)
         replies: list[Any] = []
         try:
-            floor = min((item.number for item in sent if isinstance(item, _Numbered)), default=0)
-            commands = [("GET", EPOCH_KEY), *(self._command(item, floor) for item in sent)]
+            floor = min((item.number for item in sent if isinstance(item, Numbered)), default=0)
+            settings, origin, ttl = self.settings, self.origin, self._ttl
+            commands = [("GET", EPOCH_KEY), *(command(item, floor, settings, origin, ttl) for item in sent)]
             connection.send_packed_command(connection.pack_commands(commands))
             for _ in commands:
                 try:
@@ -328,37 +319,6 @@ class RedisLog:
             pool.release(connection)
         return replies, None
 
-    def _command(self, item: _Sent, floor: int) -> tuple[Any, ...]:
-        """The command that does ``item``; ``floor``: the lowest number of a talk not answered yet."""
-        key = item.append.join_key if isinstance(item, _Numbered) else item.join_key
-        retention, origin, ttl = str(self.settings.retention), self.origin, self._ttl
-        if isinstance(item, _Numbered):
-            append = item.append
-            return ("EVALSHA", SCRIPTS["append"][1], 4, room_key(key), talks_key(key), ids_key(key),
-                    sent_key(key, origin), channel(key), retention, append.user_id, repr(append.time), append.payload,
-                    append.name or "", append.talk_id or "", item.number, floor, SENT_TTL_MS)
-        if isinstance(item, AddUser):
-            created = "" if item.created is None else repr(item.created)
-            return ("EVALSHA", SCRIPTS["add_user"][1], 2, room_key(key), users_key(key), created,
-                    item.token_hash or "", item.resume_hash or "", item.name or "")
-        if isinstance(item, Load):
-            return ("EVALSHA", SCRIPTS["load"][1], 4, room_key(key), who_key(key), users_key(key), talks_key(key),
-                    item.recent)
-        if isinstance(item, Presence):
-            return ("EVALSHA", SCRIPTS["presence"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
-                    origin, item.user_id, "1" if item.here else "0", ttl)
-        if isinstance(item, Refresh):
-            return ("EVALSHA", SCRIPTS["refresh"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
-                    origin, ttl, *item.user_ids)
-        if isinstance(item, Rename):
-            return ("EVALSHA", SCRIPTS["rename"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
-                    origin, item.user_id, item.name)
-        if isinstance(item, History):
-            highest = max(0, min(item.before, 2**63) - 1)  # (a stream id is at most 2**64 - 1)
-            return ("EVALSHA", SCRIPTS["history"][1], 2, room_key(key), talks_key(key), str(highest), item.limit)
-        assert isinstance(item, Fill), item  # (an Append is always numbered)
-        return ("XRANGE", talks_key(key), str(item.after + 1), "+")
-
     def _take_epoch(self, seen: bytes | None) -> bytes:
         """Redis's epoch, set now if it has none (a first start, or data lost); a change is logged loudly."""
         self._client.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
@@ -371,90 +331,13 @@ class RedisLog:
                 "with appendonly yes to keep rooms across its restarts.",
                 self.name, epoch.decode(), self._epoch.decode(),
             )
-        for source, _ in SCRIPTS.values():
-            self._client.script_load(source)
+        self._load_scripts()
         return epoch
 
-    def _answer(self, item: _Command, reply: Any) -> Answer | None:
-        """One pipeline reply as the answer the loop expects (None: the command has none)."""
-        key = item.join_key
-        if isinstance(item, Fill):
-            if isinstance(reply, Exception):
-                return FillFailed(item)
-            return Filled(key, item.after, tuple(_talk(key, entry) for entry in reply))
-        if isinstance(item, Presence | Refresh):
-            if isinstance(reply, Exception):
-                logger.error("Redis: %s", reply)
-                return None
-            if isinstance(item, Presence) or reply is None:
-                return None  # (a Refresh of a room Redis does not have)
-            seq, who = reply
-            return self.snapshot(key, seq, who)
-        if isinstance(reply, Exception):
-            logger.error("Redis: %s", reply)
-            return LogFailed(item.ticket, INCONSISTENT)
-        if isinstance(item, Append):
-            if isinstance(reply, list):
-                return Appended(item.ticket, _talk(key, reply[0]), duplicate=True)
-            if reply <= 0:  # no room; or (never for a request still waiting for its answer) refused as late
-                return LogFailed(item.ticket, INCONSISTENT)
-            return Appended(item.ticket, LoggedTalk(
-                key, int(reply), item.user_id, item.time, item.payload, item.name, item.talk_id
-            ))
-        if isinstance(item, AddUser):
-            if reply == -1:
-                return KeyTaken(item.ticket)
-            if reply == 0:
-                return LogFailed(item.ticket, INCONSISTENT)
-            user_id, resumed, name = reply
-            return UserAdded(item.ticket, int(user_id), bool(resumed), _text(name))
-        if isinstance(item, Rename):
-            return LogFailed(item.ticket, INCONSISTENT) if reply == 0 else NameSaved(item.ticket, int(reply))
-        if isinstance(item, History):
-            if reply is None:
-                return LogFailed(item.ticket, INCONSISTENT)
-            entries, older = reply
-            return HistoryRead(item.ticket, tuple(_talk(key, entry) for entry in reversed(entries)), bool(older))
-        if reply is None:
-            return Loaded(item.ticket, None)
-        last_offset, entries, seq, who = reply
-        talks = tuple(_talk(key, entry) for entry in reversed(entries))
-        return Loaded(item.ticket, SavedRoom(key, int(last_offset), talks, self.snapshot(key, seq, who)))
-
-    def snapshot(self, join_key: str, seq: Any, who: Any) -> PresenceSnapshot:
-        """A script's {pseq, {{members}, {names}}} as the core takes it: without this process's own entries."""
-        members, names = who
-        entries: list[tuple[str, int, str | None]] = []
-        for member, name in zip(members, names, strict=True):
-            origin, _, user_id = member.decode().rpartition(":")
-            if origin != self.origin:
-                entries.append((origin, int(user_id), _text(name)))
-        return PresenceSnapshot(join_key, int(seq), tuple(sorted(entries)))
-
+    def _load_scripts(self) -> None:
+        for source, _ in SCRIPTS.values():
+            self._client.script_load(source)
 
 def _opens_a_room(work: Work) -> TypeGuard[Load | AddUser]:
     """A request that reads a room the process begins to hold: the subscription asked before it must be in place."""
     return isinstance(work, Load) or (isinstance(work, AddUser) and work.created is not None)
-
-
-def _failure(work: Work, reason: str) -> Answer | None:
-    """The answer to work that could not be done (None: it has none; a missed `Presence` is renewed by `Refresh`)."""
-    if isinstance(work, AddUser | Append | Load | Rename | History):
-        return LogFailed(work.ticket, reason)
-    if isinstance(work, Fill):
-        return FillFailed(work)
-    return None
-
-
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode()
-
-
-def _talk(join_key: str, entry: Any) -> LoggedTalk:
-    entry_id, fields = entry
-    values = dict(zip(fields[::2], fields[1::2], strict=True)) if isinstance(fields, list) else fields
-    offset = int(entry_id.split(b"-", 1)[0])
-    return LoggedTalk(
-        join_key, offset, int(values[b"u"]), float(values[b"t"]), values[b"p"].decode(), _text(values.get(b"n")),
-        _text(values.get(b"i")),
-    )

@@ -3,14 +3,27 @@
 Keys (each room's carry its join key as a hash tag, so a Redis Cluster keeps a room on one node):
 
     chat:{KEY}:room   hash: created, users (the last user id handed out), offset (the last talk's),
-                      pseq (the number of the room's latest presence news)
+                      pseq (the number of the room's latest presence news); its control state: cseq
+                      (the number of its latest change), title (if it has one), locked ("1" if locked);
+                      first (the first talk retention kept, once it erased some)
     chat:{KEY}:talks  stream: one entry per talk, id "<offset>-0", fields u (user id), t (time),
                       p (payload), n (the sender's name) and i (its talk id) when it has them;
-                      trimmed to about ``retention`` entries (XADD MAXLEN ~)
+                      trimmed to about ``retention`` entries (XADD MAXLEN ~); an edited or deleted
+                      talk leaves it, with the talks of its stream node (`redischanges`)
+    chat:{KEY}:moved  sorted set: the talks taken out of the stream, each as it is now, scored by its
+                      offset (a deleted one keeps no text and no name); with ``talks``, the room's
+                      talks; trimmed with the ids
+    chat:{KEY}:mods   set: the moderators' user ids
+    chat:{KEY}:bans   set: the user ids banned from the room (their tokens join no more)
+    chat:{KEY}:changes
+                      stream: one entry per change of the room, id "<seq>-0" (`redischanges`: no
+                      talk's text), trimmed to about ``retention`` entries: what a process that missed
+                      some reads back
+    chat:{KEY}:ended  an ended room's end, as published, for a day (every other key of the room is gone)
     chat:{KEY}:users  hash: "n:<user id>" → the user's name, "t:<token hash>" → the user id
                       (version 2: a resume token's SHA-256, never the token)
     chat:{KEY}:ids    sorted set: "<user id>:<talk id>" scored by the talk's offset, trimmed to the
-                      last ``retention`` offsets: one talk per user and id while the stream keeps it
+                      last ``retention`` offsets: one talk per user and id while the log keeps it
     chat:{KEY}:sent:<origin>
                       sorted set: the offset of each talk the process ``origin`` stored, scored by
                       its request number, kept until that process has the answer (and its latest
@@ -20,12 +33,17 @@ Keys (each room's carry its join key as a hash tag, so a Redis Cluster keeps a r
     chat:{KEY}:who    sorted set: "<origin>:<user id>" for each user with a connection to the room
                       on the process ``origin``, scored by when it expires (ms, Redis's clock): each
                       process renews its own every ttl/3 seconds, so a dead one's expire
-    chat:{KEY}:live   channel, in offset and presence order (each published by the script that
-                      makes the change):
+    chat:{KEY}:live   channel, in offset, change and presence order (each published by the script
+                      that makes it):
                       a talk     "<offset>\\n<user id>\\n<time>\\n<name>\\n<talk id>\\n<payload>"
                       presence   "P\\n<pseq>\\n<origin>\\n<user id>\\n<1|0|r>\\n<name>"
                                  (1: came, 0: left, r: renamed; an empty name or talk id is none)
+                      a change   "C\\n<seq>\\n..." and retention's "X\\n<first offset kept>" (`redischanges`)
     chat:epoch        a random value, set once: a Redis that comes back without its data has another
+    chat:sweep        retention's lock: one process at a time sweeps the rooms
+
+A room's talks are those of its last ``retention`` offsets (a stream entry further back may linger until
+XADD trims it: it is never read). Retention (`Expire`) trims them by time as well (XTRIM MINID: exactly).
 """
 
 from __future__ import annotations
@@ -33,8 +51,12 @@ from __future__ import annotations
 import hashlib
 
 from chatcore import LoggedTalk, PresenceHeard
+from chatcore.results import Expired, LoggedChange
+
+from .redischanges import AGE, CHANGE, CONTROL, END_QUIET, FILL, FIRST, TRIM, published_change
 
 EPOCH_KEY = "chat:epoch"
+SWEEP_KEY = "chat:sweep"
 SENT_TTL_MS = 24 * 3600 * 1000
 """How long a process's records of the talks it stored in a room outlive its last talk there (a process gone, or one
 that cannot reach Redis for that long, leaves nothing behind)."""
@@ -51,6 +73,13 @@ elseif redis.call('EXISTS', KEYS[1]) == 0 then
 end
 local user = false
 if ARGV[3] ~= '' then user = redis.call('HGET', KEYS[2], 't:' .. ARGV[3]) end
+if ARGV[1] == '' then  -- chatcore.control.refuse_join: a banned user's token, or a new user in a locked room
+  if user then
+    if redis.call('SISMEMBER', KEYS[3], user) == 1 then return -2 end
+  elseif redis.call('HGET', KEYS[1], 'locked') then
+    return -3
+  end
+end
 local resumed = 1
 if not user then
   resumed = 0
@@ -65,9 +94,9 @@ else
 end
 return {tonumber(user), resumed, name}
 """
-"""KEYS: room, users. ARGV: created time ('' to join an existing room), token hash to register for a new user,
+"""KEYS: room, users, bans. ARGV: created time ('' to join an existing room), token hash to register for a new user,
 token hash to resume, name (each '' for none). {user id, 1 if resumed else 0, name or nil}; -1: key taken;
-0: no room."""
+0: no room; refused (nothing done): -2, the token's user is banned; -3, the room is locked to new users."""
 
 APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -83,6 +112,8 @@ if ARGV[7] ~= '' then
   if kept then
     local entries = redis.call('XRANGE', KEYS[2], kept .. '-0', kept .. '-0')
     if #entries > 0 then return entries end
+    local moved = redis.call('ZRANGEBYSCORE', KEYS[5], kept, kept)
+    if #moved > 0 then return moved[1] end
   end
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
@@ -99,6 +130,7 @@ end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], offset .. '-0', unpack(fields))
 if offset > tonumber(ARGV[2]) then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', offset - tonumber(ARGV[2]))
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', offset - tonumber(ARGV[2]))
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[9])
 redis.call('ZADD', KEYS[4], ARGV[8], offset)
@@ -107,11 +139,12 @@ redis.call('PUBLISH', ARGV[1],
   offset .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[5])
 return offset
 """
-"""KEYS: room, talks, ids, the calling process's sent records. ARGV: channel, retention, user id, time, payload,
-name, talk id (each '' for none), request number, the lowest number the process still waits for an answer to, how
-long its records outlive its last append (ms). The talk's offset (also when this very request ran before: its
-record); {the stream entry}: the user's talk with that id, kept already (nothing done); 0: no room; -1: a later
-request of the process ran before this one, which is a late copy of a request answered already (nothing done).
+"""KEYS: room, talks, ids, the calling process's sent records, moved. ARGV: channel, retention, user id, time,
+payload, name, talk id (each '' for none), request number, the lowest number the process still waits for an answer
+to, how long its records outlive its last append (ms). The talk's offset (also when this very request ran before:
+its record); {the stream entry}, or its version in moved: the user's talk with that id, kept already (nothing
+done); 0: no room; -1: a later request of the process ran before this one, which is a late copy of a request
+answered already (nothing done).
 
 A request asked again is never refused: the process puts the talks it has no answer for at the head of every
 pipeline, in number order, and one connection's commands run in order; so no later number of the origin runs in the
@@ -143,14 +176,21 @@ end
 """
 
 LOAD = _NOW + _WHO + """
-local room = redis.call('HMGET', KEYS[1], 'offset', 'pseq')
+local room = redis.call('HMGET', KEYS[1], 'offset', 'pseq', 'cseq', 'title', 'locked')
 if not room[1] then return false end
-local talks = {}
-if ARGV[1] ~= '0' then talks = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', ARGV[1]) end
-return {room[1], talks, room[2] or '0', who()}
+local talks, moved = {}, {}
+if ARGV[1] ~= '0' then
+  local last = tonumber(room[1])
+  local low = math.max(last - tonumber(ARGV[1]) + 1, last - tonumber(ARGV[2]) + 1, 1)
+  talks = redis.call('XRANGE', KEYS[4], low .. '-0', '+')
+  moved = redis.call('ZRANGEBYSCORE', KEYS[7], low, '+inf')
+end
+return {room[1], talks, room[2] or '0', who(), {room[3] or '0', room[4] or '', room[5] or '0'},
+        redis.call('SMEMBERS', KEYS[5]), redis.call('SMEMBERS', KEYS[6]), moved}
 """
-"""KEYS: room, who, users, talks. ARGV: how many recent talks. False: no room; else {the last offset, the talks
-newest first, pseq, {{the live who members}, {their users' names}}}."""
+"""KEYS: room, who, users, talks, mods, bans, moved. ARGV: how many recent talks, retention. False: no room; else
+{the last offset, the recent talks' stream entries, pseq, {{the live who members}, {their users' names}}, {cseq,
+title, locked}, {moderators}, {banned}, the recent moved talks}."""
 
 RENAME = _NEWS + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -191,23 +231,25 @@ return {redis.call('HGET', KEYS[1], 'pseq') or '0', who()}
 Renews their entries (one that was missing is news: 1), removes every expired one (news: 0). False: no room; else
 {pseq, {{the live who members}, {their users' names}}}."""
 
-HISTORY = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-if ARGV[1] == '0' then return {{}, 0} end
-local talks = redis.call('XREVRANGE', KEYS[2], ARGV[1], '-', 'COUNT', ARGV[2])
+HISTORY = FIRST + """
+local last = redis.call('HGET', KEYS[1], 'offset')
+if not last then return false end
+local high = math.min(tonumber(ARGV[1]), tonumber(last))
+local first = first_kept(KEYS[2], KEYS[3], math.max(1, tonumber(last) - tonumber(ARGV[3]) + 1))
+if not first or high < first then return {{}, {}, 0} end
+local low = math.max(high - tonumber(ARGV[2]) + 1, first)
 local older = 0
-if #talks > 0 then
-  local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-  if first[1][1] ~= talks[#talks][1] then older = 1 end
-end
-return {talks, older}
+if low > first then older = 1 end
+return {redis.call('XRANGE', KEYS[2], low .. '-0', high .. '-0'), redis.call('ZRANGEBYSCORE', KEYS[3], low, high),
+        older}
 """
-"""KEYS: room, talks. ARGV: the highest offset to read, how many. False: no room; else {the talks newest first, 1
-if the stream has talks before the last of them else 0}."""
+"""KEYS: room, talks, moved. ARGV: the highest offset to read, how many, retention. False: no room; else {the
+stream's entries and the moved talks of the offsets read, 1 if the room has talks before them else 0}."""
 
 SCRIPTS = {name: (source, hashlib.sha1(source.encode()).hexdigest()) for name, source in (
     ("add_user", ADD_USER), ("append", APPEND), ("load", LOAD), ("rename", RENAME), ("presence", PRESENCE),
-    ("refresh", REFRESH), ("history", HISTORY),
+    ("refresh", REFRESH), ("history", HISTORY), ("control", CONTROL), ("change", CHANGE), ("end_quiet", END_QUIET),
+    ("age", AGE), ("trim", TRIM), ("fill", FILL),
 )}
 
 
@@ -235,6 +277,36 @@ def who_key(join_key: str) -> str:
     return f"chat:{{{join_key}}}:who"
 
 
+def moved_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:moved"
+
+
+def mods_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:mods"
+
+
+def bans_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:bans"
+
+
+def changes_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:changes"
+
+
+def ended_key(join_key: str) -> str:
+    return f"chat:{{{join_key}}}:ended"
+
+
+def room_keys(join_key: str, origin: str) -> tuple[str, ...]:
+    """Every key of a room, in the order the scripts that change or end it take them (`redischanges`); of the
+    processes' sent records, the calling one's (``origin``)."""
+    return (
+        room_key(join_key), mods_key(join_key), bans_key(join_key), talks_key(join_key), moved_key(join_key),
+        changes_key(join_key), users_key(join_key), ids_key(join_key), who_key(join_key), ended_key(join_key),
+        sent_key(join_key, origin),
+    )
+
+
 def channel(join_key: str) -> bytes:
     return f"chat:{{{join_key}}}:live".encode()
 
@@ -243,8 +315,10 @@ def join_key_of(channel_name: bytes) -> str:
     return channel_name[6:-6].decode()  # chat:{ ... }:live
 
 
-def published(join_key: str, data: bytes) -> LoggedTalk | PresenceHeard:
+def published(join_key: str, data: bytes) -> LoggedTalk | PresenceHeard | LoggedChange | Expired:
     """What a message on a room's channel says (`ValueError` if it is not one of ours)."""
+    if data.startswith((b"C\n", b"X\n")):
+        return published_change(join_key, data)
     if data.startswith(b"P\n"):
         _, seq, origin, user_id, kind, name = data.split(b"\n", 5)
         if kind not in _KINDS:

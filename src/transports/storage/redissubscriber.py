@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 from redis.exceptions import RedisError
 
 from chatcore import LoggedTalk, PresenceHeard
+from chatcore.results import Expired, LoggedChange
 
 from ..config import RedisSettings
 from ..logs import room_hash
@@ -45,14 +46,14 @@ class _Connection:
     why: str = ""
 
 
-Heard: TypeAlias = LoggedTalk | PresenceHeard | _Subscribed | _Connection
+Heard: TypeAlias = LoggedTalk | PresenceHeard | LoggedChange | Expired | _Subscribed | _Connection
 
 
 class Subscriber:
     """The channels of the rooms this process holds, on one connection of their own, on a thread of their own.
 
     What it hears goes to the event loop, but for this process's own presence news (``origin``): the core
-    counts its own connections itself.
+    counts its own connections itself. (Its own changes come back as well: the core takes each change once.)
     """
 
     def __init__(self, settings: RedisSettings, origin: str) -> None:
@@ -159,14 +160,17 @@ class Subscriber:
                     pinged = now
                 continue
             burst: list[Heard] = []
-            for _ in range(MAX_BURST):  # (bounded: a steady stream of news is handed over in parts)
-                # push_request: a subscription's confirmation is a push reply, to be returned, not skipped
-                self._take(connection.read_response(disconnect_on_error=False, push_request=True), burst)
-                if not connection.can_read(timeout=0):
-                    break
+            try:
+                for _ in range(MAX_BURST):  # (bounded: a steady stream of news is handed over in parts)
+                    # push_request: a subscription's confirmation is a push reply, to be returned, not skipped
+                    self._take(connection.read_response(disconnect_on_error=False, push_request=True), burst)
+                    if not connection.can_read(timeout=0):
+                        break
+            finally:  # (what was read goes over even if the connection then failed: a confirmation the storage
+                # thread counted on must reach the core, or a room read after it would never be read back)
+                if burst:
+                    call(hand_over, burst)
             last_heard, pinged = time.monotonic(), 0.0
-            if burst:
-                call(hand_over, burst)
 
     def _take(self, reply: Any, burst: list[Heard]) -> None:
         if not isinstance(reply, list) or len(reply) < 3:

@@ -156,8 +156,12 @@ class Database:
         the core asks only of a log shared with other processes: one writer never leaves a gap). If the
         transaction fails, each write is retried in a transaction of its own, so that one bad request fails
         alone while a fault (disk full, file locked) fails them all with the reason. An `Expire` cuts the
-        batch in two, done in order around it; its results are news, any number of them.
+        batch in two, done in order around it; its results are news, any number of them. So does a `Moderate`
+        after a read (an end or a delete changes what the read would find).
         """
+        split = _moderated_after_a_read(batch)
+        if split:
+            return self.run(batch[:split]) + self.run(batch[split:])
         requests = [action for action in batch if not isinstance(action, _NOT_REQUESTS)]
         if len(requests) < len(batch):
             if any(isinstance(action, Expire) for action in batch):
@@ -462,6 +466,16 @@ class Database:
             return LogFailed(history.ticket, reason)
         talks = tuple(LoggedTalk(history.join_key, *row[:7]) for row in rows)
         return HistoryRead(history.ticket, talks, bool(rows[0][7]))
+
+
+def _moderated_after_a_read(batch: Sequence[_Action]) -> int:
+    """Where the batch's first `Moderate` that follows a read is (0: none)."""
+    read = False
+    for index, action in enumerate(batch):
+        if isinstance(action, Moderate) and read:
+            return index
+        read = read or isinstance(action, Load | History | Fill)
+    return 0
 
 
 def _summary(request: LogRequest) -> str:
