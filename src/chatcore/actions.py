@@ -4,8 +4,8 @@ Two kinds, whatever keeps the room log (memory, SQLite, Redis):
 
 - for clients: `Send`, `Broadcast`, `Close`;
 - for the room log (`LogAction`): the requests `AddUser`, `Append`, `Load`,
-  `Rename`, `History` (`LogRequest`: each answered by one result with its
-  ``ticket``, in `chatcore.results`) and `Fill` (answered by `Filled`); and
+  `Rename`, `History`, `Moderate` (`LogRequest`: each answered by one result with its
+  ``ticket``, in `chatcore.results`), `Fill` (answered by `Filled`) and `Expire`; and
   the notices `Subscribe`, `Forget` and `Presence`, which have no answer. Every
   backend accepts every one of them: a backend with no other process to tell
   (memory, SQLite) has nothing to do for a `Subscribe`, for instance.
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TypeAlias
+
+from .control import Change
 
 ConnectionId: TypeAlias = int
 """Opaque id the driver gives each connection; the core never interprets it."""
@@ -61,7 +63,9 @@ class AddUser:
     """Hand out the room's next user id, creating the room first when ``created`` (its time) is given.
 
     Answered by `UserAdded`; by `KeyTaken` when ``created`` is given and the
-    room exists already; by `LogFailed` otherwise (a missing room included).
+    room exists already; by `Refused` when the room's rules keep the user out
+    (`chatcore.control.refuse_join`: locked, banned); by `LogFailed` otherwise
+    (a missing room included).
     A version-2 client's join also carries: ``resume_hash``, the hash of the
     token it presented (a user of this room registered with that hash is
     handed back instead of a new one, ``resumed``); ``token_hash``, the hash
@@ -122,14 +126,42 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
+class Moderate:
+    """User ``user_id`` changes the room (`chatcore.control`) at ``time``: the log judges it by the room's rules.
+
+    Answered by `Changed` (the change as the log numbered it), `Refused` (the rules do not allow it) or
+    `LogFailed`.
+    """
+
+    ticket: Ticket
+    join_key: str
+    user_id: int
+    time: float
+    change: Change
+
+
+@dataclass(frozen=True, slots=True)
 class Fill:
     """Read the room's talks with offsets above ``after``, oldest first; answered by `Filled` (a backend may retry).
 
-    Asked when talks heard from other processes show a gap (`chatcore.feed`).
+    Asked when talks heard from other processes show a gap (`chatcore.feed`). A shared log adds the room's
+    changes numbered above ``changes_after`` that it keeps.
     """
 
     join_key: str
     after: int
+    changes_after: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """Retention: erase every talk sent before ``before`` (a time), and end every room with no talk since then.
+
+    No answer: the log tells what it erased in rooms this process holds as news (`Expired`, and an
+    `chatcore.control.End` by 0 in a `ChangeArrived`), on every backend.
+    """
+
+    before: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +195,9 @@ class Forget:
     join_key: str
 
 
-LogRequest: TypeAlias = AddUser | Append | Load | Rename | History
+LogRequest: TypeAlias = AddUser | Append | Load | Rename | History | Moderate
 """The log actions answered by a result with their ``ticket``."""
 LogNotice: TypeAlias = Subscribe | Forget | Presence
 """The log actions with no answer."""
-LogAction: TypeAlias = LogRequest | Fill | LogNotice
+LogAction: TypeAlias = LogRequest | Fill | Expire | LogNotice
 Action: TypeAlias = Send | Broadcast | Close | LogAction

@@ -18,10 +18,9 @@ from .actions import (
     Append,
     Close,
     ConnectionId,
-    History,
+    Expire,
     Load,
     Presence,
-    Rename,
     Send,
     Subscribe,
 )
@@ -29,21 +28,36 @@ from .entering import enter
 from .errors import DriverError, ProtocolError
 from .holdings import MAX_JOIN_KEY_ATTEMPTS, Holdings, deliver
 from .limits import CoreLimits
-from .pending import Intro, Joining, Loading, Naming, Pending, Reading, RoomLoad, Talking, Tickets, Waiter, token_hash
+from .member import MemberRequests
+from .pending import (
+    Changing,
+    Intro,
+    Joining,
+    Loading,
+    Naming,
+    Pending,
+    Reading,
+    RoomLoad,
+    Talking,
+    Tickets,
+    Waiter,
+    token_hash,
+)
 from .presence import announce, apply_heard, apply_snapshot, before
 from .ratelimit import TokenBucket
 from .results import (
     Appended,
+    ChangeArrived,
+    Expired,
     Filled,
-    HistoryRead,
     KeyTaken,
     Loaded,
     LogFailed,
     LogLost,
     LogResult,
-    NameSaved,
     PresenceHeard,
     PresenceSnapshot,
+    Refused,
     Subscribed,
     TalkArrived,
     UserAdded,
@@ -51,7 +65,7 @@ from .results import (
 from .rooms import Room
 from .session import Session, SessionState
 from .wire import dialects
-from .wire.dialect import HistoryRequest, InitRequest, NameRequest, Request, TalkRequest
+from .wire.dialect import ChangeRequest, InitRequest, NameRequest, Request, TalkRequest
 from .wire.jsontext import decode_or_none, decode_text
 
 MAX_JOIN_KEY_CHARS = 64
@@ -64,10 +78,10 @@ NOT_FOUND_ERROR = "chat not found."
 BACKLOG_CLOSE_REASON = "too many messages waiting for the previous one"
 
 _CLOSING = SessionState.CLOSING
-_NEWS = frozenset({TalkArrived, Filled, Subscribed, PresenceHeard, PresenceSnapshot, LogLost})
+_NEWS = frozenset({TalkArrived, Filled, ChangeArrived, Expired, Subscribed, PresenceHeard, PresenceSnapshot, LogLost})
 
 
-class ChatCore:
+class ChatCore(MemberRequests):
     """All rooms in use and all connections of one chat server; see the theory of operation (`chatcore`)."""
 
     def __init__(
@@ -85,12 +99,12 @@ class ChatCore:
         self.limits = limits or CoreLimits()
         self._sessions: dict[ConnectionId, Session] = {}
         self._tickets = Tickets()
-        self._held = Holdings(self.limits.history_limit)
+        self._held = Holdings(self.limits.history_limit, self._close)
         self._rooms = self._held.rooms
         self._loading = self._held.loading
         self._answered: dict[type[Pending], Callable[[Any, Any], list[Action]]] = {
             Talking: self._appended, Joining: self._user_added, Naming: self._name_saved,
-            Reading: self._history_read, Loading: self._loaded,
+            Reading: self._history_read, Loading: self._loaded, Changing: self._changed,
         }
         """How each kind of request's answer is taken (the results it accepts: `chatcore.pending`)."""
 
@@ -160,6 +174,14 @@ class ChatCore:
         """A binary message arrived; the protocol is JSON text only."""
         return self._receive(connection, binary=True)
 
+    def expire(self, before: float) -> list[Action]:
+        """Retention: the log is to erase every talk sent before ``before`` and end the rooms quiet since then.
+
+        Called by the driver from time to time (the core reads no clock of its own for it); the log tells what
+        it erased in rooms held here (`Expired`, and an end: `ChangeArrived`).
+        """
+        return [Expire(before)]
+
     def log_result(self, result: LogResult) -> list[Action]:
         """The log answered a request, or told news from other processes sharing it (`chatcore.results`)."""
         kind = type(result)
@@ -185,6 +207,11 @@ class ChatCore:
             return self._held.presence_heard(result)
         if isinstance(result, PresenceSnapshot):
             return self._held.presence_snapshot(result)
+        if isinstance(result, ChangeArrived):
+            return self._held.changed(result.entry)
+        if isinstance(result, Expired):
+            self._held.expired(result)
+            return []
         return [action for join_key in self.rooms_held for action in self.room_lost(join_key, LOST_REASON)]
 
     def room_lost(self, join_key: str, reason: str) -> list[Action]:
@@ -258,7 +285,7 @@ class ChatCore:
                 event = decode_text(text, self.limits.max_json_depth)
             return dialects.parse(dialect, event, self.limits.max_payload_chars)
         except ProtocolError as error:
-            return [Send(connection, dialect.error_event(str(error), error.talk_id))]
+            return [Send(connection, dialect.error_event(str(error), error.talk_id, error.request))]
 
     def _dispatch(self, connection: ConnectionId, session: Session, request: Request) -> list[Action]:
         try:
@@ -268,9 +295,11 @@ class ChatCore:
                 return self._init(connection, session, request)
             if isinstance(request, NameRequest):
                 return self._rename(connection, session, request)
+            if isinstance(request, ChangeRequest):
+                return self._moderate(connection, session, request)
             return self._history(connection, session, request)
         except ProtocolError as error:
-            return [Send(connection, session.dialect.error_event(str(error), error.talk_id))]
+            return [Send(connection, session.dialect.error_event(str(error), error.talk_id, error.request))]
 
     def _init(self, connection: ConnectionId, session: Session, request: InitRequest) -> list[Action]:
         if session.room is not None:
@@ -335,26 +364,6 @@ class ChatCore:
             ticket, room.join_key, user_id, self._clock(), request.payload, room.names.get(user_id), request.talk_id
         )]
 
-    def _rename(self, connection: ConnectionId, session: Session, request: NameRequest) -> list[Action]:
-        room = session.room
-        if room is None:
-            raise ProtocolError('send "init" before "name"')
-        session.in_flight += 1
-        session.renaming += 1
-        room.in_flight += 1
-        ticket = self._tickets.issue(Naming(connection, session, room, request.name))
-        return [Rename(ticket, room.join_key, session.user_id, request.name)]
-
-    def _history(self, connection: ConnectionId, session: Session, request: HistoryRequest) -> list[Action]:
-        room = session.room
-        if room is None:
-            raise ProtocolError('send "init" before "history"')
-        before_offset = room.last_offset + 1 if request.before is None else request.before
-        session.in_flight += 1
-        room.in_flight += 1
-        ticket = self._tickets.issue(Reading(connection, session, before_offset))
-        return [History(ticket, room.join_key, before_offset, request.limit)]
-
     # Results from the log
 
     def _appended(self, pending: Talking, result: Appended | LogFailed) -> list[Action]:
@@ -365,6 +374,8 @@ class ChatCore:
             delivered = room.last_offset
             talk = result.talk
             actions = deliver(room, talk)
+            if room.changes_held:
+                actions.extend(self._held.due(room))
             if result.duplicate and talk.offset <= delivered and self._sessions.get(connection) is session:
                 # Stored before (a resend): this sender is shown it again, nobody else is.
                 actions.append(Send(connection, talk.message(session.dialect)))
@@ -379,45 +390,7 @@ class ChatCore:
             actions.extend(self._held.forget_if_idle(room))
         return actions
 
-    def _name_saved(self, pending: Naming, result: NameSaved | LogFailed) -> list[Action]:
-        connection, session, room = pending.connection, pending.session, pending.room
-        room.in_flight -= 1
-        actions: list[Action] = []
-        if isinstance(result, NameSaved) and self._rooms.get(room.join_key) is room:
-            user_id = session.user_id
-            was = before(room, user_id)
-            room.rename(user_id, pending.name, result.seq)
-            actions = announce(room, was, renamed=True)
-        if self._sessions.get(connection) is session:
-            session.in_flight -= 1
-            session.renaming -= 1
-            if isinstance(result, LogFailed):
-                message = f"name not changed: the server could not save it ({result.reason}); try again"
-                actions.append(Send(connection, session.dialect.error_event(message)))
-            actions.extend(self._resume(connection, session))
-        actions.extend(self._held.forget_if_idle(room))
-        return actions
-
-    def _history_read(self, pending: Reading, result: HistoryRead | LogFailed) -> list[Action]:
-        connection, session = pending.connection, pending.session
-        room = session.room
-        assert room is not None
-        room.in_flight -= 1
-        actions: list[Action] = []
-        if self._sessions.get(connection) is session:
-            session.in_flight -= 1
-            dialect = session.dialect
-            if isinstance(result, HistoryRead):
-                talks = [logged.message(dialect) for logged in result.talks]
-                actions.append(Send(connection, dialect.history_event(pending.before, talks, result.older)))
-            else:
-                message = f"could not read older messages ({result.reason}); try again"
-                actions.append(Send(connection, dialect.error_event(message)))
-            actions.extend(self._resume(connection, session))
-        actions.extend(self._held.forget_if_idle(room))
-        return actions
-
-    def _user_added(self, pending: Joining, result: UserAdded | KeyTaken | LogFailed) -> list[Action]:
+    def _user_added(self, pending: Joining, result: UserAdded | KeyTaken | Refused | LogFailed) -> list[Action]:
         connection, session, room = pending.connection, pending.session, pending.room
         room.in_flight -= 1
         actions: list[Action] = []
@@ -442,7 +415,9 @@ class ChatCore:
                 actions = enter(connection, session, room, result, pending.intro)
             else:
                 session.join_failed()
-                message = f"could not join the chat: the server could not save it ({result.reason}); try again"
+                message = result.reason if isinstance(result, Refused) else (
+                    f"could not join the chat: the server could not save it ({result.reason}); try again"
+                )
                 actions = [Send(connection, session.dialect.error_event(message))]
             actions.extend(self._resume(connection, session))
         elif isinstance(result, UserAdded) and self._rooms.get(room.join_key) is room:
@@ -469,6 +444,8 @@ class ChatCore:
                 apply_snapshot(room, result.room.presence)
             for heard in loading.presence:
                 apply_heard(room, heard)
+            for entry in loading.changes:
+                self._held.changed(entry)  # (nobody to tell yet)
             for waiter in waiters:
                 actions.extend(self._add_user(waiter.connection, waiter.session, room, waiter.intro))
             actions.extend(self._held.forget_if_idle(room))

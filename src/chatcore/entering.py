@@ -27,7 +27,7 @@ def enter(
     token = intro.resume if added.resumed and intro.resume is not None else intro.token
     welcome = Welcome(
         room.join_key, user_id, added.name, token, added.resumed, room.members(), room.last_offset,
-        room.history, intro.after,
+        room.history, intro.after, room.control,
     )
     actions.append(Send(connection, dialect.init_event(welcome)))
     actions.extend(Send(connection, talk.message(dialect)) for talk in dialect.replayed(welcome))

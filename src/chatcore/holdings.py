@@ -6,17 +6,31 @@ read from the log (a `Load`, or an `AddUser` that creates it) the core asks a
 shared log to `Subscribe` it; the answer to that read is where the room's
 `RoomFeed` starts (`watched`), and talks other processes append (`arrived`)
 are delivered like the core's own, in offset order, gaps filled (`Fill`).
+Changes of a room (`chatcore.changes`) take the same way: the log's answer to
+this process's own, and those made elsewhere (`changed`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import changes
 from .actions import Action, Broadcast, Forget, Ticket
+from .changes import Closer
 from .feed import Lost, RoomFeed
 from .pending import RoomLoad
 from .presence import apply_heard, apply_snapshot
-from .results import Filled, Loaded, LogAnswer, LoggedTalk, PresenceHeard, PresenceSnapshot, UserAdded
+from .results import (
+    Expired,
+    Filled,
+    Loaded,
+    LogAnswer,
+    LoggedChange,
+    LoggedTalk,
+    PresenceHeard,
+    PresenceSnapshot,
+    UserAdded,
+)
 from .rooms import Room
 
 MAX_JOIN_KEY_ATTEMPTS = 16
@@ -25,8 +39,9 @@ MAX_JOIN_KEY_ATTEMPTS = 16
 class Holdings:
     """Rooms held (``rooms``), rooms being loaded (``loading``), and the feed of talks from other processes."""
 
-    def __init__(self, history_limit: int) -> None:
+    def __init__(self, history_limit: int, close: Closer) -> None:
         self.history_limit = history_limit
+        self._close = close
         self.rooms: dict[str, Room] = {}
         self.loading: dict[str, RoomLoad] = {}
         self._feed = RoomFeed()
@@ -72,6 +87,8 @@ class Holdings:
         actions: list[Action] = []
         for talk in filled.talks:
             actions.extend(self.arrived(talk))
+        for entry in filled.changes:
+            actions.extend(self.changed(entry))
         lost = False
         for outcome in self._feed.filled(filled.join_key, filled.after, filled.talks):
             if isinstance(outcome, Lost):
@@ -84,7 +101,8 @@ class Holdings:
         """A talk appended elsewhere: shown if its room is held, kept if the room is loading, else the log's."""
         room = self.rooms.get(logged.join_key)
         if room is not None:
-            return deliver(room, logged)
+            delivered = deliver(room, logged)
+            return delivered + self.due(room) if room.changes_held else delivered
         loading = self.loading.get(logged.join_key)
         if loading is not None:
             # The load may have read the room before this talk was appended: it is applied after the load.
@@ -92,6 +110,33 @@ class Holdings:
                 loading.arrived = []
             loading.arrived.append(logged)
         return []
+
+    def changed(self, entry: LoggedChange) -> list[Action]:
+        """A change from the log (this process's, or made elsewhere): applied in order if the room is held."""
+        room = self.rooms.get(entry.join_key)
+        if room is not None:
+            actions, ended = changes.take(room, entry, self._close)
+            return [*actions, self.let_go(room)] if ended else actions
+        loading = self.loading.get(entry.join_key)
+        if loading is not None:
+            loading.changes.append(entry)  # (the load may have read the room before it)
+        return []
+
+    def due(self, room: Room) -> list[Action]:
+        """After talks were delivered to a room: the changes held back for them."""
+        actions, ended = changes.due(room, self._close)
+        return [*actions, self.let_go(room)] if ended else actions
+
+    def expired(self, expired: Expired) -> None:
+        room = self.rooms.get(expired.join_key)
+        if room is not None:
+            room.expire(expired.first)
+
+    def let_go(self, room: Room) -> Forget:
+        """The room ended (its members are closed): no longer held, whatever is still in flight for it."""
+        if self.rooms.get(room.join_key) is room:
+            del self.rooms[room.join_key]
+        return self.forget(room.join_key)
 
     def presence_heard(self, heard: PresenceHeard) -> list[Action]:
         room = self.rooms.get(heard.join_key)

@@ -17,22 +17,45 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import NamedTuple, assert_never
 
-from .actions import AddUser, Append, Fill, Forget, History, Load, LogAction, LogRequest, Presence, Rename, Subscribe
+from .actions import (
+    AddUser,
+    Append,
+    Expire,
+    Fill,
+    Forget,
+    History,
+    Load,
+    LogAction,
+    LogRequest,
+    Moderate,
+    Presence,
+    Rename,
+    Subscribe,
+)
+from .control import Delete, Edit, End, RoomControl, TalkFacts, judge, refuse_join
 from .limits import CoreLimits
 from .results import (
     Appended,
+    ChangeArrived,
+    Changed,
+    Expired,
     Filled,
     HistoryRead,
     KeyTaken,
     Loaded,
     LogAnswer,
     LogFailed,
+    LoggedChange,
     LoggedTalk,
     LogResult,
     NameSaved,
+    Refused,
     SavedRoom,
     UserAdded,
 )
+
+ENDED = "this chat was ended"
+"""Why a change of a room the log no longer has is refused."""
 
 
 class _User(NamedTuple):
@@ -43,6 +66,7 @@ class _User(NamedTuple):
 @dataclass(slots=True)
 class _Room:
     talks: deque[LoggedTalk]
+    created: float
     last_user_id: int = field(default=0)
     last_offset: int = field(default=0)
     users: dict[int, _User] = field(default_factory=dict)
@@ -53,6 +77,21 @@ class _Room:
     """The users in ``users`` that have left, the one that left longest ago first."""
     talk_ids: dict[tuple[int, str], LoggedTalk] = field(default_factory=dict)
     """(user id, talk id) → the talk, for the talks still kept, oldest first."""
+    control: RoomControl = field(default_factory=RoomControl)
+
+    def kept(self, offset: int) -> LoggedTalk | None:
+        """The talk at ``offset``, if still kept."""
+        talks = self.talks
+        if not talks or not talks[0].offset <= offset <= talks[-1].offset:
+            return None
+        return talks[offset - talks[0].offset]
+
+    def replace(self, talk: LoggedTalk) -> None:
+        """Keep ``talk`` (a new version of one kept) instead of the version kept."""
+        talks = self.talks
+        talks[talk.offset - talks[0].offset] = talk
+        if talk.talk_id is not None and (talk.user_id, talk.talk_id) in self.talk_ids:
+            self.talk_ids[talk.user_id, talk.talk_id] = talk
 
 
 class MemoryLog:
@@ -81,7 +120,28 @@ class MemoryLog:
             room = self._rooms.get(action.join_key)
             talks = () if room is None else tuple(talk for talk in room.talks if talk.offset > action.after)
             return [Filled(action.join_key, action.after, talks)]
+        if isinstance(action, Expire):
+            return self.expire(action.before)
         assert_never(action)
+
+    def expire(self, before: float) -> list[LogResult]:
+        """Retention: erase the talks sent before ``before``, and end the rooms with no talk since (news of both)."""
+        news: list[LogResult] = []
+        for join_key, room in list(self._rooms.items()):
+            talks = room.talks
+            newest = talks[-1].time if talks else room.created
+            if newest < before:
+                del self._rooms[join_key]
+                seq = room.control.seq + 1
+                news.append(ChangeArrived(LoggedChange(join_key, seq, room.last_offset, 0, before, End())))
+                continue
+            if talks and talks[0].time < before:
+                while talks and talks[0].time < before:
+                    dropped = talks.popleft()
+                    if dropped.talk_id is not None:
+                        room.talk_ids.pop((dropped.user_id, dropped.talk_id), None)
+                news.append(Expired(join_key, talks[0].offset if talks else room.last_offset + 1))
+        return news
 
     def left(self, join_key: str, user_id: int) -> None:
         """The user has no connection to the room any more: remembered among the last ``remembered_users`` that
@@ -138,10 +198,13 @@ class MemoryLog:
             if request.created is not None:
                 if room is not None:
                     return KeyTaken(request.ticket)
-                room = self._rooms[request.join_key] = _Room(deque(maxlen=self._history_limit))
+                room = self._rooms[request.join_key] = _Room(deque(maxlen=self._history_limit), request.created)
             elif room is None:
                 return LogFailed(request.ticket, "storage inconsistent")
             user_id = None if request.resume_hash is None else room.tokens.get(request.resume_hash)
+            refusal = None if request.created is not None else refuse_join(room.control, user_id)
+            if refusal is not None:
+                return Refused(request.ticket, refusal)
             resumed = user_id is not None
             if user_id is None:
                 room.last_user_id = user_id = room.last_user_id + 1
@@ -162,7 +225,7 @@ class MemoryLog:
             if room is None:
                 return Loaded(request.ticket, None)
             recent = tuple(room.talks)[-request.recent:] if request.recent else ()
-            return Loaded(request.ticket, SavedRoom(request.join_key, room.last_offset, recent))
+            return Loaded(request.ticket, SavedRoom(request.join_key, room.last_offset, recent, control=room.control))
         if isinstance(request, Rename):
             room = self._rooms.get(request.join_key)
             if room is None:
@@ -178,4 +241,26 @@ class MemoryLog:
             chosen = earlier[-request.limit:]
             older = len(earlier) > len(chosen)
             return HistoryRead(request.ticket, tuple(chosen), older)
+        if isinstance(request, Moderate):
+            return self._moderate(request)
         assert_never(request)
+
+    def _moderate(self, request: Moderate) -> Changed | Refused:
+        room = self._rooms.get(request.join_key)
+        if room is None:
+            return Refused(request.ticket, ENDED)
+        change = request.change
+        talk = room.kept(change.offset) if isinstance(change, Edit | Delete) else None
+        facts = None if talk is None else TalkFacts(talk.user_id, talk.deleted)
+        refusal = judge(room.control, request.user_id, change, talk=facts, last_user_id=room.last_user_id)
+        if refusal is not None:
+            return Refused(request.ticket, refusal)
+        seq = room.control.seq + 1
+        room.control = room.control.after(change, seq)
+        if talk is not None:
+            talk = talk.edit(change.payload, request.time) if isinstance(change, Edit) else talk.erased()
+            room.replace(talk)
+        if isinstance(change, End):
+            del self._rooms[request.join_key]
+        entry = LoggedChange(request.join_key, seq, room.last_offset, request.user_id, request.time, change, talk)
+        return Changed(request.ticket, entry)

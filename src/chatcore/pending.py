@@ -7,17 +7,21 @@ import itertools
 from dataclasses import dataclass, field
 
 from .actions import ConnectionId, Ticket
+from .control import Change
 from .errors import DriverError
 from .results import (
     Appended,
+    Changed,
     HistoryRead,
     KeyTaken,
     Loaded,
     LogAnswer,
     LogFailed,
+    LoggedChange,
     LoggedTalk,
     NameSaved,
     PresenceHeard,
+    Refused,
     UserAdded,
 )
 from .rooms import Room
@@ -77,6 +81,16 @@ class Naming:
 
 
 @dataclass(slots=True)
+class Changing:
+    """`Moderate`: a connection's user changes the room."""
+
+    connection: ConnectionId
+    session: Session
+    room: Room
+    change: Change
+
+
+@dataclass(slots=True)
 class Reading:
     """`History`: a connection reads older talks."""
 
@@ -108,16 +122,18 @@ class RoomLoad:
     waiters: list[Waiter]
     arrived: list[LoggedTalk] | None = None
     presence: list[PresenceHeard] = field(default_factory=list)
+    changes: list[LoggedChange] = field(default_factory=list)
 
 
-Pending = Joining | Talking | Loading | Naming | Reading
+Pending = Joining | Talking | Loading | Naming | Reading | Changing
 
 _ANSWERS: dict[type[Pending], tuple[type[LogAnswer], ...]] = {  # (exact types: results are final classes)
-    Joining: (UserAdded, KeyTaken, LogFailed),
+    Joining: (UserAdded, KeyTaken, Refused, LogFailed),
     Talking: (Appended, LogFailed),
     Loading: (Loaded, LogFailed),
     Naming: (NameSaved, LogFailed),
     Reading: (HistoryRead, LogFailed),
+    Changing: (Changed, Refused, LogFailed),
 }
 
 

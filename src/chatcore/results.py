@@ -1,10 +1,11 @@
 """What the room log answers, and what it tells: fed back to the core with `ChatCore.log_result`.
 
-A request (`AddUser`, `Append`, `Load`, `Rename`, `History` in `chatcore.actions`) is answered by
+A request (`AddUser`, `Append`, `Load`, `Rename`, `History`, `Moderate` in `chatcore.actions`) is answered by
 exactly one result with the same ``ticket`` (`LogAnswer`), in the order the requests were
 made (a shared log may answer an `Append` late: it is never reported failed
 if it may have been stored); a `Fill` by `Filled`. A log shared with other
-processes also tells, unasked (`LogNews`): talks they appended (`TalkArrived`),
+processes also tells, unasked (`LogNews`): talks they appended (`TalkArrived`), changes they made
+(`ChangeArrived`; retention's too, on every backend, with `Expired`),
 who is in a room there (`PresenceHeard`, `PresenceSnapshot`), that a
 subscription is in place (`Subscribed`), or that the log lost its data
 (`LogLost`). The core accepts every result whatever the backend.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from .actions import Ticket
+from .control import NEVER_CHANGED, Change, RoomControl
 from .wire.dialect import Dialect
 from .wire.dialects import DIALECTS
 
@@ -28,21 +30,24 @@ class LoggedTalk:
     It compares by its fields; treat it as read-only.
     """
 
-    __slots__ = ("_encoded", "join_key", "name", "offset", "payload", "talk_id", "time", "user_id")
+    __slots__ = ("_encoded", "edited", "join_key", "name", "offset", "payload", "talk_id", "time", "user_id")
 
     def __init__(
-        self, join_key: str, offset: int, user_id: int, time: float, payload: str, name: str | None = None,
-        talk_id: str | None = None,
+        self, join_key: str, offset: int, user_id: int, time: float, payload: str | None, name: str | None = None,
+        talk_id: str | None = None, edited: float | None = None,
     ) -> None:
         self.join_key = join_key
         self.offset = offset
         self.user_id = user_id
         self.time = time
         self.payload = payload
+        """The text; None once deleted (the name is None then too: both are erased)."""
         self.name = name
         """The sender's name when it was sent."""
         self.talk_id = talk_id
         """The sender's own id for the talk, if it gave one."""
+        self.edited = edited
+        """When its text was last changed (None: never)."""
         self._encoded: list[str | None] | None = None
 
     def message(self, dialect: Dialect) -> str:
@@ -55,8 +60,24 @@ class LoggedTalk:
             text = encoded[dialect.slot] = dialect.talk_event(self)
         return text
 
-    def _fields(self) -> tuple[str, int, int, float, str, str | None, str | None]:
-        return (self.join_key, self.offset, self.user_id, self.time, self.payload, self.name, self.talk_id)
+    @property
+    def deleted(self) -> bool:
+        return self.payload is None
+
+    def edit(self, payload: str, time: float) -> LoggedTalk:
+        """The talk with its text changed at ``time``: a new object (this one's encodings stay as they were)."""
+        return LoggedTalk(
+            self.join_key, self.offset, self.user_id, self.time, payload, self.name, self.talk_id, time
+        )
+
+    def erased(self) -> LoggedTalk:
+        """The talk deleted: its text and name gone, its offset, sender, time and id kept."""
+        return LoggedTalk(self.join_key, self.offset, self.user_id, self.time, None, None, self.talk_id)
+
+    def _fields(self) -> tuple[str, int, int, float, str | None, str | None, str | None, float | None]:
+        return (
+            self.join_key, self.offset, self.user_id, self.time, self.payload, self.name, self.talk_id, self.edited
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LoggedTalk):
@@ -69,8 +90,27 @@ class LoggedTalk:
     def __repr__(self) -> str:
         return (
             f"LoggedTalk(join_key={self.join_key!r}, offset={self.offset!r}, user_id={self.user_id!r}, "
-            f"time={self.time!r}, payload={self.payload!r}, name={self.name!r}, talk_id={self.talk_id!r})"
+            f"time={self.time!r}, payload={self.payload!r}, name={self.name!r}, talk_id={self.talk_id!r}"
+            + (")" if self.edited is None else f", edited={self.edited!r})")
         )
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedChange:
+    """A change of a room (`chatcore.control`) as the log accepted it: number ``seq`` of the room's changes.
+
+    It follows the room's talk at offset ``after`` in the log (the newest when it was made) and comes
+    before the next one; ``by`` is who made it (0: the log itself, retention). For an edit or a delete,
+    ``talk`` is the talk as it is after it.
+    """
+
+    join_key: str
+    seq: int
+    after: int
+    by: int
+    time: float
+    change: Change
+    talk: LoggedTalk | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +152,8 @@ class SavedRoom:
     last_offset: int
     talks: tuple[LoggedTalk, ...]
     presence: PresenceSnapshot | None = None
+    control: RoomControl = NEVER_CHANGED
+    """Its title, lock, moderators and bans, as of its latest change (``control.seq``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +213,22 @@ class HistoryRead:
 
 
 @dataclass(frozen=True, slots=True)
+class Changed:
+    """`Moderate` done: the change is in the room's log, number ``entry.seq``."""
+
+    ticket: Ticket
+    entry: LoggedChange
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The log did not do an `AddUser` or a `Moderate`: the room's rules do not allow it (``reason``: for clients)."""
+
+    ticket: Ticket
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class LogFailed:
     """The log could not do it, and did none of it; ``reason`` is short and safe to show to clients."""
 
@@ -185,6 +243,8 @@ class Filled:
     join_key: str
     after: int
     talks: tuple[LoggedTalk, ...]
+    changes: tuple[LoggedChange, ...] = ()
+    """A shared log's recent changes of the room numbered above ``Fill.changes_after``, oldest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +252,21 @@ class TalkArrived:
     """A talk another process appended to a room this process subscribed to, heard on the room's channel."""
 
     talk: LoggedTalk
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeArrived:
+    """A change of a room this process holds, made elsewhere: by another process, or by the log (retention)."""
+
+    entry: LoggedChange
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """Retention erased the room's talks before offset ``first`` from the log."""
+
+    join_key: str
+    first: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +281,9 @@ class LogLost:
     """The shared log came back without its data: every room held here is gone."""
 
 
-LogAnswer: TypeAlias = UserAdded | KeyTaken | Appended | Loaded | NameSaved | HistoryRead | LogFailed
+LogAnswer: TypeAlias = (
+    UserAdded | KeyTaken | Appended | Loaded | NameSaved | HistoryRead | Changed | Refused | LogFailed
+)
 """The results that answer a `chatcore.actions.LogRequest`, by its ticket."""
-LogNews: TypeAlias = TalkArrived | Subscribed | PresenceHeard | PresenceSnapshot | LogLost
+LogNews: TypeAlias = TalkArrived | ChangeArrived | Expired | Subscribed | PresenceHeard | PresenceSnapshot | LogLost
 LogResult: TypeAlias = LogAnswer | Filled | LogNews

@@ -6,7 +6,8 @@ from collections import deque
 from collections.abc import Sequence
 
 from .actions import ConnectionId
-from .results import LoggedTalk, SavedRoom
+from .control import RoomControl
+from .results import LoggedChange, LoggedTalk, SavedRoom
 from .wire.dialect import Dialect
 from .wire.dialects import DIALECTS
 
@@ -27,10 +28,12 @@ class Room:
     __slots__ = (
         "_audiences",
         "_early",
+        "_early_changes",
         "_history",
         "_history_limit",
         "_members",
         "_recipients",
+        "control",
         "in_flight",
         "join_key",
         "last_offset",
@@ -64,6 +67,9 @@ class Room:
         """The number of the latest presence news from other processes applied."""
         self.name_seq: dict[int, int] = {}
         """For names set by numbered news (or this process's renames, numbered by the log): that number."""
+        self.control = RoomControl()
+        """Title, lock, roles and bans, as of the latest change applied (``control.seq``)."""
+        self._early_changes: dict[int, LoggedChange] | None = None
 
     def rename(self, user_id: int, name: str | None, seq: int | None) -> None:
         """Set a user's name, unless news numbered after ``seq`` (None: unnumbered, always applies) set it."""
@@ -85,7 +91,48 @@ class Room:
         room = cls(saved.join_key, history_limit, last_offset=saved.last_offset)
         for logged in saved.talks:
             room._record(logged)
+        room.control = saved.control
         return room
+
+    @property
+    def changes_held(self) -> bool:
+        """Whether changes wait for the ones numbered before them, or for the talk they follow (`next_change`)."""
+        return self._early_changes is not None
+
+    def hold_change(self, entry: LoggedChange) -> None:
+        """Keep a change until it is due (`next_change`)."""
+        if self._early_changes is None:
+            self._early_changes = {}
+        self._early_changes[entry.seq] = entry
+
+    def next_change(self) -> LoggedChange | None:
+        """A held change that is now due: the next in number, and the talk it follows delivered; or None."""
+        early = self._early_changes
+        if early is None:
+            return None
+        entry = early.get(self.control.seq + 1)
+        if entry is None or entry.after > self.last_offset:
+            return None
+        del early[entry.seq]
+        if not early:
+            self._early_changes = None
+        return entry
+
+    def replace_talk(self, talk: LoggedTalk) -> None:
+        """Hold a new version of a talk (edited, deleted) instead of the one held, if it is held."""
+        history = self._history
+        if history:
+            index = talk.offset - history[0].offset
+            if 0 <= index < len(history):
+                history[index] = talk
+        if self._early is not None and talk.offset in self._early:
+            self._early[talk.offset] = talk
+
+    def expire(self, first: int) -> None:
+        """The log erased the talks before offset ``first``: so does the room."""
+        history = self._history
+        while history and history[0].offset < first:
+            history.popleft()
 
     @property
     def history(self) -> Sequence[LoggedTalk]:
@@ -162,6 +209,10 @@ class Room:
     def connections(self) -> list[ConnectionId]:
         """Every member connection."""
         return [connection for members in self._members for connection in members]
+
+    def connections_of(self, user_id: int) -> list[ConnectionId]:
+        """The user's member connections."""
+        return [connection for members in self._members for connection, user in members.items() if user == user_id]
 
     def audiences(self) -> tuple[tuple[Dialect, tuple[ConnectionId, ...]], ...]:
         """The dialects that have members, each with its members: who gets which encoding of an event."""

@@ -32,14 +32,14 @@ from typing import TYPE_CHECKING
 
 from .errors import TransitionError
 from .ratelimit import TokenBucket
-from .wire.dialect import Dialect, HistoryRequest, NameRequest, Request, TalkRequest
+from .wire.dialect import ChangeRequest, Dialect, HistoryRequest, NameRequest, Request, TalkRequest
 from .wire.dialects import LOBBY
 
 if TYPE_CHECKING:
     from .actions import Action
     from .rooms import Room
 
-_LOGGED = (TalkRequest, NameRequest, HistoryRequest)
+_LOGGED = (TalkRequest, NameRequest, HistoryRequest, ChangeRequest)
 """Requests that go to the log: the log answers them in order, so they need not wait for each other (but for a
 rename: a talk carries its sender's name, known once the rename is answered)."""
 

@@ -50,14 +50,15 @@ def say(net: Net, connection: int, *payloads: str, ids: bool = False) -> None:
 def test_the_init_reply_has_every_version_2_field(net: Net) -> None:
     reply = net.join(1, name="  Ada  ")
     assert reply.keys() == {
-        "type", "joinKey", "userId", "v", "token", "name", "members", "resumed", "offset", "older"
+        "type", "joinKey", "userId", "v", "token", "name", "members", "resumed", "offset", "older", "role", "room"
     }
     assert reply["v"] == 2
     assert reply["userId"] == 1
     assert reply["name"] == "Ada"
     assert isinstance(reply["token"], str)
     assert len(reply["token"]) >= 16
-    assert reply["members"] == [{"userId": 1, "name": "Ada"}]
+    assert reply["members"] == [{"userId": 1, "name": "Ada", "role": "owner"}]
+    assert (reply["role"], reply["room"]) == ("owner", {"title": None, "locked": False})
     assert (reply["resumed"], reply["offset"], reply["older"]) == (False, 0, False)
 
 
@@ -272,7 +273,9 @@ def test_joined_and_left_follow_a_users_first_and_last_connection(net: Net) -> N
     ada = net.join(1, name="Ada")
     room = ada["joinKey"]
     bob = net.join(2, joinKey=room, name="Bob")
-    assert bob["members"] == [{"userId": 1, "name": "Ada"}, {"userId": 2, "name": "Bob"}]
+    assert bob["members"] == [
+        {"userId": 1, "name": "Ada", "role": "owner"}, {"userId": 2, "name": "Bob", "role": "member"}
+    ]
     assert net.take(1) == [{"type": "joined", "userId": 2, "name": "Bob"}]
     assert net.take(2) == []  # not told of its own arrival
     again = net.join(3, joinKey=room, token=bob["token"])  # Bob's second tab

@@ -61,7 +61,10 @@ def test_version_2_and_our_own_page_origin_on_the_page_port(
     origin = f"http://127.0.0.1:{live.running.http_port}"  # the page, opening its own origin's /ws
     with V2Client(page_ws(live), origin=origin) as ada, V2Client(live.ws_url, origin=origin) as bob:
         room = ada.join(name="Ada")["joinKey"]
-        assert bob.join(room, name="Bob")["members"] == [{"userId": 1, "name": "Ada"}, {"userId": 2, "name": "Bob"}]
+        assert bob.join(room, name="Bob")["members"] == [
+            {"userId": 1, "name": "Ada", "role": "owner"},
+            {"userId": 2, "name": "Bob", "role": "member"},
+        ]
 
 
 @pytest.mark.parametrize("transport", list(Transport))

@@ -75,10 +75,13 @@ def test_names_presence_and_talks_across_hosts(
     ada = clients(hosts(0))
     first = ada.join(name="Ada")
     room = first["joinKey"]
-    assert first["members"] == [{"userId": 1, "name": "Ada"}]
+    assert first["members"] == [{"userId": 1, "name": "Ada", "role": "owner"}]
     bob = clients(hosts(1))
     joined = bob.join(room, name="Bob")
-    assert joined["members"] == [{"userId": 1, "name": "Ada"}, {"userId": 2, "name": "Bob"}]
+    assert joined["members"] == [
+        {"userId": 1, "name": "Ada", "role": "owner"},
+        {"userId": 2, "name": "Bob", "role": "member"},
+    ]
     assert ada.wait_for("joined") == {"type": "joined", "userId": 2, "name": "Bob"}
 
     seed = ChatClient(hosts(1))

@@ -453,10 +453,17 @@ def test_version_2_members_names_talk_ids_tokens_and_history_are_the_same_on_eve
         first = ada.join(name="Ada")
         room = first["joinKey"]
         bob = stack.enter_context(V2Client(url(b)))
-        assert bob.join(room, name="Bob")["members"] == [{"userId": 1, "name": "Ada"}, {"userId": 2, "name": "Bob"}]
+        assert bob.join(room, name="Bob")["members"] == [
+            {"userId": 1, "name": "Ada", "role": "owner"},
+            {"userId": 2, "name": "Bob", "role": "member"},
+        ]
         assert ada.recv() == {"type": "joined", "userId": 2, "name": "Bob"}  # a user on B, told on A
         cy = stack.enter_context(V2Client(url(a)))
-        members = [{"userId": 1, "name": "Ada"}, {"userId": 2, "name": "Bob"}, {"userId": 3, "name": None}]
+        members = [
+            {"userId": 1, "name": "Ada", "role": "owner"},
+            {"userId": 2, "name": "Bob", "role": "member"},
+            {"userId": 3, "name": None, "role": "member"},
+        ]
         assert cy.join(room)["members"] == members  # B's user among the members of a joiner on A
         assert ada.recv() == bob.recv() == {"type": "joined", "userId": 3, "name": None}
 
@@ -474,8 +481,11 @@ def test_version_2_members_names_talk_ids_tokens_and_history_are_the_same_on_eve
         again = stack.enter_context(V2Client(url(b)))
         back = again.join(room, token=first["token"])
         assert (back["userId"], back["name"], back["resumed"], back["token"]) == (1, "Ada", True, first["token"])
-        assert back["members"] == [{"userId": 1, "name": "Ada"}, {"userId": 2, "name": "Bob B."},
-                                   {"userId": 3, "name": None}]
+        assert back["members"] == [
+            {"userId": 1, "name": "Ada", "role": "owner"},
+            {"userId": 2, "name": "Bob B.", "role": "member"},
+            {"userId": 3, "name": None, "role": "member"},
+        ]
         assert again.recv() == hello  # the replay
         again.send({"type": "talk", "payload": "hello", "id": "a-1"})  # sent on A, sent again on B
         assert again.recv() == hello  # stored once: the original, to the sender only
@@ -518,7 +528,10 @@ def test_the_users_of_a_killed_process_are_left_within_the_presence_ttl_and_a_th
         ]
         assert took < ttl + ttl / 3 + 0.5, took  # (0.5: slack for a loaded machine)
         joiner = stack.enter_context(V2Client(url(a)))
-        assert joiner.join(room)["members"] == [{"userId": 1, "name": "Ada"}, {"userId": 4, "name": None}]
+        assert joiner.join(room)["members"] == [
+            {"userId": 1, "name": "Ada", "role": "owner"},
+            {"userId": 4, "name": None, "role": "member"},
+        ]
         keys = {key.decode() if isinstance(key, bytes) else key for key in redis.client().keys("chat:*")}
         assert f"chat:{{{room}}}:who" in keys
         assert len(redis.client().zrange(f"chat:{{{room}}}:who", 0, -1)) == 2  # Ada's and the joiner's, on A

@@ -48,6 +48,9 @@ class _Driven(ChatCore):
     def log_result(self, result: LogResult) -> list[Action]:
         return self._out(super().log_result(result))
 
+    def expire(self, before: float) -> list[Action]:
+        return self._out(super().expire(before))
+
     def _out(self, actions: list[Action]) -> list[Action]:
         raise NotImplementedError
 

@@ -17,6 +17,7 @@ class Net:
         self.core = core
         self.inbox: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.closed: dict[int, int] = {}
+        self.reasons: dict[int, str] = {}
         self.shared: list[Forget | Presence] = []
         """What the core said for a shared log's other processes."""
         self.waiting: deque[LogRequest] = deque()
@@ -31,6 +32,7 @@ class Net:
                     self.inbox[recipient].append(json.loads(action.message))
             elif isinstance(action, Close):
                 self.closed[action.connection] = action.code
+                self.reasons[action.connection] = action.reason
             elif isinstance(action, LogRequest):
                 self.waiting.append(action)
             elif isinstance(action, Forget | Presence):

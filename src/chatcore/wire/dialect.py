@@ -17,7 +17,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..control import Change, RoomControl
+
+if TYPE_CHECKING:
+    from ..results import LoggedChange
 
 
 class TalkFields(Protocol):
@@ -30,11 +35,13 @@ class TalkFields(Protocol):
     @property
     def time(self) -> float: ...
     @property
-    def payload(self) -> str: ...
+    def payload(self) -> str | None: ...
     @property
     def name(self) -> str | None: ...
     @property
     def talk_id(self) -> str | None: ...
+    @property
+    def edited(self) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +83,14 @@ class HistoryRequest:
     limit: int
 
 
-Request = InitRequest | TalkRequest | NameRequest | HistoryRequest
+@dataclass(frozen=True, slots=True)
+class ChangeRequest:
+    """A change of the room (``edit``, ``delete``, ``room``, ``lock``, ``remove``, ``role``, ``end``)."""
+
+    change: Change
+
+
+Request = InitRequest | TalkRequest | NameRequest | HistoryRequest | ChangeRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +110,8 @@ class Welcome:
     """The room's latest talks, oldest first (`chatcore.results.LoggedTalk`)."""
     after: int | None
     """The offset the client said it has, if any."""
+    control: RoomControl
+    """The room's title, lock and roles."""
 
 
 class Dialect(ABC):
@@ -109,6 +125,9 @@ class Dialect(ABC):
     """Its clients are told who joins, leaves and renames."""
     has_talk_ids = False
     """Its clients give their talks ids, and are told which talk an error refuses (`refused_talk_id`)."""
+    shows_changes = False
+    """Its clients are shown deleted talks as such, and told of changes (`change_event`); others never see a
+    deleted talk."""
 
     def __init__(self, *, escape_html: bool) -> None:
         self.escape_html = escape_html
@@ -130,12 +149,18 @@ class Dialect(ABC):
         """The reply to a successful ``init``; the talks of `replayed` follow it."""
 
     def replayed(self, welcome: Welcome) -> Sequence[Any]:
-        """The talks of ``welcome.history`` a joiner is shown after the reply, oldest first: all of them."""
-        return welcome.history
+        """The talks of ``welcome.history`` a joiner is shown after the reply, oldest first: all but the deleted."""
+        return [talk for talk in welcome.history if talk.payload is not None]
 
     @abstractmethod
-    def error_event(self, message: str, talk_id: str | None = None) -> str:
-        """An error; ``talk_id``: the id of the talk it refuses, if the client gave one."""
+    def error_event(self, message: str, talk_id: str | None = None, request: str | None = None) -> str:
+        """An error; ``talk_id``: the id of the talk it refuses, if the client gave one; ``request``: the type of
+        the request it refuses, if it says (`ProtocolError.request`)."""
+
+    def change_event(self, entry: LoggedChange, control: RoomControl) -> str | None:
+        """A change of the room, as its members are told (None: not told), ``control`` the room's state once it is
+        applied; only asked of dialects that show changes."""
+        return None
 
     def refused_talk_id(self, event: object) -> str | None:
         """The ``id`` of a talk refused before it was read (for its rate), if this dialect tells it."""

@@ -8,9 +8,11 @@ class ProtocolError(Exception):
 
     The core catches these itself and answers with an `error` event: a driver
     never sees one. ``talk_id``: the ``id`` of the refused ``talk``, when it carried one (a version-2
-    client is told which of its messages was refused).
+    client is told which of its messages was refused). ``request``: the type of the request refused, for the
+    requests whose refusal says so (a version-2 client's changes of its room).
     """
 
-    def __init__(self, message: str, talk_id: str | None = None) -> None:
+    def __init__(self, message: str, talk_id: str | None = None, request: str | None = None) -> None:
         super().__init__(message)
         self.talk_id = talk_id
+        self.request = request

@@ -41,12 +41,13 @@ class SeedDialect(Dialect):
         raise ProtocolError('unknown event type; expected "init" or "talk"')
 
     def talk_event(self, talk: TalkFields) -> str:
+        assert talk.payload is not None  # (never asked for a deleted talk: `Dialect.shows_changes`)
         return talk_event(talk.payload, talk.user_id, talk.time, escape_html=self.escape_html)
 
     def init_event(self, welcome: Welcome) -> str:
         return init_event(welcome.join_key, welcome.user_id)
 
-    def error_event(self, message: str, talk_id: str | None = None) -> str:
+    def error_event(self, message: str, talk_id: str | None = None, request: str | None = None) -> str:
         return error_event(message)
 
 

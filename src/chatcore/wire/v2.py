@@ -14,12 +14,38 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..control import (
+    MAX_TITLE_CHARS,
+    NEVER_CHANGED,
+    Change,
+    Delete,
+    Edit,
+    End,
+    Lock,
+    Remove,
+    RoomControl,
+    SetRole,
+    Title,
+)
 from . import seed
-from .dialect import Dialect, HistoryRequest, InitRequest, NameRequest, Request, TalkFields, TalkRequest, Welcome
+from .dialect import (
+    ChangeRequest,
+    Dialect,
+    HistoryRequest,
+    InitRequest,
+    NameRequest,
+    Request,
+    TalkFields,
+    TalkRequest,
+    Welcome,
+)
 from .errors import ProtocolError
 from .jsontext import encode, is_encodable
+
+if TYPE_CHECKING:
+    from ..results import LoggedChange
 
 VERSION = 2
 MAX_NAME_CHARS = 32
@@ -37,6 +63,7 @@ class V2Dialect(Dialect):
     resumes = True
     announces_presence = True
     has_talk_ids = True
+    shows_changes = True
 
     def parse(self, event: object, max_payload_chars: int) -> Request:
         if not isinstance(event, dict):
@@ -62,13 +89,24 @@ class V2Dialect(Dialect):
             if not _is_count(limit, minimum=1):
                 raise ProtocolError('"limit" must be an integer, 1 or more')
             return HistoryRequest(before, min(limit, HISTORY_MAX))
+        if kind in _CHANGES:
+            try:
+                return ChangeRequest(_CHANGES[kind](event, max_payload_chars))
+            except ProtocolError as error:
+                raise ProtocolError(str(error), request=kind) from None
         if isinstance(kind, str) and kind != "init":
-            raise ProtocolError('unknown event type; expected "init", "talk", "name" or "history"')
+            raise ProtocolError(
+                'unknown event type; expected "init", "talk", "name", "history", "edit", "delete", "room", "lock", '
+                '"remove", "role" or "end"'
+            )
         return seed.MARKUP.parse(event, max_payload_chars)  # an init (without "v": the seed's), or no "type" string
 
     def talk_event(self, talk: TalkFields) -> str:
+        if talk.payload is None:
+            return deleted_talk_event(talk.offset, talk.user_id, talk.time, talk.talk_id)
         return talk_event(
-            talk.payload, talk.user_id, talk.time, talk.offset, talk.name, talk.talk_id, escape_html=self.escape_html
+            talk.payload, talk.user_id, talk.time, talk.offset, talk.name, talk.talk_id, escape_html=self.escape_html,
+            edited=talk.edited,
         )
 
     def replayed(self, welcome: Welcome) -> Sequence[Any]:
@@ -82,11 +120,14 @@ class V2Dialect(Dialect):
         return init_event(
             welcome.join_key, welcome.user_id, token=welcome.token, name=welcome.name, members=welcome.members,
             resumed=welcome.resumed, offset=welcome.last_offset, older=first > (welcome.after or 0) + 1,
-            escape_html=self.escape_html,
+            escape_html=self.escape_html, control=welcome.control,
         )
 
-    def error_event(self, message: str, talk_id: str | None = None) -> str:
-        return error_event(message, talk_id)
+    def error_event(self, message: str, talk_id: str | None = None, request: str | None = None) -> str:
+        return error_event(message, talk_id, request)
+
+    def change_event(self, entry: LoggedChange, control: RoomControl) -> str | None:
+        return change_event(entry, control, self.escape_html)
 
     def refused_talk_id(self, event: object) -> str | None:
         if isinstance(event, dict) and event.get("type") == "talk":
@@ -129,6 +170,76 @@ def parse_init(event: dict[str, Any]) -> InitRequest:
     return InitRequest(join_key, dialect, name, usable_token, after)
 
 
+def _edit(event: dict[str, Any], max_payload_chars: int) -> Change:
+    return Edit(_offset(event), seed.valid_payload(event.get("payload"), max_payload_chars))
+
+
+def _delete(event: dict[str, Any], max_payload_chars: int) -> Change:
+    return Delete(_offset(event))
+
+
+def _title(event: dict[str, Any], max_payload_chars: int) -> Change:
+    if "title" not in event:
+        raise ProtocolError('"title" is missing (null clears it)')
+    title = event["title"]
+    if title is None:
+        return Title(None)
+    if not isinstance(title, str):
+        raise ProtocolError('"title" must be a string or null')
+    title = title.strip()
+    if not 1 <= len(title) <= MAX_TITLE_CHARS:
+        raise ProtocolError(f'"title" must be 1 to {MAX_TITLE_CHARS} characters long (spaces at the ends do not count)')
+    if not title.isprintable() or not is_encodable(title):
+        raise ProtocolError('"title" must not contain control characters')
+    return Title(title)
+
+
+def _lock(event: dict[str, Any], max_payload_chars: int) -> Change:
+    locked = event.get("locked")
+    if not isinstance(locked, bool):
+        raise ProtocolError('"locked" must be true or false')
+    return Lock(locked)
+
+
+def _remove(event: dict[str, Any], max_payload_chars: int) -> Change:
+    ban = event.get("ban", False)
+    if not isinstance(ban, bool):
+        raise ProtocolError('"ban" must be true or false')
+    return Remove(_user_id(event), ban)
+
+
+def _role(event: dict[str, Any], max_payload_chars: int) -> Change:
+    role = event.get("role")
+    if role not in ("moderator", "member"):
+        raise ProtocolError('"role" must be "moderator" or "member"')
+    return SetRole(_user_id(event), role == "moderator")
+
+
+def _end(event: dict[str, Any], max_payload_chars: int) -> Change:
+    return End()
+
+
+_CHANGES = {"edit": _edit, "delete": _delete, "room": _title, "lock": _lock, "remove": _remove, "role": _role,
+            "end": _end}
+"""How each change of a room is read from its event (the key: its ``type``)."""
+
+
+def _offset(event: dict[str, Any]) -> int:
+    offset = event.get("offset")
+    if not _is_count(offset, minimum=1):
+        raise ProtocolError('"offset" must be an integer offset, 1 or more')
+    assert isinstance(offset, int)
+    return offset
+
+
+def _user_id(event: dict[str, Any]) -> int:
+    user_id = event.get("userId")
+    if not _is_count(user_id, minimum=1):
+        raise ProtocolError('"userId" must be an integer, 1 or more')
+    assert isinstance(user_id, int)
+    return user_id
+
+
 def valid_name(name: object) -> str:
     """The name trimmed, or `ProtocolError`: 1 to 32 characters after trimming, no control characters."""
     if not isinstance(name, str):
@@ -161,21 +272,27 @@ def shown(text: str | None, escape_html: bool) -> str | None:
 
 def init_event(
     join_key: str, user_id: int, *, token: str, name: str | None, members: Sequence[tuple[int, str | None]],
-    resumed: bool, offset: int, older: bool, escape_html: bool,
+    resumed: bool, offset: int, older: bool, escape_html: bool, control: RoomControl = NEVER_CHANGED,
 ) -> str:
     """The reply to a version-2 ``init``."""
     return encode({
         "type": "init", "joinKey": join_key, "userId": user_id, "v": VERSION, "token": token,
         "name": shown(name, escape_html),
-        "members": [{"userId": member, "name": shown(member_name, escape_html)} for member, member_name in members],
-        "resumed": resumed, "offset": offset, "older": older,
+        "members": [
+            {"userId": member, "name": shown(member_name, escape_html), "role": control.role(member)}
+            for member, member_name in members
+        ],
+        "resumed": resumed, "offset": offset, "older": older, "role": control.role(user_id),
+        "room": {"title": shown(control.title, escape_html), "locked": control.locked},
     })
 
 
 def talk_event(
-    payload: str, user_id: int, time: float, offset: int, name: str | None, talk_id: str | None, *, escape_html: bool
+    payload: str, user_id: int, time: float, offset: int, name: str | None, talk_id: str | None, *, escape_html: bool,
+    edited: float | None = None,
 ) -> str:
-    """A talk for a version-2 client: the seed's fields, its offset, the sender's name and the sender's id."""
+    """A talk for a version-2 client: the seed's fields, its offset, the sender's name and the sender's id; when its
+    text was changed, when (``edited``)."""
     if escape_html:
         payload = html.escape(payload)
         name = shown(name, True)
@@ -184,7 +301,43 @@ def talk_event(
     }
     if talk_id is not None:
         event["id"] = talk_id
+    if edited is not None:
+        event["edited"] = edited
     return encode(event)
+
+
+def deleted_talk_event(offset: int, user_id: int, time: float, talk_id: str | None) -> str:
+    """A deleted talk, as replays and history show it: where it was, who sent it and when; nothing of it."""
+    event: dict[str, Any] = {
+        "type": "talk", "offset": offset, "userId": user_id, "time": time, "deleted": True, "payload": None,
+        "name": None,
+    }
+    if talk_id is not None:
+        event["id"] = talk_id
+    return encode(event)
+
+
+def change_event(entry: LoggedChange, control: RoomControl, escape_html: bool) -> str | None:
+    """A change of the room, as its version-2 members are told (None for an end: they are closed); ``control``:
+    the room's state once it is applied."""
+    change, by = entry.change, entry.by
+    if isinstance(change, Edit):
+        assert entry.talk is not None
+        assert entry.talk.edited is not None
+        return encode({
+            "type": "edited", "offset": change.offset, "payload": shown(change.payload, escape_html),
+            "edited": entry.talk.edited,
+        })
+    if isinstance(change, Delete):
+        return encode({"type": "deleted", "offset": change.offset, "by": by})
+    if isinstance(change, Title | Lock):
+        return encode({"type": "room", "title": shown(control.title, escape_html), "locked": control.locked, "by": by})
+    if isinstance(change, Remove):
+        return encode({"type": "removed", "userId": change.user_id, "ban": change.ban, "by": by})
+    if isinstance(change, SetRole):
+        role = "moderator" if change.moderator else "member"
+        return encode({"type": "role", "userId": change.user_id, "role": role, "by": by})
+    return None
 
 
 def joined_event(user_id: int, name: str | None, *, escape_html: bool) -> str:
@@ -204,8 +357,14 @@ def history_event(before: int, talks: Sequence[str], older: bool) -> str:
     return f'{{"type":"history","before":{before},"talks":[{",".join(talks)}],"older":{"true" if older else "false"}}}'
 
 
-def error_event(message: str, talk_id: str | None) -> str:
-    """An error for a version-2 client: the seed's fields, and the ``id`` of the talk it refuses, if any."""
-    if talk_id is None:
+def error_event(message: str, talk_id: str | None, request: str | None = None) -> str:
+    """An error for a version-2 client: the seed's fields, the ``id`` of the talk it refuses and the type of the
+    request it refuses, when it says."""
+    if talk_id is None and request is None:
         return seed.error_event(message)
-    return encode({"type": "error", "message": message, "payload": message, "id": talk_id})
+    event: dict[str, Any] = {"type": "error", "message": message, "payload": message}
+    if talk_id is not None:
+        event["id"] = talk_id
+    if request is not None:
+        event["request"] = request
+    return encode(event)

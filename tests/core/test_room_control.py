@@ -1,0 +1,335 @@
+"""Rooms a teacher controls, in the pure core: owner and moderators, edit, delete, title, lock, remove, end, retention.
+
+Each rule is judged by the log (`chatcore.control.judge`, here the memory log's) and applied in the log's order;
+version-2 members are told, seed members never see a change, and a deleted talk's text is gone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chatcore import ChatCore, CoreLimits, LoggedTalk, closecodes
+from chatcore.actions import Moderate
+from chatcore.control import OWNER, Delete, Edit, End, Lock, Remove, RoomControl, SetRole, TalkFacts, Title, judge
+from chatcore.results import ChangeArrived, Changed, LoggedChange, TalkArrived
+from corekit import FakeClock, LocalChat, keys
+from v2kit import Net
+
+
+@pytest.fixture
+def net(core: ChatCore) -> Net:
+    return Net(core)
+
+
+def class_of(net: Net, *, students: int = 1) -> str:
+    """Connection 1 is the teacher (owner, user 1); connections 2, 3 … students (users 2, 3 …)."""
+    room = net.join(1, name="Teacher")["joinKey"]
+    for n in range(students):
+        net.join(2 + n, joinKey=room, name=f"Student {n + 1}")
+    for connection in range(1, 2 + students):
+        net.take(connection)
+    return str(room)
+
+
+PRESENCE = {"joined", "left", "renamed"}
+
+
+def say(net: Net, connection: int, payload: str) -> dict[str, Any]:
+    net.take(connection)
+    net.send(connection, {"type": "talk", "payload": payload})
+    (talk,) = [event for event in net.take(connection) if event["type"] == "talk"]
+    return talk
+
+
+def ask(net: Net, connection: int, **event: Any) -> list[dict[str, Any]]:
+    """Send a request; what the connection received then, but for presence news."""
+    net.take(connection)
+    net.send(connection, event)
+    return [event for event in net.take(connection) if event["type"] not in PRESENCE]
+
+
+def refused(net: Net, connection: int, **event: Any) -> str:
+    (error,) = ask(net, connection, **event)
+    assert error["type"] == "error", error
+    assert error["request"] == event["type"]
+    return str(error["message"])
+
+
+def held_text(core: ChatCore) -> list[str | None]:
+    """Every talk's text the memory log and the rooms in memory hold."""
+    assert isinstance(core, LocalChat)
+    texts = [talk.payload for room in core.memory_log._rooms.values() for talk in room.talks]
+    texts += [talk.payload for room in core._held.rooms.values() for talk in room.history]
+    return texts
+
+
+# The rules, as the log judges them
+
+
+def test_the_rules_table() -> None:
+    control = RoomControl(moderators=frozenset({2}))
+    own, others = TalkFacts(3, False), TalkFacts(4, False)
+    assert judge(control, 3, Edit(1, "x"), talk=own) is None
+    assert judge(control, 3, Edit(1, "x"), talk=others) == "you can only edit your own messages"
+    assert judge(control, OWNER, Edit(1, "x"), talk=others) == "you can only edit your own messages"
+    assert judge(control, 3, Edit(1, "x"), talk=TalkFacts(3, True)) == "that message was deleted"
+    assert judge(control, 3, Edit(1, "x"), talk=None) == "no such message in this chat"
+    assert judge(control, 3, Delete(1), talk=others) == "you can only delete your own messages"
+    assert judge(control, 2, Delete(1), talk=others) is None
+    assert judge(control, 3, Title("x")) is not None
+    assert judge(control, 2, Lock(True)) is None
+    assert judge(control, 2, End()) == "only the chat's owner can end it"
+    assert judge(control, OWNER, End()) is None
+    assert judge(control, 2, SetRole(3, True), last_user_id=4) == "only the chat's owner can change roles"
+    assert judge(control, OWNER, SetRole(OWNER, False), last_user_id=4) == "the owner's role cannot change"
+    assert judge(control, OWNER, SetRole(9, True), last_user_id=4) == "no such user in this chat"
+    assert judge(control, 2, Remove(OWNER), last_user_id=4) == "the owner cannot be removed"
+    assert judge(control, 2, Remove(2), last_user_id=4) == "you cannot remove yourself"
+    assert judge(control.after(SetRole(3, True), 1), 2, Remove(3), last_user_id=4) == (
+        "only the owner can remove a moderator"
+    )
+    assert judge(control, OWNER, Remove(2, ban=True), last_user_id=4) is None
+    assert judge(control, 3, Remove(4), last_user_id=4) == "only the chat's owner and moderators can remove users"
+    removed = control.after(Remove(2, ban=True), 1)
+    assert (removed.moderators, removed.banned, removed.seq) == (frozenset(), frozenset({2}), 1)
+
+
+# Owner and roles
+
+
+def test_the_starter_owns_the_room_and_keeps_it_with_its_token(net: Net) -> None:
+    first = net.join(1, name="Teacher")
+    assert first["role"] == "owner"
+    student = net.join(2, joinKey=first["joinKey"], name="Ada")
+    assert student["role"] == "member"
+    assert [member["role"] for member in student["members"]] == ["owner", "member"]
+    other_device = net.join(3, joinKey=first["joinKey"], token=first["token"])
+    assert (other_device["userId"], other_device["role"]) == (1, "owner")
+
+
+def test_the_owner_makes_moderators_and_back_and_everyone_is_told(net: Net) -> None:
+    room = class_of(net, students=2)
+    net.connect(9)
+    net.send(9, {"type": "init", "joinKey": room})  # a seed client
+    for connection in (2, 3, 9):
+        net.take(connection)
+    ask(net, 1, type="role", userId=2, role="moderator")
+    told = {"type": "role", "userId": 2, "role": "moderator", "by": 1}
+    assert net.take(2) == net.take(3) == [told]
+    assert net.take(9) == []
+    assert net.join(4, joinKey=room)["members"][1]["role"] == "moderator"
+    assert refused(net, 2, type="role", userId=3, role="moderator") == "only the chat's owner can change roles"
+    assert ask(net, 1, type="role", userId=2, role="member")[0]["role"] == "member"
+
+
+# Edit and delete
+
+
+def test_a_user_edits_its_own_talk_and_every_replay_shows_the_latest_text(net: Net, clock: FakeClock) -> None:
+    room = class_of(net)
+    talk = say(net, 2, "2 + 2 = 5")
+    net.take(1)
+    clock.now += 5
+    edited = ask(net, 2, type="edit", offset=talk["offset"], payload="2 + 2 = 4")
+    assert edited == [{"type": "edited", "offset": talk["offset"], "payload": "2 + 2 = 4", "edited": clock.now}]
+    assert net.take(1) == edited
+    replay = net.join(5, joinKey=room)
+    (shown,) = net.take(5)
+    assert (shown["payload"], shown["edited"], shown["time"]) == ("2 + 2 = 4", clock.now, talk["time"])
+    assert replay["offset"] == talk["offset"]
+    net.connect(6)
+    net.send(6, {"type": "init", "joinKey": room})
+    assert [event.get("payload") for event in net.take(6)[1:]] == ["2 + 2 = 4"]  # a seed client: the latest text
+    assert refused(net, 1, type="edit", offset=talk["offset"], payload="no") == "you can only edit your own messages"
+    assert "2 + 2 = 5" not in held_text(net.core)
+
+
+def test_a_user_deletes_its_own_talk_staff_delete_anyones_and_the_text_is_gone(net: Net) -> None:
+    room = class_of(net, students=2)
+    mine = say(net, 2, "secret one")
+    theirs = say(net, 3, "secret two")
+    for connection in (1, 2, 3):
+        net.take(connection)
+    assert refused(net, 2, type="delete", offset=theirs["offset"]) == "you can only delete your own messages"
+    assert ask(net, 2, type="delete", offset=mine["offset"]) == [{"type": "deleted", "offset": mine["offset"], "by": 2}]
+    assert net.take(1) == [{"type": "deleted", "offset": mine["offset"], "by": 2}]
+    net.take(3)
+    ask(net, 1, type="delete", offset=theirs["offset"])
+    assert net.take(3) == [{"type": "deleted", "offset": theirs["offset"], "by": 1}]
+    assert refused(net, 1, type="delete", offset=theirs["offset"]) == "that message was deleted"
+    assert refused(net, 2, type="edit", offset=mine["offset"], payload="x") == "that message was deleted"
+    assert not {"secret one", "secret two"} & set(filter(None, held_text(net.core)))
+    net.join(5, joinKey=room)
+    assert net.take(5)[0] == {
+        "type": "talk", "offset": mine["offset"], "userId": 2, "time": mine["time"], "deleted": True,
+        "payload": None, "name": None,
+    }
+    net.send(5, {"type": "history", "before": theirs["offset"] + 1})
+    (history,) = net.take(5)
+    assert [talk.get("deleted") for talk in history["talks"]] == [True, True]
+    net.connect(6)
+    net.send(6, {"type": "init", "joinKey": room})
+    assert [event["type"] for event in net.take(6)] == ["init"]  # a seed client: deleted talks are absent
+
+
+# Title and lock
+
+
+def test_staff_set_and_clear_the_title_within_its_rules(net: Net) -> None:
+    room = class_of(net)
+    assert refused(net, 2, type="room", title="Mine") == "only the chat's owner and moderators can set its title"
+    assert ask(net, 1, type="room", title="  Math 7B ") == [
+        {"type": "room", "title": "Math 7B", "locked": False, "by": 1}
+    ]
+    assert net.take(2)[0]["title"] == "Math 7B"
+    assert net.join(3, joinKey=room)["room"] == {"title": "Math 7B", "locked": False}
+    assert "64" in refused(net, 1, type="room", title="x" * 65)
+    assert "control" in refused(net, 1, type="room", title="a\nb")
+    assert ask(net, 1, type="room", title=None)[0]["title"] is None
+
+
+def test_a_locked_room_keeps_new_users_out_and_lets_its_users_back(net: Net) -> None:
+    room = class_of(net)
+    student = net.join(7, joinKey=room)
+    net.disconnect(7)
+    assert ask(net, 1, type="lock", locked=True) == [{"type": "room", "title": None, "locked": True, "by": 1}]
+    net.connect(3)
+    net.send(3, {"type": "init", "v": 2, "joinKey": room, "name": "Late"})
+    (error,) = net.take(3)
+    assert error["type"] == "error"
+    assert "locked" in error["message"]
+    net.connect(4)
+    net.send(4, {"type": "init", "joinKey": room})  # a seed client
+    assert net.take(4) == [{"type": "error", "message": error["message"], "payload": error["message"]}]
+    assert net.join(5, joinKey=room, token=student["token"])["userId"] == student["userId"]
+    ask(net, 1, type="lock", locked=False)
+    assert net.join(6, joinKey=room)["userId"] == 4  # the refused joins handed out no user id
+
+
+# Remove, ban, end
+
+
+def test_staff_remove_a_user_whose_connections_close_with_4403(net: Net) -> None:
+    room = class_of(net, students=2)
+    token = net.join(5, joinKey=room, name="Student 1 again")  # a second connection of a third user
+    net.take(1)
+    ask(net, 1, type="role", userId=2, role="moderator")
+    for connection in (2, 3, 5):
+        net.take(connection)
+    assert refused(net, 2, type="remove", userId=1) == "the owner cannot be removed"
+    assert net.take(2) == []
+    ask(net, 2, type="remove", userId=token["userId"])
+    assert net.closed[5] == closecodes.REMOVED
+    assert net.reasons[5] == "removed from this chat"
+    told = {"type": "removed", "userId": token["userId"], "ban": False, "by": 2}
+    assert net.take(1) == net.take(3) == [told]
+    assert net.take(5) == []
+    back = net.join(6, joinKey=room, token=token["token"])  # without a ban, the token comes back
+    assert back["userId"] == token["userId"]
+
+
+def test_a_ban_keeps_the_token_out_for_good_and_takes_the_moderator_role(net: Net) -> None:
+    room = class_of(net)
+    student = net.join(3, joinKey=room)
+    ask(net, 1, type="role", userId=student["userId"], role="moderator")
+    ask(net, 1, type="remove", userId=student["userId"], ban=True)
+    assert net.closed[3] == closecodes.REMOVED
+    net.connect(4)
+    net.send(4, {"type": "init", "v": 2, "joinKey": room, "token": student["token"]})
+    assert net.take(4)[0]["message"] == "you were removed from this chat"
+    members = net.join(5, joinKey=room)["members"]
+    assert all(member["role"] != "moderator" for member in members)
+
+
+def test_the_owner_ends_the_room_every_connection_closes_with_4410_and_the_link_is_dead(net: Net) -> None:
+    room = class_of(net)
+    net.connect(3)
+    net.send(3, {"type": "init", "joinKey": room})  # a seed client
+    say(net, 2, "homework")
+    assert refused(net, 2, type="end") == "only the chat's owner can end it"
+    net.send(1, {"type": "end"})
+    assert net.closed == {1: closecodes.ENDED, 2: closecodes.ENDED, 3: closecodes.ENDED}
+    assert set(net.reasons.values()) == {"this chat was ended"}
+    net.connect(4)
+    net.send(4, {"type": "init", "v": 2, "joinKey": room})
+    assert net.take(4)[-1]["message"] == "chat not found."
+    assert held_text(net.core) == []
+
+
+# Shape, rate, order
+
+
+def test_malformed_changes_are_refused_with_their_request_type(net: Net) -> None:
+    room = class_of(net)
+    assert "offset" in refused(net, 1, type="delete", offset="7")
+    assert "locked" in refused(net, 1, type="lock", locked="yes")
+    assert "role" in refused(net, 1, type="role", userId=2, role="owner")
+    assert "userId" in refused(net, 1, type="remove", userId=0)
+    assert "ban" in refused(net, 1, type="remove", userId=2, ban=1)
+    assert refused(net, 1, type="edit", offset=99, payload="x") == "no such message in this chat"
+    net.connect(9)
+    net.send(9, {"type": "init", "joinKey": room})
+    net.take(9)
+    net.send(9, {"type": "end"})  # a seed client: no such request
+    assert net.take(9)[0]["message"] == 'unknown event type; expected "init" or "talk"'
+    assert net.closed == {}
+
+
+def test_changes_count_against_the_rate_limit(clock: FakeClock) -> None:
+    net = Net(LocalChat(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(message_burst=3)))
+    class_of(net)
+    for _ in range(3):
+        ask(net, 1, type="lock", locked=True)
+    (error,) = ask(net, 1, type="lock", locked=False)
+    assert error["message"] == "too many messages: slow down"
+
+
+def test_a_change_from_elsewhere_waits_for_the_talk_it_follows_and_for_the_changes_before_it(
+    core: ChatCore, clock: FakeClock
+) -> None:
+    net = Net(core)
+    room = class_of(net)
+    talk = say(net, 2, "first")
+    net.take(1)
+    later = LoggedTalk(room, talk["offset"] + 1, 2, clock.now, "second")
+    edit = LoggedChange(room, 2, later.offset, 2, clock.now, Edit(later.offset, "2nd"), later.edit("2nd", clock.now))
+    title = LoggedChange(room, 1, talk["offset"], 1, clock.now, Title("Math"))
+    net.do(core.log_result(ChangeArrived(edit)))  # before the talk it follows, and before change 1
+    assert net.take(1) == []
+    net.do(core.log_result(TalkArrived(later)))
+    assert [event["type"] for event in net.take(1)] == ["talk"]
+    net.do(core.log_result(ChangeArrived(title)))
+    assert [event["type"] for event in net.take(1)] == ["room", "edited"]
+    net.do(core.log_result(ChangeArrived(title)))  # heard again: applied once
+    assert net.take(1) == []
+
+
+# Retention
+
+
+def test_retention_erases_old_talks_and_ends_rooms_quiet_since(net: Net, clock: FakeClock) -> None:
+    quiet = class_of(net)
+    busy = net.join(5, name="Other teacher")["joinKey"]
+    say(net, 5, "old news")
+    clock.now += 100
+    say(net, 5, "fresh")
+    net.do(net.core.expire(clock.now - 50))
+    assert net.closed == {1: closecodes.ENDED, 2: closecodes.ENDED}
+    net.join(6, joinKey=busy)
+    assert [event["payload"] for event in net.take(6)] == ["fresh"]
+    assert "old news" not in held_text(net.core)
+    net.connect(7)
+    net.send(7, {"type": "init", "v": 2, "joinKey": quiet})
+    assert net.take(7)[-1]["message"] == "chat not found."
+
+
+def test_the_log_answers_its_own_change_numbered_after_its_latest_talk(clock: FakeClock) -> None:
+    from chatcore import AddUser, Append, MemoryLog
+
+    log = MemoryLog(10)
+    log.answer(AddUser(1, "k", clock.now))
+    log.answer(Append(2, "k", 1, clock.now, "hi"))
+    answer = log.answer(Moderate(3, "k", 1, clock.now, Title("T")))
+    assert answer == Changed(3, LoggedChange("k", 1, 1, 1, clock.now, Title("T")))
