@@ -68,6 +68,8 @@ _port = _number(int, lambda n: 0 <= n <= 65535, "must be 0-65535 (0: any free po
 MAX_SECONDS = 1e6
 """Longest duration a flag takes (11.6 days): beyond it, the clocks and sockets under a timeout overflow."""
 _seconds = _number(float, lambda s: 0 < s <= MAX_SECONDS, f"must be more than 0, at most {MAX_SECONDS:.0f}")
+DAY = 24 * 3600.0
+_days = _number(float, lambda d: 0 < d <= 100_000, "must be more than 0, at most 100000")
 _non_negative_seconds = _number(float, lambda s: 0 <= s <= MAX_SECONDS, f"must be 0 to {MAX_SECONDS:.0f}")
 _rate = _number(float, lambda r: r >= 0.001, "must be at least 0.001")
 _header_bytes = _number(int, lambda n: n >= 1024, "must be at least 1024")
@@ -177,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a write waits for a database locked by another process before the client gets an error")
     add("--db-sync", choices=[s.value for s in Synchronous], default=config.database_sync.value,
         help="normal: commits survive the server being killed; full: also the OS or power failing (fsync)")
+    add("--retention", type=_days, default=None, metavar="DAYS",
+        help="erase messages older than this many days (fractions allowed) and end rooms with no message for that "
+        "long, on every store, while serving (default: keep everything)")
     add("--redis", type=_redis_url, default=None, metavar="URL",
         help="keep rooms in this Redis instead of --db, shared by every chat-server using it (any number of "
         "processes and hosts): redis://[user:password@]host[:port][/db], rediss:// (TLS), unix:///path")
@@ -251,6 +256,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         database_sync=Synchronous(args.db_sync),
         reuse_port=args.worker_id is not None,
         drain_timeout=args.drain_timeout,
+        retention=None if args.retention is None else args.retention * DAY,
         limits=Limits(
             max_message_size=args.max_message_size,
             outbox_bytes=args.outbox_bytes,

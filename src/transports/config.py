@@ -156,3 +156,5 @@ class ServerConfig:
     """Seconds connections get to finish their closing handshake on a quick shutdown (SIGINT)."""
     drain_timeout: float = 30.0
     """Seconds a drain (SIGTERM) takes at most, from the signal to the end: clients that do not answer are cut."""
+    retention: float | None = None
+    """Seconds talks are kept (``--retention`` DAYS): older ones erased, rooms quiet that long ended; None: forever."""

@@ -22,7 +22,7 @@ from chatcore import ChatCore, LogAction, LogResult
 
 from . import pageport
 from .apps.echo import EchoApp
-from .config import AppKind, ServerConfig, StartupError, Transport
+from .config import MIN_TIMER_PERIOD, AppKind, ServerConfig, StartupError, Transport
 from .http import static
 from .http.origin import OriginPolicy
 from .http.proxies import TrustedProxies
@@ -103,6 +103,18 @@ def make_app(config: ServerConfig) -> App:
         new_token=lambda: secrets.token_urlsafe(TOKEN_BYTES),
         limits=config.core_limits,
     )
+
+
+RETENTION_SWEEP = 3600.0
+"""Longest pause between two retention sweeps (seconds); a short ``--retention`` sweeps every 24th of it."""
+
+
+async def _retaining(hub: Hub, core: ChatCore, retention: float) -> None:
+    """Have the log erase what retention no longer keeps, now and then (`ChatCore.expire`)."""
+    period = min(max(retention / 24, MIN_TIMER_PERIOD), RETENTION_SWEEP)
+    while True:
+        hub.perform(core.expire(time.time() - retention))
+        await anyio.sleep(period)
 
 
 class LogBackend(Protocol):
@@ -200,6 +212,8 @@ async def _serve(
             tasks.start_soon(backend.run, hub.log_result)
         tasks.start_soon(hub.keepalive)
         tasks.start_soon(health.run)
+        if config.retention is not None and isinstance(app, ChatCore):
+            tasks.start_soon(_retaining, hub, app, config.retention)
         websocket = await tasks.start(driver.serve, hub, ws, config.limits)
         tasks.start_soon(pageport.serve, site, page, config.limits, websocket, proxies)
         secure = "" if tls is None else "s"
