@@ -1295,6 +1295,7 @@
   function onInit(event) {
     var first = !joined;
     joined = true;
+    reconnectDelay = RECONNECT_FIRST_DELAY_MS; // (not on open: a socket whose init fails keeps backing off)
     awaitingInit = false;
     inRoom = true;
     replayDone = false;
@@ -1518,6 +1519,8 @@
     if (awaitingInit && /name/i.test(text)) {
       // The init was refused for its name, and the socket is out of any room until a corrected one.
       askName(false, text);
+    } else if (awaitingInit && /try again/i.test(text)) {
+      socket.close(1000, "init refused; trying again"); // (the server could not save it): a new socket, later
     } else if (awaitingInit) {
       // Refused for good (a locked room, a ban): another init would be refused again.
       awaitingInit = false;
@@ -1609,7 +1612,6 @@
       if (ws !== socket) {
         return;
       }
-      reconnectDelay = RECONNECT_FIRST_DELAY_MS;
       sendInit(ws);
     });
 
