@@ -4,7 +4,10 @@ Nothing here performs I/O, runs an event loop, reads a clock or draws
 randomness; drivers in ``transports`` do all of that. The theory of operation
 below says what a driver must feed and perform; the modules:
 
-- `core`: `ChatCore`, the connections of one process, their requests and the log's answers.
+- `core`: `ChatCore`, the connections of one process, their requests and the log's answers; `member`: a
+  member's renames, history reads and changes of its room.
+- `control`: room control (owner, moderators, the changes, and the rules every log judges them by);
+  `changes`: changes applied to a room held here in the log's order, and told to its members.
 - `session`: one connection's `SessionState` and its transitions.
 - `holdings`: the rooms held in memory, those loading, and the talks other processes append to them.
 - `rooms`: a room's members, recent talks and offset order; `presence`: who is in it; `entering`: a joiner.
@@ -64,7 +67,10 @@ goes there), and older talks come from it (`History`). Presence is the
 core's: a user is in a room while it has a connection to it
 (`chatcore.presence`); the core tells the log when a user comes and goes here
 (`Presence`) and is told what other processes say (`PresenceHeard`,
-`PresenceSnapshot`).
+`PresenceSnapshot`). Changes of a room (edit, delete, title, lock, remove,
+role, end: `chatcore.control`) take the same way too: the log judges and
+numbers each (`Moderate`, `Changed`), other processes' arrive as news
+(`ChangeArrived`), and every process applies them in the log's order.
 
 What the driver may assume: the core keeps in memory only rooms with members
 or requests in flight (the log has the rest; `Forget` says when it lets one

@@ -55,6 +55,7 @@ def apply(room: Room, entry: LoggedChange, close: Closer) -> list[Action]:
         room.replace_talk(entry.talk)
     actions: list[Action] = []
     if isinstance(change, End):
+        room.ended = True
         for connection in room.connections():
             closed = close(connection, closecodes.ENDED, ENDED_REASON)
             if closed is not None:

@@ -24,6 +24,7 @@ from .actions import (
     Send,
     Subscribe,
 )
+from .changes import ENDED_REASON
 from .entering import enter
 from .errors import DriverError, ProtocolError
 from .holdings import MAX_JOIN_KEY_ATTEMPTS, Holdings, deliver
@@ -407,6 +408,13 @@ class ChatCore(MemberRequests):
                 session.join_failed()
                 message = "could not make a new chat: no free key found; try again"
                 actions.append(Send(connection, session.dialect.error_event(message)))
+            elif room.ended:  # (meanwhile: like its members, the joiner is closed, or told the room is gone)
+                if isinstance(result, UserAdded):
+                    session.close_asked()
+                    actions = [Close(connection, closecodes.ENDED, ENDED_REASON)]
+                else:
+                    session.join_failed()
+                    actions = [Send(connection, session.dialect.error_event(NOT_FOUND_ERROR))]
             elif isinstance(result, UserAdded) and self._rooms.get(room.join_key) is not room:
                 # The room was lost meanwhile (`room_lost`): like its members, the joiner reconnects.
                 session.close_asked()
@@ -436,6 +444,7 @@ class ChatCore(MemberRequests):
         for waiter in waiters:
             waiter.session.in_flight -= 1
         actions: list[Action] = []
+        room = None
         if isinstance(result, Loaded) and result.room is not None:
             room = self._rooms[join_key] = Room.restore(result.room, self.limits.history_limit)
             for logged in loading.arrived or ():
@@ -446,11 +455,12 @@ class ChatCore(MemberRequests):
                 apply_heard(room, heard)
             for entry in loading.changes:
                 self._held.changed(entry)  # (nobody to tell yet)
+        if room is not None and not room.ended:
             for waiter in waiters:
                 actions.extend(self._add_user(waiter.connection, waiter.session, room, waiter.intro))
             actions.extend(self._held.forget_if_idle(room))
             return actions
-        if isinstance(result, Loaded):
+        if isinstance(result, Loaded):  # (no such room, or one ended while it was read)
             message = NOT_FOUND_ERROR
         else:
             message = f"could not open the chat: the server could not read it ({result.reason}); try again"

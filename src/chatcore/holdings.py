@@ -13,9 +13,10 @@ this process's own, and those made elsewhere (`changed`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from . import changes
-from .actions import Action, Broadcast, Forget, Ticket
+from .actions import Action, Broadcast, Fill, Forget, Ticket
 from .changes import Closer
 from .feed import Lost, RoomFeed
 from .pending import RoomLoad
@@ -68,7 +69,7 @@ class Holdings:
             return []
         join_key, load = watched
         if isinstance(answer, Loaded) and answer.room is not None:
-            return list(self._feed.loaded(join_key, answer.room.last_offset))
+            return self._stamped(self._feed.loaded(join_key, answer.room.last_offset), answer.room.control.seq)
         if isinstance(answer, UserAdded):
             return list(self._feed.loaded(join_key, 0))  # a new room: its talks start at offset 1
         if load:
@@ -77,10 +78,11 @@ class Holdings:
 
     def heard(self, talk: LoggedTalk) -> list[Action]:
         """A talk another process appended."""
-        return [*self._feed.heard(talk), *self.arrived(talk)]
+        fills = self._feed.heard(talk)
+        return [*self._stamped(fills), *self.arrived(talk)] if fills else self.arrived(talk)
 
     def subscribed(self, join_key: str) -> list[Action]:
-        return list(self._feed.subscribed(join_key))
+        return self._stamped(self._feed.subscribed(join_key))
 
     def filled(self, filled: Filled) -> tuple[list[Action], bool]:
         """A fill's answer: what to do, and whether the log lost talks of the room (its members must rejoin)."""
@@ -94,7 +96,7 @@ class Holdings:
             if isinstance(outcome, Lost):
                 lost = True
             else:
-                actions.append(outcome)
+                actions.extend(self._stamped([outcome]))
         return actions, lost
 
     def arrived(self, logged: LoggedTalk) -> list[Action]:
@@ -152,6 +154,15 @@ class Holdings:
         if room is None or snapshot.seq < room.presence_seq:
             return []
         return apply_snapshot(room, snapshot)
+
+    def _stamped(self, fills: list[Fill], changes_after: int | None = None) -> list[Action]:
+        """The fills, each asking for the room's changes after the last one applied here."""
+        stamped: list[Action] = []
+        for fill in fills:
+            room = self.rooms.get(fill.join_key)
+            seq = changes_after if changes_after is not None else 0 if room is None else room.control.seq
+            stamped.append(replace(fill, changes_after=seq))
+        return stamped
 
     def forget_if_idle(self, room: Room) -> list[Action]:
         """Keep a room in memory only while it is in use (the log has the rest)."""

@@ -34,6 +34,7 @@ class Room:
         "_members",
         "_recipients",
         "control",
+        "ended",
         "in_flight",
         "join_key",
         "last_offset",
@@ -70,6 +71,8 @@ class Room:
         self.control = RoomControl()
         """Title, lock, roles and bans, as of the latest change applied (``control.seq``)."""
         self._early_changes: dict[int, LoggedChange] | None = None
+        self.ended = False
+        """The room was ended (its members closed): whatever is still in flight for it finds it so."""
 
     def rename(self, user_id: int, name: str | None, seq: int | None) -> None:
         """Set a user's name, unless news numbered after ``seq`` (None: unnumbered, always applies) set it."""

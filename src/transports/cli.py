@@ -38,7 +38,8 @@ from .http.origin import parse_origin
 from .http.proxies import parse_network
 from .process import NOTHING_TO_RELOAD, run_until_signal
 from .storage.redisurl import check_url as check_redis_url
-from .storage.sqlite import MEMORY, DatabaseError
+from .storage.sqlfile import DatabaseError
+from .storage.sqlite import MEMORY
 from .supervisor import reserve_port, supervise
 
 logger = logging.getLogger(__name__)

@@ -333,3 +333,19 @@ def test_the_log_answers_its_own_change_numbered_after_its_latest_talk(clock: Fa
     log.answer(Append(2, "k", 1, clock.now, "hi"))
     answer = log.answer(Moderate(3, "k", 1, clock.now, Title("T")))
     assert answer == Changed(3, LoggedChange("k", 1, 1, 1, clock.now, Title("T")))
+
+
+def test_a_join_asked_while_the_room_ends_is_told_it_is_gone(clock: FakeClock) -> None:
+    from corekit import StoredChat
+
+    net = Net(StoredChat(clock=clock, new_join_key=keys().__next__))
+    room = net.join(1, name="Teacher")["joinKey"]
+    net.send(1, {"type": "end"})
+    net.connect(2)
+    net.send(2, {"type": "init", "v": 2, "joinKey": room})
+    net.answer()
+    assert net.closed == {1: closecodes.ENDED}
+    assert net.take(2) == [{"type": "error", "message": "chat not found.", "payload": "chat not found."}]
+    net.send(2, {"type": "init", "v": 2, "joinKey": room})
+    net.answer()
+    assert net.take(2)[-1]["message"] == "chat not found."

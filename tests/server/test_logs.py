@@ -20,6 +20,8 @@ import pytest
 
 from chat_client import ChatClient, V2Client
 from chatcore import AddUser, Append, History, Rename
+from chatcore.actions import Moderate
+from chatcore.control import Edit
 from live import wait_until
 from processes import server_process
 from redis_server import redis_server
@@ -154,9 +156,9 @@ def test_a_traceback_stays_inside_its_json_object() -> None:
 
 def test_storage_errors_name_rooms_by_a_hash_of_their_key() -> None:
     key = "Qx8-secret-join-key"
-    requests: list[Append | AddUser | Rename | History] = [
+    requests: list[Append | AddUser | Rename | History | Moderate] = [
         Append(1, key, 1, 0.0, "payload text", "Ada", "m-1"), AddUser(2, key, 1.0, name="Ada"),
-        Rename(3, key, 1, "Ada"), History(4, key, 10, 5),
+        Rename(3, key, 1, "Ada"), History(4, key, 10, 5), Moderate(5, key, 1, 0.0, Edit(1, "payload text")),
     ]
     for request in requests:
         summary = _summary(request)

@@ -170,8 +170,8 @@ def test_a_class_the_teacher_controls(deployment: Deployment, clients: Callable[
 
     assert refusal(ada, type="end") == "only the chat's owner can end it"
     teacher.send({"type": "end"})
-    for client in (teacher, ada, late, seed, seed_again):
-        assert closed_with(client) == (4410, "this chat was ended")
+    for member in (teacher, ada, late, seed, seed_again):
+        assert closed_with(member) == (4410, "this chat was ended")
     gone = clients(deployment.url(1))
     gone.send({"type": "init", "v": 2, "joinKey": room})
     assert gone.wait_for("error")["message"] == "chat not found."

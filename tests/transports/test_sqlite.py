@@ -37,7 +37,7 @@ def database(tmp_path: Path) -> Iterator[Database]:
     opened.close()
 
 
-def replay(database: Database, join_key: str, recent: int) -> list[str]:
+def replay(database: Database, join_key: str, recent: int) -> list[str | None]:
     [loaded] = database.run([Load(0, join_key, recent)])
     assert isinstance(loaded, Loaded)
     assert loaded.room is not None

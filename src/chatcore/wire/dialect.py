@@ -17,12 +17,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from ..control import Change, RoomControl
-
-if TYPE_CHECKING:
-    from ..results import LoggedChange
+from ..control.state import Change, RoomControl
 
 
 class TalkFields(Protocol):
@@ -42,6 +39,17 @@ class TalkFields(Protocol):
     def talk_id(self) -> str | None: ...
     @property
     def edited(self) -> float | None: ...
+
+
+class ChangeFields(Protocol):
+    """What a dialect reads of a change to write its event (a `chatcore.results.LoggedChange`)."""
+
+    @property
+    def change(self) -> Change: ...
+    @property
+    def by(self) -> int: ...
+    @property
+    def talk(self) -> TalkFields | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +165,7 @@ class Dialect(ABC):
         """An error; ``talk_id``: the id of the talk it refuses, if the client gave one; ``request``: the type of
         the request it refuses, if it says (`ProtocolError.request`)."""
 
-    def change_event(self, entry: LoggedChange, control: RoomControl) -> str | None:
+    def change_event(self, entry: ChangeFields, control: RoomControl) -> str | None:
         """A change of the room, as its members are told (None: not told), ``control`` the room's state once it is
         applied; only asked of dialects that show changes."""
         return None

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..control import (
+from ..control.state import (
     MAX_TITLE_CHARS,
     NEVER_CHANGED,
     Change,
@@ -31,6 +31,7 @@ from ..control import (
 )
 from . import seed
 from .dialect import (
+    ChangeFields,
     ChangeRequest,
     Dialect,
     HistoryRequest,
@@ -43,9 +44,6 @@ from .dialect import (
 )
 from .errors import ProtocolError
 from .jsontext import encode, is_encodable
-
-if TYPE_CHECKING:
-    from ..results import LoggedChange
 
 VERSION = 2
 MAX_NAME_CHARS = 32
@@ -126,7 +124,7 @@ class V2Dialect(Dialect):
     def error_event(self, message: str, talk_id: str | None = None, request: str | None = None) -> str:
         return error_event(message, talk_id, request)
 
-    def change_event(self, entry: LoggedChange, control: RoomControl) -> str | None:
+    def change_event(self, entry: ChangeFields, control: RoomControl) -> str | None:
         return change_event(entry, control, self.escape_html)
 
     def refused_talk_id(self, event: object) -> str | None:
@@ -317,7 +315,7 @@ def deleted_talk_event(offset: int, user_id: int, time: float, talk_id: str | No
     return encode(event)
 
 
-def change_event(entry: LoggedChange, control: RoomControl, escape_html: bool) -> str | None:
+def change_event(entry: ChangeFields, control: RoomControl, escape_html: bool) -> str | None:
     """A change of the room, as its version-2 members are told (None for an end: they are closed); ``control``:
     the room's state once it is applied."""
     change, by = entry.change, entry.by

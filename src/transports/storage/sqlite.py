@@ -1,12 +1,11 @@
-"""The room log in a SQLite file: opening it (schema migrations included), and the batches of log requests a
-worker thread runs. The SQL itself is in `sqlschema`.
+"""The room log in a SQLite file: the batches of log requests a worker thread runs. Opening the file (schema
+migrations included) is in `sqlfile`, room control and retention in `sqlcontrol`, the SQL itself in `sqlschema`.
 
 Everything here blocks; `worker.StorageWorker` calls it on its thread.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import sqlite3
@@ -36,21 +35,28 @@ from chatcore import (
     SavedRoom,
     UserAdded,
 )
+from chatcore.actions import Expire, Moderate
+from chatcore.control import BANNED, LOCKED, End
+from chatcore.memorylog import ENDED
+from chatcore.results import Changed, Refused
 
 from ..config import Synchronous
 from ..logs import room_hash
+from .sqlcontrol import expire, moderate, room_control, truncate_wal
+from .sqlfile import DatabaseError, Inconsistent, connect, describe
 from .sqlschema import (
     CHECKPOINT_EVERY,
     CREATE_ROOM,
     HISTORY_START,
     INSERT_SEED_TALKS,
     INSERT_TALKS,
-    MIGRATIONS,
+    LOAD_ROOM,
     NEXT_USER_ID,
     READ_HISTORY,
     RESUME,
     ROOM_CHAIN,
-    SCHEMA_VERSION,
+    ROOM_CONTROL,
+    ROOM_EXISTS,
     SKIP_DOWN,
     STORED_TALK,
 )
@@ -64,12 +70,15 @@ MEMORY = ":memory:"
 CHAINS_KEPT = 10_000
 """Rooms whose id and newest talk the database remembers (about 100 bytes each), so a talk is a plain insert."""
 
-_Write: TypeAlias = AddUser | Append | Rename
+_Write: TypeAlias = AddUser | Append | Rename | Moderate
 """The requests `Database.run` does in its transaction; the rest (`Load`, `History`) are reads, done after it."""
-_Written: TypeAlias = UserAdded | KeyTaken | Appended | NameSaved
+_Written: TypeAlias = UserAdded | KeyTaken | Appended | NameSaved | Changed | Refused
+_Action: TypeAlias = LogRequest | Fill | Expire
+"""What `Database.run` takes: the log actions that reach the storage thread."""
 
 _READS = (Load, History)
 """The requests `Database.run` does after its transaction (a tuple: ``isinstance`` with a union type is slower)."""
+_NOT_REQUESTS = (Fill, Expire)
 
 _SeedRow: TypeAlias = tuple[int, int, int | None, int, int, float, str]
 """A talk without name or id (every seed talk): its row leaves ``name`` and ``talk_id`` to their default, NULL."""
@@ -87,7 +96,8 @@ class _Chain:
 
 @dataclass(slots=True)
 class _Placing:
-    """The rows one transaction inserts at its end, in one statement per table (and kind of talk)."""
+    """The rows one transaction inserts at its end (or before a change, which may judge them), in one statement
+    per table (and kind of talk)."""
 
     talks: list[_SeedRow | _TalkRow] = field(default_factory=list)
     named: bool = False
@@ -96,14 +106,6 @@ class _Placing:
     """(room, user id, talk id) → the talk's row id and the talk, for ``talk_ids`` and for duplicates."""
     checkpoints: list[tuple[int, int, int]] = field(default_factory=list)
     """(room, offset, talk's row id) of the talks placed at a multiple of `CHECKPOINT_EVERY`."""
-
-
-class DatabaseError(Exception):
-    """The database cannot be used at all; the message says why, for the operator."""
-
-
-class _Inconsistent(Exception):
-    """A record refers to a room the database does not have."""
 
 
 class Database:
@@ -123,32 +125,7 @@ class Database:
     @classmethod
     def open(cls, path: Path, *, busy_timeout: float = 5.0, synchronous: Synchronous = Synchronous.NORMAL) -> Database:
         """Open or create the database at ``path`` and bring its schema up to date."""
-        path = path.absolute()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise DatabaseError(f"cannot create the folder for {path}: {error.strerror}") from None
-        lock_fd = _lock(path)
-        try:
-            connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as error:
-            os.close(lock_fd)
-            raise DatabaseError(f"cannot open {path}: {error}") from None
-        try:
-            connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                raise DatabaseError(f"{path}: SQLite refused WAL mode (journal mode {mode})")
-            connection.execute(f"PRAGMA synchronous = {synchronous.value.upper()}")
-            _migrate(connection, path)
-            rooms: int = connection.execute("SELECT count(*) FROM rooms").fetchone()[0]
-        except (sqlite3.Error, DatabaseError) as error:
-            connection.close()
-            os.close(lock_fd)
-            if isinstance(error, DatabaseError):
-                raise
-            raise DatabaseError(f"cannot use {path}: {error} ({describe(error)})") from None
-        return cls(path, connection, lock_fd, rooms)
+        return cls(*connect(path, busy_timeout, synchronous))
 
     def close(self) -> None:
         """Close the file (SQLite folds the write-ahead log back in) and release the lock."""
@@ -166,22 +143,25 @@ class Database:
         except sqlite3.Error as error:
             raise DatabaseError(describe(error)) from None
 
-    def failed(self, batch: Sequence[LogRequest | Fill], reason: str) -> list[LogResult]:
+    def failed(self, batch: Sequence[_Action], reason: str) -> list[LogResult]:
         return [
             Filled(action.join_key, action.after, ()) if isinstance(action, Fill) else LogFailed(action.ticket, reason)
-            for action in batch
+            for action in batch if not isinstance(action, Expire)
         ]
 
-    def run(self, batch: Sequence[LogRequest | Fill]) -> list[LogResult]:
+    def run(self, batch: Sequence[_Action]) -> list[LogResult]:
         """Do a batch: every write in one transaction, then every read; results in the batch's order.
 
-        Writes are `AddUser`, `Append` and `Rename`; reads, `Load`, `History` and `Fill` (which the core
-        asks only of a log shared with other processes: one writer never leaves a gap). If the transaction
-        fails, each write is retried in a transaction of its own, so that one bad request fails alone
-        while a fault (disk full, file locked) fails them all with the reason.
+        Writes are `AddUser`, `Append`, `Rename` and `Moderate`; reads, `Load`, `History` and `Fill` (which
+        the core asks only of a log shared with other processes: one writer never leaves a gap). If the
+        transaction fails, each write is retried in a transaction of its own, so that one bad request fails
+        alone while a fault (disk full, file locked) fails them all with the reason. An `Expire` cuts the
+        batch in two, done in order around it; its results are news, any number of them.
         """
-        requests = [action for action in batch if not isinstance(action, Fill)]
+        requests = [action for action in batch if not isinstance(action, _NOT_REQUESTS)]
         if len(requests) < len(batch):
+            if any(isinstance(action, Expire) for action in batch):
+                return self._run_around_expiry(batch)
             answers = iter(self.run(requests))
             return [self._fill(action) if isinstance(action, Fill) else next(answers) for action in batch]
         results: dict[int, LogResult] = {}
@@ -190,7 +170,7 @@ class Database:
         if writes:
             try:
                 results.update(zip((write.ticket for write in writes), self._transaction(writes), strict=True))
-            except (sqlite3.Error, _Inconsistent) as error:
+            except (sqlite3.Error, Inconsistent) as error:
                 logger.debug("batch of %d writes failed (%s); retrying one by one", len(writes), error)
                 for write in writes:
                     results[write.ticket] = self._write_alone(write)
@@ -198,10 +178,41 @@ class Database:
             results[read.ticket] = self._load(read) if isinstance(read, Load) else self._history(read)
         return [results[action.ticket] for action in requests]
 
+    def _run_around_expiry(self, batch: Sequence[_Action]) -> list[LogResult]:
+        results: list[LogResult] = []
+        start = 0
+        for index, action in enumerate(batch):
+            if isinstance(action, Expire):
+                results.extend(self.run(batch[start:index]))
+                results.extend(self._expire(action))
+                start = index + 1
+        results.extend(self.run(batch[start:]))
+        return results
+
+    def _expire(self, action: Expire) -> list[LogResult]:
+        """Retention, in a transaction of its own: its news (none if it fails: the next sweep does it)."""
+        execute = self._connection.execute
+        try:
+            execute("BEGIN IMMEDIATE")
+            news, ended = expire(self._connection, action.before)
+            execute("COMMIT")
+        except BaseException as error:
+            if self._connection.in_transaction:
+                execute("ROLLBACK")
+            if not isinstance(error, sqlite3.Error):
+                raise
+            logger.error("database %s: could not erase old messages: %s (%s)", self.path, error, describe(error))
+            return []
+        for join_key in ended:
+            self._chains.pop(join_key, None)
+        if news:
+            truncate_wal(self._connection, self.name)
+        return news
+
     def _write_alone(self, write: _Write) -> LogResult:
         try:
             (result,) = self._transaction([write])
-        except (sqlite3.Error, _Inconsistent) as error:
+        except (sqlite3.Error, Inconsistent) as error:
             reason = describe(error)
             logger.error("database %s: could not store %s: %s (%s)", self.path, _summary(write), error, reason)
             return LogFailed(write.ticket, reason)
@@ -213,6 +224,7 @@ class Database:
         placing = _Placing()
         talks, checkpoints, chains = placing.talks, placing.checkpoints, self._chains
         results: list[_Written] = []
+        erased = False
         execute("BEGIN IMMEDIATE")
         try:
             next_id = self._next_talk_id  # the row id of the next talk placed
@@ -246,6 +258,11 @@ class Database:
                         (self._chain(write.join_key).room, write.user_id, write.name),
                     )
                     results.append(NameSaved(write.ticket))
+                elif isinstance(write, Moderate):
+                    self._insert(placing)  # (what it judges may be a talk of this transaction)
+                    changed, erasing = self._moderate(write)
+                    erased |= erasing
+                    results.append(changed)
                 elif write.token_hash is not None or write.resume_hash is not None or write.name is not None:
                     results.append(self._add_user(write))
                 else:
@@ -255,25 +272,8 @@ class Database:
                         results.append(KeyTaken(write.ticket))
                         continue
                     user = execute(NEXT_USER_ID, (write.join_key,)).fetchone()
-                    if user is None:
-                        raise _Inconsistent(f"no room {room_hash(write.join_key)}")
-                    results.append(UserAdded(write.ticket, user[0]))
-            executemany = self._connection.executemany
-            if not placing.named:
-                if talks:
-                    executemany(INSERT_SEED_TALKS, talks)
-            else:
-                # In the order they were placed: the trigger makes the last one inserted its room's newest talk.
-                for size, run in groupby(talks, len):
-                    executemany(INSERT_SEED_TALKS if size == SEED_ROW else INSERT_TALKS, run)
-                if placing.with_ids:
-                    executemany(
-                        "INSERT INTO talk_ids (room, user_id, talk_id, talk) VALUES (?, ?, ?, ?)",
-                        [(room, user_id, talk_id, row_id) for (room, user_id, talk_id), (row_id, _) in
-                         placing.with_ids.items()],
-                    )
-            if checkpoints:
-                executemany("INSERT INTO checkpoints (room, room_offset, talk) VALUES (?, ?, ?)", checkpoints)
+                    results.append(UserAdded(write.ticket, user[0]) if user else self._locked_out(write))
+            self._insert(placing)
             self._next_talk_id = next_id
             execute("COMMIT")
         except BaseException:
@@ -282,7 +282,50 @@ class Database:
             if self._connection.in_transaction:
                 execute("ROLLBACK")
             raise
+        if erased:
+            truncate_wal(self._connection, self.name)
         return results
+
+    def _insert(self, placing: _Placing) -> None:
+        """Insert the rows placed so far, in one statement per table (and kind of talk); then place anew."""
+        executemany = self._connection.executemany
+        talks = placing.talks
+        if not placing.named:
+            if talks:
+                executemany(INSERT_SEED_TALKS, talks)
+        else:
+            # In the order they were placed: the trigger makes the last one inserted its room's newest talk.
+            for size, run in groupby(talks, len):
+                executemany(INSERT_SEED_TALKS if size == SEED_ROW else INSERT_TALKS, run)
+            if placing.with_ids:
+                executemany(
+                    "INSERT INTO talk_ids (room, user_id, talk_id, talk) VALUES (?, ?, ?, ?)",
+                    [(room, user_id, talk_id, row_id) for (room, user_id, talk_id), (row_id, _) in
+                     placing.with_ids.items()],
+                )
+            placing.with_ids.clear()
+            placing.named = False
+        if placing.checkpoints:
+            executemany("INSERT INTO checkpoints (room, room_offset, talk) VALUES (?, ?, ?)", placing.checkpoints)
+            placing.checkpoints.clear()
+        talks.clear()
+
+    def _moderate(self, write: Moderate) -> tuple[Changed | Refused, bool]:
+        """Inside a transaction: a change judged on the room's state there (`sqlcontrol.moderate`)."""
+        row = self._connection.execute(ROOM_CONTROL, (write.join_key,)).fetchone()
+        if row is None:
+            return Refused(write.ticket, ENDED), False
+        chain = self._chain(write.join_key)
+        answer, erased = moderate(self._connection, write, row, chain.last_talk, chain.last_offset)
+        if isinstance(answer, Changed) and isinstance(write.change, End):
+            del self._chains[write.join_key]
+        return answer, erased
+
+    def _locked_out(self, write: AddUser) -> Refused:
+        """Inside a transaction: a new user's join found no room open to it (a missing room is `Inconsistent`)."""
+        if self._connection.execute(ROOM_EXISTS, (write.join_key,)).fetchone() is None:
+            raise Inconsistent(f"no room {room_hash(write.join_key)}")
+        return Refused(write.ticket, LOCKED)
 
     def _place(self, write: Append, chain: _Chain, placing: _Placing, row_id: int) -> Appended:
         """Inside a transaction: place a talk with a name or an id as row ``row_id``, unless a duplicate.
@@ -309,11 +352,11 @@ class Database:
             placing.with_ids[room, user_id, talk_id] = row_id, logged
         return Appended(write.ticket, logged)
 
-    def _add_user(self, write: AddUser) -> UserAdded | KeyTaken:
+    def _add_user(self, write: AddUser) -> UserAdded | KeyTaken | Refused:
         """Inside a transaction: a version-2 join (one with a token or a name; a seed join is done inline).
 
         The user a token names, or a new user id in the room (created first if asked), whose token hash
-        and name are kept.
+        and name are kept; unless the room's rules keep it out (`chatcore.control.refuse_join`: banned, locked).
         """
         execute = self._connection.execute
         if write.created is not None and execute(CREATE_ROOM, (write.join_key, write.created)).rowcount == 0:
@@ -321,16 +364,18 @@ class Database:
         if write.resume_hash is not None:
             found = execute(RESUME, (write.join_key, write.resume_hash)).fetchone()
             if found is None:
-                raise _Inconsistent(f"no room {room_hash(write.join_key)}")
-            room, user_id, name = found
+                raise Inconsistent(f"no room {room_hash(write.join_key)}")
+            room, user_id, name, banned = found
             if user_id is not None:
+                if banned:
+                    return Refused(write.ticket, BANNED)
                 if write.name is not None and write.name != name:
                     execute("UPDATE users SET name = ? WHERE room = ? AND user_id = ?", (write.name, room, user_id))
                     name = write.name
                 return UserAdded(write.ticket, user_id, True, name)
         row = execute(NEXT_USER_ID + ", id", (write.join_key,)).fetchone()
         if row is None:
-            raise _Inconsistent(f"no room {room_hash(write.join_key)}")
+            return self._locked_out(write)
         user_id, room = row
         name = write.name
         if write.token_hash is not None or name is not None:
@@ -348,8 +393,8 @@ class Database:
         row = self._connection.execute(STORED_TALK, (room, write.user_id, write.talk_id)).fetchone()
         if row is None:
             return None
-        offset, time, payload, name = row
-        return LoggedTalk(write.join_key, offset, write.user_id, time, payload, name, write.talk_id)
+        offset, time, payload, name, edited = row
+        return LoggedTalk(write.join_key, offset, write.user_id, time, payload, name, write.talk_id, edited)
 
     def _chain(self, join_key: str) -> _Chain:
         """A room's id and newest talk, from memory if it talked lately (inside a transaction)."""
@@ -357,7 +402,7 @@ class Database:
         if chain is None:
             row = self._connection.execute(ROOM_CHAIN, (join_key,)).fetchone()
             if row is None:
-                raise _Inconsistent(f"room {room_hash(join_key)} is not stored")
+                raise Inconsistent(f"room {room_hash(join_key)} is not stored")
             if len(self._chains) >= CHAINS_KEPT:
                 del self._chains[next(iter(self._chains))]  # the least recently loaded
             chain = self._chains[join_key] = _Chain(*row)
@@ -365,16 +410,18 @@ class Database:
 
     def _load(self, load: Load) -> LogResult:
         try:
-            room = self._connection.execute(ROOM_CHAIN, (load.join_key,)).fetchone()
+            room = self._connection.execute(LOAD_ROOM, (load.join_key,)).fetchone()
             if room is None:
                 return Loaded(load.ticket, None)
-            rows = self._connection.execute(READ_HISTORY, (room[1], load.recent)).fetchall() if load.recent else []
+            room_id, last_talk, last_offset, title, locked, seq = room
+            rows = self._connection.execute(READ_HISTORY, (last_talk, load.recent)).fetchall() if load.recent else []
+            control = room_control(self._connection, room_id, title, locked, seq)
         except sqlite3.Error as error:
             reason = describe(error)
             logger.error("database %s: could not load a room: %s (%s)", self.path, error, reason)
             return LogFailed(load.ticket, reason)
         talks = tuple(LoggedTalk(load.join_key, *row[:-1]) for row in rows)
-        return Loaded(load.ticket, SavedRoom(load.join_key, room[2], talks))
+        return Loaded(load.ticket, SavedRoom(load.join_key, last_offset, talks, control=control))
 
     def _fill(self, fill: Fill) -> Filled:
         """The room's talks after ``fill.after``: a history read of them (none if it fails)."""
@@ -413,27 +460,8 @@ class Database:
             reason = describe(error)
             logger.error("database %s: could not read %s: %s (%s)", self.path, _summary(history), error, reason)
             return LogFailed(history.ticket, reason)
-        talks = tuple(LoggedTalk(history.join_key, *row[:6]) for row in rows)
-        return HistoryRead(history.ticket, talks, bool(rows[0][6]))
-
-
-def describe(error: BaseException) -> str:
-    """A short reason for a client: what kind of fault, not where."""
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is None:
-        return "storage inconsistent" if isinstance(error, _Inconsistent) else "storage error"
-    reasons = {
-        sqlite3.SQLITE_FULL: "storage full",
-        sqlite3.SQLITE_BUSY: "storage busy",
-        sqlite3.SQLITE_LOCKED: "storage busy",
-        sqlite3.SQLITE_IOERR: "storage write failed",
-        sqlite3.SQLITE_CORRUPT: "storage unreadable",
-        sqlite3.SQLITE_NOTADB: "storage unreadable",
-        sqlite3.SQLITE_READONLY: "storage read-only",
-        sqlite3.SQLITE_CANTOPEN: "storage unavailable",
-        sqlite3.SQLITE_CONSTRAINT: "storage conflict",
-    }
-    return reasons.get(code & 0xFF, "storage error")
+        talks = tuple(LoggedTalk(history.join_key, *row[:7]) for row in rows)
+        return HistoryRead(history.ticket, talks, bool(rows[0][7]))
 
 
 def _summary(request: LogRequest) -> str:
@@ -448,41 +476,6 @@ def _summary(request: LogRequest) -> str:
         return f"a name in room {room}"
     if isinstance(request, History):
         return f"older messages of room {room}"
+    if isinstance(request, Moderate):
+        return f"a change ({request.change.kind}) of room {room}"
     return f"room {room}"
-
-
-def _lock(path: Path) -> int:
-    """Hold ``<path>.lock`` for as long as the server runs; the OS lets go when the process ends, however."""
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as error:
-        raise DatabaseError(f"cannot create {lock_path}: {error.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise DatabaseError(f"{path} is in use by another chat server (pid {holder})") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _migrate(connection: sqlite3.Connection, path: Path) -> None:
-    version: int = connection.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise DatabaseError(
-            f"{path} has schema version {version}, newer than this server's {SCHEMA_VERSION}: upgrade the server"
-        )
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in MIGRATIONS[target - 1]:
-                connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {target}")
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        logger.info("database %s: schema migrated to version %d", path, target)

@@ -82,6 +82,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "INSERT INTO checkpoints (room, room_offset, talk) SELECT room, room_offset, id FROM talks"
         " WHERE room_offset % 256 = 0",
     ),
+    # version 5 (rooms a teacher controls): each room's title, lock and number of its latest change; each
+    # user's role and ban (a seed user gets a row when it is first given either); each talk's time of its
+    # latest edit, and whether it was deleted (then its payload is '' and its name NULL: erased, while its
+    # offset, sender, time and id stay). Old rows read the defaults: nothing is rewritten. A seed talk's row
+    # does not grow: its trailing NULL columns (name, talk_id, edited, deleted) are left out of the record.
+    (
+        "ALTER TABLE rooms ADD COLUMN title TEXT",
+        "ALTER TABLE rooms ADD COLUMN locked INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE rooms ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE users ADD COLUMN moderator INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE users ADD COLUMN banned INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE talks ADD COLUMN edited REAL",
+        "ALTER TABLE talks ADD COLUMN deleted INTEGER",
+    ),
 )
 """``MIGRATIONS[n]`` takes a database from schema version n to n + 1 (``PRAGMA user_version``)."""
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -111,36 +125,48 @@ The walk reads only ids and offsets, one row at a time: each talk it steps over 
 """
 
 READ_HISTORY = """
-    WITH RECURSIVE chain (id, previous, room_offset, payload, user_id, time, name, talk_id, n) AS (
-        SELECT id, previous, room_offset, payload, user_id, time, name, talk_id, 1 FROM talks WHERE id = ?1
+    WITH RECURSIVE chain (id, previous, room_offset, payload, user_id, time, name, talk_id, edited, deleted, n) AS (
+        SELECT id, previous, room_offset, payload, user_id, time, name, talk_id, edited, deleted, 1
+        FROM talks WHERE id = ?1
         UNION ALL
         SELECT talks.id, talks.previous, talks.room_offset, talks.payload, talks.user_id, talks.time, talks.name,
-            talks.talk_id, chain.n + 1
+            talks.talk_id, talks.edited, talks.deleted, chain.n + 1
         FROM chain JOIN talks ON talks.id = chain.previous WHERE chain.n < ?2
     )
-    SELECT room_offset, user_id, time, payload, name, talk_id, previous IS NOT NULL FROM chain ORDER BY n DESC
+    SELECT room_offset, user_id, time, iif(deleted, NULL, payload), name, talk_id, edited,
+        previous >= (SELECT min(id) FROM talks)
+    FROM chain ORDER BY n DESC
 """
-"""A room's talks from talk ?1 down, ?2 of them, oldest first; each row ends with whether a talk precedes it.
+"""A room's talks from talk ?1 down, ?2 of them, oldest first (a deleted one's payload NULL); each row ends with
+whether the log keeps a talk before it.
 
-Walking back from a room's ``last_talk``, these are its newest talks: what a joiner is shown.
+Walking back from a room's ``last_talk``, these are its newest talks: what a joiner is shown. Retention
+erases the talks below some id, of every room at once (`sqlcontrol`): a talk's ``previous`` is kept if and
+only if it is not below the smallest id left, so a chain that goes on into erased talks says "no older".
 """
 
 STORED_TALK = """
-    SELECT talks.room_offset, talks.time, talks.payload, talks.name
+    SELECT talks.room_offset, talks.time, iif(talks.deleted, NULL, talks.payload), talks.name, talks.edited
     FROM talk_ids JOIN talks ON talks.id = talk_ids.talk
     WHERE talk_ids.room = ? AND talk_ids.user_id = ? AND talk_ids.talk_id = ?
 """
-"""The talk a user sent with an id in a room."""
+"""The talk a user sent with an id in a room, as it is now."""
 
 CREATE_ROOM = "INSERT INTO rooms (join_key, created, last_user_id) VALUES (?, ?, 0) ON CONFLICT DO NOTHING"
-NEXT_USER_ID = "UPDATE rooms SET last_user_id = last_user_id + 1 WHERE join_key = ? RETURNING last_user_id"
-"""Hands out a room's next user id (a version-2 join adds ``, id``: the room's id too)."""
+NEXT_USER_ID = (
+    "UPDATE rooms SET last_user_id = last_user_id + 1 WHERE join_key = ? AND NOT locked RETURNING last_user_id"
+)
+"""Hands out a room's next user id, unless it is locked (a version-2 join adds ``, id``: the room's id too).
+
+No row: the room is locked, or missing (`ROOM_EXISTS` tells which; the rare case pays for it)."""
+ROOM_EXISTS = "SELECT 1 FROM rooms WHERE join_key = ?"
 
 RESUME = """
-    SELECT rooms.id, users.user_id, users.name
+    SELECT rooms.id, users.user_id, users.name, users.banned
     FROM rooms LEFT JOIN users ON users.room = rooms.id AND users.token_hash = ?2 WHERE rooms.join_key = ?1
 """
-"""A room's id and the user registered there with a token hash (None, None if none), found by ``users_by_token``."""
+"""A room's id and the user registered there with a token hash, its name and ban (None, None, None if none),
+found by ``users_by_token``."""
 
 
 ROOM_CHAIN = """
@@ -159,3 +185,71 @@ INSERT_TALKS = (
 """Two statements, not one with None bound for a seed talk's name and id: Python's sqlite3 passes only
 ints, floats and strings straight through, and looks every None up as something to adapt. Measured: two
 Nones a row made SQLite's part of 20k seed talks a third slower, and the whole batch some 15% slower."""
+
+
+# Room control (`sqlcontrol`): rare, so plain statements.
+
+ROOM_CONTROL = "SELECT id, last_user_id, title, locked, change_seq FROM rooms WHERE join_key = ?"
+LOAD_ROOM = """
+    SELECT rooms.id, rooms.last_talk, ifnull(talks.room_offset, 0), rooms.title, rooms.locked, rooms.change_seq
+    FROM rooms LEFT JOIN talks ON talks.id = rooms.last_talk WHERE rooms.join_key = ?
+"""
+"""`ROOM_CHAIN` and the room's control state."""
+STAFF_AND_BANNED = "SELECT user_id, moderator, banned FROM users WHERE room = ? AND (moderator OR banned)"
+TALK = (
+    "SELECT room_offset, user_id, time, iif(deleted, NULL, payload), name, talk_id, edited FROM talks WHERE id = ?"
+)
+SAVE_CONTROL = "UPDATE rooms SET title = ?, locked = ?, change_seq = ? WHERE id = ?"
+SAVE_ROLE = """
+    INSERT INTO users (room, user_id, moderator, banned) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (room, user_id) DO UPDATE SET moderator = ?3, banned = ?4
+"""
+"""A user's role and ban (a seed user gets its first row here)."""
+EDIT_TALK = "UPDATE talks SET payload = ?, edited = ? WHERE id = ?"
+ERASE_TALK = "UPDATE talks SET payload = '', name = NULL, edited = NULL, deleted = 1 WHERE id = ?"
+
+ERASE_CHAIN = """
+    WITH RECURSIVE chain (id) AS (
+        SELECT ?1
+        UNION ALL
+        SELECT talks.previous FROM chain JOIN talks ON talks.id = chain.id WHERE talks.previous IS NOT NULL
+    )
+    DELETE FROM talks WHERE id IN (SELECT id FROM chain)
+"""
+"""Delete a room's talks: its chain, from its newest talk (?1) down (one rowid lookup a talk)."""
+ERASE_ROOM = (
+    "DELETE FROM talk_ids WHERE room = ?1",
+    "DELETE FROM checkpoints WHERE room = ?1",
+    "DELETE FROM users WHERE room = ?1",
+    "DELETE FROM rooms WHERE id = ?1",
+)
+"""Delete a room and all its rows but its talks (each a range of a primary key)."""
+
+OLDEST_TALK = "SELECT id, time FROM talks ORDER BY id LIMIT 1"
+NEWEST_TALK_ID = "SELECT max(id) FROM talks"
+TALK_FROM = "SELECT id, time FROM talks WHERE id >= ? ORDER BY id LIMIT 1"
+"""The first talk with an id of ?1 or more (a step of retention's binary search: one B-tree search)."""
+ENDING_ROOMS = """
+    SELECT rooms.id, rooms.join_key, rooms.change_seq, ifnull(talks.room_offset, 0)
+    FROM rooms LEFT JOIN talks ON talks.id = rooms.last_talk
+    WHERE rooms.last_talk < ?1 OR (rooms.last_talk IS NULL AND rooms.created < ?2)
+"""
+"""The rooms whose talks are all below id ?1, and those with no talk created before time ?2: retention ends them.
+
+(A scan of ``rooms``, one short row a room; a talk is looked up for the rooms it ends only.)"""
+EXPIRING_ROOMS = """
+    SELECT rooms.id, rooms.join_key, erased.last + 1
+    FROM (SELECT room, max(room_offset) AS last FROM talks WHERE id < ?1 GROUP BY room) AS erased
+    JOIN rooms ON rooms.id = erased.room WHERE rooms.last_talk >= ?1
+"""
+"""The rooms that keep talks but lose those below id ?1, and the offset of the first they keep."""
+OLD_TALK_IDS = "SELECT room, user_id, talk_id FROM talks WHERE id < ? AND talk_id IS NOT NULL"
+ERASE_TALK_ID = "DELETE FROM talk_ids WHERE room = ? AND user_id = ? AND talk_id = ?"
+"""One at a time: SQLite searches ``talk_ids`` for a row value IN a subquery by (room, user_id) only."""
+ERASE_OLD_TALKS = (
+    """DELETE FROM checkpoints WHERE talk < ?1 AND (room, room_offset) IN
+        (SELECT room, room_offset FROM talks WHERE id < ?1 AND room_offset % 256 = 0)""",
+    "DELETE FROM talks WHERE id < ?1",
+)
+"""Erase the talks below id ?1 and their checkpoints (after their ids: `OLD_TALK_IDS`): a range of ``talks``
+read, no table scanned."""
