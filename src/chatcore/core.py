@@ -24,7 +24,7 @@ from .actions import (
     Send,
     Subscribe,
 )
-from .changes import ENDED_REASON
+from .changes import ENDED_REASON, REMOVED_REASON
 from .entering import enter
 from .errors import DriverError, ProtocolError
 from .holdings import MAX_JOIN_KEY_ATTEMPTS, Holdings, deliver
@@ -274,11 +274,12 @@ class ChatCore(MemberRequests):
             if session.bucket.strikes > self.limits.max_rate_strikes:
                 session.close_asked()
                 return [Close(connection, closecodes.POLICY_VIOLATION, "message rate limit exceeded")]
-            talk_id = None
+            talk_id = request = None
             if dialect.has_talk_ids:
                 decoded = event if text is None else decode_or_none(text, self.limits.max_json_depth)
                 talk_id = dialect.refused_talk_id(decoded)
-            return [Send(connection, dialect.error_event(RATE_LIMIT_ERROR, talk_id))]
+                request = dialect.refused_request(decoded)
+            return [Send(connection, dialect.error_event(RATE_LIMIT_ERROR, talk_id, request))]
         try:
             if binary:
                 raise ProtocolError("binary messages are not supported; send JSON text")
@@ -377,7 +378,9 @@ class ChatCore(MemberRequests):
             actions = deliver(room, talk)
             if room.changes_held:
                 actions.extend(self._held.due(room))
-            if result.duplicate and talk.offset <= delivered and self._sessions.get(connection) is session:
+            if result.duplicate and talk.offset <= delivered and self._sessions.get(connection) is session and (
+                talk.payload is not None or session.dialect.shows_changes
+            ):
                 # Stored before (a resend): this sender is shown it again, nobody else is.
                 actions.append(Send(connection, talk.message(session.dialect)))
         if self._sessions.get(connection) is session:
@@ -408,17 +411,21 @@ class ChatCore(MemberRequests):
                 session.join_failed()
                 message = "could not make a new chat: no free key found; try again"
                 actions.append(Send(connection, session.dialect.error_event(message)))
-            elif room.ended:  # (meanwhile: like its members, the joiner is closed, or told the room is gone)
-                if isinstance(result, UserAdded):
-                    session.close_asked()
-                    actions = [Close(connection, closecodes.ENDED, ENDED_REASON)]
-                else:
-                    session.join_failed()
-                    actions = [Send(connection, session.dialect.error_event(NOT_FOUND_ERROR))]
-            elif isinstance(result, UserAdded) and self._rooms.get(room.join_key) is not room:
-                # The room was lost meanwhile (`room_lost`): like its members, the joiner reconnects.
-                session.close_asked()
-                actions = [Close(connection, closecodes.SERVICE_RESTART, ROOM_LOST_REASON)]
+            elif room.ended and not isinstance(result, UserAdded):  # (ended meanwhile)
+                session.join_failed()
+                actions = [Send(connection, session.dialect.error_event(NOT_FOUND_ERROR))]
+            elif isinstance(result, UserAdded) and (
+                room.ended or result.user_id in room.control.banned or self._rooms.get(room.join_key) is not room
+            ):
+                # Meanwhile the room ended, or the user was banned (by another process), or the room was lost
+                # (`room_lost`): like the room's members, the joiner is closed.
+                code, reason = (
+                    (closecodes.ENDED, ENDED_REASON) if room.ended
+                    else (closecodes.REMOVED, REMOVED_REASON) if result.user_id in room.control.banned
+                    else (closecodes.SERVICE_RESTART, ROOM_LOST_REASON)
+                )
+                closed = self._close(connection, code, reason)
+                actions = [] if closed is None else [closed]
             elif isinstance(result, UserAdded):
                 actions = enter(connection, session, room, result, pending.intro)
             else:
@@ -454,7 +461,7 @@ class ChatCore(MemberRequests):
             for heard in loading.presence:
                 apply_heard(room, heard)
             for entry in loading.changes:
-                self._held.changed(entry)  # (nobody to tell yet)
+                actions.extend(self._held.changed(entry))  # (nobody to tell yet; an end lets the room go)
         if room is not None and not room.ended:
             for waiter in waiters:
                 actions.extend(self._add_user(waiter.connection, waiter.session, room, waiter.intro))

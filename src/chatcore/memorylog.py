@@ -8,7 +8,8 @@ memory, in SQLite or in Redis. There is no other process to hear from: a
 
 Being the only store of names and resume tokens, it bounds them: a user is
 remembered from its `AddUser` until it has left (a `Presence` that says so)
-and ``remembered_users`` others have left after it.
+and ``remembered_users`` others have left after it; but for the owner and the
+banned users, remembered as long as the room.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .actions import (
     Rename,
     Subscribe,
 )
-from .control import Delete, Edit, End, RoomControl, TalkFacts, judge, refuse_join
+from .control import OWNER, Delete, Edit, End, RoomControl, TalkFacts, judge, refuse_join
 from .limits import CoreLimits
 from .results import (
     Appended,
@@ -154,6 +155,8 @@ class MemoryLog:
         absent.move_to_end(user_id)
         while len(absent) > self._remembered_users:
             gone, _ = absent.popitem(last=False)
+            if gone == OWNER or gone in room.control.banned:
+                continue  # (the owner's token must keep the room, a ban must keep its token out)
             token_hash = room.users.pop(gone).token_hash
             if token_hash is not None:
                 del room.tokens[token_hash]

@@ -349,3 +349,82 @@ def test_a_join_asked_while_the_room_ends_is_told_it_is_gone(clock: FakeClock) -
     net.send(2, {"type": "init", "v": 2, "joinKey": room})
     net.answer()
     assert net.take(2)[-1]["message"] == "chat not found."
+
+
+def test_a_talk_deleted_before_it_reached_this_process_is_never_shown_to_seed_clients(
+    net: Net, clock: FakeClock
+) -> None:
+    room = class_of(net)
+    net.connect(9)
+    net.send(9, {"type": "init", "joinKey": room})  # a seed client
+    net.take(9)
+    net.take(1)
+    erased = LoggedTalk(room, 1, 2, clock.now, "gone").erased()
+    net.do(net.core.log_result(TalkArrived(erased)))
+    assert net.take(9) == []
+    assert net.take(1) == [{
+        "type": "talk", "offset": 1, "userId": 2, "time": clock.now, "deleted": True, "payload": None, "name": None,
+    }]
+
+
+def test_the_memory_log_never_forgets_the_owners_token_nor_a_banned_one(clock: FakeClock) -> None:
+    net = Net(LocalChat(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(remembered_users=1)))
+    owner = net.join(1, name="Teacher")
+    room = owner["joinKey"]
+    banned = net.join(2, joinKey=room)
+    net.send(1, {"type": "remove", "userId": banned["userId"], "ban": True})
+    for connection in (1, 3, 4):
+        if connection != 1:
+            net.join(connection, joinKey=room)
+        net.disconnect(connection)  # the owner leaves too, then more users than are remembered
+    net.connect(5)
+    net.send(5, {"type": "init", "v": 2, "joinKey": room, "token": banned["token"]})
+    assert net.take(5)[0]["message"] == "you were removed from this chat"
+    assert net.join(6, joinKey=room, token=owner["token"])["role"] == "owner"
+
+
+def test_a_join_the_log_took_before_a_ban_made_elsewhere_is_closed_with_4403(clock: FakeClock) -> None:
+    from corekit import StoredChat
+
+    net = Net(StoredChat(clock=clock, new_join_key=keys().__next__))
+    room = net.join(1, name="Teacher")["joinKey"]
+    student = net.join(2, joinKey=room)
+    net.disconnect(2)
+    net.connect(3)
+    net.send(3, {"type": "init", "v": 2, "joinKey": room, "token": student["token"]})
+    ban = LoggedChange(room, 1, 0, 1, clock.now, Remove(student["userId"], ban=True))
+    net.do(net.core.log_result(ChangeArrived(ban)))  # judged by the log after the join: told first
+    net.answer()
+    assert net.closed == {3: closecodes.REMOVED}
+    assert net.take(3) == []
+
+
+def test_a_change_refused_for_its_rate_says_which_request(clock: FakeClock) -> None:
+    net = Net(LocalChat(clock=clock, new_join_key=keys().__next__, limits=CoreLimits(message_burst=1)))
+    class_of(net)
+    net.send(1, {"type": "lock", "locked": True})
+    (error,) = ask(net, 1, type="delete", offset=1)
+    assert (error["message"], error["request"]) == ("too many messages: slow down", "delete")
+
+
+def test_a_client_coming_back_after_an_offset_is_shown_what_changed_at_or_below_it(net: Net) -> None:
+    room = class_of(net)
+    kept, edited, deleted = (say(net, 2, text) for text in ("kept", "typo", "oops"))
+    ask(net, 2, type="edit", offset=edited["offset"], payload="fixed")
+    ask(net, 2, type="delete", offset=deleted["offset"])
+    later = say(net, 2, "later")
+    reply = net.join(5, joinKey=room, after=deleted["offset"])
+    assert reply["older"] is False
+    replay = net.take(5)
+    assert [(talk["offset"], talk["payload"]) for talk in replay] == [
+        (edited["offset"], "fixed"), (deleted["offset"], None), (later["offset"], "later"),
+    ]
+    assert kept["offset"] not in [talk["offset"] for talk in replay]
+
+
+def test_a_title_may_hold_any_printable_text_but_no_line_break(net: Net) -> None:
+    class_of(net)
+    for title in ("👨\u200d👩\u200d👧 family", "Math\u00a07B", "数学"):
+        assert ask(net, 1, type="room", title=title)[0]["title"] == title
+    for title in ("a\u2028b", "a\tb"):
+        assert "control" in refused(net, 1, type="room", title=title)

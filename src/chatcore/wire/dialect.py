@@ -174,6 +174,10 @@ class Dialect(ABC):
         """The ``id`` of a talk refused before it was read (for its rate), if this dialect tells it."""
         return None
 
+    def refused_request(self, event: object) -> str | None:
+        """The type of a request refused before it was read (for its rate), if this dialect tells it."""
+        return None
+
     def presence_event(self, kind: str, user_id: int, name: str | None) -> str:
         """``joined``, ``left`` or ``renamed`` (``kind``); only asked of dialects that announce presence."""
         raise NotImplementedError

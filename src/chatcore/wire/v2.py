@@ -13,6 +13,7 @@ version-2 connection reads and writes.
 from __future__ import annotations
 
 import html
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -101,23 +102,30 @@ class V2Dialect(Dialect):
 
     def talk_event(self, talk: TalkFields) -> str:
         if talk.payload is None:
-            return deleted_talk_event(talk.offset, talk.user_id, talk.time, talk.talk_id)
+            return deleted_talk_event(talk.offset, talk.user_id, talk.time)
         return talk_event(
             talk.payload, talk.user_id, talk.time, talk.offset, talk.name, talk.talk_id, escape_html=self.escape_html,
             edited=talk.edited,
         )
 
     def replayed(self, welcome: Welcome) -> Sequence[Any]:
+        """The talks after ``after``; and before them, those at or below it that were edited or deleted (the
+        client may have their old text), as they are now."""
         after = welcome.after
-        return [talk for talk in welcome.history if talk.offset > after] if after is not None else welcome.history
+        if after is None:
+            return welcome.history
+        return [
+            talk for talk in welcome.history
+            if talk.offset > after or talk.payload is None or talk.edited is not None
+        ]
 
     def init_event(self, welcome: Welcome) -> str:
-        replay = self.replayed(welcome)
-        first = replay[0].offset if replay else welcome.last_offset + 1
+        after = welcome.after or 0
+        first = next((talk.offset for talk in welcome.history if talk.offset > after), welcome.last_offset + 1)
         assert welcome.token is not None
         return init_event(
             welcome.join_key, welcome.user_id, token=welcome.token, name=welcome.name, members=welcome.members,
-            resumed=welcome.resumed, offset=welcome.last_offset, older=first > (welcome.after or 0) + 1,
+            resumed=welcome.resumed, offset=welcome.last_offset, older=first > after + 1,
             escape_html=self.escape_html, control=welcome.control,
         )
 
@@ -132,6 +140,13 @@ class V2Dialect(Dialect):
             talk_id = event.get("id")
             if isinstance(talk_id, str) and len(talk_id) <= MAX_TALK_ID_CHARS:
                 return talk_id
+        return None
+
+    def refused_request(self, event: object) -> str | None:
+        if isinstance(event, dict):
+            kind = event.get("type")
+            if isinstance(kind, str) and kind in _CHANGES:
+                return kind
         return None
 
     def presence_event(self, kind: str, user_id: int, name: str | None) -> str:
@@ -187,9 +202,14 @@ def _title(event: dict[str, Any], max_payload_chars: int) -> Change:
     title = title.strip()
     if not 1 <= len(title) <= MAX_TITLE_CHARS:
         raise ProtocolError(f'"title" must be 1 to {MAX_TITLE_CHARS} characters long (spaces at the ends do not count)')
-    if not title.isprintable() or not is_encodable(title):
-        raise ProtocolError('"title" must not contain control characters')
+    if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in title) or not is_encodable(title):
+        raise ProtocolError('"title" must not contain control characters or line breaks')
     return Title(title)
+
+
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+"""What a title may not hold: control characters and line or paragraph separators (emoji sequences joined
+by zero-width joiners, no-break spaces and the like are fine)."""
 
 
 def _lock(event: dict[str, Any], max_payload_chars: int) -> Change:
@@ -304,15 +324,12 @@ def talk_event(
     return encode(event)
 
 
-def deleted_talk_event(offset: int, user_id: int, time: float, talk_id: str | None) -> str:
+def deleted_talk_event(offset: int, user_id: int, time: float) -> str:
     """A deleted talk, as replays and history show it: where it was, who sent it and when; nothing of it."""
-    event: dict[str, Any] = {
+    return encode({
         "type": "talk", "offset": offset, "userId": user_id, "time": time, "deleted": True, "payload": None,
         "name": None,
-    }
-    if talk_id is not None:
-        event["id"] = talk_id
-    return encode(event)
+    })
 
 
 def change_event(entry: ChangeFields, control: RoomControl, escape_html: bool) -> str | None:
