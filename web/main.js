@@ -770,6 +770,10 @@
       }
       return false; // a replay, or the answer to a resend
     }
+    if (hasOffset && !fromHistory && lowestOffset !== null && offset < lowestOffset &&
+        (event.deleted === true || (event.edited !== undefined && event.edited !== null))) {
+      return false; // a replayed change of a talk this page never fetched: an older page brings it as it is now
+    }
     var userId = asText(event.userId);
     var mine = myUserIds.has(userId);
     var element;

@@ -7,10 +7,11 @@ transports; the last one on two processes sharing Redis.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Locator
+from playwright.sync_api import Locator, WebSocketRoute
 
 from chat_page import DELIVERED, HOST, ChatPage
 from chatcore import CoreLimits
@@ -84,6 +85,35 @@ def teacher_and_student(pages: Callable[..., ChatPage], url: str) -> tuple[ChatP
     teacher.wait_until_in_room()
     teacher.wait_for_members(["Teacher (you)", "Student"])
     return teacher, student, link
+
+
+class Cutter:
+    """Routes a page's sockets through the test, to cut them (and refuse new ones) until `restore`. Install it first."""
+
+    def __init__(self, page: ChatPage) -> None:
+        self._refusing = False
+        self._current: tuple[WebSocketRoute, WebSocketRoute] | None = None
+        page.page.route_web_socket(re.compile(r"^wss?://"), self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        if self._refusing:
+            ws.close(code=4000, reason="cut by the test")
+            return
+        server = ws.connect_to_server()
+        self._current = (ws, server)
+        ws.on_message(server.send)
+        server.on_message(ws.send)
+
+    def cut(self) -> None:
+        self._refusing = True
+        if self._current is not None:
+            page_side, server_side = self._current
+            self._current = None
+            page_side.close(code=4000, reason="cut by the test")
+            server_side.close()
+
+    def restore(self) -> None:
+        self._refusing = False
 
 
 def stays_away(page: ChatPage, state: str) -> None:
@@ -167,6 +197,35 @@ def test_everyone_edits_and_deletes_their_own_and_staff_delete_anyones(
     for page in (teacher, student, late):
         assert page.page.locator("#message-wrapper p.message.failed").count() == 0
         assert page.script_errors == []
+
+
+def test_edits_and_deletions_made_while_a_page_was_away_are_shown_when_it_is_back(
+    e2e_server: LiveServer, pages: Callable[..., ChatPage]
+) -> None:
+    teacher = pages().open(e2e_server.http_url, name="Teacher")
+    student = pages()
+    cutter = Cutter(student)
+    student.open(teacher.join_link(), name="Student")
+    student.wait_until_in_room()
+    teacher.send_with_enter("first")
+    student.wait_for_messages(1)
+    student.send_with_enter("second")
+    for page in (teacher, student):
+        wait_for_shown(page, ["Teacher: first", "Student: second"])
+
+    cutter.cut()
+    student.page.wait_for_function("document.body.dataset.state === 'offline'")
+    choose(teacher, 0, "Edit")
+    line(teacher, 0).locator(".edit-input").fill("first, edited")
+    line(teacher, 0).locator(".edit-input").press("Enter")
+    choose(teacher, 1, "Delete")
+    teacher.send_with_enter("third")
+    wait_for_shown(teacher, ["Teacher: first, edited (edited)", "message deleted", "Teacher: third"])
+    assert shown(student) == ["Teacher: first", "Student: second"]
+    cutter.restore()
+    wait_for_shown(student, ["Teacher: first, edited (edited)", "message deleted", "Teacher: third"])
+    assert student.sent_events("init")[-1]["after"] == 2
+    assert student.script_errors == []
 
 
 def test_a_refused_edit_is_told_beside_the_message_not_as_a_failed_talk(
