@@ -225,8 +225,8 @@
     if (length > TITLE_MAX_CHARS) {
       return "at most " + TITLE_MAX_CHARS + " characters";
     }
-    if (/[\u0000-\u001f\u007f-\u009f]/.test(title)) {
-      return "no control characters";
+    if (/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(title)) {
+      return "no control characters or line breaks";
     }
     return null;
   }
