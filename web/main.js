@@ -16,6 +16,15 @@
 // typed offline are sent once back in the room), talks placed and
 // deduplicated by offset, older talks fetched on demand, unread counts in the
 // tab title, and multi-line messages.
+//
+// Rooms a teacher controls: the room's title and a "Locked" badge in the
+// header; each role in the online list; a menu on every stored message to
+// edit (in place) or delete one's own, and for staff (owner, moderators) to
+// delete anyone's; for staff, a panel to set the title, lock the room, make
+// moderators (the owner), remove or ban members and end the chat (the owner,
+// after a confirmation). A page removed (close 4403), whose chat was ended
+// (4410) or whose init is refused (a locked room, a ban) says so and stays
+// away.
 // Plain ES2017, no build step, no dependencies.
 (function () {
   "use strict";
@@ -27,12 +36,16 @@
   var HISTORY_PAGE = 50;
   var HISTORY_MAX = 200;
   var NAME_MAX_CHARS = 32;
+  var TITLE_MAX_CHARS = 64;
   var NEAR_TOP_PX = 40;
   var NEAR_BOTTOM_PX = 40;
   var INPUT_MAX_HEIGHT_PX = 160;
   var BASE_TITLE = document.title || "Chat";
   var NAME_KEY = "chat.name";
   var TOKEN_KEY_PREFIX = "chat.token:"; // + the room's joinKey
+  var CLOSE_REMOVED = 4403;
+  var CLOSE_ENDED = 4410;
+  var MODERATION = ["edit", "delete", "room", "lock", "remove", "role", "end"]; // requests answered by broadcasts
 
   var body = document.body;
   var wrapper = document.getElementById("message-wrapper");
@@ -51,6 +64,23 @@
   var nameInput = document.getElementById("name-input");
   var nameError = document.getElementById("name-error");
   var nameCancel = document.getElementById("name-cancel");
+  var sendButton = document.getElementById("send-button");
+  var roomTitle = document.getElementById("room-title");
+  var lockedBadge = document.getElementById("locked-badge");
+  var controls = document.getElementById("room-controls");
+  var titleForm = document.getElementById("title-form");
+  var titleInput = document.getElementById("title-input");
+  var titleClear = document.getElementById("title-clear");
+  var titleError = document.getElementById("title-error");
+  var lockButton = document.getElementById("lock-button");
+  var lockHint = document.getElementById("lock-hint");
+  var staffList = document.getElementById("room-members");
+  var controlsError = document.getElementById("controls-error");
+  var endControl = document.getElementById("end-control");
+  var endButton = document.getElementById("end-button");
+  var endModal = document.getElementById("end-modal");
+  var endConfirm = document.getElementById("end-confirm");
+  var endCancel = document.getElementById("end-cancel");
 
   // ---- state -------------------------------------------------------------
 
@@ -69,13 +99,20 @@
   var firstReplay = true; // the page's first replay: its talks are not "unread"
   var deadLink = false; // the join key is unknown: reconnecting cannot help
   var reconnectDelay = RECONNECT_FIRST_DELAY_MS;
+  var stopped = null; // {state, text}: removed, the chat ended, or the init refused: the page stays away
 
   var myName = validName(load(NAME_KEY)) === null ? load(NAME_KEY).trim() : null;
   var myUserId = null; // a string, as shown in #name-span
   var myUserIds = new Set(); // every user id this page had in this room: its talks are "mine"
   var members = new Map(); // userId (string) -> name (string or null), in the server's order
+  var rolesSpoken = false; // the server gives roles (its init reply had "role")
+  var myRole = "member";
+  var roles = new Map(); // userId -> "owner" | "moderator" | "member", kept after a leave (joined events have none)
+  var room = { title: null, locked: false };
 
   var shown = new Map(); // offset -> element of every talk shown
+  var talks = new Map(); // offset -> {userId, name, payload, time, edited, deleted} of every talk shown
+  var openMenu = null; // {offset, button, menu} of the message menu that is open
   var seenKeys = new Set(); // keys of talks without an offset (a server without version 2)
   var lowestOffset = null;
   var highestOffset = null;
@@ -87,6 +124,8 @@
   var idPrefix = randomId();
   var idCounter = 0;
   var unread = 0;
+  var requests = []; // my moderation requests not answered yet, in order: {type, offset, refused(text)}
+  var refusal = null; // the refusal of a request the status line shows
 
   // ---- storage: localStorage, or memory when the browser refuses it -------
 
@@ -103,6 +142,14 @@
       window.localStorage.setItem(key, value);
     } catch (err) {
       memoryStore[key] = value;
+    }
+  }
+
+  function forget(key) {
+    try {
+      window.localStorage.removeItem(key);
+    } catch (err) {
+      delete memoryStore[key];
     }
   }
 
@@ -164,6 +211,22 @@
     }
     if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) {
       return "no control characters";
+    }
+    return null;
+  }
+
+  // Why a room title cannot be used (the server's rules), or null when it can.
+  function validTitle(raw) {
+    var title = raw.trim();
+    var length = Array.from(title).length;
+    if (length < 1) {
+      return "enter a title (or Clear to remove it)";
+    }
+    if (length > TITLE_MAX_CHARS) {
+      return "at most " + TITLE_MAX_CHARS + " characters";
+    }
+    if (/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(title)) {
+      return "no control characters or line breaks";
     }
     return null;
   }
@@ -404,7 +467,8 @@
   // ---- unread count in the title ------------------------------------------
 
   function showUnread() {
-    document.title = unread > 0 ? "(" + unread + ") " + BASE_TITLE : BASE_TITLE;
+    var base = room.title !== null ? room.title + " \u2013 " + BASE_TITLE : BASE_TITLE;
+    document.title = unread > 0 ? "(" + unread + ") " + base : base;
   }
 
   function seen() {
@@ -429,6 +493,10 @@
       var li = document.createElement("li");
       li.className = "member tag is-rounded";
       li.dataset.userId = userId;
+      var role = roleOf(userId);
+      if (role !== "member") {
+        li.dataset.role = role; // shown by the style sheet, beside the name: the list's text stays the names
+      }
       var label = document.createElement("span"); // one child: the tag is a flex box
       label.appendChild(span("member-name", displayName(userId, name)));
       if (userId === myUserId) {
@@ -440,6 +508,7 @@
     });
     memberCount.textContent = String(members.size);
     presence.hidden = false;
+    renderControls();
   }
 
   function membersFrom(list) {
@@ -448,10 +517,221 @@
       list.forEach(function (member) {
         if (member && member.userId !== undefined && member.userId !== null) {
           result.set(asText(member.userId), typeof member.name === "string" ? member.name : null);
+          if (isRole(member.role)) {
+            roles.set(asText(member.userId), member.role);
+          }
         }
       });
     }
     return result;
+  }
+
+  function memberName(userId) {
+    var id = asText(userId);
+    return id === myUserId ? "you" : displayName(id, members.has(id) ? members.get(id) : null);
+  }
+
+  // ---- roles: owner, moderators ("staff") and members ---------------------
+
+  function isRole(value) {
+    return value === "owner" || value === "moderator" || value === "member";
+  }
+
+  function roleOf(userId) {
+    if (!rolesSpoken) {
+      return "member";
+    }
+    if (roles.has(userId)) {
+      return roles.get(userId);
+    }
+    return userId === "1" ? "owner" : "member"; // the room's first user owns it
+  }
+
+  function isStaff() {
+    return stopped === null && (myRole === "owner" || myRole === "moderator");
+  }
+
+  // Whether I may remove this member (and, the owner, change its role).
+  function canManage(userId) {
+    var role = roleOf(userId);
+    if (myUserIds.has(userId) || role === "owner" || !isStaff()) {
+      return false;
+    }
+    return myRole === "owner" || role !== "moderator";
+  }
+
+  // ---- the staff's controls ------------------------------------------------
+
+  function actionButton(className, text, label, action) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "button is-small " + className;
+    button.textContent = text;
+    button.setAttribute("aria-label", label);
+    button.addEventListener("click", action);
+    return button;
+  }
+
+  function renderControls() {
+    var staff = isStaff();
+    controls.hidden = !staff;
+    endControl.hidden = !staff || myRole !== "owner";
+    if (endControl.hidden) {
+      closeEndModal(false);
+    }
+    lockButton.textContent = room.locked ? "Unlock the chat" : "Lock the chat";
+    lockHint.textContent = room.locked
+      ? "No one new can join; members can come back."
+      : "Anyone with the link can join.";
+    if (document.activeElement !== titleInput) {
+      titleInput.value = room.title !== null ? room.title : "";
+    }
+    staffList.textContent = "";
+    if (!staff) {
+      return;
+    }
+    members.forEach(function (name, userId) {
+      var role = roleOf(userId);
+      var li = document.createElement("li");
+      li.className = "room-member";
+      li.dataset.userId = userId;
+      var who = displayName(userId, name);
+      li.appendChild(span("member-name", myUserIds.has(userId) ? who + " (you)" : who));
+      if (role !== "member") {
+        li.appendChild(span("tag is-rounded role-tag role-" + role, role));
+      }
+      if (canManage(userId)) {
+        var actions = document.createElement("span");
+        actions.className = "buttons are-small member-actions";
+        if (myRole === "owner") {
+          var promote = role !== "moderator";
+          var text = promote ? "Make moderator" : "Make member";
+          actions.appendChild(actionButton("is-light role-button", text, text + ": " + who, function () {
+            request({ type: "role", userId: Number(userId), role: promote ? "moderator" : "member" },
+              showControlsError);
+          }));
+        }
+        actions.appendChild(actionButton("is-light remove-button", "Remove", "Remove: " + who, function () {
+          request({ type: "remove", userId: Number(userId) }, showControlsError);
+        }));
+        actions.appendChild(actionButton("is-danger is-light ban-button", "Remove and ban", "Remove and ban: " + who,
+          function () {
+            request({ type: "remove", userId: Number(userId), ban: true }, showControlsError);
+          }));
+        li.appendChild(actions);
+      }
+      staffList.appendChild(li);
+    });
+  }
+
+  function showControlsError(text) {
+    controlsError.textContent = text;
+  }
+
+  function showTitleError(text) {
+    titleError.textContent = text;
+  }
+
+  titleForm.addEventListener("submit", function (submit) {
+    submit.preventDefault();
+    var problem = validTitle(titleInput.value);
+    if (problem) {
+      showTitleError(problem);
+      titleInput.focus();
+      return;
+    }
+    request({ type: "room", title: titleInput.value.trim() }, showTitleError);
+  });
+
+  titleClear.addEventListener("click", function () {
+    request({ type: "room", title: null }, showTitleError);
+  });
+
+  lockButton.addEventListener("click", function () {
+    request({ type: "lock", locked: !room.locked }, showControlsError);
+  });
+
+  // Ending the chat erases it for everyone: a dialog asks first.
+  function closeEndModal(focusBack) {
+    if (!endModal.classList.contains("is-active")) {
+      return;
+    }
+    endModal.classList.remove("is-active");
+    if (focusBack && !endButton.hidden) {
+      endButton.focus();
+    }
+  }
+
+  endButton.addEventListener("click", function () {
+    endModal.classList.add("is-active");
+    endCancel.focus();
+  });
+
+  endConfirm.addEventListener("click", function () {
+    closeEndModal(false);
+    request({ type: "end" }, showControlsError);
+  });
+
+  endCancel.addEventListener("click", function () {
+    closeEndModal(true);
+  });
+
+  endModal.querySelector(".modal-background").addEventListener("click", function () {
+    closeEndModal(true);
+  });
+
+  endModal.addEventListener("keydown", function (key) {
+    if (key.key === "Escape") {
+      closeEndModal(true);
+    } else if (key.key === "Tab") {
+      // Focus stays in the dialog: its two buttons.
+      key.preventDefault();
+      (document.activeElement === endConfirm ? endCancel : endConfirm).focus();
+    }
+  });
+
+  // ---- moderation requests: answered by a broadcast, or refused by an error --
+
+  // Sends a moderation request; refused(text) shows why it failed next to its control.
+  function request(event, refused, offset) {
+    if (!canSend()) {
+      refused("not connected; try again once back in the chat");
+      return false;
+    }
+    refused("");
+    if (refusal !== null && statusLine.textContent === refusal) {
+      showStatus("", false);
+    }
+    refusal = null;
+    send(event);
+    requests.push({ type: event.type, offset: offset === undefined ? null : offset, refused: refused });
+    return true;
+  }
+
+  // A broadcast answered my oldest request of one of these types (answers keep the order of requests).
+  function settleRequest(types, by, offset) {
+    if (asText(by) !== myUserId) {
+      return;
+    }
+    for (var i = 0; i < requests.length; i++) {
+      if (types.indexOf(requests[i].type) >= 0 && (offset === undefined || requests[i].offset === offset)) {
+        requests.splice(i, 1);
+        return;
+      }
+    }
+  }
+
+  function onRequestRefused(type, text, offset) {
+    showStatus(text, true);
+    refusal = text;
+    for (var i = 0; i < requests.length; i++) {
+      if (requests[i].type === type && (!isOffset(offset) || requests[i].offset === offset)) {
+        var refused = requests.splice(i, 1)[0].refused;
+        keepingView(function () { refused(text); }, false);
+        return;
+      }
+    }
+    showControlsError(text);
   }
 
   // ---- talks ---------------------------------------------------------------
@@ -485,12 +765,27 @@
     var hasOffset = isOffset(offset);
     settleOutgoing(event);
     if (hasOffset ? shown.has(offset) : seenKeys.has(talkKey(event))) {
+      if (hasOffset) {
+        updateTalk(offset, event);
+      }
       return false; // a replay, or the answer to a resend
+    }
+    if (hasOffset && !fromHistory && lowestOffset !== null && offset < lowestOffset &&
+        (event.deleted === true || (event.edited !== undefined && event.edited !== null))) {
+      return false; // a replayed change of a talk this page never fetched: an older page brings it as it is now
     }
     var userId = asText(event.userId);
     var mine = myUserIds.has(userId);
-    var element = messageLine(mine ? "message mine" : "message", displayName(userId, event.name),
-      asText(event.payload), event.time);
+    var element;
+    if (hasOffset) {
+      element = line(mine ? "message mine" : "message", []);
+      element.dataset.offset = String(offset);
+      talks.set(offset, talkState(event));
+      fillTalk(element, offset);
+    } else {
+      element = messageLine(mine ? "message mine" : "message", displayName(userId, event.name),
+        asText(event.payload), event.time);
+    }
     element.dataset.userId = userId;
     if (typeof event.id === "string") {
       element.dataset.id = event.id;
@@ -502,7 +797,6 @@
         gaps.push({ low: highestOffset, high: offset }); // missed while away: fetched after the replay
       }
       newest = highestOffset === null || offset > highestOffset;
-      element.dataset.offset = String(offset);
       shown.set(offset, element);
       keepingView(function () { place(element, offset); }, mine && newest && !fromHistory);
       lowestOffset = lowestOffset === null ? offset : Math.min(lowestOffset, offset);
@@ -519,6 +813,269 @@
     return true;
   }
 
+  // ---- stored talks: edited, deleted, and their menus -------------------------
+
+  function talkState(event) {
+    var deleted = event.deleted === true;
+    return {
+      userId: asText(event.userId),
+      name: deleted || typeof event.name !== "string" ? null : event.name,
+      payload: deleted ? "" : asText(event.payload),
+      time: event.time,
+      edited: !deleted && event.edited !== undefined && event.edited !== null && event.edited !== false
+        ? event.edited
+        : null,
+      deleted: deleted,
+    };
+  }
+
+  // (Re)builds a stored talk's line from its state: time, name, text and
+  // "(edited)", or only "message deleted"; then its menu button.
+  function fillTalk(element, offset) {
+    var talk = talks.get(offset);
+    element.textContent = "";
+    element.classList.toggle("deleted", talk.deleted);
+    element.classList.remove("editing");
+    var time = timeElement(talk.time);
+    if (time) {
+      element.appendChild(time);
+      element.appendChild(document.createTextNode(" "));
+    }
+    if (talk.deleted) {
+      element.appendChild(span("text", "message deleted"));
+    } else {
+      element.appendChild(span("sender", displayName(talk.userId, talk.name)));
+      element.appendChild(document.createTextNode(": "));
+      element.appendChild(span("text", talk.payload));
+      if (talk.edited !== null) {
+        var mark = span("edited", " (edited)");
+        var when = typeof talk.edited === "number" ? new Date(talk.edited * 1000) : null;
+        if (when && !isNaN(when.getTime())) {
+          mark.title = "edited " + when.toLocaleString();
+        }
+        element.appendChild(mark);
+      }
+    }
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "menu-button";
+    button.textContent = "\u22ef";
+    button.title = "Edit or delete";
+    button.setAttribute("aria-label", "Message actions");
+    button.setAttribute("aria-haspopup", "menu");
+    button.setAttribute("aria-expanded", "false");
+    button.hidden = menuActions(offset).length === 0;
+    button.addEventListener("click", function () { toggleMenu(offset, button); });
+    element.appendChild(button);
+  }
+
+  // Shows a stored talk's new state in place, keeping the keyboard's place on it.
+  function redraw(offset) {
+    var element = shown.get(offset);
+    var focused = element.contains(document.activeElement) || element.querySelector(".edit-input:disabled") !== null;
+    if (openMenu !== null && openMenu.offset === offset) {
+      closeMenu(false);
+    }
+    keepingView(function () { fillTalk(element, offset); }, false);
+    var button = element.querySelector(".menu-button");
+    if (focused && !button.hidden) {
+      button.focus();
+    }
+  }
+
+  // A talk shown already comes again (a replay, a history reply): an edit or a deletion it carries wins.
+  function updateTalk(offset, event) {
+    var talk = talks.get(offset);
+    var now = talkState(event);
+    if (talk && !talk.deleted && (now.deleted || (now.edited !== null && now.edited !== talk.edited))) {
+      talks.set(offset, now);
+      redraw(offset);
+    }
+  }
+
+  function refreshMenus() {
+    talks.forEach(function (talk, offset) {
+      var element = shown.get(offset);
+      if (stopped !== null && element.querySelector(".edit-box")) {
+        redraw(offset);
+      }
+      element.querySelector(".menu-button").hidden = menuActions(offset).length === 0;
+    });
+    if (openMenu !== null && menuActions(openMenu.offset).length === 0) {
+      closeMenu(false);
+    }
+  }
+
+  // What I may do with a stored talk: edit and delete my own; staff delete anyone's.
+  function menuActions(offset) {
+    var talk = talks.get(offset);
+    if (!rolesSpoken || stopped !== null || !talk || talk.deleted) {
+      return [];
+    }
+    var actions = [];
+    var mine = talk.userId === myUserId;
+    if (mine) {
+      actions.push({ label: "Edit", className: "edit-item", run: function () { startEdit(offset); } });
+    }
+    if (mine || isStaff()) {
+      actions.push({ label: "Delete", className: "delete-item", run: function () { deleteTalk(offset); } });
+    }
+    return actions;
+  }
+
+  function toggleMenu(offset, button) {
+    if (openMenu !== null && openMenu.offset === offset) {
+      closeMenu(true);
+      return;
+    }
+    closeMenu(false);
+    var actions = menuActions(offset);
+    if (actions.length === 0) {
+      return;
+    }
+    var menu = document.createElement("span");
+    menu.className = "message-menu";
+    menu.setAttribute("role", "menu");
+    menu.setAttribute("aria-label", "Message actions");
+    actions.forEach(function (action) {
+      var item = document.createElement("button");
+      item.type = "button";
+      item.className = "menu-item " + action.className;
+      item.setAttribute("role", "menuitem");
+      item.tabIndex = -1;
+      item.textContent = action.label;
+      item.addEventListener("click", function () {
+        closeMenu(false);
+        action.run();
+      });
+      menu.appendChild(item);
+    });
+    menu.addEventListener("keydown", function (key) {
+      var items = Array.from(menu.children);
+      var at = items.indexOf(document.activeElement);
+      if (key.key === "Escape") {
+        key.preventDefault();
+        closeMenu(true);
+      } else if (key.key === "Tab") {
+        closeMenu(true); // and Tab goes on from the menu's button
+      } else if (key.key === "ArrowDown" || key.key === "ArrowUp") {
+        key.preventDefault();
+        items[(at + (key.key === "ArrowDown" ? 1 : items.length - 1)) % items.length].focus();
+      } else if (key.key === "Home" || key.key === "End") {
+        key.preventDefault();
+        items[key.key === "Home" ? 0 : items.length - 1].focus();
+      }
+    });
+    button.setAttribute("aria-expanded", "true");
+    button.parentNode.insertBefore(menu, button.nextSibling);
+    openMenu = { offset: offset, button: button, menu: menu };
+    menu.scrollIntoView({ block: "nearest" }); // (the last line's menu reaches below the list)
+    menu.firstChild.focus();
+  }
+
+  function closeMenu(focusButton) {
+    if (openMenu === null) {
+      return;
+    }
+    var closing = openMenu;
+    openMenu = null;
+    closing.menu.remove();
+    closing.button.setAttribute("aria-expanded", "false");
+    if (focusButton && closing.button.isConnected && !closing.button.hidden) {
+      closing.button.focus();
+    }
+  }
+
+  document.addEventListener("click", function (click) {
+    if (openMenu !== null && !openMenu.menu.contains(click.target) && !openMenu.button.contains(click.target)) {
+      closeMenu(false);
+    }
+  });
+
+  // Edits my talk in place: Enter saves (once the server confirms it, the line shows the new text), Escape cancels.
+  function startEdit(offset) {
+    var element = shown.get(offset);
+    var talk = talks.get(offset);
+    var open = element.querySelector(".edit-input");
+    if (open) {
+      open.focus();
+      return;
+    }
+    var area = document.createElement("textarea");
+    area.className = "textarea edit-input";
+    area.rows = 1;
+    area.value = talk.payload;
+    area.setAttribute("aria-label", "Edit the message");
+    var hint = span("help edit-hint", "Enter saves; Escape cancels.");
+    var problem = span("help is-danger edit-problem", "");
+    problem.setAttribute("role", "alert");
+    var box = document.createElement("span");
+    box.className = "edit-box";
+    box.appendChild(area);
+    box.appendChild(hint);
+    box.appendChild(problem);
+    keepingView(function () {
+      element.classList.add("editing");
+      element.querySelector(".text").hidden = true;
+      var edited = element.querySelector(".edited");
+      if (edited) {
+        edited.hidden = true;
+      }
+      element.insertBefore(box, element.querySelector(".menu-button"));
+      fitTextarea(area);
+    }, false);
+    area.focus();
+    area.setSelectionRange(area.value.length, area.value.length);
+
+    function refused(reason) {
+      area.disabled = false;
+      hint.textContent = "Enter saves; Escape cancels.";
+      problem.textContent = reason ? "not saved: " + reason : "";
+      if (reason) {
+        area.focus();
+      }
+    }
+
+    area.addEventListener("keydown", function (key) {
+      if (key.key === "Escape") {
+        key.preventDefault();
+        redraw(offset);
+      } else if (key.key === "Enter" && !key.shiftKey && !key.isComposing && key.keyCode !== 229) {
+        key.preventDefault();
+        var text = area.value.trim();
+        if (text === "") {
+          problem.textContent = "a message cannot be empty (Delete removes it)";
+        } else if (text === talks.get(offset).payload) {
+          redraw(offset);
+        } else if (request({ type: "edit", offset: offset, payload: text }, refused, offset)) {
+          area.disabled = true;
+          hint.textContent = "saving…";
+        }
+      }
+    });
+    area.addEventListener("input", function () { fitTextarea(area); });
+  }
+
+  function deleteTalk(offset) {
+    request({ type: "delete", offset: offset }, function (reason) { showTalkProblem(offset, reason); }, offset);
+  }
+
+  // Why a request about a talk was refused, on its line (empty: nothing to say).
+  function showTalkProblem(offset, reason) {
+    var element = shown.get(offset);
+    var problem = element.querySelector(".request-problem");
+    if (!problem) {
+      if (!reason) {
+        return;
+      }
+      problem = span("request-problem has-text-danger", "");
+      problem.setAttribute("role", "alert");
+      element.insertBefore(problem, element.querySelector(".menu-button"));
+    }
+    problem.textContent = reason ? "not deleted: " + reason : "";
+    problem.hidden = !reason;
+  }
+
   // ---- my talks: pending until echoed ----------------------------------------
 
   function canSend() {
@@ -530,6 +1087,9 @@
   }
 
   function outgoingLabel(entry) {
+    if (stopped !== null) {
+      return "not sent";
+    }
     if (entry.state === "sent") {
       return "sending…";
     }
@@ -739,6 +1299,7 @@
   function onInit(event) {
     var first = !joined;
     joined = true;
+    reconnectDelay = RECONNECT_FIRST_DELAY_MS; // (not on open: a socket whose init fails keeps backing off)
     awaitingInit = false;
     inRoom = true;
     replayDone = false;
@@ -748,6 +1309,8 @@
     }
     myUserId = asText(event.userId);
     myUserIds.add(myUserId);
+    rolesSpoken = isRole(event.role);
+    myRole = rolesSpoken ? event.role : "member";
     nameSpan.textContent = myUserId;
     showMyName(typeof event.name === "string" ? event.name : myName);
     var link = joinLink(joinKey);
@@ -756,13 +1319,19 @@
       window.history.replaceState(null, "", link);
     }
     var fresh = membersFrom(event.members);
+    if (rolesSpoken) {
+      roles.set(myUserId, myRole);
+    }
     if (!first) {
       announceChanges(members, fresh);
     }
     members = fresh;
+    var state = event.room && typeof event.room === "object" ? event.room : {};
+    setRoom(state.title, state.locked);
     if (event.v === 2) {
       renderMembers();
     }
+    refreshMenus();
     replayEnd = isOffset(event.offset) ? event.offset : 0;
     if (lowestOffset === null) {
       olderAvailable = event.older === true;
@@ -847,9 +1416,97 @@
     }
   }
 
+  function setRoom(title, locked) {
+    room = { title: typeof title === "string" && title !== "" ? title : null, locked: locked === true };
+    roomTitle.textContent = room.title !== null ? room.title : BASE_TITLE;
+    lockedBadge.hidden = !room.locked;
+    showUnread();
+    renderControls();
+  }
+
+  function who(userId) {
+    if (userId === undefined || userId === null) {
+      return "Someone";
+    }
+    return asText(userId) === myUserId ? "You" : memberName(userId);
+  }
+
+  function onRoom(event) {
+    var before = room;
+    setRoom(event.title, event.locked);
+    settleRequest(["room", "lock"], event.by);
+    if (before.title !== room.title) {
+      addNotice("info notice room", [room.title === null
+        ? who(event.by) + " cleared the title"
+        : who(event.by) + " set the title: " + room.title]);
+    }
+    if (before.locked !== room.locked) {
+      addNotice("info notice room", [who(event.by) + (room.locked ? " locked the chat" : " unlocked the chat")]);
+    }
+  }
+
+  function onEdited(event) {
+    var talk = talks.get(event.offset);
+    if (!talk) {
+      return;
+    }
+    settleRequest(["edit"], talk.userId, event.offset); // (only its writer edits a talk)
+    if (!talk.deleted) {
+      talk.payload = asText(event.payload);
+      talk.edited = event.edited !== undefined && event.edited !== null ? event.edited : true;
+      redraw(event.offset);
+    }
+  }
+
+  function onDeleted(event) {
+    settleRequest(["delete"], event.by, event.offset);
+    var talk = talks.get(event.offset);
+    if (talk && !talk.deleted) {
+      talks.set(event.offset, talkState({ userId: talk.userId, time: talk.time, deleted: true }));
+      redraw(event.offset);
+    }
+  }
+
+  function onRemoved(event) {
+    var userId = asText(event.userId);
+    var name = displayName(userId, members.has(userId) ? members.get(userId) : null);
+    settleRequest(["remove"], event.by);
+    if (roles.has(userId)) {
+      roles.set(userId, "member"); // removal takes a moderator's role away
+    }
+    members.delete(userId); // (its "left", if one comes, is not told again)
+    renderMembers();
+    addNotice("info notice removed", [name + (event.ban === true ? " was removed and banned" : " was removed")]);
+  }
+
+  function onRole(event) {
+    var userId = asText(event.userId);
+    if (!isRole(event.role) || event.role === "owner") {
+      return;
+    }
+    settleRequest(["role"], event.by);
+    var before = roleOf(userId);
+    roles.set(userId, event.role);
+    if (userId === myUserId) {
+      myRole = event.role;
+      refreshMenus();
+    }
+    renderMembers();
+    if (before !== event.role) {
+      var moderator = event.role === "moderator";
+      addNotice("info notice role", [userId === myUserId
+        ? (moderator ? "You are now a moderator" : "You are no longer a moderator")
+        : memberName(userId) + (moderator ? " is now a moderator" : " is no longer a moderator")]);
+    }
+  }
+
   function onError(event) {
     var text = asText(event.payload !== undefined ? event.payload : event.message) || "error";
     if (typeof event.id === "string" && failOutgoing(event.id, text)) {
+      return;
+    }
+    if (MODERATION.indexOf(event.request) >= 0) {
+      onRequestRefused(event.request, text, event.offset);
       return;
     }
     if (text === "chat not found.") {
@@ -866,7 +1523,32 @@
     if (awaitingInit && /name/i.test(text)) {
       // The init was refused for its name, and the socket is out of any room until a corrected one.
       askName(false, text);
+    } else if (awaitingInit && /try again/i.test(text)) {
+      socket.close(1000, "init refused; trying again"); // (the server could not save it): a new socket, later
+    } else if (awaitingInit) {
+      // Refused for good (a locked room, a ban): another init would be refused again.
+      awaitingInit = false;
+      stop("refused", text);
     }
+  }
+
+  // The page leaves the room for good: it says why, and neither sends nor reconnects any more.
+  function stop(state, text) {
+    stopped = { state: state, text: text };
+    closeMenu(false);
+    closeEndModal(false);
+    input.disabled = true;
+    sendButton.disabled = true;
+    presence.hidden = true; // who is online is no longer known
+    renderControls();
+    refreshMenus();
+    showOutboxStatus();
+    var a = document.createElement("a");
+    a.href = window.location.pathname;
+    a.textContent = "start a new chat";
+    addNotice("info stopped", state === "refused" ? ["you cannot join this chat: ", a] : [text + " ", a]);
+    setState(state);
+    showStatus(text, true);
   }
 
   var handlers = {
@@ -877,6 +1559,11 @@
     left: onLeft,
     renamed: onRenamed,
     history: onHistory,
+    edited: onEdited,
+    deleted: onDeleted,
+    room: onRoom,
+    removed: onRemoved,
+    role: onRole,
   };
 
   function handleMessage(data) {
@@ -929,7 +1616,6 @@
       if (ws !== socket) {
         return;
       }
-      reconnectDelay = RECONNECT_FIRST_DELAY_MS;
       sendInit(ws);
     });
 
@@ -955,9 +1641,19 @@
           entry.state = "queued"; // resent (same id) unless the next replay shows it arrived
         }
       });
+      var unanswered = requests;
+      requests = [];
+      if (close.code === CLOSE_REMOVED) {
+        stop("removed", "You were removed from this chat.");
+      } else if (close.code === CLOSE_ENDED) {
+        forget(tokenKey(joinKey)); // the room and its users are erased
+        stop("ended", "This chat was ended.");
+      } else {
+        unanswered.forEach(function (pending) { pending.refused("the connection was lost"); });
+      }
       showOutboxStatus();
       showOlderLine();
-      setState("offline");
+      setState(stopped !== null ? stopped.state : "offline");
       scheduleReconnect(close);
     });
   }
@@ -965,6 +1661,10 @@
   function scheduleReconnect(close) {
     var why = close.code === 1006 ? "connection lost" : "connection closed (" + close.code +
       (close.reason ? ": " + close.reason : "") + ")";
+    if (stopped !== null) {
+      showStatus(stopped.text, true);
+      return;
+    }
     if (deadLink) {
       showStatus(why, true);
       return;
@@ -979,6 +1679,9 @@
   // ---- sending -----------------------------------------------------------
 
   function sendFromInput() {
+    if (stopped !== null) {
+      return;
+    }
     var text = input.value.trim();
     input.focus();
     if (!text) {
@@ -989,13 +1692,17 @@
     queueTalk(text);
   }
 
-  // The textarea grows with its lines, up to a limit; empty, it is one line high.
-  function fitInput() {
-    input.style.height = "";
-    if (input.value.indexOf("\n") >= 0 || input.scrollHeight > input.clientHeight) {
-      input.style.height = "auto";
-      input.style.height = Math.min(input.scrollHeight + 2, INPUT_MAX_HEIGHT_PX) + "px";
+  // A textarea grows with its lines, up to a limit; empty, it is one line high.
+  function fitTextarea(area) {
+    area.style.height = "";
+    if (area.value.indexOf("\n") >= 0 || area.scrollHeight > area.clientHeight) {
+      area.style.height = "auto";
+      area.style.height = Math.min(area.scrollHeight + 2, INPUT_MAX_HEIGHT_PX) + "px";
     }
+  }
+
+  function fitInput() {
+    fitTextarea(input);
   }
 
   form.addEventListener("submit", function (submit) {

@@ -19,6 +19,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 10_000
+HOST = "127.0.0.2"
+"""Where the browser tests' servers listen: on loopback, but not localhost: the page must not assume either."""
 
 LINE_TEXT = "p => p.querySelector('.sender').textContent + ': ' + p.querySelector('.text').textContent"
 """A message line as a reader sees it, without its time or state: "Ada: hello"."""

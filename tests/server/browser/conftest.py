@@ -1,12 +1,17 @@
-"""Fixtures of the browser tests: a folder for screenshots (the browser itself is in ``tests/server/conftest.py``)."""
+"""Fixtures of the browser tests: a server and pages for it, and a folder for screenshots (the browser itself is in
+``tests/server/conftest.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from playwright.sync_api import Browser
 
-from live import ROOT
+from chat_page import HOST, ChatPage
+from live import ROOT, LiveServer
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -15,3 +20,23 @@ ARTIFACTS = ROOT / "test-artifacts"
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def e2e_server(start_server: Callable[..., LiveServer]) -> LiveServer:
+    return start_server(host=HOST)
+
+
+@pytest.fixture
+def pages(browser: Browser) -> Iterator[Callable[..., ChatPage]]:
+    """Opens pages (each in its own browser context: another user), all closed after the test."""
+    opened: list[ChatPage] = []
+
+    def new_page(**options: Any) -> ChatPage:
+        page = ChatPage(browser, permissions=["clipboard-read", "clipboard-write"], **options)
+        opened.append(page)
+        return page
+
+    yield new_page
+    for page in opened:
+        page.close()

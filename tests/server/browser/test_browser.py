@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-from playwright.sync_api import Browser, WebSocketRoute
+from playwright.sync_api import WebSocketRoute
 
-from chat_page import ChatPage
+from chat_page import HOST, ChatPage
 from chatcore import CoreLimits
 from live import ROOT, SEED_CLIENT, LiveServer, wait_until
 from processes import children, server_process
@@ -30,29 +29,9 @@ from redis_server import redis_server
 from tcp_proxy import TcpProxy
 from transports.config import Transport
 
-HOST = "127.0.0.2"  # on loopback, but not localhost: the page must not assume either
 MARKUP = '<img src=x onerror="window.__pwned=1"><b>bold</b><script>window.__pwned=2</script>'
 NAME_MARKUP = "<b>Carol</b><img src=x>"  # a name is text too (at most 32 characters)
 PHONE = {"width": 375, "height": 667}
-
-
-@pytest.fixture
-def e2e_server(start_server: Callable[..., LiveServer]) -> LiveServer:
-    return start_server(host=HOST)
-
-
-@pytest.fixture
-def pages(browser: Browser) -> Iterator[Callable[..., ChatPage]]:
-    opened: list[ChatPage] = []
-
-    def new_page(**options: Any) -> ChatPage:
-        page = ChatPage(browser, permissions=["clipboard-read", "clipboard-write"], **options)
-        opened.append(page)
-        return page
-
-    yield new_page
-    for page in opened:
-        page.close()
 
 
 def two_talking(pages: Callable[..., ChatPage], url: str) -> tuple[ChatPage, ChatPage, str]:
