@@ -436,7 +436,6 @@ def test_the_owner_ends_the_chat_after_a_confirmation(
     assert late.page.locator("#message-wrapper p.error").inner_text() == "chat not found."
 
 
-@pytest.mark.skip(reason="room control in Redis: not yet")
 def test_two_processes_sharing_redis_apply_room_control_alike(
     pages: Callable[..., ChatPage], transport: Transport, tmp_path: Path
 ) -> None:
