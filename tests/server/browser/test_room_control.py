@@ -11,7 +11,6 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import Locator, WebSocketRoute
 
 from chat_page import DELIVERED, HOST, ChatPage
