@@ -254,16 +254,30 @@ class MemoryLog:
             return Refused(request.ticket, ENDED)
         change = request.change
         talk = room.kept(change.offset) if isinstance(change, Edit | Delete) else None
-        facts = None if talk is None else TalkFacts(talk.user_id, talk.deleted)
-        refusal = judge(room.control, request.user_id, change, talk=facts, last_user_id=room.last_user_id)
-        if refusal is not None:
-            return Refused(request.ticket, refusal)
-        seq = room.control.seq + 1
-        room.control = room.control.after(change, seq)
+        decided = decide(request, room.control, talk, room.last_user_id)
+        if isinstance(decided, Refused):
+            return decided
+        room.control, talk = decided
         if talk is not None:
-            talk = talk.edit(change.payload, request.time) if isinstance(change, Edit) else talk.erased()
             room.replace(talk)
         if isinstance(change, End):
             del self._rooms[request.join_key]
-        entry = LoggedChange(request.join_key, seq, room.last_offset, request.user_id, request.time, change, talk)
+        entry = LoggedChange(
+            request.join_key, room.control.seq, room.last_offset, request.user_id, request.time, change, talk
+        )
         return Changed(request.ticket, entry)
+
+
+def decide(
+    request: Moderate, control: RoomControl, talk: LoggedTalk | None, last_user_id: int
+) -> Refused | tuple[RoomControl, LoggedTalk | None]:
+    """A change judged (`chatcore.control.judge`) against a room's state and the talk it names (None: none kept):
+    its refusal, or the room's state once it is made, numbered, and the talk as it is after it."""
+    change = request.change
+    facts = None if talk is None else TalkFacts(talk.user_id, talk.deleted)
+    refusal = judge(control, request.user_id, change, talk=facts, last_user_id=last_user_id)
+    if refusal is not None:
+        return Refused(request.ticket, refusal)
+    if talk is not None:
+        talk = talk.edit(change.payload, request.time) if isinstance(change, Edit) else talk.erased()
+    return control.after(change, control.seq + 1), talk

@@ -47,8 +47,8 @@ from chatcore import (
     UserAdded,
 )
 from chatcore.actions import Expire, Moderate
-from chatcore.control import Delete, Edit, End, RoomControl, TalkFacts, judge, refuse_join
-from chatcore.memorylog import ENDED
+from chatcore.control import Delete, Edit, End, RoomControl, refuse_join
+from chatcore.memorylog import ENDED, decide
 from chatcore.results import Changed, Expired, LoggedChange, Refused
 
 UNREACHABLE = "storage unreachable"
@@ -238,14 +238,12 @@ class RedisModel:
         if room is None:
             return Refused(request.ticket, ENDED)
         talk = room.kept(change.offset) if isinstance(change, Edit | Delete) else None
-        facts = None if talk is None else TalkFacts(talk.user_id, talk.deleted)
-        refusal = judge(room.control, request.user_id, change, talk=facts, last_user_id=room.last_user_id)
-        if refusal is not None:
-            return Refused(request.ticket, refusal)
-        seq = room.control.seq + 1
-        room.control = room.control.after(change, seq)
+        decided = decide(request, room.control, talk, room.last_user_id)
+        if isinstance(decided, Refused):
+            return decided
+        room.control, talk = decided
+        seq = room.control.seq
         if talk is not None:
-            talk = talk.edit(change.payload, request.time) if isinstance(change, Edit) else talk.erased()
             room.stream[talk.offset - room.stream[0].offset] = talk
             self.versions[key, talk.offset].append(talk)
         entry = LoggedChange(key, seq, room.last_offset, request.user_id, request.time, change, talk)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-import pytest
 
 from chatcore import (
     AddUser,
@@ -28,13 +26,6 @@ from chatcore import (
 from chatcore.memorylog import MemoryLog
 from transports.storage.sqlite import Database
 from transports.storage.sqlschema import CHECKPOINT_EVERY, MIGRATIONS, SCHEMA_VERSION
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    opened = Database.open(tmp_path / "chat.db")
-    yield opened
-    opened.close()
 
 
 def replay(database: Database, join_key: str, recent: int) -> list[str | None]:

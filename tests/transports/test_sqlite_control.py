@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-import pytest
 
 from chatcore import (
     AddUser,
@@ -46,13 +44,6 @@ from chatcore.results import ChangeArrived, Changed, Expired, LoggedChange, Refu
 from transports.storage.sqlcontrol import first_kept
 from transports.storage.sqlite import Database
 from transports.storage.sqlschema import CHECKPOINT_EVERY, MIGRATIONS, SCHEMA_VERSION
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    opened = Database.open(tmp_path / "chat.db")
-    yield opened
-    opened.close()
 
 
 def load(database: Database, join_key: str, recent: int = 100) -> SavedRoom | None:
