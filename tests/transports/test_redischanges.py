@@ -31,6 +31,7 @@ from chatcore import (
     LoggedTalk,
     LogResult,
     Subscribe,
+    Subscribed,
     TalkArrived,
     UserAdded,
 )
@@ -265,9 +266,10 @@ async def test_a_process_that_lost_its_subscription_catches_up_with_a_fill(
     async def script(heard: list[list[LogResult]]) -> None:
         for broker in brokers:
             broker.submit(Subscribe("k"))
+        await until(lambda: any(isinstance(result, Subscribed) for result in heard[1]))  # b listens
         a.submit(AddUser(1, "k", 1.0))
         a.submit(Append(2, "k", 1, 2.0, "hello"))
-        await until(lambda: any(isinstance(result, TalkArrived) for result in heard[1]))  # b listens
+        await until(lambda: any(isinstance(result, TalkArrived) for result in heard[1]))
         cutter = threading.Thread(target=cut_subscribers)
         cutter.start()
         try:
