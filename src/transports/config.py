@@ -122,6 +122,31 @@ class RedisSettings:
             raise ValueError("presence_ttl must be more than 0")
 
 
+class AuthMode(StrEnum):
+    """Whether connections sign in with a token from the embedding site (``--auth``)."""
+
+    OFF = "off"
+    """Tokens are not read: every name is what the client says."""
+    OPTIONAL = "optional"
+    """A valid token makes a verified user; a connection without one joins as today."""
+    REQUIRED = "required"
+    """Every connection must present a valid token."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """How sign-in tokens (JWT) are verified: `transports.identity.Verifier` reads the key files."""
+
+    keys: tuple[Path, ...] = ()
+    """Key files (``--auth-key``, repeatable for rotation): a PEM public key (RSA, EC P-256, Ed25519) each, or an
+    HS256 secret of at least 32 bytes; a token verifies if one of them signed it."""
+    issuer: str | None = None
+    """The ``iss`` a token must carry; None: not checked."""
+    audience: str | None = None
+    """The ``aud`` a token must name; None: not checked."""
+    mode: AuthMode = AuthMode.OFF
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     transport: Transport = Transport.TRIO_WEBSOCKET
