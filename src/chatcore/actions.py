@@ -79,6 +79,9 @@ class AddUser:
     token_hash: str | None = None
     resume_hash: str | None = None
     name: str | None = None
+    subject: str | None = None
+    """A signed-in user's identity (`chatcore.identity.Identity.sub`): the room's user with that subject is handed
+    back (``resumed``) whatever token was presented, else a new one is registered with it."""
 
 
 @dataclass(frozen=True, slots=True)

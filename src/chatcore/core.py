@@ -29,6 +29,7 @@ from .control import BANNED
 from .entering import enter
 from .errors import DriverError, ProtocolError
 from .holdings import MAX_JOIN_KEY_ATTEMPTS, Holdings, deliver
+from .identity import SignIn, admit
 from .limits import CoreLimits
 from .member import MemberRequests
 from .pending import (
@@ -93,8 +94,11 @@ class ChatCore(MemberRequests):
         new_join_key: Callable[[], str],
         limits: CoreLimits | None = None,
         new_token: Callable[[], str] | None = None,
+        sign_in: SignIn | None = None,
     ) -> None:
-        """``new_token`` draws a resume token (unguessable, 16 characters or more); by default, join keys end to end."""
+        """``new_token`` draws a resume token (unguessable, 16 characters or more); by default, join keys end to end.
+        ``sign_in``: how sign-in tokens are checked and whether they are required (None: not taken)."""
+        self._sign_in = sign_in
         self._clock = clock
         self._new_join_key = new_join_key
         self._new_token = new_token or self._token_of_join_keys
@@ -310,8 +314,11 @@ class ChatCore(MemberRequests):
         if session.state is SessionState.CLOSING:
             raise ProtocolError("this connection is closing; open a new one")
         dialect = session.dialect = request.dialect
+        identity = admit(self._sign_in, request.auth, request.join_key)
         token = self._new_token() if dialect.resumes else None
-        intro = Intro(dialect, request.name, token, request.token, request.after)
+        name = request.name if identity is None or identity.name is None else identity.name
+        subject = None if identity is None else identity.sub
+        intro = Intro(dialect, name, token, request.token, request.after, subject)
         join_key = request.join_key
         if join_key is None:
             new_room = self._held.create(self._new_join_key)
@@ -349,7 +356,7 @@ class ChatCore(MemberRequests):
         ticket = self._tickets.issue(Joining(connection, session, room, intro, created, attempt))
         new_hash = None if intro.token is None else token_hash(intro.token)
         resume_hash = None if intro.resume is None or created is not None else token_hash(intro.resume)
-        add = AddUser(ticket, room.join_key, created, new_hash, resume_hash, intro.name)
+        add = AddUser(ticket, room.join_key, created, new_hash, resume_hash, intro.name, intro.subject)
         if created is None:
             return [add]
         self._held.watch(ticket, room.join_key, load=False)

@@ -21,6 +21,7 @@ def enter(
     room.rename(user_id, added.name, None)
     room.add_member(connection, user_id, dialect)
     session.joined(room, user_id)
+    session.signed_in = intro.subject is not None
     actions = announce(room, was, exclude=connection)  # (the joiner is told by its init)
     if room.local[user_id] == 1:
         actions.append(Presence(room.join_key, user_id, True, added.name))

@@ -79,6 +79,24 @@ class _Room:
     talk_ids: dict[tuple[int, str], LoggedTalk] = field(default_factory=dict)
     """(user id, talk id) → the talk, for the talks still kept, oldest first."""
     control: RoomControl = field(default_factory=RoomControl)
+    subjects: dict[str, int] = field(default_factory=dict)
+    """Signed-in users: their sign-in identity (``sub``) → user id; remembered as long as the room."""
+    signed: set[int] = field(default_factory=set)
+    """The user ids in ``subjects``."""
+
+    def user_of(self, subject: str | None, resume_hash: str | None) -> int | None:
+        """The user a join names: its subject's, else its token's (unless that user signed in as someone else)."""
+        if subject is not None and subject in self.subjects:
+            return self.subjects[subject]
+        user_id = None if resume_hash is None else self.tokens.get(resume_hash)
+        if user_id is not None and subject is not None and user_id in self.signed:
+            return None  # (the token of another signed-in user: the subject wins, as a new user)
+        return user_id
+
+    def sign(self, subject: str, user_id: int) -> None:
+        """``user_id`` is the user with sign-in identity ``subject`` from now on."""
+        self.subjects[subject] = user_id
+        self.signed.add(user_id)
 
     def kept(self, offset: int) -> LoggedTalk | None:
         """The talk at ``offset``, if still kept."""
@@ -155,7 +173,7 @@ class MemoryLog:
         absent.move_to_end(user_id)
         while len(absent) > self._remembered_users:
             gone, _ = absent.popitem(last=False)
-            if gone == OWNER or gone in room.control.banned:
+            if gone == OWNER or gone in room.control.banned or gone in room.signed:
                 continue  # (the owner's token must keep the room, a ban must keep its token out)
             token_hash = room.users.pop(gone).token_hash
             if token_hash is not None:
@@ -204,7 +222,7 @@ class MemoryLog:
                 room = self._rooms[request.join_key] = _Room(deque(maxlen=self._history_limit), request.created)
             elif room is None:
                 return LogFailed(request.ticket, "storage inconsistent")
-            user_id = None if request.resume_hash is None else room.tokens.get(request.resume_hash)
+            user_id = room.user_of(request.subject, request.resume_hash)
             refusal = None if request.created is not None else refuse_join(room.control, user_id)
             if refusal is not None:
                 return Refused(request.ticket, refusal)
@@ -217,7 +235,12 @@ class MemoryLog:
                     room.users[user_id] = _User(request.token_hash, name)
                     if request.token_hash is not None:
                         room.tokens[request.token_hash] = user_id
+                if request.subject is not None:
+                    room.sign(request.subject, user_id)
+                    room.users.setdefault(user_id, _User(request.token_hash, request.name))
             else:
+                if request.subject is not None:
+                    room.sign(request.subject, user_id)
                 room.absent.pop(user_id, None)
                 if request.name is not None:
                     room.users[user_id] = room.users[user_id]._replace(name=request.name)

@@ -45,6 +45,8 @@ class Intro:
     resume: str | None = None
     """The token presented, to come back as its user."""
     after: int | None = None
+    subject: str | None = None
+    """The user's sign-in identity (``sub``), when a token vouched for it: the log keeps one user per subject."""
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, TypeAlias
+from typing import Final, TypeAlias
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import HMACAlgorithm
 
 from chatcore.core import MAX_JOIN_KEY_CHARS
+from chatcore.identity import ALL, Identity, Rooms
 from chatcore.wire.errors import ProtocolError
 from chatcore.wire.v2 import valid_name
 
@@ -59,10 +60,8 @@ MAX_TOKEN_CHARS: Final = 8 * 1024
 MAX_SUB_CHARS: Final = 256
 MIN_SECRET_BYTES: Final = 32
 MIN_RSA_BITS: Final = 2048
-ALL: Final = "*"
 """``rooms`` of a token that may join every room."""
 
-Rooms: TypeAlias = frozenset[str] | Literal["*"] | None
 PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 # Names that may be repeated in a refusal; a header's other text is the client's and is not.
@@ -77,20 +76,6 @@ class AuthKeyError(Exception):
 
 class AuthRefused(Exception):
     """A token that does not make an identity; the message says which check failed and never quotes the token."""
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """A verified user, as the token names them."""
-
-    sub: str
-    """The stable identity the signing side gives the user (``sub``)."""
-    name: str | None = None
-    """The display name (``name``, trimmed), or None if the token has none."""
-    rooms: Rooms = None
-    """Join keys the user may join (``rooms``), `ALL`, or None if the token does not say."""
-    create: bool = False
-    """Whether the user may start rooms (``create``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,8 @@ class InitRequest:
     name: str | None = None
     token: str | None = None
     after: int | None = None
+    auth: str | None = None
+    """A sign-in token (`chatcore.identity`), unread: the core has it checked."""
 
 
 @dataclass(frozen=True, slots=True)

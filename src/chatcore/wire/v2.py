@@ -51,6 +51,8 @@ MAX_NAME_CHARS = 32
 MAX_TALK_ID_CHARS = 64
 MAX_TOKEN_CHARS = 256
 """Longer tokens are never handed out, so they are not looked up."""
+MAX_AUTH_CHARS = 8192
+"""Longer sign-in tokens are refused unread."""
 HISTORY_DEFAULT = 50
 HISTORY_MAX = 200
 """Most talks one ``history`` answer holds; a larger ``limit`` is cut to it."""
@@ -179,8 +181,11 @@ def parse_init(event: dict[str, Any]) -> InitRequest:
     if after is not None and not _is_count(after, minimum=0):
         raise ProtocolError('"after" must be an integer offset, 0 or more')
     usable_token = token if token and join_key is not None and len(token) <= MAX_TOKEN_CHARS else None
+    auth = event.get("auth")
+    if auth is not None and (not isinstance(auth, str) or not 1 <= len(auth) <= MAX_AUTH_CHARS):
+        raise ProtocolError(f'"auth" must be a sign-in token: a string of 1 to {MAX_AUTH_CHARS} characters')
     dialect = TEXT if event.get("render") == "text" else MARKUP
-    return InitRequest(join_key, dialect, name, usable_token, after)
+    return InitRequest(join_key, dialect, name, usable_token, after, auth)
 
 
 def _edit(event: dict[str, Any], max_payload_chars: int) -> Change:

@@ -1,0 +1,78 @@
+"""Who a connection is when a sign-in token vouches for it: the identity, and who may join or start rooms.
+
+The embedding site (a school's sign-in) signs a short-lived token naming the
+user; a driver checks it (``transports.identity``: keys, signatures and the
+clock are its business) and hands the core an `Identity`, or why it refused
+the token. What the core decides from it is here, pure: under `SignIn`
+``required`` every connection needs a token, seed clients included, and only
+users whose token says ``create`` start rooms; a token's ``rooms`` bounds
+which rooms its user may join.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal, TypeAlias
+
+from .wire.errors import ProtocolError
+
+ALL: Final = "*"
+Rooms: TypeAlias = frozenset[str] | Literal["*"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A verified user, as its token names it."""
+
+    sub: str
+    """The stable identity the signing side gives the user (``sub``)."""
+    name: str | None = None
+    """The display name (``name``, trimmed), or None if the token has none."""
+    rooms: Rooms = None
+    """Join keys the user may join (``rooms``), `ALL`, or None if the token does not say (any)."""
+    create: bool = False
+    """Whether the user may start rooms (``create``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """How a server takes sign-in tokens: ``verify`` checks one (an `Identity`, or why not, for the client)."""
+
+    verify: Callable[[str], Identity | str]
+    required: bool = False
+    """Every connection must present a valid token, and only users whose token says ``create`` start rooms."""
+
+
+TOKEN_NEEDED = "this chat needs you to sign in: open it from your school's site, which signs you in"
+NO_CREATE = "your sign-in does not allow starting a chat"
+NOT_THIS_ROOM = "your sign-in does not allow joining this chat"
+
+
+def admit(sign_in: SignIn | None, auth: str | None, join_key: str | None) -> Identity | None:
+    """Who an ``init``'s sign-in token ``auth`` says it is (None: no token, or none taken), if it may join
+    ``join_key`` (None: start a room); else `ProtocolError`, saying why (never quoting the token)."""
+    identity = None
+    if sign_in is not None and auth is not None:
+        checked = sign_in.verify(auth)
+        if isinstance(checked, str):
+            raise ProtocolError(f"sign-in refused: {checked}")
+        identity = checked
+    refusal = refuse(sign_in, identity, join_key)
+    if refusal is not None:
+        raise ProtocolError(refusal)
+    return identity
+
+
+def refuse(sign_in: SignIn | None, identity: Identity | None, join_key: str | None) -> str | None:
+    """Why a connection with ``identity`` (None: no token) may not join ``join_key`` (None: start a room), or None."""
+    if sign_in is None:
+        return None
+    if identity is None:
+        return TOKEN_NEEDED if sign_in.required else None
+    if join_key is None:
+        return NO_CREATE if sign_in.required and not identity.create else None
+    rooms = identity.rooms
+    if rooms is None or rooms == ALL or join_key in rooms:
+        return None
+    return NOT_THIS_ROOM

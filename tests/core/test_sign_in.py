@@ -1,0 +1,81 @@
+"""Sign-in tokens in the pure core: who may join or start rooms, one user per subject, the token's name.
+
+The token itself is checked by the driver (``transports.identity``); here a table stands in for it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from chatcore.identity import ALL, NO_CREATE, NOT_THIS_ROOM, TOKEN_NEEDED, Identity, SignIn
+from corekit import FakeClock, LocalChat, keys
+from v2kit import Net
+
+TOKENS = {
+    "teacher": Identity("t-1", "Ms. Lovelace", ALL, create=True),
+    "student": Identity("s-1", "Ada"),
+    "elsewhere": Identity("s-2", "Bo", frozenset({"no-such-room"})),
+}
+
+
+def verify(token: str) -> Identity | str:
+    return TOKENS.get(token, "bad signature")
+
+
+def net_with(clock: FakeClock, *, required: bool) -> Net:
+    return Net(LocalChat(clock=clock, new_join_key=keys().__next__, sign_in=SignIn(verify, required)))
+
+
+def refusal(net: Net, connection: int, **init: object) -> str:
+    net.connect(connection)
+    net.send(connection, {"type": "init", **init})
+    (error,) = net.take(connection)
+    assert error["type"] == "error", error
+    return str(error["message"])
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_a_signed_in_user_is_one_user_on_every_device_with_the_tokens_name(clock: FakeClock, required: bool) -> None:
+    net = net_with(clock, required=required)
+    room = net.join(1, auth="teacher", name="someone else")["joinKey"]
+    first = net.join(2, joinKey=room, auth="student")
+    assert (first["userId"], first["name"]) == (2, "Ada")
+    again = net.join(3, joinKey=room, auth="student")  # another device, no resume token
+    assert (again["userId"], again["resumed"], again["name"]) == (2, True, "Ada")
+    net.send(3, {"type": "name", "name": "Not Ada"})
+    assert "sign-in" in net.take(3)[-1]["message"]
+
+
+def test_a_bad_token_is_refused_without_being_echoed(clock: FakeClock) -> None:
+    net = net_with(clock, required=False)
+    message = refusal(net, 1, v=2, auth="forged.token.text")
+    assert message == "sign-in refused: bad signature"
+    assert "forged" not in message
+    assert net.core.state_of(1).name == "LOBBY"
+
+
+def test_required_sign_in_keeps_out_seed_clients_and_lets_only_creators_start_rooms(clock: FakeClock) -> None:
+    net = net_with(clock, required=True)
+    assert refusal(net, 1) == TOKEN_NEEDED  # a seed client cannot present a token
+    assert refusal(net, 2, v=2) == TOKEN_NEEDED
+    assert refusal(net, 3, v=2, auth="student") == NO_CREATE
+    room = net.join(4, auth="teacher")["joinKey"]
+    assert refusal(net, 5, v=2, joinKey=room, auth="elsewhere") == NOT_THIS_ROOM
+    assert net.join(6, joinKey=room, auth="student")["name"] == "Ada"
+
+
+def test_optional_sign_in_lets_anonymous_users_join_and_start_rooms(clock: FakeClock) -> None:
+    net = net_with(clock, required=False)
+    room = net.join(1, name="Anon")["joinKey"]
+    assert net.join(2, joinKey=room, auth="student")["userId"] == 2
+    net.connect(3)
+    net.send(3, {"type": "init", "joinKey": room})
+    assert net.take(3)[0]["type"] == "init"
+
+
+def test_a_ban_of_a_signed_in_user_holds_on_every_device(clock: FakeClock) -> None:
+    net = net_with(clock, required=False)
+    room = net.join(1, auth="teacher")["joinKey"]
+    student = net.join(2, joinKey=room, auth="student")
+    net.send(1, {"type": "remove", "userId": student["userId"], "ban": True})
+    assert refusal(net, 3, v=2, joinKey=room, auth="student") == "you were removed from this chat"
