@@ -36,13 +36,13 @@ from chatcore import (
     UserAdded,
 )
 from chatcore.actions import Expire, Moderate
-from chatcore.control import BANNED, LOCKED, End
+from chatcore.control import End
 from chatcore.memorylog import ENDED
 from chatcore.results import Changed, Refused
 
 from ..config import Synchronous
 from ..logs import room_hash
-from .sqlcontrol import expire, moderate, room_control, truncate_wal
+from .sqlcontrol import add_user, expire, locked_out, moderate, room_control, truncate_wal
 from .sqlfile import DatabaseError, Inconsistent, connect, describe
 from .sqlschema import (
     CHECKPOINT_EVERY,
@@ -53,10 +53,8 @@ from .sqlschema import (
     LOAD_ROOM,
     NEXT_USER_ID,
     READ_HISTORY,
-    RESUME,
     ROOM_CHAIN,
     ROOM_CONTROL,
-    ROOM_EXISTS,
     SKIP_DOWN,
     STORED_TALK,
 )
@@ -267,8 +265,11 @@ class Database:
                     changed, erasing = self._moderate(write)
                     erased |= erasing
                     results.append(changed)
-                elif write.token_hash is not None or write.resume_hash is not None or write.name is not None:
-                    results.append(self._add_user(write))
+                elif (
+                    write.token_hash is not None or write.resume_hash is not None or write.name is not None
+                    or write.subject is not None
+                ):
+                    results.append(add_user(self._connection, write))
                 else:
                     # Every seed join: the same statements as before version 2, and no method call.
                     created = write.created
@@ -276,7 +277,7 @@ class Database:
                         results.append(KeyTaken(write.ticket))
                         continue
                     user = execute(NEXT_USER_ID, (write.join_key,)).fetchone()
-                    results.append(UserAdded(write.ticket, user[0]) if user else self._locked_out(write))
+                    results.append(UserAdded(write.ticket, user[0]) if user else locked_out(self._connection, write))
             self._insert(placing)
             self._next_talk_id = next_id
             execute("COMMIT")
@@ -325,12 +326,6 @@ class Database:
             del self._chains[write.join_key]
         return answer, erased
 
-    def _locked_out(self, write: AddUser) -> Refused:
-        """Inside a transaction: a new user's join found no room open to it (a missing room is `Inconsistent`)."""
-        if self._connection.execute(ROOM_EXISTS, (write.join_key,)).fetchone() is None:
-            raise Inconsistent(f"no room {room_hash(write.join_key)}")
-        return Refused(write.ticket, LOCKED)
-
     def _place(self, write: Append, chain: _Chain, placing: _Placing, row_id: int) -> Appended:
         """Inside a transaction: place a talk with a name or an id as row ``row_id``, unless a duplicate.
 
@@ -355,42 +350,6 @@ class Database:
         if talk_id is not None:
             placing.with_ids[room, user_id, talk_id] = row_id, logged
         return Appended(write.ticket, logged)
-
-    def _add_user(self, write: AddUser) -> UserAdded | KeyTaken | Refused:
-        """Inside a transaction: a version-2 join (one with a token or a name; a seed join is done inline).
-
-        The user a token names, or a new user id in the room (created first if asked), whose token hash
-        and name are kept; unless the room's rules keep it out (`chatcore.control.refuse_join`: banned, locked).
-        """
-        execute = self._connection.execute
-        if write.created is not None and execute(CREATE_ROOM, (write.join_key, write.created)).rowcount == 0:
-            return KeyTaken(write.ticket)
-        if write.resume_hash is not None:
-            found = execute(RESUME, (write.join_key, write.resume_hash)).fetchone()
-            if found is None:
-                raise Inconsistent(f"no room {room_hash(write.join_key)}")
-            room, user_id, name, banned = found
-            if user_id is not None:
-                if banned:
-                    return Refused(write.ticket, BANNED)
-                if write.name is not None and write.name != name:
-                    execute("UPDATE users SET name = ? WHERE room = ? AND user_id = ?", (write.name, room, user_id))
-                    name = write.name
-                return UserAdded(write.ticket, user_id, True, name)
-        row = execute(NEXT_USER_ID + ", id", (write.join_key,)).fetchone()
-        if row is None:
-            return self._locked_out(write)
-        user_id, room = row
-        name = write.name
-        if write.token_hash is not None or name is not None:
-            # (An upsert: a row can only be there already if the log was asked to rename a user it had not
-            # handed out yet; then its name is kept, as the memory log does.)
-            (name,) = execute(
-                "INSERT INTO users (room, user_id, name, token_hash) VALUES (?1, ?2, ?3, ?4)"
-                " ON CONFLICT (room, user_id) DO UPDATE SET name = ifnull(?3, name), token_hash = ?4 RETURNING name",
-                (room, user_id, name, write.token_hash),
-            ).fetchone()
-        return UserAdded(write.ticket, user_id, False, name)
 
     def _stored_talk(self, write: Append, room: int) -> LoggedTalk | None:
         """The talk the database has from this user with this id in this room (inside a transaction)."""
@@ -484,7 +443,10 @@ def _summary(request: LogRequest) -> str:
     if isinstance(request, Append):
         return f"a message in room {room}"
     if isinstance(request, AddUser):
-        what = "a returning user" if request.resume_hash is not None else "a new user id"
+        what = (
+            "a signed-in user" if request.subject is not None
+            else "a returning user" if request.resume_hash is not None else "a new user id"
+        )
         return f"{'a new room and ' if request.created is not None else ''}{what} in room {room}"
     if isinstance(request, Rename):
         return f"a name in room {room}"

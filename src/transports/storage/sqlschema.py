@@ -96,6 +96,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE talks ADD COLUMN edited REAL",
         "ALTER TABLE talks ADD COLUMN deleted INTEGER",
     ),
+    # version 6 (sign-in): each signed-in user's sign-in identity (its token's ``sub``), one user per subject in
+    # a room. Old rows read NULL (nobody had signed in); seed joins and talks never touch ``users``.
+    (
+        "ALTER TABLE users ADD COLUMN subject TEXT",
+        "CREATE UNIQUE INDEX users_by_subject ON users (room, subject) WHERE subject IS NOT NULL",
+    ),
 )
 """``MIGRATIONS[n]`` takes a database from schema version n to n + 1 (``PRAGMA user_version``)."""
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -167,6 +173,20 @@ RESUME = """
 """
 """A room's id and the user registered there with a token hash, its name and ban (None, None, None if none),
 found by ``users_by_token``."""
+
+SIGN_IN = """
+    SELECT rooms.id, signed.user_id, signed.name, signed.banned,
+        resumed.user_id, resumed.name, resumed.banned, resumed.subject IS NOT NULL
+    FROM rooms
+    LEFT JOIN users AS signed ON signed.room = rooms.id AND signed.subject = ?3
+    LEFT JOIN users AS resumed ON resumed.room = rooms.id AND resumed.token_hash = ?2
+    WHERE rooms.join_key = ?1
+"""
+"""`RESUME` for a signed-in user (subject ?3): a room's id, the user registered there with that subject (its id,
+name and ban), and the one with the token hash ?2, with whether it has a subject (NULLs where none); found by
+``users_by_subject`` and ``users_by_token``."""
+SAVE_USER = "UPDATE users SET name = ifnull(?3, name), subject = ifnull(?4, subject) WHERE room = ?1 AND user_id = ?2"
+"""A returning user's name and subject, each kept as it is where NULL (a user with a token gets its subject here)."""
 
 
 ROOM_CHAIN = """
