@@ -6,7 +6,8 @@ through ``submit``, as the hub hands it over, and its answers are compared: one 
 same kind and with the same content, `Filled` for the fill, nothing for a notice.
 
 A second script (`CONTROL_SCRIPT`) takes room control through each backend: changes judged and made or
-refused, joins a lock or a ban refuses, retention and its news.
+refused, joins a lock or a ban refuses, retention and its news. A third (`SIGN_IN_SCRIPT`), joins of signed-in
+users: one user per subject in a room, whatever token is presented.
 """
 
 from __future__ import annotations
@@ -495,3 +496,54 @@ async def test_the_backends_answer_the_script_in_steps(name: str, tmp_path: Path
         result for result in STEPPED_EXPECTED if not _retention(result)
     ]
     assert sorted(news, key=repr) == sorted((result for result in STEPPED_EXPECTED if _retention(result)), key=repr)
+
+
+# Signed-in users: one user per subject in a room (`chatcore.memorylog`, `_Room.user_of`), the subject first, then
+# the resume token unless its user signed in as someone else.
+
+ADA, BO, CY = "a" * 64, "b" * 64, "c" * 64  # the first token hash of each
+SIGN_IN_SCRIPT: list[LogAction] = [
+    Subscribe("s"),
+    AddUser(1, "s", 5.0, token_hash=OWNER, name="Owner"),
+    AddUser(2, "s", None, token_hash=ADA, name="Ada", subject="s-ada"),  # new: registered with its subject
+    AddUser(3, "s", None, token_hash="2" * 64, name="Ada", subject="s-ada"),  # another device, no resume token
+    AddUser(4, "s", None, token_hash=BO, name="Bo"),  # not signed in
+    AddUser(5, "s", None, token_hash="3" * 64, resume_hash=BO, name="Ada L.", subject="s-ada"),  # not Bo: Ada
+    AddUser(6, "s", None, token_hash="4" * 64, resume_hash=BO, subject="s-bo"),  # Bo signs in: bound to Bo
+    AddUser(7, "s", None, token_hash="5" * 64, subject="s-bo"),  # Bo on another device
+    AddUser(8, "s", None, token_hash=CY, resume_hash=ADA, name="Cy", subject="s-cy"),  # Ada's token: a new user
+    AddUser(9, "s", None, token_hash="6" * 64, resume_hash=ADA),  # Ada's token, not signed in: Ada
+    Moderate(10, "s", 1, 6.0, Remove(2, ban=True)),
+    AddUser(11, "s", None, token_hash="7" * 64, subject="s-ada"),  # the ban holds for the subject
+    AddUser(12, "s", None, token_hash="8" * 64, resume_hash=CY, subject="s-ada"),  # whatever token it presents
+    Moderate(13, "s", 1, 7.0, Lock(True)),
+    AddUser(14, "s", None, token_hash="9" * 64, subject="s-bo"),  # a user of the room comes back
+    AddUser(15, "s", None, token_hash="0" * 64, subject="s-dee"),  # a new one does not
+    Load(16, "s", 0),
+]
+SIGN_IN_EXPECTED: list[Any] = [
+    UserAdded(1, 1, False, "Owner"),
+    UserAdded(2, 2, False, "Ada"),
+    UserAdded(3, 2, True, "Ada"),
+    UserAdded(4, 3, False, "Bo"),
+    UserAdded(5, 2, True, "Ada L."),
+    UserAdded(6, 3, True, "Bo"),
+    UserAdded(7, 3, True, "Bo"),
+    UserAdded(8, 4, False, "Cy"),
+    UserAdded(9, 2, True, "Ada L."),
+    changed(10, "s", 1, 0, 1, 6.0, Remove(2, ban=True)),
+    Refused(11, BANNED),
+    Refused(12, BANNED),
+    changed(13, "s", 2, 0, 1, 7.0, Lock(True)),
+    UserAdded(14, 3, True, "Bo"),
+    Refused(15, LOCKED),
+    ("loaded", 16, 0, (), RoomControl(None, True, frozenset(), frozenset({2}), 2)),
+]
+
+
+@pytest.mark.parametrize("name", ["memory", "sqlite"])  # (Redis is added by the branch that signs users in there)
+@pytest.mark.trio
+async def test_the_backends_keep_one_user_per_subject(name: str, tmp_path: Path) -> None:
+    async with backend_named(name, tmp_path) as backend:
+        results = await results_of(backend, [SIGN_IN_SCRIPT])
+    assert shared_stepped(results) == SIGN_IN_EXPECTED

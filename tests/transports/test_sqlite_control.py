@@ -1,5 +1,6 @@
 """Room control in the SQLite room log: changes judged in the write transaction as the memory log judges them,
-refused joins, ends and retention that erase for real, and the migration to schema version 5."""
+refused joins, ends and retention that erase for real, signed-in users (one per subject), and the migrations to
+schema versions 5 and 6."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import random
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+
+import pytest
 
 from chatcore import (
     AddUser,
@@ -500,3 +503,79 @@ def test_a_version_4_database_keeps_its_rooms_users_and_talks_and_takes_changes(
     assert rows(path, "SELECT user_id, name, moderator, banned FROM users") == [(1, "Ada", 0, 0), (2, None, 1, 0)]
     assert rows(path, "SELECT payload, name, deleted FROM talks WHERE room_offset = 300") == [("", None, 1)]
     assert rows(path, "SELECT room_offset FROM checkpoints") == [(256,)]
+
+
+def test_sign_ins_answer_as_the_memory_log_does(tmp_path: Path) -> None:
+    """Joins with and without a subject, presenting tokens of users signed in or not (or none), among bans, locks and
+    renames: the memory log's answers, one by one and in batches."""
+    rng = random.Random(6)
+    actions: list[LogRequest] = [AddUser(0, "a", 0.0, token_hash="a0", name="Owner")]
+    tokens = ["a0"]
+    for ticket in range(1, 800):
+        kind = rng.random()
+        action: LogRequest
+        if kind < 0.6:
+            resume = rng.choice([None, rng.choice(tokens), rng.choice(tokens)])
+            subject = rng.choice([None, f"s{rng.randint(1, 80)}"])
+            action = AddUser(ticket, "a", None, token_hash=f"a{ticket}", resume_hash=resume,
+                             name=rng.choice([None, f"n{ticket}"]), subject=subject)
+            tokens.append(f"a{ticket}")
+        elif kind < 0.65:
+            action = Moderate(ticket, "a", 1, float(ticket), Remove(rng.randint(2, 40), ban=rng.random() < 0.3))
+        elif kind < 0.7:
+            action = Moderate(ticket, "a", 1, float(ticket), Lock(rng.random() < 0.3))
+        elif kind < 0.8:
+            action = Rename(ticket, "a", rng.randint(1, 40), f"r{ticket}")
+        else:
+            action = Load(ticket, "a", 0)
+        actions.append(action)
+    reference = MemoryLog(history_limit=10)
+    expected = [reference.answer(action) for action in actions]
+    assert sum(isinstance(r, UserAdded) and r.resumed for r in expected) > 100
+    assert {BANNED, LOCKED} <= {r.reason for r in expected if isinstance(r, Refused)}
+    for batch in (1, 7, 100):
+        database = Database.open(tmp_path / f"by {batch}.db")
+        try:
+            results = [result for start in range(0, len(actions), batch)
+                       for result in database.run(actions[start:start + batch])]
+        finally:
+            database.close()
+        if batch == 1:
+            assert results == expected
+        else:  # in a batch, reads see the whole batch's writes: compare the rest
+            assert [r for r in results if not isinstance(r, Loaded)] == [
+                r for r in expected if not isinstance(r, Loaded)
+            ]
+
+
+def test_a_version_5_database_keeps_its_users_and_signs_them_in(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with make_version(path, 5) as connection:
+        connection.execute("INSERT INTO rooms (join_key, created, last_user_id, change_seq) VALUES ('a', 0, 3, 1)")
+        connection.executemany(
+            "INSERT INTO users (room, user_id, name, token_hash, banned) VALUES (1, ?, ?, ?, ?)",
+            [(1, "Ada", "ada", 0), (2, "Bo", "bo", 1)],
+        )
+    connection.close()
+    database = Database.open(path)
+    try:
+        assert database.run([
+            AddUser(1, "a", None, token_hash="ada2", resume_hash="ada", subject="s-ada"),  # Ada, who signs in
+            AddUser(2, "a", None, token_hash="ada3", subject="s-ada"),  # Ada, by her subject
+            AddUser(3, "a", None, token_hash="bo2", resume_hash="bo", subject="s-bo"),  # banned before
+            AddUser(4, "a", None, token_hash="cy", resume_hash="ada", subject="s-cy"),  # not Ada: a new user
+        ]) == [UserAdded(1, 1, True, "Ada"), UserAdded(2, 1, True, "Ada"), Refused(3, BANNED), UserAdded(4, 4, False)]
+    finally:
+        database.close()
+    assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert rows(path, "SELECT user_id, name, token_hash, subject FROM users") == [
+        (1, "Ada", "ada", "s-ada"), (2, "Bo", "bo", None), (4, None, "cy", "s-cy"),
+    ]
+    connection = sqlite3.connect(path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError):  # one user per subject in a room
+            connection.execute("UPDATE users SET subject = 's-ada' WHERE user_id = 2")
+        connection.execute("INSERT INTO rooms (join_key, created, last_user_id) VALUES ('b', 0, 1)")
+        connection.execute("INSERT INTO users (room, user_id, subject) VALUES (2, 1, 's-ada')")  # another room's
+    finally:
+        connection.close()
