@@ -68,6 +68,10 @@ class _Room:
     """chat:{K}:users "n:<user>"."""
     tokens: dict[str, int] = field(default_factory=dict)
     """chat:{K}:users "t:<token hash>"."""
+    subjects: dict[str, int] = field(default_factory=dict)
+    """chat:{K}:users "s:<subject>"."""
+    signed: dict[int, str] = field(default_factory=dict)
+    """chat:{K}:users "S:<user>"."""
     ids: dict[tuple[int, str], int] = field(default_factory=dict)
     """chat:{K}:ids: (user, talk id) → offset, for the last ``retention`` offsets."""
     who: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -140,7 +144,12 @@ class RedisModel:
             room = self.rooms[request.join_key] = _Room(request.created)
         elif room is None:
             return LogFailed(request.ticket, INCONSISTENT)
-        user_id = None if request.resume_hash is None else room.tokens.get(request.resume_hash)
+        subject = request.subject
+        user_id = None if subject is None else room.subjects.get(subject)
+        if user_id is None and request.resume_hash is not None:
+            user_id = room.tokens.get(request.resume_hash)
+            if user_id is not None and subject is not None and user_id in room.signed:
+                user_id = None  # (the token of a user signed in as someone else: a new user)
         refusal = None if request.created is not None else refuse_join(room.control, user_id)
         if refusal is not None:
             return Refused(request.ticket, refusal)
@@ -149,6 +158,9 @@ class RedisModel:
             room.last_user_id = user_id = room.last_user_id + 1
             if request.token_hash is not None:
                 room.tokens[request.token_hash] = user_id
+        if subject is not None:
+            room.subjects[subject] = user_id
+            room.signed[user_id] = subject
         if request.name is not None:
             room.names[user_id] = request.name
         return UserAdded(request.ticket, user_id, resumed, room.names.get(user_id))

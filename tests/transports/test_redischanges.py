@@ -3,7 +3,8 @@
 Each process is a `RedisBroker` (or its storage side, `RedisLog`) with an origin of its own, as if on its own
 host. What one changes, the others hear in the changes' order; one whose subscriber lost its connection catches
 up with a `Fill`; what a delete, an end or retention erases is in no key of Redis afterwards, not even in the
-bytes of a stream (Redis only flags an entry XDEL removes).
+bytes of a stream (Redis only flags an entry XDEL removes). A signed-in user's subject is one user of a room on
+every process, as in the memory log, and a ban holds for it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from chatcore import (
 )
 from chatcore.actions import Expire, Moderate
 from chatcore.control import BANNED, LOCKED, Change, Delete, Edit, End, Lock, Remove, SetRole, Title
-from chatcore.memorylog import ENDED
+from chatcore.memorylog import ENDED, MemoryLog
 from chatcore.results import ChangeArrived, Changed, Expired, LoggedChange, Refused
 from redis_model import RedisModel
 from redis_server import RedisServer, redis_server
@@ -460,3 +461,93 @@ def model_answer(model: RedisModel, request: Any) -> LogResult:
         return model.history(request)
     assert isinstance(request, Moderate)
     return model.moderate(request)
+
+
+# Signed-in users: one user per subject in a room, as in the memory log
+
+ODD = "s:1 t:h1 S:2 %d+ .. '\" \\ é " + "x" * 224
+"""A subject of 256 characters with what could confuse a script that parsed its keys (it never does)."""
+
+
+def test_a_subject_is_one_user_per_room_as_in_the_memory_log_and_the_model(
+    open_log: Callable[..., RedisLog], redis: RedisServer
+) -> None:
+    log = open_log("o1")
+    memory = MemoryLog(100)
+    model = RedisModel()
+    steps: list[Any] = [
+        AddUser(1, "k", 1.0, token_hash="owner", name="Owner", subject="own"),  # a new room, its owner signed in
+        AddUser(2, "k", None, token_hash="h2", name="Ada", subject="ada"),  # a new subject: a new user
+        AddUser(3, "k", None, subject="ada"),  # the subject again, no token: the same user
+        AddUser(4, "k", None, token_hash="h4", resume_hash="owner", subject="ada"),  # another user's token: ada
+        AddUser(5, "k", None, token_hash="h5", name="Bo"),  # a user without a subject
+        AddUser(6, "k", None, resume_hash="h5", subject="bo"),  # its token: the subject bound to it
+        AddUser(7, "k", None, token_hash="h7", subject="bo"),  # bound: the subject alone finds it
+        AddUser(8, "k", None, token_hash="h8", resume_hash="h2", subject="cy"),  # ada's token, cy: a new user
+        AddUser(9, "k", None, resume_hash="h2"),  # ada's token without a subject: still ada
+        AddUser(10, "k", None, token_hash="h10", subject=ODD), AddUser(11, "k", None, subject=ODD),
+        AddUser(12, "k", None, subject="s:1"), AddUser(13, "k", None, subject=""),
+        Moderate(20, "k", 1, 2.0, Remove(2, ban=True)),
+        AddUser(21, "k", None, token_hash="fresh", subject="ada"),  # banned: whatever device, whatever token
+        AddUser(22, "k", None, resume_hash="h2"),  # and its token
+        Moderate(23, "k", 1, 3.0, Lock(True)),
+        AddUser(24, "k", None, token_hash="h24", subject="dee"),  # locked: a new subject is a new user
+        AddUser(25, "k", None, resume_hash="h5", subject="bo"),  # a known one comes back
+        AddUser(26, "k", None, resume_hash="h8", subject="bo"),  # (cy's token: bo wins)
+        AddUser(27, "q", None, subject="ada"),  # no such room
+    ]
+    answers: list[Any] = []
+    for step in steps:
+        real = log.run([step])
+        assert real == memory.perform(step), step
+        assert real == [model_answer(model, step)], step
+        answers.extend(real)
+    assert [(added.user_id, added.resumed) for added in answers[:13]] == [
+        (1, False), (2, False), (2, True), (2, True), (3, False), (3, True), (3, True), (4, False), (2, True),
+        (5, False), (5, True), (6, False), (7, False),
+    ]
+    assert [type(answer) for answer in answers[13:]] == [Changed, Refused, Refused, Changed, Refused, UserAdded,
+                                                         UserAdded, LogFailed]
+    assert answers[14:16] == [Refused(21, BANNED), Refused(22, BANNED)]
+    assert answers[17:20] == [Refused(24, LOCKED), UserAdded(25, 3, True, "Bo"), UserAdded(26, 3, True, "Bo")]
+    users = redis.client().hgetall("chat:{k}:users")
+    assert {field: value for field, value in users.items() if field[:2] in (b"s:", b"S:")} == {
+        b"s:own": b"1", b"S:1": b"own", b"s:ada": b"2", b"S:2": b"ada", b"s:bo": b"3", b"S:3": b"bo",
+        b"s:cy": b"4", b"S:4": b"cy", b"s:" + ODD.encode(): b"5", b"S:5": ODD.encode(),
+        b"s:s:1": b"6", b"S:6": b"s:1", b"s:": b"7", b"S:7": b"",
+    }
+
+
+@pytest.mark.trio
+async def test_two_processes_see_one_user_per_subject_and_its_ban(brokers: list[RedisBroker]) -> None:
+    a, b = brokers
+    results: list[list[Any]] = [[], []]
+
+    async def script(heard: list[list[LogResult]]) -> None:
+        def answer(ticket: int) -> Any:
+            return next((result for result in heard[0] + heard[1] if getattr(result, "ticket", None) == ticket), None)
+
+        async def ask(broker: RedisBroker, request: Any) -> Any:
+            broker.submit(request)
+            await until(lambda: answer(request.ticket) is not None)
+            return answer(request.ticket)
+
+        await ask(a, AddUser(1, "k", 1.0, token_hash="owner", subject="own"))
+        for n in range(10):  # each subject signs in on both processes at once, with a token of its own on each
+            a.submit(AddUser(10 + n, "k", None, token_hash=f"a{n}", subject=f"user {n}"))
+            b.submit(AddUser(30 + n, "k", None, token_hash=f"b{n}", subject=f"user {n}"))
+        await until(lambda: all(answer(10 + n) and answer(30 + n) for n in range(10)))
+        results[0].extend(answer(10 + n) for n in range(10))
+        results[1].extend(answer(30 + n) for n in range(10))
+        await ask(a, Moderate(50, "k", 1, 2.0, Remove(answer(10).user_id, ban=True)))
+        results[0].append(await ask(a, AddUser(51, "k", None, token_hash="new", subject="user 0")))
+        results[1].append(await ask(b, AddUser(52, "k", None, resume_hash="b0", subject="user 0")))
+        results[1].append(await ask(b, AddUser(53, "k", None, resume_hash="b1", subject="user 1")))
+
+    await hear(brokers, script)
+    on_a, on_b = results
+    assert [added.user_id for added in on_a[:10]] == [added.user_id for added in on_b[:10]]
+    assert sorted(added.user_id for added in on_a[:10]) == list(range(2, 12))  # one user per subject, no more
+    assert all(added.resumed != other.resumed for added, other in zip(on_a[:10], on_b[:10], strict=True))
+    assert on_a[10] == Refused(51, BANNED) and on_b[10] == Refused(52, BANNED)  # noqa: PT018
+    assert on_b[11] == UserAdded(53, on_a[1].user_id, resumed=True)

@@ -138,7 +138,8 @@ def command(item: Sent, floor: int, settings: RedisSettings, origin: str, ttl: s
     if isinstance(item, AddUser):
         created = "" if item.created is None else repr(item.created)
         return ("EVALSHA", SCRIPTS["add_user"][1], 3, room_key(key), users_key(key), bans_key(key), created,
-                item.token_hash or "", item.resume_hash or "", item.name or "")
+                item.token_hash or "", item.resume_hash or "", item.name or "",
+                *(() if item.subject is None else (item.subject,)))
     if isinstance(item, Load):
         return ("EVALSHA", SCRIPTS["load"][1], 7, room_key(key), who_key(key), users_key(key), talks_key(key),
                 mods_key(key), bans_key(key), moved_key(key), item.recent, retention)

@@ -21,7 +21,9 @@ Keys (each room's carry its join key as a hash tag, so a Redis Cluster keeps a r
                       some reads back
     chat:{KEY}:ended  an ended room's end, as published, for a day (every other key of the room is gone)
     chat:{KEY}:users  hash: "n:<user id>" → the user's name, "t:<token hash>" → the user id
-                      (version 2: a resume token's SHA-256, never the token)
+                      (version 2: a resume token's SHA-256, never the token); for each signed-in
+                      user, "s:<subject>" → its user id and "S:<user id>" → its subject (the
+                      subject as given: a field name is binary-safe, it is never parsed)
     chat:{KEY}:ids    sorted set: "<user id>:<talk id>" scored by the talk's offset, trimmed to the
                       last ``retention`` offsets: one talk per user and id while the log keeps it
     chat:{KEY}:sent:<origin>
@@ -71,9 +73,15 @@ if ARGV[1] ~= '' then
 elseif redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
+local subject = ARGV[5]  -- (nil: no subject; a field name only ever as 's:' .. subject, never a pattern)
 local user = false
-if ARGV[3] ~= '' then user = redis.call('HGET', KEYS[2], 't:' .. ARGV[3]) end
-if ARGV[1] == '' then  -- chatcore.control.refuse_join: a banned user's token, or a new user in a locked room
+if subject then user = redis.call('HGET', KEYS[2], 's:' .. subject) end
+if not user and ARGV[3] ~= '' then
+  user = redis.call('HGET', KEYS[2], 't:' .. ARGV[3])
+  -- the token of a user signed in as someone else: the subject wins, as a new user
+  if user and subject and redis.call('HEXISTS', KEYS[2], 'S:' .. user) == 1 then user = false end
+end
+if ARGV[1] == '' then  -- chatcore.control.refuse_join: a banned user, or a new user in a locked room
   if user then
     if redis.call('SISMEMBER', KEYS[3], user) == 1 then return -2 end
   elseif redis.call('HGET', KEYS[1], 'locked') then
@@ -86,6 +94,7 @@ if not user then
   user = redis.call('HINCRBY', KEYS[1], 'users', 1)
   if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 't:' .. ARGV[2], user) end
 end
+if subject then redis.call('HSET', KEYS[2], 's:' .. subject, user, 'S:' .. user, subject) end
 local name = ARGV[4]
 if name ~= '' then
   redis.call('HSET', KEYS[2], 'n:' .. user, name)
@@ -95,8 +104,10 @@ end
 return {tonumber(user), resumed, name}
 """
 """KEYS: room, users, bans. ARGV: created time ('' to join an existing room), token hash to register for a new user,
-token hash to resume, name (each '' for none). {user id, 1 if resumed else 0, name or nil}; -1: key taken;
-0: no room; refused (nothing done): -2, the token's user is banned; -3, the room is locked to new users."""
+token hash to resume, name (each '' for none), then a signed-in user's subject (absent for none). The user is the
+subject's, else the resume token's (unless signed in as another subject); the subject is bound to the user handed
+out. {user id, 1 if resumed else 0, name or nil}; -1: key taken; 0: no room; refused (nothing done): -2, the user
+is banned; -3, the room is locked to new users."""
 
 APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
