@@ -541,7 +541,7 @@ SIGN_IN_EXPECTED: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize("name", ["memory", "sqlite"])  # (Redis is added by the branch that signs users in there)
+@pytest.mark.parametrize("name", ["memory", "sqlite", "redis"])
 @pytest.mark.trio
 async def test_the_backends_keep_one_user_per_subject(name: str, tmp_path: Path) -> None:
     async with backend_named(name, tmp_path) as backend:
