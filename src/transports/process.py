@@ -201,10 +201,11 @@ async def run(
     task_status: anyio.abc.TaskStatus[Running] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `Running.stop` is called; then close every connection with 1001 and return."""
+    sign_in = await _load_sign_in(config)  # (first: a key file that cannot be used is then the only line)
     broker = await open_broker(config)
     storage = None if broker is not None else await open_storage(config)
     try:
-        await _serve(config, storage, broker, task_status)
+        await _serve(config, storage, broker, sign_in, task_status)
     finally:
         with anyio.CancelScope(shield=True):
             if storage is not None:
@@ -217,10 +218,10 @@ async def _serve(
     config: ServerConfig,
     storage: LogWorker | None,
     broker: RedisBroker | None,
+    sign_in: SignInKeys | None,
     task_status: anyio.abc.TaskStatus[Running],
 ) -> None:
     tls = None if config.tls is None else await anyio.to_thread.run_sync(_load_tls, config)
-    sign_in = await _load_sign_in(config)
     origins = OriginPolicy(config.allow_origins, "http" if tls is None else "https")
     proxies = _trusted_proxies(config)
     app = make_app(config, sign_in)
