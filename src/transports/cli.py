@@ -23,6 +23,8 @@ from chatcore import CoreLimits
 from . import logs, settings
 from .config import (
     AppKind,
+    AuthMode,
+    AuthSettings,
     Limits,
     ProxyHeader,
     RedisSettings,
@@ -171,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
         "this many seconds in all (clients that do not answer their close are cut)")
     add("--worker-id", type=_positive_int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
 
+    group = parser.add_argument_group("sign-in (tokens the embedding site signs)")
+    add = group.add_argument
+    add("--auth", choices=[m.value for m in AuthMode], default=None,
+        help="off: names are what clients say; optional: a valid token in an init makes a verified user; required: "
+        "every connection needs one, and only users whose token says create start rooms "
+        "(default: optional with --auth-key, else off)")
+    add("--auth-key", type=Path, action="append", default=[], metavar="FILE",
+        help="a key that verifies sign-in tokens (JWT): a PEM public key (RSA: RS256, EC P-256: ES256, Ed25519: "
+        "EdDSA) or a file holding an HS256 secret of at least 32 bytes; repeatable (a token any of them verifies "
+        "is good: key rotation); read again on SIGHUP")
+    add("--auth-issuer", default=None, metavar="ISS",
+        help="the iss a token must carry (default: not checked)")
+    add("--auth-audience", default=None, metavar="AUD",
+        help="the aud a token must name (default: not checked)")
+
     group = parser.add_argument_group("storage")
     add = group.add_argument
     add("--db", default=None, metavar="PATH",
@@ -258,6 +275,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         reuse_port=args.worker_id is not None,
         drain_timeout=args.drain_timeout,
         retention=None if args.retention is None else args.retention * DAY,
+        auth=auth_settings(args),
         limits=Limits(
             max_message_size=args.max_message_size,
             outbox_bytes=args.outbox_bytes,
@@ -280,6 +298,25 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             remembered_users=args.remembered_users,
         ),
     )
+
+
+def auth_settings(args: argparse.Namespace) -> AuthSettings:
+    """``--auth`` and its keys; the mode is optional when keys are given and ``--auth`` is not."""
+    keys = tuple(args.auth_key)
+    mode = AuthMode(args.auth) if args.auth is not None else AuthMode.OPTIONAL if keys else AuthMode.OFF
+    return AuthSettings(keys, args.auth_issuer, args.auth_audience, mode)
+
+
+def _auth_error(args: argparse.Namespace) -> str | None:
+    """Why the sign-in flags cannot work together, or None."""
+    if args.auth_key:
+        return None
+    if args.auth in (AuthMode.OPTIONAL.value, AuthMode.REQUIRED.value):
+        return f"--auth {args.auth} needs --auth-key: the key that verifies the sign-in tokens"
+    for flag, value in (("--auth-issuer", args.auth_issuer), ("--auth-audience", args.auth_audience)):
+        if value is not None:
+            return f"{flag} needs --auth-key: the key that verifies the sign-in tokens"
+    return None
 
 
 def _raise_file_limit(connections: int, per_connection: int = 1) -> None:
@@ -306,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--workers needs --redis: separate processes share rooms only through Redis")
     if args.tls_key is not None and args.tls_cert is None:
         parser.error("--tls-key needs --tls-cert: the certificate it belongs to")
+    if (auth_error := _auth_error(args)) is not None:
+        parser.error(auth_error)
     if args.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
         parser.exit(2, f"{parser.prog}: error: --event-loop uvloop needs the uvloop package: "
                     "pip install 'trio-chat[uvloop]' (or .venv/bin/pip install uvloop)\n")

@@ -183,3 +183,5 @@ class ServerConfig:
     """Seconds a drain (SIGTERM) takes at most, from the signal to the end: clients that do not answer are cut."""
     retention: float | None = None
     """Seconds talks are kept (``--retention`` DAYS): older ones erased, rooms quiet that long ended; None: forever."""
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    """Sign-in tokens: off unless key files are given."""

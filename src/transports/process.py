@@ -19,13 +19,15 @@ import anyio.abc
 from redis.exceptions import RedisError
 
 from chatcore import ChatCore, LogAction, LogResult
+from chatcore.identity import Identity, SignIn
 
 from . import pageport
 from .apps.echo import EchoApp
-from .config import MIN_TIMER_PERIOD, AppKind, ServerConfig, StartupError, Transport
+from .config import MIN_TIMER_PERIOD, AppKind, AuthMode, ServerConfig, StartupError, Transport
 from .http import static
 from .http.origin import OriginPolicy
 from .http.proxies import TrustedProxies
+from .identity import AuthKeyError, AuthRefused, Verifier
 from .net.listener import Listener
 from .net.tls import CertificateError, TlsServer
 from .ops.drain import drain
@@ -46,7 +48,34 @@ TOKEN_BYTES = 24
 """A version-2 resume token: 32 URL-safe characters, 192 random bits."""
 
 NOTHING_TO_RELOAD = "nothing to reload: settings are read at start; restart the server to change them"
-"""What SIGHUP (``systemctl reload``) says without a TLS certificate to reload."""
+"""What SIGHUP (``systemctl reload``) says without a TLS certificate or sign-in keys to reload."""
+
+
+class SignInKeys:
+    """The sign-in verifier in use (``--auth-key``): `verify` for the core, `reload` on SIGHUP."""
+
+    def __init__(self, verifier: Verifier) -> None:
+        self.verifier = verifier
+
+    def verify(self, token: str) -> Identity | str:
+        """The identity ``token`` names now, or why not (never quoting it).
+
+        On the event loop, as measured: a check takes 35 to 95 µs (HS256, RS256, ES256, EdDSA, in that order),
+        once per init, less than a hop to a thread and back (about 80 µs), during much of which the GIL is held."""
+        try:
+            return self.verifier.verify(token, time.time())
+        except AuthRefused as error:
+            return str(error)
+
+    async def reload(self) -> None:
+        """Read the key files again: later inits are checked with them. On a file that cannot be used, the keys
+        in use stay, and one line says why."""
+        try:
+            self.verifier = await anyio.to_thread.run_sync(self.verifier.reload)
+        except AuthKeyError as error:
+            logger.warning("SIGHUP: the sign-in keys were not reloaded, the current ones stay: %s", error)
+        else:
+            logger.info("SIGHUP: sign-in keys reloaded (%s)", ", ".join(self.verifier.algorithms))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +94,22 @@ class Running:
     """Set when the stop asked for is a drain."""
     tls: TlsServer | None = None
     """The certificate the listeners serve (``--tls-cert``), reloaded on SIGHUP (`reload_tls`)."""
+    sign_in: SignInKeys | None = None
+    """The keys sign-in tokens are verified with (``--auth-key``), reloaded on SIGHUP."""
+
+    async def reload(self) -> None:
+        """SIGHUP: read the TLS certificate and the sign-in keys again, or say there is nothing to reload."""
+        if self.tls is None and self.sign_in is None:
+            logger.warning("SIGHUP: %s", NOTHING_TO_RELOAD)
+        if self.tls is not None:
+            await self.reload_tls()
+        if self.sign_in is not None:
+            await self.sign_in.reload()
 
     async def reload_tls(self) -> None:
         """Read the certificate and key again: new connections get them, open ones keep theirs. A file that
         cannot be used is logged, and the current certificate stays."""
         if self.tls is None:
-            logger.warning("SIGHUP: %s", NOTHING_TO_RELOAD)
             return
         try:
             await anyio.to_thread.run_sync(self.tls.reload)
@@ -93,8 +132,9 @@ class Running:
             self.stopping.set()
 
 
-def make_app(config: ServerConfig) -> App:
-    """The application: echo, or the chat core (whatever backend keeps its room log)."""
+def make_app(config: ServerConfig, sign_in: SignInKeys | None = None) -> App:
+    """The application: echo, or the chat core (whatever backend keeps its room log), taking sign-in tokens
+    if ``sign_in`` has keys for them."""
     if config.app is AppKind.ECHO:
         return EchoApp()
     return ChatCore(
@@ -102,6 +142,7 @@ def make_app(config: ServerConfig) -> App:
         new_join_key=lambda: secrets.token_urlsafe(JOIN_KEY_BYTES),
         new_token=lambda: secrets.token_urlsafe(TOKEN_BYTES),
         limits=config.core_limits,
+        sign_in=None if sign_in is None else SignIn(sign_in.verify, config.auth.mode is AuthMode.REQUIRED),
     )
 
 
@@ -160,10 +201,11 @@ async def run(
     task_status: anyio.abc.TaskStatus[Running] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `Running.stop` is called; then close every connection with 1001 and return."""
+    sign_in = await _load_sign_in(config)  # (first: a key file that cannot be used is then the only line)
     broker = await open_broker(config)
     storage = None if broker is not None else await open_storage(config)
     try:
-        await _serve(config, storage, broker, task_status)
+        await _serve(config, storage, broker, sign_in, task_status)
     finally:
         with anyio.CancelScope(shield=True):
             if storage is not None:
@@ -176,12 +218,13 @@ async def _serve(
     config: ServerConfig,
     storage: LogWorker | None,
     broker: RedisBroker | None,
+    sign_in: SignInKeys | None,
     task_status: anyio.abc.TaskStatus[Running],
 ) -> None:
     tls = None if config.tls is None else await anyio.to_thread.run_sync(_load_tls, config)
     origins = OriginPolicy(config.allow_origins, "http" if tls is None else "https")
     proxies = _trusted_proxies(config)
-    app = make_app(config)
+    app = make_app(config, sign_in)
     backend: LogBackend | None = None
     if config.app is AppKind.CHAT:
         backend = broker or storage or MemoryBackend(config.core_limits)
@@ -224,7 +267,8 @@ async def _serve(
         if proxies:
             logger.info("%s (--proxy-header) believed from %s (--trusted-proxy)", proxies.header.value,
                         ", ".join(str(network) for network in proxies.networks))
-        running = Running(hub, page.port, ws.port, anyio.Event(), (ws, page), health, metrics, anyio.Event(), tls)
+        running = Running(hub, page.port, ws.port, anyio.Event(), (ws, page), health, metrics, anyio.Event(), tls,
+                          sign_in)
         task_status.started(running)
         await running.stopping.wait()
         if running.draining.is_set():
@@ -246,6 +290,24 @@ def _load_tls(config: ServerConfig) -> TlsServer:
         return TlsServer.load(config.tls, config.limits.close_timeout)
     except CertificateError as error:
         raise StartupError(f"cannot use the TLS certificate (--tls-cert, --tls-key): {error}") from None
+
+
+async def _load_sign_in(config: ServerConfig) -> SignInKeys | None:
+    """The keys of ``--auth-key`` (read on a thread), or `StartupError` naming the file that cannot be used; None
+    when tokens are not taken."""
+    auth = config.auth
+    if config.app is not AppKind.CHAT or auth.mode is AuthMode.OFF:
+        if auth.keys and config.app is AppKind.CHAT:
+            logger.warning("--auth off: sign-in tokens are not read, and the --auth-key files are not used")
+        return None
+    try:
+        verifier = await anyio.to_thread.run_sync(Verifier.load, auth)
+    except AuthKeyError as error:
+        raise StartupError(f"cannot use the sign-in key (--auth-key): {error}") from None
+    checks = "".join(f", {name} {value!r} checked" for name, value in (("iss", auth.issuer), ("aud", auth.audience))
+                     if value is not None)
+    logger.info("sign-in tokens %s: %s%s", auth.mode.value, ", ".join(verifier.algorithms), checks)
+    return SignInKeys(verifier)
 
 
 def _trusted_proxies(config: ServerConfig) -> TrustedProxies:
@@ -303,8 +365,8 @@ async def run_until_signal(config: ServerConfig, supervisor: int | None = None) 
     A second SIGTERM or SIGINT while stopping (either way) ends the process at once, exit status 1. A worker
     (``supervisor``: its supervisor's pid) drains as on SIGTERM once its supervisor is gone, however it went.
     """
-    # SIGHUP reloads the TLS certificate, or says there is nothing to reload: taken here, on the event loop, so
-    # that the line is written by the loop, never by a signal handler that may interrupt another write to stderr.
+    # SIGHUP reloads the TLS certificate and the sign-in keys, or says there is nothing to reload: taken here, on the
+    # event loop, so that the line is written by the loop, never by a signal handler interrupting another write.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with anyio.create_task_group() as tasks:
             running: Running = await tasks.start(_run_then_stop_listening, config, tasks.cancel_scope)
@@ -313,7 +375,7 @@ async def run_until_signal(config: ServerConfig, supervisor: int | None = None) 
             async for signum in signals:
                 name = signal.Signals(signum).name
                 if signum == signal.SIGHUP:
-                    await running.reload_tls()
+                    await running.reload()
                 elif running.stopping.is_set():
                     during = "during the drain" if running.draining.is_set() else "while stopping"
                     _exit_now(f"second {name} {during}")
