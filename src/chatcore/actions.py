@@ -97,6 +97,8 @@ class Append:
     """The sender's name when sent."""
     talk_id: str | None = None
     """The sender's own id for it: the log keeps one talk per user and id (`Appended` says ``duplicate``)."""
+    verified: bool = False
+    """The sender is a signed-in user (`UserAdded.verified`): the log keeps it with the talk."""
 
 
 @dataclass(frozen=True, slots=True)

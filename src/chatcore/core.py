@@ -371,7 +371,8 @@ class ChatCore(MemberRequests):
         room.in_flight += 1
         ticket = self._tickets.issue(Talking(connection, session, room, request.talk_id))
         return [Append(
-            ticket, room.join_key, user_id, self._clock(), request.payload, room.names.get(user_id), request.talk_id
+            ticket, room.join_key, user_id, self._clock(), request.payload, room.names.get(user_id), request.talk_id,
+            session.verified,
         )]
 
     # Results from the log
@@ -446,6 +447,8 @@ class ChatCore(MemberRequests):
             user_id = result.user_id
             was = before(room, user_id)
             room.rename(user_id, result.name, None)
+            if result.verified:
+                room.verified.add(user_id)
             actions.extend(announce(room, was))
         actions.extend(self._held.forget_if_idle(room))
         return actions

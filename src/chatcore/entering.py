@@ -22,13 +22,16 @@ def enter(
     room.add_member(connection, user_id, dialect)
     session.joined(room, user_id)
     session.signed_in = intro.subject is not None
+    session.verified = added.verified
+    if added.verified:
+        room.verified.add(user_id)
     actions = announce(room, was, exclude=connection)  # (the joiner is told by its init)
     if room.local[user_id] == 1:
         actions.append(Presence(room.join_key, user_id, True, added.name))
     token = intro.resume if added.resumed and intro.resume is not None else intro.token
     welcome = Welcome(
         room.join_key, user_id, added.name, token, added.resumed, room.members(), room.last_offset,
-        room.history, intro.after, room.control,
+        room.history, intro.after, room.control, frozenset(room.verified),
     )
     actions.append(Send(connection, dialect.init_event(welcome)))
     actions.extend(Send(connection, talk.message(dialect)) for talk in dialect.replayed(welcome))

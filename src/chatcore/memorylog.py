@@ -181,7 +181,7 @@ class MemoryLog:
 
     def append(
         self, join_key: str, user_id: int, time: float, payload: str, name: str | None = None,
-        talk_id: str | None = None,
+        talk_id: str | None = None, verified: bool = False,
     ) -> tuple[LoggedTalk, bool]:
         """Append a talk to an existing room (else `KeyError`): the talk, with its offset, and whether a duplicate.
 
@@ -194,7 +194,7 @@ class MemoryLog:
             if kept is not None:
                 return kept, True
         room.last_offset = offset = room.last_offset + 1
-        talk = LoggedTalk(join_key, offset, user_id, time, payload, name, talk_id)
+        talk = LoggedTalk(join_key, offset, user_id, time, payload, name, talk_id, verified=verified)
         talks = room.talks
         if room.talk_ids and len(talks) == talks.maxlen:
             dropped = talks[0]
@@ -211,7 +211,8 @@ class MemoryLog:
             if request.join_key not in self._rooms:
                 return LogFailed(request.ticket, "storage inconsistent")
             talk, duplicate = self.append(
-                request.join_key, request.user_id, request.time, request.payload, request.name, request.talk_id
+                request.join_key, request.user_id, request.time, request.payload, request.name, request.talk_id,
+                request.verified,
             )
             return Appended(request.ticket, talk, duplicate)
         if isinstance(request, AddUser):
@@ -245,7 +246,9 @@ class MemoryLog:
                 if request.name is not None:
                     room.users[user_id] = room.users[user_id]._replace(name=request.name)
             user = room.users.get(user_id)
-            return UserAdded(request.ticket, user_id, resumed, None if user is None else user.name)
+            return UserAdded(
+                request.ticket, user_id, resumed, None if user is None else user.name, user_id in room.signed
+            )
         if isinstance(request, Load):
             room = self._rooms.get(request.join_key)
             if room is None:

@@ -41,6 +41,7 @@ def announce(
     actions: list[Action] = []
     for user_id, (was_present, old_name) in was.items():
         present, name = room.present(user_id), room.names.get(user_id)
+        verified = user_id in room.verified
         if present and not was_present:
             kind = "joined"
         elif was_present and not present:
@@ -53,7 +54,7 @@ def announce(
             if exclude is not None and exclude in members:
                 members = tuple(member for member in members if member != exclude)
             if members:
-                actions.append(Broadcast(room.join_key, members, dialect.presence_event(kind, user_id, name)))
+                actions.append(Broadcast(room.join_key, members, dialect.presence_event(kind, user_id, name, verified)))
     return actions
 
 
@@ -66,6 +67,8 @@ def apply_heard(room: Room, heard: PresenceHeard) -> list[Action]:
     was = before(room, user_id)
     if heard.here is not False:
         room.rename(user_id, heard.name, heard.seq)
+        if heard.verified:
+            room.verified.add(user_id)
     if heard.here is not None:
         room.set_remote((heard.origin, user_id), heard.here)
     return announce(room, was)
@@ -80,4 +83,5 @@ def apply_snapshot(room: Room, snapshot: PresenceSnapshot) -> list[Action]:
     for origin, user_id, name in snapshot.entries:
         room.rename(user_id, name, snapshot.seq)
         room.set_remote((origin, user_id), True)
+    room.verified |= snapshot.verified
     return announce(room, was)

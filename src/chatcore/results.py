@@ -30,11 +30,13 @@ class LoggedTalk:
     It compares by its fields; treat it as read-only.
     """
 
-    __slots__ = ("_encoded", "edited", "join_key", "name", "offset", "payload", "talk_id", "time", "user_id")
+    __slots__ = (
+        "_encoded", "edited", "join_key", "name", "offset", "payload", "talk_id", "time", "user_id", "verified"
+    )
 
     def __init__(
         self, join_key: str, offset: int, user_id: int, time: float, payload: str | None, name: str | None = None,
-        talk_id: str | None = None, edited: float | None = None,
+        talk_id: str | None = None, edited: float | None = None, verified: bool = False,
     ) -> None:
         self.join_key = join_key
         self.offset = offset
@@ -48,6 +50,8 @@ class LoggedTalk:
         """The sender's own id for the talk, if it gave one."""
         self.edited = edited
         """When its text was last changed (None: never)."""
+        self.verified = verified
+        """Its sender was a signed-in user (`UserAdded.verified`); erased with the text."""
         self._encoded: list[str | None] | None = None
 
     def message(self, dialect: Dialect) -> str:
@@ -67,16 +71,17 @@ class LoggedTalk:
     def edit(self, payload: str, time: float) -> LoggedTalk:
         """The talk with its text changed at ``time``: a new object (this one's encodings stay as they were)."""
         return LoggedTalk(
-            self.join_key, self.offset, self.user_id, self.time, payload, self.name, self.talk_id, time
+            self.join_key, self.offset, self.user_id, self.time, payload, self.name, self.talk_id, time, self.verified
         )
 
     def erased(self) -> LoggedTalk:
         """The talk deleted: its text and name gone, its offset, sender, time and id kept."""
         return LoggedTalk(self.join_key, self.offset, self.user_id, self.time, None, None, self.talk_id)
 
-    def _fields(self) -> tuple[str, int, int, float, str | None, str | None, str | None, float | None]:
+    def _fields(self) -> tuple[str, int, int, float, str | None, str | None, str | None, float | None, bool]:
         return (
-            self.join_key, self.offset, self.user_id, self.time, self.payload, self.name, self.talk_id, self.edited
+            self.join_key, self.offset, self.user_id, self.time, self.payload, self.name, self.talk_id, self.edited,
+            self.verified,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -91,7 +96,8 @@ class LoggedTalk:
         return (
             f"LoggedTalk(join_key={self.join_key!r}, offset={self.offset!r}, user_id={self.user_id!r}, "
             f"time={self.time!r}, payload={self.payload!r}, name={self.name!r}, talk_id={self.talk_id!r}"
-            + (")" if self.edited is None else f", edited={self.edited!r})")
+            + ("" if self.edited is None else f", edited={self.edited!r}")
+            + (", verified=True)" if self.verified else ")")
         )
 
 
@@ -123,6 +129,8 @@ class PresenceSnapshot:
     join_key: str
     seq: int
     entries: tuple[tuple[str, int, str | None], ...]
+    verified: frozenset[int] = frozenset()
+    """The users of ``entries`` who are signed in (`UserAdded.verified`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +147,8 @@ class PresenceHeard:
     user_id: int
     here: bool | None
     name: str | None
+    verified: bool = False
+    """The user is signed in (`UserAdded.verified`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +176,8 @@ class UserAdded:
     """The join presented the token of this user (``AddUser.resume_hash``): not a new user."""
     name: str | None = None
     """The user's name: the one asked for, else the one the log kept."""
+    verified: bool = False
+    """The user is signed in: the log has a subject for it (`chatcore.actions.AddUser.subject`), now or before."""
 
 
 @dataclass(frozen=True, slots=True)

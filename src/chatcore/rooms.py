@@ -45,6 +45,7 @@ class Room:
         "presence_seq",
         "remote",
         "remote_users",
+        "verified",
     )
 
     def __init__(self, join_key: str, history_limit: int, *, last_offset: int = 0) -> None:
@@ -68,6 +69,8 @@ class Room:
         """Users in ``remote``, and on how many processes."""
         self.presence_seq = 0
         """The number of the latest presence news from other processes applied."""
+        self.verified: set[int] = set()
+        """The users in the room who are signed in (as the log said: `UserAdded`, presence news)."""
         self.name_seq: dict[int, int] = {}
         """For names set by numbered news (or this process's renames, numbered by the log): that number."""
         self.control = RoomControl()
@@ -89,6 +92,7 @@ class Room:
         if not self.present(user_id):
             self.names.pop(user_id, None)
             self.name_seq.pop(user_id, None)
+            self.verified.discard(user_id)
 
     @classmethod
     def restore(cls, saved: SavedRoom, history_limit: int) -> Room:

@@ -75,7 +75,8 @@ _TRANSITIONS: dict[tuple[SessionState, _Step], SessionState] = {
 class Session:
     """One open connection: its state, its room once a member, its rate and its queued answers."""
 
-    __slots__ = ("backlog", "bucket", "dialect", "in_flight", "renaming", "room", "signed_in", "state", "user_id")
+    __slots__ = ("backlog", "bucket", "dialect", "in_flight", "renaming", "room", "signed_in", "state", "user_id",
+                 "verified")
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.state = SessionState.LOBBY
@@ -91,6 +92,8 @@ class Session:
         """Renames among them: what it sends after one waits for it (a talk carries the name it was sent under)."""
         self.signed_in = False
         """Its user joined with a sign-in token: its name is the token's."""
+        self.verified = False
+        """Its user is signed in, as the log says (`UserAdded.verified`): its talks say so."""
         self.backlog: deque[Request | list[Action]] | None = None
         """Requests (and answers) that came while earlier ones were with the log, oldest first."""
 

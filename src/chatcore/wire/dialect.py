@@ -15,7 +15,7 @@ numbers them (``slot``), so that a talk is encoded once per dialect in use.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,6 +39,8 @@ class TalkFields(Protocol):
     def talk_id(self) -> str | None: ...
     @property
     def edited(self) -> float | None: ...
+    @property
+    def verified(self) -> bool: ...
 
 
 class ChangeFields(Protocol):
@@ -122,6 +124,8 @@ class Welcome:
     """The offset the client said it has, if any."""
     control: RoomControl
     """The room's title, lock and roles."""
+    verified: Collection[int] = ()
+    """The members who are signed in (the joiner too, if it is)."""
 
 
 class Dialect(ABC):
@@ -180,8 +184,9 @@ class Dialect(ABC):
         """The type of a request refused before it was read (for its rate), if this dialect tells it."""
         return None
 
-    def presence_event(self, kind: str, user_id: int, name: str | None) -> str:
-        """``joined``, ``left`` or ``renamed`` (``kind``); only asked of dialects that announce presence."""
+    def presence_event(self, kind: str, user_id: int, name: str | None, verified: bool = False) -> str:
+        """``joined``, ``left`` or ``renamed`` (``kind``), ``verified``: the user is signed in; only asked of dialects
+        that announce presence."""
         raise NotImplementedError
 
     def history_event(self, before: int, talks: Sequence[str], older: bool) -> str:

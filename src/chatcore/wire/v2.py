@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ..control.state import (
@@ -107,7 +107,7 @@ class V2Dialect(Dialect):
             return deleted_talk_event(talk.offset, talk.user_id, talk.time)
         return talk_event(
             talk.payload, talk.user_id, talk.time, talk.offset, talk.name, talk.talk_id, escape_html=self.escape_html,
-            edited=talk.edited,
+            edited=talk.edited, verified=talk.verified,
         )
 
     def replayed(self, welcome: Welcome) -> Sequence[Any]:
@@ -128,7 +128,7 @@ class V2Dialect(Dialect):
         return init_event(
             welcome.join_key, welcome.user_id, token=welcome.token, name=welcome.name, members=welcome.members,
             resumed=welcome.resumed, offset=welcome.last_offset, older=first > after + 1,
-            escape_html=self.escape_html, control=welcome.control,
+            escape_html=self.escape_html, control=welcome.control, verified=welcome.verified,
         )
 
     def error_event(self, message: str, talk_id: str | None = None, request: str | None = None) -> str:
@@ -151,12 +151,12 @@ class V2Dialect(Dialect):
                 return kind
         return None
 
-    def presence_event(self, kind: str, user_id: int, name: str | None) -> str:
+    def presence_event(self, kind: str, user_id: int, name: str | None, verified: bool = False) -> str:
         if kind == "joined":
-            return joined_event(user_id, name, escape_html=self.escape_html)
+            return joined_event(user_id, name, escape_html=self.escape_html, verified=verified)
         if kind == "left":
             return left_event(user_id)
-        return renamed_event(user_id, name, escape_html=self.escape_html)
+        return renamed_event(user_id, name, escape_html=self.escape_html, verified=verified)
 
     def history_event(self, before: int, talks: Sequence[str], older: bool) -> str:
         return history_event(before, talks, older)
@@ -296,26 +296,38 @@ def shown(text: str | None, escape_html: bool) -> str | None:
 def init_event(
     join_key: str, user_id: int, *, token: str, name: str | None, members: Sequence[tuple[int, str | None]],
     resumed: bool, offset: int, older: bool, escape_html: bool, control: RoomControl = NEVER_CHANGED,
+    verified: Collection[int] = (),
 ) -> str:
-    """The reply to a version-2 ``init``."""
-    return encode({
+    """The reply to a version-2 ``init``; ``verified``: the signed-in users among the joiner and the members (they
+    are marked ``"verified": true``)."""
+    event: dict[str, Any] = {
         "type": "init", "joinKey": join_key, "userId": user_id, "v": VERSION, "token": token,
         "name": shown(name, escape_html),
         "members": [
-            {"userId": member, "name": shown(member_name, escape_html), "role": control.role(member)}
+            _member(member, shown(member_name, escape_html), control.role(member), member in verified)
             for member, member_name in members
         ],
         "resumed": resumed, "offset": offset, "older": older, "role": control.role(user_id),
         "room": {"title": shown(control.title, escape_html), "locked": control.locked},
-    })
+    }
+    if user_id in verified:
+        event["verified"] = True
+    return encode(event)
+
+
+def _member(user_id: int, name: str | None, role: str, verified: bool) -> dict[str, Any]:
+    member: dict[str, Any] = {"userId": user_id, "name": name, "role": role}
+    if verified:
+        member["verified"] = True
+    return member
 
 
 def talk_event(
     payload: str, user_id: int, time: float, offset: int, name: str | None, talk_id: str | None, *, escape_html: bool,
-    edited: float | None = None,
+    edited: float | None = None, verified: bool = False,
 ) -> str:
     """A talk for a version-2 client: the seed's fields, its offset, the sender's name and the sender's id; when its
-    text was changed, when (``edited``)."""
+    text was changed, when (``edited``); ``verified`` when its sender was signed in."""
     if escape_html:
         payload = html.escape(payload)
         name = shown(name, True)
@@ -326,6 +338,8 @@ def talk_event(
         event["id"] = talk_id
     if edited is not None:
         event["edited"] = edited
+    if verified:
+        event["verified"] = True
     return encode(event)
 
 
@@ -360,7 +374,9 @@ def change_event(entry: ChangeFields, control: RoomControl, escape_html: bool) -
     return None
 
 
-def joined_event(user_id: int, name: str | None, *, escape_html: bool) -> str:
+def joined_event(user_id: int, name: str | None, *, escape_html: bool, verified: bool = False) -> str:
+    if verified:
+        return encode({"type": "joined", "userId": user_id, "name": shown(name, escape_html), "verified": True})
     return encode({"type": "joined", "userId": user_id, "name": shown(name, escape_html)})
 
 
@@ -368,7 +384,9 @@ def left_event(user_id: int) -> str:
     return encode({"type": "left", "userId": user_id})
 
 
-def renamed_event(user_id: int, name: str | None, *, escape_html: bool) -> str:
+def renamed_event(user_id: int, name: str | None, *, escape_html: bool, verified: bool = False) -> str:
+    if verified:
+        return encode({"type": "renamed", "userId": user_id, "name": shown(name, escape_html), "verified": True})
     return encode({"type": "renamed", "userId": user_id, "name": shown(name, escape_html)})
 
 
