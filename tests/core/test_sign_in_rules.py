@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from chatcore import LoggedTalk, PresenceHeard, PresenceSnapshot, TalkArrived
 from chatcore.identity import ALL, NO_CREATE, NOT_THIS_ROOM, TOKEN_NEEDED, Identity, SignIn
-from corekit import FakeClock, LocalChat, keys
+from corekit import FakeClock, LocalChat, StoredChat, keys
 from v2kit import Net
 
 TOKENS = {
@@ -79,3 +80,79 @@ def test_a_ban_of_a_signed_in_user_holds_on_every_device(clock: FakeClock) -> No
     student = net.join(2, joinKey=room, auth="student")
     net.send(1, {"type": "remove", "userId": student["userId"], "ban": True})
     assert refusal(net, 3, v=2, joinKey=room, auth="student") == "you were removed from this chat"
+
+
+def test_signed_in_users_are_marked_verified_for_version_2_clients_only(clock: FakeClock) -> None:
+    net = net_with(clock, required=False)
+    teacher = net.join(1, auth="teacher")
+    room = teacher["joinKey"]
+    assert teacher["verified"] is True
+    net.connect(9)
+    net.send(9, {"type": "init", "joinKey": room})  # a seed client
+    assert "verified" not in net.take(9)[0]
+    anon = net.join(2, joinKey=room, name="Anon")
+    assert "verified" not in anon
+    assert anon["members"] == [
+        {"userId": 1, "name": "Ms. Lovelace", "role": "owner", "verified": True},
+        {"userId": 2, "name": None, "role": "member"},  # the seed client
+        {"userId": 3, "name": "Anon", "role": "member"},
+    ]
+    assert net.take(1)[-1] == {"type": "joined", "userId": 3, "name": "Anon"}
+    net.join(3, joinKey=room, auth="student")
+    joined = {"type": "joined", "userId": 4, "name": "Ada", "verified": True}
+    assert net.take(1) == net.take(2) == [joined]
+    assert net.take(9) == []
+    net.send(1, {"type": "talk", "payload": "signed"})
+    net.send(2, {"type": "talk", "payload": "anonymous"})
+    heard = net.take(2)
+    assert [talk.get("verified") for talk in heard] == [True, None]
+    assert heard[0] == {
+        "type": "talk", "payload": "signed", "userId": 1, "time": heard[0]["time"], "offset": 1,
+        "name": "Ms. Lovelace", "verified": True,
+    }
+    assert all("verified" not in talk for talk in net.take(9))
+    net.join(4, joinKey=room, name="Late")
+    assert [talk.get("verified") for talk in net.take(4)] == [True, None]  # the replay
+    net.send(4, {"type": "history"})
+    (history,) = net.take(4)
+    assert [talk.get("verified") for talk in history["talks"]] == [True, None]
+    net.connect(10)
+    net.send(10, {"type": "init", "joinKey": room})
+    assert all("verified" not in event for event in net.take(10))  # a seed joiner's replay
+
+
+def test_a_signed_in_user_resuming_with_its_token_alone_stays_verified(clock: FakeClock) -> None:
+    net = net_with(clock, required=False)
+    room = net.join(1, name="Anon")["joinKey"]
+    signed = net.join(2, joinKey=room, auth="student")
+    net.disconnect(2)
+    again = net.join(3, joinKey=room, token=signed["token"])
+    assert (again["userId"], again["resumed"], again.get("verified")) == (2, True, True)
+    net.take(1)
+    net.send(3, {"type": "talk", "payload": "still me"})
+    assert net.take(1)[0]["verified"] is True
+
+
+def test_users_signed_in_on_other_processes_are_marked_verified(clock: FakeClock) -> None:
+    net = Net(StoredChat(clock=clock, new_join_key=keys().__next__, sign_in=SignIn(verify, False)))
+    me = net.join(1, name="Me")
+    room = me["joinKey"]
+    net.do(net.core.log_result(PresenceHeard(room, 1, "other", 5, True, "Ada", verified=True)))
+    net.do(net.core.log_result(PresenceHeard(room, 2, "other", 6, True, "Cy")))
+    net.do(net.core.log_result(PresenceHeard(room, 3, "other", 5, None, "Ada L.", verified=True)))
+    assert net.take(1) == [
+        {"type": "joined", "userId": 5, "name": "Ada", "verified": True},
+        {"type": "joined", "userId": 6, "name": "Cy"},
+        {"type": "renamed", "userId": 5, "name": "Ada L.", "verified": True},
+    ]
+    net.do(net.core.log_result(
+        PresenceSnapshot(room, 4, (("other", 6, "Cy"), ("other", 7, "Bo")), verified=frozenset({7}))
+    ))
+    assert net.take(1) == [
+        {"type": "left", "userId": 5},
+        {"type": "joined", "userId": 7, "name": "Bo", "verified": True},
+    ]
+    net.do(net.core.log_result(TalkArrived(LoggedTalk(room, 1, 7, 1.0, "hi", "Bo", verified=True))))
+    assert net.take(1)[0]["verified"] is True
+    late = net.join(2, joinKey=room)
+    assert [member.get("verified") for member in late["members"]] == [None, None, None, True]
