@@ -564,7 +564,10 @@ def test_a_version_5_database_keeps_its_users_and_signs_them_in(tmp_path: Path) 
             AddUser(2, "a", None, token_hash="ada3", subject="s-ada"),  # Ada, by her subject
             AddUser(3, "a", None, token_hash="bo2", resume_hash="bo", subject="s-bo"),  # banned before
             AddUser(4, "a", None, token_hash="cy", resume_hash="ada", subject="s-cy"),  # not Ada: a new user
-        ]) == [UserAdded(1, 1, True, "Ada"), UserAdded(2, 1, True, "Ada"), Refused(3, BANNED), UserAdded(4, 4, False)]
+        ]) == [
+            UserAdded(1, 1, True, "Ada", verified=True), UserAdded(2, 1, True, "Ada", verified=True),
+            Refused(3, BANNED), UserAdded(4, 4, False, verified=True),
+        ]
     finally:
         database.close()
     assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]

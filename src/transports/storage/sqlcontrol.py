@@ -107,7 +107,8 @@ def add_user(connection: sqlite3.Connection, write: AddUser) -> UserAdded | KeyT
                 return Refused(write.ticket, BANNED)
             if bind or (write.name is not None and write.name != name):
                 execute(SAVE_USER, (room, user_id, write.name, write.subject))
-            return UserAdded(write.ticket, user_id, True, name if write.name is None else write.name)
+            verified = signed or bool(found[4])  # (a resume: whether the token's user has a subject)
+            return UserAdded(write.ticket, user_id, True, name if write.name is None else write.name, verified)
     row = execute(NEXT_USER_ID + ", id", (write.join_key,)).fetchone()
     if row is None:
         return locked_out(connection, write)
@@ -122,7 +123,7 @@ def add_user(connection: sqlite3.Connection, write: AddUser) -> UserAdded | KeyT
             " RETURNING name",
             (room, user_id, name, write.token_hash, write.subject),
         ).fetchone()
-    return UserAdded(write.ticket, user_id, False, name)
+    return UserAdded(write.ticket, user_id, False, name, write.subject is not None)
 
 
 def locked_out(connection: sqlite3.Connection, write: AddUser) -> Refused:
@@ -196,7 +197,7 @@ def talk_at(
     row = execute(TALK, found).fetchone()
     if row is None or row[0] != offset:
         return None  # (erased by retention: the walk ended on an older offset)
-    return found[0], LoggedTalk(join_key, *row)
+    return found[0], LoggedTalk(join_key, *row[:7], bool(row[7]))
 
 
 def erase_room(connection: sqlite3.Connection, room: int) -> None:

@@ -235,7 +235,7 @@ class Database:
             for write in writes:
                 if isinstance(write, Append):
                     chain = chains.get(write.join_key) or self._chain(write.join_key)
-                    if write.talk_id is not None or write.name is not None:
+                    if write.talk_id is not None or write.name is not None or write.verified:
                         appended = self._place(write, chain, placing, next_id)
                         if not appended.duplicate:
                             next_id += 1
@@ -341,12 +341,15 @@ class Database:
         placing.named = True
         offset = chain.last_offset = chain.last_offset + 1
         placing.talks.append(
-            (row_id, room, chain.last_talk, offset, user_id, write.time, write.payload, write.name, talk_id)
+            (row_id, room, chain.last_talk, offset, user_id, write.time, write.payload, write.name, talk_id,
+             int(write.verified))
         )
         chain.last_talk = row_id
         if not offset % CHECKPOINT_EVERY:
             placing.checkpoints.append((room, offset, row_id))
-        logged = LoggedTalk(write.join_key, offset, user_id, write.time, write.payload, write.name, talk_id)
+        logged = LoggedTalk(
+            write.join_key, offset, user_id, write.time, write.payload, write.name, talk_id, verified=write.verified
+        )
         if talk_id is not None:
             placing.with_ids[room, user_id, talk_id] = row_id, logged
         return Appended(write.ticket, logged)
@@ -356,8 +359,10 @@ class Database:
         row = self._connection.execute(STORED_TALK, (room, write.user_id, write.talk_id)).fetchone()
         if row is None:
             return None
-        offset, time, payload, name, edited = row
-        return LoggedTalk(write.join_key, offset, write.user_id, time, payload, name, write.talk_id, edited)
+        offset, time, payload, name, edited, verified = row
+        return LoggedTalk(
+            write.join_key, offset, write.user_id, time, payload, name, write.talk_id, edited, bool(verified)
+        )
 
     def _chain(self, join_key: str) -> _Chain:
         """A room's id and newest talk, from memory if it talked lately (inside a transaction)."""
@@ -383,7 +388,7 @@ class Database:
             reason = describe(error)
             logger.error("database %s: could not load a room: %s (%s)", self.path, error, reason)
             return LogFailed(load.ticket, reason)
-        talks = tuple(LoggedTalk(load.join_key, *row[:-1]) for row in rows)
+        talks = tuple(LoggedTalk(load.join_key, *row[:7], bool(row[7])) for row in rows)
         return Loaded(load.ticket, SavedRoom(load.join_key, last_offset, talks, control=control))
 
     def _fill(self, fill: Fill) -> Filled:
@@ -423,8 +428,8 @@ class Database:
             reason = describe(error)
             logger.error("database %s: could not read %s: %s (%s)", self.path, _summary(history), error, reason)
             return LogFailed(history.ticket, reason)
-        talks = tuple(LoggedTalk(history.join_key, *row[:7]) for row in rows)
-        return HistoryRead(history.ticket, talks, bool(rows[0][7]))
+        talks = tuple(LoggedTalk(history.join_key, *row[:7], bool(row[7])) for row in rows)
+        return HistoryRead(history.ticket, talks, bool(rows[0][8]))
 
 
 def _moderated_after_a_read(batch: Sequence[_Action]) -> int:

@@ -102,6 +102,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE users ADD COLUMN subject TEXT",
         "CREATE UNIQUE INDEX users_by_subject ON users (room, subject) WHERE subject IS NOT NULL",
     ),
+    # version 7 (sign-in): whether a talk's sender was signed in (1), on the talk. Old rows and seed talks read
+    # NULL (not signed in): the seed's insert statement stays as it is.
+    ("ALTER TABLE talks ADD COLUMN verified INTEGER",),
 )
 """``MIGRATIONS[n]`` takes a database from schema version n to n + 1 (``PRAGMA user_version``)."""
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -131,15 +134,17 @@ The walk reads only ids and offsets, one row at a time: each talk it steps over 
 """
 
 READ_HISTORY = """
-    WITH RECURSIVE chain (id, previous, room_offset, payload, user_id, time, name, talk_id, edited, deleted, n) AS (
-        SELECT id, previous, room_offset, payload, user_id, time, name, talk_id, edited, deleted, 1
+    WITH RECURSIVE chain (
+        id, previous, room_offset, payload, user_id, time, name, talk_id, edited, deleted, verified, n
+    ) AS (
+        SELECT id, previous, room_offset, payload, user_id, time, name, talk_id, edited, deleted, verified, 1
         FROM talks WHERE id = ?1
         UNION ALL
         SELECT talks.id, talks.previous, talks.room_offset, talks.payload, talks.user_id, talks.time, talks.name,
-            talks.talk_id, talks.edited, talks.deleted, chain.n + 1
+            talks.talk_id, talks.edited, talks.deleted, talks.verified, chain.n + 1
         FROM chain JOIN talks ON talks.id = chain.previous WHERE chain.n < ?2
     )
-    SELECT room_offset, user_id, time, iif(deleted, NULL, payload), name, talk_id, edited,
+    SELECT room_offset, user_id, time, iif(deleted, NULL, payload), name, talk_id, edited, ifnull(verified, 0),
         previous >= (SELECT min(id) FROM talks)
     FROM chain ORDER BY n DESC
 """
@@ -152,7 +157,8 @@ only if it is not below the smallest id left, so a chain that goes on into erase
 """
 
 STORED_TALK = """
-    SELECT talks.room_offset, talks.time, iif(talks.deleted, NULL, talks.payload), talks.name, talks.edited
+    SELECT talks.room_offset, talks.time, iif(talks.deleted, NULL, talks.payload), talks.name, talks.edited,
+        ifnull(talks.verified, 0)
     FROM talk_ids JOIN talks ON talks.id = talk_ids.talk
     WHERE talk_ids.room = ? AND talk_ids.user_id = ? AND talk_ids.talk_id = ?
 """
@@ -168,11 +174,11 @@ No row: the room is locked, or missing (`ROOM_EXISTS` tells which; the rare case
 ROOM_EXISTS = "SELECT 1 FROM rooms WHERE join_key = ?"
 
 RESUME = """
-    SELECT rooms.id, users.user_id, users.name, users.banned
+    SELECT rooms.id, users.user_id, users.name, users.banned, users.subject IS NOT NULL
     FROM rooms LEFT JOIN users ON users.room = rooms.id AND users.token_hash = ?2 WHERE rooms.join_key = ?1
 """
-"""A room's id and the user registered there with a token hash, its name and ban (None, None, None if none),
-found by ``users_by_token``."""
+"""A room's id and the user registered there with a token hash, its name, ban and whether it is signed in (NULLs
+if none), found by ``users_by_token``."""
 
 SIGN_IN = """
     SELECT rooms.id, signed.user_id, signed.name, signed.banned,
@@ -199,8 +205,8 @@ INSERT_SEED_TALKS = (
     "INSERT INTO talks (id, room, previous, room_offset, user_id, time, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_TALKS = (
-    "INSERT INTO talks (id, room, previous, room_offset, user_id, time, payload, name, talk_id)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO talks (id, room, previous, room_offset, user_id, time, payload, name, talk_id, verified)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 """Two statements, not one with None bound for a seed talk's name and id: Python's sqlite3 passes only
 ints, floats and strings straight through, and looks every None up as something to adapt. Measured: two
@@ -217,7 +223,8 @@ LOAD_ROOM = """
 """`ROOM_CHAIN` and the room's control state."""
 STAFF_AND_BANNED = "SELECT user_id, moderator, banned FROM users WHERE room = ? AND (moderator OR banned)"
 TALK = (
-    "SELECT room_offset, user_id, time, iif(deleted, NULL, payload), name, talk_id, edited FROM talks WHERE id = ?"
+    "SELECT room_offset, user_id, time, iif(deleted, NULL, payload), name, talk_id, edited, ifnull(verified, 0)"
+    " FROM talks WHERE id = ?"
 )
 SAVE_CONTROL = "UPDATE rooms SET title = ?, locked = ?, change_seq = ? WHERE id = ?"
 SAVE_ROLE = """
@@ -226,7 +233,7 @@ SAVE_ROLE = """
 """
 """A user's role and ban (a seed user gets its first row here)."""
 EDIT_TALK = "UPDATE talks SET payload = ?, edited = ? WHERE id = ?"
-ERASE_TALK = "UPDATE talks SET payload = '', name = NULL, edited = NULL, deleted = 1 WHERE id = ?"
+ERASE_TALK = "UPDATE talks SET payload = '', name = NULL, edited = NULL, deleted = 1, verified = NULL WHERE id = ?"
 
 ERASE_CHAIN = """
     WITH RECURSIVE chain (id) AS (
