@@ -513,6 +513,11 @@ SIGN_IN_SCRIPT: list[LogAction] = [
     AddUser(7, "s", None, token_hash="5" * 64, subject="s-bo"),  # Bo on another device
     AddUser(8, "s", None, token_hash=CY, resume_hash=ADA, name="Cy", subject="s-cy"),  # Ada's token: a new user
     AddUser(9, "s", None, token_hash="6" * 64, resume_hash=ADA),  # Ada's token, not signed in: Ada
+    Append(20, "s", 2, 5.5, "signed", "Ada L.", "a1", verified=True),  # a signed-in user's talks say so
+    Append(21, "s", 1, 5.6, "anonymous", "Owner", "o1"),
+    Append(22, "s", 2, 5.7, "signed, no name", verified=True),
+    Moderate(23, "s", 2, 5.8, Edit(1, "signed, edited")),  # an edit keeps it
+    Moderate(24, "s", 1, 5.9, Delete(3)),  # a delete erases it with the text
     Moderate(10, "s", 1, 6.0, Remove(2, ban=True)),
     AddUser(11, "s", None, token_hash="7" * 64, subject="s-ada"),  # the ban holds for the subject
     AddUser(12, "s", None, token_hash="8" * 64, resume_hash=CY, subject="s-ada"),  # whatever token it presents
@@ -520,24 +525,37 @@ SIGN_IN_SCRIPT: list[LogAction] = [
     AddUser(14, "s", None, token_hash="9" * 64, subject="s-bo"),  # a user of the room comes back
     AddUser(15, "s", None, token_hash="0" * 64, subject="s-dee"),  # a new one does not
     Load(16, "s", 0),
+    History(25, "s", 10, 10),
+    Load(26, "s", 10),
 ]
+SIGNED_TALK = LoggedTalk("s", 1, 2, 5.5, "signed, edited", "Ada L.", "a1", edited=5.8, verified=True)
+ANONYMOUS_TALK = LoggedTalk("s", 2, 1, 5.6, "anonymous", "Owner", "o1")
+ERASED_TALK = LoggedTalk("s", 3, 2, 5.7, None)
+SIGNED_IN_CONTROL = RoomControl(None, True, frozenset(), frozenset({2}), 4)
 SIGN_IN_EXPECTED: list[Any] = [
     UserAdded(1, 1, False, "Owner"),
-    UserAdded(2, 2, False, "Ada"),
-    UserAdded(3, 2, True, "Ada"),
+    UserAdded(2, 2, False, "Ada", verified=True),
+    UserAdded(3, 2, True, "Ada", verified=True),
     UserAdded(4, 3, False, "Bo"),
-    UserAdded(5, 2, True, "Ada L."),
-    UserAdded(6, 3, True, "Bo"),
-    UserAdded(7, 3, True, "Bo"),
-    UserAdded(8, 4, False, "Cy"),
-    UserAdded(9, 2, True, "Ada L."),
-    changed(10, "s", 1, 0, 1, 6.0, Remove(2, ban=True)),
+    UserAdded(5, 2, True, "Ada L.", verified=True),
+    UserAdded(6, 3, True, "Bo", verified=True),
+    UserAdded(7, 3, True, "Bo", verified=True),
+    UserAdded(8, 4, False, "Cy", verified=True),
+    UserAdded(9, 2, True, "Ada L.", verified=True),  # a signed-in user, resumed by its token alone
+    Appended(20, LoggedTalk("s", 1, 2, 5.5, "signed", "Ada L.", "a1", verified=True)),
+    Appended(21, LoggedTalk("s", 2, 1, 5.6, "anonymous", "Owner", "o1")),
+    Appended(22, LoggedTalk("s", 3, 2, 5.7, "signed, no name", verified=True)),
+    changed(23, "s", 1, 3, 2, 5.8, Edit(1, "signed, edited"), SIGNED_TALK),
+    changed(24, "s", 2, 3, 1, 5.9, Delete(3), ERASED_TALK),
+    changed(10, "s", 3, 3, 1, 6.0, Remove(2, ban=True)),
     Refused(11, BANNED),
     Refused(12, BANNED),
-    changed(13, "s", 2, 0, 1, 7.0, Lock(True)),
-    UserAdded(14, 3, True, "Bo"),
+    changed(13, "s", 4, 3, 1, 7.0, Lock(True)),
+    UserAdded(14, 3, True, "Bo", verified=True),
     Refused(15, LOCKED),
-    ("loaded", 16, 0, (), RoomControl(None, True, frozenset(), frozenset({2}), 2)),
+    ("loaded", 16, 3, (), SIGNED_IN_CONTROL),
+    HistoryRead(25, (SIGNED_TALK, ANONYMOUS_TALK, ERASED_TALK), False),
+    ("loaded", 26, 3, (SIGNED_TALK, ANONYMOUS_TALK, ERASED_TALK), SIGNED_IN_CONTROL),
 ]
 
 
