@@ -163,7 +163,7 @@ class RedisModel:
             room.signed[user_id] = subject
         if request.name is not None:
             room.names[user_id] = request.name
-        return UserAdded(request.ticket, user_id, resumed, room.names.get(user_id))
+        return UserAdded(request.ticket, user_id, resumed, room.names.get(user_id), user_id in room.signed)
 
     def append(self, request: Append) -> LogResult:
         room = self.rooms.get(request.join_key)
@@ -177,7 +177,7 @@ class RedisModel:
         room.last_offset += 1
         talk = LoggedTalk(
             request.join_key, room.last_offset, request.user_id, request.time, request.payload, request.name,
-            request.talk_id,
+            request.talk_id, verified=request.verified,
         )
         room.stream.append(talk)
         self.versions[request.join_key, talk.offset] = [talk]
@@ -315,11 +315,15 @@ class RedisModel:
             for (entry_origin, user_id), expiry in room.who.items()
             if expiry > self.now and entry_origin != origin
         )
-        return PresenceSnapshot(join_key, room.pseq, tuple(entries))
+        signed = frozenset(user_id for _, user_id, _ in entries if user_id in room.signed)
+        return PresenceSnapshot(join_key, room.pseq, tuple(entries), signed)
 
     def _news(self, join_key: str, room: _Room, origin: str, user_id: int, here: bool | None) -> None:
         room.pseq += 1
-        self._publish(join_key, PresenceHeard(join_key, room.pseq, origin, user_id, here, room.names.get(user_id)))
+        signed = here is not False and user_id in room.signed
+        self._publish(
+            join_key, PresenceHeard(join_key, room.pseq, origin, user_id, here, room.names.get(user_id), signed)
+        )
 
     def _end(self, join_key: str, entry: LoggedChange) -> None:
         """Every key of the room goes; its end stays for a while, and is published."""

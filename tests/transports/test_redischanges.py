@@ -509,7 +509,9 @@ def test_a_subject_is_one_user_per_room_as_in_the_memory_log_and_the_model(
     assert [type(answer) for answer in answers[13:]] == [Changed, Refused, Refused, Changed, Refused, UserAdded,
                                                          UserAdded, LogFailed]
     assert answers[14:16] == [Refused(21, BANNED), Refused(22, BANNED)]
-    assert answers[17:20] == [Refused(24, LOCKED), UserAdded(25, 3, True, "Bo"), UserAdded(26, 3, True, "Bo")]
+    assert answers[17:20] == [
+        Refused(24, LOCKED), UserAdded(25, 3, True, "Bo", verified=True), UserAdded(26, 3, True, "Bo", verified=True),
+    ]
     users = redis.client().hgetall("chat:{k}:users")
     assert {field: value for field, value in users.items() if field[:2] in (b"s:", b"S:")} == {
         b"s:own": b"1", b"S:1": b"own", b"s:ada": b"2", b"S:2": b"ada", b"s:bo": b"3", b"S:3": b"bo",
@@ -550,4 +552,4 @@ async def test_two_processes_see_one_user_per_subject_and_its_ban(brokers: list[
     assert sorted(added.user_id for added in on_a[:10]) == list(range(2, 12))  # one user per subject, no more
     assert all(added.resumed != other.resumed for added, other in zip(on_a[:10], on_b[:10], strict=True))
     assert on_a[10] == Refused(51, BANNED) and on_b[10] == Refused(52, BANNED)  # noqa: PT018
-    assert on_b[11] == UserAdded(53, on_a[1].user_id, resumed=True)
+    assert on_b[11] == UserAdded(53, on_a[1].user_id, resumed=True, verified=True)

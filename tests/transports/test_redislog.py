@@ -91,7 +91,12 @@ def test_what_a_channel_carries_is_read_back_as_it_was_published() -> None:
     assert published("k", b"P\n4\nab12\n3\n1\nAda") == PresenceHeard("k", 4, "ab12", 3, True, "Ada")
     assert published("k", b"P\n5\nab12\n3\n0\n") == PresenceHeard("k", 5, "ab12", 3, False, None)
     assert published("k", b"P\n6\nab12\n3\nr\nAda L.") == PresenceHeard("k", 6, "ab12", 3, None, "Ada L.")
-    for junk in (b"hello", b"P\n1\nx\n2\n?\n", b"x\n1\n1.0\n\n\np", b"P\n1\nx\n2\n1"):
+    assert published("k", b"V\n9\n3\n14.0\nAda\n\nsigned") == LoggedTalk(
+        "k", 9, 3, 14.0, "signed", "Ada", None, verified=True
+    )
+    assert published("k", b"P\n7\nab12\n3\n1v\nAda") == PresenceHeard("k", 7, "ab12", 3, True, "Ada", True)
+    assert published("k", b"P\n8\nab12\n3\nrv\nAda") == PresenceHeard("k", 8, "ab12", 3, None, "Ada", True)
+    for junk in (b"hello", b"P\n1\nx\n2\n?\n", b"P\n1\nx\n2\nv\n", b"x\n1\n1.0\n\n\np", b"P\n1\nx\n2\n1"):
         with pytest.raises(ValueError):  # noqa: PT011 (any ValueError: the subscriber logs and skips it)
             published("k", junk)
 
@@ -272,6 +277,43 @@ def test_presence_news_and_snapshots_answer_as_the_model_does(
     assert a.run([Refresh("k", (1,))]) == [PresenceSnapshot("k", 8, (("bbbb", 3, "Cy"), ("bbbb", 5, None)))]
     assert listener.heard() == model.published
     assert [news.seq for news in model.published if isinstance(news, PresenceHeard)] == list(range(1, 9))
+
+
+def test_signed_in_users_are_verified_in_talks_presence_news_and_snapshots_as_the_model_has_them(
+    open_log: Callable[..., RedisLog], listen: Callable[..., Listener]
+) -> None:
+    a, b = open_log("aaaa"), open_log("bbbb")
+    model = RedisModel()
+    ttl = 15_000
+    setup: list[LogRequest] = [
+        AddUser(1, "k", 10.0, name="Ada", subject="s-ada"), AddUser(2, "k", None, name="Bo"),
+    ]
+    assert a.run(setup) == [model_answer(model, request, "aaaa") for request in setup]
+    assert [added.verified for added in a.run([AddUser(3, "k", None, subject="s-ada")])] == [True]  # type: ignore
+    model.add_user(AddUser(3, "k", None, subject="s-ada"))
+    listener = listen("k")
+    steps: list[tuple[RedisLog, LogRequest | Presence | Refresh]] = [
+        (a, Presence("k", 1, True, "Ada")), (a, Presence("k", 2, True, "Bo")),
+        (a, Append(4, "k", 1, 11.0, "signed", "Ada", "m-1", verified=True)),
+        (a, Append(5, "k", 2, 12.0, "anonymous", "Bo")),
+        (a, Rename(6, "k", 1, "Ada L.")),
+        (b, Refresh("k", ())),
+        (b, Load(7, "k", 10)),
+        (b, History(8, "k", 10, 10)),
+        (a, Presence("k", 1, False, "Ada L.")),
+    ]
+    for log, work in steps:
+        assert log.run([work]) == model_work(model, work, log.origin, ttl), work
+    heard = listener.heard()
+    assert heard == model.published
+    assert [(type(news).__name__, news.verified) for news in heard] == [  # type: ignore[union-attr]
+        ("PresenceHeard", True), ("PresenceHeard", False), ("LoggedTalk", True), ("LoggedTalk", False),
+        ("PresenceHeard", True), ("PresenceHeard", False),
+    ]
+    (snapshot,) = b.run([Refresh("k", ())])
+    assert snapshot == PresenceSnapshot("k", 4, (("aaaa", 2, "Bo"),))
+    (loaded,) = b.run([Load(9, "k", 10)])
+    assert [talk.verified for talk in loaded.room.talks] == [True, False]  # type: ignore[union-attr]
 
 
 def test_what_a_dead_process_left_expires_and_is_removed_by_the_others_renewal(

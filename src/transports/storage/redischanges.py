@@ -229,7 +229,7 @@ def stream_talk(join_key: str, entry: Any) -> LoggedTalk:
     offset = int(entry_id.split(b"-", 1)[0])
     return LoggedTalk(
         join_key, offset, int(values[b"u"]), float(values[b"t"]), values[b"p"].decode(), _text(values.get(b"n")),
-        _text(values.get(b"i")),
+        _text(values.get(b"i")), verified=b"v" in values,
     )
 
 
@@ -239,7 +239,8 @@ def version(talk: LoggedTalk) -> str:
     if talk.payload is None:
         return f"d\n{talk.user_id}\n{talk.time!r}\n{talk_id}"
     edited = "" if talk.edited is None else repr(talk.edited)
-    return f"e\n{talk.user_id}\n{talk.time!r}\n{edited}\n{talk.name or ''}\n{talk_id}\n{talk.payload}"
+    kind = "E" if talk.verified else "e"  # (E: its sender was signed in)
+    return f"{kind}\n{talk.user_id}\n{talk.time!r}\n{edited}\n{talk.name or ''}\n{talk_id}\n{talk.payload}"
 
 
 def versioned_talk(join_key: str, offset: int, data: bytes) -> LoggedTalk:
@@ -248,12 +249,12 @@ def versioned_talk(join_key: str, offset: int, data: bytes) -> LoggedTalk:
     if kind == b"d":
         user_id, sent, talk_id = rest.split(b"\n", 2)
         return LoggedTalk(join_key, offset, int(user_id), float(sent), None, None, talk_id.decode() or None)
-    if kind != b"e":
+    if kind not in (b"e", b"E"):
         raise ValueError(f"no such talk version: {kind!r}")
     user_id, sent, edited, name, talk_id, payload = rest.split(b"\n", 5)
     return LoggedTalk(
         join_key, offset, int(user_id), float(sent), payload.decode(), name.decode() or None, talk_id.decode() or None,
-        float(edited) if edited else None,
+        float(edited) if edited else None, kind == b"E",
     )
 
 

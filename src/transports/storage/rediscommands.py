@@ -134,7 +134,7 @@ def command(item: Sent, floor: int, settings: RedisSettings, origin: str, ttl: s
         return ("EVALSHA", SCRIPTS["append"][1], 5, room_key(key), talks_key(key), ids_key(key),
                 sent_key(key, origin), moved_key(key), channel(key), retention, append.user_id,
                 repr(append.time), append.payload, append.name or "", append.talk_id or "", item.number, floor,
-                SENT_TTL_MS)
+                SENT_TTL_MS, *(("1",) if append.verified else ()))
     if isinstance(item, AddUser):
         created = "" if item.created is None else repr(item.created)
         return ("EVALSHA", SCRIPTS["add_user"][1], 3, room_key(key), users_key(key), bans_key(key), created,
@@ -187,7 +187,7 @@ def answer(item: Command, reply: Any, origin: str) -> Answer | None:
         if reply <= 0:  # no room; or (never for a request still waiting for its answer) refused as late
             return LogFailed(item.ticket, INCONSISTENT)
         return Appended(item.ticket, LoggedTalk(
-            key, int(reply), item.user_id, item.time, item.payload, item.name, item.talk_id
+            key, int(reply), item.user_id, item.time, item.payload, item.name, item.talk_id, verified=item.verified
         ))
     if isinstance(item, AddUser):
         if reply == -1:
@@ -196,8 +196,8 @@ def answer(item: Command, reply: Any, origin: str) -> Answer | None:
             return LogFailed(item.ticket, INCONSISTENT)
         if isinstance(reply, int):  # (the script's rule is chatcore.control.refuse_join's)
             return Refused(item.ticket, BANNED if reply == -2 else LOCKED)
-        user_id, resumed, name = reply
-        return UserAdded(item.ticket, int(user_id), bool(resumed), _text(name))
+        user_id, resumed, name, signed = reply
+        return UserAdded(item.ticket, int(user_id), bool(resumed), _text(name), bool(signed))
     if isinstance(item, Rename):
         return LogFailed(item.ticket, INCONSISTENT) if reply == 0 else NameSaved(item.ticket, int(reply))
     if isinstance(item, History):
@@ -215,14 +215,18 @@ def answer(item: Command, reply: Any, origin: str) -> Answer | None:
     ))
 
 def snapshot(join_key: str, seq: Any, who: Any, origin: str) -> PresenceSnapshot:
-    """A script's {pseq, {{members}, {names}}} as the core takes it: without this process's own entries."""
-    members, names = who
+    """A script's {pseq, {{members}, {names}, {signed in}}} as the core takes it: without this process's own
+    entries."""
+    members, names, signed = who
     entries: list[tuple[str, int, str | None]] = []
-    for member, name in zip(members, names, strict=True):
+    verified: set[int] = set()
+    for member, name, flag in zip(members, names, signed, strict=True):
         entry_origin, _, user_id = member.decode().rpartition(":")
         if entry_origin != origin:
             entries.append((entry_origin, int(user_id), _text(name)))
-    return PresenceSnapshot(join_key, int(seq), tuple(sorted(entries)))
+            if flag:
+                verified.add(int(user_id))
+    return PresenceSnapshot(join_key, int(seq), tuple(sorted(entries)), frozenset(verified))
 
 
 def failure(work: Work, reason: str) -> Answer | None:

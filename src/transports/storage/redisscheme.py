@@ -37,9 +37,11 @@ Keys (each room's carry its join key as a hash tag, so a Redis Cluster keeps a r
                       process renews its own every ttl/3 seconds, so a dead one's expire
     chat:{KEY}:live   channel, in offset, change and presence order (each published by the script
                       that makes it):
-                      a talk     "<offset>\\n<user id>\\n<time>\\n<name>\\n<talk id>\\n<payload>"
+                      a talk     "<offset>\\n<user id>\\n<time>\\n<name>\\n<talk id>\\n<payload>", after
+                                 "V\\n" when its sender was signed in (stream field v: "1")
                       presence   "P\\n<pseq>\\n<origin>\\n<user id>\\n<1|0|r>\\n<name>"
-                                 (1: came, 0: left, r: renamed; an empty name or talk id is none)
+                                 (1: came, 0: left, r: renamed, followed by v for a signed-in user;
+                                 an empty name or talk id is none)
                       a change   "C\\n<seq>\\n..." and retention's "X\\n<first offset kept>" (`redischanges`)
     chat:epoch        a random value, set once: a Redis that comes back without its data has another
     chat:sweep        retention's lock: one process at a time sweeps the rooms
@@ -101,13 +103,13 @@ if name ~= '' then
 else
   name = redis.call('HGET', KEYS[2], 'n:' .. user)
 end
-return {tonumber(user), resumed, name}
+return {tonumber(user), resumed, name, redis.call('HEXISTS', KEYS[2], 'S:' .. user)}
 """
 """KEYS: room, users, bans. ARGV: created time ('' to join an existing room), token hash to register for a new user,
 token hash to resume, name (each '' for none), then a signed-in user's subject (absent for none). The user is the
 subject's, else the resume token's (unless signed in as another subject); the subject is bound to the user handed
-out. {user id, 1 if resumed else 0, name or nil}; -1: key taken; 0: no room; refused (nothing done): -2, the user
-is banned; -3, the room is locked to new users."""
+out. {user id, 1 if resumed else 0, name or nil, 1 if the user is signed in (has a subject) else 0}; -1: key taken;
+0: no room; refused (nothing done): -2, the user is banned; -3, the room is locked to new users."""
 
 APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -138,6 +140,12 @@ if member then
   fields[#fields + 1] = ARGV[7]
   redis.call('ZADD', KEYS[3], offset, member)
 end
+local signed = ''
+if ARGV[11] then
+  fields[#fields + 1] = 'v'
+  fields[#fields + 1] = '1'
+  signed = 'V\\n'
+end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], offset .. '-0', unpack(fields))
 if offset > tonumber(ARGV[2]) then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', offset - tonumber(ARGV[2]))
@@ -146,13 +154,14 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[9])
 redis.call('ZADD', KEYS[4], ARGV[8], offset)
 redis.call('PEXPIRE', KEYS[4], ARGV[10])
-redis.call('PUBLISH', ARGV[1],
+redis.call('PUBLISH', ARGV[1], signed ..
   offset .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[5])
 return offset
 """
 """KEYS: room, talks, ids, the calling process's sent records, moved. ARGV: channel, retention, user id, time,
 payload, name, talk id (each '' for none), request number, the lowest number the process still waits for an answer
-to, how long its records outlive its last append (ms). The talk's offset (also when this very request ran before:
+to, how long its records outlive its last append (ms), then '1' if its sender is signed in (absent if not). The
+talk's offset (also when this very request ran before:
 its record); {the stream entry}, or its version in moved: the user's talk with that id, kept already (nothing
 done); 0: no room; -1: a later request of the process ran before this one, which is a late copy of a request
 answered already (nothing done).
@@ -169,11 +178,13 @@ local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
 _WHO = """
 local function who()
   local members = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf')
-  local names = {}
+  local names, signed = {}, {}
   for i, member in ipairs(members) do
-    names[i] = redis.call('HGET', KEYS[3], 'n:' .. string.match(member, ':(%d+)$'))
+    local user = string.match(member, ':(%d+)$')
+    names[i] = redis.call('HGET', KEYS[3], 'n:' .. user)
+    signed[i] = redis.call('HEXISTS', KEYS[3], 'S:' .. user)
   end
-  return {members, names}
+  return {members, names, signed}
 end
 """
 
@@ -181,6 +192,7 @@ _NEWS = """
 local function news(origin, user, kind)
   local seq = redis.call('HINCRBY', KEYS[1], 'pseq', 1)
   local name = redis.call('HGET', KEYS[3], 'n:' .. user) or ''
+  if kind ~= '0' and redis.call('HEXISTS', KEYS[3], 'S:' .. user) == 1 then kind = kind .. 'v' end
   redis.call('PUBLISH', ARGV[1], 'P\\n' .. seq .. '\\n' .. origin .. '\\n' .. user .. '\\n' .. kind .. '\\n' .. name)
   return seq
 end
@@ -200,7 +212,8 @@ return {room[1], talks, room[2] or '0', who(), {room[3] or '0', room[4] or '', r
         redis.call('SMEMBERS', KEYS[5]), redis.call('SMEMBERS', KEYS[6]), moved}
 """
 """KEYS: room, who, users, talks, mods, bans, moved. ARGV: how many recent talks, retention. False: no room; else
-{the last offset, the recent talks' stream entries, pseq, {{the live who members}, {their users' names}}, {cseq,
+{the last offset, the recent talks' stream entries, pseq, {{the live who members}, {their users' names}, {1 for each
+signed in, else 0}}, {cseq,
 title, locked}, {moderators}, {banned}, the recent moved talks}."""
 
 RENAME = _NEWS + """
@@ -240,7 +253,7 @@ return {redis.call('HGET', KEYS[1], 'pseq') or '0', who()}
 """
 """KEYS: room, who, users. ARGV: channel, origin, ttl in ms, then the user ids this origin has in the room.
 Renews their entries (one that was missing is news: 1), removes every expired one (news: 0). False: no room; else
-{pseq, {{the live who members}, {their users' names}}}."""
+{pseq, {{the live who members}, {their users' names}, {1 for each signed in, else 0}}}."""
 
 HISTORY = FIRST + """
 local last = redis.call('HGET', KEYS[1], 'offset')
@@ -332,14 +345,18 @@ def published(join_key: str, data: bytes) -> LoggedTalk | PresenceHeard | Logged
         return published_change(join_key, data)
     if data.startswith(b"P\n"):
         _, seq, origin, user_id, kind, name = data.split(b"\n", 5)
+        signed = kind.endswith(b"v")
+        if signed:
+            kind = kind[:-1]
         if kind not in _KINDS:
             raise ValueError(f"no such presence news: {kind!r}")
         here = _KINDS[kind]
-        return PresenceHeard(join_key, int(seq), origin.decode(), int(user_id), here, name.decode() or None)
-    offset, user_id, sent, name, talk_id, payload = data.split(b"\n", 5)
+        return PresenceHeard(join_key, int(seq), origin.decode(), int(user_id), here, name.decode() or None, signed)
+    signed = data.startswith(b"V\n")
+    offset, user_id, sent, name, talk_id, payload = (data[2:] if signed else data).split(b"\n", 5)
     return LoggedTalk(
         join_key, int(offset), int(user_id), float(sent), payload.decode(), name.decode() or None,
-        talk_id.decode() or None,
+        talk_id.decode() or None, verified=signed,
     )
 
 
