@@ -306,7 +306,7 @@ def test_signed_in_users_are_verified_in_talks_presence_news_and_snapshots_as_th
         assert log.run([work]) == model_work(model, work, log.origin, ttl), work
     heard = listener.heard()
     assert heard == model.published
-    assert [(type(news).__name__, news.verified) for news in heard] == [  # type: ignore[union-attr]
+    assert [(type(news).__name__, news.verified) for news in heard] == [
         ("PresenceHeard", True), ("PresenceHeard", False), ("LoggedTalk", True), ("LoggedTalk", False),
         ("PresenceHeard", True), ("PresenceHeard", False),
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from typing import Any
 
 from chatcore import AddUser, KeyTaken, LoggedTalk, LogResult, UserAdded
 from chatcore.actions import Moderate
@@ -197,7 +198,13 @@ def talk_at(
     row = execute(TALK, found).fetchone()
     if row is None or row[0] != offset:
         return None  # (erased by retention: the walk ended on an older offset)
-    return found[0], LoggedTalk(join_key, *row[:7], bool(row[7]))
+    return found[0], stored_talk(join_key, row)
+
+
+def stored_talk(join_key: str, row: Any) -> LoggedTalk:
+    """A talk from a row of (offset, user id, time, payload, name, talk id, edited, verified, ...)."""
+    offset, user_id, time, payload, name, talk_id, edited, verified = row[:8]
+    return LoggedTalk(join_key, offset, user_id, time, payload, name, talk_id, edited, bool(verified))
 
 
 def erase_room(connection: sqlite3.Connection, room: int) -> None:

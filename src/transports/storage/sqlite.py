@@ -42,7 +42,7 @@ from chatcore.results import Changed, Refused
 
 from ..config import Synchronous
 from ..logs import room_hash
-from .sqlcontrol import add_user, expire, locked_out, moderate, room_control, truncate_wal
+from .sqlcontrol import add_user, expire, locked_out, moderate, room_control, stored_talk, truncate_wal
 from .sqlfile import DatabaseError, Inconsistent, connect, describe
 from .sqlschema import (
     CHECKPOINT_EVERY,
@@ -82,7 +82,7 @@ _SeedRow: TypeAlias = tuple[int, int, int | None, int, int, float, str]
 """A talk without name or id (every seed talk): its row leaves ``name`` and ``talk_id`` to their default, NULL."""
 SEED_ROW = 7
 """The length of a `_SeedRow`."""
-_TalkRow: TypeAlias = tuple[int, int, int | None, int, int, float, str, str | None, str | None]
+_TalkRow: TypeAlias = tuple[int, int, int | None, int, int, float, str, str | None, str | None, int]
 
 
 @dataclass(slots=True)
@@ -388,7 +388,7 @@ class Database:
             reason = describe(error)
             logger.error("database %s: could not load a room: %s (%s)", self.path, error, reason)
             return LogFailed(load.ticket, reason)
-        talks = tuple(LoggedTalk(load.join_key, *row[:7], bool(row[7])) for row in rows)
+        talks = tuple(stored_talk(load.join_key, row) for row in rows)
         return Loaded(load.ticket, SavedRoom(load.join_key, last_offset, talks, control=control))
 
     def _fill(self, fill: Fill) -> Filled:
@@ -428,7 +428,7 @@ class Database:
             reason = describe(error)
             logger.error("database %s: could not read %s: %s (%s)", self.path, _summary(history), error, reason)
             return LogFailed(history.ticket, reason)
-        talks = tuple(LoggedTalk(history.join_key, *row[:7], bool(row[7])) for row in rows)
+        talks = tuple(stored_talk(history.join_key, row) for row in rows)
         return HistoryRead(history.ticket, talks, bool(rows[0][8]))
 
 
