@@ -29,10 +29,9 @@ from .control import BANNED
 from .entering import enter
 from .errors import DriverError, ProtocolError
 from .holdings import MAX_JOIN_KEY_ATTEMPTS, Holdings, deliver
-from .identity import SignIn, admit
+from .identity import NameKey, SignIn, admit, folded
 from .limits import CoreLimits
 from .member import MemberRequests
-from .names import NameKey, folded
 from .pending import (
     Changing,
     Intro,
@@ -98,9 +97,8 @@ class ChatCore(MemberRequests):
         sign_in: SignIn | None = None,
         name_key: NameKey = folded,
     ) -> None:
-        """``new_token`` draws a resume token (unguessable, 16 characters or more); by default, join keys end to end.
-        ``sign_in``: how sign-in tokens are checked and whether they are required (None: not taken).
-        ``name_key``: when two names count as one (`chatcore.names`), for the names signed-in members hold."""
+        """``new_token`` draws a resume token (unguessable, 16 characters or more; by default, join keys end to end);
+        ``sign_in``: how sign-in tokens are checked, if required (None: not taken); ``name_key``: see `NameKey`."""
         self._sign_in = sign_in
         self._name_key = name_key
         self._clock = clock

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from .actions import Action, Close, ConnectionId, History, Moderate, Rename, Send
 from .errors import ProtocolError
 from .holdings import Holdings
-from .names import NameKey
+from .identity import NameKey
 from .pending import Changing, Naming, Reading, Tickets
 from .presence import announce, before
 from .results import Changed, HistoryRead, LogFailed, NameSaved, Refused

@@ -34,8 +34,8 @@ from .actions import (
     Subscribe,
 )
 from .control import OWNER, Delete, Edit, End, RoomControl, TalkFacts, judge, refuse_join
+from .identity import TAKEN
 from .limits import CoreLimits
-from .names import TAKEN
 from .results import (
     Appended,
     ChangeArrived,
@@ -85,7 +85,7 @@ class _Room:
     signed: set[int] = field(default_factory=set)
     """The user ids in ``subjects``."""
     held_names: dict[str, int] = field(default_factory=dict)
-    """Name keys (`chatcore.names`) of signed-in users' names → user id: no unsigned user takes such a name."""
+    """Keys (`chatcore.identity.NameKey`) of signed-in users' names → user id: no unsigned user takes such a name."""
     name_keys: dict[int, str] = field(default_factory=dict)
     """The other way round: a signed-in user's id → the key in ``held_names``."""
 

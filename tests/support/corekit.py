@@ -20,8 +20,7 @@ from chatcore import (
     Send,
     Subscribe,
 )
-from chatcore.identity import SignIn
-from chatcore.names import NameKey, folded
+from chatcore.identity import NameKey, SignIn, folded
 
 MARKUP = '<img src=x onerror="alert(1)"> & \'quoted\''
 
