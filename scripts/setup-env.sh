@@ -20,6 +20,20 @@ stamp="$VENV/.installed-$LOCK-$(inputs "$LOCK")"
 # A venv made for the tests also serves the server: the test lock holds the server's packages at the same versions.
 tested="$VENV/.installed-test-$(inputs test)"
 if [ ! -f "$stamp" ] && [ ! -f "$tested" ]; then
+    # PyICU (the names signed-in members hold) comes as source only: it builds against the system's ICU.
+    # Its Debian build dependencies, installed only when missing (the server's, so the run command needs them too).
+    missing=()
+    pkg-config --exists icu-i18n 2>/dev/null || missing+=(libicu-dev)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    command -v g++ >/dev/null || missing+=(g++)
+    "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_path("include") + "/Python.h"))' \
+        || missing+=(python3-dev)
+    if [ ${#missing[@]} -gt 0 ]; then
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
     # Every package at its locked version, each file checked against the lock's hashes; pip as the venv has it.
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$ROOT/requirements/$LOCK.txt"
     # The project alone, built by the locked hatchling: nothing unpinned is fetched.

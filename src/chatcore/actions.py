@@ -82,6 +82,9 @@ class AddUser:
     subject: str | None = None
     """A signed-in user's identity (`chatcore.identity.Identity.sub`): the room's user with that subject is handed
     back (``resumed``) whatever token was presented, else a new one is registered with it."""
+    name_key: str | None = None
+    """``name``'s key (`chatcore.identity.NameKey`): a signed-in user holds it in the room; an unsigned user whose
+    name has the key a signed-in member holds is `Refused` (`chatcore.identity.TAKEN`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +115,14 @@ class Load:
 
 @dataclass(frozen=True, slots=True)
 class Rename:
-    """Keep ``name`` as the user's name in the room (a resume hands it back); answered by `NameSaved`/`LogFailed`."""
+    """Keep ``name`` as the user's name in the room (a resume hands it back); answered by `NameSaved`/`LogFailed`,
+    or `Refused` when ``name_key`` (`chatcore.identity.NameKey`) is a signed-in member's and the user is not one."""
 
     ticket: Ticket
     join_key: str
     user_id: int
     name: str
+    name_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

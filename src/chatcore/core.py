@@ -29,7 +29,7 @@ from .control import BANNED
 from .entering import enter
 from .errors import DriverError, ProtocolError
 from .holdings import MAX_JOIN_KEY_ATTEMPTS, Holdings, deliver
-from .identity import SignIn, admit
+from .identity import NameKey, SignIn, admit, folded
 from .limits import CoreLimits
 from .member import MemberRequests
 from .pending import (
@@ -95,10 +95,12 @@ class ChatCore(MemberRequests):
         limits: CoreLimits | None = None,
         new_token: Callable[[], str] | None = None,
         sign_in: SignIn | None = None,
+        name_key: NameKey = folded,
     ) -> None:
-        """``new_token`` draws a resume token (unguessable, 16 characters or more); by default, join keys end to end.
-        ``sign_in``: how sign-in tokens are checked and whether they are required (None: not taken)."""
+        """``new_token`` draws a resume token (unguessable, 16 characters or more; by default, join keys end to end);
+        ``sign_in``: how sign-in tokens are checked, if required (None: not taken); ``name_key``: see `NameKey`."""
         self._sign_in = sign_in
+        self._name_key = name_key
         self._clock = clock
         self._new_join_key = new_join_key
         self._new_token = new_token or self._token_of_join_keys
@@ -356,7 +358,8 @@ class ChatCore(MemberRequests):
         ticket = self._tickets.issue(Joining(connection, session, room, intro, created, attempt))
         new_hash = None if intro.token is None else token_hash(intro.token)
         resume_hash = None if intro.resume is None or created is not None else token_hash(intro.resume)
-        add = AddUser(ticket, room.join_key, created, new_hash, resume_hash, intro.name, intro.subject)
+        name_key = None if intro.name is None else self._name_key(intro.name)
+        add = AddUser(ticket, room.join_key, created, new_hash, resume_hash, intro.name, intro.subject, name_key)
         if created is None:
             return [add]
         self._held.watch(ticket, room.join_key, load=False)

@@ -7,10 +7,19 @@ the token. What the core decides from it is here, pure: under `SignIn`
 ``required`` every connection needs a token, seed clients included, and only
 users whose token says ``create`` start rooms; a token's ``rooms`` bounds
 which rooms its user may join.
+
+A signed-in member holds its name in the room: an unsigned user may not take
+a name with the same key (the log judges it, as it judges joins). The key is
+a function given to `ChatCore` (like its clock): by default `folded`, case
+and compatibility forms only, pure and dependency-free; a server passes one
+that also maps look-alike letters to one prototype (``transports.names``:
+Unicode's confusables skeleton), so that "Ada" spelt with a Greek capital
+alpha is "Ada".
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
@@ -47,6 +56,20 @@ class SignIn:
 TOKEN_NEEDED = "this chat needs you to sign in: open it from your school's site, which signs you in"
 NO_CREATE = "your sign-in does not allow starting a chat"
 NOT_THIS_ROOM = "your sign-in does not allow joining this chat"
+TAKEN = "that name belongs to a signed-in member of this chat; choose another"
+
+NameKey: TypeAlias = Callable[[str], str]
+"""A name → the key two names share when a reader could take one for the other."""
+
+
+def folded(name: str) -> str:
+    """``name`` case-folded under compatibility normalization: "ada", "Ada" and a fullwidth "ADA" are one.
+
+    NFKC, case folding, NFKC again (folding can undo a normal form). Unicode's
+    NFKC_Casefold also drops default-ignorable characters; names cannot hold
+    the format ones (`chatcore.wire.v2.valid_name` refuses them).
+    """
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
 
 
 def admit(sign_in: SignIn | None, auth: str | None, join_key: str | None) -> Identity | None:

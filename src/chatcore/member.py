@@ -11,6 +11,7 @@ from collections.abc import Callable
 from .actions import Action, Close, ConnectionId, History, Moderate, Rename, Send
 from .errors import ProtocolError
 from .holdings import Holdings
+from .identity import NameKey
 from .pending import Changing, Naming, Reading, Tickets
 from .presence import announce, before
 from .results import Changed, HistoryRead, LogFailed, NameSaved, Refused
@@ -22,6 +23,7 @@ class MemberRequests:
     """Renames, history reads and changes of the room, for `ChatCore` (which provides what is declared here)."""
 
     _clock: Callable[[], float]
+    _name_key: NameKey
     _sessions: dict[ConnectionId, Session]
     _tickets: Tickets
     _held: Holdings
@@ -39,7 +41,7 @@ class MemberRequests:
         session.renaming += 1
         room.in_flight += 1
         ticket = self._tickets.issue(Naming(connection, session, room, request.name))
-        return [Rename(ticket, room.join_key, session.user_id, request.name)]
+        return [Rename(ticket, room.join_key, session.user_id, request.name, self._name_key(request.name))]
 
     def _history(self, connection: ConnectionId, session: Session, request: HistoryRequest) -> list[Action]:
         room = session.room
@@ -68,7 +70,7 @@ class MemberRequests:
         session.close_asked()
         return Close(connection, code, reason)
 
-    def _name_saved(self, pending: Naming, result: NameSaved | LogFailed) -> list[Action]:
+    def _name_saved(self, pending: Naming, result: NameSaved | Refused | LogFailed) -> list[Action]:
         connection, session, room = pending.connection, pending.session, pending.room
         room.in_flight -= 1
         actions: list[Action] = []
@@ -80,7 +82,9 @@ class MemberRequests:
         if self._sessions.get(connection) is session:
             session.in_flight -= 1
             session.renaming -= 1
-            if isinstance(result, LogFailed):
+            if isinstance(result, Refused):
+                actions.append(Send(connection, session.dialect.error_event(result.reason)))
+            elif isinstance(result, LogFailed):
                 message = f"name not changed: the server could not save it ({result.reason}); try again"
                 actions.append(Send(connection, session.dialect.error_event(message)))
             actions.extend(self._resume(connection, session))

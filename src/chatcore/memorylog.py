@@ -34,6 +34,7 @@ from .actions import (
     Subscribe,
 )
 from .control import OWNER, Delete, Edit, End, RoomControl, TalkFacts, judge, refuse_join
+from .identity import TAKEN
 from .limits import CoreLimits
 from .results import (
     Appended,
@@ -83,6 +84,10 @@ class _Room:
     """Signed-in users: their sign-in identity (``sub``) → user id; remembered as long as the room."""
     signed: set[int] = field(default_factory=set)
     """The user ids in ``subjects``."""
+    held_names: dict[str, int] = field(default_factory=dict)
+    """Keys (`chatcore.identity.NameKey`) of signed-in users' names → user id: no unsigned user takes such a name."""
+    name_keys: dict[int, str] = field(default_factory=dict)
+    """The other way round: a signed-in user's id → the key in ``held_names``."""
 
     def user_of(self, subject: str | None, resume_hash: str | None) -> int | None:
         """The user a join names: its subject's, else its token's (unless that user signed in as someone else)."""
@@ -97,6 +102,21 @@ class _Room:
         """``user_id`` is the user with sign-in identity ``subject`` from now on."""
         self.subjects[subject] = user_id
         self.signed.add(user_id)
+
+    def holds(self, user_id: int | None, name_key: str | None) -> bool:
+        """Whether a signed-in member other than ``user_id`` holds the name with key ``name_key``."""
+        holder = None if name_key is None else self.held_names.get(name_key)
+        return holder is not None and holder != user_id and (user_id is None or user_id not in self.signed)
+
+    def hold(self, user_id: int, name_key: str | None) -> None:
+        """The signed-in user ``user_id`` holds its name's key ``name_key`` (None: keep the one it holds)."""
+        if name_key is None:
+            return
+        old = self.name_keys.get(user_id)
+        if old is not None and self.held_names.get(old) == user_id:
+            del self.held_names[old]
+        self.name_keys[user_id] = name_key
+        self.held_names[name_key] = user_id
 
     def kept(self, offset: int) -> LoggedTalk | None:
         """The talk at ``offset``, if still kept."""
@@ -225,6 +245,8 @@ class MemoryLog:
                 return LogFailed(request.ticket, "storage inconsistent")
             user_id = room.user_of(request.subject, request.resume_hash)
             refusal = None if request.created is not None else refuse_join(room.control, user_id)
+            if refusal is None and request.subject is None and room.holds(user_id, request.name_key):
+                refusal = TAKEN
             if refusal is not None:
                 return Refused(request.ticket, refusal)
             resumed = user_id is not None
@@ -245,6 +267,8 @@ class MemoryLog:
                 room.absent.pop(user_id, None)
                 if request.name is not None:
                     room.users[user_id] = room.users[user_id]._replace(name=request.name)
+            if request.subject is not None:
+                room.hold(user_id, request.name_key)
             user = room.users.get(user_id)
             return UserAdded(
                 request.ticket, user_id, resumed, None if user is None else user.name, user_id in room.signed
@@ -259,8 +283,13 @@ class MemoryLog:
             room = self._rooms.get(request.join_key)
             if room is None:
                 return LogFailed(request.ticket, "storage inconsistent")
-            user = room.users.get(request.user_id)
-            room.users[request.user_id] = _User(None if user is None else user.token_hash, request.name)
+            user_id = request.user_id
+            if room.holds(user_id, request.name_key):
+                return Refused(request.ticket, TAKEN)
+            if user_id in room.signed:
+                room.hold(user_id, request.name_key)
+            user = room.users.get(user_id)
+            room.users[user_id] = _User(None if user is None else user.token_hash, request.name)
             return NameSaved(request.ticket)
         if isinstance(request, History):
             room = self._rooms.get(request.join_key)

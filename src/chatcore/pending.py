@@ -135,7 +135,7 @@ _ANSWERS: dict[type[Pending], tuple[type[LogAnswer], ...]] = {  # (exact types: 
     Joining: (UserAdded, KeyTaken, Refused, LogFailed),
     Talking: (Appended, LogFailed),
     Loading: (Loaded, LogFailed),
-    Naming: (NameSaved, LogFailed),
+    Naming: (NameSaved, Refused, LogFailed),
     Reading: (HistoryRead, LogFailed),
     Changing: (Changed, Refused, LogFailed),
 }

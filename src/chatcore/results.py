@@ -234,7 +234,8 @@ class Changed:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The log did not do an `AddUser` or a `Moderate`: the room's rules do not allow it (``reason``: for clients)."""
+    """The log did not do an `AddUser`, a `Rename` or a `Moderate`: the room's rules do not allow it (``reason``: for
+    clients)."""
 
     ticket: Ticket
     reason: str

@@ -28,6 +28,7 @@ from .http import static
 from .http.origin import OriginPolicy
 from .http.proxies import TrustedProxies
 from .identity import AuthKeyError, AuthRefused, Verifier
+from .names import name_key
 from .net.listener import Listener
 from .net.tls import CertificateError, TlsServer
 from .ops.drain import drain
@@ -143,6 +144,7 @@ def make_app(config: ServerConfig, sign_in: SignInKeys | None = None) -> App:
         new_token=lambda: secrets.token_urlsafe(TOKEN_BYTES),
         limits=config.core_limits,
         sign_in=None if sign_in is None else SignIn(sign_in.verify, config.auth.mode is AuthMode.REQUIRED),
+        name_key=name_key,
     )
 
 

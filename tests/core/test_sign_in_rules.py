@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from chatcore import LoggedTalk, PresenceHeard, PresenceSnapshot, TalkArrived
-from chatcore.identity import ALL, NO_CREATE, NOT_THIS_ROOM, TOKEN_NEEDED, Identity, SignIn
+from chatcore.identity import ALL, NO_CREATE, NOT_THIS_ROOM, TAKEN, TOKEN_NEEDED, Identity, NameKey, SignIn, folded
 from corekit import FakeClock, LocalChat, StoredChat, keys
 from v2kit import Net
 
@@ -23,8 +23,10 @@ def verify(token: str) -> Identity | str:
     return TOKENS.get(token, "bad signature")
 
 
-def net_with(clock: FakeClock, *, required: bool) -> Net:
-    return Net(LocalChat(clock=clock, new_join_key=keys().__next__, sign_in=SignIn(verify, required)))
+def net_with(clock: FakeClock, *, required: bool, name_key: NameKey = folded) -> Net:
+    return Net(LocalChat(
+        clock=clock, new_join_key=keys().__next__, sign_in=SignIn(verify, required), name_key=name_key
+    ))
 
 
 def refusal(net: Net, connection: int, **init: object) -> str:
@@ -156,3 +158,48 @@ def test_users_signed_in_on_other_processes_are_marked_verified(clock: FakeClock
     assert net.take(1)[0]["verified"] is True
     late = net.join(2, joinKey=room)
     assert [member.get("verified") for member in late["members"]] == [None, None, None, True]
+
+
+@pytest.mark.parametrize("name", ["Ada", "ada", "ADA", "\uff21\uff24\uff21", " \uff41da "])
+def test_an_unsigned_user_cannot_join_with_a_signed_in_members_name(clock: FakeClock, name: str) -> None:
+    net = net_with(clock, required=False)
+    room = net.join(1, auth="teacher")["joinKey"]
+    net.join(2, joinKey=room, auth="student")  # "Ada"
+    assert refusal(net, 3, v=2, joinKey=room, name=name) == TAKEN
+    assert net.core.state_of(3).name == "LOBBY"
+    assert net.join(4, joinKey=room, name="Adam")["name"] == "Adam"
+
+
+def test_an_unsigned_user_cannot_take_a_signed_in_members_name_by_renaming(clock: FakeClock) -> None:
+    net = net_with(clock, required=False)
+    room = net.join(1, auth="teacher")["joinKey"]
+    net.join(2, joinKey=room, auth="student")
+    anon = net.join(3, joinKey=room, name="Anon")
+    net.take(1)
+    net.send(3, {"type": "name", "name": "\uff21\uff24\uff21"})
+    assert [event["message"] for event in net.take(3)] == [TAKEN]
+    assert net.take(1) == []  # nobody was told of a rename
+    net.send(3, {"type": "name", "name": "Grace"})
+    assert net.take(3)[-1]["name"] == "Grace"
+    assert refusal(net, 4, v=2, joinKey=room, token=anon["token"], name="ms. lovelace") == TAKEN
+
+
+def test_the_name_key_comes_from_outside_and_names_held_are_the_rooms_own(clock: FakeClock) -> None:
+    # A stand-in for the confusables skeleton: the transports pass Unicode's (tests/transports/test_names.py).
+    net = net_with(clock, required=False, name_key=lambda name: folded(name).replace("\u03b1", "a"))
+    room = net.join(1, auth="teacher")["joinKey"]
+    net.join(2, joinKey=room, auth="student")
+    assert refusal(net, 3, v=2, joinKey=room, name="\u0391da") == TAKEN  # a Greek capital alpha
+    other = net.join(4, auth="teacher")["joinKey"]
+    assert net.join(5, joinKey=other, name="Ada")["name"] == "Ada"  # no signed-in Ada there
+
+
+def test_a_name_taken_before_its_signed_in_holder_came_stays_but_is_not_taken_again(clock: FakeClock) -> None:
+    net = net_with(clock, required=False)
+    room = net.join(1, auth="teacher")["joinKey"]
+    early = net.join(2, joinKey=room, name="ada")
+    assert net.join(3, joinKey=room, auth="student")["name"] == "Ada"  # the signed-in user wins
+    net.disconnect(2)
+    assert refusal(net, 4, v=2, joinKey=room, token=early["token"], name="ada") == TAKEN
+    assert net.join(5, joinKey=room, token=early["token"])["name"] == "ada"  # its kept name, not taken anew
+    assert net.join(6, joinKey=room, auth="student")["name"] == "Ada"  # another device of the holder

@@ -20,7 +20,7 @@ from chatcore import (
     Send,
     Subscribe,
 )
-from chatcore.identity import SignIn
+from chatcore.identity import NameKey, SignIn, folded
 
 MARKUP = '<img src=x onerror="alert(1)"> & \'quoted\''
 
@@ -65,9 +65,12 @@ class LocalChat(_Driven):
 
     def __init__(
         self, *, clock: Callable[[], float], new_join_key: Callable[[], str], limits: CoreLimits | None = None,
-        new_token: Callable[[], str] | None = None, sign_in: SignIn | None = None,
+        new_token: Callable[[], str] | None = None, sign_in: SignIn | None = None, name_key: NameKey = folded,
     ) -> None:
-        super().__init__(clock=clock, new_join_key=new_join_key, limits=limits, new_token=new_token, sign_in=sign_in)
+        super().__init__(
+            clock=clock, new_join_key=new_join_key, limits=limits, new_token=new_token, sign_in=sign_in,
+            name_key=name_key,
+        )
         self.memory_log = MemoryLog(self.limits.history_limit, self.limits.remembered_users)
 
     def _out(self, actions: list[Action]) -> list[Action]:
