@@ -26,6 +26,7 @@ from chatcore.identity import TOKEN_NEEDED
 from live import LiveServer
 from transports.config import AuthMode, AuthSettings, bundled_web_dir
 
+
 @pytest.fixture(scope="module")
 def key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -80,7 +81,8 @@ def test_a_token_in_the_fragment_signs_in_leaves_the_address_bar_and_a_reload_re
     assert teacher.page.url == link  # the fragment went at once, and the join link took its place
     assert teacher.sent_events("init")[0]["auth"] == teacher_token
     stored = teacher.page.evaluate("JSON.stringify(Object.assign({}, localStorage))")
-    assert teacher_token not in stored and teacher_token.split(".")[1] not in stored
+    assert teacher_token not in stored
+    assert teacher_token.split(".")[1] not in stored
 
     # A join link with a token: the fragment goes, the join query stays.
     student_token = sign(key, "s-7", "Grace")
@@ -104,7 +106,8 @@ def test_a_token_in_the_fragment_signs_in_leaves_the_address_bar_and_a_reload_re
     assert student.my_name() == "Grace"
     assert "auth" not in student.sent_events("init")[-1]
     teacher.wait_for_members(["Ms. Lovelace (you)", "Grace"])
-    assert teacher.script_errors == [] and student.script_errors == []
+    assert teacher.script_errors == []
+    assert student.script_errors == []
 
 
 def test_a_forged_token_is_refused_plainly_and_the_page_stays_away(
@@ -182,4 +185,5 @@ def test_the_parent_window_signs_the_frame_in_from_a_listed_origin_only(
         other.page.goto(other_site)
         other.page.frame_locator("iframe").locator("#name-modal.is-active").wait_for()
         assert other.sent_events("init") == []
-    assert page.script_errors == [] and other.script_errors == []
+    assert page.script_errors == []
+    assert other.script_errors == []
