@@ -1860,19 +1860,28 @@
       (joinKey !== null && load(SIGNED_IN_KEY_PREFIX + joinKey) === "1" && load(tokenKey(joinKey)) !== null);
   }
 
+  // Framed by a site listed in data-auth-origins: "chat-ready" asks the parent for a sign-in token, and the page
+  // waits a moment for it before joining under its own name (or asking one).
   var embedded = window.parent !== window && authOrigins.length > 0;
-  if (myName !== null || needsNoName()) {
-    start();
-  } else if (embedded) {
-    // The parent signs the page in: "chat-ready" asks it for a token; the name is asked only if none comes.
+  if (embedded) {
     authOrigins.forEach(function (origin) {
       window.parent.postMessage({ type: "chat-ready" }, origin);
     });
+  }
+  if (needsNoName()) {
+    start();
+  } else if (embedded) {
     setTimeout(function () {
       if (!started) {
-        askName(false, "");
+        if (myName !== null) {
+          start();
+        } else {
+          askName(false, "");
+        }
       }
     }, AUTH_WAIT_MS);
+  } else if (myName !== null) {
+    start();
   } else {
     askName(false, "");
   }
