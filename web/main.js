@@ -25,6 +25,16 @@
 // after a confirmation). A page removed (close 4403), whose chat was ended
 // (4410) or whose init is refused (a locked room, a ban) says so and stays
 // away.
+//
+// Signing in (the README's "Embedding the chat in a site with a sign-in"): the
+// embedding site hands the page a sign-in token (a JWT), as a URL fragment
+// "#auth=<token>" (taken off the address bar at once) or by postMessage from
+// the parent window ({"type": "chat-auth", "token": ...}, only from the origins
+// listed in <body data-auth-origins>). The token is kept in memory only, never
+// stored, and sent as "auth" in every init. A signed-in user is not asked for a
+// name (it is the token's) and its name, like every member's the server marks
+// "verified", shows a mark. A refused sign-in is said plainly and the page
+// stays away until the site sends another token.
 // Plain ES2017, no build step, no dependencies.
 (function () {
   "use strict";
@@ -45,6 +55,8 @@
   var TOKEN_KEY_PREFIX = "chat.token:"; // + the room's joinKey
   var CLOSE_REMOVED = 4403;
   var CLOSE_ENDED = 4410;
+  var SIGNED_IN_KEY_PREFIX = "chat.signedIn:"; // + joinKey: "1" once a signed-in init succeeded (no token kept)
+  var AUTH_WAIT_MS = 2000; // embedded with sign-in origins: how long to wait for the parent's token before asking a name
   var MODERATION = ["edit", "delete", "room", "lock", "remove", "role", "end"]; // requests answered by broadcasts
 
   var body = document.body;
@@ -100,6 +112,14 @@
   var deadLink = false; // the join key is unknown: reconnecting cannot help
   var reconnectDelay = RECONNECT_FIRST_DELAY_MS;
   var stopped = null; // {state, text}: removed, the chat ended, or the init refused: the page stays away
+  var authToken = takeFragmentToken(); // the sign-in token (JWT): in memory only
+  var authOrigins = (body.dataset.authOrigins || "").split(/\s+/).filter(function (origin) {
+    return origin !== "" && origin !== "*" && origin !== "null";
+  });
+  var authSent = false; // the init awaiting its reply carried a sign-in token
+  var signedIn = false; // my user joined with a sign-in token: its name is the token's
+  var rejoining = false; // the socket is being closed to join again at once (a new sign-in token)
+  var verified = new Set(); // userIds the server marked "verified"
 
   var myName = validName(load(NAME_KEY)) === null ? load(NAME_KEY).trim() : null;
   var myUserId = null; // a string, as shown in #name-span
@@ -156,6 +176,62 @@
   function tokenKey(key) {
     return TOKEN_KEY_PREFIX + key;
   }
+
+  // ---- sign-in: a token from the embedding site ----------------------------
+
+  // The token of a "#auth=<JWT>" fragment, taken off the address bar at once (the join query stays), or null.
+  function takeFragmentToken() {
+    var hash = window.location.hash;
+    if (!hash || hash.length < 2) {
+      return null;
+    }
+    var params = new URLSearchParams(hash.slice(1));
+    if (!params.has("auth")) {
+      return null;
+    }
+    var token = params.get("auth").trim();
+    params.delete("auth");
+    var rest = params.toString();
+    window.history.replaceState(null, "", window.location.pathname + window.location.search + (rest ? "#" + rest : ""));
+    return token !== "" ? token : null;
+  }
+
+  function isSignInRefusal(text) {
+    return /^sign-in refused/i.test(text) || /\bsign(-| )in\b/i.test(text);
+  }
+
+  // A token from the parent window: the page joins (again) with it, on a new socket (a socket joins once).
+  function useToken(token) {
+    authToken = token;
+    if (!started) {
+      nameModal.classList.remove("is-active");
+      start();
+      return;
+    }
+    if (stopped !== null && stopped.state !== "refused") {
+      return; // removed or ended: a sign-in does not bring the room back
+    }
+    if (stopped !== null) {
+      stopped = null;
+      input.disabled = false;
+      sendButton.disabled = false;
+    }
+    if (socket !== null) {
+      rejoining = true;
+      socket.close(1000, "signing in");
+    }
+    // (no socket: a reconnection is scheduled, and its init carries the token)
+  }
+
+  window.addEventListener("message", function (message) {
+    if (window.parent === window || message.source !== window.parent || authOrigins.indexOf(message.origin) < 0) {
+      return;
+    }
+    var data = message.data;
+    if (data && data.type === "chat-auth" && typeof data.token === "string" && data.token.trim() !== "") {
+      useToken(data.token.trim());
+    }
+  });
 
   // ---- configuration -----------------------------------------------------
 
@@ -235,9 +311,20 @@
     return typeof name === "string" && name !== "" ? name : "user " + asText(userId);
   }
 
+  function isVerified(userId) {
+    return verified.has(userId) || (signedIn && userId === myUserId);
+  }
+
   function showMyName(name) {
     myNameButton.textContent = displayName(myUserId, name);
     myNameButton.hidden = false;
+    if (myUserId !== null && isVerified(myUserId)) {
+      myNameButton.dataset.verified = "yes"; // the mark is drawn by the style sheet: the text stays the name
+      myNameButton.title = signedIn ? "Signed in: your name comes from your sign-in" : "Signed in";
+    } else {
+      delete myNameButton.dataset.verified;
+      myNameButton.title = "Change your name";
+    }
   }
 
   function askName(canCancel, problem) {
@@ -295,7 +382,9 @@
   });
 
   myNameButton.addEventListener("click", function () {
-    askName(true, "");
+    if (!signedIn) {
+      askName(true, ""); // (a signed-in name is the token's: the server refuses another)
+    }
   });
 
   // ---- rendering: text nodes only ----------------------------------------
@@ -497,6 +586,10 @@
       if (role !== "member") {
         li.dataset.role = role; // shown by the style sheet, beside the name: the list's text stays the names
       }
+      if (isVerified(userId)) {
+        li.dataset.verified = "yes";
+        li.title = "Signed in";
+      }
       var label = document.createElement("span"); // one child: the tag is a flex box
       label.appendChild(span("member-name", displayName(userId, name)));
       if (userId === myUserId) {
@@ -517,6 +610,7 @@
       list.forEach(function (member) {
         if (member && member.userId !== undefined && member.userId !== null) {
           result.set(asText(member.userId), typeof member.name === "string" ? member.name : null);
+          markVerified(asText(member.userId), member.verified);
           if (isRole(member.role)) {
             roles.set(asText(member.userId), member.role);
           }
@@ -524,6 +618,14 @@
       });
     }
     return result;
+  }
+
+  function markVerified(userId, flag) {
+    if (flag === true) {
+      verified.add(userId);
+    } else {
+      verified.delete(userId);
+    }
   }
 
   function memberName(userId) {
@@ -1309,16 +1411,21 @@
     }
     myUserId = asText(event.userId);
     myUserIds.add(myUserId);
+    signedIn = authSent;
+    authSent = false;
+    if (signedIn) {
+      save(SIGNED_IN_KEY_PREFIX + joinKey, "1"); // a reload without the token rejoins by the resume token, unasked
+    }
     rolesSpoken = isRole(event.role);
     myRole = rolesSpoken ? event.role : "member";
     nameSpan.textContent = myUserId;
-    showMyName(typeof event.name === "string" ? event.name : myName);
     var link = joinLink(joinKey);
     if (window.location.href !== link) {
       // Reloading the page rejoins this room instead of opening a new one.
       window.history.replaceState(null, "", link);
     }
     var fresh = membersFrom(event.members);
+    showMyName(typeof event.name === "string" ? event.name : myName);
     if (rolesSpoken) {
       roles.set(myUserId, myRole);
     }
@@ -1384,6 +1491,10 @@
     var name = typeof event.name === "string" ? event.name : null;
     var known = members.has(userId);
     members.set(userId, name);
+    markVerified(userId, event.verified);
+    if (userId === myUserId) {
+      showMyName(name);
+    }
     members = new Map(Array.from(members).sort(function (a, b) { return Number(a[0]) - Number(b[0]); }));
     renderMembers();
     if (!known) {
@@ -1520,7 +1631,12 @@
       return;
     }
     showError(text);
-    if (awaitingInit && /name/i.test(text)) {
+    if (awaitingInit && isSignInRefusal(text)) {
+      // A bad token, or a server that needs one: another init would be refused again (until the site sends a token).
+      awaitingInit = false;
+      authSent = false;
+      stop("refused", text);
+    } else if (awaitingInit && /name/i.test(text)) {
       // The init was refused for its name, and the socket is out of any room until a corrected one.
       askName(false, text);
     } else if (awaitingInit && /try again/i.test(text)) {
@@ -1596,7 +1712,11 @@
       }
     }
     if (myName !== null) {
-      init.name = myName;
+      init.name = myName; // (with a token, the token's name wins)
+    }
+    authSent = authToken !== null;
+    if (authSent) {
+      init.auth = authToken;
     }
     if (highestOffset !== null) {
       init.after = highestOffset;
@@ -1659,6 +1779,13 @@
   }
 
   function scheduleReconnect(close) {
+    if (rejoining) {
+      rejoining = false;
+      if (stopped === null) {
+        connect(); // a new sign-in token: joined again at once
+        return;
+      }
+    }
     var why = close.code === 1006 ? "connection lost" : "connection closed (" + close.code +
       (close.reason ? ": " + close.reason : "") + ")";
     if (stopped !== null) {
@@ -1726,9 +1853,36 @@
     connect();
   }
 
-  if (myName === null) {
-    askName(false, "");
-  } else {
+  // Whether the page may join without a name of its own: signed in (the token's name), or back in a room its
+  // user signed in to (the resume token brings the user back, with its name).
+  function needsNoName() {
+    return authToken !== null ||
+      (joinKey !== null && load(SIGNED_IN_KEY_PREFIX + joinKey) === "1" && load(tokenKey(joinKey)) !== null);
+  }
+
+  // Framed by a site listed in data-auth-origins: "chat-ready" asks the parent for a sign-in token, and the page
+  // waits a moment for it before joining under its own name (or asking one).
+  var embedded = window.parent !== window && authOrigins.length > 0;
+  if (embedded) {
+    authOrigins.forEach(function (origin) {
+      window.parent.postMessage({ type: "chat-ready" }, origin);
+    });
+  }
+  if (needsNoName()) {
     start();
+  } else if (embedded) {
+    setTimeout(function () {
+      if (!started) {
+        if (myName !== null) {
+          start();
+        } else {
+          askName(false, "");
+        }
+      }
+    }, AUTH_WAIT_MS);
+  } else if (myName !== null) {
+    start();
+  } else {
+    askName(false, "");
   }
 })();
