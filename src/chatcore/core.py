@@ -317,10 +317,7 @@ class ChatCore(MemberRequests):
             raise ProtocolError("this connection is closing; open a new one")
         dialect = session.dialect = request.dialect
         identity = admit(self._sign_in, request.auth, request.join_key)
-        token = self._new_token() if dialect.resumes else None
-        name = request.name if identity is None or identity.name is None else identity.name
-        subject = None if identity is None else identity.sub
-        intro = Intro(dialect, name, token, request.token, request.after, subject)
+        intro = Intro.of(request, identity, self._new_token() if dialect.resumes else None)
         join_key = request.join_key
         if join_key is None:
             new_room = self._held.create(self._new_join_key)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from .actions import ConnectionId, Ticket
 from .control import Change
 from .errors import DriverError
+from .identity import Identity
 from .results import (
     Appended,
     Changed,
@@ -26,7 +27,7 @@ from .results import (
 )
 from .rooms import Room
 from .session import Session
-from .wire.dialect import Dialect
+from .wire.dialect import Dialect, InitRequest
 
 
 def token_hash(token: str) -> str:
@@ -47,6 +48,14 @@ class Intro:
     after: int | None = None
     subject: str | None = None
     """The user's sign-in identity (``sub``), when a token vouched for it: the log keeps one user per subject."""
+
+    @classmethod
+    def of(cls, request: InitRequest, identity: Identity | None, token: str | None) -> Intro:
+        """What ``request`` asks for, by the user its sign-in ``identity`` names (its name is the token's)."""
+        if identity is None:
+            return cls(request.dialect, request.name, token, request.token, request.after)
+        name = request.name if identity.name is None else identity.name
+        return cls(request.dialect, name, token, request.token, request.after, identity.sub)
 
 
 @dataclass(slots=True)
