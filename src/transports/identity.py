@@ -40,6 +40,7 @@ from chatcore.wire.errors import ProtocolError
 from chatcore.wire.v2 import valid_name
 
 from .config import AuthMode, AuthSettings
+from .keyfiles import read_key_file
 
 __all__ = [
     "ALL",
@@ -220,7 +221,7 @@ def _is_clean(text: str) -> bool:
 
 
 def _load_key(path: Path) -> _Key:
-    data = _read(path)
+    data = read_key_file(path, AuthKeyError, "a key file")
     if b"-----BEGIN" not in data:
         secret = data.strip()
         if len(secret) < MIN_SECRET_BYTES:
@@ -255,16 +256,3 @@ def _load_key(path: Path) -> _Key:
     if isinstance(key, ed25519.Ed25519PublicKey):
         return _Key(path, "EdDSA", key)
     raise AuthKeyError(f"{path}: a {type(key).__name__}; accepted are RSA, EC P-256 and Ed25519 public keys")
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise AuthKeyError(f"no such file: {path}") from None
-    except PermissionError:
-        raise AuthKeyError(f"no permission to read {path}") from None
-    except IsADirectoryError:
-        raise AuthKeyError(f"{path} is a folder, not a key file") from None
-    except OSError as error:
-        raise AuthKeyError(f"cannot read {path}: {error.strerror}") from None

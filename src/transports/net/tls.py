@@ -38,11 +38,11 @@ import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import anyio
 
 from ..config import TlsFiles
+from ..keyfiles import read_key_file
 from .rawsocket import abort_on_close, on_abort
 from .tcp import format_remote
 
@@ -68,7 +68,8 @@ class CertificateError(Exception):
 
 def load_context(files: TlsFiles) -> ssl.SSLContext:
     """A server context for ``files``; `CertificateError` saying what is wrong with them."""
-    certificate, key = _read(files.certificate), _read(files.key)
+    certificate = read_key_file(files.certificate, CertificateError, "a PEM file")
+    key = read_key_file(files.key, CertificateError, "a PEM file")
     if b"-----BEGIN CERTIFICATE-----" not in certificate:
         raise CertificateError(f"{files.certificate} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
     if b"PRIVATE KEY-----" not in key:
@@ -98,19 +99,6 @@ class _EncryptedKey(Exception):
 
 def _no_password() -> str:
     raise _EncryptedKey
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise CertificateError(f"no such file: {path}") from None
-    except PermissionError:
-        raise CertificateError(f"no permission to read {path}") from None
-    except IsADirectoryError:
-        raise CertificateError(f"{path} is a folder, not a PEM file") from None
-    except OSError as error:
-        raise CertificateError(f"cannot read {path}: {error.strerror}") from None
 
 
 class TlsServer:
