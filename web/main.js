@@ -117,7 +117,7 @@
     return origin !== "" && origin !== "*" && origin !== "null";
   });
   var authSent = false; // the init awaiting its reply carried a sign-in token
-  var signedIn = false; // my user joined with a sign-in token: its name is the token's
+  var signedIn = false; // my user is signed in (this init carried a token, or the server says verified): its name is the token's
   var rejoining = false; // the socket is being closed to join again at once (a new sign-in token)
   var verified = new Set(); // userIds the server marked "verified"
 
@@ -1411,7 +1411,7 @@
     }
     myUserId = asText(event.userId);
     myUserIds.add(myUserId);
-    signedIn = authSent;
+    signedIn = authSent || event.verified === true; // (a resume token alone brings back a signed-in user too)
     authSent = false;
     if (signedIn) {
       save(SIGNED_IN_KEY_PREFIX + joinKey, "1"); // a reload without the token rejoins by the resume token, unasked

@@ -21,7 +21,6 @@ def enter(
     room.rename(user_id, added.name, None)
     room.add_member(connection, user_id, dialect)
     session.joined(room, user_id)
-    session.signed_in = intro.subject is not None
     session.verified = added.verified
     if added.verified:
         room.verified.add(user_id)

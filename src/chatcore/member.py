@@ -35,7 +35,7 @@ class MemberRequests:
         room = session.room
         if room is None:
             raise ProtocolError('send "init" before "name"')
-        if session.signed_in:
+        if session.verified:
             raise ProtocolError("your name comes from your sign-in and cannot be changed here")
         session.in_flight += 1
         session.renaming += 1

@@ -75,8 +75,7 @@ _TRANSITIONS: dict[tuple[SessionState, _Step], SessionState] = {
 class Session:
     """One open connection: its state, its room once a member, its rate and its queued answers."""
 
-    __slots__ = ("backlog", "bucket", "dialect", "in_flight", "renaming", "room", "signed_in", "state", "user_id",
-                 "verified")
+    __slots__ = ("backlog", "bucket", "dialect", "in_flight", "renaming", "room", "state", "user_id", "verified")
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.state = SessionState.LOBBY
@@ -90,10 +89,9 @@ class Session:
         """Requests of this connection with the log."""
         self.renaming = 0
         """Renames among them: what it sends after one waits for it (a talk carries the name it was sent under)."""
-        self.signed_in = False
-        """Its user joined with a sign-in token: its name is the token's."""
         self.verified = False
-        """Its user is signed in, as the log says (`UserAdded.verified`): its talks say so."""
+        """Its user is signed in, as the log says (`UserAdded.verified`), whether this connection presented a token or
+        only its resume token: its talks say so, and its name is set by signed-in joins only."""
         self.backlog: deque[Request | list[Action]] | None = None
         """Requests (and answers) that came while earlier ones were with the log, oldest first."""
 

@@ -203,3 +203,16 @@ def test_a_name_taken_before_its_signed_in_holder_came_stays_but_is_not_taken_ag
     assert refusal(net, 4, v=2, joinKey=room, token=early["token"], name="ada") == TAKEN
     assert net.join(5, joinKey=room, token=early["token"])["name"] == "ada"  # its kept name, not taken anew
     assert net.join(6, joinKey=room, auth="student")["name"] == "Ada"  # another device of the holder
+
+
+def test_a_signed_in_user_resuming_with_its_token_alone_cannot_rename(clock: FakeClock) -> None:
+    net = net_with(clock, required=False)
+    room = net.join(1, name="Anon")["joinKey"]
+    signed = net.join(2, joinKey=room, auth="student")
+    net.disconnect(2)
+    net.join(3, joinKey=room, token=signed["token"])
+    net.take(1)
+    net.send(3, {"type": "name", "name": "Mallory"})
+    (error,) = net.take(3)
+    assert error["type"] == "error" and "sign-in" in error["message"]  # noqa: PT018
+    assert net.take(1) == []  # nobody heard of a rename

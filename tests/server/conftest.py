@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from chat_client import V2Client
 from chat_page import CHROMIUM, CHROMIUM_ARGS
 from live import TEST_LIMITS, LiveServer, live_server
 from transports.config import ServerConfig, Transport
@@ -70,3 +71,16 @@ def servers() -> Iterator[dict[Transport, LiveServer]]:
             )
             for transport in Transport
         }
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[[str], V2Client]]:
+    """``clients(url)``: a version-2 client (python-websockets) connected to ``url``, closed after the test."""
+    with ExitStack() as stack:
+
+        def connect(url: str) -> V2Client:
+            client = V2Client(url)
+            stack.callback(client.close)
+            return client
+
+        yield connect

@@ -48,18 +48,6 @@ def hosts(request: pytest.FixtureRequest, tmp_path: Path, transport: str) -> Ite
         yield lambda n: f"ws://127.0.0.1:{processes[n].ws_port}/"
 
 
-@pytest.fixture
-def clients() -> Iterator[Callable[[str], V2Client]]:
-    with ExitStack() as stack:
-
-        def connect(url: str) -> V2Client:
-            client = V2Client(url)
-            stack.callback(client.close)
-            return client
-
-        yield connect
-
-
 @pytest.fixture(params=TRANSPORTS)
 def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -73,18 +73,6 @@ def deployment(tmp_path: Path, transport: str, store: str) -> Iterator[Deploymen
         yield deploy(stack, tmp_path, transport, store)
 
 
-@pytest.fixture
-def clients() -> Iterator[Callable[[str], V2Client]]:
-    with ExitStack() as stack:
-
-        def connect(url: str) -> V2Client:
-            client = V2Client(url)
-            stack.callback(client.close)
-            return client
-
-        yield connect
-
-
 def closed_with(client: ChatClient, timeout: float = 5.0) -> tuple[int, str]:
     """Read until the server closes the connection: its close code and reason."""
     deadline = time.monotonic() + timeout

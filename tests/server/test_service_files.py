@@ -154,21 +154,43 @@ def docker_env() -> dict[str, str]:
     return environment
 
 
+def stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's stages, each its instructions from its FROM on."""
+    found: list[list[tuple[str, str]]] = []
+    for instruction, arguments in dockerfile():
+        if instruction == "FROM":
+            found.append([])
+        found[-1].append((instruction, arguments))
+    return found
+
+
 def test_the_image_is_slim_unprivileged_and_holds_only_the_server() -> None:
-    assert instructions("FROM") == ["python:3.11-slim"]
-    # The server's lock (no test tools: test_locks.py), hashes checked; then the project alone, built by the
-    # locked hatchling: nothing unpinned.
-    locked, project = [run for run in instructions("RUN") if "pip install" in run]
+    build, image = stages()
+    assert build[0] == ("FROM", "python:3.11-slim-bookworm AS build")
+    assert image[0] == ("FROM", "python:3.11-slim-bookworm")  # (the same base: the venv's Python is the image's)
+    # The build: the server's lock (no test tools: test_locks.py), hashes checked; then the project alone, built by
+    # the locked hatchling: nothing unpinned. PyICU is compiled there, against Debian's ICU.
+    runs = [arguments for instruction, arguments in build if instruction == "RUN"]
+    locked, project = [run for run in runs if "pip install" in run]
     assert re.search(r"pip install --require-hashes -r /tmp/requirements\.txt( |$)", locked)
     assert re.search(r"pip install --no-deps --no-build-isolation /tmp/chat-server( |$)", project)
-    assert ["requirements/server.txt", "/tmp/requirements.txt"] in [copy.split() for copy in instructions("COPY")]
+    assert any("libicu-dev" in run and "g++" in run for run in runs)
+    copies = [arguments.split() for instruction, arguments in build if instruction == "COPY"]
+    assert ["requirements/server.txt", "/tmp/requirements.txt"] in copies
+    # the lock, and what the wheel is built from
+    copied = {source for arguments in copies for source in arguments[:-1]}
+    assert copied == {"requirements/server.txt", "pyproject.toml", "README.md", "src", "web"}
+    allowed = {line[1:] for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    assert copied <= allowed
+    # The image: the build's environment and ICU's run-time library (bookworm's is ICU 72), no compiler, no sources.
+    assert [arguments for instruction, arguments in image if instruction == "COPY"] == [
+        "--from=build /opt/chat-server /opt/chat-server"
+    ]
+    (install,) = [arguments for instruction, arguments in image if instruction == "RUN" and "apt-get" in arguments]
+    assert re.search(r"apt-get install -y --no-install-recommends libicu72 &&", install)
+    assert "/opt/chat-server/bin:" in docker_env()["PATH"]
     (user,) = instructions("USER")
     assert user.split(":")[0] not in ("0", "root")
-    copied = [source for arguments in instructions("COPY") for source in arguments.split()[:-1]]
-    # the lock, and what the wheel is built from
-    assert set(copied) == {"requirements/server.txt", "pyproject.toml", "README.md", "src", "web"}
-    allowed = {line[1:] for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
-    assert set(copied) <= allowed
 
 
 def test_the_image_runs_the_server_on_its_default_ports() -> None:

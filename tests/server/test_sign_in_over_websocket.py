@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from chat_client import ChatClient, V2Client
 from chatcore.identity import TOKEN_NEEDED
 from live import wait_until
+from probes import scrape
 from processes import ServerProcess, server_process
 from transports import settings
 from transports.cli import auth_settings, build_parser
@@ -100,16 +101,19 @@ def test_tokens_are_checked_and_never_logged_even_at_debug(
                 "sign-in refused: bad signature"
             assert refusal(url, {"type": "init", "v": 2, "joinKey": room["joinKey"], "auth": expired}) == \
                 "sign-in refused: expired"
+        metrics, _ = scrape(server.http_port)
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=30) == 0
         log = server.whole_log()
     assert "sign-in tokens optional: RS256" in log
+    assert "chat_" in metrics  # (the scrape is the server's)
     for text in (good, forged, expired):
         _header, claims, signature = text.split(".")
-        assert text not in log
-        assert claims not in log
-        # Not a piece of the signature either: any 12 of its characters (72 random bits) anywhere.
-        assert not [signature[i:i + 12] for i in range(len(signature) - 11) if signature[i:i + 12] in log]
+        for kept in (log, metrics):
+            assert text not in kept
+            assert claims not in kept
+            # Not a piece of the signature either: any 12 of its characters (72 random bits) anywhere.
+            assert not [signature[i:i + 12] for i in range(len(signature) - 11) if signature[i:i + 12] in kept]
 
 
 def test_sighup_rotates_the_keys_and_a_broken_file_keeps_the_current_ones(

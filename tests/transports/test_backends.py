@@ -317,11 +317,8 @@ async def test_the_memory_backend_answers_the_control_script() -> None:
 
 @pytest.mark.trio
 async def test_the_sqlite_backend_answers_the_control_script(tmp_path: Path) -> None:
-    database = Database.open(tmp_path / "chat.db")
-    try:
-        answers, news = await control_answers_of(LogWorker(database))
-    finally:
-        database.close()
+    async with backend_named("sqlite", tmp_path) as backend:
+        answers, news = await control_answers_of(backend)
     assert answers == CONTROL_EXPECTED
     assert news == RETENTION_NEWS
 

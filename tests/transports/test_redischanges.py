@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -41,7 +40,7 @@ from chatcore.control import BANNED, LOCKED, Change, Delete, Edit, End, Lock, Re
 from chatcore.memorylog import ENDED, MemoryLog
 from chatcore.results import ChangeArrived, Changed, Expired, LoggedChange, Refused
 from redis_model import RedisModel
-from redis_server import RedisServer, redis_server
+from redis_server import RedisServer
 from transports.config import RedisSettings
 from transports.storage.redisbroker import RedisBroker
 from transports.storage.redischanges import message_tail, published_change, version, versioned_talk
@@ -88,28 +87,6 @@ def test_a_change_that_is_not_ours_is_refused(junk: bytes) -> None:
 
 
 # On a real Redis
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path) as server:
-        server.client().config_set("rdbcompression", "no")  # (DUMP's bytes as they are, for the erasure scans)
-        yield server
-
-
-@pytest.fixture
-def open_log(redis: RedisServer) -> Iterator[Callable[..., RedisLog]]:
-    logs: list[RedisLog] = []
-
-    def open_(origin: str, **settings: Any) -> RedisLog:
-        log = RedisLog(RedisSettings(redis.url, **settings), origin)
-        log.open()
-        logs.append(log)
-        return log
-
-    yield open_
-    for log in logs:
-        log.close()
 
 
 def every_value(redis: RedisServer) -> dict[str, bytes]:

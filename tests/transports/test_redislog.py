@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +38,7 @@ from chatcore import (
 )
 from redis_model import RedisModel
 from redis_model import Refresh as ModelRefresh
-from redis_server import STALLS, RedisServer, redis_proxy, redis_server, stalled
+from redis_server import STALLS, RedisServer, redis_proxy, stalled
 from tcp_proxy import TcpProxy
 from transports.config import RedisSettings
 from transports.storage.redisconnection import redacted
@@ -102,27 +101,6 @@ def test_what_a_channel_carries_is_read_back_as_it_was_published() -> None:
 
 
 # The scripts on a real Redis
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path) as server:
-        yield server
-
-
-@pytest.fixture
-def open_log(redis: RedisServer) -> Iterator[Callable[..., RedisLog]]:
-    logs: list[RedisLog] = []
-
-    def open_(origin: str, **settings: Any) -> RedisLog:
-        log = RedisLog(RedisSettings(redis.url, **settings), origin)
-        log.open()
-        logs.append(log)
-        return log
-
-    yield open_
-    for log in logs:
-        log.close()
 
 
 class Listener:

@@ -12,6 +12,9 @@ from playwright.sync_api import Browser
 
 from chat_page import HOST, ChatPage
 from live import ROOT, LiveServer
+from processes import ServerProcess, server_process
+from redis_server import redis_server
+from transports.config import Transport
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -40,3 +43,13 @@ def pages(browser: Browser) -> Iterator[Callable[..., ChatPage]]:
     yield new_page
     for page in opened:
         page.close()
+
+
+@pytest.fixture
+def redis_pair(transport: Transport, tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two server processes on the test's transport, serving pages at ``HOST``, their rooms in one redis-server."""
+    args = ("--transport", transport.value, "--host", HOST, "--http-port", "0", "--ws-port", "0")
+    with redis_server(tmp_path) as redis, server_process(*args, "--redis", redis.url) as first, server_process(
+        *args, "--redis", redis.url
+    ) as second:
+        yield first, second

@@ -24,7 +24,7 @@ from playwright.sync_api import WebSocketRoute
 from chat_page import HOST, ChatPage
 from chatcore import CoreLimits
 from live import ROOT, SEED_CLIENT, LiveServer, wait_until
-from processes import children, server_process
+from processes import ServerProcess, children, server_process
 from redis_server import redis_server
 from tcp_proxy import TcpProxy
 from transports.config import Transport
@@ -794,35 +794,31 @@ def test_the_unchanged_seed_page_works_in_a_browser(
 
 
 def test_two_processes_sharing_redis_show_names_and_presence(
-    pages: Callable[..., ChatPage], transport: Transport, tmp_path: Path
+    pages: Callable[..., ChatPage], redis_pair: tuple[ServerProcess, ServerProcess]
 ) -> None:
     """Alice's page on one process, Bob's on another, the room in one Redis."""
-    with redis_server(tmp_path) as redis, server_process(
-        "--transport", transport.value, "--host", HOST, "--http-port", "0", "--ws-port", "0", "--redis", redis.url,
-    ) as first, server_process(
-        "--transport", transport.value, "--host", HOST, "--http-port", "0", "--ws-port", "0", "--redis", redis.url,
-    ) as second:
-        alice = pages().open(f"http://{HOST}:{first.http_port}/", name="Alice")
-        link = alice.join_link()
-        bob = pages().open(link.replace(f":{first.http_port}/", f":{second.http_port}/"), name="Bob")
-        bob.wait_until_in_room()
-        assert bob.sockets == [f"ws://{HOST}:{second.http_port}/ws"]  # each on its page's own origin
-        assert alice.sockets == [f"ws://{HOST}:{first.http_port}/ws"]
-        assert bob.wait_for_members(["Alice", "Bob (you)"])
-        alice.wait_for_members(["Alice (you)", "Bob"])
-        alice.wait_for_notice("Bob joined")
-        alice.send_with_enter("hello from the first")
-        assert bob.wait_for_messages(1) == ["Alice: hello from the first"]  # (else the two may cross)
-        bob.send_with_enter("hello from the second")
-        expected = ["Alice: hello from the first", "Bob: hello from the second"]
-        assert alice.wait_for_messages(2) == expected
-        assert bob.wait_for_messages(2) == expected
-        bob.rename("Robert")
-        alice.wait_for_members(["Alice (you)", "Robert"])
-        bob.close()
-        alice.wait_for_members(["Alice (you)"])
-        alice.wait_for_notice("Robert left")
-        assert alice.script_errors == []
+    first, second = redis_pair
+    alice = pages().open(f"http://{HOST}:{first.http_port}/", name="Alice")
+    link = alice.join_link()
+    bob = pages().open(link.replace(f":{first.http_port}/", f":{second.http_port}/"), name="Bob")
+    bob.wait_until_in_room()
+    assert bob.sockets == [f"ws://{HOST}:{second.http_port}/ws"]  # each on its page's own origin
+    assert alice.sockets == [f"ws://{HOST}:{first.http_port}/ws"]
+    assert bob.wait_for_members(["Alice", "Bob (you)"])
+    alice.wait_for_members(["Alice (you)", "Bob"])
+    alice.wait_for_notice("Bob joined")
+    alice.send_with_enter("hello from the first")
+    assert bob.wait_for_messages(1) == ["Alice: hello from the first"]  # (else the two may cross)
+    bob.send_with_enter("hello from the second")
+    expected = ["Alice: hello from the first", "Bob: hello from the second"]
+    assert alice.wait_for_messages(2) == expected
+    assert bob.wait_for_messages(2) == expected
+    bob.rename("Robert")
+    alice.wait_for_members(["Alice (you)", "Robert"])
+    bob.close()
+    alice.wait_for_members(["Alice (you)"])
+    alice.wait_for_notice("Robert left")
+    assert alice.script_errors == []
 
 
 def test_pages_on_workers_that_die_reconnect_to_another_and_keep_the_room(

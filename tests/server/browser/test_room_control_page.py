@@ -16,8 +16,7 @@ from playwright.sync_api import Locator, WebSocketRoute
 from chat_page import DELIVERED, HOST, ChatPage
 from chatcore import CoreLimits
 from live import LiveServer
-from processes import server_process
-from redis_server import redis_server
+from processes import ServerProcess
 from transports.config import Transport
 
 SHOWN = (
@@ -436,44 +435,40 @@ def test_the_owner_ends_the_chat_after_a_confirmation(
 
 
 def test_two_processes_sharing_redis_apply_room_control_alike(
-    pages: Callable[..., ChatPage], transport: Transport, tmp_path: Path
+    pages: Callable[..., ChatPage], redis_pair: tuple[ServerProcess, ServerProcess]
 ) -> None:
     """The teacher's page on one process, the student's on another, the room in one Redis."""
-    with redis_server(tmp_path) as redis, server_process(
-        "--transport", transport.value, "--host", HOST, "--http-port", "0", "--ws-port", "0", "--redis", redis.url,
-    ) as first, server_process(
-        "--transport", transport.value, "--host", HOST, "--http-port", "0", "--ws-port", "0", "--redis", redis.url,
-    ) as second:
-        teacher = pages().open(f"http://{HOST}:{first.http_port}/", name="Teacher")
-        link = teacher.join_link()
-        student = pages().open(link.replace(f":{first.http_port}/", f":{second.http_port}/"), name="Student")
-        student.wait_until_in_room()
-        assert student.sockets == [f"ws://{HOST}:{second.http_port}/ws"]
-        teacher.wait_for_members(["Teacher (you)", "Student"])
-        student.send_with_enter("helo")
-        student.wait_for_messages(1)
-        student.send_with_enter("oops")
-        teacher.wait_for_messages(2)
+    first, second = redis_pair
+    teacher = pages().open(f"http://{HOST}:{first.http_port}/", name="Teacher")
+    link = teacher.join_link()
+    student = pages().open(link.replace(f":{first.http_port}/", f":{second.http_port}/"), name="Student")
+    student.wait_until_in_room()
+    assert student.sockets == [f"ws://{HOST}:{second.http_port}/ws"]
+    teacher.wait_for_members(["Teacher (you)", "Student"])
+    student.send_with_enter("helo")
+    student.wait_for_messages(1)
+    student.send_with_enter("oops")
+    teacher.wait_for_messages(2)
 
-        choose(student, 0, "Edit")
-        line(student, 0).locator(".edit-input").fill("hello")
-        line(student, 0).locator(".edit-input").press("Enter")
-        choose(teacher, 1, "Delete")
-        for page in (teacher, student):
-            wait_for_shown(page, ["Student: hello (edited)", "message deleted"])
+    choose(student, 0, "Edit")
+    line(student, 0).locator(".edit-input").fill("hello")
+    line(student, 0).locator(".edit-input").press("Enter")
+    choose(teacher, 1, "Delete")
+    for page in (teacher, student):
+        wait_for_shown(page, ["Student: hello (edited)", "message deleted"])
 
-        open_controls(teacher)
-        teacher.page.fill("#title-input", "Math 7B")
-        teacher.page.press("#title-input", "Enter")
-        teacher.page.click("#lock-button")
-        student.page.locator("#locked-badge").wait_for()
-        student.page.wait_for_function("document.getElementById('room-title').textContent === 'Math 7B'")
+    open_controls(teacher)
+    teacher.page.fill("#title-input", "Math 7B")
+    teacher.page.press("#title-input", "Enter")
+    teacher.page.click("#lock-button")
+    student.page.locator("#locked-badge").wait_for()
+    student.page.wait_for_function("document.getElementById('room-title').textContent === 'Math 7B'")
 
-        member_button(teacher, "2", "role").click()
-        student.wait_for_notice("You are now a moderator")
-        student.page.locator("#room-controls").wait_for()
-        member_button(teacher, "2", "remove").click()
-        wait_for_status(student, REMOVED)
-        stays_away(student, "removed")
-        teacher.wait_for_members(["Teacher (you)"])
-        assert teacher.script_errors == []
+    member_button(teacher, "2", "role").click()
+    student.wait_for_notice("You are now a moderator")
+    student.page.locator("#room-controls").wait_for()
+    member_button(teacher, "2", "remove").click()
+    wait_for_status(student, REMOVED)
+    stays_away(student, "removed")
+    teacher.wait_for_members(["Teacher (you)"])
+    assert teacher.script_errors == []

@@ -105,6 +105,9 @@ def test_a_token_in_the_fragment_signs_in_leaves_the_address_bar_and_a_reload_re
     assert student.user_id() == user_id
     assert student.my_name() == "Grace"
     assert "auth" not in student.sent_events("init")[-1]
+    assert verified_mark(student)
+    student.page.click("#my-name")  # still signed in: still no dialog (the server would refuse a rename)
+    assert not student.asks_for_name()
     teacher.wait_for_members(["Ms. Lovelace (you)", "Grace"])
     assert teacher.script_errors == []
     assert student.script_errors == []
