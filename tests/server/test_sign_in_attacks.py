@@ -5,8 +5,10 @@ here with keys made at test time (RS256, ES256, EdDSA, HS256), through PyJWT or,
 will not make (``alg: none``, an HS256 token keyed with the RSA public key), by hand. Each transport gets
 one server under ``--auth required`` with an issuer and an audience, holding all four keys: every key type
 signs in verified, and every bad token is refused with an error event naming why, quoting no part of it,
-the connection in no room. Two processes sharing a redis-server (one per transport) check that a signed-in
-user is one user everywhere: devices, bans, names, verified marks. No token reaches any log.
+the connection in no room; and one under ``--auth optional`` with the RSA key alone: no bad token passes
+as an unsigned user, nobody claims verified, no look-alike takes a signed-in member's name. Two processes
+sharing a redis-server (one per transport) check that a signed-in user is one user everywhere: devices,
+bans, verified marks, no rename. No token reaches any log, at DEBUG.
 """
 
 from __future__ import annotations
@@ -441,9 +443,10 @@ def check_no_rename_by_resume_token(host: str, other: str, signing: Signing, cli
 
 @pytest.fixture(scope="module", params=TRANSPORTS)
 def optional(request: pytest.FixtureRequest, signing: Signing) -> Iterator[str]:
-    """A server of the transport under ``--auth optional``, its rooms in memory."""
+    """A server of the transport under ``--auth optional`` with the RSA key alone, its rooms in memory."""
     with server_process("--transport", request.param, *COMMON, "--db", ":memory:", "--auth", "optional",
-                        "--auth-issuer", ISSUER, "--auth-audience", AUDIENCE, *key_flags(signing)) as server, \
+                        "--auth-issuer", ISSUER, "--auth-audience", AUDIENCE,
+                        "--auth-key", str(signing.signers["RS256"].path)) as server, \
             stopped_cleanly(server, signing):
         yield f"ws://127.0.0.1:{server.ws_port}/"
 
@@ -484,3 +487,28 @@ def test_a_signed_in_user_back_by_its_resume_token_alone_on_another_process_keep
     hosts: tuple[str, str], signing: Signing, clients: Clients
 ) -> None:
     back_by_resume_token(hosts[0], hosts[1], signing, clients, "Mallory")
+
+
+def test_optional_sign_in_lets_no_bad_token_pass_as_anonymous_nor_anyone_claim_verified(
+    optional: str, signing: Signing, clients: Clients
+) -> None:
+    teacher = clients(optional)
+    room = teacher.join(name="Ms. Lovelace", verified=True, subject="t-1")["joinKey"]  # fields the server ignores
+    pem = signing.signers["RS256"].public_pem()
+    confused = signing.forged({"alg": "HS256", "typ": "JWT"}, _claims(), hmac_key=pem)
+    assert refusal(optional, init(room, auth=confused), signing) == \
+        "sign-in refused: algorithm not accepted: HS256 (accepted: RS256)"
+    for algorithm in ("ES256", "EdDSA", "HS256"):  # good tokens, but of keys this server was not given
+        assert refusal(optional, init(room, auth=signing.token(algorithm)), signing) == \
+            f"sign-in refused: algorithm not accepted: {algorithm} (accepted: RS256)"
+    assert refusal(optional, init(room, auth=signing.token(lifetime=-60), name="Ada"), signing) == \
+        "sign-in refused: expired"  # not let in as an unsigned "Ada" instead
+    anyone = clients(optional)
+    joined = anyone.join(room, name="Cy", verified=True)
+    assert "verified" not in joined
+    assert all("verified" not in member for member in joined["members"])
+    assert "verified" not in teacher.wait_for("joined")
+    anyone.send({"type": "talk", "payload": "trust me", "verified": True})
+    assert "verified" not in teacher.wait_for("talk")
+    everywhere = clients(optional).join(room, auth=signing.token(rooms="*"))
+    assert (everywhere["name"], everywhere["verified"]) == ("Ada", True)
