@@ -9,6 +9,7 @@ inside its write transactions, on the storage thread, so that a check and what i
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from chatcore import AddUser, KeyTaken, NameSaved, Rename, UserAdded
 from chatcore.control import BANNED, LOCKED
@@ -71,7 +72,7 @@ def add_user(connection: sqlite3.Connection, write: AddUser) -> UserAdded | KeyT
     return UserAdded(write.ticket, user_id, False, name, signed)
 
 
-def _returning(connection: sqlite3.Connection, write: AddUser, found: tuple[object, ...]) -> UserAdded | Refused | None:
+def _returning(connection: sqlite3.Connection, write: AddUser, found: Any) -> UserAdded | Refused | None:
     """A join's answer when ``found`` (its `sqlschema.SIGN_IN` or `sqlschema.RESUME` row) names a user of the room
     (None: it names none, a new user it is)."""
     room, user_id, name, banned = found[:4]
