@@ -70,7 +70,8 @@ class AddUser:
     token it presented (a user of this room registered with that hash is
     handed back instead of a new one, ``resumed``); ``token_hash``, the hash
     of the new token to register for a new user; ``name``, the user's name
-    to keep (None: keep the one the log has).
+    to keep (None: keep the one the log has; a signed-in user's is kept
+    unless the join carries its ``subject``).
     """
 
     ticket: Ticket

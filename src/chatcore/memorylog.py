@@ -85,9 +85,10 @@ class _Room:
     signed: set[int] = field(default_factory=set)
     """The user ids in ``subjects``."""
     held_names: dict[str, int] = field(default_factory=dict)
-    """Keys (`chatcore.identity.NameKey`) of signed-in users' names → user id: no unsigned user takes such a name."""
+    """Keys (`chatcore.identity.NameKey`) of signed-in users' names → how many signed-in users hold each: no
+    unsigned user takes such a name."""
     name_keys: dict[int, str] = field(default_factory=dict)
-    """The other way round: a signed-in user's id → the key in ``held_names``."""
+    """A signed-in user's id → the key it holds (one of ``held_names``)."""
 
     def user_of(self, subject: str | None, resume_hash: str | None) -> int | None:
         """The user a join names: its subject's, else its token's (unless that user signed in as someone else)."""
@@ -104,19 +105,23 @@ class _Room:
         self.signed.add(user_id)
 
     def holds(self, user_id: int | None, name_key: str | None) -> bool:
-        """Whether a signed-in member other than ``user_id`` holds the name with key ``name_key``."""
-        holder = None if name_key is None else self.held_names.get(name_key)
-        return holder is not None and holder != user_id and (user_id is None or user_id not in self.signed)
+        """Whether a signed-in member other than ``user_id`` holds the name with key ``name_key`` (never, for a
+        signed-in ``user_id``; an unsigned user holds none)."""
+        return name_key in self.held_names and (user_id is None or user_id not in self.signed)
 
     def hold(self, user_id: int, name_key: str | None) -> None:
-        """The signed-in user ``user_id`` holds its name's key ``name_key`` (None: keep the one it holds)."""
-        if name_key is None:
-            return
+        """The signed-in user ``user_id`` holds its name's key ``name_key`` (None: keep the one it holds), and no
+        longer the one it held; a key stays held while any signed-in user holds it."""
         old = self.name_keys.get(user_id)
-        if old is not None and self.held_names.get(old) == user_id:
-            del self.held_names[old]
+        if name_key is None or name_key == old:
+            return
+        if old is not None:
+            if self.held_names[old] > 1:
+                self.held_names[old] -= 1
+            else:
+                del self.held_names[old]
         self.name_keys[user_id] = name_key
-        self.held_names[name_key] = user_id
+        self.held_names[name_key] = self.held_names.get(name_key, 0) + 1
 
     def kept(self, offset: int) -> LoggedTalk | None:
         """The talk at ``offset``, if still kept."""
@@ -265,7 +270,8 @@ class MemoryLog:
                 if request.subject is not None:
                     room.sign(request.subject, user_id)
                 room.absent.pop(user_id, None)
-                if request.name is not None:
+                if request.name is not None and (request.subject is not None or user_id not in room.signed):
+                    # (a signed-in user's name is the one its sign-in gave: a join by its token alone keeps it)
                     room.users[user_id] = room.users[user_id]._replace(name=request.name)
             if request.subject is not None:
                 room.hold(user_id, request.name_key)

@@ -16,6 +16,8 @@ TOKENS = {
     "teacher": Identity("t-1", "Ms. Lovelace", ALL, create=True),
     "student": Identity("s-1", "Ada"),
     "elsewhere": Identity("s-2", "Bo", frozenset({"no-such-room"})),
+    "student, married": Identity("s-1", "Ada L."),
+    "namesake": Identity("s-3", "ADA"),
 }
 
 
@@ -216,3 +218,23 @@ def test_a_signed_in_user_resuming_with_its_token_alone_cannot_rename(clock: Fak
     (error,) = net.take(3)
     assert error["type"] == "error" and "sign-in" in error["message"]  # noqa: PT018
     assert net.take(1) == []  # nobody heard of a rename
+
+
+def test_a_signed_in_user_resuming_by_its_token_alone_keeps_the_name_its_sign_in_gave(clock: FakeClock) -> None:
+    net = net_with(clock, required=False)
+    room = net.join(1, name="Anon")["joinKey"]
+    signed = net.join(2, joinKey=room, auth="student")
+    net.disconnect(2)
+    again = net.join(3, joinKey=room, token=signed["token"], name="Mallory")
+    assert (again["userId"], again["resumed"], again["name"], again.get("verified")) == (2, True, "Ada", True)
+    assert net.join(4, joinKey=room, auth="student")["name"] == "Ada"
+
+
+def test_a_name_stays_held_while_any_signed_in_member_holds_it(clock: FakeClock) -> None:
+    net = net_with(clock, required=False)
+    room = net.join(1, auth="teacher")["joinKey"]
+    net.join(2, joinKey=room, auth="namesake")  # "ADA"
+    net.join(3, joinKey=room, auth="student")  # "Ada": signed-in users are never refused a name
+    assert net.join(4, joinKey=room, auth="student, married")["name"] == "Ada L."  # the sign-in moves its name
+    assert refusal(net, 5, v=2, joinKey=room, name="ada") == TAKEN  # the namesake still holds it
+    assert refusal(net, 6, v=2, joinKey=room, name="ada l.") == TAKEN

@@ -48,6 +48,7 @@ from chatcore import (
 )
 from chatcore.actions import Expire, Moderate
 from chatcore.control import Delete, Edit, End, RoomControl, refuse_join
+from chatcore.identity import TAKEN
 from chatcore.memorylog import ENDED, decide
 from chatcore.results import Changed, Expired, LoggedChange, Refused
 
@@ -72,6 +73,10 @@ class _Room:
     """chat:{K}:users "s:<subject>"."""
     signed: dict[int, str] = field(default_factory=dict)
     """chat:{K}:users "S:<user>"."""
+    name_keys: dict[int, str] = field(default_factory=dict)
+    """chat:{K}:users "K:<user>": the key of a signed-in user's name."""
+    held: dict[str, int] = field(default_factory=dict)
+    """chat:{K}:users "k:<name key>": how many signed-in users hold it."""
     ids: dict[tuple[int, str], int] = field(default_factory=dict)
     """chat:{K}:ids: (user, talk id) → offset, for the last ``retention`` offsets."""
     who: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -82,6 +87,18 @@ class _Room:
     """chat:{K}:changes, as made (a fill reads each edit or delete back with its talk as it is then)."""
     first: int = 0
     """The room hash's ``first``: the first talk retention kept (0: it erased none)."""
+
+    def hold(self, user_id: int, name_key: str) -> None:
+        """The signed-in user holds ``name_key`` instead of the key it held (the scripts' ``hold``)."""
+        old = self.name_keys.get(user_id)
+        if old == name_key:
+            return
+        if old is not None:
+            self.held[old] -= 1
+            if self.held[old] <= 0:
+                del self.held[old]
+        self.name_keys[user_id] = name_key
+        self.held[name_key] = self.held.get(name_key, 0) + 1
 
     def kept(self, offset: int) -> LoggedTalk | None:
         """The talk at ``offset`` as it is now, if the stream (or moved) has it."""
@@ -150,9 +167,12 @@ class RedisModel:
             user_id = room.tokens.get(request.resume_hash)
             if user_id is not None and subject is not None and user_id in room.signed:
                 user_id = None  # (the token of a user signed in as someone else: a new user)
+        signed = user_id in room.signed
         refusal = None if request.created is not None else refuse_join(room.control, user_id)
         if refusal is not None:
             return Refused(request.ticket, refusal)
+        if subject is None and not signed and request.name_key in room.held:
+            return Refused(request.ticket, TAKEN)
         resumed = user_id is not None
         if user_id is None:
             room.last_user_id = user_id = room.last_user_id + 1
@@ -161,8 +181,10 @@ class RedisModel:
         if subject is not None:
             room.subjects[subject] = user_id
             room.signed[user_id] = subject
-        if request.name is not None:
+        if request.name is not None and (subject is not None or not signed):
             room.names[user_id] = request.name
+        if subject is not None and request.name_key is not None:
+            room.hold(user_id, request.name_key)
         return UserAdded(request.ticket, user_id, resumed, room.names.get(user_id), user_id in room.signed)
 
     def append(self, request: Append) -> LogResult:
@@ -202,6 +224,11 @@ class RedisModel:
         room = self.rooms.get(request.join_key)
         if room is None:
             return LogFailed(request.ticket, INCONSISTENT)
+        if request.name_key is not None:
+            if request.user_id in room.signed:
+                room.hold(request.user_id, request.name_key)
+            elif request.name_key in room.held:
+                return Refused(request.ticket, TAKEN)
         room.names[request.user_id] = request.name
         self._news(request.join_key, room, origin, request.user_id, None)
         return NameSaved(request.ticket, room.pseq)

@@ -7,7 +7,8 @@ same kind and with the same content, `Filled` for the fill, nothing for a notice
 
 A second script (`CONTROL_SCRIPT`) takes room control through each backend: changes judged and made or
 refused, joins a lock or a ban refuses, retention and its news. A third (`SIGN_IN_SCRIPT`), joins of signed-in
-users: one user per subject in a room, whatever token is presented.
+users: one user per subject in a room, whatever token is presented. A fourth (`NAMES_SCRIPT`), the names signed-in
+users hold, which unsigned users cannot take (on Redis, across processes too).
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ from chatcore import (
 )
 from chatcore.actions import Expire, Moderate
 from chatcore.control import BANNED, LOCKED, Delete, Edit, End, Lock, Remove, RoomControl, SetRole, Title
+from chatcore.identity import TAKEN
 from chatcore.memorylog import ENDED
 from chatcore.results import ChangeArrived, Changed, Expired, LoggedChange, Refused
 from redis_server import redis_server
 from transports.config import RedisSettings
+from transports.names import name_key
 from transports.storage.memory import MemoryBackend
 from transports.storage.redisbroker import RedisBroker
 from transports.storage.sqlite import Database
@@ -562,3 +565,132 @@ async def test_the_backends_keep_one_user_per_subject(name: str, tmp_path: Path)
     async with backend_named(name, tmp_path) as backend:
         results = await results_of(backend, [SIGN_IN_SCRIPT])
     assert shared_stepped(results) == SIGN_IN_EXPECTED
+
+
+# Names signed-in users hold (`chatcore.memorylog`, `_Room.holds`): an unsigned user may not take one, by a join or a
+# rename, whatever case or look-alike letters it is spelt with; a signed-in user's name is its sign-in's.
+
+def named(ticket: int, name: str, **fields: Any) -> AddUser:
+    """A join into room "n" with ``name`` and its key (Unicode's confusables skeleton, as the server computes it)."""
+    return AddUser(ticket, "n", fields.pop("created", None), name=name, name_key=name_key(name), **fields)
+
+
+def renamed(ticket: int, user_id: int, name: str) -> Rename:
+    return Rename(ticket, "n", user_id, name, name_key(name))
+
+
+T = [f"{n:x}" * 64 for n in range(16)]  # token hashes
+NAMES_SCRIPT: list[LogAction] = [
+    Subscribe("n"),
+    named(1, "Owner", created=5.0, token_hash=T[0]),
+    named(2, "Ada", token_hash=T[1], subject="s-ada"),  # holds "Ada"
+    named(3, "Bo", token_hash=T[2]),  # not signed in: holds nothing
+    named(4, "\u0391da", token_hash=T[3]),  # a Greek capital alpha
+    named(5, "ADA", token_hash=T[4]),
+    renamed(6, 3, "\uff41\uff44\uff41"),  # Bo, to a fullwidth "ada"
+    renamed(7, 3, "Bob"),
+    named(8, "ada", token_hash=T[5], resume_hash=T[2]),  # Bo's own token, with a name held
+    AddUser(9, "n", None, token_hash=T[6], resume_hash=T[2]),  # Bo's own token alone: its name
+    named(10, "Mallory", token_hash=T[7], resume_hash=T[1]),  # Ada's token without her sign-in: Ada, named so still
+    renamed(11, 3, "Mallory"),  # nobody holds it
+    named(12, "Ada Lovelace", token_hash=T[8], subject="s-ada"),  # her sign-in renames her: "Ada" is free again
+    named(13, "ada", token_hash=T[9]),
+    renamed(14, 3, "ADA LOVELACE"),
+    named(15, "Cy", token_hash=T[10], subject="s-cy"),
+    named(16, "Ada Lovelace", token_hash=T[11], subject="s-twin"),  # a namesake: signed-in users are never refused
+    named(17, "Ada", token_hash=T[12], subject="s-ada"),  # "Ada" again: user 4 keeps the name it took meanwhile
+    renamed(18, 4, "ada lovelace"),  # Ada left that name, her namesake holds it still
+    named(19, "Cy", token_hash=T[13], resume_hash=T[9]),  # user 4's own token, with Cy's name
+    AddUser(20, "n", None, token_hash=T[14], resume_hash=T[9]),  # user 4 by its token alone: "ada", kept
+    renamed(21, 2, "Ada L."),  # (the core refuses a signed-in user's rename; the log keeps it, and her key moves)
+    renamed(22, 3, "ada"),
+]
+NAMES_EXPECTED: list[Any] = [
+    UserAdded(1, 1, False, "Owner"),
+    UserAdded(2, 2, False, "Ada", verified=True),
+    UserAdded(3, 3, False, "Bo"),
+    Refused(4, TAKEN),
+    Refused(5, TAKEN),
+    Refused(6, TAKEN),
+    ("renamed", 7),
+    Refused(8, TAKEN),
+    UserAdded(9, 3, True, "Bob"),
+    UserAdded(10, 2, True, "Ada", verified=True),
+    ("renamed", 11),
+    UserAdded(12, 2, True, "Ada Lovelace", verified=True),
+    UserAdded(13, 4, False, "ada"),
+    Refused(14, TAKEN),
+    UserAdded(15, 5, False, "Cy", verified=True),
+    UserAdded(16, 6, False, "Ada Lovelace", verified=True),
+    UserAdded(17, 2, True, "Ada", verified=True),
+    Refused(18, TAKEN),
+    Refused(19, TAKEN),
+    UserAdded(20, 4, True, "ada"),
+    ("renamed", 21),
+    ("renamed", 22),
+]
+
+
+def shared_names(results: Sequence[LogResult]) -> list[Any]:
+    """Answers in a form the backends share (a shared log's `NameSaved` also says which presence news it was)."""
+    return [("renamed", result.ticket) if isinstance(result, NameSaved) else result
+            for result in results if isinstance(result, ANSWERS)]
+
+
+@pytest.mark.parametrize("name", ["memory", "sqlite", "redis"])
+@pytest.mark.trio
+async def test_the_backends_keep_the_names_signed_in_users_hold(name: str, tmp_path: Path) -> None:
+    async with backend_named(name, tmp_path) as backend:
+        results = await results_of(backend, [NAMES_SCRIPT])
+    assert shared_names(results) == NAMES_EXPECTED
+
+
+@pytest.mark.trio
+async def test_processes_sharing_redis_keep_the_same_names_held(tmp_path: Path) -> None:
+    """What one process's signed-in user holds, another process's unsigned users cannot take, at once."""
+    steps: list[tuple[int, LogAction]] = [
+        (0, Subscribe("n")), (1, Subscribe("n")),
+        (0, named(1, "Owner", created=5.0, token_hash=T[0])),
+        (1, named(2, "Bo", token_hash=T[1])),
+        (0, named(3, "Ada", token_hash=T[2], subject="s-ada")),  # set on one process
+        (1, named(4, "ADA", token_hash=T[3])),  # refused on the other
+        (1, renamed(5, 2, "\u0391da")),
+        (1, named(6, "ada", token_hash=T[4], resume_hash=T[2])),  # her token alone, on the other: her name kept
+        (1, named(7, "Ada Lovelace", token_hash=T[5], subject="s-ada")),  # her sign-in there moves it
+        (0, named(8, "Ada", token_hash=T[6])),
+        (0, renamed(9, 1, "ada lovelace")),
+    ]
+    with redis_server(tmp_path) as redis:
+        brokers = [RedisBroker(RedisSettings(redis.url)) for _ in range(2)]
+        for broker in brokers:
+            await anyio.to_thread.run_sync(broker.log.open)
+        delivered: list[list[LogResult]] = [[], []]
+        answers: list[LogResult] = []
+        try:
+            async with anyio.create_task_group() as tasks:
+                for broker, into in zip(brokers, delivered, strict=True):
+                    tasks.start_soon(broker.run, into.append)
+                for which, action in steps:
+                    brokers[which].submit(action)
+                    if not isinstance(action, LogRequest):
+                        continue
+                    with anyio.fail_after(10):
+                        while not [r for r in delivered[which] if getattr(r, "ticket", None) == action.ticket]:
+                            await brokers[which].flush()
+                            await anyio.sleep(0.01)
+                    answers += [r for r in delivered[which] if getattr(r, "ticket", None) == action.ticket]
+                tasks.cancel_scope.cancel()
+        finally:
+            for broker in brokers:
+                broker.log.close()
+    assert shared_names(answers) == [
+        UserAdded(1, 1, False, "Owner"),
+        UserAdded(2, 2, False, "Bo"),
+        UserAdded(3, 3, False, "Ada", verified=True),
+        Refused(4, TAKEN),
+        Refused(5, TAKEN),
+        UserAdded(6, 3, True, "Ada", verified=True),
+        UserAdded(7, 3, True, "Ada Lovelace", verified=True),
+        UserAdded(8, 4, False, "Ada"),
+        Refused(9, TAKEN),
+    ]

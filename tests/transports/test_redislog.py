@@ -2,14 +2,17 @@
 
 The model (``tests/support/redis_model.py``) stands for Redis in the
 cluster simulation: here each script's answers, and what it publishes, are
-checked against the model's, request by request.
+checked against the model's, request by request (and, for the names signed-in users hold, against the memory
+log's).
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -36,6 +39,9 @@ from chatcore import (
     Subscribe,
     UserAdded,
 )
+from chatcore.identity import TAKEN, folded
+from chatcore.memorylog import MemoryLog
+from chatcore.results import Refused
 from redis_model import RedisModel
 from redis_model import Refresh as ModelRefresh
 from redis_server import STALLS, RedisServer, redis_proxy, stalled
@@ -474,3 +480,38 @@ def test_a_subscriber_cut_soon_after_each_connect_waits_longer_each_time(
     finally:
         killer.close()
     assert 2 <= len(ups) <= 8, len(ups)  # 0.05 s, doubling: 7 tries in 3 s; at 0.05 s each it was about 30
+
+
+def test_names_signed_in_users_hold_answer_as_the_model_and_the_memory_log_do(
+    open_log: Callable[..., RedisLog], listen: Callable[..., Listener]
+) -> None:
+    """Joins and renames, signed in or not, on two processes, with names of a few keys (case variants): the model's
+    answers and news, and the memory log's answers."""
+    rng = random.Random(8)
+    logs = [open_log("aaaa"), open_log("bbbb")]
+    model, reference = RedisModel(), MemoryLog(history_limit=10)
+    listener = listen("k")
+    names = ["Ada", "ADA", "ada", "Bo", "BO", "Cy", "Dee", "dee"]
+    requests: list[LogRequest] = [AddUser(0, "k", 1.0, token_hash="t0", name="Owner", name_key="owner")]
+    for ticket in range(1, 400):
+        name = rng.choice(names)
+        if rng.random() < 0.7:
+            named = rng.random() < 0.8
+            requests.append(AddUser(
+                ticket, "k", None, token_hash=f"t{ticket}", resume_hash=rng.choice([None, f"t{rng.randrange(ticket)}"]),
+                name=name if named else None, subject=rng.choice([None, None, f"s{rng.randint(1, 8)}"]),
+                name_key=folded(name) if named else None,
+            ))
+        else:
+            requests.append(Rename(ticket, "k", rng.randint(1, 40), name, rng.choice([folded(name), None])))
+    answers: list[LogResult] = []
+    for request in requests:
+        log = rng.choice(logs)
+        (real,) = log.run([request])
+        assert real == model_answer(model, request, log.origin), request
+        expected = reference.answer(request)
+        assert (replace(real, seq=None) if isinstance(real, NameSaved) else real) == expected, request
+        answers.append(real)
+    assert listener.heard() == model.published
+    assert sum(isinstance(answer, Refused) and answer.reason == TAKEN for answer in answers) > 20
+    assert sum(isinstance(answer, NameSaved) for answer in answers) > 20

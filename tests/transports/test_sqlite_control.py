@@ -1,6 +1,6 @@
 """Room control in the SQLite room log: changes judged in the write transaction as the memory log judges them,
-refused joins, ends and retention that erase for real, signed-in users (one per subject), and the migrations to
-schema versions 5 and 6."""
+refused joins, ends and retention that erase for real, signed-in users (one per subject) and the names they hold,
+and the migrations to schema versions 5 to 8."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from chatcore import (
     LogFailed,
     LoggedTalk,
     LogResult,
+    NameSaved,
     Rename,
     SavedRoom,
     UserAdded,
@@ -42,6 +43,7 @@ from chatcore.control import (
     SetRole,
     Title,
 )
+from chatcore.identity import TAKEN, folded
 from chatcore.memorylog import MemoryLog
 from chatcore.results import ChangeArrived, Changed, Expired, LoggedChange, Refused
 from transports.storage.sqlcontrol import first_kept
@@ -582,3 +584,91 @@ def test_a_version_5_database_keeps_its_users_and_signs_them_in(tmp_path: Path) 
         connection.execute("INSERT INTO users (room, user_id, subject) VALUES (2, 1, 's-ada')")  # another room's
     finally:
         connection.close()
+
+
+def test_names_signed_in_users_hold_answer_as_the_memory_log_does(tmp_path: Path) -> None:
+    """Joins and renames, signed in or not, with names of a few keys (case variants), among bans and locks: the
+    memory log's answers, one by one and in batches."""
+    rng = random.Random(8)
+    names = ["Ada", "ADA", "ada", "Bo", "BO", "Cy", "Dee", "dee"]
+    actions: list[LogRequest] = [AddUser(0, "a", 0.0, token_hash="a0", name="Owner", name_key="owner")]
+    tokens = ["a0"]
+    for ticket in range(1, 1200):
+        kind = rng.random()
+        name = rng.choice([None, *names])
+        key = None if name is None else folded(name)
+        action: LogRequest
+        if kind < 0.6:
+            resume = rng.choice([None, rng.choice(tokens), rng.choice(tokens)])
+            subject = rng.choice([None, None, f"s{rng.randint(1, 12)}"])
+            action = AddUser(ticket, "a", None, token_hash=f"a{ticket}", resume_hash=resume, name=name,
+                             subject=subject, name_key=key)
+            tokens.append(f"a{ticket}")
+        elif kind < 0.63:
+            action = Moderate(ticket, "a", 1, float(ticket), Remove(rng.randint(2, 60), ban=rng.random() < 0.3))
+        elif kind < 0.66:
+            action = Moderate(ticket, "a", 1, float(ticket), Lock(rng.random() < 0.2))
+        elif kind < 0.9:
+            name = rng.choice(names)
+            action = Rename(ticket, "a", rng.randint(1, 60), name, rng.choice([folded(name), folded(name), None]))
+        else:
+            action = Load(ticket, "a", 0)
+        actions.append(action)
+    reference = MemoryLog(history_limit=10)
+    expected = [reference.answer(action) for action in actions]
+    taken = [r for r in expected if isinstance(r, Refused) and r.reason == TAKEN]
+    assert len(taken) > 50
+    assert sum(isinstance(r, NameSaved) for r in expected) > 50
+    assert {BANNED, LOCKED} <= {r.reason for r in expected if isinstance(r, Refused)}
+    for batch in (1, 9, 100):
+        database = Database.open(tmp_path / f"by {batch}.db")
+        try:
+            results = [result for start in range(0, len(actions), batch)
+                       for result in database.run(actions[start:start + batch])]
+        finally:
+            database.close()
+        if batch == 1:
+            assert results == expected
+        else:  # in a batch, reads see the whole batch's writes: compare the rest
+            assert [r for r in results if not isinstance(r, Loaded)] == [
+                r for r in expected if not isinstance(r, Loaded)
+            ]
+
+
+def test_a_version_7_database_keeps_its_users_and_its_signed_in_users_hold_their_names_from_their_next_sign_in(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    with make_version(path, 7) as connection:
+        connection.execute("INSERT INTO rooms (join_key, created, last_user_id) VALUES ('a', 0, 2)")
+        connection.executemany(
+            "INSERT INTO users (room, user_id, name, token_hash, subject) VALUES (1, ?, ?, ?, ?)",
+            [(1, "Ada", "ada", "s-ada"), (2, "Bo", "bo", None)],
+        )
+    connection.close()
+    database = Database.open(path)
+    try:
+        assert database.run([
+            AddUser(1, "a", None, token_hash="x1", name="ADA", name_key="ada"),  # the key was not kept before
+            AddUser(2, "a", None, token_hash="ada2", subject="s-ada", name="Ada", name_key="ada"),
+            AddUser(3, "a", None, token_hash="x3", name="aDa", name_key="ada"),
+            AddUser(4, "a", None, token_hash="bo2", resume_hash="bo", name="ADA", name_key="ada"),
+            AddUser(5, "a", None, token_hash="ada3", resume_hash="ada", name="Mallory", name_key="mallory"),
+            Rename(6, "a", 2, "Ada", "ada"),
+            Rename(7, "a", 1, "Ada Lovelace", "ada lovelace"),
+            AddUser(8, "a", None, token_hash="x8", name="ada", name_key="ada"),  # free again
+        ]) == [
+            UserAdded(1, 3, False, "ADA"), UserAdded(2, 1, True, "Ada", verified=True), Refused(3, TAKEN),
+            Refused(4, TAKEN), UserAdded(5, 1, True, "Ada", verified=True), Refused(6, TAKEN), NameSaved(7),
+            UserAdded(8, 4, False, "ada"),
+        ]
+    finally:
+        database.close()
+    assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(8,)]
+    assert rows(path, "SELECT user_id, name, subject, name_key FROM users ORDER BY user_id") == [
+        (1, "Ada Lovelace", "s-ada", "ada lovelace"), (2, "Bo", None, None), (3, "ADA", None, None),
+        (4, "ada", None, None),
+    ]
+    assert rows(path, "EXPLAIN QUERY PLAN SELECT 1 FROM users WHERE room = 1 AND name_key = 'ada'")[0][-1] == (
+        "SEARCH users USING COVERING INDEX users_by_name_key (room=? AND name_key=?)"
+    )

@@ -36,6 +36,7 @@ from chatcore import (
 )
 from chatcore.actions import Expire, Moderate
 from chatcore.control import BANNED, LOCKED
+from chatcore.identity import TAKEN
 from chatcore.results import LoggedChange, Refused
 
 from ..config import RedisSettings
@@ -60,6 +61,8 @@ from .redisscheme import (
 logger = logging.getLogger(__name__)
 
 INCONSISTENT = "storage inconsistent"
+_REFUSALS = {-2: BANNED, -3: LOCKED, -4: TAKEN}
+"""`redisscheme.ADD_USER`'s refusals."""
 
 
 # What goes to the storage thread besides the core's requests, and what comes back besides their results.
@@ -138,7 +141,7 @@ def command(item: Sent, floor: int, settings: RedisSettings, origin: str, ttl: s
     if isinstance(item, AddUser):
         created = "" if item.created is None else repr(item.created)
         return ("EVALSHA", SCRIPTS["add_user"][1], 3, room_key(key), users_key(key), bans_key(key), created,
-                item.token_hash or "", item.resume_hash or "", item.name or "",
+                item.token_hash or "", item.resume_hash or "", item.name or "", item.name_key or "",
                 *(() if item.subject is None else (item.subject,)))
     if isinstance(item, Load):
         return ("EVALSHA", SCRIPTS["load"][1], 7, room_key(key), who_key(key), users_key(key), talks_key(key),
@@ -151,7 +154,7 @@ def command(item: Sent, floor: int, settings: RedisSettings, origin: str, ttl: s
                 origin, ttl, *item.user_ids)
     if isinstance(item, Rename):
         return ("EVALSHA", SCRIPTS["rename"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
-                origin, item.user_id, item.name)
+                origin, item.user_id, item.name, item.name_key or "")
     if isinstance(item, History):
         highest = max(0, min(item.before, 2**63) - 1)  # (a stream id is at most 2**64 - 1)
         return ("EVALSHA", SCRIPTS["history"][1], 3, room_key(key), talks_key(key), moved_key(key), str(highest),
@@ -194,11 +197,13 @@ def answer(item: Command, reply: Any, origin: str) -> Answer | None:
             return KeyTaken(item.ticket)
         if reply == 0:
             return LogFailed(item.ticket, INCONSISTENT)
-        if isinstance(reply, int):  # (the script's rule is chatcore.control.refuse_join's)
-            return Refused(item.ticket, BANNED if reply == -2 else LOCKED)
+        if isinstance(reply, int):  # (the script's rules are chatcore.control.refuse_join's, and names held)
+            return Refused(item.ticket, _REFUSALS[reply])
         user_id, resumed, name, signed = reply
         return UserAdded(item.ticket, int(user_id), bool(resumed), _text(name), bool(signed))
     if isinstance(item, Rename):
+        if reply == -1:
+            return Refused(item.ticket, TAKEN)
         return LogFailed(item.ticket, INCONSISTENT) if reply == 0 else NameSaved(item.ticket, int(reply))
     if isinstance(item, History):
         if reply is None:

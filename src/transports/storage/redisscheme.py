@@ -23,7 +23,10 @@ Keys (each room's carry its join key as a hash tag, so a Redis Cluster keeps a r
     chat:{KEY}:users  hash: "n:<user id>" → the user's name, "t:<token hash>" → the user id
                       (version 2: a resume token's SHA-256, never the token); for each signed-in
                       user, "s:<subject>" → its user id and "S:<user id>" → its subject (the
-                      subject as given: a field name is binary-safe, it is never parsed)
+                      subject as given: a field name is binary-safe, it is never parsed), and
+                      "K:<user id>" → the key of its name (`chatcore.identity.NameKey`, the core's)
+                      if it holds one; "k:<name key>" → how many signed-in users hold that key (no
+                      unsigned user takes a name with it)
     chat:{KEY}:ids    sorted set: "<user id>:<talk id>" scored by the talk's offset, trimmed to the
                       last ``retention`` offsets: one talk per user and id while the log keeps it
     chat:{KEY}:sent:<origin>
@@ -68,14 +71,25 @@ that cannot reach Redis for that long, leaves nothing behind)."""
 # Every script that writes checks the room first: a room Redis does not have (lost with its data) is never
 # brought back piecemeal. Times in presence are Redis's (TIME, in ms): one clock for every host.
 
-ADD_USER = """
+_HOLD = """
+local function hold(users, user, key)
+  local old = redis.call('HGET', users, 'K:' .. user)
+  if old == key then return end
+  if old and redis.call('HINCRBY', users, 'k:' .. old, -1) <= 0 then redis.call('HDEL', users, 'k:' .. old) end
+  redis.call('HSET', users, 'K:' .. user, key)
+  redis.call('HINCRBY', users, 'k:' .. key, 1)
+end
+"""
+"""The signed-in ``user`` holds the name key ``key`` in the room's ``users`` hash, instead of the one it held."""
+
+ADD_USER = _HOLD + """
 if ARGV[1] ~= '' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
   redis.call('HSET', KEYS[1], 'created', ARGV[1], 'users', 0, 'offset', 0, 'pseq', 0)
 elseif redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-local subject = ARGV[5]  -- (nil: no subject; a field name only ever as 's:' .. subject, never a pattern)
+local subject = ARGV[6]  -- (nil: no subject; a field name only ever as 's:' .. subject, never a pattern)
 local user = false
 if subject then user = redis.call('HGET', KEYS[2], 's:' .. subject) end
 if not user and ARGV[3] ~= '' then
@@ -83,12 +97,16 @@ if not user and ARGV[3] ~= '' then
   -- the token of a user signed in as someone else: the subject wins, as a new user
   if user and subject and redis.call('HEXISTS', KEYS[2], 'S:' .. user) == 1 then user = false end
 end
+local signed = user and redis.call('HEXISTS', KEYS[2], 'S:' .. user) == 1
 if ARGV[1] == '' then  -- chatcore.control.refuse_join: a banned user, or a new user in a locked room
   if user then
     if redis.call('SISMEMBER', KEYS[3], user) == 1 then return -2 end
   elseif redis.call('HGET', KEYS[1], 'locked') then
     return -3
   end
+end
+if not subject and not signed and ARGV[5] ~= '' and redis.call('HEXISTS', KEYS[2], 'k:' .. ARGV[5]) == 1 then
+  return -4
 end
 local resumed = 1
 if not user then
@@ -98,18 +116,21 @@ if not user then
 end
 if subject then redis.call('HSET', KEYS[2], 's:' .. subject, user, 'S:' .. user, subject) end
 local name = ARGV[4]
-if name ~= '' then
+if name ~= '' and (subject or not signed) then  -- (a signed-in user's name comes with its subject only)
   redis.call('HSET', KEYS[2], 'n:' .. user, name)
 else
   name = redis.call('HGET', KEYS[2], 'n:' .. user)
 end
+if subject and ARGV[5] ~= '' then hold(KEYS[2], user, ARGV[5]) end
 return {tonumber(user), resumed, name, redis.call('HEXISTS', KEYS[2], 'S:' .. user)}
 """
 """KEYS: room, users, bans. ARGV: created time ('' to join an existing room), token hash to register for a new user,
-token hash to resume, name (each '' for none), then a signed-in user's subject (absent for none). The user is the
-subject's, else the resume token's (unless signed in as another subject); the subject is bound to the user handed
-out. {user id, 1 if resumed else 0, name or nil, 1 if the user is signed in (has a subject) else 0}; -1: key taken;
-0: no room; refused (nothing done): -2, the user is banned; -3, the room is locked to new users."""
+token hash to resume, name, the name's key (each '' for none), then a signed-in user's subject (absent for none).
+The user is the subject's, else the resume token's (unless signed in as another subject); the subject is bound to
+the user handed out, which holds the name's key. {user id, 1 if resumed else 0, name or nil, 1 if the user is signed
+in (has a subject) else 0}; -1: key taken; 0: no room; refused (nothing done): -2, the user is banned; -3, the room
+is locked to new users; -4, a join without subject, not a signed-in user's, asks for a name a signed-in user
+holds."""
 
 APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -216,12 +237,20 @@ return {room[1], talks, room[2] or '0', who(), {room[3] or '0', room[4] or '', r
 signed in, else 0}}, {cseq,
 title, locked}, {moderators}, {banned}, the recent moved talks}."""
 
-RENAME = _NEWS + """
+RENAME = _NEWS + _HOLD + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[5] ~= '' then
+  if redis.call('HEXISTS', KEYS[3], 'S:' .. ARGV[3]) == 1 then
+    hold(KEYS[3], ARGV[3], ARGV[5])
+  elseif redis.call('HEXISTS', KEYS[3], 'k:' .. ARGV[5]) == 1 then
+    return -1
+  end
+end
 redis.call('HSET', KEYS[3], 'n:' .. ARGV[3], ARGV[4])
 return news(ARGV[2], ARGV[3], 'r')
 """
-"""KEYS: room, who (unused), users. ARGV: channel, origin, user id, name. The news' pseq; 0: no room."""
+"""KEYS: room, who (unused), users. ARGV: channel, origin, user id, name, the name's key ('' for none). The news'
+pseq; 0: no room; -1: the user is not signed in and a signed-in user holds the name's key (nothing done)."""
 
 PRESENCE = _NOW + _NEWS + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end

@@ -1,6 +1,6 @@
-"""Room control in the SQLite room log (`chatcore.control`): a room's control state, who a join names and whether
-the room lets it in (`AddUser` with a token, a name or a sign-in), a change judged and made (`Moderate`), retention
-(`Expire`), and text erased for real.
+"""Room control in the SQLite room log (`chatcore.control`): a room's control state, a change judged and made
+(`Moderate`), retention (`Expire`), and text erased for real. Who a join names, and whether the room lets it in, is
+in `sqlusers`.
 
 `sqlite.Database` calls these inside its transactions, on the storage thread. Erased text is overwritten in
 the file as it is deleted (``PRAGMA secure_delete``, set when the database opens) and, once the transaction
@@ -13,11 +13,9 @@ import logging
 import sqlite3
 from typing import Any
 
-from chatcore import AddUser, KeyTaken, LoggedTalk, LogResult, UserAdded
+from chatcore import LoggedTalk, LogResult
 from chatcore.actions import Moderate
 from chatcore.control import (
-    BANNED,
-    LOCKED,
     NEVER_CHANGED,
     Delete,
     Edit,
@@ -30,10 +28,7 @@ from chatcore.control import (
 )
 from chatcore.results import ChangeArrived, Changed, Expired, LoggedChange, Refused
 
-from ..logs import room_hash
-from .sqlfile import Inconsistent
 from .sqlschema import (
-    CREATE_ROOM,
     EDIT_TALK,
     ENDING_ROOMS,
     ERASE_CHAIN,
@@ -44,15 +39,10 @@ from .sqlschema import (
     EXPIRING_ROOMS,
     HISTORY_START,
     NEWEST_TALK_ID,
-    NEXT_USER_ID,
     OLD_TALK_IDS,
     OLDEST_TALK,
-    RESUME,
-    ROOM_EXISTS,
     SAVE_CONTROL,
     SAVE_ROLE,
-    SAVE_USER,
-    SIGN_IN,
     SKIP_DOWN,
     STAFF_AND_BANNED,
     TALK,
@@ -77,61 +67,6 @@ def room_control(connection: sqlite3.Connection, room: int, title: str | None, l
         if ban:
             banned.append(user_id)
     return RoomControl(title, bool(locked), frozenset(moderators), frozenset(banned), seq)
-
-
-def add_user(connection: sqlite3.Connection, write: AddUser) -> UserAdded | KeyTaken | Refused:
-    """Inside a transaction: a join with a token, a name or a subject (a seed join is done inline), answered as the
-    memory log answers it (`chatcore.memorylog`).
-
-    The user its subject names, else the one its resume token names (unless that user signed in as someone else:
-    then a new user), else a new user id in the room (created first if asked) with the join's token hash, name and
-    subject; unless the room's rules keep it out (`chatcore.control.refuse_join`: banned, locked). A returning user
-    named by its token gets the join's subject, if it had none.
-    """
-    execute = connection.execute
-    if write.created is not None and execute(CREATE_ROOM, (write.join_key, write.created)).rowcount == 0:
-        return KeyTaken(write.ticket)
-    if write.subject is not None or write.resume_hash is not None:
-        signed = write.subject is not None
-        found = execute(
-            SIGN_IN if signed else RESUME,
-            (write.join_key, write.resume_hash, write.subject) if signed else (write.join_key, write.resume_hash),
-        ).fetchone()
-        if found is None:
-            raise Inconsistent(f"no room {room_hash(write.join_key)}")
-        room, user_id, name, banned = found[:4]
-        bind = user_id is None and signed and found[4] is not None and not found[7]
-        if bind:  # (the token's user, which has no subject yet: it gets this one)
-            user_id, name, banned = found[4:7]
-        if user_id is not None:
-            if banned:
-                return Refused(write.ticket, BANNED)
-            if bind or (write.name is not None and write.name != name):
-                execute(SAVE_USER, (room, user_id, write.name, write.subject))
-            verified = signed or bool(found[4])  # (a resume: whether the token's user has a subject)
-            return UserAdded(write.ticket, user_id, True, name if write.name is None else write.name, verified)
-    row = execute(NEXT_USER_ID + ", id", (write.join_key,)).fetchone()
-    if row is None:
-        return locked_out(connection, write)
-    user_id, room = row
-    name = write.name
-    if write.token_hash is not None or name is not None or write.subject is not None:
-        # (An upsert: a row can only be there already if the log was asked to rename a user it had not
-        # handed out yet; then its name is kept, as the memory log does.)
-        (name,) = execute(
-            "INSERT INTO users (room, user_id, name, token_hash, subject) VALUES (?1, ?2, ?3, ?4, ?5)"
-            " ON CONFLICT (room, user_id) DO UPDATE SET name = ifnull(?3, name), token_hash = ?4, subject = ?5"
-            " RETURNING name",
-            (room, user_id, name, write.token_hash, write.subject),
-        ).fetchone()
-    return UserAdded(write.ticket, user_id, False, name, write.subject is not None)
-
-
-def locked_out(connection: sqlite3.Connection, write: AddUser) -> Refused:
-    """Inside a transaction: a new user's join found no room open to it (a missing room is `Inconsistent`)."""
-    if connection.execute(ROOM_EXISTS, (write.join_key,)).fetchone() is None:
-        raise Inconsistent(f"no room {room_hash(write.join_key)}")
-    return Refused(write.ticket, LOCKED)
 
 
 def moderate(

@@ -1,5 +1,6 @@
 """The room log in a SQLite file: the batches of log requests a worker thread runs. Opening the file (schema
-migrations included) is in `sqlfile`, room control and retention in `sqlcontrol`, the SQL itself in `sqlschema`.
+migrations included) is in `sqlfile`, room control and retention in `sqlcontrol`, joins and renames in `sqlusers`,
+the SQL itself in `sqlschema`.
 
 Everything here blocks; `worker.StorageWorker` calls it on its thread.
 """
@@ -42,7 +43,7 @@ from chatcore.results import Changed, Refused
 
 from ..config import Synchronous
 from ..logs import room_hash
-from .sqlcontrol import add_user, expire, locked_out, moderate, room_control, stored_talk, truncate_wal
+from .sqlcontrol import expire, moderate, room_control, stored_talk, truncate_wal
 from .sqlfile import DatabaseError, Inconsistent, connect, describe
 from .sqlschema import (
     CHECKPOINT_EVERY,
@@ -58,6 +59,7 @@ from .sqlschema import (
     SKIP_DOWN,
     STORED_TALK,
 )
+from .sqlusers import add_user, locked_out, rename
 
 logger = logging.getLogger(__name__)
 
@@ -254,12 +256,7 @@ class Database:
                     logged = LoggedTalk(write.join_key, offset, write.user_id, write.time, write.payload)
                     results.append(Appended(write.ticket, logged))
                 elif isinstance(write, Rename):
-                    execute(
-                        "INSERT INTO users (room, user_id, name) VALUES (?, ?, ?)"
-                        " ON CONFLICT (room, user_id) DO UPDATE SET name = excluded.name",
-                        (self._chain(write.join_key).room, write.user_id, write.name),
-                    )
-                    results.append(NameSaved(write.ticket))
+                    results.append(rename(self._connection, self._chain(write.join_key).room, write))
                 elif isinstance(write, Moderate):
                     self._insert(placing)  # (what it judges may be a talk of this transaction)
                     changed, erasing = self._moderate(write)

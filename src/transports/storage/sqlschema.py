@@ -105,6 +105,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # version 7 (sign-in): whether a talk's sender was signed in (1), on the talk. Old rows and seed talks read
     # NULL (not signed in): the seed's insert statement stays as it is.
     ("ALTER TABLE talks ADD COLUMN verified INTEGER",),
+    # version 8 (sign-in): the key of each signed-in user's name (`chatcore.identity.NameKey`, computed by the
+    # core), which no unsigned user of the room may take; several signed-in users may hold one. Old rows read NULL:
+    # the key is the server's function, not SQL's, so a signed-in user of an older database holds its name from
+    # its next join with its sign-in.
+    (
+        "ALTER TABLE users ADD COLUMN name_key TEXT",
+        "CREATE INDEX users_by_name_key ON users (room, name_key) WHERE name_key IS NOT NULL",
+    ),
 )
 """``MIGRATIONS[n]`` takes a database from schema version n to n + 1 (``PRAGMA user_version``)."""
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -174,25 +182,54 @@ No row: the room is locked, or missing (`ROOM_EXISTS` tells which; the rare case
 ROOM_EXISTS = "SELECT 1 FROM rooms WHERE join_key = ?"
 
 RESUME = """
-    SELECT rooms.id, users.user_id, users.name, users.banned, users.subject IS NOT NULL
+    SELECT rooms.id, users.user_id, users.name, users.banned, users.subject IS NOT NULL,
+        EXISTS (SELECT 1 FROM users AS holder WHERE holder.room = rooms.id AND holder.name_key = ?3)
     FROM rooms LEFT JOIN users ON users.room = rooms.id AND users.token_hash = ?2 WHERE rooms.join_key = ?1
 """
 """A room's id and the user registered there with a token hash, its name, ban and whether it is signed in (NULLs
-if none), found by ``users_by_token``."""
+if none), found by ``users_by_token``; and whether a signed-in user there holds the name key ?3 (``users_by_name_key``).
+"""
 
 SIGN_IN = """
     SELECT rooms.id, signed.user_id, signed.name, signed.banned,
-        resumed.user_id, resumed.name, resumed.banned, resumed.subject IS NOT NULL
+        resumed.user_id, resumed.name, resumed.banned, resumed.subject IS NOT NULL, signed.name_key
     FROM rooms
     LEFT JOIN users AS signed ON signed.room = rooms.id AND signed.subject = ?3
     LEFT JOIN users AS resumed ON resumed.room = rooms.id AND resumed.token_hash = ?2
     WHERE rooms.join_key = ?1
 """
 """`RESUME` for a signed-in user (subject ?3): a room's id, the user registered there with that subject (its id,
-name and ban), and the one with the token hash ?2, with whether it has a subject (NULLs where none); found by
-``users_by_subject`` and ``users_by_token``."""
-SAVE_USER = "UPDATE users SET name = ifnull(?3, name), subject = ifnull(?4, subject) WHERE room = ?1 AND user_id = ?2"
-"""A returning user's name and subject, each kept as it is where NULL (a user with a token gets its subject here)."""
+name and ban), and the one with the token hash ?2, with whether it has a subject (NULLs where none), then the key
+the first one holds; found by ``users_by_subject`` and ``users_by_token``."""
+SAVE_USER = """
+    UPDATE users SET name = ifnull(?3, name), subject = ifnull(?4, subject), name_key = ifnull(?5, name_key)
+    WHERE room = ?1 AND user_id = ?2
+"""
+"""A returning user's name, subject and name key, each kept as it is where NULL (a user with a token gets its
+subject here)."""
+NEW_USER = """
+    INSERT INTO users (room, user_id, name, token_hash, subject, name_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+    ON CONFLICT (room, user_id) DO UPDATE SET name = ifnull(?3, name), token_hash = ?4, subject = ?5, name_key = ?6
+    RETURNING name
+"""
+"""A new user's row (an upsert: a row can only be there already if the log was asked to rename a user it had not
+handed out yet, or to give it a role; then its name is kept where the join has none, as the memory log does)."""
+NAME_HELD = """
+    SELECT 1 FROM rooms JOIN users ON users.room = rooms.id AND users.name_key = ?2
+    WHERE rooms.join_key = ?1 AND NOT rooms.locked LIMIT 1
+"""
+"""Whether a signed-in user of the room ?1, if it is open to new users, holds the name key ?2 (``users_by_name_key``):
+a new unsigned user may not take that name (a locked room's refusal comes first)."""
+RENAMING = """
+    SELECT EXISTS (SELECT 1 FROM users WHERE room = ?1 AND user_id = ?2 AND subject IS NOT NULL),
+        EXISTS (SELECT 1 FROM users WHERE room = ?1 AND name_key = ?3)
+"""
+"""Whether user ?2 of the room (by id, ?1) is signed in, and whether a signed-in user there holds the name key ?3."""
+SAVE_NAME = """
+    INSERT INTO users (room, user_id, name) VALUES (?1, ?2, ?3)
+    ON CONFLICT (room, user_id) DO UPDATE SET name = ?3, name_key = ifnull(?4, name_key)
+"""
+"""A user's new name, and the key a signed-in user holds with it (?4; NULL: kept as it is)."""
 
 
 ROOM_CHAIN = """
