@@ -451,17 +451,10 @@ def optional(request: pytest.FixtureRequest, signing: Signing) -> Iterator[str]:
         yield f"ws://127.0.0.1:{server.ws_port}/"
 
 
-NAMES_PENDING = pytest.mark.xfail(strict=True, reason="the SQLite and Redis room logs do not hold signed-in "
-                                                      "members' names yet")
-NAME_ON_RESUME_PENDING = pytest.mark.xfail(strict=True, reason="a join by resume token alone still sets a "
-                                                               "signed-in user's name in the room logs")
-
-
 def test_no_unsigned_user_takes_a_signed_in_members_name(optional: str, signing: Signing, clients: Clients) -> None:
     check_names_are_held(optional, optional, signing, clients)
 
 
-@NAMES_PENDING
 def test_no_unsigned_user_on_another_process_takes_a_signed_in_members_name(
     hosts: tuple[str, str], signing: Signing, clients: Clients
 ) -> None:
@@ -475,14 +468,12 @@ def test_a_signed_in_user_back_by_its_resume_token_alone_cannot_rename(
     check_no_rename_by_resume_token(hosts[0], hosts[1], signing, clients)
 
 
-@NAME_ON_RESUME_PENDING
 def test_a_signed_in_user_back_by_its_resume_token_alone_keeps_its_name(
     optional: str, signing: Signing, clients: Clients
 ) -> None:
     back_by_resume_token(optional, optional, signing, clients, "Mallory")
 
 
-@NAME_ON_RESUME_PENDING
 def test_a_signed_in_user_back_by_its_resume_token_alone_on_another_process_keeps_its_name(
     hosts: tuple[str, str], signing: Signing, clients: Clients
 ) -> None:
