@@ -91,13 +91,14 @@ class _Room:
     """A signed-in user's id → the key it holds (one of ``held_names``)."""
 
     def user_of(self, subject: str | None, resume_hash: str | None) -> int | None:
-        """The user a join names: its subject's, else its token's (unless that user signed in as someone else)."""
-        if subject is not None and subject in self.subjects:
-            return self.subjects[subject]
-        user_id = None if resume_hash is None else self.tokens.get(resume_hash)
-        if user_id is not None and subject is not None and user_id in self.signed:
-            return None  # (the token of another signed-in user: the subject wins, as a new user)
-        return user_id
+        """The user a join names: with a subject, the subject's (None: a new user); else its resume token's.
+
+        A resume token never makes or moves an identity: one left on a shared computer by an anonymous user must
+        not hand that user's id to the next one to sign in there, nor the signed-in identity back to its holder.
+        """
+        if subject is not None:
+            return self.subjects.get(subject)
+        return None if resume_hash is None else self.tokens.get(resume_hash)
 
     def sign(self, subject: str, user_id: int) -> None:
         """``user_id`` is the user with sign-in identity ``subject`` from now on."""

@@ -503,3 +503,19 @@ def test_optional_sign_in_lets_no_bad_token_pass_as_anonymous_nor_anyone_claim_v
     assert "verified" not in teacher.wait_for("talk")
     everywhere = clients(optional).join(room, auth=signing.token(rooms="*"))
     assert (everywhere["name"], everywhere["verified"]) == ("Ada", True)
+
+
+def test_a_resume_token_left_on_a_shared_computer_makes_no_identity(
+    optional: str, hosts: tuple[str, str], signing: Signing, clients: Clients
+) -> None:
+    """Mallory joins anonymously and leaves her resume token in the page; Grace signs in there: Grace is a user of her
+    own, and Mallory's token brings back only the anonymous Mallory, never the signed-in Grace."""
+    for first, second in ((optional, optional), hosts):
+        room = clients(first).join(name="Owner")["joinKey"]
+        mallory = clients(first).join(room, name="Mallory")
+        grace = clients(second).join(room, auth=signing.token(sub="s-grace", name="Grace"), token=mallory["token"])
+        assert (grace["resumed"], grace["name"], grace["verified"]) == (False, "Grace", True)
+        assert grace["userId"] != mallory["userId"]
+        again = clients(first).join(room, token=mallory["token"])
+        assert (again["userId"], again["resumed"], again["name"]) == (mallory["userId"], True, "Mallory")
+        assert "verified" not in again

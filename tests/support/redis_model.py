@@ -162,11 +162,10 @@ class RedisModel:
         elif room is None:
             return LogFailed(request.ticket, INCONSISTENT)
         subject = request.subject
-        user_id = None if subject is None else room.subjects.get(subject)
-        if user_id is None and request.resume_hash is not None:
-            user_id = room.tokens.get(request.resume_hash)
-            if user_id is not None and subject is not None and user_id in room.signed:
-                user_id = None  # (the token of a user signed in as someone else: a new user)
+        if subject is not None:  # (the subject alone: a resume token never makes or moves an identity)
+            user_id = room.subjects.get(subject)
+        else:
+            user_id = None if request.resume_hash is None else room.tokens.get(request.resume_hash)
         signed = user_id in room.signed
         refusal = None if request.created is not None else refuse_join(room.control, user_id)
         if refusal is not None:

@@ -509,7 +509,8 @@ SIGN_IN_SCRIPT: list[LogAction] = [
     AddUser(3, "s", None, token_hash="2" * 64, name="Ada", subject="s-ada"),  # another device, no resume token
     AddUser(4, "s", None, token_hash=BO, name="Bo"),  # not signed in
     AddUser(5, "s", None, token_hash="3" * 64, resume_hash=BO, name="Ada L.", subject="s-ada"),  # not Bo: Ada
-    AddUser(6, "s", None, token_hash="4" * 64, resume_hash=BO, subject="s-bo"),  # Bo signs in: bound to Bo
+    AddUser(6, "s", None, token_hash="4" * 64, resume_hash=BO, name="Bo", subject="s-bo"),  # a new user: a resume
+    # token never makes an identity (one left on a shared computer must not hand its user to the next sign-in)
     AddUser(7, "s", None, token_hash="5" * 64, subject="s-bo"),  # Bo on another device
     AddUser(8, "s", None, token_hash=CY, resume_hash=ADA, name="Cy", subject="s-cy"),  # Ada's token: a new user
     AddUser(9, "s", None, token_hash="6" * 64, resume_hash=ADA),  # Ada's token, not signed in: Ada
@@ -524,6 +525,7 @@ SIGN_IN_SCRIPT: list[LogAction] = [
     Moderate(13, "s", 1, 7.0, Lock(True)),
     AddUser(14, "s", None, token_hash="9" * 64, subject="s-bo"),  # a user of the room comes back
     AddUser(15, "s", None, token_hash="0" * 64, subject="s-dee"),  # a new one does not
+    AddUser(17, "s", None, token_hash="a" * 64, resume_hash=BO),  # Bo's token alone: the unsigned user it was
     Load(16, "s", 0),
     History(25, "s", 10, 10),
     Load(26, "s", 10),
@@ -538,9 +540,9 @@ SIGN_IN_EXPECTED: list[Any] = [
     UserAdded(3, 2, True, "Ada", verified=True),
     UserAdded(4, 3, False, "Bo"),
     UserAdded(5, 2, True, "Ada L.", verified=True),
-    UserAdded(6, 3, True, "Bo", verified=True),
-    UserAdded(7, 3, True, "Bo", verified=True),
-    UserAdded(8, 4, False, "Cy", verified=True),
+    UserAdded(6, 4, False, "Bo", verified=True),
+    UserAdded(7, 4, True, "Bo", verified=True),
+    UserAdded(8, 5, False, "Cy", verified=True),
     UserAdded(9, 2, True, "Ada L.", verified=True),  # a signed-in user, resumed by its token alone
     Appended(20, LoggedTalk("s", 1, 2, 5.5, "signed", "Ada L.", "a1", verified=True)),
     Appended(21, LoggedTalk("s", 2, 1, 5.6, "anonymous", "Owner", "o1")),
@@ -551,8 +553,9 @@ SIGN_IN_EXPECTED: list[Any] = [
     Refused(11, BANNED),
     Refused(12, BANNED),
     changed(13, "s", 4, 3, 1, 7.0, Lock(True)),
-    UserAdded(14, 3, True, "Bo", verified=True),
+    UserAdded(14, 4, True, "Bo", verified=True),
     Refused(15, LOCKED),
+    UserAdded(17, 3, True, "Bo"),
     ("loaded", 16, 3, (), SIGNED_IN_CONTROL),
     HistoryRead(25, (SIGNED_TALK, ANONYMOUS_TALK, ERASED_TALK), False),
     ("loaded", 26, 3, (SIGNED_TALK, ANONYMOUS_TALK, ERASED_TALK), SIGNED_IN_CONTROL),

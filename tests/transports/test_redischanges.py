@@ -458,8 +458,9 @@ def test_a_subject_is_one_user_per_room_as_in_the_memory_log_and_the_model(
         AddUser(3, "k", None, subject="ada"),  # the subject again, no token: the same user
         AddUser(4, "k", None, token_hash="h4", resume_hash="owner", subject="ada"),  # another user's token: ada
         AddUser(5, "k", None, token_hash="h5", name="Bo"),  # a user without a subject
-        AddUser(6, "k", None, resume_hash="h5", subject="bo"),  # its token: the subject bound to it
-        AddUser(7, "k", None, token_hash="h7", subject="bo"),  # bound: the subject alone finds it
+        AddUser(6, "k", None, resume_hash="h5", subject="bo"),  # its token: no matter, a new user (a resume
+        # token never makes an identity)
+        AddUser(7, "k", None, token_hash="h7", subject="bo"),  # the subject alone finds it
         AddUser(8, "k", None, token_hash="h8", resume_hash="h2", subject="cy"),  # ada's token, cy: a new user
         AddUser(9, "k", None, resume_hash="h2"),  # ada's token without a subject: still ada
         AddUser(10, "k", None, token_hash="h10", subject=ODD), AddUser(11, "k", None, subject=ODD),
@@ -480,20 +481,20 @@ def test_a_subject_is_one_user_per_room_as_in_the_memory_log_and_the_model(
         assert real == [model_answer(model, step)], step
         answers.extend(real)
     assert [(added.user_id, added.resumed) for added in answers[:13]] == [
-        (1, False), (2, False), (2, True), (2, True), (3, False), (3, True), (3, True), (4, False), (2, True),
-        (5, False), (5, True), (6, False), (7, False),
+        (1, False), (2, False), (2, True), (2, True), (3, False), (4, False), (4, True), (5, False), (2, True),
+        (6, False), (6, True), (7, False), (8, False),
     ]
     assert [type(answer) for answer in answers[13:]] == [Changed, Refused, Refused, Changed, Refused, UserAdded,
                                                          UserAdded, LogFailed]
     assert answers[14:16] == [Refused(21, BANNED), Refused(22, BANNED)]
     assert answers[17:20] == [
-        Refused(24, LOCKED), UserAdded(25, 3, True, "Bo", verified=True), UserAdded(26, 3, True, "Bo", verified=True),
+        Refused(24, LOCKED), UserAdded(25, 4, True, None, verified=True), UserAdded(26, 4, True, None, verified=True),
     ]
     users = redis.client().hgetall("chat:{k}:users")
     assert {field: value for field, value in users.items() if field[:2] in (b"s:", b"S:")} == {
-        b"s:own": b"1", b"S:1": b"own", b"s:ada": b"2", b"S:2": b"ada", b"s:bo": b"3", b"S:3": b"bo",
-        b"s:cy": b"4", b"S:4": b"cy", b"s:" + ODD.encode(): b"5", b"S:5": ODD.encode(),
-        b"s:s:1": b"6", b"S:6": b"s:1", b"s:": b"7", b"S:7": b"",
+        b"s:own": b"1", b"S:1": b"own", b"s:ada": b"2", b"S:2": b"ada", b"s:bo": b"4", b"S:4": b"bo",
+        b"s:cy": b"5", b"S:5": b"cy", b"s:" + ODD.encode(): b"6", b"S:6": ODD.encode(),
+        b"s:s:1": b"7", b"S:7": b"s:1", b"s:": b"8", b"S:8": b"",
     }
 
 

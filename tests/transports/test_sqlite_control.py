@@ -562,24 +562,24 @@ def test_a_version_5_database_keeps_its_users_and_signs_them_in(tmp_path: Path) 
     database = Database.open(path)
     try:
         assert database.run([
-            AddUser(1, "a", None, token_hash="ada2", resume_hash="ada", subject="s-ada"),  # Ada, who signs in
-            AddUser(2, "a", None, token_hash="ada3", subject="s-ada"),  # Ada, by her subject
-            AddUser(3, "a", None, token_hash="bo2", resume_hash="bo", subject="s-bo"),  # banned before
-            AddUser(4, "a", None, token_hash="cy", resume_hash="ada", subject="s-cy"),  # not Ada: a new user
+            AddUser(1, "a", None, resume_hash="ada"),  # Ada, by her token: the user she was
+            AddUser(2, "a", None, token_hash="ada3", name="Ada", subject="s-ada"),  # her sign-in: a user of its own
+            AddUser(3, "a", None, token_hash="ada4", resume_hash="ada", subject="s-ada"),  # found by her subject
+            AddUser(4, "a", None, resume_hash="bo"),  # banned before
         ]) == [
-            UserAdded(1, 1, True, "Ada", verified=True), UserAdded(2, 1, True, "Ada", verified=True),
-            Refused(3, BANNED), UserAdded(4, 4, False, verified=True),
+            UserAdded(1, 1, True, "Ada"), UserAdded(2, 4, False, "Ada", verified=True),
+            UserAdded(3, 4, True, "Ada", verified=True), Refused(4, BANNED),
         ]
     finally:
         database.close()
     assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert rows(path, "SELECT user_id, name, token_hash, subject FROM users") == [
-        (1, "Ada", "ada", "s-ada"), (2, "Bo", "bo", None), (4, None, "cy", "s-cy"),
+        (1, "Ada", "ada", None), (2, "Bo", "bo", None), (4, "Ada", "ada3", "s-ada"),
     ]
     connection = sqlite3.connect(path)
     try:
         with pytest.raises(sqlite3.IntegrityError):  # one user per subject in a room
-            connection.execute("UPDATE users SET subject = 's-ada' WHERE user_id = 2")
+            connection.execute("UPDATE users SET subject = 's-ada' WHERE user_id = 1")
         connection.execute("INSERT INTO rooms (join_key, created, last_user_id) VALUES ('b', 0, 1)")
         connection.execute("INSERT INTO users (room, user_id, subject) VALUES (2, 1, 's-ada')")  # another room's
     finally:

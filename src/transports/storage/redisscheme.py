@@ -91,11 +91,10 @@ elseif redis.call('EXISTS', KEYS[1]) == 0 then
 end
 local subject = ARGV[6]  -- (nil: no subject; a field name only ever as 's:' .. subject, never a pattern)
 local user = false
-if subject then user = redis.call('HGET', KEYS[2], 's:' .. subject) end
-if not user and ARGV[3] ~= '' then
+if subject then  -- (the subject alone: a resume token never makes or moves an identity)
+  user = redis.call('HGET', KEYS[2], 's:' .. subject)
+elseif ARGV[3] ~= '' then
   user = redis.call('HGET', KEYS[2], 't:' .. ARGV[3])
-  -- the token of a user signed in as someone else: the subject wins, as a new user
-  if user and subject and redis.call('HEXISTS', KEYS[2], 'S:' .. user) == 1 then user = false end
 end
 local signed = user and redis.call('HEXISTS', KEYS[2], 'S:' .. user) == 1
 if ARGV[1] == '' then  -- chatcore.control.refuse_join: a banned user, or a new user in a locked room
@@ -126,11 +125,11 @@ return {tonumber(user), resumed, name, redis.call('HEXISTS', KEYS[2], 'S:' .. us
 """
 """KEYS: room, users, bans. ARGV: created time ('' to join an existing room), token hash to register for a new user,
 token hash to resume, name, the name's key (each '' for none), then a signed-in user's subject (absent for none).
-The user is the subject's, else the resume token's (unless signed in as another subject); the subject is bound to
-the user handed out, which holds the name's key. {user id, 1 if resumed else 0, name or nil, 1 if the user is signed
-in (has a subject) else 0}; -1: key taken; 0: no room; refused (nothing done): -2, the user is banned; -3, the room
-is locked to new users; -4, a join without subject, not a signed-in user's, asks for a name a signed-in user
-holds."""
+With a subject, the user is the subject's, else a new one (the resume token is not looked at); without, the resume
+token's. The subject is bound to the user handed out, which holds the name's key. {user id, 1 if resumed else 0,
+name or nil, 1 if the user is signed in (has a subject) else 0}; -1: key taken; 0: no room; refused (nothing done):
+-2, the user is banned; -3, the room is locked to new users; -4, a join without subject, not a signed-in user's,
+asks for a name a signed-in user holds."""
 
 APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end

@@ -191,16 +191,12 @@ if none), found by ``users_by_token``; and whether a signed-in user there holds 
 """
 
 SIGN_IN = """
-    SELECT rooms.id, signed.user_id, signed.name, signed.banned,
-        resumed.user_id, resumed.name, resumed.banned, resumed.subject IS NOT NULL, signed.name_key
-    FROM rooms
-    LEFT JOIN users AS signed ON signed.room = rooms.id AND signed.subject = ?3
-    LEFT JOIN users AS resumed ON resumed.room = rooms.id AND resumed.token_hash = ?2
-    WHERE rooms.join_key = ?1
+    SELECT rooms.id, users.user_id, users.name, users.banned, users.name_key
+    FROM rooms LEFT JOIN users ON users.room = rooms.id AND users.subject = ?2 WHERE rooms.join_key = ?1
 """
-"""`RESUME` for a signed-in user (subject ?3): a room's id, the user registered there with that subject (its id,
-name and ban), and the one with the token hash ?2, with whether it has a subject (NULLs where none), then the key
-the first one holds; found by ``users_by_subject`` and ``users_by_token``."""
+"""`RESUME` for a signed-in user (subject ?2): a room's id, and the user registered there with that subject (its id,
+name, ban and the name key it holds; NULLs where none), found by ``users_by_subject``. A resume token is not looked
+at: it never makes or moves an identity."""
 SAVE_USER = """
     UPDATE users SET name = ifnull(?3, name), subject = ifnull(?4, subject), name_key = ifnull(?5, name_key)
     WHERE room = ?1 AND user_id = ?2

@@ -35,19 +35,18 @@ from .sqlschema import (
 def add_user(connection: sqlite3.Connection, write: AddUser) -> UserAdded | KeyTaken | Refused:
     """Inside a transaction: a join with a token, a name or a subject (a seed join is done inline).
 
-    The user its subject names, else the one its resume token names (unless that user signed in as someone else:
-    then a new user), else a new user id in the room (created first if asked) with the join's token hash, name and
-    subject; unless the room's rules keep it out (`chatcore.control.refuse_join`: banned, locked), or the join has
-    no subject, is not a signed-in user's, and asks for a name a signed-in user holds (`TAKEN`). A returning user
-    named by its token gets the join's subject, if it had none; a signed-in user's name changes only with a join
-    that carries its subject.
+    With a subject, the user registered with it; without, the one its resume token names; else a new user id in
+    the room (created first if asked) with the join's token hash, name and subject; unless the room's rules keep it
+    out (`chatcore.control.refuse_join`: banned, locked), or the join has no subject, is not a signed-in user's, and
+    asks for a name a signed-in user holds (`TAKEN`). A signed-in user's name changes only with a join that carries
+    its subject.
     """
     execute = connection.execute
     if write.created is not None and execute(CREATE_ROOM, (write.join_key, write.created)).rowcount == 0:
         return KeyTaken(write.ticket)
     signed = write.subject is not None
     if signed:
-        found = execute(SIGN_IN, (write.join_key, write.resume_hash, write.subject)).fetchone()
+        found = execute(SIGN_IN, (write.join_key, write.subject)).fetchone()
     elif write.resume_hash is not None:
         found = execute(RESUME, (write.join_key, write.resume_hash, write.name_key)).fetchone()
     else:
@@ -88,17 +87,13 @@ def _returning(connection: sqlite3.Connection, write: AddUser, found: Any) -> Us
         if write.name is not None and write.name != name:
             connection.execute(SAVE_USER, (room, user_id, write.name, None, None))
         return UserAdded(write.ticket, user_id, True, name if write.name is None else write.name, False)
-    held = found[8]
-    bind = user_id is None and found[4] is not None and not found[7]
-    if bind:  # (the token's user, which has no subject yet: it gets this one)
-        user_id, name, banned = found[4:7]
-        held = None
+    held = found[4]
     if user_id is None:
         return None
     if banned:
         return Refused(write.ticket, BANNED)
     name_key = write.name_key
-    if bind or (write.name is not None and write.name != name) or (name_key is not None and name_key != held):
+    if (write.name is not None and write.name != name) or (name_key is not None and name_key != held):
         connection.execute(SAVE_USER, (room, user_id, write.name, write.subject, name_key))
     return UserAdded(write.ticket, user_id, True, name if write.name is None else write.name, True)
 
