@@ -238,3 +238,14 @@ def test_a_name_stays_held_while_any_signed_in_member_holds_it(clock: FakeClock)
     assert net.join(4, joinKey=room, auth="student, married")["name"] == "Ada L."  # the sign-in moves its name
     assert refusal(net, 5, v=2, joinKey=room, name="ada") == TAKEN  # the namesake still holds it
     assert refusal(net, 6, v=2, joinKey=room, name="ada l.") == TAKEN
+
+
+def test_a_resume_token_never_makes_or_moves_an_identity(clock: FakeClock) -> None:
+    net = net_with(clock, required=False)
+    room = net.join(1, name="Owner")["joinKey"]
+    mallory = net.join(2, joinKey=room, name="Mallory")  # anonymous; her token stays in a shared computer's page
+    grace = net.join(3, joinKey=room, auth="student", token=mallory["token"])
+    assert (grace["userId"], grace["resumed"], grace["verified"]) == (3, False, True)
+    back = net.join(4, joinKey=room, token=mallory["token"])
+    assert (back["userId"], back["name"], back.get("verified")) == (2, "Mallory", None)
+    assert net.join(5, joinKey=room, auth="student", token=mallory["token"])["userId"] == 3
