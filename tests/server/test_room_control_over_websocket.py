@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 from chat_client import ChatClient, V2Client
 from processes import ServerProcess, server_process
@@ -71,18 +70,6 @@ def deploy(stack: ExitStack, tmp_path: Path, transport: str, store: str, *extra:
 def deployment(tmp_path: Path, transport: str, store: str) -> Iterator[Deployment]:
     with ExitStack() as stack:
         yield deploy(stack, tmp_path, transport, store)
-
-
-def closed_with(client: ChatClient, timeout: float = 5.0) -> tuple[int, str]:
-    """Read until the server closes the connection: its close code and reason."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            client.recv(timeout=max(0.01, deadline - time.monotonic()))
-        except ConnectionClosed as closed:
-            received = closed.rcvd
-            assert received is not None
-            return received.code, received.reason
 
 
 def refusal(client: V2Client, **event: Any) -> str:
@@ -149,8 +136,8 @@ def test_a_class_the_teacher_controls(deployment: Deployment, clients: Callable[
 
     assert refusal(ada, type="remove", userId=1) == "the owner cannot be removed"
     teacher.send({"type": "remove", "userId": bob_in["userId"], "ban": True})
-    assert closed_with(bob) == (4403, "removed from this chat")
-    assert closed_with(back) == (4403, "removed from this chat")
+    assert bob.closed_with() == (4403, "removed from this chat")
+    assert back.closed_with() == (4403, "removed from this chat")
     assert ada.wait_for("removed") == {"type": "removed", "userId": bob_in["userId"], "ban": True, "by": 1}
     banned = clients(deployment.url(1))
     banned.send({"type": "init", "v": 2, "joinKey": room, "token": bob_in["token"]})
@@ -159,7 +146,7 @@ def test_a_class_the_teacher_controls(deployment: Deployment, clients: Callable[
     assert refusal(ada, type="end") == "only the chat's owner can end it"
     teacher.send({"type": "end"})
     for member in (teacher, ada, late, seed, seed_again):
-        assert closed_with(member) == (4410, "this chat was ended")
+        assert member.closed_with() == (4410, "this chat was ended")
     gone = clients(deployment.url(1))
     gone.send({"type": "init", "v": 2, "joinKey": room})
     assert gone.wait_for("error")["message"] == "chat not found."
@@ -182,7 +169,7 @@ def test_retention_erases_old_talks_and_ends_quiet_rooms_while_serving(
         time.sleep(2.5)
         teacher.send({"type": "talk", "payload": "still here"})
         teacher.wait_for("talk", payload="still here")
-        assert closed_with(quiet, timeout=6) == (4410, "this chat was ended")  # nothing said for the retention
+        assert quiet.closed_with(timeout=6) == (4410, "this chat was ended")  # nothing said for the retention
         joiner = clients(deployment.url(1))
         joiner.join(room)
         assert [t["payload"] for t in joiner.until_quiet() if t["type"] == "talk"] == ["still here"]

@@ -29,7 +29,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from websockets.exceptions import ConnectionClosed
 
 from chat_client import V2Client
 from processes import ServerProcess, server_process
@@ -309,18 +308,6 @@ def test_a_bad_token_is_refused_naming_why_and_quoting_none_of_it(
     assert teacher.until_quiet(0.1) == []  # nobody joined
 
 
-def closed_with(client: V2Client, timeout: float = 5.0) -> tuple[int, str]:
-    """Read until the server closes the connection: its close code and reason."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            client.recv(timeout=max(0.01, deadline - time.monotonic()))
-        except ConnectionClosed as closed:
-            received = closed.rcvd
-            assert received is not None
-            return received.code, received.reason
-
-
 def test_a_token_above_the_message_limit_closes_that_connection_only(
     url: str, signing: Signing, clients: Clients
 ) -> None:
@@ -331,7 +318,7 @@ def test_a_token_above_the_message_limit_closes_that_connection_only(
     huge = signing.keep(f"{header}.{claims}{'A' * MAX_MESSAGE}.{signature}")
     attacker = clients(url)
     attacker.send(init(room, auth=huge))
-    assert closed_with(attacker) == (1009, f"Exceeded maximum message size: {MAX_MESSAGE} bytes")
+    assert attacker.closed_with() == (1009, f"Exceeded maximum message size: {MAX_MESSAGE} bytes")
     assert clients(url).join(room, auth=good)["name"] == "Ada"  # still serving, the room too
     assert teacher.wait_for("joined")["verified"] is True
 
@@ -397,7 +384,7 @@ def test_a_signed_in_user_is_one_user_on_every_device_and_process(
         assert device.wait_for("error")["message"] == "your name comes from your sign-in and cannot be changed here"
 
     teacher.send({"type": "remove", "userId": ada, "ban": True})
-    assert closed_with(ada_a)[0] == closed_with(ada_b)[0] == 4403
+    assert ada_a.closed_with()[0] == ada_b.closed_with()[0] == 4403
     removed = "you were removed from this chat"
     for algorithm in ("RS256", "HS256"):  # a fresh device on B, whatever key signed it
         assert refusal(b, init(room, auth=signing.token(algorithm)), signing) == removed

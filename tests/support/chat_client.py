@@ -7,6 +7,7 @@ import time
 from contextlib import ExitStack
 from typing import Any, Self
 
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 TIMEOUT = 5.0
@@ -55,6 +56,17 @@ class ChatClient:
 
     def talk(self, payload: str) -> None:
         self.send({"type": "talk", "payload": payload})
+
+    def closed_with(self, timeout: float = 5.0) -> tuple[int, str]:
+        """Read until the server closes the connection: its close code and reason."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.recv(timeout=max(0.01, deadline - time.monotonic()))
+            except ConnectionClosed as closed:
+                received = closed.rcvd
+                assert received is not None
+                return received.code, received.reason
 
     def close(self) -> None:
         self._stack.close()

@@ -24,6 +24,7 @@ from chatcore import (
     UserAdded,
 )
 from chatcore.memorylog import MemoryLog
+from sqlite_batches import check_in_batches
 from transports.storage.sqlite import Database
 from transports.storage.sqlschema import CHECKPOINT_EVERY, MIGRATIONS, SCHEMA_VERSION
 
@@ -459,17 +460,4 @@ def test_the_log_answers_as_the_memory_log_does(tmp_path: Path) -> None:
         requests.append(request)
     reference = MemoryLog(history_limit=10_000)
     expected = [reference.answer(request) for request in requests]
-    for batch in (1, 7, 100):
-        database = Database.open(tmp_path / f"by {batch}.db")
-        try:
-            results = [result for start in range(0, len(requests), batch)
-                       for result in database.run(requests[start:start + batch])]
-        finally:
-            database.close()
-        if batch == 1:
-            assert results == expected
-        else:
-            # In a batch, reads see the whole batch's writes: compare the writes' results only.
-            assert [r for q, r in zip(requests, results, strict=True) if not isinstance(q, Load | History)] == [
-                r for q, r in zip(requests, expected, strict=True) if not isinstance(q, Load | History)
-            ]
+    check_in_batches(tmp_path, requests, expected)

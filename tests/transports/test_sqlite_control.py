@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from chatcore import (
     Loaded,
     LogFailed,
     LoggedTalk,
-    LogResult,
     NameSaved,
     Rename,
     SavedRoom,
@@ -46,6 +44,7 @@ from chatcore.control import (
 from chatcore.identity import TAKEN, folded
 from chatcore.memorylog import MemoryLog
 from chatcore.results import ChangeArrived, Changed, Expired, LoggedChange, Refused
+from sqlite_batches import check_in_batches
 from transports.storage.sqlcontrol import first_kept
 from transports.storage.sqlite import Database
 from transports.storage.sqlschema import CHECKPOINT_EVERY, MIGRATIONS, SCHEMA_VERSION
@@ -119,22 +118,7 @@ def test_changes_answer_as_the_memory_log_does(tmp_path: Path) -> None:
     assert {Changed, Refused, Expired, ChangeArrived, KeyTaken, LogFailed} <= kinds  # (the script does it all)
     assert sum(isinstance(r, Changed) and isinstance(r.entry.change, End) for r in expected) >= 3
 
-    reads = {action.ticket for action in actions if isinstance(action, Load | History)}
-
-    def writes(results: Sequence[LogResult]) -> list[LogResult]:
-        return [result for result in results if getattr(result, "ticket", None) not in reads]
-
-    for batch in (1, 7, 100):
-        database = Database.open(tmp_path / f"by {batch}.db")
-        try:
-            results = [result for start in range(0, len(actions), batch)
-                       for result in database.run(actions[start:start + batch])]
-        finally:
-            database.close()
-        if batch == 1:
-            assert results == expected
-        else:  # in a batch, reads see the whole batch's writes: compare the rest
-            assert writes(results) == writes(expected)
+    check_in_batches(tmp_path, actions, expected)
 
 
 def random_change(rng: random.Random, ticket: int) -> Change:
@@ -535,19 +519,7 @@ def test_sign_ins_answer_as_the_memory_log_does(tmp_path: Path) -> None:
     expected = [reference.answer(action) for action in actions]
     assert sum(isinstance(r, UserAdded) and r.resumed for r in expected) > 100
     assert {BANNED, LOCKED} <= {r.reason for r in expected if isinstance(r, Refused)}
-    for batch in (1, 7, 100):
-        database = Database.open(tmp_path / f"by {batch}.db")
-        try:
-            results = [result for start in range(0, len(actions), batch)
-                       for result in database.run(actions[start:start + batch])]
-        finally:
-            database.close()
-        if batch == 1:
-            assert results == expected
-        else:  # in a batch, reads see the whole batch's writes: compare the rest
-            assert [r for r in results if not isinstance(r, Loaded)] == [
-                r for r in expected if not isinstance(r, Loaded)
-            ]
+    check_in_batches(tmp_path, actions, expected)
 
 
 def test_a_version_5_database_keeps_its_users_and_signs_them_in(tmp_path: Path) -> None:
@@ -620,19 +592,7 @@ def test_names_signed_in_users_hold_answer_as_the_memory_log_does(tmp_path: Path
     assert len(taken) > 50
     assert sum(isinstance(r, NameSaved) for r in expected) > 50
     assert {BANNED, LOCKED} <= {r.reason for r in expected if isinstance(r, Refused)}
-    for batch in (1, 9, 100):
-        database = Database.open(tmp_path / f"by {batch}.db")
-        try:
-            results = [result for start in range(0, len(actions), batch)
-                       for result in database.run(actions[start:start + batch])]
-        finally:
-            database.close()
-        if batch == 1:
-            assert results == expected
-        else:  # in a batch, reads see the whole batch's writes: compare the rest
-            assert [r for r in results if not isinstance(r, Loaded)] == [
-                r for r in expected if not isinstance(r, Loaded)
-            ]
+    check_in_batches(tmp_path, actions, expected, (1, 9, 100))
 
 
 def test_a_version_7_database_keeps_its_users_and_its_signed_in_users_hold_their_names_from_their_next_sign_in(
