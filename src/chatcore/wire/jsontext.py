@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+from json.encoder import encode_basestring
 from typing import Any
 
 from .errors import ProtocolError
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+string = encode_basestring
+"""A string as `encode` writes it (quoted, escaped, non-ASCII as is): for events written field by field."""
 
 
 def decode_text(text: str, max_depth: int) -> object:
@@ -69,3 +74,11 @@ def is_encodable(text: str) -> bool:
 def encode(event: dict[str, Any]) -> str:
     """Encode a server event as compact JSON text."""
     return _encoder.encode(event)
+
+
+def number(value: float) -> str:
+    """A number as `encode` writes it: for events written field by field (a talk, once per message, where the
+    encoder's own walk over a dict costs three times as much)."""
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
+    return _encoder.encode(value)

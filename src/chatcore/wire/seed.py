@@ -14,7 +14,7 @@ import html
 
 from .dialect import Dialect, InitRequest, Request, TalkFields, TalkRequest, Welcome
 from .errors import ProtocolError
-from .jsontext import encode, is_encodable
+from .jsontext import encode, is_encodable, number, string
 
 
 class SeedDialect(Dialect):
@@ -80,7 +80,7 @@ def talk_event(payload: str, user_id: int, time: float, *, escape_html: bool) ->
     """
     if escape_html:
         payload = html.escape(payload)
-    return encode({"type": "talk", "payload": payload, "userId": user_id, "time": time})
+    return f'{{"type":"talk","payload":{string(payload)},"userId":{number(user_id)},"time":{number(time)}}}'
 
 
 def error_event(message: str) -> str:
