@@ -17,6 +17,9 @@ median. What the pair is (``--measure``):
 - ``baseline``: the seed's design (``bench/baseline_server.py``), then ours; our server CPU per
   delivery over the baseline's, the ratio the README's matrix reports (lower is better). ``--store``
   says where ours keeps rooms: memory, a SQLite file, or a redis-server started for the run.
+
+Beside the ratio, the second server's user-space CPU per delivery (its utime over the deliveries, µs): what
+our own code costs, apart from the system calls (on loopback a send() also runs the receiving side of TCP).
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ STORES = {"memory": "", "sqlite": "-db", "redis": "-redis"}
 
 
 def one_pair(source: Path, measure: str, server: str, connections: int, room_size: int, load: str,
-             duration: float, store: str = "memory") -> float:
-    """The pair's ratio (see the module docstring), measured back to back with ``source`` on PYTHONPATH."""
+             duration: float, store: str = "memory") -> tuple[float, float]:
+    """The pair's ratio (see the module docstring), measured back to back with ``source`` on PYTHONPATH, and the
+    second server's user-space CPU per delivery (µs)."""
     if measure == "baseline":
         server += STORES[store]
     servers = f"{server},{server}-db" if measure == "db" else f"baseline,{server}"
@@ -64,8 +68,9 @@ def one_pair(source: Path, measure: str, server: str, connections: int, room_siz
         subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         runs = {run["server"]: run for run in json.loads(out.read_text())["runs"]}
     if measure == "db":
-        return float(runs[f"{server}-db"]["deliveries_per_sec"] / runs[server]["deliveries_per_sec"])
-    return float(runs[server]["cpu_per_1k"] / runs["baseline"]["cpu_per_1k"])
+        second = runs[f"{server}-db"]
+        return float(second["deliveries_per_sec"] / runs[server]["deliveries_per_sec"]), float(second["user_us"])
+    return float(runs[server]["cpu_per_1k"] / runs["baseline"]["cpu_per_1k"]), float(runs[server]["user_us"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,27 +90,31 @@ def main(argv: list[str] | None = None) -> int:
     add("--duration", type=float, default=8.0, help="seconds of load per run")
     args = parser.parse_args(argv)
     ratios: dict[str, list[float]] = {name: [] for name, _ in args.variants}
+    users: dict[str, list[float]] = {name: [] for name, _ in args.variants}
     for repetition, order in rotations(args.variants, args.rounds):  # each variant goes first in turn
         round_number = repetition + 1
         for name, source in order:
             try:
-                ratios[name].append(
-                    one_pair(source, args.measure, args.server, args.connections, args.room_size, args.load,
-                             args.duration, args.store)
-                )
+                pair_ratio, user_us = one_pair(source, args.measure, args.server, args.connections, args.room_size,
+                                               args.load, args.duration, args.store)
+                ratios[name].append(pair_ratio)
+                users[name].append(user_us)
             except subprocess.CalledProcessError as error:
                 print(f"round {round_number}, {name}: run.py failed with status {error.returncode}; "
                       f"run it by hand with PYTHONPATH={source} to see why", file=sys.stderr)
                 return 1
-            print(f"round {round_number}, {name}: {ratios[name][-1]:.2f}", file=sys.stderr, flush=True)
+            print(f"round {round_number}, {name}: {ratios[name][-1]:.2f}, {users[name][-1]:.2f} µs user",
+                  file=sys.stderr, flush=True)
     what = ("deliveries/s with SQLite / in memory" if args.measure == "db"
             else "server CPU per delivery / the baseline's")
     store = f", rooms in {args.store}" if args.measure == "baseline" else ""
     print(f"\n{args.server}{store}, {args.connections} connections in rooms of {args.room_size}, load {args.load}: "
           f"{what}, {args.rounds} rounds\n")
-    print("| variant | median | every round |\n|---|---:|---|")
+    print("| variant | median | every round | user µs / delivery, median | every round |\n|---|---:|---|---:|---|")
     for name, values in ratios.items():
-        print(f"| {name} | {statistics.median(values):.2f} | {' '.join(f'{v:.2f}' for v in values)} |")
+        user = users[name]
+        print(f"| {name} | {statistics.median(values):.2f} | {' '.join(f'{v:.2f}' for v in values)} "
+              f"| {statistics.median(user):.2f} | {' '.join(f'{v:.2f}' for v in user)} |")
     return 0
 
 

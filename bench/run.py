@@ -90,6 +90,7 @@ class Run:
     conns_per_sec: float = float("nan")
     server_cpu_pct: float = float("nan")
     kernel_pct: float = float("nan")  # the share of the server's CPU spent in the kernel (system time)
+    user_us: float = float("nan")  # the server's user-space CPU per delivery, µs (utime over deliveries)
     redis_cpu_per_1k: float = float("nan")  # a -redis server's redis-server, CPU seconds per 1000 deliveries
     gen_cpu_pct: float = float("nan")
     other_cpu_pct: float = float("nan")
@@ -365,6 +366,8 @@ def measure(run: Run, server: subprocess.Popen[bytes], generator: subprocess.Pop
         raise RuntimeError(f"server exited with status {server.returncode} during the run")
     record(run, result, cpu_used)
     run.kernel_pct = 100 * system / cpu_used if cpu_used else float("nan")
+    if result["deliveries"]:
+        run.user_us = user / result["deliveries"] * 1e6
     if redis_pid is not None and result["deliveries"]:
         run.redis_cpu_per_1k = redis_used / result["deliveries"] * 1000
     # Whatever else ran meanwhile (other jobs on a shared machine, this runner): the drift check.
@@ -491,7 +494,7 @@ def run_matrix(args: argparse.Namespace, settings: Settings) -> list[Run]:
 # --- the report --------------------------------------------------------------------------------------------
 
 METRICS = ("cpu_per_1k", "deliveries_per_sec", "p50_ms", "p99_ms", "rss_kib_per_conn", "conns_per_sec",
-           "server_cpu_pct", "kernel_pct", "gen_cpu_pct", "other_cpu_pct", "redis_cpu_per_1k")
+           "server_cpu_pct", "kernel_pct", "user_us", "gen_cpu_pct", "other_cpu_pct", "redis_cpu_per_1k")
 
 
 def medians(runs: list[Run]) -> dict[str, float]:
@@ -522,8 +525,8 @@ def at(runs: list[Run], point: tuple[int, int, str], server: str) -> list[Run]:
 def table(runs: list[Run], servers: list[str]) -> str:
     """The Markdown table of medians, one row per (connections, room size, load, server)."""
     lines = ["| conns | room | server | load | CPU s / 1k deliv | deliv/s | p50 ms | p99 ms | RSS KiB / idle conn "
-             "| conns/s | server CPU % | of it kernel % | gen CPU % | other CPU % | lost | errors |",
-             "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| conns/s | server CPU % | of it kernel % | user µs / deliv | gen CPU % | other CPU % | lost | errors |",
+             "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for point in points(runs):
         here = {name: at(runs, point, name) for name in servers}
         base = medians(here["baseline"]) if here.get("baseline") else None
@@ -547,7 +550,8 @@ def row(point: tuple[int, int, str], name: str, runs: list[Run], base: dict[str,
             f"| {m['p50_ms']:.2f} | {m['p99_ms']:.2f} "
             f"| {m['rss_kib_per_conn']:.1f}{ratio(m['rss_kib_per_conn'], b.get('rss_kib_per_conn'))} "
             f"| {m['conns_per_sec']:,.0f}{ratio(m['conns_per_sec'], b.get('conns_per_sec'))} "
-            f"| {m['server_cpu_pct']:.0f} | {m['kernel_pct']:.0f} | {m['gen_cpu_pct']:.0f} "
+            f"| {m['server_cpu_pct']:.0f} | {m['kernel_pct']:.0f} "
+            f"| {m['user_us']:.2f}{ratio(m['user_us'], b.get('user_us'))} | {m['gen_cpu_pct']:.0f} "
             f"| {m['other_cpu_pct']:.0f} | {lost} | {errors} |")
 
 
@@ -599,7 +603,7 @@ def header(args: argparse.Namespace, settings: Settings, argv: list[str]) -> str
         "the latter only where it differs); "
         "ratios (x) are against the baseline (asyncio + python-websockets); CPU % are of one CPU over the "
         "load phase; 'of it kernel' is the server's system time (on loopback a send() also runs the "
-        "receiving side of TCP); 'other' is everything else on the machine meanwhile (high: the numbers are disturbed)",
+        "receiving side of TCP); 'user µs' is the server's user-space CPU (utime) per delivery; 'other' is everything else on the machine meanwhile (high: the numbers are disturbed)",
     ])
 
 
