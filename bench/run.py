@@ -603,7 +603,8 @@ def header(args: argparse.Namespace, settings: Settings, argv: list[str]) -> str
         "the latter only where it differs); "
         "ratios (x) are against the baseline (asyncio + python-websockets); CPU % are of one CPU over the "
         "load phase; 'of it kernel' is the server's system time (on loopback a send() also runs the "
-        "receiving side of TCP); 'user µs' is the server's user-space CPU (utime) per delivery; 'other' is everything else on the machine meanwhile (high: the numbers are disturbed)",
+        "receiving side of TCP); 'user µs' is the server's user-space CPU (utime) per delivery; 'other' is "
+        "everything else on the machine meanwhile (high: the numbers are disturbed)",
     ])
 
 
