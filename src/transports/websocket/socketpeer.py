@@ -1,12 +1,14 @@
 """The write side both drivers share: frames go straight to the non-blocking socket.
 
-A broadcast is framed once (`Outgoing`) and the same bytes are queued for
-every member. One `Flusher` task per server then writes, with one
+A broadcast is framed once (`Outgoing`) and the same bytes go to every
+member: written at once when its outbox is empty and few messages are in
+flight, else queued, and one `Flusher` task per server writes, with one
 non-blocking ``send`` per connection, everything queued for it since the last
-round: no task switch per message per member, no object per write that
-outlives the round, and writes coalesce. Only a connection whose socket is
-full gets a writer task, which waits until the socket takes its backlog and then exits; an idle
-connection costs no task for writing.
+round (the flusher chooses the way round by round): no task switch per
+message per member, no object per write that outlives the round, and writes
+coalesce when they pile up. Only a connection whose socket is full gets a
+writer task, which waits until the socket takes its backlog and then exits;
+an idle connection costs no task for writing.
 
 (The per-connection writer task woken by an event for every message, which
 the trio-websocket driver had before, is what made its cost per message grow
@@ -44,29 +46,67 @@ _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
 
 class Flusher:
-    """Writes every peer with something queued, once per scheduling round."""
+    """Writes every peer with something queued, once per scheduling round; or lets peers write at once.
+
+    Two ways, chosen round by round from what the last round saw. When few
+    messages are in flight (a classroom), a peer rarely gets two frames in a
+    round: a frame for an empty outbox is then written at once (`direct`),
+    saving the queue and the round's bookkeeping. When many are (large, busy
+    rooms), frames for one peer pile up within a round: they are queued and
+    written together, one system call for all. A round in which more than
+    half the direct writes found their peer written already this round turns
+    direct writing off; a round whose flushes took about one frame a peer
+    turns it back on.
+    """
+
+    __slots__ = ("_direct_writes", "_dirty", "_repeats", "_wakeup", "_woken", "direct", "round")
 
     def __init__(self) -> None:
         self._dirty: list[SocketPeer] = []
         self._wakeup = anyio.Event()
+        self._woken = False
+        self.direct = True
+        """Whether a frame for an empty outbox is written at once (`SocketPeer.send_frame`)."""
+        self.round = 0
+        """Counts the rounds: a peer remembers the round it was last written in at once."""
+        self._direct_writes = 0
+        self._repeats = 0
 
     def mark(self, peer: SocketPeer) -> None:
         """Write ``peer``'s queue in the coming round."""
-        if not self._dirty:
-            self._wakeup.set()
         self._dirty.append(peer)
+        self._wake()
+
+    def wrote(self, repeat: bool) -> None:
+        """A peer was written at once; ``repeat``: it had been this round already (its frame was queued instead)."""
+        self._direct_writes += 1
+        self._repeats += repeat
+        self._wake()
+
+    def _wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            self._wakeup.set()
 
     async def run(self) -> None:
-        """Write marked peers until cancelled."""
+        """Write marked peers, and choose the next round's way, until cancelled."""
         while True:
             await self._wakeup.wait()
             self._wakeup = anyio.Event()
+            self._woken = False
             dirty, self._dirty = self._dirty, []
+            frames = 0
             for peer in dirty:
                 try:
-                    peer.flush()
+                    frames += peer.flush()
                 except Exception:
                     peer.fail("writing")  # ends that connection; the others are still written
+            if self.direct:
+                self.direct = 10 * self._repeats <= self._direct_writes
+            elif dirty:
+                self.direct = 20 * frames <= 21 * len(dirty)
+            self._direct_writes = self._repeats = 0
+            self.round += 1
 
 
 class SocketPeer(Peer):
@@ -80,8 +120,8 @@ class SocketPeer(Peer):
     """
 
     __slots__ = (
-        "_close_begun", "_flusher", "_gone", "_socket", "_unsent", "_writer_running", "assembler", "connection",
-        "connection_id", "hub", "raw",
+        "_close_begun", "_flusher", "_gone", "_round", "_socket", "_unsent", "_writer_running", "assembler",
+        "connection", "connection_id", "hub", "raw",
     )
 
     def __init__(self, hub: Host, raw: RawSocket, connection: Connection, flusher: Flusher, limits: Limits) -> None:
@@ -98,6 +138,7 @@ class SocketPeer(Peer):
         self._gone = False
         self._writer_running = False
         self._close_begun = False
+        self._round = -1  # the flusher's round this peer was last written in at once
         super().__init__(limits, raw.address, raw.port)
 
     @property
@@ -113,6 +154,15 @@ class SocketPeer(Peer):
     def send_frame(self, frame: bytes) -> None:
         # The hot path, once per member of every broadcast: `Outbox.put` and `_notify` inlined.
         items = self._items
+        flusher = self._flusher
+        if not items and flusher.direct and self._unsent is None and self._close is None and self.tasks is not None:
+            if self._round != flusher.round:  # (the first frame this round: written at once)
+                self._round = flusher.round
+                flusher.wrote(False)
+                if not self._gone:
+                    self._write_now(frame)
+                return
+            flusher.wrote(True)  # (another one this round: queued, to be written with what follows it)
         if self._close is None and (not items or self._size + len(frame) <= self._limit):
             items.append(frame)
             self._size += len(frame)
@@ -147,13 +197,14 @@ class SocketPeer(Peer):
             self._writer_running = True
             self.tasks.start_soon(self._write)
 
-    def flush(self) -> None:
-        """Write everything queued, as far as the socket takes it now."""
+    def flush(self) -> int:
+        """Write everything queued, as far as the socket takes it now; how many frames that was."""
         if self._unsent is not None or self._gone:
-            return  # the writer task sends it, in order, once the socket takes it
+            return 0  # the writer task sends it, in order, once the socket takes it
         items = self.take()
         if items:
             self._write_now(items[0] if len(items) == 1 else b"".join(items))
+        return len(items)
 
     def write_frames(self, data: bytes) -> bool:
         """Write frames the protocol made (a pong, a close) after everything queued; False once the socket is gone."""

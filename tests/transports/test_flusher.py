@@ -1,0 +1,77 @@
+"""The flusher's two ways (`transports.websocket.socketpeer.Flusher`): write at once while peers get about one frame a
+round, queue and write together once frames pile up; each round's way chosen from what the last one saw."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+import trio
+import trio.testing
+
+from transports.websocket.socketpeer import Flusher, SocketPeer
+
+
+class Queued:
+    """A peer the flusher writes: ``frames`` frames queued each time."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
+        self.flushed = 0
+
+    def flush(self) -> int:
+        self.flushed += 1
+        return self.frames
+
+
+async def one_round(flusher: Flusher) -> None:
+    """Let the flusher run the round it was woken for (and nothing more)."""
+    before = flusher.round
+    await trio.testing.wait_all_tasks_blocked()
+    assert flusher.round == before + 1
+
+
+@pytest.mark.trio
+async def test_direct_writes_stop_once_peers_get_several_frames_a_round_and_come_back_when_they_do_not() -> None:
+    flusher = Flusher()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(flusher.run)
+        assert flusher.direct  # (a new server: nothing in flight)
+
+        for repeat in [False] * 20 + [True] * 2:  # a few repeats in a round: still direct
+            flusher.wrote(repeat)
+        await one_round(flusher)
+        assert flusher.direct
+
+        for repeat in [False] * 10 + [True] * 10:  # half the peers written twice this round: queue instead
+            flusher.wrote(repeat)
+        await one_round(flusher)
+        assert not flusher.direct
+
+        busy = [Queued(3) for _ in range(5)]  # frames pile up: stay queued
+        for peer in busy:
+            flusher.mark(cast(SocketPeer, peer))
+        await one_round(flusher)
+        assert not flusher.direct
+        assert [peer.flushed for peer in busy] == [1] * 5
+
+        quiet: list[Any] = [Queued(1) for _ in range(5)]  # one frame a peer: direct again
+        for peer in quiet:
+            flusher.mark(peer)
+        await one_round(flusher)
+        assert flusher.direct
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_round_is_woken_once_however_many_peers_are_written() -> None:
+    flusher = Flusher()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(flusher.run)
+        await trio.testing.wait_all_tasks_blocked()
+        start = flusher.round
+        for _ in range(100):
+            flusher.wrote(False)
+        await one_round(flusher)  # (one round for them all, and none without work)
+        assert flusher.round == start + 1
+        nursery.cancel_scope.cancel()
