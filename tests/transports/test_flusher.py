@@ -24,6 +24,15 @@ class Queued:
         return self.frames
 
 
+def written_at_once(flusher: Flusher, writes: int, repeats: int) -> None:
+    """What `SocketPeer.send_frame` tells the flusher of ``writes`` frames for empty outboxes, ``repeats`` of them
+    for peers written at once this round already."""
+    flusher.writes += writes
+    flusher.repeats += repeats
+    if not flusher.woken:
+        flusher.wake()
+
+
 async def one_round(flusher: Flusher) -> None:
     """Let the flusher run the round it was woken for (and nothing more)."""
     before = flusher.round
@@ -38,13 +47,11 @@ async def test_direct_writes_stop_once_peers_get_several_frames_a_round_and_come
         nursery.start_soon(flusher.run)
         assert flusher.direct  # (a new server: nothing in flight)
 
-        for repeat in [False] * 20 + [True] * 2:  # a few repeats in a round: still direct
-            flusher.wrote(repeat)
+        written_at_once(flusher, 22, 2)  # a few repeats in a round: still direct
         await one_round(flusher)
         assert flusher.direct
 
-        for repeat in [False] * 10 + [True] * 10:  # half the peers written twice this round: queue instead
-            flusher.wrote(repeat)
+        written_at_once(flusher, 20, 10)  # half the peers written twice this round: queue instead
         await one_round(flusher)
         assert not flusher.direct
 
@@ -71,7 +78,7 @@ async def test_a_round_is_woken_once_however_many_peers_are_written() -> None:
         await trio.testing.wait_all_tasks_blocked()
         start = flusher.round
         for _ in range(100):
-            flusher.wrote(False)
+            written_at_once(flusher, 1, 0)
         await one_round(flusher)  # (one round for them all, and none without work)
         assert flusher.round == start + 1
         nursery.cancel_scope.cancel()

@@ -53,47 +53,46 @@ class Flusher:
     round: a frame for an empty outbox is then written at once (`direct`),
     saving the queue and the round's bookkeeping. When many are (large, busy
     rooms), frames for one peer pile up within a round: they are queued and
-    written together, one system call for all. A round in which more than
-    half the direct writes found their peer written already this round turns
-    direct writing off; a round whose flushes took about one frame a peer
-    turns it back on.
+    written together, one system call for all. A round in which more than a
+    tenth of the direct writes found their peer written already this round
+    turns direct writing off; a round whose flushes took about one frame a
+    peer (at most 1.05) turns it back on.
     """
 
-    __slots__ = ("_direct_writes", "_dirty", "_repeats", "_wakeup", "_woken", "direct", "round")
+    __slots__ = ("_dirty", "_wakeup", "direct", "repeats", "round", "woken", "writes")
 
     def __init__(self) -> None:
         self._dirty: list[SocketPeer] = []
         self._wakeup = anyio.Event()
-        self._woken = False
+        self.woken = False
+        """Whether the coming round is due already (`wake`)."""
         self.direct = True
         """Whether a frame for an empty outbox is written at once (`SocketPeer.send_frame`)."""
         self.round = 0
         """Counts the rounds: a peer remembers the round it was last written in at once."""
-        self._direct_writes = 0
-        self._repeats = 0
+        self.writes = 0
+        """This round's frames for an empty outbox while `direct`: `SocketPeer.send_frame` counts them, and wakes
+        the round (its counts choose the next round's way)."""
+        self.repeats = 0
+        """How many of them found their peer written at once this round already (and were queued instead)."""
 
     def mark(self, peer: SocketPeer) -> None:
         """Write ``peer``'s queue in the coming round."""
         self._dirty.append(peer)
-        self._wake()
+        if not self.woken:
+            self.wake()
 
-    def wrote(self, repeat: bool) -> None:
-        """A peer was written at once; ``repeat``: it had been this round already (its frame was queued instead)."""
-        self._direct_writes += 1
-        self._repeats += repeat
-        self._wake()
-
-    def _wake(self) -> None:
-        if not self._woken:
-            self._woken = True
-            self._wakeup.set()
+    def wake(self) -> None:
+        """Make the coming round due."""
+        self.woken = True
+        self._wakeup.set()
 
     async def run(self) -> None:
         """Write marked peers, and choose the next round's way, until cancelled."""
         while True:
             await self._wakeup.wait()
             self._wakeup = anyio.Event()
-            self._woken = False
+            self.woken = False
             dirty, self._dirty = self._dirty, []
             frames = 0
             for peer in dirty:
@@ -102,10 +101,10 @@ class Flusher:
                 except Exception:
                     peer.fail("writing")  # ends that connection; the others are still written
             if self.direct:
-                self.direct = 10 * self._repeats <= self._direct_writes
+                self.direct = 10 * self.repeats <= self.writes
             elif dirty:
                 self.direct = 20 * frames <= 21 * len(dirty)
-            self._direct_writes = self._repeats = 0
+            self.writes = self.repeats = 0
             self.round += 1
 
 
@@ -156,13 +155,15 @@ class SocketPeer(Peer):
         items = self._items
         flusher = self._flusher
         if not items and flusher.direct and self._unsent is None and self._close is None and self.tasks is not None:
-            if self._round != flusher.round:  # (the first frame this round: written at once)
+            flusher.writes += 1  # (the flusher's bookkeeping inlined: it is once per delivery)
+            if self._round != flusher.round:  # the first frame this round: written at once
                 self._round = flusher.round
-                flusher.wrote(False)
+                if not flusher.woken:
+                    flusher.wake()
                 if not self._gone:
                     self._write_now(frame)
                 return
-            flusher.wrote(True)  # (another one this round: queued, to be written with what follows it)
+            flusher.repeats += 1  # another one this round: queued, to be written with what follows it
         if self._close is None and (not items or self._size + len(frame) <= self._limit):
             items.append(frame)
             self._size += len(frame)
