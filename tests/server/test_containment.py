@@ -129,3 +129,34 @@ def test_a_bug_while_writing_ends_that_connection(
     wait_until(lambda: server.connection_count() == 1)
     assert len(tracebacks()) == 1
     still_serving(server, bystander)
+
+
+def test_a_bug_while_writing_to_one_member_ends_that_connection_only_and_the_room_still_hears(
+    server: LiveServer, bystander: ChatClient, tracebacks: Callable[[], list[logging.LogRecord]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = SocketPeer._write_now
+    failed: list[SocketPeer] = []
+
+    def first_write_fails(peer: SocketPeer, data: bytes | memoryview) -> None:
+        # The first member's write of the message breaks (written at once, or by the flusher: either way).
+        if INJECT.encode() in bytes(data) and (not failed or failed[0] is peer):
+            failed.append(peer)
+            raise InjectedBug("injected")
+        original(peer, data)
+
+    monkeypatch.setattr(SocketPeer, "_write_now", first_write_fails)
+    with ChatClient(server.ws_url) as victim, ChatClient(server.ws_url) as sender, \
+            ChatClient(server.ws_url) as other:
+        room = victim.init()["joinKey"]
+        sender.init(room)
+        other.init(room)
+        sender.talk(INJECT)
+        assert sender.recv()["payload"] == INJECT  # the broadcast went on past the broken member
+        assert other.recv()["payload"] == INJECT
+        with pytest.raises(ConnectionClosed):
+            victim.recv()
+        sender.talk("after")
+        assert sender.recv()["payload"] == "after"
+    assert len(tracebacks()) == 1
+    still_serving(server, bystander)

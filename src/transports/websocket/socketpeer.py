@@ -161,7 +161,10 @@ class SocketPeer(Peer):
                 if not flusher.woken:
                     flusher.wake()
                 if not self._gone:
-                    self._write_now(frame)
+                    try:
+                        self._write_now(frame)
+                    except Exception:
+                        self.fail("writing")  # ends this connection only: the broadcast goes on to the others
                 return
             flusher.repeats += 1  # another one this round: queued, to be written with what follows it
         if self._close is None and (not items or self._size + len(frame) <= self._limit):
