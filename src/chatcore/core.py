@@ -100,7 +100,7 @@ class ChatCore(MemberRequests):
         """``new_token`` draws a resume token (unguessable, 16 characters or more; by default, join keys end to end);
         ``sign_in``: how sign-in tokens are checked, if required (None: not taken); ``name_key``: see `NameKey`."""
         self._sign_in = sign_in
-        self._name_key = name_key
+        self._name_key = None if sign_in is None else name_key  # (without sign-ins nobody holds a name)
         self._clock = clock
         self._new_join_key = new_join_key
         self._new_token = new_token or self._token_of_join_keys
@@ -355,7 +355,7 @@ class ChatCore(MemberRequests):
         ticket = self._tickets.issue(Joining(connection, session, room, intro, created, attempt))
         new_hash = None if intro.token is None else token_hash(intro.token)
         resume_hash = None if intro.resume is None or created is not None else token_hash(intro.resume)
-        name_key = None if intro.name is None else self._name_key(intro.name)
+        name_key = None if intro.name is None or self._name_key is None else self._name_key(intro.name)
         add = AddUser(ticket, room.join_key, created, new_hash, resume_hash, intro.name, intro.subject, name_key)
         if created is None:
             return [add]

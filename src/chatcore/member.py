@@ -23,7 +23,7 @@ class MemberRequests:
     """Renames, history reads and changes of the room, for `ChatCore` (which provides what is declared here)."""
 
     _clock: Callable[[], float]
-    _name_key: NameKey
+    _name_key: NameKey | None
     _sessions: dict[ConnectionId, Session]
     _tickets: Tickets
     _held: Holdings
@@ -41,7 +41,8 @@ class MemberRequests:
         session.renaming += 1
         room.in_flight += 1
         ticket = self._tickets.issue(Naming(connection, session, room, request.name))
-        return [Rename(ticket, room.join_key, session.user_id, request.name, self._name_key(request.name))]
+        name_key = None if self._name_key is None else self._name_key(request.name)
+        return [Rename(ticket, room.join_key, session.user_id, request.name, name_key)]
 
     def _history(self, connection: ConnectionId, session: Session, request: HistoryRequest) -> list[Action]:
         room = session.room
