@@ -1,14 +1,18 @@
-"""Talk events written field by field are, character for character, what the JSON encoder writes of the dict."""
+"""JSON text by hand, checked against the json module: talk events written field by field are, character for
+character, what the encoder writes of the dict; client text is read as `json.loads` reads it."""
 
 from __future__ import annotations
 
 import html
+import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from chatcore.wire import seed, v2
-from chatcore.wire.jsontext import encode, number
+from chatcore.wire.errors import ProtocolError
+from chatcore.wire.jsontext import decode_text, encode, is_encodable, number
 
 texts = st.text()
 times = st.floats(allow_nan=False, allow_infinity=False) | st.integers(min_value=0, max_value=2**63)
@@ -43,3 +47,34 @@ def test_a_version_2_talk_is_the_encoders(
 def test_numbers_the_encoder_would_not_write_as_repr_are_left_to_it() -> None:
     assert number(float("inf")) == encode(float("inf"))  # type: ignore[arg-type]
     assert number(True) == "true"
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    _json_values, st.sampled_from(["", " ", "\n", "\t "]), st.sampled_from(["", " ", "\r\n", "x", "}", "{}", ","])
+)
+def test_client_text_is_read_as_json_loads_reads_it(value: object, before: str, after: str) -> None:
+    text = before + json.dumps({"v": value}, ensure_ascii=False) + after
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        with pytest.raises(ProtocolError):
+            decode_text(text, 1000)
+    else:
+        assert decode_text(text, 1000) == expected
+
+
+@given(st.text())
+def test_text_is_encodable_exactly_when_utf_8_can_carry_it(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        assert not is_encodable(text)
+    else:
+        assert is_encodable(text)
