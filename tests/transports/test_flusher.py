@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import anyio
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from transports.websocket.socketpeer import Flusher, SocketPeer
@@ -82,3 +84,35 @@ async def test_a_round_is_woken_once_however_many_peers_are_written() -> None:
         await one_round(flusher)  # (one round for them all, and none without work)
         assert flusher.round == start + 1
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_under_trio_a_turn_is_a_pass_of_the_scheduler_whether_or_not_the_flusher_ran() -> None:
+    # Frames for one peer a pass apart were written a pass apart: only those that meet in one pass pile up.
+    flusher = Flusher()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(flusher.run)
+        await trio.testing.wait_all_tasks_blocked()
+        rounds, turn = flusher.round, flusher.turn
+        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()
+        assert flusher.turn >= turn + 2
+        assert flusher.round == rounds  # (not woken: no round ran)
+        nursery.cancel_scope.cancel()
+    turn = flusher.turn
+    await trio.lowlevel.checkpoint()
+    assert flusher.turn == turn  # a flusher that stopped counts no more
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_elsewhere_a_turn_is_a_round(anyio_backend: str) -> None:
+    flusher = Flusher()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(flusher.run)
+        await anyio.sleep(0.01)
+        for expected in (1, 2):
+            written_at_once(flusher, 1, 0)
+            await anyio.sleep(0.01)
+            assert flusher.round == flusher.turn == expected
+        tasks.cancel_scope.cancel()

@@ -20,6 +20,7 @@ docs/benchmarks-default-transport.md has the measurements.)
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,10 @@ from functools import partial
 
 import anyio
 import anyio.abc
+import sniffio
+import trio
+import trio.abc
+import trio.lowlevel
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import Ping
 
@@ -54,12 +59,19 @@ class Flusher:
     saving the queue and the round's bookkeeping. When many are (large, busy
     rooms), frames for one peer pile up within a round: they are queued and
     written together, one system call for all. A round in which more than a
-    tenth of the direct writes found their peer written already this round
-    turns direct writing off; a round whose flushes took about one frame a
+    tenth of the direct writes found their peer written already in the same
+    turn turns direct writing off; a round whose flushes took about one frame a
     peer (at most 1.05) turns it back on.
+
+    A turn is one pass of trio's scheduler (every task it found runnable, run
+    once), counted by an instrument. The flusher's own rounds would not do: a
+    reader task that runs once before the flusher in one pass and once after
+    it in the next (trio runs a pass's tasks in either order) would look like
+    two frames piling up in one round when they were written a pass apart.
+    Elsewhere (asyncio) a turn is a round.
     """
 
-    __slots__ = ("_dirty", "_wakeup", "direct", "repeats", "round", "woken", "writes")
+    __slots__ = ("_dirty", "_wakeup", "direct", "repeats", "round", "turn", "woken", "writes")
 
     def __init__(self) -> None:
         self._dirty: list[SocketPeer] = []
@@ -69,12 +81,14 @@ class Flusher:
         self.direct = True
         """Whether a frame for an empty outbox is written at once (`SocketPeer.send_frame`)."""
         self.round = 0
-        """Counts the rounds: a peer remembers the round it was last written in at once."""
+        """Counts the rounds."""
+        self.turn = 0
+        """Counts the turns: a peer remembers the turn it was last written in at once."""
         self.writes = 0
         """This round's frames for an empty outbox while `direct`: `SocketPeer.send_frame` counts them, and wakes
         the round (its counts choose the next round's way)."""
         self.repeats = 0
-        """How many of them found their peer written at once this round already (and were queued instead)."""
+        """How many of them found their peer written at once in the same turn already (and were queued instead)."""
 
     def mark(self, peer: SocketPeer) -> None:
         """Write ``peer``'s queue in the coming round."""
@@ -89,6 +103,17 @@ class Flusher:
 
     async def run(self) -> None:
         """Write marked peers, and choose the next round's way, until cancelled."""
+        passes = _Passes(self) if sniffio.current_async_library() == "trio" else None
+        if passes is not None:
+            trio.lowlevel.add_instrument(passes)
+        try:
+            await self._rounds(turn_per_round=passes is None)
+        finally:
+            if passes is not None:
+                with contextlib.suppress(KeyError):  # (trio removes an instrument that raised; this one cannot)
+                    trio.lowlevel.remove_instrument(passes)
+
+    async def _rounds(self, *, turn_per_round: bool) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup = anyio.Event()
@@ -106,6 +131,18 @@ class Flusher:
                 self.direct = 20 * frames <= 21 * len(dirty)
             self.writes = self.repeats = 0
             self.round += 1
+            if turn_per_round:
+                self.turn += 1
+
+
+class _Passes(trio.abc.Instrument):
+    """Counts the passes of trio's scheduler as a flusher's turns: once before each wait for I/O."""
+
+    def __init__(self, flusher: Flusher) -> None:
+        self._flusher = flusher
+
+    def before_io_wait(self, timeout: float) -> None:
+        self._flusher.turn += 1
 
 
 class SocketPeer(Peer):
@@ -119,7 +156,7 @@ class SocketPeer(Peer):
     """
 
     __slots__ = (
-        "_close_begun", "_flusher", "_gone", "_round", "_socket", "_unsent", "_writer_running", "assembler",
+        "_close_begun", "_flusher", "_gone", "_socket", "_turn", "_unsent", "_writer_running", "assembler",
         "connection", "connection_id", "hub", "raw",
     )
 
@@ -137,7 +174,7 @@ class SocketPeer(Peer):
         self._gone = False
         self._writer_running = False
         self._close_begun = False
-        self._round = -1  # the flusher's round this peer was last written in at once
+        self._turn = -1  # the flusher's turn this peer was last written in at once
         super().__init__(limits, raw.address, raw.port)
 
     @property
@@ -156,8 +193,8 @@ class SocketPeer(Peer):
         flusher = self._flusher
         if not items and flusher.direct and self._unsent is None and self._close is None and self.tasks is not None:
             flusher.writes += 1  # (the flusher's bookkeeping inlined: it is once per delivery)
-            if self._round != flusher.round:  # the first frame this round: written at once
-                self._round = flusher.round
+            if self._turn != flusher.turn:  # the first frame this turn: written at once
+                self._turn = flusher.turn
                 if not flusher.woken:
                     flusher.wake()
                 if not self._gone:
@@ -166,7 +203,7 @@ class SocketPeer(Peer):
                     except Exception:
                         self.fail("writing")  # ends this connection only: the broadcast goes on to the others
                 return
-            flusher.repeats += 1  # another one this round: queued, to be written with what follows it
+            flusher.repeats += 1  # another one this turn: queued, to be written with what follows it
         if self._close is None and (not items or self._size + len(frame) <= self._limit):
             items.append(frame)
             self._size += len(frame)
