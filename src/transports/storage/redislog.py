@@ -42,7 +42,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeGuard
 
 import hiredis
@@ -87,7 +87,8 @@ logger = logging.getLogger(__name__)
 UNREACHABLE = "storage unreachable"
 RETRY_AFTER_FAILURE = 1.0
 """Seconds after a failed batch during which requests fail at once instead of waiting for Redis again."""
-_GET_EPOCH = hiredis.pack_command(("GET", EPOCH_KEY))
+_pack: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command  # (its stub takes 1-tuples only)
+_GET_EPOCH = _pack(("GET", EPOCH_KEY))
 _UNREAD = object()
 """The reply to a command that was sent, or may have been, and not read (the connection failed first)."""
 
@@ -308,7 +309,7 @@ class RedisLog:
             floor = min((item.number for item in sent if isinstance(item, Numbered)), default=0)
             settings, origin, ttl = self.settings, self.origin, self._ttl
             # One C call per command and one write: the client's own packing costs more than the rest of a batch.
-            pack = hiredis.pack_command
+            pack = _pack
             packed = [_GET_EPOCH, *(pack(command(item, floor, settings, origin, ttl)) for item in sent)]
             connection.send_packed_command([b"".join(packed)], check_health=False)
             for _ in packed:
