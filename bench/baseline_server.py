@@ -6,6 +6,7 @@ never reused, rooms in a dict, a bounded history, and every ``talk`` encoded to
 JSON once and handed to ``websockets.broadcast``. No compression, no pings.
 
     python bench/baseline_server.py --host 127.0.0.1 --port 8001
+    python bench/baseline_server.py --tls-cert cert.pem --tls-key key.pem   # wss://, asyncio's TLS
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
+import ssl
 from typing import Any
 
 from seedchat import NOT_FOUND, UNEXPECTED, Room, decode, new_user, room_for, talk
@@ -63,9 +65,15 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--tls-cert", help="serve wss:// with this PEM certificate (chain)")
+    parser.add_argument("--tls-key", help="its PEM private key")
     args = parser.parse_args()
+    context = None
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
     async with serve(handler, args.host, args.port, compression=None, max_size=2**24,
-                     ping_interval=None, backlog=socket.SOMAXCONN) as server:
+                     ping_interval=None, backlog=socket.SOMAXCONN, ssl=context) as server:
         await server.serve_forever()
 
 

@@ -25,6 +25,7 @@ import asyncio
 import gc
 import json
 import resource
+import ssl
 import sys
 import time
 from array import array
@@ -160,25 +161,33 @@ def room_sizes(connections: int, room_size: int) -> list[int]:
     return [min(room_size, connections - start) for start in range(0, connections, room_size)]
 
 
-async def open_member(url: str, stats: Stats, room: Room, join_key: str | None, payload_bytes: int,
+@dataclass(frozen=True)
+class Target:
+    """Where to connect, and for wss:// the context that trusts the server's CA."""
+
+    url: str
+    tls: ssl.SSLContext | None = None
+
+
+async def open_member(target: Target, stats: Stats, room: Room, join_key: str | None, payload_bytes: int,
                       limit: asyncio.Semaphore) -> Member:
     """Connect, send init and wait for its reply, holding one of the connect slots throughout."""
     async with limit:
-        _, listener = await ws_connect(lambda: Member(stats, room, payload_bytes), url,
-                                       websocket_handshake_timeout=CONNECT_TIMEOUT)
+        _, listener = await ws_connect(lambda: Member(stats, room, payload_bytes), target.url,
+                                       ssl_context=target.tls, websocket_handshake_timeout=CONNECT_TIMEOUT)
         assert isinstance(listener, Member)
         listener.send_init(join_key)
         await asyncio.wait_for(listener.init_reply, CONNECT_TIMEOUT)
     return listener
 
 
-async def open_room(url: str, stats: Stats, size: int, payload_bytes: int, limit: asyncio.Semaphore) -> Room:
+async def open_room(target: Target, stats: Stats, size: int, payload_bytes: int, limit: asyncio.Semaphore) -> Room:
     """The first member creates the room, the others join it with its key."""
     room = Room(size)
-    creator = await open_member(url, stats, room, None, payload_bytes, limit)
+    creator = await open_member(target, stats, room, None, payload_bytes, limit)
     key = creator.init_reply.result()["joinKey"]
     others = await asyncio.gather(
-        *(open_member(url, stats, room, key, payload_bytes, limit) for _ in range(size - 1)))
+        *(open_member(target, stats, room, key, payload_bytes, limit) for _ in range(size - 1)))
     room.members = [creator, *others]
     return room
 
@@ -234,8 +243,9 @@ def lost_deliveries(rooms: list[Room]) -> int:
 async def connect_phase(args: argparse.Namespace, stats: Stats) -> tuple[list[Room], float]:
     """Open every connection; return the rooms and the seconds it took."""
     limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    target = Target(args.url, ssl.create_default_context(cafile=args.ca_file) if args.ca_file else None)
     started = time.perf_counter()
-    rooms = await asyncio.gather(*(open_room(args.url, stats, size, args.payload_bytes, limit)
+    rooms = await asyncio.gather(*(open_room(target, stats, size, args.payload_bytes, limit)
                                    for size in room_sizes(args.connections, args.room_size)))
     return list(rooms), time.perf_counter() - started
 
@@ -308,7 +318,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--url", required=True, help="ws://host:port/")
+    add("--url", required=True, help="ws://host:port/ or wss://host:port/")
+    add("--ca-file", default=None, help="wss://: trust the server's certificate from this CA (PEM)")
     add("--connections", type=int, default=100)
     add("--room-size", type=int, default=10)
     add("--senders-per-room", type=int, default=0, help="default: max(1, room size // 10)")

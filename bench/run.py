@@ -6,6 +6,9 @@
 
 Servers named ``...-db`` keep rooms in a fresh SQLite file (``--db``), the
 others in memory (``--db :memory:``); a second table compares each pair.
+Servers named ``...-tls`` (``--tls``) serve wss:// with their own TLS, on a
+certificate made for the run (trustme) that the generator trusts; a table
+compares each with the same server in plain.
 
 Two loads (``--loads``): ``tenth``, a tenth of each room's members talking
 (max(1, room size // 10) senders per room, ``--window`` messages in flight
@@ -57,7 +60,10 @@ SCRIPTS = {"baseline": "baseline_server.py", **{name: script for name, (script, 
 # and two workers (--workers 2) sharing the ports.
 REDIS_SUFFIX, WORKERS_SUFFIX = "-redis", "-redis-w2"
 REDIS_SERVERS = ("trio-websocket-redis", "wsproto-redis", "wsproto-redis-w2")
-KNOWN_SERVERS = (*SERVERS, *PEERS, *REDIS_SERVERS)
+# The same servers over their own TLS (--tls-cert; the baseline: websockets with an ssl context).
+TLS_SUFFIX = "-tls"
+TLS_SERVERS = ("baseline-tls", "trio-websocket-tls", "wsproto-tls")
+KNOWN_SERVERS = (*SERVERS, *PEERS, *REDIS_SERVERS, *TLS_SERVERS)
 LOADS = {"tenth": "a tenth talk", "one": "one in flight"}  # --loads names and their table labels
 DURABLE_SUFFIX = "-db"  # the same server keeping rooms in a SQLite file (--db) rather than in memory
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -182,13 +188,41 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class Certificates:
+    """A CA made for the run, and a certificate it signed for 127.0.0.1: what ``-tls`` servers serve."""
+
+    ca: Path
+    certificate: Path
+    key: Path
+
+    @staticmethod
+    def make(folder: Path) -> Certificates:
+        import trustme  # (the bench extra's; only --tls needs it)
+
+        ca = trustme.CA()
+        leaf = ca.issue_cert(HOST, "localhost")
+        made = Certificates(folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+        ca.cert_pem.write_to_path(str(made.ca))
+        made.certificate.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
+        leaf.private_key_pem.write_to_path(str(made.key))
+        return made
+
+
 def server_command(
-    server: str, port: int, max_connections: int, database: Path, redis_url: str | None = None
+    server: str, port: int, max_connections: int, database: Path, redis_url: str | None = None,
+    tls: Certificates | None = None,
 ) -> list[str]:
     """How to start one server on ``port`` with its limits lifted (``database``: its file, for a ``-db`` server)."""
+    tls_flags = []
+    if server.endswith(TLS_SUFFIX):
+        assert tls is not None, "a -tls server needs the run's certificates"
+        server = server.removesuffix(TLS_SUFFIX)
+        tls_flags = ["--tls-cert", str(tls.certificate), "--tls-key", str(tls.key)]
     if server in SCRIPTS:
         peer_loop = ["--uvloop"] if server.endswith("-uvloop") else []
-        return [sys.executable, str(BENCH / SCRIPTS[server]), "--host", HOST, "--port", str(port), *peer_loop]
+        return [sys.executable, str(BENCH / SCRIPTS[server]), "--host", HOST, "--port", str(port), *peer_loop,
+                *tls_flags]
     loop_flags = ["--event-loop", "uvloop"] if server.endswith("-uvloop") else []
     db_flags = ["--db", str(database) if server.endswith(DURABLE_SUFFIX) else ":memory:"]
     if redis_url is not None:
@@ -199,7 +233,7 @@ def server_command(
             "--host", HOST,
             "--http-port", str(free_port()), "--ws-port", str(port), "--log-level", "WARNING",
             "--max-connections", str(max_connections), "--max-connections-per-address", str(max_connections),
-            *LIMIT_FLAGS]
+            *LIMIT_FLAGS, *tls_flags]
 
 
 def wait_accepting(process: subprocess.Popen[bytes], port: int, timeout: float = 20.0) -> None:
@@ -321,6 +355,8 @@ class Settings:
     max_connections: int
     placement: Placement
     logs: Path
+    tls: Certificates | None = None
+    """The run's certificates, made when a ``-tls`` server is in the matrix."""
 
 
 def talkers(load: str, room_size: int, window: int) -> tuple[int, int]:
@@ -337,7 +373,9 @@ def loads_at(loads: list[str], room_size: int, window: int) -> list[str]:
 
 def loadgen_command(settings: Settings, port: int, run: Run) -> list[str]:
     """How to start the load generator against ``port``."""
-    return [sys.executable, str(BENCH / "loadgen.py"), "--url", f"ws://{HOST}:{port}/",
+    tls = ["--ca-file", str(settings.tls.ca)] if run.server.endswith(TLS_SUFFIX) and settings.tls else []
+    scheme = "wss" if tls else "ws"
+    return [sys.executable, str(BENCH / "loadgen.py"), "--url", f"{scheme}://{HOST}:{port}/", *tls,
             "--connections", str(run.connections), "--room-size", str(run.room_size),
             "--senders-per-room", str(run.senders_per_room), "--window", str(run.window),
             "--duration", str(settings.duration), "--payload-bytes", str(settings.payload_bytes)]
@@ -397,7 +435,8 @@ def run_one(settings: Settings, server_name: str, connections: int, room_size: i
          open(settings.logs / f"{tag}.loadgen.log", "w") as generator_log:
         redis = start_redis(settings, tag) if REDIS_SUFFIX in server_name else None
         redis_url = None if redis is None else f"redis://{HOST}:{redis[1]}/0"
-        command = server_command(server_name, port, settings.max_connections, settings.logs / f"{tag}.db", redis_url)
+        command = server_command(server_name, port, settings.max_connections, settings.logs / f"{tag}.db", redis_url,
+                                 settings.tls)
         server = subprocess.Popen(command,
                                   stdout=server_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         pin(server, settings.placement.server)
@@ -590,6 +629,23 @@ def durability_table(runs: list[Run], servers: list[str]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def tls_table(runs: list[Run], servers: list[str]) -> str:
+    """Each ``-tls`` server against the same server in plain: what serving TLS in the process costs."""
+    lines = ["| conns | room | server | load | CPU per delivery, TLS / plain | user µs / deliv, TLS / plain "
+             "| deliv/s, TLS / plain | extra RSS KiB / idle TLS conn |", "|---:|---:|---|---|---:|---:|---:|---:|"]
+    for point in points(runs):
+        for secure in (name for name in servers if name.endswith(TLS_SUFFIX)):
+            pair = [at(runs, point, name) for name in (secure, secure.removesuffix(TLS_SUFFIX))]
+            if all(pair):
+                t, p = medians(pair[0]), medians(pair[1])
+                connections, room_size, load = point
+                lines.append(f"| {connections} | {room_size} | {secure} | {LOADS[load]} "
+                             f"| {t['cpu_per_1k'] / p['cpu_per_1k']:.2f} | {t['user_us'] / p['user_us']:.2f} "
+                             f"| {t['deliveries_per_sec'] / p['deliveries_per_sec']:.2f} "
+                             f"| {t['rss_kib_per_conn'] - p['rss_kib_per_conn']:.1f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def header(args: argparse.Namespace, settings: Settings, argv: list[str]) -> str:
     """Machine, placement and the exact command line."""
     info = machine()
@@ -663,6 +719,8 @@ def check_peer_packages(servers: list[str]) -> None:
         if missing:
             sys.exit(f"bench: the {name} peer needs {', '.join(missing)}: install the bench extra "
                      "(.venv/bin/pip install -e '.[bench]')")
+    if any(server.endswith(TLS_SUFFIX) for server in servers) and importlib.util.find_spec("trustme") is None:
+        sys.exit("bench: the -tls servers need trustme: install the bench extra (.venv/bin/pip install -e '.[bench]')")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -682,6 +740,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--peers", action="store_true", help="add the peer servers: " + ",".join(PEERS))
     add("--redis", action="store_true",
         help="add the servers keeping rooms in Redis (a redis-server per run): " + ",".join(REDIS_SERVERS))
+    add("--tls", action="store_true",
+        help="add the servers serving wss:// with their own TLS, and the same servers in plain to compare: "
+        + ",".join(TLS_SERVERS))
     add("--loads", type=load_list, default=list(LOADS),
         help="comma-separated: tenth (a tenth of each room talks, --window in flight each), "
              "one (one sender per room, one message in flight); one runs only where it differs from tenth")
@@ -694,6 +755,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.servers += [name for name in PEERS if name not in args.servers]
     if args.redis:
         args.servers += [name for name in REDIS_SERVERS if name not in args.servers]
+    if args.tls:
+        plain = [name.removesuffix(TLS_SUFFIX) for name in TLS_SERVERS]
+        args.servers += [name for name in (*plain, *TLS_SERVERS) if name not in args.servers]
     if args.quick:
         args.connections, args.room_sizes, args.loads, args.repeat, args.duration = [100], [10], ["tenth"], 1, 1.0
     return args
@@ -710,7 +774,8 @@ def main(argv: list[str] | None = None) -> int:
     check_capacity(max(args.connections), file_limit)
     logs = Path(tempfile.mkdtemp(prefix="chat-bench-"))
     placement = Placement(None, None) if args.no_pin else Placement.choose()
-    settings = Settings(args.duration, args.window, args.payload_bytes, max_connections, placement, logs)
+    tls = Certificates.make(logs) if any(name.endswith(TLS_SUFFIX) for name in args.servers) else None
+    settings = Settings(args.duration, args.window, args.payload_bytes, max_connections, placement, logs, tls)
     print(header(args, settings, argv), file=sys.stderr, flush=True)
     runs = run_matrix(args, settings)
     elapsed = time.monotonic() - started
@@ -719,6 +784,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{durability}\n")
     if shared := redis_table(runs, args.servers):
         print(f"{shared}\n")
+    if secure := tls_table(runs, args.servers):
+        print(f"{secure}\n")
     bad = failures(runs)
     for line in warnings(runs):
         print(f"WARNING: {line}", file=sys.stderr)

@@ -114,3 +114,18 @@ def test_the_core_benchmark_times_each_variants_own_core(tmp_path: Path) -> None
     )
     assert result.returncode == 1
     assert "round 1, broken: failed (a broken variant)" in result.stderr
+
+
+def test_the_tls_servers_run_and_lose_nothing() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--connections", "100", "--room-sizes", "10", "--repeat", "1",
+         "--duration", "1", "--servers", "wsproto", "--tls"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    for server in ["baseline-tls", "trio-websocket-tls", "wsproto-tls"]:
+        row, compared = (line for line in output.splitlines() if line.startswith(f"| 100 | 10 | {server} |"))
+        assert row.split("|")[-3].strip() == "0"  # lost
+        assert float(compared.split("|")[5]) > 0  # the TLS table: CPU per delivery, TLS / plain
+    assert "CPU per delivery, TLS / plain" in output
