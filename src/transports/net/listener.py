@@ -10,6 +10,8 @@ from typing import Any, Protocol
 import anyio
 import anyio.lowlevel
 
+from .tasks import open_task_group
+
 BACKLOG = 1024
 
 Handler = Callable[[socket.socket, tuple[str, int]], Coroutine[Any, Any, None]]
@@ -60,7 +62,7 @@ class Listener:
         listener = self.socket
         if self.tls is not None:
             handler = partial(self.tls.serve, handler)
-        async with anyio.create_task_group() as connections:
+        async with open_task_group() as connections:
             with self._accepting, listener:
                 while True:
                     await anyio.wait_readable(listener)

@@ -35,6 +35,7 @@ from chatcore import ConnectionId
 from ..config import Limits
 from ..net.listener import Listener
 from ..net.rawsocket import RawSocket, serve_raw_tcp
+from ..net.tasks import TaskGroup
 from .handshake import Handshake
 from .host import Host
 from .incoming import Assembler
@@ -145,7 +146,7 @@ class SocketPeer(Peer):
         """How log lines name this peer: ``host:port``, or ``client via proxy:port`` through a trusted proxy."""
         return self.raw.remote
 
-    def start(self, tasks: anyio.abc.TaskGroup) -> None:
+    def start(self, tasks: TaskGroup) -> None:
         super().start(tasks)
         if self.closing is not None:  # closed before it started: shutting down
             self._need_writer()
