@@ -13,6 +13,7 @@ from wsproto import WSConnection
 from wsproto.connection import Connection, ConnectionType
 
 from transports.websocket import trio_driver
+from transports.websocket.incoming import FrameReader
 
 SERVER = ConnectionType.SERVER
 
@@ -52,7 +53,7 @@ def test_our_connection_costs_hardly_more_than_trio_websockets_own() -> None:
     # Python shares the keys of instance dictionaries only up to a point (30 attributes here): a few attributes
     # too many on a trio-websocket connection and every idle connection pays 1.4 KiB for a dictionary of its own.
     def open_websocket() -> trio_driver._OpenWebSocket:
-        return trio_driver._OpenWebSocket(None, Connection(SERVER), 9)  # type: ignore[arg-type]  # (never read)
+        return trio_driver._OpenWebSocket(None, FrameReader(Connection(SERVER), 9))  # type: ignore[arg-type]  # (never read)
 
     def plain() -> object:
         return WebSocketConnection(trio_driver._SocketStream(None), cast(WSConnection, open_websocket()))

@@ -27,6 +27,7 @@ from functools import partial
 
 import anyio
 import anyio.abc
+from wsproto import ConnectionType
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import Ping
 
@@ -38,12 +39,14 @@ from ..net.rawsocket import RawSocket, serve_raw_tcp
 from ..net.tasks import TaskGroup
 from .handshake import Handshake
 from .host import Host
-from .incoming import Assembler
+from .incoming import Assembler, FrameReader
 from .lifecycle import serve_connection
 from .outbox import CloseRequest
 from .peer import Peer
 
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+PING = Connection(ConnectionType.SERVER).send(Ping(payload=b"keepalive"))
+"""Our keepalive ping, as wsproto frames it on an open connection (the same bytes every time)."""
 
 
 class Flusher:
@@ -121,15 +124,15 @@ class SocketPeer(Peer):
 
     __slots__ = (
         "_close_begun", "_flusher", "_gone", "_round", "_socket", "_unsent", "_writer_running", "assembler",
-        "connection", "connection_id", "hub", "raw",
+        "connection_id", "frames", "hub", "raw",
     )
 
-    def __init__(self, hub: Host, raw: RawSocket, connection: Connection, flusher: Flusher, limits: Limits) -> None:
+    def __init__(self, hub: Host, raw: RawSocket, frames: FrameReader, flusher: Flusher, limits: Limits) -> None:
         self.hub = hub
         self.raw = raw
         self._socket = raw.sock
-        self.connection = connection
-        """wsproto's connection for this client: it frames our pings and closes."""
+        self.frames = frames
+        """What the client sends, parsed; it holds wsproto's connection, made when first needed."""
         self.connection_id: ConnectionId = 0
         """The hub's id for it, once `read_loop` runs."""
         self.assembler = Assembler(limits.max_message_size)
@@ -140,6 +143,11 @@ class SocketPeer(Peer):
         self._close_begun = False
         self._round = -1  # the flusher's round this peer was last written in at once
         super().__init__(limits, raw.address, raw.port)
+
+    @property
+    def connection(self) -> Connection:
+        """wsproto's connection for this client (made now if it was not needed before): it frames our closes."""
+        return self.frames.connection
 
     @property
     def remote(self) -> str:
@@ -187,9 +195,9 @@ class SocketPeer(Peer):
             self.hub.receive_binary(self.connection_id, message)
 
     def _send_ping(self) -> None:
-        if self.connection.state is ConnectionState.OPEN:
+        if self.frames.state is ConnectionState.OPEN:
             # Anything from the client answers it (the hub's keepalive): the pong needs no matching.
-            self.put(self.connection.send(Ping(payload=b"keepalive")))
+            self.put(PING)
 
     def _notify(self) -> None:
         if self.closing is not None or self._unsent is not None:

@@ -34,7 +34,7 @@ import anyio.abc
 import trio
 from trio_websocket import WebSocketConnection
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import Connection, ConnectionState
+from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 
 from chatcore import ConnectionId, closecodes
@@ -83,22 +83,21 @@ class _OpenWebSocket:
     it has to act on: pings, pongs, the close.
     """
 
-    __slots__ = ("_frames", "_received", "connection", "peer")
+    __slots__ = ("_frames", "_received", "peer")
 
     client = False
 
-    def __init__(self, peer: TrioWebsocketPeer, connection: Connection, limit: int, trailing: bytes = b"") -> None:
+    def __init__(self, peer: TrioWebsocketPeer, frames: FrameReader) -> None:
         self.peer = peer
-        self.connection = connection
-        self._frames = FrameReader(connection, limit, trailing)
-        self._received = self._frames.feed(b"")
+        self._frames = frames
+        self._received = frames.feed(b"")
 
     @property
     def state(self) -> ConnectionState:
-        return self.connection.state
+        return self._frames.state
 
     def send(self, event: Event) -> bytes:
-        return self.connection.send(event)
+        return self._frames.connection.send(event)
 
     def receive_data(self, data: bytes | None) -> None:
         received, peer = self._received, self.peer
@@ -119,7 +118,7 @@ class _OpenWebSocket:
         # A generator: what the client sent is handled in its order, each ping or close by trio-websocket before
         # the messages after it.
         received, self._received = self._received, []
-        peer, connection = self.peer, self.connection
+        peer, frames = self.peer, self._frames
         for event in received:
             if isinstance(event, str):
                 peer.hub.receive_text(peer.connection_id, event)
@@ -128,7 +127,7 @@ class _OpenWebSocket:
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
                 yield event
-            elif connection.state is ConnectionState.OPEN or not isinstance(event, Ping):
+            elif frames.state is ConnectionState.OPEN or not isinstance(event, Ping):
                 yield event  # (a ping once either side's close is out goes unanswered: wsproto refuses a pong)
 
     def _add_fragment(self, event: TextMessage | BytesMessage) -> None:
@@ -138,8 +137,8 @@ class _OpenWebSocket:
         except MessageTooBig as error:
             # Answered as trio-websocket's own handler does (if the client's close came first, this answers it), unless
             # our close is out already. What follows goes nowhere (the assembler stays over its limit).
-            if self.connection.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-                peer.write_frames(self.connection.send(
+            if self._frames.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+                peer.write_frames(self._frames.connection.send(
                     CloseConnection(code=closecodes.MESSAGE_TOO_BIG, reason=str(error))
                 ))
             peer.close(closecodes.MESSAGE_TOO_BIG, str(error))  # the peer's record of it (log line, metrics)
@@ -153,9 +152,9 @@ class _OpenWebSocket:
         peer.close(event.code, event.reason or "")
         # trio-websocket drops the TCP connection when wsproto finds a protocol error (invalid UTF-8, an
         # unmasked frame...); RFC 6455 (7.1.7) asks for a close frame with its code (1002, 1007) first.
-        if self.connection.state is ConnectionState.OPEN:
+        if self._frames.state is ConnectionState.OPEN:
             logger.info("%s: closing with %d: %s", peer.remote, event.code, event.reason)
-            peer.write_frames(self.connection.send(CloseConnection(code=event.code, reason=event.reason)))
+            peer.write_frames(self._frames.connection.send(CloseConnection(code=event.code, reason=event.reason)))
 
 
 def _websocket(stream: _SocketStream, ws: _OpenWebSocket, limit: int) -> WebSocketConnection:
@@ -223,11 +222,10 @@ class TrioWebsocketPeer(SocketPeer):
     transport = "trio-websocket"
 
     def __init__(self, hub: Host, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
-        connection = Connection(ConnectionType.SERVER)
-        super().__init__(hub, raw, connection, flusher, limits)
+        super().__init__(hub, raw, FrameReader(None, limits.max_message_size, handshake.trailing), flusher, limits)
         stream = _SocketStream(raw)
         stream._peer = self
-        self._ws = _OpenWebSocket(self, connection, limits.max_message_size, handshake.trailing)
+        self._ws = _OpenWebSocket(self, self.frames)
         self._websocket = _websocket(stream, self._ws, limits.max_message_size)
 
     async def read_loop(self, connection: ConnectionId) -> None:
