@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import socket
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from functools import partial
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -306,7 +307,7 @@ MakePeer = Callable[[Host, Limits, Flusher, RawSocket, Handshake], SocketPeer]
 """A driver's peer for a connection whose handshake was accepted (its 101 not sent yet)."""
 
 
-ConnectionEntry = Callable[[RawSocket], Awaitable[None]]
+ConnectionEntry = Callable[[RawSocket], Coroutine[Any, Any, None]]
 """Serves one connection, accepted on some other port, on a running server (`serve` gives it)."""
 
 
