@@ -64,3 +64,15 @@ def test_our_connection_costs_hardly_more_than_trio_websockets_own() -> None:
     plain()
     ours()  # (the classes' shared keys are made on the first instance)
     assert _bytes_each(ours) - _bytes_each(plain) < 200
+
+
+def test_idle_connections_share_one_stand_in_for_trio_websockets_message_channel() -> None:
+    # Nothing is ever queued on it (messages go to the hub): a memory channel per connection would be 1.6 KiB each.
+    def ours() -> WebSocketConnection:
+        open_websocket = trio_driver._OpenWebSocket(None, FrameReader(Connection(SERVER), 9))  # type: ignore[arg-type]
+        return trio_driver._websocket(trio_driver._SocketStream(None), open_websocket, 9)
+
+    channels: list[object] = [
+        end for websocket in (ours(), ours()) for end in (websocket._send_channel, websocket._recv_channel)
+    ]
+    assert all(end is trio_driver._NO_MESSAGES for end in channels)

@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 PRIVATE_NAMES = (
     "_reader_task",  # our read loop: only its own serve/open functions run it, as a task, after their handshake
     "_connection_proposal",  # set to None: frees a Future we never use (0.4 KiB an idle connection); no public way
+    "_send_channel",  # both ends of its message channel, which no message takes (`_NoMessages`: 1.6 KiB less an idle
+    "_recv_channel",  # connection); it has no way to be given one
 )
 """trio-websocket's private attributes this module relies on (0.12), each with what it does for us."""
 
@@ -157,6 +159,37 @@ class _OpenWebSocket:
             peer.write_frames(self._frames.connection.send(CloseConnection(code=event.code, reason=event.reason)))
 
 
+class _NoMessages:
+    """Both ends of trio-websocket's message channel, for connections whose messages go to the hub.
+
+    trio-websocket queues the messages it parses in a memory channel for
+    ``get_message``; `_OpenWebSocket` hands it no message and nothing calls
+    ``get_message``, so all it does with the channel is close it (with a
+    checkpoint, as trio's does). One of these, shared, stands in for a channel
+    per connection.
+    """
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> _NoMessages:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send(self, message: object) -> None:
+        raise RuntimeError("trio-websocket was handed a message: messages go to the hub")
+
+    async def receive(self) -> str | bytes:
+        raise trio.EndOfChannel
+
+
+_NO_MESSAGES = _NoMessages()
+
+
 def _websocket(stream: _SocketStream, ws: _OpenWebSocket, limit: int) -> WebSocketConnection:
     """trio-websocket's connection over ``ws``, already open: our handshake came first."""
     # (The cast: trio-websocket's constructor names `WSConnection`, and uses only what `_OpenWebSocket` has too.)
@@ -164,6 +197,8 @@ def _websocket(stream: _SocketStream, ws: _OpenWebSocket, limit: int) -> WebSock
         stream, cast(WSConnection, ws), max_message_size=limit, receive_buffer_size=RECEIVE_SIZE
     )
     websocket._connection_proposal = None
+    websocket._send_channel = cast("trio.MemorySendChannel[str | bytes]", _NO_MESSAGES)
+    websocket._recv_channel = cast("trio.MemoryReceiveChannel[str | bytes]", _NO_MESSAGES)
     return websocket
 
 
