@@ -76,3 +76,15 @@ def test_idle_connections_share_one_stand_in_for_trio_websockets_message_channel
         end for websocket in (ours(), ours()) for end in (websocket._send_channel, websocket._recv_channel)
     ]
     assert all(end is trio_driver._NO_MESSAGES for end in channels)
+
+
+def test_idle_connections_share_one_stand_in_for_the_events_nothing_waits_for() -> None:
+    def ours() -> WebSocketConnection:
+        open_websocket = trio_driver._OpenWebSocket(None, FrameReader(Connection(SERVER), 9))  # type: ignore[arg-type]
+        return trio_driver._websocket(trio_driver._SocketStream(None), open_websocket, 9)
+
+    events: list[object] = [
+        event for websocket in (ours(), ours())
+        for event in (websocket._open_handshake, websocket._for_testing_peer_closed_connection)
+    ]
+    assert all(event is trio_driver._UNWATCHED for event in events)

@@ -57,6 +57,8 @@ PRIVATE_NAMES = (
     "_connection_proposal",  # set to None: frees a Future we never use (0.4 KiB an idle connection); no public way
     "_send_channel",  # both ends of its message channel, which no message takes (`_NoMessages`: 1.6 KiB less an idle
     "_recv_channel",  # connection); it has no way to be given one
+    "_open_handshake",  # two events nothing waits for on our connections (`_Unwatched`: 0.5 KiB less an idle
+    "_for_testing_peer_closed_connection",  # connection); it has no way to be given them
 )
 """trio-websocket's private attributes this module relies on (0.12), each with what it does for us."""
 
@@ -190,6 +192,28 @@ class _NoMessages:
 _NO_MESSAGES = _NoMessages()
 
 
+class _Unwatched:
+    """trio-websocket's events that nothing waits for on connections it is handed open.
+
+    ``_open_handshake`` is set by handshake events it is never handed, and
+    waited for only by its own serve and connect functions;
+    ``_for_testing_peer_closed_connection`` is its own tests'. One of these,
+    shared, stands in for both on every connection (a `trio.Event` with its
+    set of waiters is 0.27 KiB).
+    """
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        pass
+
+    async def wait(self) -> None:
+        raise RuntimeError("trio-websocket waits for an event the trio-websocket transport does not keep")
+
+
+_UNWATCHED = _Unwatched()
+
+
 def _websocket(stream: _SocketStream, ws: _OpenWebSocket, limit: int) -> WebSocketConnection:
     """trio-websocket's connection over ``ws``, already open: our handshake came first."""
     # (The cast: trio-websocket's constructor names `WSConnection`, and uses only what `_OpenWebSocket` has too.)
@@ -199,6 +223,7 @@ def _websocket(stream: _SocketStream, ws: _OpenWebSocket, limit: int) -> WebSock
     websocket._connection_proposal = None
     websocket._send_channel = cast("trio.MemorySendChannel[str | bytes]", _NO_MESSAGES)
     websocket._recv_channel = cast("trio.MemoryReceiveChannel[str | bytes]", _NO_MESSAGES)
+    websocket._open_handshake = websocket._for_testing_peer_closed_connection = cast(trio.Event, _UNWATCHED)
     return websocket
 
 
