@@ -25,9 +25,9 @@ is pinned below its next minor version for that.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterator
+from collections.abc import Coroutine, Generator, Iterator
 from importlib.metadata import version
-from typing import cast
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -293,9 +293,10 @@ class TrioWebsocketPeer(SocketPeer):
         self._ws = _OpenWebSocket(self, self.frames)
         self._websocket = _websocket(stream, self._ws, limits.max_message_size)
 
-    async def read_loop(self, connection: ConnectionId) -> None:
+    def read_loop(self, connection: ConnectionId) -> Coroutine[Any, Any, None]:
+        # trio-websocket's reader itself, not a coroutine awaiting it: one coroutine less kept by an idle connection.
         self.connection_id = connection
-        await self._websocket._reader_task()
+        return self._websocket._reader_task()
 
     def _begin_close(self, close: CloseRequest) -> None:
         if self.tasks is not None:
