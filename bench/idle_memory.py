@@ -75,7 +75,7 @@ def dump(trace: Path, pid: int, tag: str) -> None:
         time.sleep(0.1)
 
 
-def report(trace: Path, connections: int, top: int) -> None:
+def report(trace: Path, connections: int, top: int, group: str = "lineno") -> None:
     """Per connection: tracemalloc's growth by line, and live objects gained by type."""
     (types_before,) = trace.parent.glob(f"{trace.name}-*.before.types")
     prefix = str(types_before)[: -len(".before.types")]
@@ -92,14 +92,14 @@ def report(trace: Path, connections: int, top: int) -> None:
     if not snapshot_after.exists():
         return
     stats = tracemalloc.Snapshot.load(str(snapshot_after)).compare_to(
-        tracemalloc.Snapshot.load(f"{prefix}.before.snapshot"), "lineno")
+        tracemalloc.Snapshot.load(f"{prefix}.before.snapshot"), group)
     total = sum(stat.size_diff for stat in stats)
-    print(f"\ntracemalloc growth per connection: {total / connections:.0f} B; by line:")
+    print(f"\ntracemalloc growth per connection: {total / connections:.0f} B; by {group}:")
     for stat in stats[:top]:
         frame = stat.traceback[0]
         where = "/".join(Path(frame.filename).parts[-2:])
         share, blocks = stat.size_diff / connections, stat.count_diff / connections
-        print(f"  {share:7.0f} B {blocks:6.2f} blocks  {where}:{frame.lineno}")
+        print(f"  {share:7.0f} B {blocks:6.2f} blocks  {where}" + (f":{frame.lineno}" if group == "lineno" else ""))
 
 
 def main() -> None:
@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--src", type=Path, default=BENCH.parent / "src")
     parser.add_argument("--tracemalloc", action="store_true", help="what holds it (one run)")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--group", choices=("lineno", "filename"), default="lineno", help="tracemalloc's grouping")
     args = parser.parse_args()
     run.raise_file_limit()
     src = args.src.resolve()
@@ -119,7 +120,7 @@ def main() -> None:
             trace = Path(folder) / "mem"
             kib = probe(args.server, args.connections[0], args.room_size, src, trace)
             print(f"{args.server} {args.connections[0]}: {kib:.2f} KiB/conn (with tracemalloc)")
-            report(trace, args.connections[0], args.top)
+            report(trace, args.connections[0], args.top, args.group)
         return
     for connections in args.connections:
         values = [probe(args.server, connections, args.room_size, src, None) for _ in range(args.repeat)]

@@ -37,7 +37,9 @@ class TaskGroup(Protocol):
     @property
     def cancel_scope(self) -> Scope: ...
 
-    def start_soon(self, function: Callable[..., Coroutine[Any, Any, Any]], /, *args: Any) -> object: ...
+    def start_soon(
+        self, function: Callable[..., Coroutine[Any, Any, Any]], /, *args: Any, name: object = None
+    ) -> object: ...
 
 
 def open_task_group() -> AbstractAsyncContextManager[TaskGroup]:
