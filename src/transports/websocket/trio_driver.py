@@ -7,14 +7,16 @@ non-blocking socket, and everything it writes joins the ordered write side
 both drivers share (`socketpeer`), where broadcasts are written by one task
 for all connections. For wsproto's `WSConnection` it takes `_OpenWebSocket`,
 which has the same public face (``client``, ``state``, ``send``,
-``receive_data``, ``events``) over the open `Connection` alone: that is where
+``receive_data``, ``events``) over the connection's `FrameReader` (and the
+open `Connection` it makes only when something needs one): that is where
 the client's messages leave for the hub, as they are parsed, in the reader
 task and in order with the pings and the close trio-websocket is handed,
 with no channel to a second task.
 
 The reader task itself is the connection's read loop, not a task of its
-own: there is no public way to do that, so it takes a private name; one
-more keeps an idle connection small. Both are listed in `PRIVATE_NAMES`,
+own: there is no public way to do that, so it takes a private name; the
+others keep an idle connection small (what it never uses is dropped or
+shared by all connections). All are listed in `PRIVATE_NAMES`,
 each with its reason; `check_private_names` fails at start-up, naming the
 attribute, if an upgrade removed one. What no check can see is how the
 reader treats the events it is handed (pings answered, a close answered and
@@ -80,8 +82,8 @@ class _OpenWebSocket:
 
     The `WSConnection` wsproto makes carries an HTTP handshake machine for
     life (2 KiB per idle connection) and asks it for events on every read.
-    This is the open `Connection` alone, read through a `FrameReader`, with
-    the public face trio-websocket uses. Whole text messages go straight to
+    This is the open `Connection` alone (made when first needed), read
+    through a `FrameReader`, with the public face trio-websocket uses. Whole text messages go straight to
     the hub as they are parsed; every other message, fragment by fragment,
     when trio-websocket's reader asks for `events`, which hands it only what
     it has to act on: pings, pongs, the close.
