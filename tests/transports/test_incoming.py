@@ -7,7 +7,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsproto import ConnectionType
-from wsproto.connection import Connection
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
 from raw_websocket import client_frame
@@ -103,3 +103,23 @@ def test_whole_text_frames_come_out_as_text_without_wsproto() -> None:
     data = client_frame(0x1, "héllo 🌍".encode()) + client_frame(0x1, b"second")
     assert reader.feed(data[:5]) == []
     assert reader.feed(data[5:]) == ["héllo 🌍", "second"]
+
+
+def test_a_client_sending_text_and_pongs_gets_no_wsproto_connection() -> None:
+    # An idle connection keeps what its reader holds: wsproto's connection is made only when something needs it.
+    reader = FrameReader(None, LIMIT)
+    assert reader.feed(client_frame(0x1, b"hello") + client_frame(0xA, b"keepalive")) == [
+        "hello", Pong(payload=b"keepalive")]
+    assert reader._connection is None
+    assert reader.state is ConnectionState.OPEN
+    assert reader.feed(client_frame(0x9, b"ping")) == [Ping(payload=b"ping")]
+    assert reader._connection is not None
+
+
+@settings(max_examples=200)
+@given(st.lists(frames, max_size=12))
+def test_a_reader_making_its_wsproto_connection_when_needed_reads_the_same(sent: list[bytes]) -> None:
+    stream = b"".join(sent)
+    given_one, lazy = FrameReader(Connection(ConnectionType.SERVER), LIMIT), FrameReader(None, LIMIT)
+    assert _outcomes([given_one.feed(stream), given_one.feed(None)]) == _outcomes([lazy.feed(stream), lazy.feed(None)])
+    assert given_one.state is lazy.state

@@ -1,1 +1,2 @@
-"""Sockets below any protocol: TCP listeners, the raw non-blocking socket loop, and TLS in front of both."""
+"""Sockets below any protocol: TCP listeners, the raw non-blocking socket loop, TLS in front of both, and the task
+groups their connections run in."""

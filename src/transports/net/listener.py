@@ -10,6 +10,8 @@ from typing import Any, Protocol
 import anyio
 import anyio.lowlevel
 
+from .tasks import open_task_group
+
 BACKLOG = 1024
 
 Handler = Callable[[socket.socket, tuple[str, int]], Coroutine[Any, Any, None]]
@@ -60,7 +62,8 @@ class Listener:
         listener = self.socket
         if self.tls is not None:
             handler = partial(self.tls.serve, handler)
-        async with anyio.create_task_group() as connections:
+        task_name = f"connection to port {self.port}"  # one string for all (else each task makes its own)
+        async with open_task_group() as connections:
             with self._accepting, listener:
                 while True:
                     await anyio.wait_readable(listener)
@@ -72,7 +75,7 @@ class Listener:
                         except OSError:  # out of file descriptors, say: let the backlog wait
                             await anyio.sleep(0.1)
                             break
-                        connections.start_soon(handler, sock, remote_address)
+                        connections.start_soon(handler, sock, remote_address, name=task_name)
                         # Each handler takes its first step (where it takes a connection slot) before the
                         # next one is started, so connections are admitted in the order they were accepted.
                         await anyio.lowlevel.checkpoint()

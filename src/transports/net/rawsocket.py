@@ -10,8 +10,9 @@ import contextlib
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -53,13 +54,27 @@ class RawSocket:
     async def receive(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes``; ``b""`` once the client has closed or reset the connection."""
         while True:
-            await self._wait_readable(self.sock)
-            try:
-                return self.sock.recv(max_bytes)
-            except BlockingIOError:
-                continue
-            except OSError:
-                return b""
+            await self.wait_readable()
+            data = self.receive_now(max_bytes)
+            if data is not None:
+                return data
+
+    def wait_readable(self) -> Awaitable[None]:
+        """Wait until `receive_now` may have something (a checkpoint).
+
+        `receive` in two steps, for a connection's read loop: awaited there, this
+        adds no coroutine of its own to what every idle connection keeps.
+        """
+        return self._wait_readable(self.sock)
+
+    def receive_now(self, max_bytes: int) -> bytes | None:
+        """Up to ``max_bytes`` received; ``b""`` once the client has gone; None if nothing came (wait again)."""
+        try:
+            return self.sock.recv(max_bytes)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
 
     async def send_all(self, data: bytes) -> None:
         """Write everything, waiting for room; raises OSError if the client is gone."""
@@ -94,11 +109,13 @@ class PrefixedSocket(RawSocket):
         self.via = raw.via
         self._prefix = prefix
 
-    async def receive(self, max_bytes: int) -> bytes:
+    def wait_readable(self) -> Awaitable[None]:
+        return anyio.lowlevel.checkpoint() if self._prefix else super().wait_readable()
+
+    def receive_now(self, max_bytes: int) -> bytes | None:
         if not self._prefix:
-            return await super().receive(max_bytes)
+            return super().receive_now(max_bytes)
         data, self._prefix = self._prefix[:max_bytes], self._prefix[max_bytes:]
-        await anyio.lowlevel.checkpoint()
         return data
 
 
@@ -136,12 +153,19 @@ def on_abort(sock: socket.socket, abort: Callable[[], None]) -> Callable[[], Non
     return forget
 
 
-async def serve_raw_tcp(handler: Callable[[RawSocket], Awaitable[None]], listener: Listener) -> None:
-    """Call ``handler`` with a `RawSocket` for each connection ``listener`` accepts, until it stops accepting."""
-    wait_readable: WaitReadable = anyio.wait_readable
-    if sniffio.current_async_library() == "trio":  # its own wait saves a coroutine frame per idle connection
-        wait_readable = trio.lowlevel.wait_readable
-    await listener.serve(partial(_run, handler, wait_readable))
+async def serve_raw_tcp(handler: Callable[[RawSocket], Coroutine[Any, Any, None]], listener: Listener) -> None:
+    """Call ``handler`` with a `RawSocket` for each connection ``listener`` accepts, until it stops accepting.
+
+    The socket is closed once the handler returns. Under trio that is the
+    handler's own doing (`lifecycle.serve_connection` closes it, however the
+    connection ends): a trio task runs its coroutine at least to its first
+    checkpoint, so the handler's ``finally`` always runs, and no coroutine of
+    ours around it stays with every idle connection.
+    """
+    if sniffio.current_async_library() == "trio":
+        await listener.serve(partial(_start, handler))
+    else:
+        await listener.serve(partial(_run, handler, anyio.wait_readable))
 
 
 def raw_socket(sock: socket.socket, remote_address: tuple[str, int]) -> RawSocket:
@@ -155,8 +179,14 @@ def raw_socket(sock: socket.socket, remote_address: tuple[str, int]) -> RawSocke
     return RawSocket(sock, *remote_address, wait_readable)
 
 
+def _start(
+    handler: Callable[[RawSocket], Coroutine[Any, Any, None]], sock: socket.socket, remote_address: tuple[str, int],
+) -> Coroutine[Any, Any, None]:
+    return handler(raw_socket(sock, remote_address))
+
+
 async def _run(
-    handler: Callable[[RawSocket], Awaitable[None]],
+    handler: Callable[[RawSocket], Coroutine[Any, Any, None]],
     wait_readable: WaitReadable,
     sock: socket.socket,
     remote_address: tuple[str, int],

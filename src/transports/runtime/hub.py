@@ -23,6 +23,7 @@ from ..http.admission import ConnectionSlots
 from ..http.answers import Refusal
 from ..http.origin import OriginPolicy
 from ..http.proxies import Forwarded, TrustedProxies
+from ..net.tasks import open_task_group
 from ..websocket.framing import Outgoing
 from ..websocket.handshake import Handshake
 from ..websocket.peer import Peer
@@ -231,7 +232,7 @@ class Hub:
                     extra={"event": "opened", "address": peer.address, "port": peer.port, "transport": peer.transport})
         vanished = False  # the client went away without a close frame
         try:
-            async with anyio.create_task_group() as tasks:
+            async with open_task_group() as tasks:
                 peer.start(tasks)
                 try:
                     await peer.read_loop(connection)

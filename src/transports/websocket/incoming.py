@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from wsproto.connection import Connection
-from wsproto.events import BytesMessage, CloseConnection, Event, TextMessage
+from wsproto import ConnectionType
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import BytesMessage, CloseConnection, Event, Pong, TextMessage
 
 
 class MessageTooBig(Exception):
@@ -47,7 +48,9 @@ class Assembler:
 
 
 _TEXT_FIN = 0x81  # FIN, no RSV bits, opcode 1: a whole text message in one frame
-_WHOLE_OTHER = frozenset({0x82, 0x88, 0x89, 0x8A})  # FIN, no RSV: binary, close, ping, pong
+_PONG = 0x8A  # FIN, no RSV, opcode 10: what answers our keepalive pings
+_MAX_CONTROL = 125  # a control frame's longest payload
+_WHOLE_OTHER = frozenset({0x82, 0x88, 0x89, _PONG})  # FIN, no RSV: binary, close, ping, pong
 _MAX_WAIT = 65536  # a frame longer than this is left to wsproto, which takes it as it comes
 
 
@@ -71,19 +74,36 @@ class FrameReader:
     would not take whole (a fragment, a malformed or oversized one) it leaves
     the rest of the connection to wsproto. wsproto then answers exactly as it
     would have: the same events, the same close codes.
+
+    wsproto's connection (2 KiB with its parser and queue) is made when first
+    needed (``connection``): a client that sends only text messages, and
+    pongs (parsed here too), never needs one.
     """
 
     __slots__ = ("_buffer", "_connection", "_limit", "_wsproto_only")
 
-    def __init__(self, connection: Connection, limit: int, trailing: bytes = b"") -> None:
+    def __init__(self, connection: Connection | None, limit: int, trailing: bytes = b"") -> None:
         self._connection = connection
+        """wsproto's connection for the client (None: not made yet)."""
         self._limit = limit
         self._buffer = trailing
         self._wsproto_only = False
 
+    @property
+    def connection(self) -> Connection:
+        """wsproto's connection for the client, open (made now if it was not needed before)."""
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = Connection(ConnectionType.SERVER)
+        return connection
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection's state, without making wsproto's connection: open until that says otherwise."""
+        return ConnectionState.OPEN if self._connection is None else self._connection.state
+
     def feed(self, data: bytes | None) -> list[str | Event]:
         """Received bytes (None: the peer has gone) in; whole text messages and wsproto's events out, in order."""
-        connection = self._connection
         if self._wsproto_only or data is None:
             return self._to_wsproto(data)
         buffer = self._buffer + data if self._buffer else data
@@ -116,7 +136,10 @@ class FrameReader:
                     out.append(payload.decode("utf-8"))
                 except UnicodeDecodeError:
                     return self._switch(buffer, position, out)
+            elif first == _PONG and length <= _MAX_CONTROL:
+                out.append(Pong(payload=_unmask(buffer[head + 4:frame_end], buffer[head:head + 4])))
             elif first in _WHOLE_OTHER:
+                connection = self.connection
                 connection.receive_data(buffer[position:frame_end])
                 events = list(connection.events())
                 out.extend(events)
@@ -136,9 +159,10 @@ class FrameReader:
         return out
 
     def _to_wsproto(self, data: bytes | None) -> list[str | Event]:
+        connection = self.connection
         if self._buffer:  # (only when the peer has gone mid-frame)
-            self._connection.receive_data(self._buffer)
+            connection.receive_data(self._buffer)
             self._buffer = b""
         self._wsproto_only = True
-        self._connection.receive_data(data)
-        return list(self._connection.events())
+        connection.receive_data(data)
+        return list(connection.events())

@@ -13,11 +13,11 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import anyio
-import anyio.abc
 
 from chatcore import ConnectionId, closecodes
 
 from ..config import Limits
+from ..net.tasks import TaskGroup
 from ..net.tcp import format_remote
 from .framing import Outgoing
 from .outbox import Outbox
@@ -50,7 +50,7 @@ class Peer(Outbox, ABC):
         self.last_ping_at = anyio.current_time()
         self.heard = False
         """Whether anything arrived from the client since the last keepalive ping: the transport sets it."""
-        self.tasks: anyio.abc.TaskGroup | None = None
+        self.tasks: TaskGroup | None = None
         """The connection's task group, while `Hub.serve` runs it; its cancel scope bounds the connection."""
         self._close_timeout = limits.close_timeout
 
@@ -104,7 +104,7 @@ class Peer(Outbox, ABC):
         self.heard = False
         self._send_ping()
 
-    def start(self, tasks: anyio.abc.TaskGroup) -> None:
+    def start(self, tasks: TaskGroup) -> None:
         """Begin writing; `Hub.serve` calls this once, with the connection's task group."""
         self.tasks = tasks
         tasks.cancel_scope.deadline = self._deadline

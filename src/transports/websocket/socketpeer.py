@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import socket
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from functools import partial
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -32,6 +33,7 @@ import sniffio
 import trio
 import trio.abc
 import trio.lowlevel
+from wsproto import ConnectionType
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import Ping
 
@@ -40,14 +42,17 @@ from chatcore import ConnectionId
 from ..config import Limits
 from ..net.listener import Listener
 from ..net.rawsocket import RawSocket, serve_raw_tcp
+from ..net.tasks import TaskGroup
 from .handshake import Handshake
 from .host import Host
-from .incoming import Assembler
+from .incoming import Assembler, FrameReader
 from .lifecycle import serve_connection
 from .outbox import CloseRequest
 from .peer import Peer
 
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+PING = Connection(ConnectionType.SERVER).send(Ping(payload=b"keepalive"))
+"""Our keepalive ping, as wsproto frames it on an open connection (the same bytes every time)."""
 
 
 class Flusher:
@@ -157,15 +162,15 @@ class SocketPeer(Peer):
 
     __slots__ = (
         "_close_begun", "_flusher", "_gone", "_socket", "_turn", "_unsent", "_writer_running", "assembler",
-        "connection", "connection_id", "hub", "raw",
+        "connection_id", "frames", "hub", "raw",
     )
 
-    def __init__(self, hub: Host, raw: RawSocket, connection: Connection, flusher: Flusher, limits: Limits) -> None:
+    def __init__(self, hub: Host, raw: RawSocket, frames: FrameReader, flusher: Flusher, limits: Limits) -> None:
         self.hub = hub
         self.raw = raw
         self._socket = raw.sock
-        self.connection = connection
-        """wsproto's connection for this client: it frames our pings and closes."""
+        self.frames = frames
+        """What the client sends, parsed; it holds wsproto's connection, made when first needed."""
         self.connection_id: ConnectionId = 0
         """The hub's id for it, once `read_loop` runs."""
         self.assembler = Assembler(limits.max_message_size)
@@ -178,11 +183,16 @@ class SocketPeer(Peer):
         super().__init__(limits, raw.address, raw.port)
 
     @property
+    def connection(self) -> Connection:
+        """wsproto's connection for this client (made now if it was not needed before): it frames our closes."""
+        return self.frames.connection
+
+    @property
     def remote(self) -> str:
         """How log lines name this peer: ``host:port``, or ``client via proxy:port`` through a trusted proxy."""
         return self.raw.remote
 
-    def start(self, tasks: anyio.abc.TaskGroup) -> None:
+    def start(self, tasks: TaskGroup) -> None:
         super().start(tasks)
         if self.closing is not None:  # closed before it started: shutting down
             self._need_writer()
@@ -223,9 +233,9 @@ class SocketPeer(Peer):
             self.hub.receive_binary(self.connection_id, message)
 
     def _send_ping(self) -> None:
-        if self.connection.state is ConnectionState.OPEN:
+        if self.frames.state is ConnectionState.OPEN:
             # Anything from the client answers it (the hub's keepalive): the pong needs no matching.
-            self.put(self.connection.send(Ping(payload=b"keepalive")))
+            self.put(PING)
 
     def _notify(self) -> None:
         if self.closing is not None or self._unsent is not None:
@@ -334,7 +344,7 @@ MakePeer = Callable[[Host, Limits, Flusher, RawSocket, Handshake], SocketPeer]
 """A driver's peer for a connection whose handshake was accepted (its 101 not sent yet)."""
 
 
-ConnectionEntry = Callable[[RawSocket], Awaitable[None]]
+ConnectionEntry = Callable[[RawSocket], Coroutine[Any, Any, None]]
 """Serves one connection, accepted on some other port, on a running server (`serve` gives it)."""
 
 

@@ -7,14 +7,16 @@ non-blocking socket, and everything it writes joins the ordered write side
 both drivers share (`socketpeer`), where broadcasts are written by one task
 for all connections. For wsproto's `WSConnection` it takes `_OpenWebSocket`,
 which has the same public face (``client``, ``state``, ``send``,
-``receive_data``, ``events``) over the open `Connection` alone: that is where
+``receive_data``, ``events``) over the connection's `FrameReader` (and the
+open `Connection` it makes only when something needs one): that is where
 the client's messages leave for the hub, as they are parsed, in the reader
 task and in order with the pings and the close trio-websocket is handed,
 with no channel to a second task.
 
 The reader task itself is the connection's read loop, not a task of its
-own: there is no public way to do that, so it takes a private name; one
-more keeps an idle connection small. Both are listed in `PRIVATE_NAMES`,
+own: there is no public way to do that, so it takes a private name; the
+others keep an idle connection small (what it never uses is dropped or
+shared by all connections). All are listed in `PRIVATE_NAMES`,
 each with its reason; `check_private_names` fails at start-up, naming the
 attribute, if an upgrade removed one. What no check can see is how the
 reader treats the events it is handed (pings answered, a close answered and
@@ -25,16 +27,16 @@ is pinned below its next minor version for that.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterator
+from collections.abc import Coroutine, Generator, Iterator
 from importlib.metadata import version
-from typing import cast
+from typing import Any, cast
 
 import anyio
 import anyio.abc
 import trio
 from trio_websocket import WebSocketConnection
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import Connection, ConnectionState
+from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 
 from chatcore import ConnectionId, closecodes
@@ -55,6 +57,10 @@ logger = logging.getLogger(__name__)
 PRIVATE_NAMES = (
     "_reader_task",  # our read loop: only its own serve/open functions run it, as a task, after their handshake
     "_connection_proposal",  # set to None: frees a Future we never use (0.4 KiB an idle connection); no public way
+    "_send_channel",  # both ends of its message channel, which no message takes (`_NoMessages`: 1.6 KiB less an idle
+    "_recv_channel",  # connection); it has no way to be given one
+    "_open_handshake",  # two events nothing waits for on our connections (`_Unwatched`: 0.5 KiB less an idle
+    "_for_testing_peer_closed_connection",  # connection); it has no way to be given them
 )
 """trio-websocket's private attributes this module relies on (0.12), each with what it does for us."""
 
@@ -76,29 +82,28 @@ class _OpenWebSocket:
 
     The `WSConnection` wsproto makes carries an HTTP handshake machine for
     life (2 KiB per idle connection) and asks it for events on every read.
-    This is the open `Connection` alone, read through a `FrameReader`, with
-    the public face trio-websocket uses. Whole text messages go straight to
+    This is the open `Connection` alone (made when first needed), read
+    through a `FrameReader`, with the public face trio-websocket uses. Whole text messages go straight to
     the hub as they are parsed; every other message, fragment by fragment,
     when trio-websocket's reader asks for `events`, which hands it only what
     it has to act on: pings, pongs, the close.
     """
 
-    __slots__ = ("_frames", "_received", "connection", "peer")
+    __slots__ = ("_frames", "_received", "peer")
 
     client = False
 
-    def __init__(self, peer: TrioWebsocketPeer, connection: Connection, limit: int, trailing: bytes = b"") -> None:
+    def __init__(self, peer: TrioWebsocketPeer, frames: FrameReader) -> None:
         self.peer = peer
-        self.connection = connection
-        self._frames = FrameReader(connection, limit, trailing)
-        self._received = self._frames.feed(b"")
+        self._frames = frames
+        self._received = frames.feed(b"")
 
     @property
     def state(self) -> ConnectionState:
-        return self.connection.state
+        return self._frames.state
 
     def send(self, event: Event) -> bytes:
-        return self.connection.send(event)
+        return self._frames.connection.send(event)
 
     def receive_data(self, data: bytes | None) -> None:
         received, peer = self._received, self.peer
@@ -119,7 +124,7 @@ class _OpenWebSocket:
         # A generator: what the client sent is handled in its order, each ping or close by trio-websocket before
         # the messages after it.
         received, self._received = self._received, []
-        peer, connection = self.peer, self.connection
+        peer, frames = self.peer, self._frames
         for event in received:
             if isinstance(event, str):
                 peer.hub.receive_text(peer.connection_id, event)
@@ -128,7 +133,7 @@ class _OpenWebSocket:
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
                 yield event
-            elif connection.state is ConnectionState.OPEN or not isinstance(event, Ping):
+            elif frames.state is ConnectionState.OPEN or not isinstance(event, Ping):
                 yield event  # (a ping once either side's close is out goes unanswered: wsproto refuses a pong)
 
     def _add_fragment(self, event: TextMessage | BytesMessage) -> None:
@@ -138,8 +143,8 @@ class _OpenWebSocket:
         except MessageTooBig as error:
             # Answered as trio-websocket's own handler does (if the client's close came first, this answers it), unless
             # our close is out already. What follows goes nowhere (the assembler stays over its limit).
-            if self.connection.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-                peer.write_frames(self.connection.send(
+            if self._frames.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+                peer.write_frames(self._frames.connection.send(
                     CloseConnection(code=closecodes.MESSAGE_TOO_BIG, reason=str(error))
                 ))
             peer.close(closecodes.MESSAGE_TOO_BIG, str(error))  # the peer's record of it (log line, metrics)
@@ -153,9 +158,62 @@ class _OpenWebSocket:
         peer.close(event.code, event.reason or "")
         # trio-websocket drops the TCP connection when wsproto finds a protocol error (invalid UTF-8, an
         # unmasked frame...); RFC 6455 (7.1.7) asks for a close frame with its code (1002, 1007) first.
-        if self.connection.state is ConnectionState.OPEN:
+        if self._frames.state is ConnectionState.OPEN:
             logger.info("%s: closing with %d: %s", peer.remote, event.code, event.reason)
-            peer.write_frames(self.connection.send(CloseConnection(code=event.code, reason=event.reason)))
+            peer.write_frames(self._frames.connection.send(CloseConnection(code=event.code, reason=event.reason)))
+
+
+class _NoMessages:
+    """Both ends of trio-websocket's message channel, for connections whose messages go to the hub.
+
+    trio-websocket queues the messages it parses in a memory channel for
+    ``get_message``; `_OpenWebSocket` hands it no message and nothing calls
+    ``get_message``, so all it does with the channel is close it (with a
+    checkpoint, as trio's does). One of these, shared, stands in for a channel
+    per connection.
+    """
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> _NoMessages:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send(self, message: object) -> None:
+        raise RuntimeError("trio-websocket was handed a message: messages go to the hub")
+
+    async def receive(self) -> str | bytes:
+        raise trio.EndOfChannel
+
+
+_NO_MESSAGES = _NoMessages()
+
+
+class _Unwatched:
+    """trio-websocket's events that nothing waits for on connections it is handed open.
+
+    ``_open_handshake`` is set by handshake events it is never handed, and
+    waited for only by its own serve and connect functions;
+    ``_for_testing_peer_closed_connection`` is its own tests'. One of these,
+    shared, stands in for both on every connection (a `trio.Event` with its
+    set of waiters is 0.27 KiB).
+    """
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        pass
+
+    async def wait(self) -> None:
+        raise RuntimeError("trio-websocket waits for an event the trio-websocket transport does not keep")
+
+
+_UNWATCHED = _Unwatched()
 
 
 def _websocket(stream: _SocketStream, ws: _OpenWebSocket, limit: int) -> WebSocketConnection:
@@ -165,6 +223,9 @@ def _websocket(stream: _SocketStream, ws: _OpenWebSocket, limit: int) -> WebSock
         stream, cast(WSConnection, ws), max_message_size=limit, receive_buffer_size=RECEIVE_SIZE
     )
     websocket._connection_proposal = None
+    websocket._send_channel = cast("trio.MemorySendChannel[str | bytes]", _NO_MESSAGES)
+    websocket._recv_channel = cast("trio.MemoryReceiveChannel[str | bytes]", _NO_MESSAGES)
+    websocket._open_handshake = websocket._for_testing_peer_closed_connection = cast(trio.Event, _UNWATCHED)
     return websocket
 
 
@@ -185,9 +246,14 @@ class _SocketStream(trio.abc.HalfCloseableStream):
         self._closed = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._closed or self._raw is None:
+        raw = self._raw
+        if self._closed or raw is None:
             raise trio.ClosedResourceError("the stream is closed")
-        data = await self._raw.receive(max_bytes or RECEIVE_SIZE)
+        while True:  # (`raw.receive` inlined: one coroutine less kept by an idle connection)
+            await raw.wait_readable()
+            data = raw.receive_now(max_bytes or RECEIVE_SIZE)
+            if data is not None:
+                break
         if self._peer is not None:
             self._peer.heard = True
         return data
@@ -223,16 +289,16 @@ class TrioWebsocketPeer(SocketPeer):
     transport = "trio-websocket"
 
     def __init__(self, hub: Host, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
-        connection = Connection(ConnectionType.SERVER)
-        super().__init__(hub, raw, connection, flusher, limits)
+        super().__init__(hub, raw, FrameReader(None, limits.max_message_size, handshake.trailing), flusher, limits)
         stream = _SocketStream(raw)
         stream._peer = self
-        self._ws = _OpenWebSocket(self, connection, limits.max_message_size, handshake.trailing)
+        self._ws = _OpenWebSocket(self, self.frames)
         self._websocket = _websocket(stream, self._ws, limits.max_message_size)
 
-    async def read_loop(self, connection: ConnectionId) -> None:
+    def read_loop(self, connection: ConnectionId) -> Coroutine[Any, Any, None]:
+        # trio-websocket's reader itself, not a coroutine awaiting it: one coroutine less kept by an idle connection.
         self.connection_id = connection
-        await self._websocket._reader_task()
+        return self._websocket._reader_task()
 
     def _begin_close(self, close: CloseRequest) -> None:
         if self.tasks is not None:
