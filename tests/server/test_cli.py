@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from chat_client import ChatClient
 from live import SEED_CLIENT, LiveServer
 from processes import CHAT_SERVER, server_process
+from transports.cli import COLLECTOR_THRESHOLDS
 from transports.config import AppKind, Transport
 
 
@@ -168,3 +169,19 @@ def test_an_allowed_origin_that_could_never_match_is_refused(origin: str) -> Non
     result = subprocess.run([str(CHAT_SERVER), "--allow-origin", origin], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "--allow-origin" in result.stderr
+
+
+def test_a_serving_process_runs_the_collector_with_a_young_generation_for_what_is_in_flight() -> None:
+    # Up to where the event loop would start: that is where the server's process sets its collector.
+    probe = (
+        "import gc, anyio, sys\n"
+        "from transports import cli\n"
+        "anyio.run = lambda *args, **kwargs: print(list(gc.get_threshold()))\n"
+        "cli.main(sys.argv[1:])\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe, "--ws-port", "0", "--http-port", "0"],
+        capture_output=True, text=True, timeout=60, check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert json.loads(shown.stdout) == list(COLLECTOR_THRESHOLDS) != [700, 10, 10]
