@@ -613,19 +613,26 @@ def redis_table(runs: list[Run], servers: list[str]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def pairs(
+    runs: list[Run], servers: list[str], suffix: str
+) -> Iterator[tuple[tuple[int, int, str], str, dict[str, float], dict[str, float]]]:
+    """Each server named with ``suffix`` and the same server without it, at every point both ran: the point, the
+    server's name and the medians of both."""
+    for point in points(runs):
+        for name in (server for server in servers if server.endswith(suffix)):
+            pair = [at(runs, point, server) for server in (name, name.removesuffix(suffix))]
+            if all(pair):
+                yield point, name, medians(pair[0]), medians(pair[1])
+
+
 def durability_table(runs: list[Run], servers: list[str]) -> str:
     """Each ``-db`` server against the same server in memory: what keeping rooms in SQLite costs."""
     lines = ["| conns | room | server | load | deliv/s, SQLite / memory | CPU per delivery, SQLite / memory |",
              "|---:|---:|---|---|---:|---:|"]
-    for point in points(runs):
-        for durable in (name for name in servers if name.endswith(DURABLE_SUFFIX)):
-            pair = [at(runs, point, name) for name in (durable, durable.removesuffix(DURABLE_SUFFIX))]
-            if all(pair):
-                d, m = medians(pair[0]), medians(pair[1])
-                connections, room_size, load = point
-                lines.append(f"| {connections} | {room_size} | {durable} | {LOADS[load]} "
-                             f"| {d['deliveries_per_sec'] / m['deliveries_per_sec']:.2f} "
-                             f"| {d['cpu_per_1k'] / m['cpu_per_1k']:.2f} |")
+    for (connections, room_size, load), durable, d, m in pairs(runs, servers, DURABLE_SUFFIX):
+        lines.append(f"| {connections} | {room_size} | {durable} | {LOADS[load]} "
+                     f"| {d['deliveries_per_sec'] / m['deliveries_per_sec']:.2f} "
+                     f"| {d['cpu_per_1k'] / m['cpu_per_1k']:.2f} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -633,16 +640,11 @@ def tls_table(runs: list[Run], servers: list[str]) -> str:
     """Each ``-tls`` server against the same server in plain: what serving TLS in the process costs."""
     lines = ["| conns | room | server | load | CPU per delivery, TLS / plain | user µs / deliv, TLS / plain "
              "| deliv/s, TLS / plain | extra RSS KiB / idle TLS conn |", "|---:|---:|---|---|---:|---:|---:|---:|"]
-    for point in points(runs):
-        for secure in (name for name in servers if name.endswith(TLS_SUFFIX)):
-            pair = [at(runs, point, name) for name in (secure, secure.removesuffix(TLS_SUFFIX))]
-            if all(pair):
-                t, p = medians(pair[0]), medians(pair[1])
-                connections, room_size, load = point
-                lines.append(f"| {connections} | {room_size} | {secure} | {LOADS[load]} "
-                             f"| {t['cpu_per_1k'] / p['cpu_per_1k']:.2f} | {t['user_us'] / p['user_us']:.2f} "
-                             f"| {t['deliveries_per_sec'] / p['deliveries_per_sec']:.2f} "
-                             f"| {t['rss_kib_per_conn'] - p['rss_kib_per_conn']:.1f} |")
+    for (connections, room_size, load), secure, t, p in pairs(runs, servers, TLS_SUFFIX):
+        lines.append(f"| {connections} | {room_size} | {secure} | {LOADS[load]} "
+                     f"| {t['cpu_per_1k'] / p['cpu_per_1k']:.2f} | {t['user_us'] / p['user_us']:.2f} "
+                     f"| {t['deliveries_per_sec'] / p['deliveries_per_sec']:.2f} "
+                     f"| {t['rss_kib_per_conn'] - p['rss_kib_per_conn']:.1f} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
