@@ -20,6 +20,7 @@ import sniffio
 import trio
 
 from .listener import Listener
+from .readiness import current_readiness
 from .tcp import format_remote
 
 WaitReadable = Callable[[socket.socket], Awaitable[None]]
@@ -28,7 +29,7 @@ WaitReadable = Callable[[socket.socket], Awaitable[None]]
 class RawSocket:
     """One accepted connection."""
 
-    __slots__ = ("_wait_readable", "address", "port", "sock", "via")
+    __slots__ = ("_full", "_wait_readable", "address", "port", "sock", "via")
 
     def __init__(self, sock: socket.socket, address: str, port: int, wait_readable: WaitReadable) -> None:
         self.sock = sock
@@ -37,6 +38,7 @@ class RawSocket:
         self.port = port
         """The client's port (0 when a proxy forwards for the client: its port is not known)."""
         self._wait_readable = wait_readable
+        self._full = False  # the last read filled its buffer: more may wait, which an edge-triggered wait misses
         self.via: str | None = None
         """``host:port`` of the trusted proxy the connection comes from, if it does."""
 
@@ -65,16 +67,21 @@ class RawSocket:
         `receive` in two steps, for a connection's read loop: awaited there, this
         adds no coroutine of its own to what every idle connection keeps.
         """
+        if self._full:
+            return anyio.lowlevel.checkpoint()
         return self._wait_readable(self.sock)
 
     def receive_now(self, max_bytes: int) -> bytes | None:
         """Up to ``max_bytes`` received; ``b""`` once the client has gone; None if nothing came (wait again)."""
         try:
-            return self.sock.recv(max_bytes)
+            data = self.sock.recv(max_bytes)
         except BlockingIOError:
+            self._full = False
             return None
         except OSError:
             return b""
+        self._full = len(data) == max_bytes
+        return data
 
     async def send_all(self, data: bytes) -> None:
         """Write everything, waiting for room; raises OSError if the client is gone."""
@@ -163,6 +170,7 @@ async def serve_raw_tcp(handler: Callable[[RawSocket], Coroutine[Any, Any, None]
     ours around it stays with every idle connection.
     """
     if sniffio.current_async_library() == "trio":
+        current_readiness()  # (its task starts with the server, not with the first connection)
         await listener.serve(partial(_start, handler))
     else:
         await listener.serve(partial(_run, handler, anyio.wait_readable))
@@ -175,7 +183,7 @@ def raw_socket(sock: socket.socket, remote_address: tuple[str, int]) -> RawSocke
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     wait_readable: WaitReadable = anyio.wait_readable
     if sniffio.current_async_library() == "trio":
-        wait_readable = trio.lowlevel.wait_readable
+        wait_readable = current_readiness().wait_readable  # one epoll registration per connection, not per wait
     return RawSocket(sock, *remote_address, wait_readable)
 
 
