@@ -40,6 +40,7 @@ from run import (
     expect,
     free_port,
     stop,
+    stop_run,
     wait_accepting,
 )
 
@@ -131,11 +132,7 @@ def one(source: Path, args: argparse.Namespace, logs: Path, tag: str, *, redis_s
             redis_after = process_cpu(redis[0].pid) if redis is not None else 0.0
             result = expect(reader, "result", timeout=60)
         finally:
-            if generator is not None:
-                stop(generator, grace=10)
-            stop(server, timeout=20)
-            if redis is not None:
-                stop(redis[0])
+            stop_run(generator, server, None if redis is None else redis[0])
     if result["lost"] or result["errors"]:
         raise RuntimeError(f"{tag}: lost {result['lost']}, errors {result['errors']}: {result['error_samples']}")
     talks = result["sent"]

@@ -305,6 +305,16 @@ def stop(process: subprocess.Popen[Any], timeout: float = 10.0, grace: float = 0
             process.wait()
 
 
+def stop_run(generator: subprocess.Popen[Any] | None, server: subprocess.Popen[Any],
+             redis: subprocess.Popen[Any] | None) -> None:
+    """End a run: the generator (given time to report), the server, and its redis-server if it has one."""
+    if generator is not None:
+        stop(generator, grace=10)
+    stop(server, timeout=20)
+    if redis is not None:
+        stop(redis)
+
+
 class LineReader:
     """The generator's stdout, one JSON event at a time, with a timeout (a thread feeds a queue)."""
 
@@ -453,11 +463,7 @@ def run_one(settings: Settings, server_name: str, connections: int, room_size: i
         except (RuntimeError, OSError, KeyError) as error:
             run.failure = f"{error} (logs: {settings.logs}/{tag}.*.log)"
         finally:
-            if generator is not None:
-                stop(generator, grace=10)
-            stop(server, timeout=20)
-            if redis is not None:
-                stop(redis[0])
+            stop_run(generator, server, None if redis is None else redis[0])
     return run
 
 
