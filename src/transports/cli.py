@@ -320,16 +320,16 @@ def _auth_error(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _raise_file_limit(connections: int, per_connection: int = 1) -> None:
-    """Each connection is a file descriptor (three with TLS: its socket pair): lift the soft limit toward what
-    --max-connections needs."""
+def _raise_file_limit(connections: int) -> None:
+    """Each connection is a file descriptor (with TLS too): lift the soft limit toward what --max-connections
+    needs."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     # WebSocket and page connections (each limited to this), listeners, logs
-    wanted = 2 * per_connection * connections + 256
+    wanted = 2 * connections + 256
     if soft != resource.RLIM_INFINITY and soft < wanted:
         new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
-        if new_soft < per_connection * connections + 256:  # page connections may run short first, not WebSocket
+        if new_soft < connections + 256:  # page connections may run short first, not WebSocket
             logger.warning("open-file limit %d allows fewer than --max-connections %d", new_soft, connections)
 
 
@@ -369,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(_supervise(args, parser, list(sys.argv[1:] if argv is None else argv)))
     config = config_from_args(args)
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
-    _raise_file_limit(config.limits.max_connections, 1 if config.tls is None else 3)
+    _raise_file_limit(config.limits.max_connections)
     supervisor = os.getppid() if args.worker_id is not None else None
     try:
         if args.event_loop == "trio":

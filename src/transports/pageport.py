@@ -44,7 +44,8 @@ from .http.answers import Refusal, answer, http_response
 from .http.proxies import TrustedProxies
 from .http.static import StaticSite
 from .net.listener import Listener
-from .net.rawsocket import PrefixedSocket, RawSocket, raw_socket
+from .net.rawsocket import RawSocket, raw_socket
+from .net.tls import TlsServer
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +53,10 @@ RECEIVE_SIZE = 16384
 UPGRADE_PATHS = frozenset({"/ws", "/"})
 """Where the page's port takes WebSocket upgrades."""
 
-WebSocketEntry = Callable[[RawSocket], Awaitable[None]]
-"""The WebSocket side: serves one connection (whose handshake may have been read already) to its end."""
-PageEntry = Callable[[socket.socket, str, bytes], Awaitable[None]]
-"""The page's side: serves one connection (its socket, how logs name the client, what was read of it)."""
+WebSocketEntry = Callable[[RawSocket, bytes], Awaitable[None]]
+"""The WebSocket side: serves one connection to its end (``bytes``: what was read of it, its handshake's start)."""
+PageEntry = Callable[[RawSocket, bytes], Awaitable[None]]
+"""The page's side: serves one connection to its end (``bytes``: what was read of it)."""
 
 
 async def serve_connection(
@@ -66,9 +67,10 @@ async def serve_connection(
     limits: Limits,
     page: PageEntry,
     websocket: WebSocketEntry | None,
+    tls: TlsServer | None = None,
 ) -> None:
     """Serve one connection of the page's port to its end; never raises, cancellation aside."""
-    raw = raw_socket(sock, remote_address)
+    raw = raw_socket(sock, remote_address, tls)
     address, slot, client = raw.address, False, None
     graceful = True
     try:
@@ -83,14 +85,14 @@ async def serve_connection(
                 raise Refusal(404, "no WebSocket here: it is at /ws")
             slots.give_back(address)
             slot = False
-            await websocket(PrefixedSocket(raw, received))
+            await websocket(raw, received)
             return
         forwarded = slots.proxies.resolve(address, request.headers) if request is not None else None
         if forwarded is not None:
             raw.forwarded_for(forwarded.client)
             slots.take_client(forwarded.client)
             client = forwarded.client
-        await page(sock, raw.remote, received)
+        await page(raw, received)
     except Refusal as refusal:
         logger.info("%s: refused page connection (%d): %s", raw.remote, refusal.status, refusal.reason)
         graceful = await answer(raw, refusal.response(), limits.close_timeout)
@@ -172,5 +174,5 @@ async def serve(
     with ``websocket``, WebSocket upgrades at /ws and / go there."""
     await listener.serve(partial(
         serve_connection, slots=ConnectionSlots(limits, proxies), limits=limits,
-        page=partial(static.serve_page, site, limits), websocket=websocket,
+        page=partial(static.serve_page, site, limits), websocket=websocket, tls=listener.tls,
     ))

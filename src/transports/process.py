@@ -289,7 +289,7 @@ def _load_tls(config: ServerConfig) -> TlsServer:
     """The certificate of ``--tls-cert`` and ``--tls-key``, or `StartupError` saying what is wrong with them."""
     assert config.tls is not None
     try:
-        return TlsServer.load(config.tls, config.limits.close_timeout)
+        return TlsServer.load(config.tls)
     except CertificateError as error:
         raise StartupError(f"cannot use the TLS certificate (--tls-cert, --tls-key): {error}") from None
 

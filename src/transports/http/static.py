@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 server (h11 over anyio) for the page's static files.
+"""A small HTTP/1.1 server (h11 over our sockets) for the page's static files.
 
 The web folder is read once, at start (`StaticSite.load`, on a worker
 thread): a request is a dictionary lookup, and nothing outside the folder
@@ -19,7 +19,6 @@ import json
 import logging
 import mimetypes
 import os
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -32,7 +31,7 @@ import h11
 
 from ..config import Limits, StartupError
 from ..logs import without_quotes
-from ..net.rawsocket import abort_on_close
+from ..net.rawsocket import RawSocket
 from ..net.tcp import STREAM_ERRORS
 from .answers import Refusal
 
@@ -146,22 +145,8 @@ def _phrase(status: int) -> bytes:
     return HTTPStatus(status).phrase.encode("ascii")
 
 
-async def _handle(
-    site: StaticSite, limits: Limits, stream: anyio.abc.SocketStream, remote: str, received: bytes
-) -> None:
-    """One page connection, contained: whatever happens ends this connection only.
-
-    ``received``: what `pageport` read of it already (its first request head, at least).
-    """
-    async with stream:
-        connection = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
-        if received:
-            connection.receive_data(received)
-        await _serve(site, limits, stream, connection, remote)
-
-
 async def _serve(
-    site: StaticSite, limits: Limits, stream: anyio.abc.SocketStream, connection: h11.Connection, remote: str
+    site: StaticSite, limits: Limits, stream: RawSocket, connection: h11.Connection, remote: str
 ) -> None:
     try:
         while await _serve_one(site, limits, stream, connection):
@@ -174,7 +159,7 @@ async def _serve(
         await _refuse(stream, connection, refused.status, limits.close_timeout, refused.headers)
     except TimeoutError:
         logger.info("%s: page client not reading its answer within %g s; connection reset", remote, SEND_TIMEOUT)
-        abort_on_close(stream.extra(anyio.abc.SocketAttribute.raw_socket))
+        stream.abort()
     except STREAM_ERRORS as error:
         logger.debug("%s: http connection ended: %r", remote, error)
     except Exception:
@@ -183,7 +168,7 @@ async def _serve(
 
 
 async def _refuse(
-    stream: anyio.abc.SocketStream,
+    stream: RawSocket,
     connection: h11.Connection,
     status: int,
     linger: float,
@@ -202,8 +187,8 @@ async def _refuse(
     with anyio.move_on_after(linger):
         try:
             head = connection.send(h11.Response(status_code=status, headers=headers, reason=_phrase(status)))
-            await stream.send(head + body)
-            await stream.send_eof()
+            await stream.send_all(head + body)
+            stream.shutdown_write()
             while await stream.receive(RECEIVE_SIZE):
                 pass
         except (h11.LocalProtocolError, anyio.EndOfStream, *STREAM_ERRORS):
@@ -211,7 +196,7 @@ async def _refuse(
 
 
 async def _serve_one(
-    site: StaticSite, limits: Limits, stream: anyio.abc.SocketStream, connection: h11.Connection
+    site: StaticSite, limits: Limits, stream: RawSocket, connection: h11.Connection
 ) -> bool:
     """Answer one request; False when the connection should end."""
     request = None
@@ -235,22 +220,19 @@ async def _serve_one(
         data += connection.send(h11.Data(data=response.body))
     data += connection.send(h11.EndOfMessage())
     with anyio.fail_after(SEND_TIMEOUT):
-        await stream.send(data)
+        await stream.send_all(data)
     return connection.our_state is h11.DONE and connection.their_state is h11.DONE
 
 
 async def _next_request(
-    stream: anyio.abc.SocketStream, connection: h11.Connection, limits: Limits
+    stream: RawSocket, connection: h11.Connection, limits: Limits
 ) -> h11.Request | None:
     """The next GET or HEAD without a body; None once the client is done. Raises `Refusal` for others."""
     buffered = len(connection.trailing_data[0])  # what the last request left (pipelined), plus what comes now
     while True:
         event = connection.next_event()
         if event is h11.NEED_DATA:
-            try:
-                data = await stream.receive(RECEIVE_SIZE)
-            except anyio.EndOfStream:
-                data = b""
+            data = await stream.receive(RECEIVE_SIZE)
             buffered += len(data)
             connection.receive_data(data)
         elif isinstance(event, h11.Request):
@@ -271,11 +253,12 @@ async def _next_request(
             return None
 
 
-async def serve_page(site: StaticSite, limits: Limits, sock: socket.socket, remote: str, received: bytes) -> None:
-    """Serve one page connection (``remote``: how logs name the client; ``received``: what was read of it)."""
-    try:
-        stream = await anyio.abc.SocketStream.from_socket(sock)
-    except (OSError, ValueError):  # reset already (anyio checks that it is connected)
-        sock.close()
-        return
-    await _handle(site, limits, stream, remote, received)
+async def serve_page(site: StaticSite, limits: Limits, raw: RawSocket, received: bytes) -> None:
+    """Serve one page connection to its end, contained: whatever happens ends this connection only.
+
+    ``received``: what `pageport` read of it already (its first request head, at least). The caller closes it.
+    """
+    connection = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+    if received:
+        connection.receive_data(received)
+    await _serve(site, limits, raw, connection, raw.remote)

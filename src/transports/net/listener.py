@@ -5,23 +5,21 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Coroutine
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import anyio.lowlevel
+import sniffio
 
+from .rawsocket import RawSocket, raw_socket
+from .readiness import current_readiness
 from .tasks import open_task_group
+from .tls import TlsServer
 
 BACKLOG = 1024
 
 Handler = Callable[[socket.socket, tuple[str, int]], Coroutine[Any, Any, None]]
 """Serves one accepted connection: its (blocking-mode) socket and the client's address and port."""
-
-
-class Wrapper(Protocol):
-    """What stands between the listener and every handler (`tls.TlsServer`): it serves the connection through it."""
-
-    async def serve(self, handler: Handler, sock: socket.socket, remote_address: tuple[str, int]) -> None: ...
 
 
 class Listener:
@@ -38,8 +36,8 @@ class Listener:
         self.port: int = sock.getsockname()[1]
         """The port bound (the one asked for, or the one the system picked for port 0)."""
         self._accepting = anyio.CancelScope()
-        self.tls: Wrapper | None = None
-        """With TLS (``--tls-cert``), each connection goes through it: the handler sees plain bytes."""
+        self.tls: TlsServer | None = None
+        """With TLS (``--tls-cert``): what its connections are served with (`rawsocket.raw_socket` takes it)."""
 
     @classmethod
     def bind(cls, host: str, port: int, *, reuse_port: bool = False) -> Listener:
@@ -60,8 +58,6 @@ class Listener:
     async def serve(self, handler: Handler) -> None:
         """Call ``handler`` for each connection until stopped, then wait for the handlers to finish."""
         listener = self.socket
-        if self.tls is not None:
-            handler = partial(self.tls.serve, handler)
         task_name = f"connection to port {self.port}"  # one string for all (else each task makes its own)
         async with open_task_group() as connections:
             with self._accepting, listener:
@@ -79,3 +75,41 @@ class Listener:
                         # Each handler takes its first step (where it takes a connection slot) before the
                         # next one is started, so connections are admitted in the order they were accepted.
                         await anyio.lowlevel.checkpoint()
+
+
+async def serve_raw_tcp(handler: Callable[[RawSocket], Coroutine[Any, Any, None]], listener: Listener) -> None:
+    """Call ``handler`` with a `RawSocket` for each connection ``listener`` accepts, until it stops accepting.
+
+    The socket is closed once the handler returns. Under trio that is the
+    handler's own doing (`lifecycle.serve_connection` closes it, however the
+    connection ends): a trio task runs its coroutine at least to its first
+    checkpoint, so the handler's ``finally`` always runs, and no coroutine of
+    ours around it stays with every idle connection.
+    """
+    if sniffio.current_async_library() == "trio":
+        current_readiness()  # (its task starts with the server, not with the first connection)
+        await listener.serve(partial(_start, handler, listener.tls))
+    else:
+        await listener.serve(partial(_run, handler, listener.tls))
+
+
+def _start(
+    handler: Callable[[RawSocket], Coroutine[Any, Any, None]],
+    tls: TlsServer | None,
+    sock: socket.socket,
+    remote_address: tuple[str, int],
+) -> Coroutine[Any, Any, None]:
+    return handler(raw_socket(sock, remote_address, tls))
+
+
+async def _run(
+    handler: Callable[[RawSocket], Coroutine[Any, Any, None]],
+    tls: TlsServer | None,
+    sock: socket.socket,
+    remote_address: tuple[str, int],
+) -> None:
+    raw = raw_socket(sock, remote_address, tls)
+    try:
+        await handler(raw)
+    finally:
+        raw.close()

@@ -7,23 +7,22 @@ socket and a task, no stream objects.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Coroutine
-from functools import partial
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import anyio
 import anyio.lowlevel
 import sniffio
 import trio
 
-from .listener import Listener
 from .readiness import current_readiness
 from .tcp import format_remote
 
 WaitReadable = Callable[[socket.socket], Awaitable[None]]
+Cipher = Callable[[bytes | memoryview], bytes]
+"""Encrypts what is written next on a TLS connection (`RawSocket.encryption`)."""
 
 
 class RawSocket:
@@ -104,106 +103,38 @@ class RawSocket:
     def close(self) -> None:
         self.sock.close()
 
+    def encryption(self, output: Callable[[bytes], None]) -> Cipher | None:
+        """The cipher for what the caller writes to ``sock`` itself from now on: None, plain bytes are sent as they
+        are (`tls.TlsSocket` has one)."""
+        return None
 
-class PrefixedSocket(RawSocket):
-    """A connection some of whose bytes were read already (the page's port reads a request before it knows
-    whether it is a WebSocket's): `receive` gives those first."""
 
-    __slots__ = ("_prefix",)
+class Secure(Protocol):
+    """What makes an accepted connection a TLS one (`tls.TlsServer`)."""
 
-    def __init__(self, raw: RawSocket, prefix: bytes) -> None:
-        super().__init__(raw.sock, raw.address, raw.port, raw._wait_readable)
-        self.via = raw.via
-        self._prefix = prefix
-
-    def wait_readable(self) -> Awaitable[None]:
-        return anyio.lowlevel.checkpoint() if self._prefix else super().wait_readable()
-
-    def receive_now(self, max_bytes: int) -> bytes | None:
-        if not self._prefix:
-            return super().receive_now(max_bytes)
-        data, self._prefix = self._prefix[:max_bytes], self._prefix[max_bytes:]
-        return data
+    def accept(self, sock: socket.socket, address: str, port: int, wait_readable: WaitReadable) -> RawSocket:
+        """``sock`` as a `RawSocket` that speaks TLS."""
+        ...
 
 
 def abort_on_close(sock: socket.socket | trio.socket.SocketType) -> None:
-    """``SO_LINGER`` 0: closing ``sock`` resets the connection and drops its unsent data at once.
-
-    A socket whose other end is a TLS relay's (`net.tls`) has no TCP connection
-    of its own: the relay resets the client's.
-    """
+    """``SO_LINGER`` 0: closing ``sock`` resets the connection and drops its unsent data at once."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
-    if _RELAYED:
-        try:
-            abort = _RELAYED.get(os.fstat(sock.fileno()).st_ino)
-        except (OSError, ValueError):
-            return
-        if abort is not None:
-            abort()
 
 
 _LINGER_ZERO = struct.pack("ii", 1, 0)
-_RELAYED: dict[int, Callable[[], None]] = {}
-"""Sockets a TLS relay serves (by inode, which their duplicates share): what aborting one does."""
 
 
-def on_abort(sock: socket.socket, abort: Callable[[], None]) -> Callable[[], None]:
-    """Call ``abort`` when `abort_on_close` is called on ``sock`` (or a duplicate); returns the undoing."""
-    inode = os.fstat(sock.fileno()).st_ino
-    _RELAYED[inode] = abort
-
-    def forget() -> None:
-        if _RELAYED.get(inode) is abort:
-            del _RELAYED[inode]
-
-    return forget
-
-
-async def serve_raw_tcp(handler: Callable[[RawSocket], Coroutine[Any, Any, None]], listener: Listener) -> None:
-    """Call ``handler`` with a `RawSocket` for each connection ``listener`` accepts, until it stops accepting.
-
-    The socket is closed once the handler returns. Under trio that is the
-    handler's own doing (`lifecycle.serve_connection` closes it, however the
-    connection ends): a trio task runs its coroutine at least to its first
-    checkpoint, so the handler's ``finally`` always runs, and no coroutine of
-    ours around it stays with every idle connection.
-    """
-    if sniffio.current_async_library() == "trio":
-        current_readiness()  # (its task starts with the server, not with the first connection)
-        await listener.serve(partial(_start, handler))
-    else:
-        await listener.serve(partial(_run, handler, anyio.wait_readable))
-
-
-def raw_socket(sock: socket.socket, remote_address: tuple[str, int]) -> RawSocket:
-    """An accepted connection's socket as a `RawSocket` (non-blocking, no Nagle); the caller closes it."""
+def raw_socket(sock: socket.socket, remote_address: tuple[str, int], tls: Secure | None = None) -> RawSocket:
+    """An accepted connection's socket as a `RawSocket` (non-blocking, no Nagle), a `tls.TlsSocket` with
+    ``tls``; the caller closes it."""
     sock.setblocking(False)
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     wait_readable: WaitReadable = anyio.wait_readable
     if sniffio.current_async_library() == "trio":
         wait_readable = current_readiness().wait_readable  # one epoll registration per connection, not per wait
+    if tls is not None:
+        return tls.accept(sock, *remote_address, wait_readable)
     return RawSocket(sock, *remote_address, wait_readable)
-
-
-def _start(
-    handler: Callable[[RawSocket], Coroutine[Any, Any, None]], sock: socket.socket, remote_address: tuple[str, int],
-) -> Coroutine[Any, Any, None]:
-    return handler(raw_socket(sock, remote_address))
-
-
-async def _run(
-    handler: Callable[[RawSocket], Coroutine[Any, Any, None]],
-    wait_readable: WaitReadable,
-    sock: socket.socket,
-    remote_address: tuple[str, int],
-) -> None:
-    sock.setblocking(False)
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        await handler(RawSocket(sock, *remote_address, wait_readable))
-    finally:
-        sock.close()
-

@@ -1,33 +1,40 @@
 """TLS on our own listeners (``--tls-cert``, ``--tls-key``): https for the page, wss for the chat.
 
-Everything past the listener works on plain sockets (`rawsocket`, and the
-WebSocket write path that sends straight to them). So TLS is a relay in
-front of them, the same for every port and both transports: each accepted
-TLS connection gets a socket pair; the handler serves one end exactly as it
-serves a plain connection, and two tasks carry bytes between the other end
-and the client, through an `ssl.SSLObject` on memory buffers:
+Theory of operation
+===================
 
-- in: client → decrypt → the pair (the TLS handshake included: nothing
-  reaches the handler before it is done, so ``--handshake-timeout`` bounds
-  it too);
-- out: the pair → encrypt → client; at the handler's end of writing, TLS's
-  close_notify and a FIN.
+TLS runs in each connection's own read and write path, the way the plain
+bytes do: a `TlsSocket` is the `RawSocket` of an accepted TLS connection, with
+an `ssl.SSLObject` over memory buffers between its socket and its readers and
+writers. No task, socket pair or lock of its own: a connection costs its
+OpenSSL state (made when the client first sends) and nothing else.
 
-The handler's way of ending is the client's: a graceful close (FIN, after
-what it wrote) or, when it aborts its end (`rawsocket.abort_on_close`), a
-reset of the client's TCP connection at once. A client that breaks TLS (a
-bad handshake) is logged on one INFO line and its handler sees the
-connection end; one that speaks plain HTTP to the TLS port is first told
-so, in a plain-text 400 (`PLAIN_HTTP_ANSWER`).
+- **Reading** (`TlsSocket.receive_now`) takes what the socket has, feeds it to
+  TLS and gives back the plaintext: the TLS handshake first (nothing reaches
+  the reader before it is done, so ``--handshake-timeout`` bounds it too),
+  then the client's data. A read that stops with more deciphered than it
+  asked for, or with records still whole in TLS's buffer, says so (``_full``)
+  and is read again before the socket is waited for. close_notify, or the
+  end of the TCP stream, reads as the end (``b""``).
+- **Writing**: what the server sends is encrypted and written at once
+  (`send_all` in the HTTP stage; `encryption` hands the WebSocket's write path
+  the cipher, so its frames are encrypted where they are written). TLS's own
+  records (the handshake's, a key update's answer, alerts) go out in the same
+  order: through the socket while the connection's own writes go through
+  `send_all`, and through the WebSocket's write path (``output``) once it
+  owns the wire. Records are made in sequence and must leave in it.
+- **Ending**: `shutdown_write` and a graceful `close` send close_notify first
+  (when nothing else is waiting to go out), an abort resets the TCP
+  connection without it.
+
+A client that breaks TLS (a bad handshake, a bad record) is logged on one INFO
+line and its reader sees the connection end; one that speaks plain HTTP to a
+TLS port is first told so, in a plain-text 400 (`PLAIN_HTTP_ANSWER`).
 
 The certificate is read at start (`TlsServer.load`: a file that cannot be
 used stops the server with one line) and again on SIGHUP (`reload`): new
 connections get the new certificate, open ones keep theirs. A reload that
 fails is logged and changes nothing.
-
-Costs per TLS connection, over a plain one: a socket pair (two more file
-descriptors) and two tasks. A proxy in front (nginx, Caddy) terminating TLS
-is the way for many thousands of connections.
 """
 
 from __future__ import annotations
@@ -40,28 +47,27 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 import anyio
-import sniffio
-import trio
 
 from ..config import TlsFiles
 from ..keyfiles import read_key_file
-from .rawsocket import WaitReadable, abort_on_close, on_abort
-from .tcp import format_remote
+from .rawsocket import Cipher, RawSocket, WaitReadable
 
 logger = logging.getLogger(__name__)
 
-RECEIVE_SIZE = 65536
-
 _REQUEST_LINE = re.compile(rb"[A-Z]{3,16} ")
 """How a plain HTTP request begins (a TLS handshake begins with 0x16): OpenSSL names only some methods."""
+_FIRST_BYTES = 32
+"""How much of what a client sends first is kept until its handshake is done, to tell plain HTTP."""
 _PLAIN_HTTP_BODY = b"This port speaks TLS: use https:// or wss://\n"
 PLAIN_HTTP_ANSWER = (
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_PLAIN_HTTP_BODY), _PLAIN_HTTP_BODY)
 )
 """What a plain HTTP request on a TLS port gets, in plain text, before the connection is closed."""
+RECEIVE_SIZE = 65536
 
-Handler = Callable[[socket.socket, tuple[str, int]], Awaitable[None]]
+Output = Callable[[bytes], None]
+"""Where TLS's own records go once the connection's write path owns the wire (`TlsSocket.encryption`)."""
 
 
 class CertificateError(Exception):
@@ -104,217 +110,265 @@ def _no_password() -> str:
 
 
 class TlsServer:
-    """The TLS side of our listeners: the current certificate, and the relay for each connection."""
+    """The TLS side of our listeners: the certificate new connections are served with."""
 
-    def __init__(self, files: TlsFiles, context: ssl.SSLContext, close_timeout: float) -> None:
+    def __init__(self, files: TlsFiles, context: ssl.SSLContext) -> None:
         self.files = files
         self.context = context
         """What new connections are served with (`reload` replaces it)."""
-        self._close_timeout = close_timeout
 
     @classmethod
-    def load(cls, files: TlsFiles, close_timeout: float) -> TlsServer:
+    def load(cls, files: TlsFiles) -> TlsServer:
         """Read the certificate and key (blocking); `CertificateError` if they cannot be used."""
-        return cls(files, load_context(files), close_timeout)
+        return cls(files, load_context(files))
 
     def reload(self) -> None:
         """Read the files again (blocking); on `CertificateError` the current certificate stays."""
         self.context = load_context(self.files)
 
-    async def serve(self, handler: Handler, sock: socket.socket, remote_address: tuple[str, int]) -> None:
-        """Serve the TLS connection ``sock`` with ``handler``, which gets one end of a plain socket pair."""
-        inner, outer = socket.socketpair()
-        sock.setblocking(False)
-        outer.setblocking(False)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        wait: WaitReadable = anyio.wait_readable
-        if sniffio.current_async_library() == "trio":  # its own wait: a coroutine frame less per idle direction
-            wait = trio.lowlevel.wait_readable
-        relay = _Relay(sock, outer, self.context, format_remote(*remote_address), wait)
-        forget = on_abort(inner, relay.abort)
-        try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(relay.run)
-                try:
-                    await handler(inner, remote_address)  # first: it takes its slot before the next is accepted
-                finally:
-                    inner.close()  # (the handler has closed it; the relay then sees the end of what it wrote)
-                    with anyio.move_on_after(self._close_timeout):
-                        await relay.finished.wait()
-                    relay.scope.cancel()
-        finally:
-            forget()
-            outer.close()
-            if not relay.clean:
-                abort_on_close(sock)
-            sock.close()
+    def accept(self, sock: socket.socket, address: str, port: int, wait_readable: WaitReadable) -> TlsSocket:
+        """An accepted connection (non-blocking, no Nagle) as a `TlsSocket` with the current certificate."""
+        return TlsSocket(sock, address, port, wait_readable, self.context)
 
 
-class _Relay:
-    """Carries one TLS connection's bytes between the client's socket and the handler's socket pair."""
+class TlsSocket(RawSocket):
+    """An accepted TLS connection: `receive_now` gives plaintext, and what is sent through it is encrypted.
+
+    States: waiting for the client's first bytes (``_tls`` None), in the
+    handshake (``_first`` holds the start of what came), open; each direction
+    ends on its own (``_read_end``: close_notify, the TCP stream's end, a
+    failure; ``_write_end``: our close_notify, a failure, a client gone).
+    """
+
+    __slots__ = ("_context", "_first", "_incoming", "_outgoing", "_output", "_read_end", "_tls", "_wire", "_write_end")
 
     def __init__(
-        self, sock: socket.socket, outer: socket.socket, context: ssl.SSLContext, remote: str, wait: WaitReadable
+        self, sock: socket.socket, address: str, port: int, wait_readable: WaitReadable, context: ssl.SSLContext
     ) -> None:
-        self._sock = sock
-        self._wait = wait
-        self._outer = outer
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
+        super().__init__(sock, address, port, wait_readable)
         self._context = context
         self._tls: ssl.SSLObject | None = None
         """Made when the client's first bytes arrive: OpenSSL's state costs a silent connection nothing."""
-        self._remote = remote
-        self._sending = anyio.Lock()  # both directions write to the client (handshake, alerts, data)
-        self._handshaken = anyio.Event()
-        """Set once the TLS handshake is done, or has failed (then ``_failed`` is set too)."""
-        self._failed = False
-        self._first = b""
-        """The first bytes the client sent, to tell plain HTTP from a broken handshake."""
-        self.scope = anyio.CancelScope()
-        self.finished = anyio.Event()
-        self.clean = False
-        """Whether both directions ended properly; else the client's connection is reset."""
+        self._incoming: ssl.MemoryBIO | None = None
+        self._outgoing: ssl.MemoryBIO | None = None
+        self._first: bytes | None = b""
+        """The start of what the client sent, until its handshake is done (None once it is)."""
+        self._wire = b""
+        """Records the socket has not taken yet, while the connection's own writes go through us."""
+        self._output: Output | None = None
+        self._read_end = False
+        self._write_end = False
 
-    def abort(self) -> None:
-        """The handler aborted its end: stop, and the client's connection is reset."""
-        self.clean = False
-        self.scope.cancel()
+    # Reading ------------------------------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    def wait_readable(self) -> Awaitable[None]:
+        if self._wire:  # the handshake's records first: the client waits for them before it sends more
+            return self._send_wire_then_wait()
+        return super().wait_readable()
+
+    async def _send_wire_then_wait(self) -> None:
+        with contextlib.suppress(OSError):  # (the read that follows finds the end)
+            await self._drain()
+        await super().wait_readable()
+
+    def receive_now(self, max_bytes: int) -> bytes | None:
+        if self._read_end:
+            return b""
+        if self._full and self._first is None:  # TLS may hold more than the last read gave: that first
+            plain = self._decrypt(max_bytes)
+            if plain:
+                self._full = True  # (and the socket may hold more than its last read took)
+                return plain
         try:
-            with self.scope:
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(self._inbound)
-                    await self._outbound()
-                self.clean = not self.scope.cancel_called
-        except* OSError as errors:  # the client reset the connection, or is gone under a write
-            logger.debug("%s: TLS connection ended: %r", self._remote, errors.exceptions[0])
-            _shutdown(self._outer, socket.SHUT_RDWR)
-        finally:
-            self._failed = True
-            self._handshaken.set()
-            self.finished.set()
+            data = self.sock.recv(max_bytes)
+        except BlockingIOError:
+            self._full = False
+            return None
+        except OSError:
+            data = b""
+        socket_full = len(data) == max_bytes
+        if not self._take(data):
+            return b""
+        if self._first is not None:  # still in the handshake
+            self._full = socket_full
+            return None
+        plain = self._decrypt(max_bytes)
+        self._full = self._full or socket_full
+        return plain or (b"" if self._read_end else None)
 
-    async def _inbound(self) -> None:
-        """Client → handler: the TLS handshake, then what the client sends, decrypted."""
-        incoming = self._incoming
-        tls: ssl.SSLObject | None = None
-        at_end = False
-        while not at_end:
-            data = await _receive(self._sock, self._wait)
-            at_end = not data
-            if at_end:
-                incoming.write_eof()
+    def _take(self, data: bytes) -> bool:
+        """Feed what the client sent to TLS, and go on with the handshake; False once reading has ended."""
+        if self._tls is None:
+            if not data:
+                self._read_end = True
+                return False
+            self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            self._tls = self._context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        assert self._incoming is not None
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
+        if self._first is None:
+            return True
+        if not data:
+            logger.debug("%s: gone during the TLS handshake", self.remote)
+            self._read_end = self._write_end = True
+            return False
+        self._first = (self._first + data)[:_FIRST_BYTES]
+        try:
+            self._tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._send_records()
+            return True
+        except ssl.SSLError as error:
+            self._fail(error)
+            return False
+        self._first = None
+        self._send_records()  # (a TLS 1.3 handshake ends with session tickets)
+        return True
+
+    def _decrypt(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of plaintext from what TLS holds (``b""`` if no record is whole yet).
+
+        Bounded: each read takes a record out of the incoming buffer, which holds
+        at most what one receive brought and a record's worth more.
+        """
+        tls = self._tls
+        assert tls is not None
+        chunks: list[bytes] = []
+        size = 0
+        self._full = False
+        try:
+            while size < max_bytes:
+                chunk = tls.read(max_bytes - size)
+                if not chunk:  # close_notify: SSLObject.read says so with b"", not SSLZeroReturnError
+                    self._read_end = True
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
             else:
-                incoming.write(data)
-            if tls is None:
-                tls = self._tls = self._context.wrap_bio(incoming, self._outgoing, server_side=True)
-            try:
-                if not self._handshaken.is_set():
-                    self._first = self._first or data[:32]
-                    try:
-                        tls.do_handshake()
-                    except ssl.SSLWantReadError:
-                        await self._flush()
-                        continue
-                    self._handshaken.set()
-                # Bounded: each read takes bytes out of ``incoming``, which holds at most one receive's worth.
-                while True:
-                    try:
-                        plain = tls.read(RECEIVE_SIZE)
-                    except ssl.SSLWantReadError:
-                        break
-                    if not plain:  # close_notify: SSLObject.read says so with b"", not SSLZeroReturnError
-                        raise ssl.SSLZeroReturnError
-                    if not await _send_all(self._outer, plain):
-                        await self._flush()
-                        return  # the handler is gone: what the client sends goes nowhere
-                await self._flush()  # (a TLS 1.3 handshake ends with session tickets; key updates are answered)
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):  # close_notify, or a plain end: nothing more comes
-                await self._flush()
-                break
-            except ssl.SSLError as error:
-                if not self._handshaken.is_set() and _REQUEST_LINE.match(self._first):
-                    self._outgoing.read()  # no alert: the client would not understand it
-                    async with self._sending:
-                        await _send_all(self._sock, PLAIN_HTTP_ANSWER)
-                self._fail(error)
-                return
-        if not self._handshaken.is_set():
-            logger.debug("%s: gone during the TLS handshake", self._remote)
-            self._failed = True
-            self._handshaken.set()
-        _shutdown(self._outer, socket.SHUT_WR)  # the handler sees the client's end of sending
+                self._full = True  # more may be whole in TLS's buffer: read again before waiting
+        except ssl.SSLWantReadError:
+            pass
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):  # close_notify, or the TCP stream's end without it
+            self._read_end = True
+        except ssl.SSLError as error:
+            self._fail(error)
+        if self._outgoing is not None and self._outgoing.pending:  # a key update's answer, an alert
+            self._send_records()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _fail(self, error: ssl.SSLError) -> None:
-        stage = "error" if self._handshaken.is_set() and not self._failed else "handshake failed"
-        logger.info("%s: TLS %s: %s; connection ended", self._remote, stage, _describe(error))
-        self._failed = True
-        self._handshaken.set()
-        _shutdown(self._outer, socket.SHUT_RDWR)  # the handler sees the end; what it writes goes nowhere
+        """The client broke TLS: tell it (an alert, or plain HTTP's answer), and end both ways."""
+        assert self._outgoing is not None
+        self._read_end = True
+        if self._first is not None and _REQUEST_LINE.match(self._first):
+            self._outgoing.read()  # no alert: the client would not understand it
+            self._send(PLAIN_HTTP_ANSWER)
+        else:
+            stage = "handshake failed" if self._first is not None else "error"
+            logger.info("%s: TLS %s: %s; connection ended", self.remote, stage, _describe(error))
+            self._send_records()  # (the alert)
+        self._write_end = True
 
-    async def _outbound(self) -> None:
-        """Handler → client: what the handler writes, encrypted; at its end, close_notify and a FIN."""
-        while True:
+    # Writing ------------------------------------------------------------------------------------------------
+
+    async def send_all(self, data: bytes) -> None:
+        if self._first is not None:
+            await self._finish_handshake()
+        if self._write_end or self._tls is None:
+            raise ConnectionResetError("the TLS connection has ended")
+        self._tls.write(data)
+        self._send_records()
+        await self._drain()
+
+    def encryption(self, output: Output) -> Cipher:
+        """Hand the wire to the caller, which writes everything from now on: TLS's own records go to ``output``.
+
+        Returns the cipher: it encrypts what the caller then writes (in the
+        order the caller writes it). Call it once the handshake is done and
+        nothing of ours waits to go out (`send_all` returned).
+        """
+        assert not self._wire
+        assert self._tls is not None
+        assert self._outgoing is not None
+        self._output = output
+        write, read = self._tls.write, self._outgoing.read
+
+        def encrypt(data: bytes | memoryview) -> bytes:
+            write(data)
+            return read()
+
+        return encrypt
+
+    def shutdown_write(self) -> None:
+        self._close_notify()
+        if not self._wire:
+            super().shutdown_write()
+
+    def abort(self) -> None:
+        self._read_end = self._write_end = True  # (no close_notify: a reset is what the client gets)
+        super().abort()
+
+    def close(self) -> None:
+        self._close_notify()
+        self._read_end = self._write_end = True
+        super().close()
+
+    def _close_notify(self) -> None:
+        if self._tls is None or self._first is not None or self._write_end:
+            return
+        self._write_end = True
+        with contextlib.suppress(ssl.SSLError):
+            self._tls.unwrap()
+        self._send_records()
+
+    def _send_records(self) -> None:
+        """Send the records TLS has made, after everything made before them."""
+        assert self._outgoing is not None
+        records = self._outgoing.read()
+        if not records:
+            return
+        if self._output is not None:
+            self._output(records)
+        else:
+            self._send(records)
+
+    def _send(self, data: bytes) -> None:
+        """Write ``data`` after ``_wire``, as far as the socket takes it now; the rest waits in ``_wire``."""
+        self._wire += data
+        try:
+            sent = self.sock.send(self._wire)
+        except BlockingIOError:
+            return
+        except OSError:  # the client is gone (a read finds the end; `_drain` says so)
+            self._wire = b""
+            self._write_end = True
+            return
+        self._wire = self._wire[sent:]
+
+    async def _drain(self) -> None:
+        """Wait until the socket has taken ``_wire``; `ConnectionResetError` if writing has ended."""
+        while self._wire:
+            await anyio.wait_writable(self.sock)
+            self._send(b"")
+        if self._write_end:
+            raise ConnectionResetError("the TLS connection has ended")
+
+    async def _finish_handshake(self) -> None:
+        """Read on until the handshake is done (what came after it stays in TLS's buffer for the reader)."""
+        while self._first is not None and not self._read_end:
+            await self.wait_readable()
             try:
-                data = await _receive(self._outer, self._wait)
-            except OSError:  # the handler closed its end with unread data
+                data = self.sock.recv(RECEIVE_SIZE)
+            except BlockingIOError:
+                self._full = False
+                continue
+            except OSError:
                 data = b""
-            if not data:
-                break
-            await self._handshaken.wait()  # (an answer written before the handshake is done waits for it)
-            if self._failed or (tls := self._tls) is None:
-                break
-            try:
-                tls.write(data)
-            except ssl.SSLError as error:
-                self._fail(error)
-                break
-            await self._flush()
-        if self._handshaken.is_set() and not self._failed and self._tls is not None:
-            with contextlib.suppress(ssl.SSLError):
-                self._tls.unwrap()  # close_notify
-        await self._flush()  # (and the alert of a failed handshake)
-        _shutdown(self._sock, socket.SHUT_WR)
-
-    async def _flush(self) -> None:
-        """Send what TLS has for the client (in the order it was made, whichever direction made it)."""
-        async with self._sending:
-            data = self._outgoing.read()
-            if data and not await _send_all(self._sock, data):
-                raise ConnectionResetError("the client is gone")
-
-
-async def _receive(sock: socket.socket, wait_readable: WaitReadable) -> bytes:
-    """Up to `RECEIVE_SIZE` bytes; ``b""`` once the other side has closed its end of sending."""
-    while True:
-        await wait_readable(sock)
-        try:
-            return sock.recv(RECEIVE_SIZE)
-        except BlockingIOError:
-            continue
-
-
-async def _send_all(sock: socket.socket, data: bytes) -> bool:
-    """Write everything; False if the other side is gone."""
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[sock.send(view) :]
-        except BlockingIOError:
-            pass
-        except OSError:
-            return False
-        if view:
-            await anyio.wait_writable(sock)
-    return True
-
-
-def _shutdown(sock: socket.socket, how: int) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(how)
+            self._take(data)
+        self._full = True  # (the reader deciphers what came with the handshake's end)
 
 
 def _describe(error: ssl.SSLError) -> str:

@@ -93,8 +93,11 @@ side down. Whatever it raises before the 101 is answered with HTTP 500.
 """
 
 
-async def serve_connection(link: L, hub: Host, limits: Limits, accept: Accept[L]) -> None:
-    """Run one connection to its end and close it; never raises, cancellation aside."""
+async def serve_connection(link: L, received: bytes = b"", *, hub: Host, limits: Limits, accept: Accept[L]) -> None:
+    """Run one connection to its end and close it; never raises, cancellation aside.
+
+    ``received``: what was read of it already (another port's, `pageport`, that read a request's head to route it).
+    """
     graceful = False
     stage = "handshake"
     try:
@@ -105,12 +108,13 @@ async def serve_connection(link: L, hub: Host, limits: Limits, accept: Accept[L]
             logger.log(_level(refusal), "%s: refused connection (%d): %s", link.remote, refusal.status, refusal.reason)
             brief = min(limits.close_timeout, 1.0)
             with anyio.move_on_after(brief), contextlib.suppress(Refusal):
-                await _receive_handshake(link, limits)  # clients may not expect an answer before their request is out
+                # Clients may not expect an answer before their request is out.
+                await _receive_handshake(link, limits, received)
             graceful = await answer(link, refusal.response(), brief)
             return
         address, client = link.address, None
         try:
-            handshake = await _receive_handshake(link, limits)
+            handshake = await _receive_handshake(link, limits, received)
             if handshake is None:
                 graceful = True  # the client went away first, or timed out (and the link is set to abort)
                 return
@@ -156,11 +160,16 @@ def _broken_connection(error: BaseException) -> bool:
     return isinstance(error, OSError)
 
 
-async def _receive_handshake(link: Link, limits: Limits) -> Handshake | None:
-    """The client's opening handshake; None if it went away first or took too long. Raises `Refusal`."""
+async def _receive_handshake(link: Link, limits: Limits, received: bytes) -> Handshake | None:
+    """The client's opening handshake (which begins with ``received``); None if it went away first or took too
+    long. Raises `Refusal`."""
     parser = HandshakeParser(limits.max_header_bytes, limits.max_headers)
     try:
         with anyio.fail_after(limits.handshake_timeout):
+            if received:
+                handshake = parser.receive_data(received)
+                if handshake is not None:
+                    return handshake
             while True:
                 data = await link.receive(RECEIVE_SIZE)
                 if not data:

@@ -40,8 +40,8 @@ from wsproto.events import Ping
 from chatcore import ConnectionId
 
 from ..config import Limits
-from ..net.listener import Listener
-from ..net.rawsocket import RawSocket, serve_raw_tcp
+from ..net.listener import Listener, serve_raw_tcp
+from ..net.rawsocket import Cipher, RawSocket
 from ..net.tasks import TaskGroup
 from .handshake import Handshake
 from .host import Host
@@ -161,7 +161,7 @@ class SocketPeer(Peer):
     """
 
     __slots__ = (
-        "_close_begun", "_flusher", "_gone", "_socket", "_turn", "_unsent", "_writer_running", "assembler",
+        "_close_begun", "_encrypt", "_flusher", "_gone", "_socket", "_turn", "_unsent", "_writer_running", "assembler",
         "connection_id", "frames", "hub", "raw",
     )
 
@@ -175,7 +175,9 @@ class SocketPeer(Peer):
         """The hub's id for it, once `read_loop` runs."""
         self.assembler = Assembler(limits.max_message_size)
         self._flusher = flusher
-        self._unsent: memoryview | None = None  # what the socket did not take; the writer task owns it
+        self._unsent: memoryview | None = None  # what the socket did not take (as sent: encrypted with TLS)
+        self._encrypt: Cipher | None = None
+        """With TLS, once the 101 is out (`Opening`): what it encrypts everything written next with."""
         self._gone = False
         self._writer_running = False
         self._close_begun = False
@@ -265,10 +267,23 @@ class SocketPeer(Peer):
         if self._unsent is None:
             self._write_now(data)
         else:
-            self._unsent = memoryview(b"".join((self._unsent, data)))
+            encrypt = self._encrypt
+            self._unsent = memoryview(b"".join((self._unsent, data if encrypt is None else encrypt(data))))
         return not self._gone
 
-    def _write_now(self, data: bytes | memoryview) -> None:
+    def write_records(self, records: bytes) -> None:
+        """Write what TLS made on its own (a key update's answer, close_notify) as it is, before anything queued:
+        it comes in sequence after what was encrypted so far, and before what is encrypted next."""
+        if self._gone:
+            return
+        if self._unsent is None:
+            self._write_now(records, encrypted=True)
+        else:
+            self._unsent = memoryview(b"".join((self._unsent, records)))
+
+    def _write_now(self, data: bytes | memoryview, *, encrypted: bool = False) -> None:
+        if self._encrypt is not None and not encrypted:
+            data = self._encrypt(data)
         try:
             sent = self._socket.send(data)
         except BlockingIOError:
@@ -301,7 +316,7 @@ class SocketPeer(Peer):
         while self._unsent is not None and not self._gone:
             await anyio.wait_writable(self._socket)
             unsent, self._unsent = self._unsent, None
-            self._write_now(unsent)
+            self._write_now(unsent, encrypted=True)
             if self._unsent is None:
                 self.flush()
 
@@ -333,8 +348,10 @@ class Opening:
 
     async def __aenter__(self) -> Peer:
         greeting, self._greeting = self._greeting, b""
-        await self._peer.raw.send_all(greeting)
-        return self._peer
+        peer = self._peer
+        await peer.raw.send_all(greeting)
+        peer._encrypt = peer.raw.encryption(peer.write_records)  # (with TLS: the peer writes all from now on)
+        return peer
 
     async def __aexit__(self, *exc_info: object) -> None:
         pass
@@ -344,8 +361,9 @@ MakePeer = Callable[[Host, Limits, Flusher, RawSocket, Handshake], SocketPeer]
 """A driver's peer for a connection whose handshake was accepted (its 101 not sent yet)."""
 
 
-ConnectionEntry = Callable[[RawSocket], Coroutine[Any, Any, None]]
-"""Serves one connection, accepted on some other port, on a running server (`serve` gives it)."""
+ConnectionEntry = Callable[[RawSocket, bytes], Coroutine[Any, Any, None]]
+"""Serves one connection, accepted on some other port, on a running server (`serve` gives it): ``bytes`` is what
+that port read of it already."""
 
 
 async def serve(
@@ -366,6 +384,6 @@ async def serve(
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(flusher.run)
-        entry: ConnectionEntry = partial(serve_connection, hub=hub, limits=limits, accept=accept)
+        entry = partial(serve_connection, hub=hub, limits=limits, accept=accept)
         task_status.started(entry)
         await serve_raw_tcp(entry, listener)
