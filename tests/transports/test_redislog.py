@@ -48,7 +48,7 @@ from redis_server import STALLS, RedisServer, redis_proxy, stalled
 from tcp_proxy import TcpProxy
 from transports.config import RedisSettings
 from transports.storage.redisconnection import redacted
-from transports.storage.redislog import RETRY_AFTER_FAILURE, UNREACHABLE, AskAgain, RedisLog, Refresh
+from transports.storage.redislog import INCONSISTENT, RETRY_AFTER_FAILURE, UNREACHABLE, AskAgain, RedisLog, Refresh
 from transports.storage.redisscheme import (
     SCRIPTS,
     SENT_TTL_MS,
@@ -388,6 +388,30 @@ def test_a_talk_asked_again_is_answered_as_the_first_time_and_a_late_copy_stores
     assert stored_payloads(redis) == [b"first", b"second", b"another process's first", b"third"]
     heard = [talk.payload for talk in listener.heard() if isinstance(talk, LoggedTalk)]
     assert heard == ["first", "second", "another process's first", "third"]  # each published once
+
+
+def test_a_batch_after_redis_lost_its_scripts_loads_them_again_and_runs_once(
+    redis: RedisServer, open_log: Callable[..., RedisLog]
+) -> None:
+    log = open_log("o1")
+    assert log.run([AddUser(1, "k", 1.0)]) == [UserAdded(1, 1)]
+    redis.client().script_flush()  # (as a restarted Redis: its script cache empty)
+    assert log.run([Append(2, "k", 1, 2.0, "first"), Append(3, "k", 1, 3.0, "second")]) == [
+        Appended(2, LoggedTalk("k", 1, 1, 2.0, "first")), Appended(3, LoggedTalk("k", 2, 1, 3.0, "second")),
+    ]
+    assert stored_payloads(redis) == [b"first", b"second"]
+
+
+def test_an_error_reply_fails_its_own_request_and_no_other_in_the_batch(
+    redis: RedisServer, open_log: Callable[..., RedisLog]
+) -> None:
+    log = open_log("o1")
+    assert log.run([AddUser(1, "k", 1.0), AddUser(2, "broken", 1.0)]) == [UserAdded(1, 1), UserAdded(2, 1)]
+    redis.client().set(talks_key("broken"), "not a stream")  # its XADD answers with an error (WRONGTYPE)
+    assert log.run([Append(3, "broken", 1, 2.0, "lost"), Append(4, "k", 1, 2.0, "kept")]) == [
+        LogFailed(3, INCONSISTENT), Appended(4, LoggedTalk("k", 1, 1, 2.0, "kept")),
+    ]
+    assert log.run([Append(5, "k", 1, 3.0, "next")]) == [Appended(5, LoggedTalk("k", 2, 1, 3.0, "next"))]
 
 
 def stored_payloads(redis: RedisServer) -> list[bytes]:
