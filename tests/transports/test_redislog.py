@@ -483,6 +483,25 @@ def test_a_subscriber_hands_a_flood_over_in_parts(open_log: Callable[..., RedisL
     assert len(sizes) >= 3
 
 
+def test_a_subscriber_hears_talks_longer_than_a_read_whole_and_in_order(open_log: Callable[..., RedisLog]) -> None:
+    """Messages split across the subscriber's reads (each of 64 KiB at most) come out whole, in order."""
+    mine, theirs = open_log("mine"), open_log("theirs")
+    assert theirs.run([AddUser(1, "k", 1.0)]) == [UserAdded(1, 1)]
+    heard: list[LoggedTalk] = []
+
+    def hand_over(burst: list[Any]) -> None:
+        heard.extend(item for item in burst if isinstance(item, LoggedTalk))
+
+    mine.subscriber.start(lambda function, *args: function(*args), hand_over)
+    assert mine.subscriber.subscribe(["k"]) == set()
+    payloads = ["é" * 100_000, "short", "x" * 70_000 + "\n" + "y" * 70_000, "also short"]
+    theirs.run([Append(2 + number, "k", 1, 2.0, payload) for number, payload in enumerate(payloads)])
+    deadline = time.monotonic() + 5
+    while len(heard) < len(payloads) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [(talk.offset, talk.payload) for talk in heard] == list(enumerate(payloads, start=1))
+
+
 def test_a_subscriber_cut_soon_after_each_connect_waits_longer_each_time(
     open_log: Callable[..., RedisLog], redis: RedisServer
 ) -> None:
