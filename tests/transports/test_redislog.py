@@ -48,7 +48,7 @@ from redis_server import STALLS, RedisServer, redis_proxy, stalled
 from tcp_proxy import TcpProxy
 from transports.config import RedisSettings
 from transports.storage.redisconnection import redacted
-from transports.storage.redislog import RETRY_AFTER_FAILURE, UNREACHABLE, AskAgain, RedisLog, Refresh
+from transports.storage.redislog import INCONSISTENT, RETRY_AFTER_FAILURE, UNREACHABLE, AskAgain, RedisLog, Refresh
 from transports.storage.redisscheme import (
     SCRIPTS,
     SENT_TTL_MS,
@@ -390,6 +390,30 @@ def test_a_talk_asked_again_is_answered_as_the_first_time_and_a_late_copy_stores
     assert heard == ["first", "second", "another process's first", "third"]  # each published once
 
 
+def test_a_batch_after_redis_lost_its_scripts_loads_them_again_and_runs_once(
+    redis: RedisServer, open_log: Callable[..., RedisLog]
+) -> None:
+    log = open_log("o1")
+    assert log.run([AddUser(1, "k", 1.0)]) == [UserAdded(1, 1)]
+    redis.client().script_flush()  # (as a restarted Redis: its script cache empty)
+    assert log.run([Append(2, "k", 1, 2.0, "first"), Append(3, "k", 1, 3.0, "second")]) == [
+        Appended(2, LoggedTalk("k", 1, 1, 2.0, "first")), Appended(3, LoggedTalk("k", 2, 1, 3.0, "second")),
+    ]
+    assert stored_payloads(redis) == [b"first", b"second"]
+
+
+def test_an_error_reply_fails_its_own_request_and_no_other_in_the_batch(
+    redis: RedisServer, open_log: Callable[..., RedisLog]
+) -> None:
+    log = open_log("o1")
+    assert log.run([AddUser(1, "k", 1.0), AddUser(2, "broken", 1.0)]) == [UserAdded(1, 1), UserAdded(2, 1)]
+    redis.client().set(talks_key("broken"), "not a stream")  # its XADD answers with an error (WRONGTYPE)
+    assert log.run([Append(3, "broken", 1, 2.0, "lost"), Append(4, "k", 1, 2.0, "kept")]) == [
+        LogFailed(3, INCONSISTENT), Appended(4, LoggedTalk("k", 1, 1, 2.0, "kept")),
+    ]
+    assert log.run([Append(5, "k", 1, 3.0, "next")]) == [Appended(5, LoggedTalk("k", 2, 1, 3.0, "next"))]
+
+
 def stored_payloads(redis: RedisServer) -> list[bytes]:
     """The payloads in room k's stream, in offset order."""
     entries: Any = redis.client().xrange(talks_key("k"))
@@ -457,6 +481,25 @@ def test_a_subscriber_hands_a_flood_over_in_parts(open_log: Callable[..., RedisL
     assert sum(sizes) == count
     assert max(sizes) <= MAX_BURST
     assert len(sizes) >= 3
+
+
+def test_a_subscriber_hears_talks_longer_than_a_read_whole_and_in_order(open_log: Callable[..., RedisLog]) -> None:
+    """Messages split across the subscriber's reads (each of 64 KiB at most) come out whole, in order."""
+    mine, theirs = open_log("mine"), open_log("theirs")
+    assert theirs.run([AddUser(1, "k", 1.0)]) == [UserAdded(1, 1)]
+    heard: list[LoggedTalk] = []
+
+    def hand_over(burst: list[Any]) -> None:
+        heard.extend(item for item in burst if isinstance(item, LoggedTalk))
+
+    mine.subscriber.start(lambda function, *args: function(*args), hand_over)
+    assert mine.subscriber.subscribe(["k"]) == set()
+    payloads = ["é" * 100_000, "short", "x" * 70_000 + "\n" + "y" * 70_000, "also short"]
+    theirs.run([Append(2 + number, "k", 1, 2.0, payload) for number, payload in enumerate(payloads)])
+    deadline = time.monotonic() + 5
+    while len(heard) < len(payloads) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [(talk.offset, talk.payload) for talk in heard] == list(enumerate(payloads, start=1))
 
 
 def test_a_subscriber_cut_soon_after_each_connect_waits_longer_each_time(

@@ -47,7 +47,7 @@ from typing import Any, TypeGuard
 
 import hiredis
 import redis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import InvalidResponse, NoScriptError, RedisError, ResponseError
 
 from chatcore import AddUser, Append, Forget, Load, LogFailed, Subscribe
 from chatcore.actions import Expire, Moderate
@@ -89,6 +89,7 @@ RETRY_AFTER_FAILURE = 1.0
 """Seconds after a failed batch during which requests fail at once instead of waiting for Redis again."""
 _pack: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command  # (its stub takes 1-tuples only)
 _GET_EPOCH = _pack(("GET", EPOCH_KEY))
+_READ_SIZE = 65536
 _UNREAD = object()
 """The reply to a command that was sent, or may have been, and not read (the connection failed first)."""
 
@@ -312,11 +313,20 @@ class RedisLog:
             pack = _pack
             packed = [_GET_EPOCH, *(pack(command(item, floor, settings, origin, ttl)) for item in sent)]
             connection.send_packed_command([b"".join(packed)], check_health=False)
-            for _ in packed:
-                try:
-                    replies.append(connection.read_response())
-                except ResponseError as error:
-                    replies.append(error)
+            # Read by a reader of our own, each recv's replies parsed in one go: redis-py's read_response is a
+            # call chain per reply. (Nothing else is on the connection while we hold it: only our replies come.)
+            sock, reader = connection._sock, hiredis.Reader(protocolError=InvalidResponse, replyError=ResponseError)
+            while len(replies) < len(packed):
+                reply = reader.gets()
+                if reply is False:
+                    data = sock.recv(_READ_SIZE)
+                    if not data:
+                        raise ConnectionError("Connection closed by server.")
+                    reader.feed(data)
+                elif isinstance(reply, ResponseError):
+                    replies.append(connection._parser.parse_error(reply.args[0]))  # (NoScriptError, …)
+                else:
+                    replies.append(reply)
         except (RedisError, OSError) as error:
             connection.disconnect()
             return replies, error

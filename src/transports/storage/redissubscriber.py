@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from redis.exceptions import RedisError
+import hiredis
+from redis.exceptions import InvalidResponse, RedisError, ResponseError
 
 from chatcore import LoggedTalk, PresenceHeard
 from chatcore.results import Expired, LoggedChange
@@ -29,6 +31,7 @@ STEADY_CONNECTION = 5.0
 """Seconds a subscriber's connection must have lasted for its next reconnect to start at the shortest pause."""
 MAX_BURST = 512
 """Most messages the subscriber reads before it hands them to the event loop (which takes them all in one go)."""
+_READ_SIZE = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +151,19 @@ class Subscriber:
             backoff = min(backoff * 2, 2.0)
 
     def _read(self, connection: Any, call: LoopCall, hand_over: Callable[[list[Heard]], None]) -> None:
+        # Our own reader on the connection's socket: one recv brings every message waiting, parsed in C, where
+        # redis-py's read_response and can_read cost a call chain and two polls per message. (The connection's
+        # own parser only read the replies to its handshake: Redis sends nothing unasked before SUBSCRIBE.)
+        sock = connection._sock
+        if sock is None:
+            raise ConnectionError("not connected")  # (stop() came first)
+        reader = hiredis.Reader(protocolError=InvalidResponse, replyError=ResponseError)
+        ready = select.poll()
+        ready.register(sock, select.POLLIN)
+        pending: Callable[[], int] = getattr(sock, "pending", _nothing)  # (TLS: bytes decrypted, not yet read)
         last_heard, pinged = time.monotonic(), 0.0
         while not self._stop.is_set():
-            if not connection.can_read(timeout=1.0):
+            if not pending() and not ready.poll(1000):
                 now = time.monotonic()
                 if pinged and now - pinged > self._settings.timeout:
                     raise TimeoutError("no answer to a ping")
@@ -159,13 +172,19 @@ class Subscriber:
                         connection.send_command("PING", check_health=False)
                     pinged = now
                 continue
+            data = sock.recv(_READ_SIZE)
+            if not data:
+                raise ConnectionError("Connection closed by server.")
+            reader.feed(data)
             burst: list[Heard] = []
             try:
-                for _ in range(MAX_BURST):  # (bounded: a steady stream of news is handed over in parts)
-                    # push_request: a subscription's confirmation is a push reply, to be returned, not skipped
-                    self._take(connection.read_response(disconnect_on_error=False, push_request=True), burst)
-                    if not connection.can_read(timeout=0):
-                        break
+                while (reply := reader.gets()) is not False:
+                    if isinstance(reply, ResponseError):
+                        raise reply
+                    self._take(reply, burst)
+                    if len(burst) >= MAX_BURST:  # (bounded: a steady stream of news is handed over in parts)
+                        call(hand_over, burst)
+                        burst = []
             finally:  # (what was read goes over even if the connection then failed: a confirmation the storage
                 # thread counted on must reach the core, or a room read after it would never be read back)
                 if burst:
@@ -193,3 +212,7 @@ class Subscriber:
                 self._confirmations[name] = self._confirmations.get(name, 0) + 1
                 self._confirmed.notify_all()
             burst.append(_Subscribed(join_key_of(name)))
+
+
+def _nothing() -> int:
+    return 0
