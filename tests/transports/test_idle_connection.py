@@ -15,6 +15,7 @@ from wsproto.events import Ping
 
 from transports.config import Limits
 from transports.net.rawsocket import RawSocket
+from transports.net.readiness import current_readiness
 from transports.websocket.handshake import Handshake
 from transports.websocket.host import Host
 from transports.websocket.socketpeer import Flusher, SocketPeer
@@ -33,7 +34,7 @@ def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 
 def _peer(kind: type[SocketPeer], sock: socket.socket) -> SocketPeer:
-    raw = RawSocket(sock, "127.0.0.1", 1, trio.lowlevel.wait_readable)
+    raw = RawSocket(sock, "127.0.0.1", 1, current_readiness().wait_readable)
     make = cast(type[WsprotoPeer], kind)
     return make(cast(Host, None), Limits(), Flusher(), raw, HANDSHAKE)
 

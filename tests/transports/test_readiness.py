@@ -132,3 +132,80 @@ async def test_an_end_that_came_with_the_last_data_is_found_after_reading_it(
     with trio.fail_after(5):
         assert await reader.receive(100) == b"half a request"
         assert await reader.receive(100) == b""
+
+
+@pytest.mark.trio
+async def test_a_reader_that_reads_inline_stays_asleep_until_its_read_says_wake(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, theirs = pair
+    reader = raw(ours)
+    read: list[bytes] = []
+    woken: list[bool] = []
+
+    def inline() -> bool:
+        data = reader.receive_now(100)
+        if data:
+            read.append(data)
+        return data != b"stop"
+
+    async def wait() -> None:
+        await reader.wait_readable(inline)
+        woken.append(True)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait)
+        for message in (b"one", b"two", b"three"):
+            await trio.testing.wait_all_tasks_blocked()
+            theirs.send(message)
+            with trio.fail_after(5):
+                while message not in read:
+                    await trio.sleep(0.001)
+        assert read == [b"one", b"two", b"three"]
+        assert not woken  # each was read while the reader slept
+        theirs.send(b"stop")
+    assert woken == [True]
+
+
+@pytest.mark.trio
+async def test_an_inline_read_that_raises_raises_in_the_reader(pair: tuple[socket.socket, socket.socket]) -> None:
+    ours, theirs = pair
+    reader = raw(ours)
+
+    def inline() -> bool:
+        raise ValueError("a bug in the read")
+
+    theirs.send(b"x")
+    await trio.testing.wait_all_tasks_blocked()
+    reader.receive_now(100)  # (the edge is consumed: the next one comes while the reader waits)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            async def later() -> None:
+                await trio.testing.wait_all_tasks_blocked()
+                theirs.send(b"y")
+
+            nursery.start_soon(later)
+            with pytest.raises(ValueError, match="a bug in the read"):
+                await reader.wait_readable(inline)
+
+
+@pytest.mark.trio
+async def test_the_end_wakes_an_inline_reader_to_read_it_itself(pair: tuple[socket.socket, socket.socket]) -> None:
+    ours, theirs = pair
+    reader = raw(ours)
+    inline_calls: list[int] = []
+
+    def inline() -> bool:
+        inline_calls.append(1)
+        return True
+
+    async def close_later() -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        theirs.shutdown(socket.SHUT_WR)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(close_later)
+            await reader.wait_readable(inline)
+    assert not inline_calls
+    assert reader.receive_now(100) == b""

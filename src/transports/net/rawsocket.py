@@ -17,10 +17,21 @@ import anyio.lowlevel
 import sniffio
 import trio
 
-from .readiness import current_readiness
+from .readiness import Inline, current_readiness
 from .tcp import format_remote
 
-WaitReadable = Callable[[socket.socket], Awaitable[None]]
+
+class WaitReadable(Protocol):
+    """Waits until a socket may be readable; with ``inline``, the waiter may read meanwhile without waking."""
+
+    def __call__(self, sock: socket.socket, inline: Inline | None = None) -> Awaitable[None]: ...
+
+
+async def _wait_readable(sock: socket.socket, inline: Inline | None = None) -> None:
+    """anyio's wait (asyncio, uvloop): it reads nothing inline."""
+    await anyio.wait_readable(sock)
+
+
 Cipher = Callable[[bytes | memoryview], bytes]
 """Encrypts what is written next on a TLS connection (`RawSocket.encryption`)."""
 
@@ -60,15 +71,22 @@ class RawSocket:
             if data is not None:
                 return data
 
-    def wait_readable(self) -> Awaitable[None]:
+    def wait_readable(self, inline: Inline | None = None) -> Awaitable[None]:
         """Wait until `receive_now` may have something (a checkpoint).
 
         `receive` in two steps, for a connection's read loop: awaited there, this
-        adds no coroutine of its own to what every idle connection keeps.
+        adds no coroutine of its own to what every idle connection keeps. With
+        ``inline`` (its read, which calls `receive_now`), the reading may be done
+        meanwhile without waking the waiter, as long as ``inline`` says so.
         """
         if self._full:
             return anyio.lowlevel.checkpoint()
-        return self._wait_readable(self.sock)
+        return self._wait_readable(self.sock, inline)
+
+    @property
+    def backlog(self) -> bool:
+        """Whether the last `receive_now` may have left something to read: read again before waiting."""
+        return self._full
 
     def receive_now(self, max_bytes: int) -> bytes | None:
         """Up to ``max_bytes`` received; ``b""`` once the client has gone; None if nothing came (wait again)."""
@@ -132,7 +150,7 @@ def raw_socket(sock: socket.socket, remote_address: tuple[str, int], tls: Secure
     sock.setblocking(False)
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    wait_readable: WaitReadable = anyio.wait_readable
+    wait_readable: WaitReadable = _wait_readable
     if sniffio.current_async_library() == "trio":
         wait_readable = current_readiness().wait_readable  # one epoll registration per connection, not per wait
     if tls is not None:

@@ -33,11 +33,19 @@ the old one is at worst such an empty wake-up.
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
+from collections.abc import Callable
 
+import outcome
 import trio
 import trio.lowlevel
+
+logger = logging.getLogger(__name__)
+
+Inline = Callable[[], bool]
+"""A waiter's read, done in this task: True if the waiter may go on waiting (see `Readiness.wait_readable`)."""
 
 MAX_EVENTS = 1024
 """Most events taken from the epoll per wake-up of its task (the rest wait for the next: a bounded loop)."""
@@ -54,12 +62,17 @@ class Readiness:
     def __init__(self) -> None:
         self._epoll = select.epoll()
         self._registered: dict[int, socket.socket] = {}
-        self._waiters: dict[int, trio.lowlevel.Task] = {}
+        self._waiters: dict[int, tuple[trio.lowlevel.Task, Inline | None]] = {}
         self._ready: set[int] = set()
         self._ended: set[int] = set()
 
-    async def wait_readable(self, sock: socket.socket) -> None:
-        """Return once ``sock`` may have something to read (a trio checkpoint, like trio's own)."""
+    async def wait_readable(self, sock: socket.socket, inline: Inline | None = None) -> None:
+        """Return once ``sock`` may have something to read (a trio checkpoint, like trio's own).
+
+        With ``inline``, each time ``sock`` becomes readable while its waiter waits, this task calls
+        ``inline`` instead of waking the waiter (no task switch per message read), and wakes it only when
+        ``inline`` returns False, raises (the waiter gets the exception), or the socket's stream ended.
+        """
         fd = sock.fileno()
         if self._registered.get(fd) is not sock:
             self._register(fd, sock)
@@ -69,7 +82,7 @@ class Readiness:
             return
         if fd in self._waiters:
             raise trio.BusyResourceError("another task is already waiting for this socket to be readable")
-        self._waiters[fd] = trio.lowlevel.current_task()
+        self._waiters[fd] = (trio.lowlevel.current_task(), inline)
 
         def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
             self._waiters.pop(fd, None)
@@ -95,11 +108,25 @@ class Readiness:
                 for fd, flags in epoll.poll(0, MAX_EVENTS):
                     if flags & _ENDED:
                         ended.add(fd)
-                    task = waiters.pop(fd, None)
-                    if task is None:
+                    waiter = waiters.get(fd)
+                    if waiter is None:
                         ready.add(fd)
-                    else:
-                        trio.lowlevel.reschedule(task)
+                        continue
+                    task, inline = waiter
+                    if inline is not None and fd not in ended:
+                        try:
+                            wait_on = inline()
+                        except Exception as error:  # the waiter's own: it raises it, as if it had read itself
+                            if waiters.get(fd) is waiter:
+                                del waiters[fd]
+                                trio.lowlevel.reschedule(task, outcome.Error(error))
+                            else:  # (cancelled meanwhile)
+                                logger.exception("error in a read done for a cancelled reader")
+                            continue
+                        if wait_on or waiters.get(fd) is not waiter:  # (the read may have cancelled its waiter)
+                            continue
+                    del waiters[fd]
+                    trio.lowlevel.reschedule(task)
         finally:
             epoll.close()
 

@@ -51,6 +51,7 @@ import anyio
 from ..config import TlsFiles
 from ..keyfiles import read_key_file
 from .rawsocket import Cipher, RawSocket, WaitReadable
+from .readiness import Inline
 
 logger = logging.getLogger(__name__)
 
@@ -161,10 +162,10 @@ class TlsSocket(RawSocket):
 
     # Reading ------------------------------------------------------------------------------------------------
 
-    def wait_readable(self) -> Awaitable[None]:
+    def wait_readable(self, inline: Inline | None = None) -> Awaitable[None]:
         if self._wire:  # the handshake's records first: the client waits for them before it sends more
             return self._send_wire_then_wait()
-        return super().wait_readable()
+        return super().wait_readable(inline)
 
     async def _send_wire_then_wait(self) -> None:
         with contextlib.suppress(OSError):  # (the read that follows finds the end)

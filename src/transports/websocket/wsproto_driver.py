@@ -35,11 +35,12 @@ logger = logging.getLogger(__name__)
 class WsprotoPeer(SocketPeer):
     """One connection: reads and parses for the hub, writes through `SocketPeer`."""
 
-    __slots__ = ()
+    __slots__ = ("_reading",)
     transport = "wsproto"
 
     def __init__(self, hub: Host, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
         super().__init__(hub, raw, FrameReader(None, limits.max_message_size, handshake.trailing), flusher, limits)
+        self._reading = True
 
     def _begin_close(self, close: CloseRequest) -> None:
         if self.frames.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
@@ -51,18 +52,29 @@ class WsprotoPeer(SocketPeer):
             self.write_frames(self.connection.send(CloseConnection(code=close.code, reason=close.reason)))
 
     async def read_loop(self, connection: ConnectionId) -> None:
-        """Feed the hub whole messages until the connection closes."""
+        """Feed the hub whole messages until the connection closes.
+
+        Under trio the reads are mostly done while this waits, by the task that
+        watches the sockets (`readiness`): `_read` is handed to it, and this is
+        woken only to read a backlog, to find the end, or to stop.
+        """
         self.connection_id = connection
-        raw, feed = self.raw, self.frames.feed
-        if not self._process(feed(b"")):  # what came with the handshake
-            return
-        while True:
-            await raw.wait_readable()  # (`raw.receive` inlined: one coroutine less kept by an idle connection)
-            data = raw.receive_now(RECEIVE_SIZE)
-            if data is not None:
-                self.heard = True
-                if not self._process(feed(data or None)):  # None: the peer has gone
-                    return
+        raw = self.raw
+        self._reading = self._process(self.frames.feed(b""))  # what came with the handshake
+        while self._reading:
+            await raw.wait_readable(self._read)
+            if self._reading:
+                self._read()
+
+    def _read(self) -> bool:
+        """Read once and hand what came to the hub; whether the reader may wait now (nothing more is waiting)."""
+        raw = self.raw
+        data = raw.receive_now(RECEIVE_SIZE)
+        if data is not None:
+            self.heard = True
+            if not self._process(self.frames.feed(data or None)):  # None: the peer has gone
+                self._reading = False
+        return self._reading and not raw.backlog
 
     def _process(self, received: list[str | Event]) -> bool:
         """Handle what was parsed; False once nothing more should be read."""
