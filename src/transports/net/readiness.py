@@ -25,6 +25,12 @@ Edge-triggered means an event per arrival, not per wait:
   event says hang-up, every wait for it returns at once (``_ended``), so the
   reader reads on until it finds the end.
 
+A waiter may hand its read over (``inline``): while it waits, this task calls
+that read each time the socket becomes readable, and wakes the waiter only when
+the read says so (a backlog to read, the end of reading), raises, or the stream
+has ended. A connection's messages are then read and handed on without a task
+switch each; the waiter stays parked, its task kept for its lifecycle.
+
 A socket is known by its file descriptor and the socket object together: a
 descriptor closed and reused by a new socket is registered anew (the kernel
 dropped the old registration with the old socket), and an event remembered for

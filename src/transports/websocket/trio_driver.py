@@ -11,7 +11,10 @@ which has the same public face (``client``, ``state``, ``send``,
 open `Connection` it makes only when something needs one): that is where
 the client's messages leave for the hub, as they are parsed, in the reader
 task and in order with the pings and the close trio-websocket is handed,
-with no channel to a second task.
+with no channel to a second task. Under trio even the reader task mostly
+sleeps: the task that watches the sockets (`readiness`) reads for it while it
+waits (`TrioWebsocketPeer.read_inline`), and wakes it only for what it must
+act on (a ping, a close, a fragment, a backlog, the end).
 
 The reader task itself is the connection's read loop, not a task of its
 own: there is no public way to do that, so it takes a private name; the
@@ -106,6 +109,8 @@ class _OpenWebSocket:
         return self._frames.connection.send(event)
 
     def receive_data(self, data: bytes | None) -> None:
+        if data is FED:
+            return
         received, peer = self._received, self.peer
         for event in self._frames.feed(data):
             if not received and type(event) is str:
@@ -114,6 +119,11 @@ class _OpenWebSocket:
                 peer.hub.receive_text(peer.connection_id, event)
             else:
                 received.append(event)
+
+    @property
+    def pending(self) -> bool:
+        """Whether what was received holds something for trio-websocket's reader (`events`)."""
+        return bool(self._received)
 
     def events(self) -> Iterator[Event]:
         if not self._received:
@@ -161,6 +171,11 @@ class _OpenWebSocket:
         if self._frames.state is ConnectionState.OPEN:
             logger.info("%s: closing with %d: %s", peer.remote, event.code, event.reason)
             peer.write_frames(self._frames.connection.send(CloseConnection(code=event.code, reason=event.reason)))
+
+
+FED = b"(read, and handed to the hub already)"
+"""What the stream gives trio-websocket's reader for bytes read while it waited (`TrioWebsocketPeer.read_inline`):
+they went through `_OpenWebSocket.receive_data` already, which takes this as nothing new."""
 
 
 class _NoMessages:
@@ -246,16 +261,19 @@ class _SocketStream(trio.abc.HalfCloseableStream):
         self._closed = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        raw = self._raw
+        raw, peer = self._raw, self._peer
         if self._closed or raw is None:
             raise trio.ClosedResourceError("the stream is closed")
         while True:  # (`raw.receive` inlined: one coroutine less kept by an idle connection)
-            await raw.wait_readable()
+            await raw.wait_readable(None if peer is None else peer.read_inline)
+            if peer is not None and peer.fed:  # read while we waited, and handed over already
+                peer.fed = False
+                return FED
             data = raw.receive_now(max_bytes or RECEIVE_SIZE)
             if data is not None:
                 break
-        if self._peer is not None:
-            self._peer.heard = True
+        if peer is not None:
+            peer.heard = True
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -285,7 +303,7 @@ class TrioWebsocketPeer(SocketPeer):
     is handed a connection that is open already.
     """
 
-    __slots__ = ("_websocket", "_ws")
+    __slots__ = ("_websocket", "_ws", "fed")
     transport = "trio-websocket"
 
     def __init__(self, hub: Host, limits: Limits, flusher: Flusher, raw: RawSocket, handshake: Handshake) -> None:
@@ -294,6 +312,26 @@ class TrioWebsocketPeer(SocketPeer):
         stream._peer = self
         self._ws = _OpenWebSocket(self, self.frames)
         self._websocket = _websocket(stream, self._ws, limits.max_message_size)
+        self.fed = False
+        """Whether bytes were read while the reader waited (`read_inline`), for it to act on what they held."""
+
+    def read_inline(self) -> bool:
+        """Read while trio-websocket's reader waits (done by the task that watches the sockets, under trio): whole
+        text messages go to the hub; whether the reader may wait on (nothing in what came needs it)."""
+        ws, raw = self._ws, self.raw
+        if ws.state is ConnectionState.CLOSED or raw.backlog:
+            return False  # (the reader reads itself)
+        data = raw.receive_now(RECEIVE_SIZE)
+        if data is None:
+            return True
+        if not data:
+            return False  # the end: the reader reads it again, and sees it
+        self.heard = True
+        ws.receive_data(data)
+        if ws.pending or raw.backlog:
+            self.fed = True
+            return False
+        return True
 
     def read_loop(self, connection: ConnectionId) -> Coroutine[Any, Any, None]:
         # trio-websocket's reader itself, not a coroutine awaiting it: one coroutine less kept by an idle connection.
