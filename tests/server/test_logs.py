@@ -115,7 +115,7 @@ def test_a_connection_that_vanishes_is_logged_with_1006() -> None:
     with server_process("--http-port", "0", "--ws-port", "0", "--log-format", "json") as server:
         client = ChatClient(f"ws://127.0.0.1:{server.ws_port}/")
         client.init()
-        client.ws.socket.close()  # no close frame: the TCP connection just ends
+        client.vanish()  # no close frame: the TCP connection just ends
         wait_until(lambda: any('"event": "closed"' in line for line in server.log))
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=15) == 0

@@ -43,6 +43,7 @@ SLACK = 1.5
 """What the process's own exit may add to its drain (interpreter teardown)."""
 IDLE_WINDOW = 2.0
 IDLE_SHARE = 0.02
+SETTLE = 0.3
 TIMEOUT = 5.0
 
 SERVERS = {  # the transport and event loop of each server in the matrix
@@ -337,13 +338,24 @@ def python_ssl_with_unwrap(target: Target) -> Iterator[None]:
             head += tls.recv(1)
         assert head.startswith(target.answer)
         if length := re.search(rb"(?i)content-length: *(\d+)", head):
-            tls.recv(int(length.group(1)))  # (read it all: unwrap() refuses data that comes before the end)
+            received_exactly(tls, int(length.group(1)))  # (unwrap() refuses data that comes before the end)
         if target.answer.startswith(b"HTTP/1.1 101"):
             tls.sendall(b"\x88\x82abcd" + bytes([0x03 ^ 0x61, 0xE8 ^ 0x62]))  # a close frame, 1000
-            assert tls.recv(4) == b"\x88\x02\x03\xe8"  # and the server's
+            assert received_exactly(tls, 4) == b"\x88\x02\x03\xe8"  # and the server's
         plain = tls.unwrap()
         plain.close()
     yield
+
+
+def received_exactly(tls: ssl.SSLSocket, size: int) -> bytes:
+    """``size`` bytes, however the server's records cut them (one ``recv`` returns at most one record's)."""
+    data = b""
+    while len(data) < size:
+        chunk = tls.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError(f"the server ended after {len(data)} of {size} bytes")
+        data += chunk
+    return data
 
 
 @contextmanager
@@ -443,6 +455,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def assert_idle(server: ServerProcess) -> None:
+    time.sleep(SETTLE)  # the client's own ending (a close, a reset) is work the server may still be doing
     before = cpu_seconds(server.process.pid)
     time.sleep(IDLE_WINDOW)
     used = cpu_seconds(server.process.pid) - before

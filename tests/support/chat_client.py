@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
+from collections.abc import Coroutine
 from contextlib import ExitStack
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
+import websockets.asyncio.client
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 TIMEOUT = 5.0
+T = TypeVar("T")
 
 
 class ChatClient:
     def __init__(self, url: str, **options: Any) -> None:
         self._stack = ExitStack()
-        self.ws: ClientConnection = self._stack.enter_context(
-            connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT, **options)
-        )
+        self.ws: ClientConnection | OverTls
+        if "ssl" in options:
+            self.ws = self._stack.enter_context(OverTls(url, **options))
+        else:
+            self.ws = self._stack.enter_context(connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT, **options))
 
     def send(self, event: object) -> None:
         self.ws.send(json.dumps(event))
@@ -68,6 +75,13 @@ class ChatClient:
                 assert received is not None
                 return received.code, received.reason
 
+    def vanish(self) -> None:
+        """End the TCP connection with no close frame, as a client whose network went away."""
+        if isinstance(self.ws, OverTls):
+            self.ws.abort()
+        else:
+            self.ws.socket.close()
+
     def close(self) -> None:
         self._stack.close()
 
@@ -76,6 +90,54 @@ class ChatClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class OverTls:
+    """python-websockets' asyncio client, driven from the calling thread through a loop thread of its own.
+
+    The sync client reads its ``ssl.SSLSocket`` in a background thread while the caller writes to it from
+    another, and OpenSSL's connection objects are not safe to use from two threads at once: now and then
+    the handshake's request was never sent. Here one thread does all of a connection's TLS.
+    """
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _guard = threading.Lock()
+
+    def __init__(self, url: str, *, source_address: tuple[str, int] | None = None, **options: Any) -> None:
+        if source_address is not None:
+            options["local_addr"] = source_address
+        self._connection = self._run(websockets.asyncio.client.connect(
+            url, open_timeout=TIMEOUT, close_timeout=TIMEOUT, **options
+        ).__aenter__())
+
+    def send(self, message: Any) -> None:
+        self._run(self._connection.send(message))
+
+    def recv(self, timeout: float | None = None) -> str | bytes:
+        return self._run(asyncio.wait_for(self._connection.recv(), timeout))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self._run(self._connection.close(code, reason))
+
+    def abort(self) -> None:
+        async def abort() -> None:
+            self._connection.transport.abort()
+
+        self._run(abort())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @classmethod
+    def _run(cls, coroutine: Coroutine[Any, Any, T]) -> T:
+        with cls._guard:
+            if cls._loop is None:
+                cls._loop = asyncio.new_event_loop()
+                threading.Thread(target=cls._loop.run_forever, name="tls-test-clients", daemon=True).start()
+        return asyncio.run_coroutine_threadsafe(coroutine, cls._loop).result()
 
 
 class V2Client(ChatClient):
