@@ -4,6 +4,7 @@
     python bench/ab.py --server trio-websocket --room-size 100 --rounds 8 now=src before=/tmp/old/src
     python bench/ab.py --measure baseline --connections 1000 now=src before=/tmp/old/src
     python bench/ab.py --room-size 100 --load one now=src before=/tmp/old/src   # one message in flight per room
+    python bench/ab.py --measure tls --connections 1000 now=src before=/tmp/old/src
 
 Each ``NAME=DIR`` is a copy of ``src/`` (for instance from ``git worktree add``);
 its servers run with that folder first on PYTHONPATH. A round runs every
@@ -14,6 +15,7 @@ a shared machine cancels out; the table shows every round's ratio and the
 median. What the pair is (``--measure``):
 
 - ``db``: the in-memory server, then the ``-db`` server; deliveries/s with SQLite over in memory.
+- ``tls``: ours in plain, then ours serving wss:// with its own TLS; TLS's CPU per delivery over plain's.
 - ``baseline``: the seed's design (``bench/baseline_server.py``), then ours; our server CPU per
   delivery over the baseline's, the ratio the README's matrix reports (lower is better). ``--store``
   says where ours keeps rooms: memory, a SQLite file, or a redis-server started for the run.
@@ -58,7 +60,7 @@ def one_pair(source: Path, measure: str, server: str, connections: int, room_siz
     second server's user-space CPU per delivery (µs)."""
     if measure == "baseline":
         server += STORES[store]
-    servers = f"{server},{server}-db" if measure == "db" else f"baseline,{server}"
+    servers = {"db": f"{server},{server}-db", "tls": f"{server},{server}-tls"}.get(measure, f"baseline,{server}")
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "runs.json"
         command = [sys.executable, str(BENCH / "run.py"), "--servers", servers,
@@ -70,6 +72,9 @@ def one_pair(source: Path, measure: str, server: str, connections: int, room_siz
     if measure == "db":
         second = runs[f"{server}-db"]
         return float(second["deliveries_per_sec"] / runs[server]["deliveries_per_sec"]), float(second["user_us"])
+    if measure == "tls":
+        second = runs[f"{server}-tls"]
+        return float(second["cpu_per_1k"] / runs[server]["cpu_per_1k"]), float(second["user_us"])
     return float(runs[server]["cpu_per_1k"] / runs["baseline"]["cpu_per_1k"]), float(runs[server]["user_us"])
 
 
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("variants", type=variant, nargs="+", metavar="NAME=DIR")
-    add("--measure", choices=["db", "baseline"], default="db")
+    add("--measure", choices=["db", "tls", "baseline"], default="db")
     add("--server", choices=["trio-websocket", "wsproto"], default="wsproto")
     add("--connections", type=int, default=100)
     add("--room-size", type=int, default=10)
@@ -105,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(f"round {round_number}, {name}: {ratios[name][-1]:.2f}, {users[name][-1]:.2f} µs user",
                   file=sys.stderr, flush=True)
-    what = ("deliveries/s with SQLite / in memory" if args.measure == "db"
-            else "server CPU per delivery / the baseline's")
+    what = {"db": "deliveries/s with SQLite / in memory",
+            "tls": "server CPU per delivery, TLS / plain"}.get(args.measure, "server CPU per delivery / the baseline's")
     store = f", rooms in {args.store}" if args.measure == "baseline" else ""
     print(f"\n{args.server}{store}, {args.connections} connections in rooms of {args.room_size}, load {args.load}: "
           f"{what}, {args.rounds} rounds\n")

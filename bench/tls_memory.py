@@ -9,7 +9,9 @@ Kinds of connection (``--kinds``):
 - ``tls``: the same over wss:// (the server's own TLS, a trustme certificate);
 - ``stalled``: TLS clients that send their ClientHello and then nothing (the server has answered it and
   waits for the client's Finished);
-- ``silent``: TCP connections to the TLS port that send nothing at all.
+- ``silent``: TCP connections to the TLS port that send nothing at all;
+- ``history``: wss:// connections, each joining one room that holds `HISTORY_TALKS` talks of
+  `HISTORY_CHARS` characters (about 60 kB sent to each at its join), idle once joined.
 
 Prints a Markdown table: KiB of server RSS per connection, the median of ``--repeat`` fresh servers
 (and every repetition). The server runs the ``src`` it finds on PYTHONPATH, so two trees compare by
@@ -19,6 +21,7 @@ running this twice.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -33,9 +36,12 @@ import time
 from pathlib import Path
 
 from run import HOST, LIMIT_FLAGS, Certificates, free_port, rss_kib, stop, wait_accepting
+from websockets.asyncio.client import ClientConnection, connect
 
 BENCH = Path(__file__).resolve().parent
-KINDS = ("plain", "tls", "silent", "stalled")
+KINDS = ("plain", "tls", "silent", "stalled", "history")
+HISTORY_TALKS = 100
+HISTORY_CHARS = 500
 SETTLE_SECONDS = 2.0  # the server has read every ClientHello by then (a few thousand, on loopback)
 
 
@@ -81,6 +87,35 @@ def open_stalled(port: int, connections: int, hello: bool) -> list[socket.socket
     return sockets
 
 
+def joined_with_history(port: int, connections: int, tls: Certificates, server_pid: int) -> float:
+    """KiB of server RSS per connection that joined a room holding history (the writer's own not counted)."""
+    context = ssl.create_default_context(cafile=str(tls.ca))
+    url = f"wss://{HOST}:{port}/"
+
+    async def joined(join_key: str | None) -> tuple[ClientConnection, dict[str, object]]:
+        client = await connect(url, ssl=context, max_size=None, ping_interval=None)
+        await client.send(json.dumps({"type": "init"} if join_key is None else {"type": "init", "joinKey": join_key}))
+        while (event := json.loads(await client.recv()))["type"] != "init":
+            pass
+        return client, event
+
+    async def main() -> float:
+        writer, init = await joined(None)
+        for _ in range(HISTORY_TALKS):
+            await writer.send(json.dumps({"type": "talk", "payload": "x" * HISTORY_CHARS}))
+            await writer.recv()
+        await asyncio.sleep(0.5)
+        before = rss_kib(server_pid)
+        clients = [(await joined(str(init["joinKey"])))[0] for _ in range(connections)]
+        await asyncio.sleep(SETTLE_SECONDS / 2)
+        after = rss_kib(server_pid)
+        for client in [writer, *clients]:
+            client.transport.abort()
+        return (after - before) / connections
+
+    return asyncio.run(main())
+
+
 def measure(transport: str, kind: str, connections: int, certificates: Certificates) -> float:
     """KiB of server RSS per connection of ``kind``, with one fresh server."""
     tls = None if kind == "plain" else certificates
@@ -89,6 +124,8 @@ def measure(transport: str, kind: str, connections: int, certificates: Certifica
     try:
         wait_accepting(server, port)
         time.sleep(0.5)
+        if kind == "history":
+            return joined_with_history(port, connections, certificates, server.pid)
         before = rss_kib(server.pid)
         if kind in ("plain", "tls"):
             generator = open_idle(port, connections, tls)

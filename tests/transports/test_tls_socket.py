@@ -18,7 +18,7 @@ import trio
 
 from certificates import Certificate, make_certificate
 from transports.net.rawsocket import RawSocket, raw_socket
-from transports.net.tls import PLAIN_HTTP_ANSWER, TlsServer, TlsSocket
+from transports.net.tls import PLAIN_HTTP_ANSWER, SLICE, TlsServer, TlsSocket
 
 TIMEOUT = 10.0
 
@@ -36,6 +36,8 @@ class Client:
         sock.settimeout(TIMEOUT)
         self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.tls = context.wrap_bio(self._in, self._out, server_hostname="127.0.0.1")
+        self.wire = b""
+        """Everything received, as it came."""
 
     def handshake(self) -> None:
         while True:
@@ -73,6 +75,7 @@ class Client:
 
     def _receive(self) -> None:
         data = self.sock.recv(65536)
+        self.wire += data
         if not data:
             self._in.write_eof()
         self._in.write(data)
@@ -187,6 +190,38 @@ def test_the_write_path_encrypts_in_order_and_close_sends_close_notify(certifica
         sock.sendall(tls.records(b"go"))
         assert tls.read(17) == b"101 one two three"
         tls.read_close_notify()
+
+    serve(certificate, server, client)
+
+
+def record_sizes(wire: bytes) -> list[int]:
+    sizes = []
+    while wire:
+        size = int.from_bytes(wire[3:5], "big")
+        sizes.append(size)
+        wire = wire[5 + size:]
+    return sizes
+
+
+def test_a_large_write_goes_through_tls_a_slice_at_a_time(certificate: Certificate) -> None:
+    """OpenSSL's buffers keep the largest size they held: a 60 kB history must not pass through them at once."""
+    history = bytes(range(256)) * 240
+
+    async def server(raw: RawSocket) -> None:
+        assert await receive_exactly(raw, 2) == b"go"
+        await raw.send_all(history)  # the HTTP stage
+        encrypt = raw.encryption(raw.sock.sendall)
+        raw.sock.sendall(encrypt(history))  # the WebSocket's write path
+
+    def client(sock: socket.socket) -> None:
+        tls = Client(sock, certificate.client_context())
+        tls.handshake()
+        sock.sendall(tls.records(b"go"))
+        start = len(tls.wire)
+        assert tls.read(2 * len(history)) == 2 * history
+        sizes = record_sizes(tls.wire[start:])
+        assert len(sizes) >= 2 * len(history) // SLICE
+        assert max(sizes) <= SLICE + 256, sizes  # (a record's own bytes: at most 256 more than its plaintext)
 
     serve(certificate, server, client)
 
