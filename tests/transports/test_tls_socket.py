@@ -211,6 +211,7 @@ def test_a_large_write_goes_through_tls_a_slice_at_a_time(certificate: Certifica
         assert await receive_exactly(raw, 2) == b"go"
         await raw.send_all(history)  # the HTTP stage
         encrypt = raw.encryption(raw.sock.sendall)
+        assert encrypt is not None
         raw.sock.sendall(encrypt(history))  # the WebSocket's write path
 
     def client(sock: socket.socket) -> None:
