@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -144,6 +145,33 @@ def test_plaintext_both_ways_whatever_the_records_and_segments(certificate: Cert
         for start, end in itertools.pairwise(cuts):
             sock.sendall(wire[start:end])
         assert tls.read(len(answer)) == answer
+
+    serve(certificate, server, client)
+
+
+def test_a_read_that_fills_up_before_its_last_slice_is_read_again(certificate: Certificate) -> None:
+    """Two records whose plaintext is the read's size end on a slice's edge, with a third record behind them.
+
+    The first record's start came in an earlier read (TLS holds it), so the
+    socket gave less than the read's size: only the bytes left in TLS's buffer
+    say that the third record is there.
+    """
+    size = 9000
+
+    async def server(raw: RawSocket) -> None:
+        assert await receive_exactly(raw, size + 100, max_bytes=size) == b"a" * 5000 + b"b" * 4000 + b"c" * 100
+
+    def client(sock: socket.socket) -> None:
+        tls = Client(sock, certificate.client_context())
+        tls.handshake()
+        first, second, third = tls.records(b"a" * 5000), tls.records(b"b" * 4000), tls.records(b"c" * 100)
+        early = len(first) + len(second) - 2 * SLICE  # so that the second record ends where a slice does
+        assert len(third) < early < len(first)
+        sock.sendall(first[:early])
+        time.sleep(0.3)  # (read by then: TLS holds the first record's start)
+        rest = first[early:] + second + third
+        assert len(rest) < size
+        sock.sendall(rest)
 
     serve(certificate, server, client)
 

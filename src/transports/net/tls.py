@@ -220,6 +220,8 @@ class TlsSocket(RawSocket):
                 chunk = self._decrypt(max_bytes - size)
                 chunks.append(chunk)
                 size += len(chunk)
+        if incoming.pending:  # slices fed after the reader had its fill: read again before waiting
+            self._full = True
         return b"".join(chunks)
 
     def _take(self, data: bytes) -> bool:
