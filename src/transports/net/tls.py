@@ -338,12 +338,9 @@ class TlsSocket(RawSocket):
         return encrypt
 
     def _encrypt(self, data: bytes | memoryview) -> bytes:
-        """The records for ``data``, a `SLICE` of it at a time."""
+        """The records for ``data``, a `SLICE` of it at a time (the HTTP stage's answers, and large frames)."""
         assert self._tls is not None
         assert self._outgoing is not None
-        if len(data) <= SLICE:
-            self._tls.write(data)
-            return self._outgoing.read()
         view = memoryview(data)
         records = []
         for start in range(0, len(data), SLICE):
