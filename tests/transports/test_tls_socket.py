@@ -130,7 +130,8 @@ def test_a_connection_makes_its_tls_state_only_when_the_client_sends_something(c
 
 @pytest.mark.parametrize("max_bytes", [65536, 1000, 1])
 def test_plaintext_both_ways_whatever_the_records_and_segments(certificate: Certificate, max_bytes: int) -> None:
-    message = bytes(range(256)) * 1200  # 300 kB: many records, more than one read of any size
+    # 300 kB: many records, more than one read of any size (30 kB a byte at a time: a read per byte is slow)
+    message = bytes(range(256)) * (1200 if max_bytes > 1 else 120)
     answer = b"answer " * 5000
 
     async def server(raw: RawSocket) -> None:
@@ -141,7 +142,8 @@ def test_plaintext_both_ways_whatever_the_records_and_segments(certificate: Cert
         tls = Client(sock, certificate.client_context())
         tls.handshake()
         wire = b"".join(tls.records(message[i : i + 1500]) for i in range(0, len(message), 1500))
-        cuts = [0, 1, 6, 7, 4000, 4001, 70000, 200000, len(wire)]  # a record's header cut, a record cut, many whole
+        cuts = [0, 1, 6, 7, 4000, 4001, *[cut for cut in (20000, 70000, 200000) if cut < len(wire)], len(wire)]
+        # (a record's header cut, a record cut, many whole)
         for start, end in itertools.pairwise(cuts):
             sock.sendall(wire[start:end])
         assert tls.read(len(answer)) == answer
@@ -232,7 +234,7 @@ def record_sizes(wire: bytes) -> list[int]:
 
 
 def test_a_large_write_goes_through_tls_a_slice_at_a_time(certificate: Certificate) -> None:
-    """OpenSSL's buffers keep the largest size they held: a 60 kB history must not pass through them at once."""
+    """A 60 kB history goes out in records of a slice each, the HTTP stage's way and the write path's."""
     history = bytes(range(256)) * 240
 
     async def server(raw: RawSocket) -> None:
@@ -319,3 +321,64 @@ def test_an_answer_before_the_handshake_is_done_waits_for_it(certificate: Certif
         sock.sendall(tls.records(b"late"))
 
     serve(certificate, server, client)
+
+
+def test_connections_of_one_server_interleaved_each_get_their_own_records(certificate: Certificate) -> None:
+    """A server's connections share the buffers TLS reads and writes records through: none may get another's.
+
+    Eight clients take turns at every step (their handshakes' flights, a
+    failed handshake among them, data cut across records, answers through
+    `send_all` and through the write path, large and small, close_notify), so
+    that each server-side call runs between calls of other connections.
+    """
+    tls = TlsServer.load(certificate.files)
+    count = 8
+    broken = 3  # this client sends garbage instead of a ClientHello
+
+    def message(index: int) -> bytes:
+        return bytes([65 + index]) * (300 + 2500 * index)  # some under a slice, some over
+
+    async def server(raw: RawSocket, index: int) -> None:
+        if index == broken:
+            assert await raw.receive(65536) == b""
+            return
+        got = await receive_exactly(raw, len(message(index)), max_bytes=1000)
+        assert got == message(index)
+        await raw.send_all(got[:100])
+        encrypt = raw.encryption(raw.sock.sendall)
+        assert encrypt is not None
+        raw.sock.sendall(encrypt(got))
+        raw.close()
+
+    def client(sock: socket.socket, index: int) -> None:
+        if index == broken:
+            sock.sendall(b"\x16\x03\x01\x00\x05hello")
+            assert sock.recv(100)[:1] == b"\x15"  # an alert, its own
+            return
+        peer = Client(sock, certificate.client_context())
+        peer.handshake()
+        mine = message(index)
+        wire = b"".join(peer.records(mine[start:start + 500]) for start in range(0, len(mine), 500))
+        for start in range(0, len(wire), 3000):  # whole records and cut ones, more than a read takes
+            sock.sendall(wire[start:start + 3000])
+            time.sleep(0.01)  # (the others' pieces come between)
+        expected = message(index)[:100] + message(index)
+        assert peer.read(len(expected)) == expected
+        peer.read_close_notify()
+
+    async def main() -> None:
+        pairs = [socket.socketpair() for _ in range(count)]
+        raws = [raw_socket(ours, ("127.0.0.1", 1), tls) for ours, _ in pairs]
+        try:
+            with trio.fail_after(TIMEOUT):
+                async with trio.open_nursery() as tasks:
+                    for index, (_, theirs) in enumerate(pairs):
+                        tasks.start_soon(trio.to_thread.run_sync, client, theirs, index)
+                        tasks.start_soon(server, raws[index], index)
+        finally:
+            for raw, (_, theirs) in zip(raws, pairs, strict=True):
+                raw.close()
+                theirs.close()
+        assert all(buffer.pending == 0 for buffer in tls._buffers)
+
+    trio.run(main)

@@ -9,11 +9,19 @@ an `ssl.SSLObject` over memory buffers between its socket and its readers and
 writers. No task, socket pair or lock of its own: a connection costs its
 OpenSSL state (made when the client first sends) and nothing else.
 
+The two memory buffers are the server's, shared by all its connections
+(`TlsServer`): OpenSSL's memory buffers never shrink, so a pair per
+connection kept room for the largest handshake, read and write it ever made.
+A shared pair holds nothing between calls: every call that gives TLS
+records takes back what TLS did not read (``_rest``, on the connection), and
+every call that may make records takes them out, before it returns. All of
+a server's connections run on one thread.
+
 - **Reading** (`TlsSocket.receive_now`) takes what the socket has, feeds it to
   TLS and gives back the plaintext: the TLS handshake first (nothing reaches
   the reader before it is done, so ``--handshake-timeout`` bounds it too),
   then the client's data. A read that stops with more deciphered than it
-  asked for, or with records still whole in TLS's buffer, says so (``_full``)
+  asked for, or with whole records left over (``_rest``), says so (``_full``)
   and is read again before the socket is waited for. close_notify, or the
   end of the TCP stream, reads as the end (``b""``).
 - **Writing**: what the server sends is encrypted and written at once
@@ -67,9 +75,8 @@ PLAIN_HTTP_ANSWER = (
 """What a plain HTTP request on a TLS port gets, in plain text, before the connection is closed."""
 RECEIVE_SIZE = 65536
 SLICE = 4096
-"""How much goes through TLS at a time, either way. OpenSSL's memory buffers keep the largest size they ever
-held for as long as the connection lasts: a 60 KiB history sent at once would stay 80 KiB of every idle
-connection's memory. A record per 4 KiB costs under 1 % more bytes, and a call per 4 KiB."""
+"""How much goes through TLS at a time, either way: records of 4 KiB, which a client deciphers as they come,
+and a call's work bounded (a 60 kB history is 15 calls). A record per 4 KiB costs under 1 % more bytes."""
 
 Output = Callable[[bytes], None]
 """Where TLS's own records go once the connection's write path owns the wire (`TlsSocket.encryption`)."""
@@ -121,6 +128,9 @@ class TlsServer:
         self.files = files
         self.context = context
         """What new connections are served with (`reload` replaces it)."""
+        self._buffers = ssl.MemoryBIO(), ssl.MemoryBIO()
+        """What every connection's TLS reads records from and writes them to, each connection's emptied before
+        its call returns (`TlsSocket`): a connection holds no buffer of OpenSSL's of its own."""
 
     @classmethod
     def load(cls, files: TlsFiles) -> TlsServer:
@@ -133,7 +143,7 @@ class TlsServer:
 
     def accept(self, sock: socket.socket, address: str, port: int, wait_readable: WaitReadable) -> TlsSocket:
         """An accepted connection (non-blocking, no Nagle) as a `TlsSocket` with the current certificate."""
-        return TlsSocket(sock, address, port, wait_readable, self.context)
+        return TlsSocket(sock, address, port, wait_readable, self.context, self._buffers)
 
 
 class TlsSocket(RawSocket):
@@ -145,17 +155,33 @@ class TlsSocket(RawSocket):
     failure; ``_write_end``: our close_notify, a failure, a client gone).
     """
 
-    __slots__ = ("_context", "_first", "_incoming", "_outgoing", "_output", "_read_end", "_tls", "_wire", "_write_end")
+    __slots__ = (
+        "_context", "_eof", "_first", "_incoming", "_outgoing", "_output", "_read_end", "_rest", "_tls", "_wire",
+        "_write_end",
+    )
 
     def __init__(
-        self, sock: socket.socket, address: str, port: int, wait_readable: WaitReadable, context: ssl.SSLContext
+        self,
+        sock: socket.socket,
+        address: str,
+        port: int,
+        wait_readable: WaitReadable,
+        context: ssl.SSLContext,
+        buffers: tuple[ssl.MemoryBIO, ssl.MemoryBIO],
     ) -> None:
         super().__init__(sock, address, port, wait_readable)
         self._context = context
         self._tls: ssl.SSLObject | None = None
         """Made when the client's first bytes arrive: OpenSSL's state costs a silent connection nothing."""
-        self._incoming: ssl.MemoryBIO | None = None
-        self._outgoing: ssl.MemoryBIO | None = None
+        self._incoming, self._outgoing = buffers
+        """Where TLS reads this connection's records from and writes them to: one pair for all of a server's
+        connections (OpenSSL's memory buffers keep their largest size), so every call that gives TLS records
+        takes back what it did not read (``_keep_rest``), and every call that may make records takes them out
+        (``_send_records``, the cipher) before it returns."""
+        self._rest = b""
+        """Records received that TLS has not read yet (a read that had its fill; what came after the handshake)."""
+        self._eof = False
+        """The TCP stream has ended: reading ends once no whole record is left."""
         self._first: bytes | None = b""
         """The start of what the client sent, until its handshake is done (None once it is)."""
         self._wire = b""
@@ -205,23 +231,23 @@ class TlsSocket(RawSocket):
         return plain or (b"" if self._read_end else None)
 
     def _feed(self, data: bytes, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` of plaintext from ``data``, fed to TLS a `SLICE` at a time (the rest stays in TLS)."""
-        incoming = self._incoming
-        assert incoming is not None
+        """Up to ``max_bytes`` of plaintext from ``data``, fed to TLS a `SLICE` at a time (the rest waits)."""
         if len(data) <= SLICE:
-            incoming.write(data)
+            self._give(data)
             return self._decrypt(max_bytes)
         view = memoryview(data)
         chunks: list[bytes] = []
         size = 0
         for start in range(0, len(data), SLICE):
-            incoming.write(view[start:start + SLICE])
-            if size < max_bytes and not self._read_end:
-                chunk = self._decrypt(max_bytes - size)
-                chunks.append(chunk)
-                size += len(chunk)
-        if incoming.pending:  # slices fed after the reader had its fill: read again before waiting
-            self._full = True
+            if size >= max_bytes or self._read_end:
+                if not self._read_end:
+                    self._rest += data[start:]
+                    self._full = True  # slices left after the reader had its fill: read again before waiting
+                break
+            self._give(view[start:start + SLICE])
+            chunk = self._decrypt(max_bytes - size)
+            chunks.append(chunk)
+            size += len(chunk)
         return b"".join(chunks)
 
     def _take(self, data: bytes) -> bool:
@@ -230,31 +256,44 @@ class TlsSocket(RawSocket):
             if not data:
                 self._read_end = True
                 return False
-            self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
             self._tls = self._context.wrap_bio(self._incoming, self._outgoing, server_side=True)
-        assert self._incoming is not None
-        if data:
-            self._incoming.write(data)
-        else:
-            self._incoming.write_eof()
-        if self._first is None:
-            return True
         if not data:
+            self._eof = True
+            if self._first is None:
+                return True  # (the reader takes the whole records left, then finds the end)
             logger.debug("%s: gone during the TLS handshake", self.remote)
             self._read_end = self._write_end = True
             return False
+        assert self._first is not None
         self._first = (self._first + data)[:_FIRST_BYTES]
+        self._give(data)
         try:
             self._tls.do_handshake()
         except ssl.SSLWantReadError:
+            self._keep_rest()
             self._send_records()
             return True
         except ssl.SSLError as error:
             self._fail(error)
             return False
         self._first = None
+        self._keep_rest()  # (what came after the client's Finished)
         self._send_records()  # (a TLS 1.3 handshake ends with session tickets)
         return True
+
+    def _give(self, data: bytes | memoryview) -> None:
+        """Put ``data`` in TLS's buffer, after what TLS left there last time."""
+        if self._rest:
+            self._incoming.write(self._rest)
+            self._rest = b""
+        self._incoming.write(data)
+
+    def _keep_rest(self) -> None:
+        """Take back from TLS's buffer what it did not read (the next connection's records go there)."""
+        if self._incoming.pending:
+            rest = self._incoming.read()
+            if not self._read_end:  # (what came after the end goes nowhere)
+                self._rest += rest
 
     def _decrypt(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` of plaintext from what TLS holds (``b""`` if no record is whole yet).
@@ -270,7 +309,8 @@ class TlsSocket(RawSocket):
         size = 0
         self._full = False
         incoming = self._incoming
-        assert incoming is not None
+        if self._rest:
+            self._give(b"")
         try:
             while size < max_bytes:
                 chunk = tls.read(max_bytes - size)
@@ -284,19 +324,21 @@ class TlsSocket(RawSocket):
             else:
                 self._full = True  # more may be whole in TLS's buffer: read again before waiting
         except ssl.SSLWantReadError:
-            pass
+            self._read_end = self._eof  # (no whole record left, none to come)
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):  # close_notify, or the TCP stream's end without it
             self._read_end = True
         except ssl.SSLError as error:
             self._fail(error)
-        if self._outgoing is not None and self._outgoing.pending:  # a key update's answer, an alert
+        self._keep_rest()
+        if self._outgoing.pending:  # a key update's answer, an alert
             self._send_records()
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _fail(self, error: ssl.SSLError) -> None:
         """The client broke TLS: tell it (an alert, or plain HTTP's answer), and end both ways."""
-        assert self._outgoing is not None
         self._read_end = True
+        self._incoming.read()  # (what it sent after the error goes nowhere)
+        self._rest = b""
         if self._first is not None and _REQUEST_LINE.match(self._first):
             self._outgoing.read()  # no alert: the client would not understand it
             self._send(PLAIN_HTTP_ANSWER)
@@ -325,27 +367,32 @@ class TlsSocket(RawSocket):
         """
         assert not self._wire
         assert self._tls is not None
-        assert self._outgoing is not None
         self._output = output
         write, read, sliced = self._tls.write, self._outgoing.read, self._encrypt
 
         def encrypt(data: bytes | memoryview) -> bytes:  # (a call per frame: the short way for the usual one)
             if len(data) > SLICE:
                 return sliced(data)
-            write(data)
-            return read()
+            try:
+                write(data)
+            finally:  # (a write that failed leaves nothing behind for the next connection's records)
+                records = read()
+            return records
 
         return encrypt
 
     def _encrypt(self, data: bytes | memoryview) -> bytes:
         """The records for ``data``, a `SLICE` of it at a time (the HTTP stage's answers, and large frames)."""
         assert self._tls is not None
-        assert self._outgoing is not None
         view = memoryview(data)
         records = []
-        for start in range(0, len(data), SLICE):
-            self._tls.write(view[start:start + SLICE])
-            records.append(self._outgoing.read())
+        try:
+            for start in range(0, len(data), SLICE):
+                self._tls.write(view[start:start + SLICE])
+                records.append(self._outgoing.read())
+        except BaseException:
+            self._outgoing.read()  # (what a failed write made goes nowhere, never with the next connection's)
+            raise
         return b"".join(records)
 
     def shutdown_write(self) -> None:
@@ -373,7 +420,6 @@ class TlsSocket(RawSocket):
     def _send_records(self, records: bytes | None = None) -> None:
         """Send ``records``, or the records TLS has made, after everything made before them."""
         if records is None:
-            assert self._outgoing is not None
             records = self._outgoing.read()
         if not records:
             return
