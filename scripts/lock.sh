@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Refresh the lock files in requirements/ from pyproject.toml (README: "Dependencies and the lock files"):
+# Refresh the lock files in requirements/ from pyproject.toml (docs/architecture.md: "Dependencies and the lock files"):
 #   scripts/lock.sh             keep every pin that still fits pyproject.toml, pin what is new
 #   scripts/lock.sh --upgrade   the newest versions pyproject.toml allows (other pip-compile options pass too: -P redis)
 # Then run scripts/test.sh: after a refresh, the suite decides.

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Run everything CI runs: lint, type check, the whole test suite.
+# Run everything CI runs: lint, type check, the documentation site's build, the whole test suite.
 LOCK=test source "$(dirname "${BASH_SOURCE[0]}")/setup-env.sh"
 cd "$ROOT"
 
 # Debian packages the tests start: Chromium for the browser tests (Playwright's own browser download does
 # not work here), redis-server for rooms shared by several processes, nginx (with its stream module) for
-# the README's load-balancer example, systemd's systemd-analyze for the service file.
+# the docs' load-balancer example, systemd's systemd-analyze for the service file.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
@@ -29,4 +29,8 @@ fi
 
 "$VENV/bin/ruff" check .
 "$VENV/bin/mypy"
+# The documentation site (mkdocs.yml): a broken link or anchor, or a page left out of the navigation, fails.
+site="$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$site"
+rm -rf "$site"
 exec "$VENV/bin/pytest" "$@"

@@ -1,4 +1,4 @@
-// Browser client for the chat server, speaking protocol version 2 (the README's "Version 2" protocol reference).
+// Browser client for the chat server, speaking protocol version 2 (docs/protocol.md, "Version 2").
 //
 // Kept from the first version of this page: the socket goes to the page's own
 // host (since the page's port takes WebSocket upgrades: its own origin, at the
@@ -26,7 +26,7 @@
 // (4410) or whose init is refused (a locked room, a ban) says so and stays
 // away.
 //
-// Signing in (the README's "Embedding the chat in a site with a sign-in"): the
+// Signing in (docs/sign-in.md): the
 // embedding site hands the page a sign-in token (a JWT), as a URL fragment
 // "#auth=<token>" (taken off the address bar at once) or by postMessage from
 // the parent window ({"type": "chat-auth", "token": ...}, only from the origins

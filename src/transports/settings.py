@@ -133,7 +133,7 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         notes = []
-        if "(default:" not in text and "%(default)" not in text and _has_default(action):
+        if "(default:" not in text and "%(default)" not in text and has_default(action):
             notes.append("default: %(default)s")
         name = env_name(action)
         if name is not None:
@@ -141,7 +141,8 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} [{'; '.join(notes)}]".strip() if notes else text
 
 
-def _has_default(action: argparse.Action) -> bool:
+def has_default(action: argparse.Action) -> bool:
+    """Whether `action` has a default worth showing (not None, not empty, not a switch's)."""
     default = action.default
     if action.nargs == 0 or default is None or default is argparse.SUPPRESS:
         return False

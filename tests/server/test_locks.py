@@ -1,6 +1,6 @@
-"""requirements/: the lock files agree with pyproject.toml and with each other (README: "Dependencies and the lock
-files"). Read without a network: what a pin needs is read from the installed distributions, which the suite's venv
-has from the test lock (scripts/setup-env.sh)."""
+"""requirements/: the lock files agree with pyproject.toml and with each other (docs/architecture.md: "Dependencies
+and the lock files"). Read without a network: what a pin needs is read from the installed distributions, which the
+suite's venv has from the test lock (scripts/setup-env.sh)."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def test_the_wheel_holds_both_packages_the_page_and_the_console_script(tmp_path:
 
 
 TEST_TOOLS = {"pytest", "pytest-trio", "mypy", "ruff", "playwright", "hypothesis", "websockets", "trustme", "aiohttp",
-              "uvicorn", "starlette", "picows", "kosoku", "uvloop"}
+              "uvicorn", "starlette", "picows", "kosoku", "uvloop", "mkdocs", "mkdocs-material"}
 
 
 def dependencies(requirements: list[str]) -> set[str]:
@@ -69,8 +69,8 @@ def dependencies(requirements: list[str]) -> set[str]:
 
 def test_the_run_command_installs_only_what_the_server_needs(tmp_path: Path) -> None:
     """``scripts/run.sh`` installs the server's lock, then the project without extras, and that brings in no test
-    tool (README: "The two commands"); the test command alone installs the test lock. Run on a copy of the scripts
-    whose venv records what pip is asked. (test_locks.py checks what the locks hold.)"""
+    tool (docs/getting-started.md: "The two commands"); the test command alone installs the test lock. Run on a
+    copy of the scripts whose venv records what pip is asked. (test_locks.py checks what the locks hold.)"""
     for folder in ["scripts", "requirements"]:
         shutil.copytree(ROOT / folder, tmp_path / folder)
     shutil.copy(ROOT / "pyproject.toml", tmp_path)

@@ -1,7 +1,7 @@
 """Protocol version 2 as an independent client sees it, against real server processes.
 
 The client here is python-websockets, written against the names in the
-protocol reference in the README, not against our code. Each
+protocol reference (docs/protocol.md), not against our code. Each
 test runs on both transports and two deployments: one process with its rooms
 in SQLite (both "hosts" are that process), and two processes sharing rooms
 through a real redis-server, where the two hosts are different processes.

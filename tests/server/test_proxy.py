@@ -1,5 +1,5 @@
 """Behind a proxy (``--trusted-proxy``): the one forwarding header named (``--proxy-header``) counts for the
-per-address limit, the log and the origin check, only from trusted peers; and the README's nginx block, run as
+per-address limit, the log and the origin check, only from trusted peers; and the docs' nginx block, run as
 written, https and wss through it, where a client's own forwarding headers gain it nothing.
 
 Both ports, both transports. The client addresses a proxy names are made up (203.0.113.0/24, a documentation
@@ -210,19 +210,19 @@ def test_page_connections_are_counted_by_the_client_too(proxied: LiveServer) -> 
             sock.close()
 
 
-# --- the README's nginx configuration ---------------------------------------------------------------------
+# --- the docs' nginx configuration -----------------------------------------------------------------------
 
 
 def readme_nginx_block() -> str:
-    """The nginx block of the README's "One port, behind a proxy"."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### One port, behind a proxy", 1)[1]
+    """The nginx block of the docs' "One port, behind a proxy" (Deploying)."""
+    readme = (ROOT / "docs" / "deploying.md").read_text()
+    section = readme.split("## One port, behind a proxy", 1)[1]
     return section.split("```nginx\n", 1)[1].split("```", 1)[0]
 
 
 @contextmanager
 def readme_nginx(live: LiveServer, tmp_path: Path) -> Iterator[tuple[int, ssl.SSLContext]]:
-    """The README's nginx block in front of ``live``, as written but for its ports and certificate paths: its port
+    """The docs' nginx block in front of ``live``, as written but for its ports and certificate paths: its port
     and a context trusting its certificate."""
     ca = trustme.CA()
     leaf = ca.issue_cert("127.0.0.1", "localhost")
@@ -249,7 +249,7 @@ def readme_nginx(live: LiveServer, tmp_path: Path) -> Iterator[tuple[int, ssl.SS
 def behind_nginx(
     start_server: Callable[..., LiveServer], tmp_path: Path
 ) -> Iterator[tuple[LiveServer, int, ssl.SSLContext]]:
-    """A chat server (``--trusted-proxy 127.0.0.1``, two connections per address) behind the README's nginx block."""
+    """A chat server (``--trusted-proxy 127.0.0.1``, two connections per address) behind the docs' nginx block."""
     live = start_server(trusted_proxies=("127.0.0.1",), limits=replace(TEST_LIMITS, max_connections_per_address=2))
     with readme_nginx(live, tmp_path) as (port, context):
         yield live, port, context

@@ -404,9 +404,9 @@ def test_a_server_started_while_redis_is_down_serves_once_it_is_up(redis: RedisS
             time.sleep(0.3)
 
 
-def test_the_readmes_load_balancer_example_spreads_a_room_over_two_hosts(redis: RedisServer, tmp_path: Path) -> None:
-    """The nginx configuration from the README, with two loopback addresses standing for the two hosts."""
-    example = (ROOT / "README.md").read_text().split("```nginx\n", 1)[1].split("```", 1)[0]
+def test_the_docs_load_balancer_example_spreads_a_room_over_two_hosts(redis: RedisServer, tmp_path: Path) -> None:
+    """The nginx configuration of "Many processes and hosts", with two loopback addresses standing for the hosts."""
+    example = (ROOT / "docs" / "redis.md").read_text().split("```nginx\n", 1)[1].split("```", 1)[0]
     hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]  # the balancer, and the two chat hosts
     page_port, ws_port = free_port(*hosts), free_port(*hosts)
     body = (example.replace("10.0.0.1", hosts[1]).replace("10.0.0.2", hosts[2])

@@ -1,6 +1,6 @@
 """Rooms a teacher controls, as an independent client sees them, against real server processes.
 
-The clients are python-websockets, written against the wire names of the protocol reference (README).
+The clients are python-websockets, written against the wire names of the protocol reference (docs/protocol.md).
 Each test runs on both transports and on every store: memory, SQLite, and two processes sharing a real
 redis-server (the teacher on one process, the students on the other).
 """

@@ -1,6 +1,6 @@
 """Sign-in as an independent client checks it: real servers, tokens this module signs, every attack we know of.
 
-The client is python-websockets, written against the README's protocol reference; the tokens are signed
+The client is python-websockets, written against the protocol reference (docs/protocol.md); the tokens are signed
 here with keys made at test time (RS256, ES256, EdDSA, HS256), through PyJWT or, for the forgeries PyJWT
 will not make (``alg: none``, an HS256 token keyed with the RSA public key), by hand. Each transport gets
 one server under ``--auth required`` with an issuer and an audience, holding all four keys: every key type

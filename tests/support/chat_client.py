@@ -141,7 +141,7 @@ class OverTls:
 
 
 class V2Client(ChatClient):
-    """A protocol version 2 client, written against the README's protocol reference."""
+    """A protocol version 2 client, written against the protocol reference (docs/protocol.md)."""
 
     def join(self, join_key: str | None = None, **fields: Any) -> dict[str, Any]:
         """Send a version-2 ``init`` (text rendering) and return its reply; the replay stays to be read."""

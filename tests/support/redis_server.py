@@ -37,7 +37,7 @@ def free_port(*hosts: str) -> int:
 
 
 class RedisServer:
-    """One redis-server with an append-only file (the durable setup the README asks for), restartable."""
+    """One redis-server with an append-only file (the durable setup the docs ask for), restartable."""
 
     def __init__(self, folder: Path, password: str | None = None, *, tls: bool = False) -> None:
         self.folder = folder

@@ -1,4 +1,4 @@
-"""Protocol version 2, opt-in: names, presence, ids on talks, resume and history (the README's protocol reference).
+"""Protocol version 2, opt-in: names, presence, ids on talks, resume and history (docs/protocol.md).
 
 A client opts in with ``"v": 2`` in its ``init``; every other client sees
 only the seed's events and fields (`chatcore.wire.seed`, frozen). What

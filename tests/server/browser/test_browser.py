@@ -1,6 +1,6 @@
 """The page in a real browser (Debian's Chromium via Playwright), served from 127.0.0.2 on non-default ports.
 
-The page speaks protocol version 2 (the README's protocol reference): names, who is online,
+The page speaks protocol version 2 (docs/protocol.md): names, who is online,
 the same user across reloads, talks with ids that stay pending until echoed.
 """
 
