@@ -45,6 +45,31 @@ def test_the_wheel_holds_both_packages_the_page_and_the_console_script(tmp_path:
     assert (Path(found) / "index.html").is_file()
 
 
+def test_the_wheels_metadata_is_complete_and_its_version_is_the_servers(tmp_path: Path) -> None:
+    """A licence file, a description, classifiers; ``chat-server --version`` says the version pip sees."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path), str(ROOT)],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    fields = [line.split(": ", 1) for line in metadata.split("\n\n", 1)[0].splitlines() if ": " in line]
+    assert ["License-Expression", "MIT"] in fields
+    assert ["License-File", "LICENSE"] in fields
+    assert any(key == "Summary" and len(value) > 40 for key, value in fields)
+    assert len([value for key, value in fields if key == "Classifier"]) >= 5
+    version = next(value for key, value in fields if key == "Version")
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
+                   check=True)
+    said = subprocess.run([sys.executable, "-m", "transports", "--version"], cwd=tmp_path,
+                          env={"PYTHONPATH": str(site)}, capture_output=True, text=True, check=True).stdout
+    assert said.strip() == f"chat-server {version}"
+
+
 TEST_TOOLS = {"pytest", "pytest-trio", "mypy", "ruff", "playwright", "hypothesis", "websockets", "trustme", "aiohttp",
               "uvicorn", "starlette", "picows", "kosoku", "uvloop", "mkdocs", "mkdocs-material"}
 
