@@ -1,0 +1,66 @@
+"""chatclient: a Python client of the chat server's protocol version 2.
+
+Theory of operation
+===================
+
+`Client` (``client.py``) is what one member of one room knows, as a state
+machine that does no I/O: the room's join key, our user id and resume
+token, the last offset delivered to the application, and the talks we sent
+that the room has not stored yet. A connector (``chatclient.trio``) owns the
+WebSocket: on every connection it sends `Client.hello` (a join; after the
+first join, a resume with the token and ``after``), feeds every event it
+reads to `Client.receive`, resends what `Client.resend` returns, and
+reconnects after a drop with a growing pause.
+
+What the application gets (``events.py``: small frozen dataclasses):
+
+- every talk of the room once, in offset order, across reconnects and
+  server restarts: a talk at or below the last offset delivered is not
+  delivered again (a resume's replay starts after it; a talk answered again
+  after a resend is only the answer);
+- each talk it sends stored exactly once: every talk carries an id of ours,
+  the room stores one talk per user and id, and a talk stays pending (and is
+  sent again after each reconnect) until the room's echo of it arrives;
+- presence, edits, deletions and the room's changes as they come, and
+  `Ended` when the session is over for good (removed, the room ended, a join
+  refused).
+"""
+
+from .client import Client, State
+from .events import (
+    Deleted,
+    Edited,
+    Ended,
+    Event,
+    History,
+    Joined,
+    Member,
+    MemberJoined,
+    MemberLeft,
+    Refused,
+    Removed,
+    Renamed,
+    RoleChanged,
+    RoomChanged,
+    Talk,
+)
+
+__all__ = [
+    "Client",
+    "Deleted",
+    "Edited",
+    "Ended",
+    "Event",
+    "History",
+    "Joined",
+    "Member",
+    "MemberJoined",
+    "MemberLeft",
+    "Refused",
+    "Removed",
+    "Renamed",
+    "RoleChanged",
+    "RoomChanged",
+    "State",
+    "Talk",
+]

@@ -1,0 +1,5 @@
+"""``python -m chatclient``: the same as ``chat-client``."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""`Client`: one member's view of one room, as a state machine that does no I/O.
+
+States and transitions::
+
+    IDLE ──hello()──▶ JOINING ──init reply──▶ JOINED
+      ▲                  │ refused: could not join (try again)      │
+      └──────────────────┴──────── connection_lost() ◀──────────────┘
+    any ──removed (4403), ended (4410), refused for good──▶ ENDED
+
+On every new connection the caller sends `hello`'s event first; after the
+first join it is a resume: the room's join key, our token, and ``after``, the
+last offset delivered, so the room replays only what we have not seen. Then
+it feeds each event it receives to `receive` and hands the application what
+comes back, and sends what `resend` returns (talks the room has not stored
+yet, each with its id: the room stores a talk once per user and id).
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from typing import Any
+
+from .events import (
+    Deleted,
+    Edited,
+    Ended,
+    Event,
+    History,
+    Joined,
+    Member,
+    MemberJoined,
+    MemberLeft,
+    Refused,
+    Removed,
+    Renamed,
+    RoleChanged,
+    RoomChanged,
+    Talk,
+)
+
+REMOVED, ENDED = 4403, 4410
+"""Close codes that end a session for good: removed from the room, the room ended (and erased)."""
+_RETRYABLE_JOIN = ("could not join the chat", "could not open the chat", "storage unreachable")
+"""How a join refusal the server may not repeat begins: its storage failed, and says to try again."""
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    JOINING = "joining"
+    JOINED = "joined"
+    ENDED = "ended"
+
+
+class Stored:
+    """Internal news for the caller, not the application: a talk we sent is stored (or refused)."""
+
+    __slots__ = ("id", "refusal", "talk")
+
+    def __init__(self, id: str, talk: Talk | None, refusal: str | None = None) -> None:
+        self.id, self.talk, self.refusal = id, talk, refusal
+
+
+class Client:
+    """A member of one room: what to send on connecting, what the room's events mean, what is still unsent.
+
+    ``join_key`` None starts a new room on the first connection. ``token`` and
+    ``after`` resume a user from an earlier session (both from `Joined` and
+    `last_offset`).
+    """
+
+    def __init__(
+        self,
+        join_key: str | None = None,
+        *,
+        name: str | None = None,
+        auth: str | None = None,
+        token: str | None = None,
+        after: int = 0,
+        id_prefix: str | None = None,
+    ) -> None:
+        self.state = State.IDLE
+        self.join_key = join_key
+        self.name = name
+        self.token = token
+        self.user_id: int | None = None
+        self.last_offset = after
+        """The highest offset delivered to the application: no talk at or below it is delivered again."""
+        self._auth = auth
+        self._prefix = id_prefix or secrets.token_urlsafe(6)
+        self._sent = 0
+        self._pending: dict[str, str] = {}
+        """Talks sent (or to send) that the room has not stored: id → text, in the order they were written."""
+
+    # What to send ---------------------------------------------------------------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        """The first event of a new connection: a join, or a resume once we have been in the room."""
+        if self.state is not State.IDLE:
+            raise RuntimeError(f"hello() on a {self.state.value} client: call connection_lost() first")
+        self.state = State.JOINING
+        event: dict[str, Any] = {"type": "init", "v": 2, "render": "text"}
+        if self.join_key is not None:
+            event["joinKey"] = self.join_key
+        if self.token is not None:
+            event["token"] = self.token
+            event["after"] = self.last_offset
+        if self.name is not None:
+            event["name"] = self.name
+        if self._auth is not None:
+            event["auth"] = self._auth
+        return event
+
+    def talk(self, payload: str) -> tuple[str, dict[str, Any] | None]:
+        """A new talk's id, and its event to send now (None when not joined: `resend` sends it once we are)."""
+        self._sent += 1
+        talk_id = f"{self._prefix}-{self._sent}"
+        self._pending[talk_id] = payload
+        event = {"type": "talk", "payload": payload, "id": talk_id}
+        return talk_id, (event if self.state is State.JOINED else None)
+
+    def resend(self) -> list[dict[str, Any]]:
+        """The talks not stored yet, oldest first: send them right after a (re)join's `Joined`."""
+        return [{"type": "talk", "payload": text, "id": talk_id} for talk_id, text in self._pending.items()]
+
+    @property
+    def pending(self) -> int:
+        """How many talks the room has not stored yet."""
+        return len(self._pending)
+
+    def request(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Any other request of version 2 (``name``, ``history``, ``edit``, ``delete``, ``room``, ``lock``,
+        ``remove``, ``role``, ``end``), with its fields as the protocol names them."""
+        if self.state is not State.JOINED:
+            raise RuntimeError(f"{kind}: not in the room ({self.state.value})")
+        if kind == "name":
+            self.name = fields["name"]
+        return {"type": kind, **fields}
+
+    # What comes back ------------------------------------------------------------------------------------------
+
+    def receive(self, event: dict[str, Any]) -> list[Event | Stored]:
+        """What ``event`` means: news for the application, and `Stored` for the caller (a talk of ours stored)."""
+        kind = event.get("type")
+        if self.state is State.JOINING:
+            if kind == "init":
+                return [self._joined(event)]
+            if kind == "error":
+                message = str(event.get("message", ""))
+                if message.startswith(_RETRYABLE_JOIN):
+                    self.state = State.IDLE  # (the connection stays usable: hello() again, later)
+                    return [Refused(message)]
+                self.state = State.ENDED
+                return [Ended(message)]
+            return []
+        if self.state is not State.JOINED:
+            return []
+        if kind == "talk":
+            return self._talk(event)
+        if kind == "error":
+            talk_id = event.get("id")
+            refused = Refused(str(event.get("message", "")), talk_id, event.get("request"))
+            if isinstance(talk_id, str) and self._pending.pop(talk_id, None) is not None:
+                return [Stored(talk_id, None, refused.message), refused]
+            return [refused]
+        if kind == "history":
+            talks = tuple(_talk(t) for t in event.get("talks", ()) if isinstance(t, dict))
+            return [History(event.get("before"), talks, bool(event.get("older")))]
+        news = _NEWS.get(str(kind))
+        return [news(event)] if news is not None else []  # (an event of a later version: not ours to read)
+
+    def closed(self, code: int | None, reason: str = "") -> Ended | None:
+        """The connection ended with this close code: `Ended` if the session is over, else reconnect."""
+        if code in (REMOVED, ENDED):
+            self.state = State.ENDED
+            return Ended(reason or ("removed from this chat" if code == REMOVED else "this chat was ended"), code)
+        self.connection_lost()
+        return None
+
+    def connection_lost(self) -> None:
+        """The connection is gone: the next one starts with `hello` (a resume, once we have joined)."""
+        if self.state is not State.ENDED:
+            self.state = State.IDLE
+
+    def _joined(self, event: dict[str, Any]) -> Joined:
+        self.state = State.JOINED
+        self.join_key = str(event["joinKey"])
+        self.user_id = int(event["userId"])
+        self.token = event.get("token", self.token)
+        self.name = event.get("name")
+        room = event.get("room") or {}
+        members = tuple(
+            Member(int(m["userId"]), m.get("name"), m.get("role", "member"), bool(m.get("verified")))
+            for m in event.get("members", ())
+        )
+        return Joined(
+            self.join_key, self.user_id, self.name, str(event.get("role", "member")), members,
+            bool(event.get("resumed")), int(event.get("offset", 0)), bool(event.get("older")),
+            room.get("title"), bool(room.get("locked")),
+        )
+
+    def _talk(self, event: dict[str, Any]) -> list[Event | Stored]:
+        talk = _talk(event)
+        out: list[Event | Stored] = []
+        if talk.user_id == self.user_id and talk.id is not None and self._pending.pop(talk.id, None) is not None:
+            out.append(Stored(talk.id, talk))
+        if talk.offset > self.last_offset:
+            self.last_offset = talk.offset
+            out.append(talk)
+        elif talk.deleted:  # (a resume's replay brings what changed at or below ``after`` as it is now)
+            out.append(Deleted(talk.offset, None))
+        elif talk.edited is not None and talk.payload is not None:
+            out.append(Edited(talk.offset, talk.payload, talk.edited))
+        return out  # (else a replay's repeat, or a resent talk answered again: delivered already)
+
+
+def _talk(event: dict[str, Any]) -> Talk:
+    return Talk(
+        int(event["offset"]), int(event["userId"]), event.get("name"), event.get("payload"), float(event["time"]),
+        event.get("id"), event.get("edited"), bool(event.get("deleted")), bool(event.get("verified")),
+    )
+
+
+_NEWS: dict[str, Any] = {
+    "joined": lambda e: MemberJoined(int(e["userId"]), e.get("name"), bool(e.get("verified"))),
+    "left": lambda e: MemberLeft(int(e["userId"])),
+    "renamed": lambda e: Renamed(int(e["userId"]), e.get("name"), bool(e.get("verified"))),
+    "edited": lambda e: Edited(int(e["offset"]), str(e["payload"]), float(e["edited"])),
+    "deleted": lambda e: Deleted(int(e["offset"]), int(e["by"])),
+    "room": lambda e: RoomChanged(e.get("title"), bool(e.get("locked")), int(e["by"])),
+    "removed": lambda e: Removed(int(e["userId"]), bool(e.get("ban")), int(e["by"])),
+    "role": lambda e: RoleChanged(int(e["userId"]), str(e["role"]), int(e["by"])),
+}
+"""How each kind of room news reads (every one a version-2 member gets), by its ``type``."""

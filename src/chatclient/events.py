@@ -1,0 +1,137 @@
+"""What the application hears from a room: small frozen dataclasses, one per kind of news."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """Someone in the room, as the room listed them when we joined."""
+
+    user_id: int
+    name: str | None
+    role: str = "member"
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """We are in the room: first on connecting, and again after each reconnect (``resumed``: as the same user)."""
+
+    join_key: str
+    user_id: int
+    name: str | None
+    role: str
+    members: tuple[Member, ...]
+    resumed: bool
+    offset: int
+    """The room's newest offset when we joined (0: no talk yet)."""
+    older: bool
+    """Older talks than the ones we are sent exist: `Client.history` asks for them."""
+    title: str | None
+    locked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Talk:
+    """A message in the room, ours too, delivered once and in offset order."""
+
+    offset: int
+    user_id: int
+    name: str | None
+    payload: str | None
+    """None if it was deleted."""
+    time: float
+    id: str | None = None
+    edited: float | None = None
+    deleted: bool = False
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    user_id: int
+    name: str | None
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed:
+    user_id: int
+    name: str | None
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Edited:
+    offset: int
+    payload: str
+    edited: float
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    offset: int
+    by: int | None
+    """Who deleted it (None: not known, a resume's replay told of it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChanged:
+    title: str | None
+    locked: bool
+    by: int
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """Somebody was removed from the room (not us: that ends our session, `Ended`)."""
+
+    user_id: int
+    ban: bool
+    by: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChanged:
+    user_id: int
+    role: str
+    by: int
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Older talks, oldest first, as asked for with `Client.history` (not part of the live stream's order)."""
+
+    before: int | None
+    talks: tuple[Talk, ...]
+    older: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The server refused something we sent; ``id`` names the talk, ``request`` the change, when it was one."""
+
+    message: str
+    id: str | None = None
+    request: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The session is over for good: we were removed, the room was ended, or it cannot be joined."""
+
+    reason: str
+    code: int | None = None
+
+
+Event = (
+    Joined | Talk | MemberJoined | MemberLeft | Renamed | Edited | Deleted | RoomChanged | Removed | RoleChanged
+    | History | Refused | Ended
+)

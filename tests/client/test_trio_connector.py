@@ -1,0 +1,136 @@
+"""chatclient.trio against real servers on loopback, both transports: joining, sending, news, a server restart."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from chatclient import Ended, MemberJoined, Talk
+from chatclient.trio import Chat, SessionEnded, connect
+from live import TEST_LIMITS, LiveServer, live_server
+from transports.config import ServerConfig, Transport
+
+TIMEOUT = 20.0
+
+
+@pytest.fixture(params=[t.value for t in Transport])
+def config(request: pytest.FixtureRequest, tmp_path: Path) -> ServerConfig:
+    return ServerConfig(transport=Transport(request.param), http_port=0, ws_port=free_port(), limits=TEST_LIMITS,
+                        shutdown_grace=2.0, database=tmp_path / "chat.db")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running(config: ServerConfig) -> Iterator[LiveServer]:
+    with live_server(config) as live:
+        yield live
+
+
+async def talks(chat: Chat, count: int) -> list[Talk]:
+    got: list[Talk] = []
+    async for news in chat:
+        if isinstance(news, Talk):
+            got.append(news)
+            if len(got) == count:
+                return got
+    raise AssertionError(f"the session ended after {got}")
+
+
+def test_start_join_send_and_hear(config: ServerConfig) -> None:
+    with running(config) as live:
+        async def main() -> None:
+            with trio.fail_after(TIMEOUT):
+                async with connect(live.ws_url, name="Ada") as ada:
+                    assert ada.join_key is not None
+                    assert ada.user_id == 1
+                    async with connect(live.ws_url, ada.join_key, name="Bob") as bob:
+                        assert bob.user_id == 2
+                        assert bob.joined is not None
+                        assert [m.name for m in bob.joined.members] == ["Ada", "Bob"]
+                        sent = await bob.send("hello")
+                        assert (sent.offset, sent.user_id, sent.payload, sent.name) == (1, 2, "hello", "Bob")
+                        assert sent.id is not None
+                        news = [n async for n in _until_talk(ada)]
+                        assert MemberJoined(2, "Bob") in news
+                        assert news[-1] == sent
+
+        trio.run(main)
+
+
+async def _until_talk(chat: Chat) -> AsyncIterator[object]:
+    async for news in chat:
+        yield news
+        if isinstance(news, Talk):
+            return
+
+
+def test_an_unknown_room_ends_the_session_at_once(config: ServerConfig) -> None:
+    with running(config) as live:
+        async def main() -> None:
+            with trio.fail_after(TIMEOUT), pytest.raises(SessionEnded, match="chat not found"):
+                async with connect(live.ws_url, "no-such-room"):
+                    raise AssertionError("joined a room that does not exist")
+
+        trio.run(main)
+
+
+def test_every_talk_once_in_order_across_a_server_restart(config: ServerConfig) -> None:
+    """Talks sent while the server is down are stored once it is back; each member sees each talk once."""
+    with ExitStack() as stack:
+        first = stack.enter_context(running(config))
+        url = first.ws_url
+
+        async def main() -> None:
+            with trio.fail_after(TIMEOUT * 2):
+                async with connect(url, name="Ada") as ada:
+                    assert ada.join_key is not None
+                    await ada.send("before")
+                    await trio.to_thread.run_sync(stack.close)  # the server stops
+                    async with trio.open_nursery() as tasks:
+                        for text in ("while down 1", "while down 2"):
+                            tasks.start_soon(ada.send, text)
+                            await trio.sleep(0.05)
+                        await trio.sleep(0.5)
+                        await trio.to_thread.run_sync(lambda: stack.enter_context(running(config)))
+                    await ada.sent()
+                    after = await ada.send("after")
+                    assert after.offset == 4
+                    heard = await talks(ada, 4)
+                    assert [t.payload for t in heard] == ["before", "while down 1", "while down 2", "after"]
+                    assert [t.offset for t in heard] == [1, 2, 3, 4]
+                    async with connect(url, ada.join_key, name="Bob") as bob:
+                        replay = await talks(bob, 4)
+                        assert [t.payload for t in replay] == [t.payload for t in heard]
+
+        trio.run(main)
+
+
+def test_a_removed_member_is_told_and_its_session_ends(config: ServerConfig) -> None:
+    with running(config) as live:
+        async def main() -> None:
+            with trio.fail_after(TIMEOUT):
+                async with (
+                    connect(live.ws_url, name="Owner") as owner,
+                    connect(live.ws_url, owner.join_key, name="Guest") as guest,
+                ):
+                    await owner.request("remove", userId=guest.user_id, ban=True)
+                    news = [n async for n in guest]
+                    assert isinstance(news[-1], Ended)
+                    assert news[-1].code == 4403
+                    with pytest.raises(SessionEnded):
+                        await guest.send("still here?")
+
+        trio.run(main)
+
+
