@@ -6,11 +6,12 @@ Theory of operation
 `Client` (``client.py``) is what one member of one room knows, as a state
 machine that does no I/O: the room's join key, our user id and resume
 token, the last offset delivered to the application, and the talks we sent
-that the room has not stored yet. A connector (``chatclient.trio``) owns the
-WebSocket: on every connection it sends `Client.hello` (a join; after the
-first join, a resume with the token and ``after``), feeds every event it
-reads to `Client.receive`, resends what `Client.resend` returns, and
-reconnects after a drop with a growing pause.
+that the room has not stored yet. `session.Chat` keeps it connected, on
+anyio: on every connection it sends `Client.hello` (a join; after the first
+join, a resume with the token and ``after``), feeds every event it reads to
+`Client.receive`, resends what `Client.resend` returns, and reconnects after
+a drop with a growing pause. The connectors (``chatclient.trio``,
+``chatclient.asyncio``) give it only the WebSocket.
 
 What the application gets (``events.py``: small frozen dataclasses):
 

@@ -1,17 +1,22 @@
-"""chatclient.trio against real servers on loopback, both transports: joining, sending, news, a server restart."""
+"""chatclient's connectors (trio, asyncio) against real servers on loopback, both transports: joining, sending,
+news, a server restart, a removal."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
+import anyio
 import pytest
-import trio
 
+import chatclient.asyncio
+import chatclient.trio
+from certificates import make_certificate
 from chatclient import Ended, MemberJoined, Talk
-from chatclient.trio import Chat, SessionEnded, connect
+from chatclient.session import Chat, SessionEnded
 from live import TEST_LIMITS, LiveServer, live_server
 from transports.config import ServerConfig, Transport
 
@@ -22,6 +27,16 @@ TIMEOUT = 20.0
 def config(request: pytest.FixtureRequest, tmp_path: Path) -> ServerConfig:
     return ServerConfig(transport=Transport(request.param), http_port=0, ws_port=free_port(), limits=TEST_LIMITS,
                         shutdown_grace=2.0, database=tmp_path / "chat.db")
+
+
+Connect = Callable[..., AbstractAsyncContextManager[Chat]]
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def loop(request: pytest.FixtureRequest) -> tuple[str, Connect]:
+    """The event loop and its connector."""
+    connector = chatclient.trio.connect if request.param == "trio" else chatclient.asyncio.connect
+    return request.param, connector
 
 
 def free_port() -> int:
@@ -47,10 +62,11 @@ async def talks(chat: Chat, count: int) -> list[Talk]:
     raise AssertionError(f"the session ended after {got}")
 
 
-def test_start_join_send_and_hear(config: ServerConfig) -> None:
+def test_start_join_send_and_hear(config: ServerConfig, loop: tuple[str, Connect]) -> None:
+    backend, connect = loop
     with running(config) as live:
         async def main() -> None:
-            with trio.fail_after(TIMEOUT):
+            with anyio.fail_after(TIMEOUT):
                 async with connect(live.ws_url, name="Ada") as ada:
                     assert ada.join_key is not None
                     assert ada.user_id == 1
@@ -65,7 +81,7 @@ def test_start_join_send_and_hear(config: ServerConfig) -> None:
                         assert MemberJoined(2, "Bob") in news
                         assert news[-1] == sent
 
-        trio.run(main)
+        anyio.run(main, backend=backend)
 
 
 async def _until_talk(chat: Chat) -> AsyncIterator[object]:
@@ -75,34 +91,36 @@ async def _until_talk(chat: Chat) -> AsyncIterator[object]:
             return
 
 
-def test_an_unknown_room_ends_the_session_at_once(config: ServerConfig) -> None:
+def test_an_unknown_room_ends_the_session_at_once(config: ServerConfig, loop: tuple[str, Connect]) -> None:
+    backend, connect = loop
     with running(config) as live:
         async def main() -> None:
-            with trio.fail_after(TIMEOUT), pytest.raises(SessionEnded, match="chat not found"):
+            with anyio.fail_after(TIMEOUT), pytest.raises(SessionEnded, match="chat not found"):
                 async with connect(live.ws_url, "no-such-room"):
                     raise AssertionError("joined a room that does not exist")
 
-        trio.run(main)
+        anyio.run(main, backend=backend)
 
 
-def test_every_talk_once_in_order_across_a_server_restart(config: ServerConfig) -> None:
+def test_every_talk_once_in_order_across_a_server_restart(config: ServerConfig, loop: tuple[str, Connect]) -> None:
     """Talks sent while the server is down are stored once it is back; each member sees each talk once."""
+    backend, connect = loop
     with ExitStack() as stack:
         first = stack.enter_context(running(config))
         url = first.ws_url
 
         async def main() -> None:
-            with trio.fail_after(TIMEOUT * 2):
+            with anyio.fail_after(TIMEOUT * 2):
                 async with connect(url, name="Ada") as ada:
                     assert ada.join_key is not None
                     await ada.send("before")
-                    await trio.to_thread.run_sync(stack.close)  # the server stops
-                    async with trio.open_nursery() as tasks:
+                    await anyio.to_thread.run_sync(stack.close)  # the server stops
+                    async with anyio.create_task_group() as tasks:
                         for text in ("while down 1", "while down 2"):
                             tasks.start_soon(ada.send, text)
-                            await trio.sleep(0.05)
-                        await trio.sleep(0.5)
-                        await trio.to_thread.run_sync(lambda: stack.enter_context(running(config)))
+                            await anyio.sleep(0.05)
+                        await anyio.sleep(0.5)
+                        await anyio.to_thread.run_sync(lambda: stack.enter_context(running(config)))
                     await ada.sent()
                     after = await ada.send("after")
                     assert after.offset == 4
@@ -113,13 +131,14 @@ def test_every_talk_once_in_order_across_a_server_restart(config: ServerConfig) 
                         replay = await talks(bob, 4)
                         assert [t.payload for t in replay] == [t.payload for t in heard]
 
-        trio.run(main)
+        anyio.run(main, backend=backend)
 
 
-def test_a_removed_member_is_told_and_its_session_ends(config: ServerConfig) -> None:
+def test_a_removed_member_is_told_and_its_session_ends(config: ServerConfig, loop: tuple[str, Connect]) -> None:
+    backend, connect = loop
     with running(config) as live:
         async def main() -> None:
-            with trio.fail_after(TIMEOUT):
+            with anyio.fail_after(TIMEOUT):
                 async with (
                     connect(live.ws_url, name="Owner") as owner,
                     connect(live.ws_url, owner.join_key, name="Guest") as guest,
@@ -131,6 +150,23 @@ def test_a_removed_member_is_told_and_its_session_ends(config: ServerConfig) -> 
                     with pytest.raises(SessionEnded):
                         await guest.send("still here?")
 
-        trio.run(main)
+        anyio.run(main, backend=backend)
 
 
+
+
+def test_over_tls_with_the_servers_own_certificate(config: ServerConfig, loop: tuple[str, Connect],
+                                                    tmp_path: Path) -> None:
+    backend, connect = loop
+    certificate = make_certificate(tmp_path / "tls")
+    with running(replace(config, tls=certificate.files)) as live:
+        url = f"wss://127.0.0.1:{live.running.ws_port}/"
+
+        async def main() -> None:
+            with anyio.fail_after(TIMEOUT):
+                async with connect(url, name="Ada", ssl_context=certificate.client_context()) as ada:
+                    talk = await ada.send("over TLS")
+                    assert talk.payload == "over TLS"
+                    assert talk.offset == 1
+
+        anyio.run(main, backend=backend)

@@ -1,0 +1,75 @@
+"""The asyncio connector: `connect` keeps a member of a room connected over python-websockets.
+
+    async with connect("ws://127.0.0.1:8001/", name="Ada") as chat:
+        talk = await chat.send("hello")
+        async for event in chat:
+            ...
+
+The same API as ``chatclient.trio``; what it does, and what `Chat` offers: `chatclient.session`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as websocket
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from .session import LEAVE_TIMEOUT, CannotConnect, Chat, Closed, SendRefused, SessionEnded, session
+
+__all__ = ["Chat", "SendRefused", "SessionEnded", "connect"]
+
+
+def connect(
+    url: str,
+    join_key: str | None = None,
+    *,
+    name: str | None = None,
+    auth: str | None = None,
+    token: str | None = None,
+    after: int = 0,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AbstractAsyncContextManager[Chat]:
+    """Join the room ``join_key`` (None: start one) at ``url`` and stay in it for the block (as `chatclient.trio`'s)."""
+    return session(_open, url, join_key, name=name, auth=auth, token=token, after=after, ssl_context=ssl_context)
+
+
+class _Socket:
+    def __init__(self, connection: ClientConnection) -> None:
+        self._connection = connection
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._connection.send(text)
+        except ConnectionClosed as closed:
+            raise _closed(closed) from None
+
+    async def receive(self) -> str:
+        try:
+            message = await self._connection.recv()
+        except ConnectionClosed as closed:
+            raise _closed(closed) from None
+        return message if isinstance(message, str) else message.decode("utf-8", "replace")
+
+
+def _closed(closed: ConnectionClosed) -> Closed:
+    frame = closed.rcvd
+    return Closed(frame.code, frame.reason) if frame is not None else Closed(None)
+
+
+@asynccontextmanager
+async def _open(url: str, ssl_context: ssl.SSLContext | None) -> AsyncIterator[_Socket]:
+    try:
+        if ssl_context is not None and url.startswith("wss:"):
+            connection = await websocket(url, close_timeout=LEAVE_TIMEOUT, proxy=None, ssl=ssl_context)
+        else:
+            connection = await websocket(url, close_timeout=LEAVE_TIMEOUT, proxy=None)
+    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as error:
+        raise CannotConnect(str(error) or type(error).__name__) from error
+    try:
+        yield _Socket(connection)
+    finally:
+        await connection.close()
