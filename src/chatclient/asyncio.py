@@ -10,9 +10,10 @@ The same API as ``chatclient.trio``; what it does, and what `Chat` offers: `chat
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as websocket
@@ -21,20 +22,6 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from .session import LEAVE_TIMEOUT, CannotConnect, Chat, Closed, SendRefused, SessionEnded, session
 
 __all__ = ["Chat", "SendRefused", "SessionEnded", "connect"]
-
-
-def connect(
-    url: str,
-    join_key: str | None = None,
-    *,
-    name: str | None = None,
-    auth: str | None = None,
-    token: str | None = None,
-    after: int = 0,
-    ssl_context: ssl.SSLContext | None = None,
-) -> AbstractAsyncContextManager[Chat]:
-    """Join the room ``join_key`` (None: start one) at ``url`` and stay in it for the block (as `chatclient.trio`'s)."""
-    return session(_open, url, join_key, name=name, auth=auth, token=token, after=after, ssl_context=ssl_context)
 
 
 class _Socket:
@@ -73,3 +60,8 @@ async def _open(url: str, ssl_context: ssl.SSLContext | None) -> AsyncIterator[_
         yield _Socket(connection)
     finally:
         await connection.close()
+
+
+connect = functools.partial(session, _open)
+"""``connect(url, join_key=None, *, name=None, auth=None, token=None, after=0, ssl_context=None)``: join a room
+and stay in it for the block (`chatclient.session.session`)."""

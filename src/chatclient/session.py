@@ -233,15 +233,20 @@ class Chat:
 async def session(
     opener: Opener,
     url: str,
-    join_key: str | None,
+    join_key: str | None = None,
     *,
-    name: str | None,
-    auth: str | None,
-    token: str | None,
-    after: int,
-    ssl_context: ssl.SSLContext | None,
+    name: str | None = None,
+    auth: str | None = None,
+    token: str | None = None,
+    after: int = 0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Chat]:
-    """What each connector's ``connect`` is: a `Chat` over its `Opener`, joined, for the block."""
+    """Join the room ``join_key`` (None: start one) at ``url`` and stay in it for the block, over ``opener``'s
+    WebSockets (each connector's ``connect`` is this with its own).
+
+    Returns once joined; `SessionEnded` if the room cannot be joined (not found, locked, we were banned) or the
+    server cannot be reached. ``token`` and ``after`` resume a user of an earlier session.
+    """
     chat = Chat(Client(join_key, name=name, auth=auth, token=token, after=after), url, ssl_context, opener)
     try:
         async with anyio.create_task_group() as tasks:

@@ -11,9 +11,10 @@ What it does, and what `Chat` offers: `chatclient.session`.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import trio
@@ -22,24 +23,6 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 from .session import LEAVE_TIMEOUT, CannotConnect, Chat, Closed, SendRefused, SessionEnded, session
 
 __all__ = ["Chat", "SendRefused", "SessionEnded", "connect"]
-
-
-def connect(
-    url: str,
-    join_key: str | None = None,
-    *,
-    name: str | None = None,
-    auth: str | None = None,
-    token: str | None = None,
-    after: int = 0,
-    ssl_context: ssl.SSLContext | None = None,
-) -> AbstractAsyncContextManager[Chat]:
-    """Join the room ``join_key`` (None: start one) at ``url`` and stay in it for the block.
-
-    Returns once joined; `SessionEnded` if the room cannot be joined (not found, locked, we were banned) or the
-    server cannot be reached. ``token`` and ``after`` resume a user of an earlier session.
-    """
-    return session(_open, url, join_key, name=name, auth=auth, token=token, after=after, ssl_context=ssl_context)
 
 
 class _Socket:
@@ -105,3 +88,8 @@ async def _open(url: str, ssl_context: ssl.SSLContext | None) -> AsyncIterator[_
         raise
     finally:
         await trio.aclose_forcefully(stream)
+
+
+connect = functools.partial(session, _open)
+"""``connect(url, join_key=None, *, name=None, auth=None, token=None, after=0, ssl_context=None)``: join a room
+and stay in it for the block (`chatclient.session.session`)."""

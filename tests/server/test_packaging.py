@@ -11,33 +11,49 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from live import ROOT
 
 
-def test_the_wheel_holds_both_packages_the_page_and_the_console_script(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, as ``pip wheel .`` builds it."""
+    folder = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(folder), str(ROOT)],
         check=True,
     )
-    (wheel,) = tmp_path.glob("*.whl")
+    (built,) = folder.glob("*.whl")
+    return built
+
+
+def installed(wheel: Path, folder: Path) -> Path:
+    """``wheel`` installed into ``folder`` (no dependencies): a site to put on PYTHONPATH."""
+    site = folder / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
+                   check=True)
+    return site
+
+
+def test_the_wheel_holds_the_packages_the_page_and_the_console_scripts(wheel: Path, tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         scripts = archive.read(entry_points).decode()
         assert "chat-server = transports.cli:main" in scripts
         assert "chat-server-backup = transports.storage.backup:main" in scripts
-    for name in ["chatcore/core.py", "chatcore/py.typed", "transports/cli.py", "transports/__main__.py",
+        assert "chat-client = chatclient.cli:main" in scripts
+    for name in ["chatcore/core.py", "chatcore/py.typed", "chatclient/client.py", "chatclient/py.typed",
+                 "transports/cli.py", "transports/__main__.py",
                  "transports/web/index.html", "transports/web/main.js", "transports/web/style.css",
                  "transports/web/vendor/bulma.min.css"]:
         assert name in names
 
     # Installed, the package finds the page inside itself, not in a source checkout.
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
-                   check=True)
+    site = installed(wheel, tmp_path)
     code = "from transports.config import bundled_web_dir; print(bundled_web_dir())"
     found = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site)},
                            capture_output=True, text=True, check=True).stdout.strip()
@@ -45,13 +61,8 @@ def test_the_wheel_holds_both_packages_the_page_and_the_console_script(tmp_path:
     assert (Path(found) / "index.html").is_file()
 
 
-def test_the_wheels_metadata_is_complete_and_its_version_is_the_servers(tmp_path: Path) -> None:
+def test_the_wheels_metadata_is_complete_and_its_version_is_the_servers(wheel: Path, tmp_path: Path) -> None:
     """A licence file, a description, classifiers; ``chat-server --version`` says the version pip sees."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path), str(ROOT)],
-        check=True,
-    )
-    (wheel,) = tmp_path.glob("*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
@@ -62,9 +73,7 @@ def test_the_wheels_metadata_is_complete_and_its_version_is_the_servers(tmp_path
     assert any(key == "Summary" and len(value) > 40 for key, value in fields)
     assert len([value for key, value in fields if key == "Classifier"]) >= 5
     version = next(value for key, value in fields if key == "Version")
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
-                   check=True)
+    site = installed(wheel, tmp_path)
     said = subprocess.run([sys.executable, "-m", "transports", "--version"], cwd=tmp_path,
                           env={"PYTHONPATH": str(site)}, capture_output=True, text=True, check=True).stdout
     assert said.strip() == f"chat-server {version}"
