@@ -19,9 +19,22 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as websocket
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .session import LEAVE_TIMEOUT, CannotConnect, Chat, Closed, SendRefused, SessionEnded, session
+from .session import (
+    LEAVE_TIMEOUT,
+    MAX_MESSAGE_BYTES,
+    OPEN_TIMEOUT,
+    PING_INTERVAL,
+    PING_TIMEOUT,
+    CannotConnect,
+    Chat,
+    Closed,
+    NotConnected,
+    SendRefused,
+    SessionEnded,
+    session,
+)
 
-__all__ = ["Chat", "SendRefused", "SessionEnded", "connect"]
+__all__ = ["Chat", "NotConnected", "SendRefused", "SessionEnded", "connect"]
 
 
 class _Socket:
@@ -50,10 +63,12 @@ def _closed(closed: ConnectionClosed) -> Closed:
 @asynccontextmanager
 async def _open(url: str, ssl_context: ssl.SSLContext | None) -> AsyncIterator[_Socket]:
     try:
+        options = {"close_timeout": LEAVE_TIMEOUT, "open_timeout": OPEN_TIMEOUT, "ping_interval": PING_INTERVAL,
+                   "ping_timeout": PING_TIMEOUT, "max_size": MAX_MESSAGE_BYTES, "proxy": None}
         if ssl_context is not None and url.startswith("wss:"):
-            connection = await websocket(url, close_timeout=LEAVE_TIMEOUT, proxy=None, ssl=ssl_context)
+            connection = await websocket(url, ssl=ssl_context, **options)  # type: ignore[arg-type]
         else:
-            connection = await websocket(url, close_timeout=LEAVE_TIMEOUT, proxy=None)
+            connection = await websocket(url, **options)  # type: ignore[arg-type]
     except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as error:
         raise CannotConnect(str(error) or type(error).__name__) from error
     try:

@@ -57,7 +57,10 @@ async def _session(url: str, join_key: str | None, name: str | None, as_json: bo
                         await chat.send(text)
                     except SendRefused as refused:
                         print(f"chat-client: not sent: {refused}", file=sys.stderr, flush=True)
-            await chat.sent()
+                    except SessionEnded:
+                        break  # (said below, once)
+            if chat.ended is None:
+                await chat.sent()
             tasks.cancel_scope.cancel()
         if chat.ended is not None:
             raise SessionEnded(chat.ended.reason)

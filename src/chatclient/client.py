@@ -18,6 +18,7 @@ yet, each with its id: the room stores a talk once per user and id).
 from __future__ import annotations
 
 import enum
+import json
 import secrets
 from typing import Any
 
@@ -41,8 +42,13 @@ from .events import (
 
 REMOVED, ENDED = 4403, 4410
 """Close codes that end a session for good: removed from the room, the room ended (and erased)."""
-_RETRYABLE_JOIN = ("could not join the chat", "could not open the chat", "storage unreachable")
+_RETRYABLE_JOIN = ("could not join the chat", "could not open the chat", "could not make a new chat",
+                   "storage unreachable")
 """How a join refusal the server may not repeat begins: its storage failed, and says to try again."""
+_RETRYABLE_TALK = ("message not sent: the server could not save it", "storage unreachable")
+"""How a talk's refusal begins when the server could not store it now: it stays pending, to be sent again."""
+MAX_MESSAGE_CHARS = 65536
+"""The server's default ``--max-message-size``: a longer message would close the connection (1009)."""
 
 
 class State(enum.Enum):
@@ -59,6 +65,15 @@ class Stored:
 
     def __init__(self, id: str, talk: Talk | None, refusal: str | None = None) -> None:
         self.id, self.talk, self.refusal = id, talk, refusal
+
+
+class Retry:
+    """Internal news for the caller: the server could not store this pending talk now; send it again later."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, id: str) -> None:
+        self.id = id
 
 
 class Client:
@@ -78,6 +93,7 @@ class Client:
         token: str | None = None,
         after: int = 0,
         id_prefix: str | None = None,
+        max_message_chars: int = MAX_MESSAGE_CHARS,
     ) -> None:
         self.state = State.IDLE
         self.join_key = join_key
@@ -87,6 +103,9 @@ class Client:
         self.last_offset = after
         """The highest offset delivered to the application: no talk at or below it is delivered again."""
         self._auth = auth
+        self._max_chars = max_message_chars
+        self._earlier_user: int | None = None
+        """Our user id before a resume the room did not accept: its talks in the replay may be our pending ones."""
         self._prefix = id_prefix or secrets.token_urlsafe(6)
         self._sent = 0
         self._pending: dict[str, str] = {}
@@ -112,12 +131,22 @@ class Client:
         return event
 
     def talk(self, payload: str) -> tuple[str, dict[str, Any] | None]:
-        """A new talk's id, and its event to send now (None when not joined: `resend` sends it once we are)."""
+        """A new talk's id, and its event to send now (None when not joined: `resend` sends it once we are).
+
+        `ValueError` if the message would be longer than the server takes (it would close the connection).
+        """
         self._sent += 1
         talk_id = f"{self._prefix}-{self._sent}"
-        self._pending[talk_id] = payload
         event = {"type": "talk", "payload": payload, "id": talk_id}
+        if len(encode(event)) > self._max_chars:
+            raise ValueError(f"too long to send: the server takes messages of up to {self._max_chars} characters")
+        self._pending[talk_id] = payload
         return talk_id, (event if self.state is State.JOINED else None)
+
+    def talk_event(self, talk_id: str) -> dict[str, Any] | None:
+        """A pending talk's event, to send again (None once the room stored or refused it)."""
+        payload = self._pending.get(talk_id)
+        return None if payload is None else {"type": "talk", "payload": payload, "id": talk_id}
 
     def resend(self) -> list[dict[str, Any]]:
         """The talks not stored yet, oldest first: send them right after a (re)join's `Joined`."""
@@ -133,14 +162,19 @@ class Client:
         ``remove``, ``role``, ``end``), with its fields as the protocol names them."""
         if self.state is not State.JOINED:
             raise RuntimeError(f"{kind}: not in the room ({self.state.value})")
-        if kind == "name":
-            self.name = fields["name"]
-        return {"type": kind, **fields}
+        return {"type": kind, **fields}  # (a new name is ours once the room says so: `renamed`)
 
     # What comes back ------------------------------------------------------------------------------------------
 
-    def receive(self, event: dict[str, Any]) -> list[Event | Stored]:
-        """What ``event`` means: news for the application, and `Stored` for the caller (a talk of ours stored)."""
+    def receive(self, event: dict[str, Any]) -> list[Event | Stored | Retry]:
+        """What ``event`` means: news for the application, and for the caller `Stored` (a talk of ours stored or
+        refused) and `Retry` (one to send again later). An event it cannot read is left (nothing)."""
+        try:
+            return self._receive(event)
+        except (KeyError, TypeError, ValueError):  # (a malformed event: not one our server sends)
+            return []
+
+    def _receive(self, event: dict[str, Any]) -> list[Event | Stored | Retry]:
         kind = event.get("type")
         if self.state is State.JOINING:
             if kind == "init":
@@ -160,9 +194,14 @@ class Client:
         if kind == "error":
             talk_id = event.get("id")
             refused = Refused(str(event.get("message", "")), talk_id, event.get("request"))
-            if isinstance(talk_id, str) and self._pending.pop(talk_id, None) is not None:
+            if isinstance(talk_id, str) and talk_id in self._pending:
+                if refused.message.startswith(_RETRYABLE_TALK):
+                    return [Retry(talk_id)]
+                del self._pending[talk_id]
                 return [Stored(talk_id, None, refused.message), refused]
             return [refused]
+        if kind == "renamed" and event.get("userId") == self.user_id:
+            self.name = event.get("name")
         if kind == "history":
             talks = tuple(_talk(t) for t in event.get("talks", ()) if isinstance(t, dict))
             return [History(event.get("before"), talks, bool(event.get("older")))]
@@ -183,9 +222,12 @@ class Client:
             self.state = State.IDLE
 
     def _joined(self, event: dict[str, Any]) -> Joined:
+        user_id = int(event["userId"])
+        if self.user_id is not None and user_id != self.user_id:
+            self._earlier_user = self.user_id  # (our token did not resume us: a new user)
         self.state = State.JOINED
         self.join_key = str(event["joinKey"])
-        self.user_id = int(event["userId"])
+        self.user_id = user_id
         self.token = event.get("token", self.token)
         self.name = event.get("name")
         room = event.get("room") or {}
@@ -199,10 +241,11 @@ class Client:
             room.get("title"), bool(room.get("locked")),
         )
 
-    def _talk(self, event: dict[str, Any]) -> list[Event | Stored]:
+    def _talk(self, event: dict[str, Any]) -> list[Event | Stored | Retry]:
         talk = _talk(event)
-        out: list[Event | Stored] = []
-        if talk.user_id == self.user_id and talk.id is not None and self._pending.pop(talk.id, None) is not None:
+        out: list[Event | Stored | Retry] = []
+        mine = talk.user_id in (self.user_id, self._earlier_user)
+        if mine and talk.id is not None and self._pending.pop(talk.id, None) is not None:
             out.append(Stored(talk.id, talk))
         if talk.offset > self.last_offset:
             self.last_offset = talk.offset
@@ -212,6 +255,11 @@ class Client:
         elif talk.edited is not None and talk.payload is not None:
             out.append(Edited(talk.offset, talk.payload, talk.edited))
         return out  # (else a replay's repeat, or a resent talk answered again: delivered already)
+
+
+def encode(event: dict[str, Any]) -> str:
+    """An event as the text sent (what the server's ``--max-message-size`` counts: characters)."""
+    return json.dumps(event, ensure_ascii=False)
 
 
 def _talk(event: dict[str, Any]) -> Talk:

@@ -17,16 +17,15 @@ import json
 import math
 import random
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectSendStream
 
-from .client import Client, State, Stored
-from .events import Ended, Event, History, Joined, Talk
+from .client import Client, Retry, State, Stored, encode
+from .events import Ended, Event, History, Joined, Refused, Talk
 
 FIRST_PAUSE, LONGEST_PAUSE = 0.5, 10.0
 """Seconds between reconnection attempts: the first, and the most it doubles to (each with jitter)."""
@@ -35,11 +34,15 @@ LEAVE_TIMEOUT = 5.0
 
 
 class SendRefused(Exception):
-    """The room refused a talk (too long, too fast, ...): the message says why."""
+    """The room refused a talk or a request (too long, too fast, not allowed, ...): the message says why."""
 
 
 class SessionEnded(Exception):
-    """The session is over (`Ended`): we were removed, the room was ended, or it could not be joined."""
+    """The session is over (`Ended`, or we left): removed, the room ended, or it could not be joined."""
+
+
+class NotConnected(Exception):
+    """A request (not a talk: those wait) while the connection is down: send it again once back."""
 
 
 class Closed(Exception):
@@ -51,7 +54,7 @@ class Closed(Exception):
 
 
 class CannotConnect(Exception):
-    """No WebSocket could be opened (refused, no route, a handshake answered with an HTTP error)."""
+    """No WebSocket could be opened (refused, no route, a handshake answered with an HTTP error, a timeout)."""
 
 
 class Socket(Protocol):
@@ -64,6 +67,42 @@ class Socket(Protocol):
 
 Opener = Callable[[str, ssl.SSLContext | None], AbstractAsyncContextManager[Socket]]
 """How a connector opens a WebSocket to a URL; closing the context closes it (our close, the server's answer)."""
+
+OPEN_TIMEOUT = 10.0
+"""Seconds a connector waits for a WebSocket to open (TCP, TLS, the handshake)."""
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+"""The largest message a connector takes from the server (a history page of long talks is a few MB)."""
+STEADY = 5.0
+"""Seconds a connection must last for the next reconnect to start at the shortest pause again."""
+PING_INTERVAL, PING_TIMEOUT = 20.0, 20.0
+"""A connector pings every PING_INTERVAL seconds; a connection with no pong within PING_TIMEOUT is dead."""
+RETRY_PAUSE = 1.0
+"""Seconds before a talk the server could not store now is sent again."""
+
+
+@contextlib.contextmanager
+def one_exception() -> Iterator[None]:
+    """What a task group raises, as itself when it is one exception (a group of one says nothing more)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+class _Waiter:
+    """One answer a call waits for (a history page), or why it will not come."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.answer: History | None = None
+        self.failure: Exception | None = None
+
+    def settle(self, answer: History | None = None, failure: Exception | None = None) -> None:
+        if not self.done.is_set():
+            self.answer, self.failure = answer, failure
+            self.done.set()
 
 
 class Chat:
@@ -78,9 +117,12 @@ class Chat:
         self._news_in, self._news_out = anyio.create_memory_object_stream[Event](math.inf)
         self._waiting: dict[str, anyio.Event] = {}
         self._stored: dict[str, Stored] = {}
-        self._history: MemoryObjectSendStream[History] | None = None
+        self._history: _Waiter | None = None
         self._history_lock = anyio.Lock()
         self._socket: Socket | None = None
+        self._ready = False
+        """The socket takes new talks: what was pending at the join has been sent again, after the replay."""
+        self._joined_here = False
         self._leaving = False
         self._started = False
         self._waiting_scope = anyio.CancelScope()
@@ -99,37 +141,47 @@ class Chat:
         return self.client.token
 
     async def send(self, text: str) -> Talk:
-        """Say ``text``; returns the talk once the room stored it (`SendRefused` if it refused it)."""
+        """Say ``text``; returns the talk once the room stored it (`SendRefused` if it refused it). While the
+        connection is down the talk waits, and goes once we are back in the room."""
         self._check()
-        talk_id, event = self.client.talk(text)
+        try:
+            talk_id, event = self.client.talk(text)
+        except ValueError as error:
+            raise SendRefused(str(error)) from None
         done = self._waiting[talk_id] = anyio.Event()
-        if event is not None and self._socket is not None:
+        if event is not None and self._socket is not None and self._ready:
             with contextlib.suppress(Closed):  # (the connection dropped: the talk goes again after the next join)
-                await self._socket.send(_json(event))
+                await self._socket.send(encode(event))
         await done.wait()
         stored = self._stored.pop(talk_id, None)
         if stored is None:
-            raise SessionEnded(self.ended.reason if self.ended is not None else "the session ended")
+            raise SessionEnded(self._end_reason())
         if stored.talk is None:
             raise SendRefused(stored.refusal or "refused")
         return stored.talk
 
     async def request(self, kind: str, **fields: Any) -> None:
         """Send a request of version 2 (``name``, ``edit``, ``delete``, ``room``, ``lock``, ``remove``, ``role``,
-        ``end``), with its fields as the protocol names them; what it changes comes as news."""
+        ``end``), with its fields as the protocol names them; what it changes comes as news (a refusal as
+        `Refused`). `NotConnected` while the connection is down."""
         self._check()
-        await self._send(self.client.request(kind, **fields))
+        await self._send(kind, fields)
 
     async def history(self, before: int | None = None, limit: int = 50) -> History:
-        """Older talks: at most ``limit`` with offsets below ``before`` (None: the newest), oldest first."""
+        """Older talks: at most ``limit`` with offsets below ``before`` (None: the newest), oldest first.
+        `SendRefused` if the room refused the request, `NotConnected` if the connection dropped meanwhile."""
         self._check()
         fields: dict[str, Any] = {"limit": limit} if before is None else {"before": before, "limit": limit}
         async with self._history_lock:
-            send, receive = anyio.create_memory_object_stream[History](1)
-            with send, receive:
-                self._history = send
-                await self._send(self.client.request("history", **fields))
-                return await receive.receive()
+            waiter = self._history = _Waiter()
+            try:
+                await self._send("history", fields)
+                await waiter.done.wait()
+            finally:
+                self._history = None
+            if waiter.answer is None:
+                raise waiter.failure or NotConnected("no answer")
+            return waiter.answer
 
     async def sent(self) -> None:
         """Wait until the room has stored every talk sent so far."""
@@ -152,8 +204,9 @@ class Chat:
         pause = FIRST_PAUSE
         try:
             while self.ended is None and not self._leaving:
-                if await self._connect_once(task_status):
-                    pause = FIRST_PAUSE
+                began = anyio.current_time()
+                if await self._connect_once(task_status) and anyio.current_time() - began >= STEADY:
+                    pause = FIRST_PAUSE  # (a connection that drops at once, again and again, waits longer each time)
                 if self.ended is None and not self._leaving:
                     self.client.connection_lost()
                     with self._cancellable():
@@ -163,26 +216,22 @@ class Chat:
                 raise SessionEnded(self.ended.reason)
         finally:
             self._stopped.set()
+            for waiting in self._waiting.values():
+                waiting.set()  # (their talks are not stored: send() says so)
+            self._news_in.close()  # (the application's loop ends)
 
     async def _connect_once(self, task_status: anyio.abc.TaskStatus[None]) -> bool:
         """One connection, until it drops; whether it joined the room."""
-        joined = False
+        self._joined_here = False
         try:
             async with self._open(self._url, self._ssl) as socket:
-                self._socket = socket
-                await socket.send(_json(self.client.hello()))
-                with self._cancellable():  # (leaving ends the wait; the connection closes as it ends)
-                    while self.ended is None and self.client.state is not State.IDLE:  # (IDLE: a join refused)
-                        for news in self.client.receive(_parse(await socket.receive())):
-                            if isinstance(news, Joined):
-                                joined = True
-                                self.joined = news
-                                for event in self.client.resend():
-                                    await socket.send(_json(event))
-                                if not self._started:
-                                    self._started = True
-                                    task_status.started()
-                            self._take(news)
+                self._socket, self._ready = socket, False
+                await socket.send(encode(self.client.hello()))
+                with one_exception():
+                    async with anyio.create_task_group() as retries:
+                        with self._cancellable():  # (leaving ends the wait; the connection closes as it ends)
+                            await self._read(socket, retries, task_status)
+                        retries.cancel_scope.cancel()
         except Closed as closed:
             ended = self.client.closed(closed.code, closed.reason)
             if ended is not None:
@@ -191,8 +240,49 @@ class Chat:
             if not self._started:
                 raise SessionEnded(f"could not connect to {self._url}: {error}") from error
         finally:
-            self._socket = None
-        return joined
+            self._socket, self._ready = None, False
+            if self._history is not None:
+                self._history.settle(failure=NotConnected("the connection dropped before the answer"))
+        return self._joined_here
+
+    async def _read(
+        self, socket: Socket, retries: anyio.abc.TaskGroup, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        """The room's events, until the session ends or a join is refused for now (the client IDLE again)."""
+        while self.ended is None and self.client.state is not State.IDLE:
+            for news in self.client.receive(_parse(await socket.receive())):
+                if isinstance(news, Retry):
+                    retries.start_soon(self._send_again, socket, news.id)
+                    continue
+                if isinstance(news, Joined):
+                    self._joined_here = True
+                    self.joined = news
+                    if not self._started:
+                        self._started = True
+                        task_status.started()
+                self._take(news)
+            if self._joined_here and not self._ready and self._replayed():
+                await self._resend(socket)
+
+    def _replayed(self) -> bool:
+        """Whether the join's replay has been read (our talks stored before a drop are in it, not to send again)."""
+        return self.joined is None or self.client.last_offset >= self.joined.offset
+
+    async def _resend(self, socket: Socket) -> None:
+        """Send again what the room had not stored at the join, then take new talks (they go after, in order)."""
+        sent: set[str] = set()
+        while batch := [event for event in self.client.resend() if event["id"] not in sent]:
+            for event in batch:
+                await socket.send(encode(event))
+                sent.add(event["id"])
+        self._ready = True
+
+    async def _send_again(self, socket: Socket, talk_id: str) -> None:
+        await anyio.sleep(RETRY_PAUSE)
+        event = self.client.talk_event(talk_id)
+        if event is not None and socket is self._socket:
+            with contextlib.suppress(Closed):
+                await socket.send(encode(event))
 
     def _cancellable(self) -> anyio.CancelScope:
         """A scope around what `leave` interrupts: waiting for the server's next event, or to reconnect."""
@@ -202,13 +292,20 @@ class Chat:
         return self._waiting_scope
 
     def _check(self) -> None:
-        if self.ended is not None:
-            raise SessionEnded(self.ended.reason)
+        if self.ended is not None or self._leaving:
+            raise SessionEnded(self._end_reason())
 
-    async def _send(self, event: dict[str, Any]) -> None:
-        if self._socket is None:
-            raise anyio.BrokenResourceError("not connected: the request is not sent (talks are, once back)")
-        await self._socket.send(_json(event))
+    def _end_reason(self) -> str:
+        return self.ended.reason if self.ended is not None else "left the room"
+
+    async def _send(self, kind: str, fields: dict[str, Any]) -> None:
+        socket = self._socket
+        if socket is None or self.client.state is not State.JOINED:
+            raise NotConnected(f"{kind}: not connected; send it again once back in the room")
+        try:
+            await socket.send(encode(self.client.request(kind, **fields)))
+        except Closed:
+            raise NotConnected(f"{kind}: the connection dropped; send it again once back in the room") from None
 
     def _take(self, news: Event | Stored) -> None:
         if isinstance(news, Stored):
@@ -218,12 +315,15 @@ class Chat:
                 waiting.set()
             return
         if isinstance(news, History) and self._history is not None:
-            self._history.send_nowait(news)
-            self._history = None
+            self._history.settle(answer=news)
             return
+        if isinstance(news, Refused) and news.request == "history" and self._history is not None:
+            self._history.settle(failure=SendRefused(news.message))
         self._news_in.send_nowait(news)
         if isinstance(news, Ended):
             self.ended = news
+            if self._history is not None:
+                self._history.settle(failure=SessionEnded(news.reason))
             for waiting in self._waiting.values():
                 waiting.set()  # (their talks are not stored: send() says so)
             self._news_in.close()  # (the application's loop ends after the Ended)
@@ -249,26 +349,23 @@ async def session(
     """
     chat = Chat(Client(join_key, name=name, auth=auth, token=token, after=after), url, ssl_context, opener)
     try:
-        async with anyio.create_task_group() as tasks:
-            await tasks.start(chat.run)
-            try:
-                yield chat
-            finally:
-                await chat.leave()
-                tasks.cancel_scope.cancel()
-    except BaseExceptionGroup as group:  # (the block's own exception, or the connection's, as itself)
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        with one_exception():  # (the block's own exception, or the connection's, as itself)
+            async with anyio.create_task_group() as tasks:
+                await tasks.start(chat.run)
+                try:
+                    yield chat
+                finally:
+                    await chat.leave()
+                    tasks.cancel_scope.cancel()
     finally:
         chat._news_in.close()
         chat._news_out.close()
 
 
-def _json(event: dict[str, Any]) -> str:
-    return json.dumps(event)
-
-
 def _parse(text: str) -> dict[str, Any]:
-    event = json.loads(text)
+    """A server event, or nothing (``{}``) for a message that is not a JSON object: the client leaves it."""
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return {}
     return event if isinstance(event, dict) else {}

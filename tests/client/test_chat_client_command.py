@@ -75,3 +75,33 @@ def test_the_client_state_machine_imports_no_io_loop_or_clock() -> None:
         imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module}
         assert not imported & FORBIDDEN, name
+
+
+def test_a_removal_is_said_in_one_line_and_exit_code_1(config: ServerConfig) -> None:
+    with live_server(config) as live, V2Client(live.ws_url) as owner:
+        join_key = owner.join(name="Teacher")["joinKey"]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chatclient", live.ws_url, "--join", join_key, "--name", "Pest"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])},
+        )
+        try:
+            assert process.stdin is not None
+            process.stdin.write("first\n")
+            process.stdin.flush()
+            joined = owner.wait_for("joined", name="Pest")
+            owner.wait_for("talk", payload="first")
+            owner.send({"type": "remove", "userId": joined["userId"]})
+            process.wait(timeout=20)  # (its input still open: the removal alone ends it)
+            assert process.stdout is not None
+            assert process.stderr is not None
+            out, err = process.stdout.read(), process.stderr.read()
+        finally:
+            process.kill()
+            for stream in (process.stdin, process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+        assert process.returncode == 1
+        assert err.strip().splitlines()[-1] == "chat-client: removed from this chat"
+        assert "Traceback" not in err
+        assert out.splitlines()[0] == "Pest: first"

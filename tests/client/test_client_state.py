@@ -173,11 +173,55 @@ def test_room_news_reads_as_its_events_and_unknown_events_are_left() -> None:
     assert client.receive({"type": "deleted", "offset": 1, "by": 1}) == [Deleted(1, 1)]
 
 
-def test_requests_need_the_room_and_a_rename_is_kept_for_the_next_hello() -> None:
+def test_requests_need_the_room_and_a_name_is_ours_once_the_room_says_so() -> None:
     client = Client("K")
     with pytest.raises(RuntimeError):
         client.request("name", name="Bo")
     joined(client)
-    assert client.request("name", name="Bo") == {"type": "name", "name": "Bo"}
+    assert client.request("name", name="x" * 40) == {"type": "name", "name": "x" * 40}
+    client.receive({"type": "error", "message": "a name is 1 to 32 characters", "payload": "..."})
+    assert client.name == "Ada"  # (refused: a later hello must not carry it, or the resume would be refused)
+    client.request("name", name="Bo")
+    client.receive({"type": "renamed", "userId": 1, "name": "Cy"})  # (someone else)
+    client.receive({"type": "renamed", "userId": 3, "name": "Bo"})
     client.connection_lost()
     assert client.hello()["name"] == "Bo"
+
+
+def test_a_talk_the_server_could_not_store_now_stays_pending_to_go_again() -> None:
+    client = Client("K")
+    joined(client)
+    talk_id, _ = client.talk("hello")
+    news = client.receive({"type": "error", "id": talk_id, "payload": "...",
+                           "message": "message not sent: the server could not save it (disk full); try again"})
+    assert [type(n).__name__ for n in news] == ["Retry"]
+    assert client.talk_event(talk_id) == {"type": "talk", "payload": "hello", "id": talk_id}
+
+
+def test_a_talk_too_long_for_the_server_is_refused_before_it_is_sent() -> None:
+    client = Client("K", max_message_chars=100)
+    joined(client)
+    with pytest.raises(ValueError, match="too long"):
+        client.talk("x" * 100)
+    assert client.pending == 0
+    client.talk("é" * 40)  # (characters, as the server counts them: not JSON's escapes)
+
+
+def test_a_resume_the_room_did_not_accept_still_settles_our_earlier_users_talks() -> None:
+    client = Client("K", id_prefix="p")
+    joined(client)
+    talk_id, _ = client.talk("sent just before the drop")
+    client.connection_lost()
+    client.hello()
+    client.receive(reply(userId=9, resumed=False, offset=3))
+    news = client.receive(talk(3, user=3, id=talk_id, payload="sent just before the drop"))
+    assert [type(n).__name__ for n in news] == ["Stored", "Talk"]
+    assert client.pending == 0
+
+
+def test_malformed_events_are_left() -> None:
+    client = Client("K")
+    joined(client)
+    assert client.receive({"type": "talk", "offset": 4}) == []  # (no userId, no time)
+    assert client.receive({"type": "deleted", "offset": "x"}) == []
+    assert client.last_offset == 0

@@ -170,3 +170,26 @@ def test_over_tls_with_the_servers_own_certificate(config: ServerConfig, loop: t
                     assert talk.offset == 1
 
         anyio.run(main, backend=backend)
+
+
+def test_history_pages_back_and_leaving_ends_the_session(config: ServerConfig, loop: tuple[str, Connect]) -> None:
+    backend, connect = loop
+    with running(config) as live:
+        async def main() -> None:
+            with anyio.fail_after(TIMEOUT):
+                async with connect(live.ws_url, name="Ada") as ada:
+                    for number in range(1, 6):
+                        await ada.send(f"talk {number}")
+                    page = await ada.history(before=4, limit=2)
+                    assert [t.payload for t in page.talks] == ["talk 2", "talk 3"]
+                    assert page.older
+                    first = await ada.history(before=2, limit=50)
+                    assert [t.offset for t in first.talks] == [1]
+                    assert not first.older
+                    await ada.leave()
+                    with pytest.raises(SessionEnded, match="left"):
+                        await ada.send("after leaving")
+                    heard = [n.offset async for n in ada if isinstance(n, Talk)]  # (ends: it does not hang)
+                    assert heard == [1, 2, 3, 4, 5]
+
+        anyio.run(main, backend=backend)
