@@ -5,6 +5,7 @@ everything it sent is stored. ``--json``: one event per line, for programs."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -59,7 +60,7 @@ async def _session(url: str, join_key: str | None, name: str | None, as_json: bo
                         print(f"chat-client: not sent: {refused}", file=sys.stderr, flush=True)
                     except SessionEnded:
                         break  # (said below, once)
-            if chat.ended is None:
+            with contextlib.suppress(SessionEnded):  # (said below, once)
                 await chat.sent()
             tasks.cancel_scope.cancel()
         if chat.ended is not None:
