@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from .events import (
@@ -58,22 +59,20 @@ class State(enum.Enum):
     ENDED = "ended"
 
 
+@dataclass(frozen=True, slots=True)
 class Stored:
     """Internal news for the caller, not the application: a talk we sent is stored (or refused)."""
 
-    __slots__ = ("id", "refusal", "talk")
+    id: str
+    talk: Talk | None
+    refusal: str | None = None
 
-    def __init__(self, id: str, talk: Talk | None, refusal: str | None = None) -> None:
-        self.id, self.talk, self.refusal = id, talk, refusal
 
-
+@dataclass(frozen=True, slots=True)
 class Retry:
     """Internal news for the caller: the server could not store this pending talk now; send it again later."""
 
-    __slots__ = ("id",)
-
-    def __init__(self, id: str) -> None:
-        self.id = id
+    id: str
 
 
 class Client:

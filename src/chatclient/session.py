@@ -216,9 +216,7 @@ class Chat:
                 raise SessionEnded(self.ended.reason)
         finally:
             self._stopped.set()
-            for waiting in self._waiting.values():
-                waiting.set()  # (their talks are not stored: send() says so)
-            self._news_in.close()  # (the application's loop ends)
+            self._release()
 
     async def _connect_once(self, task_status: anyio.abc.TaskStatus[None]) -> bool:
         """One connection, until it drops; whether it joined the room."""
@@ -324,9 +322,13 @@ class Chat:
             self.ended = news
             if self._history is not None:
                 self._history.settle(failure=SessionEnded(news.reason))
-            for waiting in self._waiting.values():
-                waiting.set()  # (their talks are not stored: send() says so)
-            self._news_in.close()  # (the application's loop ends after the Ended)
+            self._release()
+
+    def _release(self) -> None:
+        """The session is over: every talk still waiting is told so (`send`), and the application's loop ends."""
+        for waiting in self._waiting.values():
+            waiting.set()
+        self._news_in.close()
 
 
 @asynccontextmanager
@@ -358,8 +360,7 @@ async def session(
                     await chat.leave()
                     tasks.cancel_scope.cancel()
     finally:
-        chat._news_in.close()
-        chat._news_out.close()
+        chat._news_out.close()  # (``run`` closed the other end, however it ended)
 
 
 def _parse(text: str) -> dict[str, Any]:

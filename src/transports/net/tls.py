@@ -329,7 +329,8 @@ class TlsSocket(RawSocket):
             self._read_end = True
         except ssl.SSLError as error:
             self._fail(error)
-        self._keep_rest()
+        if incoming.pending:  # (per read: no call when TLS took everything, as it mostly does)
+            self._keep_rest()
         if self._outgoing.pending:  # a key update's answer, an alert
             self._send_records()
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
