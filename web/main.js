@@ -196,10 +196,6 @@
     return token !== "" ? token : null;
   }
 
-  function isSignInRefusal(text) {
-    return /^sign-in refused/i.test(text) || /\bsign(-| )in\b/i.test(text);
-  }
-
   // A token from the parent window: the page joins (again) with it, on a new socket (a socket joins once).
   function useToken(token) {
     authToken = token;
@@ -1206,7 +1202,7 @@
     if (entry.state === "failed") {
       state.textContent = "";
       problem.hidden = false;
-      problem.querySelector(".reason").textContent = "not sent: " + entry.reason;
+      problem.querySelector(".reason").textContent = entry.reason; // (a sentence: what happened, what to do)
     } else {
       state.textContent = outgoingLabel(entry);
       problem.hidden = true;
@@ -1620,7 +1616,8 @@
       onRequestRefused(event.request, text, event.offset);
       return;
     }
-    if (text === "chat not found.") {
+    var code = typeof event.code === "string" ? event.code : "";
+    if (code === "not-found") {
       deadLink = true;
       awaitingInit = false;
       showError(text);
@@ -1631,15 +1628,15 @@
       return;
     }
     showError(text);
-    if (awaitingInit && isSignInRefusal(text)) {
+    if (awaitingInit && (code === "sign-in-needed" || code === "sign-in-refused")) {
       // A bad token, or a server that needs one: another init would be refused again (until the site sends a token).
       awaitingInit = false;
       authSent = false;
       stop("refused", text);
-    } else if (awaitingInit && /name/i.test(text)) {
+    } else if (awaitingInit && (code === "bad-name" || code === "name-taken")) {
       // The init was refused for its name, and the socket is out of any room until a corrected one.
       askName(false, text);
-    } else if (awaitingInit && /try again/i.test(text)) {
+    } else if (awaitingInit && (code === "unavailable" || code === "rate-limited")) {
       socket.close(1000, "init refused; trying again"); // (the server could not save it): a new socket, later
     } else if (awaitingInit) {
       // Refused for good (a locked room, a ban): another init would be refused again.

@@ -43,11 +43,8 @@ from .events import (
 
 REMOVED, ENDED = 4403, 4410
 """Close codes that end a session for good: removed from the room, the room ended (and erased)."""
-_RETRYABLE_JOIN = ("could not join the chat", "could not open the chat", "could not make a new chat",
-                   "storage unreachable")
-"""How a join refusal the server may not repeat begins: its storage failed, and says to try again."""
-_RETRYABLE_TALK = ("message not sent: the server could not save it", "storage unreachable")
-"""How a talk's refusal begins when the server could not store it now: it stays pending, to be sent again."""
+RETRYABLE = frozenset({"rate-limited", "unavailable"})
+"""The codes of refusals the server may not repeat: the same request, sent again later, may succeed."""
 MAX_MESSAGE_CHARS = 65536
 """The server's default ``--max-message-size``: a longer message would close the connection (1009)."""
 
@@ -179,22 +176,22 @@ class Client:
             if kind == "init":
                 return [self._joined(event)]
             if kind == "error":
-                message = str(event.get("message", ""))
-                if message.startswith(_RETRYABLE_JOIN):
+                refused = _refused(event)
+                if _retryable(refused):
                     self.state = State.IDLE  # (the connection stays usable: hello() again, later)
-                    return [Refused(message)]
+                    return [refused]
                 self.state = State.ENDED
-                return [Ended(message)]
+                return [Ended(refused.message, refusal=refused.code)]
             return []
         if self.state is not State.JOINED:
             return []
         if kind == "talk":
             return self._talk(event)
         if kind == "error":
-            talk_id = event.get("id")
-            refused = Refused(str(event.get("message", "")), talk_id, event.get("request"))
+            refused = _refused(event)
+            talk_id = refused.id
             if isinstance(talk_id, str) and talk_id in self._pending:
-                if refused.message.startswith(_RETRYABLE_TALK):
+                if _retryable(refused) and refused.code != "rate-limited":
                     return [Retry(talk_id)]
                 del self._pending[talk_id]
                 return [Stored(talk_id, None, refused.message), refused]
@@ -259,6 +256,18 @@ class Client:
 def encode(event: dict[str, Any]) -> str:
     """An event as the text sent (what the server's ``--max-message-size`` counts: characters)."""
     return json.dumps(event, ensure_ascii=False)
+
+
+def _refused(event: dict[str, Any]) -> Refused:
+    code = event.get("code")
+    return Refused(str(event.get("message", "")), event.get("id"), event.get("request"),
+                   code if isinstance(code, str) else None)
+
+
+def _retryable(refused: Refused) -> bool:
+    """Whether the same request, sent again later, may succeed: the code says so (a server older than the codes:
+    the text does)."""
+    return refused.code in RETRYABLE if refused.code is not None else "try again" in refused.message
 
 
 def _talk(event: dict[str, Any]) -> Talk:

@@ -121,6 +121,8 @@ class Refused:
     message: str
     id: str | None = None
     request: str | None = None
+    code: str | None = None
+    """What kind of refusal, for programs (``not-allowed``, ``too-long``, …: the protocol page lists them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,9 @@ class Ended:
 
     reason: str
     code: int | None = None
+    """The close code, when the server closed the connection (4403: removed; 4410: the room was ended)."""
+    refusal: str | None = None
+    """The refusal's code, when the server refused to let us in (``not-found``, ``banned``, ``locked``, …)."""
 
 
 Event = (

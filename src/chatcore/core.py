@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from . import closecodes
+from . import closecodes, problems
 from .actions import (
     Action,
     AddUser,
@@ -25,7 +25,6 @@ from .actions import (
     Subscribe,
 )
 from .changes import ENDED_REASON
-from .control import BANNED
 from .entering import enter
 from .errors import DriverError, ProtocolError
 from .holdings import MAX_JOIN_KEY_ATTEMPTS, Holdings, deliver
@@ -76,8 +75,6 @@ MAX_JOIN_KEY_CHARS = 64
 MIN_TOKEN_CHARS = 16
 ROOM_LOST_REASON = "this chat changed on the server; reconnect to see it as it is now"
 LOST_REASON = "this chat lost messages on the server; reconnect to see it as it is now"
-RATE_LIMIT_ERROR = "too many messages: slow down"
-NOT_FOUND_ERROR = "chat not found."
 BACKLOG_CLOSE_REASON = "too many messages waiting for the previous one"
 
 _CLOSING = SessionState.CLOSING
@@ -286,15 +283,15 @@ class ChatCore(MemberRequests):
                 decoded = event if text is None else decode_or_none(text, self.limits.max_json_depth)
                 talk_id = dialect.refused_talk_id(decoded)
                 request = dialect.refused_request(decoded)
-            return [Send(connection, dialect.error_event(RATE_LIMIT_ERROR, talk_id, request))]
+            return [Send(connection, dialect.error_event(problems.RATE_LIMITED, talk_id, request))]
         try:
             if binary:
-                raise ProtocolError("binary messages are not supported; send JSON text")
+                raise ProtocolError(problems.BINARY)
             if text is not None:
                 event = decode_text(text, self.limits.max_json_depth)
             return dialects.parse(dialect, event, self.limits.max_payload_chars)
         except ProtocolError as error:
-            return [Send(connection, dialect.error_event(str(error), error.talk_id, error.request))]
+            return [Send(connection, dialect.error_event(error.problem, error.talk_id, error.request))]
 
     def _dispatch(self, connection: ConnectionId, session: Session, request: Request) -> list[Action]:
         try:
@@ -308,13 +305,13 @@ class ChatCore(MemberRequests):
                 return self._moderate(connection, session, request)
             return self._history(connection, session, request)
         except ProtocolError as error:
-            return [Send(connection, session.dialect.error_event(str(error), error.talk_id, error.request))]
+            return [Send(connection, session.dialect.error_event(error.problem, error.talk_id, error.request))]
 
     def _init(self, connection: ConnectionId, session: Session, request: InitRequest) -> list[Action]:
         if session.room is not None:
-            raise ProtocolError("already in a chat; open a new connection for another")
+            raise ProtocolError(problems.ALREADY_IN_CHAT)
         if session.state is SessionState.CLOSING:
-            raise ProtocolError("this connection is closing; open a new one")
+            raise ProtocolError(problems.CLOSING)
         dialect = session.dialect = request.dialect
         identity = admit(self._sign_in, request.auth, request.join_key)
         intro = Intro.of(request, identity, self._new_token() if dialect.resumes else None)
@@ -326,7 +323,7 @@ class ChatCore(MemberRequests):
         if room is not None:
             return self._add_user(connection, session, room, intro)
         if len(join_key) > MAX_JOIN_KEY_CHARS:
-            raise ProtocolError(NOT_FOUND_ERROR)
+            raise ProtocolError(problems.NOT_FOUND)
         session.join_asked()
         session.in_flight += 1
         waiter = Waiter(connection, session, intro)
@@ -365,7 +362,7 @@ class ChatCore(MemberRequests):
     def _talk(self, connection: ConnectionId, session: Session, request: TalkRequest) -> list[Action]:
         room = session.room
         if room is None:
-            raise ProtocolError('send "init" before "talk"', request.talk_id)
+            raise ProtocolError(problems.NOT_IN_CHAT, request.talk_id)
         user_id = session.user_id
         session.in_flight += 1
         room.in_flight += 1
@@ -395,8 +392,7 @@ class ChatCore(MemberRequests):
         if self._sessions.get(connection) is session:
             session.in_flight -= 1
             if isinstance(result, LogFailed):
-                message = f"message not sent: the server could not save it ({result.reason}); try again"
-                actions.append(Send(connection, session.dialect.error_event(message, pending.talk_id)))
+                actions.append(Send(connection, session.dialect.error_event(problems.TALK_NOT_SAVED, pending.talk_id)))
             if session.backlog is not None:
                 actions.extend(self._resume(connection, session))
         if room.idle:
@@ -418,11 +414,10 @@ class ChatCore(MemberRequests):
                     )
                 actions = forgotten
                 session.join_failed()
-                message = "could not make a new chat: no free key found; try again"
-                actions.append(Send(connection, session.dialect.error_event(message)))
+                actions.append(Send(connection, session.dialect.error_event(problems.NO_FREE_KEY)))
             elif room.ended and not isinstance(result, UserAdded):  # (ended meanwhile)
                 session.join_failed()
-                actions = [Send(connection, session.dialect.error_event(NOT_FOUND_ERROR))]
+                actions = [Send(connection, session.dialect.error_event(problems.NOT_FOUND))]
             elif isinstance(result, UserAdded) and (room.ended or self._rooms.get(room.join_key) is not room):
                 # Meanwhile the room ended, or was lost (`room_lost`): like its members, the joiner is closed.
                 code, reason = (
@@ -432,15 +427,13 @@ class ChatCore(MemberRequests):
                 actions = [] if closed is None else [closed]
             elif isinstance(result, UserAdded) and result.user_id in room.control.banned:
                 session.join_failed()  # (banned while the log answered: the ban reached this process first)
-                actions = [Send(connection, session.dialect.error_event(BANNED))]
+                actions = [Send(connection, session.dialect.error_event(problems.BANNED))]
             elif isinstance(result, UserAdded):
                 actions = enter(connection, session, room, result, pending.intro)
             else:
                 session.join_failed()
-                message = result.reason if isinstance(result, Refused) else (
-                    f"could not join the chat: the server could not save it ({result.reason}); try again"
-                )
-                actions = [Send(connection, session.dialect.error_event(message))]
+                problem = result.reason if isinstance(result, Refused) else problems.JOIN_NOT_SAVED
+                actions = [Send(connection, session.dialect.error_event(problem))]
             actions.extend(self._resume(connection, session))
         elif isinstance(result, UserAdded) and self._rooms.get(room.join_key) is room:
             # The joiner left before the answer, but the log took the name it asked for.
@@ -478,13 +471,11 @@ class ChatCore(MemberRequests):
                 actions.extend(self._add_user(waiter.connection, waiter.session, room, waiter.intro))
             actions.extend(self._held.forget_if_idle(room))
             return actions
-        if isinstance(result, Loaded):  # (no such room, or one ended while it was read)
-            message = NOT_FOUND_ERROR
-        else:
-            message = f"could not open the chat: the server could not read it ({result.reason}); try again"
+        # (no such room, or one ended while it was read; else the log failed)
+        problem = problems.NOT_FOUND if isinstance(result, Loaded) else problems.OPEN_NOT_READ
         for waiter in waiters:
             waiter.session.join_failed()
-            actions.append(Send(waiter.connection, waiter.session.dialect.error_event(message)))
+            actions.append(Send(waiter.connection, waiter.session.dialect.error_event(problem)))
             actions.extend(self._resume(waiter.connection, waiter.session))
         return actions
 

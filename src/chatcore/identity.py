@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
+from . import problems
+from .problems import Problem
 from .wire.errors import ProtocolError
 
 ALL: Final = "*"
@@ -46,17 +48,13 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class SignIn:
-    """How a server takes sign-in tokens: ``verify`` checks one (an `Identity`, or why not, for the client)."""
+    """How a server takes sign-in tokens: ``verify`` checks one (an `Identity`, or the problem to tell the client:
+    `problems.SIGN_IN_REFUSED` or a more precise one; the details are the driver's to log, never the client's)."""
 
-    verify: Callable[[str], Identity | str]
+    verify: Callable[[str], Identity | Problem]
     required: bool = False
     """Every connection must present a valid token, and only users whose token says ``create`` start rooms."""
 
-
-TOKEN_NEEDED = "this chat needs you to sign in: open it from your school's site, which signs you in"
-NO_CREATE = "your sign-in does not allow starting a chat"
-NOT_THIS_ROOM = "your sign-in does not allow joining this chat"
-TAKEN = "that name belongs to a signed-in member of this chat; choose another"
 
 NameKey: TypeAlias = Callable[[str], str]
 """A name → the key two names share when a reader could take one for the other."""
@@ -78,8 +76,8 @@ def admit(sign_in: SignIn | None, auth: str | None, join_key: str | None) -> Ide
     identity = None
     if sign_in is not None and auth is not None:
         checked = sign_in.verify(auth)
-        if isinstance(checked, str):
-            raise ProtocolError(f"sign-in refused: {checked}")
+        if isinstance(checked, Problem):
+            raise ProtocolError(checked)
         identity = checked
     refusal = refuse(sign_in, identity, join_key)
     if refusal is not None:
@@ -87,15 +85,15 @@ def admit(sign_in: SignIn | None, auth: str | None, join_key: str | None) -> Ide
     return identity
 
 
-def refuse(sign_in: SignIn | None, identity: Identity | None, join_key: str | None) -> str | None:
+def refuse(sign_in: SignIn | None, identity: Identity | None, join_key: str | None) -> Problem | None:
     """Why a connection with ``identity`` (None: no token) may not join ``join_key`` (None: start a room), or None."""
     if sign_in is None:
         return None
     if identity is None:
-        return TOKEN_NEEDED if sign_in.required else None
+        return problems.SIGN_IN_NEEDED if sign_in.required else None
     if join_key is None:
-        return NO_CREATE if sign_in.required and not identity.create else None
+        return problems.NO_CREATE if sign_in.required and not identity.create else None
     rooms = identity.rooms
     if rooms is None or rooms == ALL or join_key in rooms:
         return None
-    return NOT_THIS_ROOM
+    return problems.NOT_THIS_ROOM

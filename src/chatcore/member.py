@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import problems
 from .actions import Action, Close, ConnectionId, History, Moderate, Rename, Send
 from .errors import ProtocolError
 from .holdings import Holdings
@@ -34,9 +35,9 @@ class MemberRequests:
     def _rename(self, connection: ConnectionId, session: Session, request: NameRequest) -> list[Action]:
         room = session.room
         if room is None:
-            raise ProtocolError('send "init" before "name"')
+            raise ProtocolError(problems.NOT_IN_CHAT)
         if session.verified:
-            raise ProtocolError("your name comes from your sign-in and cannot be changed here")
+            raise ProtocolError(problems.NAME_FROM_SIGN_IN)
         session.in_flight += 1
         session.renaming += 1
         room.in_flight += 1
@@ -47,7 +48,7 @@ class MemberRequests:
     def _history(self, connection: ConnectionId, session: Session, request: HistoryRequest) -> list[Action]:
         room = session.room
         if room is None:
-            raise ProtocolError('send "init" before "history"')
+            raise ProtocolError(problems.NOT_IN_CHAT)
         before_offset = room.last_offset + 1 if request.before is None else request.before
         session.in_flight += 1
         room.in_flight += 1
@@ -57,7 +58,7 @@ class MemberRequests:
     def _moderate(self, connection: ConnectionId, session: Session, request: ChangeRequest) -> list[Action]:
         room, change = session.room, request.change
         if room is None:
-            raise ProtocolError(f'send "init" before "{change.kind}"', request=change.kind)
+            raise ProtocolError(problems.NOT_IN_CHAT, request=change.kind)
         session.in_flight += 1
         room.in_flight += 1
         ticket = self._tickets.issue(Changing(connection, session, room, change))
@@ -86,8 +87,7 @@ class MemberRequests:
             if isinstance(result, Refused):
                 actions.append(Send(connection, session.dialect.error_event(result.reason)))
             elif isinstance(result, LogFailed):
-                message = f"name not changed: the server could not save it ({result.reason}); try again"
-                actions.append(Send(connection, session.dialect.error_event(message)))
+                actions.append(Send(connection, session.dialect.error_event(problems.NAME_NOT_SAVED)))
             actions.extend(self._resume(connection, session))
         actions.extend(self._held.forget_if_idle(room))
         return actions
@@ -105,8 +105,7 @@ class MemberRequests:
                 talks = [logged.message(dialect) for logged in result.talks]
                 actions.append(Send(connection, dialect.history_event(pending.before, talks, result.older)))
             else:
-                message = f"could not read older messages ({result.reason}); try again"
-                actions.append(Send(connection, dialect.error_event(message)))
+                actions.append(Send(connection, dialect.error_event(problems.HISTORY_NOT_READ)))
             actions.extend(self._resume(connection, session))
         actions.extend(self._held.forget_if_idle(room))
         return actions
@@ -118,10 +117,8 @@ class MemberRequests:
         if self._sessions.get(connection) is session:
             session.in_flight -= 1
             if not isinstance(result, Changed):
-                message = result.reason if isinstance(result, Refused) else (
-                    f"not done: the server could not save it ({result.reason}); try again"
-                )
-                actions.append(Send(connection, session.dialect.error_event(message, request=pending.change.kind)))
+                problem = result.reason if isinstance(result, Refused) else problems.CHANGE_NOT_SAVED
+                actions.append(Send(connection, session.dialect.error_event(problem, request=pending.change.kind)))
             actions.extend(self._resume(connection, session))
         actions.extend(self._held.forget_if_idle(room))
         return actions

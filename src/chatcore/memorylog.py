@@ -34,8 +34,8 @@ from .actions import (
     Subscribe,
 )
 from .control import OWNER, Delete, Edit, End, RoomControl, TalkFacts, judge, refuse_join
-from .identity import TAKEN
 from .limits import CoreLimits
+from .problems import ENDED, TAKEN
 from .results import (
     Appended,
     ChangeArrived,
@@ -55,9 +55,6 @@ from .results import (
     SavedRoom,
     UserAdded,
 )
-
-ENDED = "this chat was ended"
-"""Why a change of a room the log no longer has is refused."""
 
 
 class _User(NamedTuple):

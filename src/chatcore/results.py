@@ -18,6 +18,7 @@ from typing import TypeAlias
 
 from .actions import Ticket
 from .control import NEVER_CHANGED, Change, RoomControl
+from .problems import Problem
 from .wire.dialect import Dialect
 from .wire.dialects import DIALECTS
 
@@ -234,16 +235,17 @@ class Changed:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The log did not do an `AddUser`, a `Rename` or a `Moderate`: the room's rules do not allow it (``reason``: for
-    clients)."""
+    """The log did not do an `AddUser`, a `Rename` or a `Moderate`: the room's rules do not allow it (``reason``: what
+    the client is told)."""
 
     ticket: Ticket
-    reason: str
+    reason: Problem
 
 
 @dataclass(frozen=True, slots=True)
 class LogFailed:
-    """The log could not do it, and did none of it; ``reason`` is short and safe to show to clients."""
+    """The log could not do it, and did none of it; ``reason``: short, for the server's log (the client is told that
+    the server could not do it now: `chatcore.problems`)."""
 
     ticket: Ticket
     reason: str

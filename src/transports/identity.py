@@ -34,8 +34,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import HMACAlgorithm
 
+from chatcore import problems
 from chatcore.core import MAX_JOIN_KEY_CHARS
 from chatcore.identity import ALL, Identity, Rooms
+from chatcore.problems import Problem
 from chatcore.wire.errors import ProtocolError
 from chatcore.wire.v2 import valid_name
 
@@ -76,7 +78,12 @@ class AuthKeyError(Exception):
 
 
 class AuthRefused(Exception):
-    """A token that does not make an identity; the message says which check failed and never quotes the token."""
+    """A token that does not make an identity; the message says which check failed (for the server's log) and never
+    quotes the token; ``problem`` is what the client is told."""
+
+    def __init__(self, detail: str, problem: Problem = problems.SIGN_IN_REFUSED) -> None:
+        super().__init__(detail)
+        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +175,10 @@ def _identity(claims: Mapping[str, object], now: float) -> Identity:
     if expires is None:
         raise AuthRefused('missing "exp"')
     if expires <= now - LEEWAY:
-        raise AuthRefused("expired")
+        raise AuthRefused("expired", problems.SIGN_IN_EXPIRED)
     not_before = _time(claims, "nbf")
     if not_before is not None and not_before > now + LEEWAY:
-        raise AuthRefused("not valid yet")
+        raise AuthRefused("not valid yet", problems.SIGN_IN_EARLY)
     sub = claims.get("sub")
     if sub is None:
         raise AuthRefused('missing "sub"')

@@ -124,11 +124,17 @@ def test_a_refused_talk_is_settled_as_refused() -> None:
 def test_a_join_refused_for_now_is_tried_again_and_one_refused_for_good_ends() -> None:
     client = Client("K")
     client.hello()
-    news = client.receive({"type": "error", "message": "could not join the chat: the server could not save it"})
+    news = client.receive({"type": "error", "message": "Not now.", "code": "unavailable"})
+    assert news == [Refused("Not now.", code="unavailable")]
+    assert client.state is State.IDLE
+    client.hello()
+    news = client.receive({"type": "error", "message": "could not join the chat (no code: an older server); try again"})
     assert isinstance(news[0], Refused)
     assert client.state is State.IDLE
     client.hello()
-    assert client.receive({"type": "error", "message": "chat not found."}) == [Ended("chat not found.")]
+    assert client.receive({"type": "error", "message": "No such chat.", "code": "not-found"}) == [
+        Ended("No such chat.", refusal="not-found")
+    ]
     assert state_of(client) is State.ENDED
 
 

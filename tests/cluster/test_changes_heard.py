@@ -29,7 +29,8 @@ from chatcore import (
     UserAdded,
     closecodes,
 )
-from chatcore.control import BANNED, End, Remove
+from chatcore.control import End, Remove
+from chatcore.problems import BANNED
 from chatcore.results import ChangeArrived, Expired, LoggedChange
 
 
@@ -80,7 +81,7 @@ def test_a_user_the_log_added_before_a_ban_that_arrived_first_is_kept_out() -> N
     ticket = process.last(AddUser).ticket
     process.answer(ChangeArrived(LoggedChange("k", 1, 0, 1, 2.0, Remove(2, ban=True))))  # (made elsewhere)
     process.answer(UserAdded(ticket, 2))
-    assert process.sent[1] == [{"type": "error", "message": BANNED, "payload": BANNED}]
+    assert process.sent[1] == [{"type": "error", "message": BANNED.text, "payload": BANNED.text, "code": "banned"}]
     assert "k" not in process.chat.rooms_held  # (nobody in it: let go)
 
 

@@ -30,6 +30,7 @@ from chatcore import (
     Send,
     SessionState,
     UserAdded,
+    problems,
 )
 from corekit import FakeClock, LocalChat, StoredChat, decoded, keys, send
 
@@ -106,8 +107,8 @@ def test_a_talk_the_log_refuses_is_reported_to_its_sender_and_never_shown(core: 
     request = only(send(core, 1, {"type": "talk", "payload": "lost"}), Append)
     error = only(core.log_result(LogFailed(request.ticket, "storage full")), Send)
     assert error.connection == 1
-    assert "not sent" in decoded(error)["message"]
-    assert "storage full" in decoded(error)["message"]
+    assert decoded(error)["message"] == problems.TALK_NOT_SAVED.text
+    assert "storage full" not in decoded(error)["message"]  # (the storage's reason is for the server's log)
     assert decoded(only(talk(core, log, 1, "kept"), Broadcast))["payload"] == "kept"
     core.connect(3)
     joined = only(send(core, 3, {"type": "init", "joinKey": join_key, "render": "text"}), AddUser)
@@ -154,7 +155,7 @@ def test_an_unknown_key_is_not_found_and_the_connection_may_try_again(core: Chat
     core.connect(1)
     load = only(send(core, 1, {"type": "init", "joinKey": "nope"}), Load)
     error = only(core.log_result(Loaded(load.ticket, None)), Send)
-    assert decoded(error)["message"] == "chat not found."
+    assert decoded(error)["message"] == problems.NOT_FOUND.seed_text
     assert core.state_of(1) is SessionState.LOBBY
     assert isinstance(only(send(core, 1, {"type": "init"}), AddUser), AddUser)
     assert core.room_count == 1
@@ -163,22 +164,22 @@ def test_an_unknown_key_is_not_found_and_the_connection_may_try_again(core: Chat
 def test_keys_longer_than_any_handed_out_are_not_looked_up(core: ChatCore) -> None:
     core.connect(1)
     error = only(send(core, 1, {"type": "init", "joinKey": "k" * 65}), Send)
-    assert decoded(error)["message"] == "chat not found."
+    assert decoded(error)["message"] == problems.NOT_FOUND.seed_text
 
 
 def test_a_failed_load_or_join_is_reported_and_leaves_nothing_behind(core: ChatCore) -> None:
     core.connect(1)
     load = only(send(core, 1, {"type": "init", "joinKey": "old"}), Load)
     error = only(core.log_result(LogFailed(load.ticket, "storage busy")), Send)
-    assert "could not open the chat" in decoded(error)["message"]
-    assert "storage busy" in decoded(error)["message"]
+    assert decoded(error)["message"] == problems.OPEN_NOT_READ.text
+    assert "storage busy" not in decoded(error)["message"]
     request = only(send(core, 1, {"type": "init"}), AddUser)
     error = only(core.log_result(LogFailed(request.ticket, "storage full")), Send)
-    assert "could not join" in decoded(error)["message"]
+    assert decoded(error)["message"] == problems.JOIN_NOT_SAVED.text
     assert core.room_count == 0
     assert core.pending_count == 0
     error = only(send(core, 1, {"type": "talk", "payload": "x"}), Send)
-    assert "init" in decoded(error)["message"]
+    assert decoded(error)["message"] == problems.NOT_IN_CHAT.text
 
 
 def test_requests_sent_while_joining_are_handled_after_the_join_in_order(core: ChatCore) -> None:
@@ -194,7 +195,7 @@ def test_requests_sent_while_joining_are_handled_after_the_join_in_order(core: C
     assert (append.join_key, append.user_id, append.payload) == ("key1", 1, "early")
     broadcast, error = core.log_result(Appended(append.ticket, LoggedTalk("key1", 1, 1, 1000.0, "early")))
     assert decoded(broadcast)["payload"] == "early"
-    assert "already in a chat" in decoded(error)["message"]
+    assert decoded(error)["message"] == problems.ALREADY_IN_CHAT.text
 
 
 def test_answers_keep_the_order_of_requests_while_a_talk_is_with_the_log(clock: FakeClock, log: MemoryLog) -> None:
@@ -210,8 +211,8 @@ def test_answers_keep_the_order_of_requests_while_a_talk_is_with_the_log(clock: 
     actions = core.log_result(log.answer(request))
     assert [decoded(action)["payload"] for action in actions[:3]] == [
         "first",
-        "invalid JSON",
-        "too many messages: slow down",
+        problems.NOT_JSON.text,
+        problems.RATE_LIMITED.text,
     ]
     assert isinstance(actions[3], Close)
     assert actions[3].code == 1008
@@ -294,7 +295,7 @@ def test_a_members_talks_go_to_the_log_together_and_what_follows_waits_for_them(
     assert decoded(only(core.log_result(log.answer(first)), Broadcast))["payload"] == "one"
     broadcast, error = core.log_result(log.answer(second))
     assert decoded(broadcast)["payload"] == "two"
-    assert decoded(error)["message"] == "invalid JSON"
+    assert decoded(error)["message"] == problems.NOT_JSON.text
     assert isinstance(only(send(core, 1, {"type": "talk", "payload": "three"}), Append), Append)
 
 
@@ -312,7 +313,7 @@ def test_a_result_that_answers_no_request_of_its_kind_is_a_driver_error(core: Ch
     with pytest.raises(DriverError):
         core.log_result(wrong(load.ticket))
     assert core.pending_count == 1  # unchanged: the right answer still works
-    assert decoded(only(core.log_result(Loaded(load.ticket, None)), Send))["message"] == "chat not found."
+    assert decoded(only(core.log_result(Loaded(load.ticket, None)), Send))["message"] == problems.NOT_FOUND.seed_text
 
 
 def test_an_append_answered_for_another_room_is_a_driver_error(core: ChatCore, log: MemoryLog) -> None:

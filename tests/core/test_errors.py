@@ -23,35 +23,37 @@ from chatcore import (
     Subscribe,
     TransitionError,
     UserAdded,
+    problems,
 )
+from chatcore.problems import Problem
 from chatcore.ratelimit import TokenBucket
 from chatcore.rooms import Room
 from chatcore.session import Session
-from corekit import assert_error, only_reply, send, start_room
+from corekit import assert_error, only_reply, send, start_room, v2_error
 
 
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ("not json", "invalid JSON"),
-        ("{", "invalid JSON"),
-        ("", "invalid JSON"),
-        ("[" * 100_000 + "]" * 100_000, "nested deeper than 32"),
-        ('{"a":' * 33 + "1" + "}" * 33, "nested deeper than 32"),
-        ("[]", "JSON object"),
-        ('"init"', "JSON object"),
-        ("null", "JSON object"),
-        ("42", "JSON object"),
-        ("{}", '"type"'),
-        ('{"type": 3}', '"type"'),
-        ('{"type": null}', '"type"'),
-        ('{"type": "dance"}', "unknown event type"),
-        ('{"type": "INIT"}', "unknown event type"),
-        ('{"type": "init", "joinKey": 5}', '"joinKey" must be a string'),
-        ('{"type": "init", "joinKey": ["k"]}', '"joinKey" must be a string'),
+        ("not json", problems.NOT_JSON),
+        ("{", problems.NOT_JSON),
+        ("", problems.NOT_JSON),
+        ("[" * 100_000 + "]" * 100_000, problems.TOO_DEEP.format(depth=32)),
+        ('{"a":' * 33 + "1" + "}" * 33, problems.TOO_DEEP.format(depth=32)),
+        ("[]", problems.NOT_AN_OBJECT),
+        ('"init"', problems.NOT_AN_OBJECT),
+        ("null", problems.NOT_AN_OBJECT),
+        ("42", problems.NOT_AN_OBJECT),
+        ("{}", problems.NO_TYPE),
+        ('{"type": 3}', problems.NO_TYPE),
+        ('{"type": null}', problems.NO_TYPE),
+        ('{"type": "dance"}', problems.UNKNOWN_REQUEST),
+        ('{"type": "INIT"}', problems.UNKNOWN_REQUEST),
+        ('{"type": "init", "joinKey": 5}', problems.BAD_JOIN_KEY),
+        ('{"type": "init", "joinKey": ["k"]}', problems.BAD_JOIN_KEY),
     ],
 )
-def test_bad_input_before_init_is_answered_with_an_error(core: ChatCore, text: str, error: str) -> None:
+def test_bad_input_before_init_is_answered_with_an_error(core: ChatCore, text: str, error: Problem) -> None:
     core.connect(1)
     assert_error(core.receive_text(1, text), 1, error)
     # ...and the connection stays usable.
@@ -61,18 +63,18 @@ def test_bad_input_before_init_is_answered_with_an_error(core: ChatCore, text: s
 @pytest.mark.parametrize(
     ("event", "error"),
     [
-        ({"type": "talk"}, '"payload" must be a string'),
-        ({"type": "talk", "payload": 5}, '"payload" must be a string'),
-        ({"type": "talk", "payload": None}, '"payload" must be a string'),
-        ({"type": "talk", "payload": {"html": "<b>"}}, '"payload" must be a string'),
-        ({"type": "talk", "payload": "\ud800"}, "valid Unicode"),
-        ({"type": "init"}, "already in a chat"),
-        ({"type": "init", "joinKey": "key1"}, "already in a chat"),
-        ({"type": "leave"}, "unknown event type"),
+        ({"type": "talk"}, problems.MESSAGE_NOT_TEXT),
+        ({"type": "talk", "payload": 5}, problems.MESSAGE_NOT_TEXT),
+        ({"type": "talk", "payload": None}, problems.MESSAGE_NOT_TEXT),
+        ({"type": "talk", "payload": {"html": "<b>"}}, problems.MESSAGE_NOT_TEXT),
+        ({"type": "talk", "payload": "\ud800"}, problems.NOT_UNICODE),
+        ({"type": "init"}, problems.ALREADY_IN_CHAT),
+        ({"type": "init", "joinKey": "key1"}, problems.ALREADY_IN_CHAT),
+        ({"type": "leave"}, problems.UNKNOWN_REQUEST),
     ],
 )
 def test_bad_input_in_a_room_is_answered_and_the_room_goes_on(
-    core: ChatCore, event: dict[str, object], error: str
+    core: ChatCore, event: dict[str, object], error: Problem
 ) -> None:
     start_room(core, 1)
     assert_error(core.receive(1, event), 1, error)
@@ -81,12 +83,12 @@ def test_bad_input_in_a_room_is_answered_and_the_room_goes_on(
 
 def test_talk_before_init_is_an_error(core: ChatCore) -> None:
     core.connect(1)
-    assert_error(send(core, 1, {"type": "talk", "payload": "hi"}), 1, 'send "init" before "talk"')
+    assert_error(send(core, 1, {"type": "talk", "payload": "hi"}), 1, problems.NOT_IN_CHAT)
 
 
 def test_binary_messages_are_answered_with_an_error(core: ChatCore) -> None:
     core.connect(1)
-    assert_error(core.receive_binary(1, b"\x00\x01"), 1, "binary")
+    assert_error(core.receive_binary(1, b"\x00\x01"), 1, problems.BINARY)
 
 
 def test_events_for_unknown_connections_are_a_driver_bug(core: ChatCore) -> None:
@@ -103,9 +105,7 @@ def test_a_version_2_member_sending_json_that_is_not_an_object_gets_an_error_eve
     for text in ("[1]", "5", '"talk"', "null"):
         (reply,) = core.receive_text(1, text)
         assert isinstance(reply, Send)
-        assert json.loads(reply.message) == {
-            "type": "error", "message": "an event must be a JSON object", "payload": "an event must be a JSON object",
-        }
+        assert json.loads(reply.message) == v2_error(problems.NOT_AN_OBJECT)
 
 
 def test_an_illegal_session_transition_names_the_step_and_the_state() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatcore import AddUser, Broadcast, ChatCore, CoreLimits, KeyTaken, Send, SessionState
+from chatcore import AddUser, Broadcast, ChatCore, CoreLimits, KeyTaken, Send, SessionState, problems
 from chatcore.holdings import MAX_JOIN_KEY_ATTEMPTS
 from corekit import (
     ESCAPED,
@@ -109,7 +109,7 @@ def test_a_disconnect_before_init_leaves_no_trace(core: ChatCore) -> None:
 def test_unknown_join_key_is_an_error_and_init_can_be_retried(core: ChatCore) -> None:
     join_key = start_room(core, 1)
     core.connect(2)
-    assert_error(send(core, 2, {"type": "init", "joinKey": "nope"}), 2, "chat not found.")
+    assert_error(send(core, 2, {"type": "init", "joinKey": "nope"}), 2, problems.NOT_FOUND)
     assert only_reply(send(core, 2, {"type": "init", "joinKey": join_key}), 2)["userId"] == 2
 
 
@@ -125,7 +125,7 @@ def test_replay_is_escaped_for_markup_renderers_only(core: ChatCore) -> None:
 def test_a_connection_moves_from_lobby_to_member_and_back_to_lobby_when_its_join_fails(core: ChatCore) -> None:
     core.connect(1)
     assert core.state_of(1) is SessionState.LOBBY
-    assert_error(send(core, 1, {"type": "init", "joinKey": "nope"}), 1, "chat not found.")
+    assert_error(send(core, 1, {"type": "init", "joinKey": "nope"}), 1, problems.NOT_FOUND)
     assert core.state_of(1) is SessionState.LOBBY
     send(core, 1, {"type": "init"})
     assert core.state_of(1) is SessionState.MEMBER
@@ -151,6 +151,6 @@ def test_a_log_that_keeps_saying_key_taken_ends_in_an_error_not_a_loop() -> None
         actions = core.log_result(KeyTaken(request.ticket))
     (request,) = actions
     assert isinstance(request, AddUser)
-    assert_error(core.log_result(KeyTaken(request.ticket)), 1, "could not make a new chat")
+    assert_error(core.log_result(KeyTaken(request.ticket)), 1, problems.NO_FREE_KEY)
     assert core.state_of(1) is SessionState.LOBBY
     assert core.room_count == 0

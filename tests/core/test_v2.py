@@ -18,10 +18,12 @@ from chatcore import (
     Rename,
     UserAdded,
     closecodes,
+    problems,
 )
 from chatcore.core import ROOM_LOST_REASON
+from chatcore.problems import Problem
 from chatcore.wire.v2 import HISTORY_MAX
-from corekit import FakeClock, LocalChat, StoredChat, keys
+from corekit import FakeClock, LocalChat, StoredChat, keys, v2_error
 from v2kit import Net
 
 SEED_TALK_FIELDS = {"type", "payload", "userId", "time"}
@@ -71,29 +73,29 @@ def test_tokens_differ_for_every_user(net: Net) -> None:
 @pytest.mark.parametrize(
     ("init", "complaint"),
     [
-        ({"v": 3}, '"v" must be 2'),
-        ({"v": "2"}, '"v" must be 2'),
-        ({"v": True}, '"v" must be 2'),
-        ({"v": 2, "name": ""}, '"name" must be 1 to 32'),
-        ({"v": 2, "name": "   "}, '"name" must be 1 to 32'),
-        ({"v": 2, "name": "x" * 33}, '"name" must be 1 to 32'),
-        ({"v": 2, "name": "a\nb"}, "control characters"),
-        ({"v": 2, "name": "a\u0007"}, "control characters"),
-        ({"v": 2, "name": 7}, '"name" must be a string'),
-        ({"v": 2, "token": 7}, '"token" must be a string'),
-        ({"v": 2, "after": -1}, '"after" must be an integer'),
-        ({"v": 2, "after": 1.5}, '"after" must be an integer'),
-        ({"v": 2, "after": True}, '"after" must be an integer'),
+        ({"v": 3}, problems.BAD_VERSION.format(versions="the original, 2")),
+        ({"v": "2"}, problems.BAD_VERSION.format(versions="the original, 2")),
+        ({"v": True}, problems.BAD_VERSION.format(versions="the original, 2")),
+        ({"v": 2, "name": ""}, problems.NAME_LENGTH.format(limit=32)),
+        ({"v": 2, "name": "   "}, problems.NAME_LENGTH.format(limit=32)),
+        ({"v": 2, "name": "x" * 33}, problems.NAME_LENGTH.format(limit=32)),
+        ({"v": 2, "name": "a\nb"}, problems.NAME_CONTROL),
+        ({"v": 2, "name": "a\u0007"}, problems.NAME_CONTROL),
+        ({"v": 2, "name": 7}, problems.NAME_NOT_TEXT),
+        ({"v": 2, "token": 7}, problems.BAD_REJOIN),
+        ({"v": 2, "after": -1}, problems.BAD_RESUME_POINT),
+        ({"v": 2, "after": 1.5}, problems.BAD_RESUME_POINT),
+        ({"v": 2, "after": True}, problems.BAD_RESUME_POINT),
     ],
 )
 def test_a_bad_init_field_is_an_error_and_the_connection_may_try_again(
-    net: Net, init: dict[str, Any], complaint: str
+    net: Net, init: dict[str, Any], complaint: Problem
 ) -> None:
     net.connect(1)
     net.send(1, {"type": "init", **init})
     (error,) = net.take(1)
     assert error["type"] == "error"
-    assert complaint in error["message"]
+    assert error["message"] == complaint.text
     net.send(1, {"type": "init", "v": 2, "name": "Ada"})
     (reply,) = net.take(1)
     assert (reply["type"], reply["userId"]) == ("init", 1)
@@ -133,7 +135,8 @@ def test_seed_clients_get_seed_errors_even_for_version_2_requests(net: Net) -> N
     net.connect(1)
     net.send(1, {"type": "history", "before": 1})
     (error,) = net.take(1)
-    assert error.keys() == {"type", "message", "payload"}
+    text = problems.UNKNOWN_REQUEST.text
+    assert error == {"type": "error", "message": text, "payload": text}
 
 
 # Talks and their ids
@@ -189,7 +192,7 @@ def test_a_bad_id_is_an_error(net: Net, talk_id: object) -> None:
     net.send(1, {"type": "talk", "payload": "hi", "id": talk_id})
     (error,) = net.take(1)
     assert error["type"] == "error"
-    assert '"id"' in error["message"]
+    assert error["message"] == problems.BAD_TALK_ID.format(limit=64).text
 
 
 def test_a_refused_talk_is_named_by_its_id(clock: FakeClock) -> None:
@@ -201,17 +204,17 @@ def test_a_refused_talk_is_named_by_its_id(clock: FakeClock) -> None:
     (too_long, too_fast) = net.take(1)
     assert too_long["type"] == "error"
     assert too_long["id"] == "long"
-    assert "longer than 5" in too_long["message"]
+    assert (too_long["message"], too_long["code"]) == (problems.TOO_LONG.format(limit=5).text, "too-long")
     assert too_fast["type"] == "error"
     assert too_fast["id"] == "fast"
-    assert "slow down" in too_fast["message"]
+    assert (too_fast["message"], too_fast["code"]) == (problems.RATE_LIMITED.text, "rate-limited")
 
 
 def test_an_error_for_a_talk_without_id_has_no_id(net: Net) -> None:
     net.join(1)
     net.send(1, {"type": "talk", "payload": 5})
     (error,) = net.take(1)
-    assert error.keys() == {"type", "message", "payload"}
+    assert error == v2_error(problems.MESSAGE_NOT_TEXT)
 
 
 # Names
@@ -398,12 +401,12 @@ def test_version_2_requests_before_init_are_errors(net: Net) -> None:
     net.connect(1)
     net.send(1, {"type": "init", "v": 2, "joinKey": "missing"})
     (error,) = net.take(1)
-    assert error == {"type": "error", "message": "chat not found.", "payload": "chat not found."}
+    assert error == v2_error(problems.NOT_FOUND)
     for event in ({"type": "name", "name": "Ada"}, {"type": "history"}, {"type": "talk", "payload": "x", "id": "i"}):
         net.send(1, event)
         (error,) = net.take(1)
         assert error["type"] == "error"
-        assert "init" in error["message"]
+        assert error["message"] == problems.NOT_IN_CHAT.text
 
 
 # With a log shared by several processes

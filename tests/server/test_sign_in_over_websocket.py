@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chat_client import ChatClient, V2Client
-from chatcore.identity import TOKEN_NEEDED
+from chatcore.problems import SIGN_IN_NEEDED
 from live import wait_until
 from probes import scrape
 from processes import ServerProcess, server_process
@@ -150,9 +150,9 @@ def rotate(server: ServerProcess, tmp_path: Path, key_a: rsa.RSAPrivateKey, key_
 def test_required_sign_in_tells_a_seed_client_it_needs_one(tmp_path: Path, key_a: rsa.RSAPrivateKey) -> None:
     with server_with_key(tmp_path, key_a, "--auth", "required") as server:
         url = f"ws://127.0.0.1:{server.ws_port}/"
-        with ChatClient(url) as seed, pytest.raises(AssertionError, match=TOKEN_NEEDED):
+        with ChatClient(url) as seed, pytest.raises(AssertionError, match=SIGN_IN_NEEDED.text):
             seed.init(renders_text=False)  # as the seed page does: it cannot present a token
-        assert refusal(url, {"type": "init", "v": 2}) == TOKEN_NEEDED
+        assert refusal(url, {"type": "init", "v": 2}) == SIGN_IN_NEEDED.text
         with V2Client(url) as teacher:
             room = teacher.join(auth=token(key_a, "t-1", "Ms. Lovelace"))["joinKey"]
             with V2Client(url) as student:

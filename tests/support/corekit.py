@@ -21,6 +21,7 @@ from chatcore import (
     Subscribe,
 )
 from chatcore.identity import NameKey, SignIn, folded
+from chatcore.problems import Problem
 
 MARKUP = '<img src=x onerror="alert(1)"> & \'quoted\''
 
@@ -141,7 +142,13 @@ def join_room(core: ChatCore, connection: int, join_key: str, **init: object) ->
     return send(core, connection, {"type": "init", "joinKey": join_key, **init})
 
 
-def assert_error(actions: list[Action], connection: int, text: str) -> None:
+def v2_error(problem: Problem, **fields: object) -> dict[str, object]:
+    """The version-2 error event saying ``problem``, with ``fields`` (``id``, ``request``)."""
+    return {"type": "error", "message": problem.text, "payload": problem.text, "code": problem.code, **fields}
+
+
+def assert_error(actions: list[Action], connection: int, problem: Problem) -> None:
+    """The one reply is the seed's error event saying ``problem`` (its text, in the seed's two fields)."""
     event = only_reply(actions, connection)
-    assert event == {"type": "error", "message": event["message"], "payload": event["message"]}
-    assert text in event["message"]
+    text = problem.text if problem.seed_text is None else problem.seed_text
+    assert event == {"type": "error", "message": text, "payload": text}

@@ -48,8 +48,8 @@ from chatcore import (
 )
 from chatcore.actions import Expire, Moderate
 from chatcore.control import Delete, Edit, End, RoomControl, refuse_join
-from chatcore.identity import TAKEN
-from chatcore.memorylog import ENDED, decide
+from chatcore.memorylog import decide
+from chatcore.problems import ENDED, TAKEN
 from chatcore.results import Changed, Expired, LoggedChange, Refused
 
 UNREACHABLE = "storage unreachable"

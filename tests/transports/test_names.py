@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatcore.identity import TAKEN, Identity, SignIn
+from chatcore.identity import Identity, SignIn
+from chatcore.problems import SIGN_IN_REFUSED, TAKEN, Problem
 from corekit import FakeClock, LocalChat, keys
 from transports.names import name_key
 from v2kit import Net
@@ -12,8 +13,8 @@ from v2kit import Net
 TOKENS = {"teacher": Identity("t-1", "Ms. Lovelace", create=True), "student": Identity("s-1", "Ada")}
 
 
-def verify(token: str) -> Identity | str:
-    return TOKENS.get(token, "bad signature")
+def verify(token: str) -> Identity | Problem:
+    return TOKENS.get(token, SIGN_IN_REFUSED)
 
 
 @pytest.mark.parametrize(("one", "other"), [
@@ -42,8 +43,8 @@ def test_an_unsigned_user_cannot_take_a_look_alike_of_a_signed_in_members_name(n
     net.join(2, joinKey=room, auth="student")
     net.connect(3)
     net.send(3, {"type": "init", "v": 2, "joinKey": room, "name": name})
-    assert [event["message"] for event in net.take(3)] == [TAKEN]
+    assert [event["message"] for event in net.take(3)] == [TAKEN.text]
     anon = net.join(4, joinKey=room, name="Anon")
     net.send(4, {"type": "name", "name": name})
-    assert [event["message"] for event in net.take(4)] == [TAKEN]
+    assert [event["message"] for event in net.take(4)] == [TAKEN.text]
     assert anon["name"] == "Anon"

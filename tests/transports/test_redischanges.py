@@ -34,10 +34,12 @@ from chatcore import (
     Subscribed,
     TalkArrived,
     UserAdded,
+    problems,
 )
 from chatcore.actions import Expire, Moderate
-from chatcore.control import BANNED, LOCKED, Change, Delete, Edit, End, Lock, Remove, SetRole, Title
-from chatcore.memorylog import ENDED, MemoryLog
+from chatcore.control import Change, Delete, Edit, End, Lock, Remove, SetRole, Title
+from chatcore.memorylog import MemoryLog
+from chatcore.problems import BANNED, ENDED, LOCKED
 from chatcore.results import ChangeArrived, Changed, Expired, LoggedChange, Refused
 from redis_model import RedisModel
 from redis_server import RedisServer
@@ -129,7 +131,7 @@ def test_what_a_delete_an_edit_an_end_and_retention_erase_is_in_no_key(
                                                                                   "i151"))),
         Changed(401, LoggedChange("k", 2, 300, 1, 501.0, Edit(11, "talk 10, as it is now"), LoggedTalk(
             "k", 11, 1, 110.0, "talk 10, as it is now", None, "i10", 501.0))),
-        Refused(402, "no such message in this chat"),
+        Refused(402, problems.NO_SUCH_MESSAGE),
     ]
     values = every_value(redis)
     assert holding(values, "secret-151-end") == []
@@ -222,7 +224,7 @@ async def test_a_change_made_on_one_process_is_heard_on_the_other_in_order(broke
     assert changed == on_a  # what each process was answered is what every process heard
     refused = [result for result in answers if isinstance(result, Refused)]
     assert sorted(result.ticket for result in refused) == list(range(205, 220))
-    assert {result.reason for result in refused} == {"only the chat's owner and moderators can set its title"}
+    assert {result.reason for result in refused} == {problems.STAFF_ONLY.format(doing="set its title")}
     deletes = [(entry.after, entry.change.offset) for entry in on_a if isinstance(entry.change, Delete)]
     assert len(deletes) == 5
     assert all(after >= offset for after, offset in deletes)  # after the talk it names

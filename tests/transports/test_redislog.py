@@ -39,8 +39,9 @@ from chatcore import (
     Subscribe,
     UserAdded,
 )
-from chatcore.identity import TAKEN, folded
+from chatcore.identity import folded
 from chatcore.memorylog import MemoryLog
+from chatcore.problems import TAKEN
 from chatcore.results import Refused
 from redis_model import RedisModel
 from redis_model import Refresh as ModelRefresh

@@ -25,11 +25,10 @@ from chatcore import (
     Rename,
     SavedRoom,
     UserAdded,
+    problems,
 )
 from chatcore.actions import Expire, LogRequest, Moderate
 from chatcore.control import (
-    BANNED,
-    LOCKED,
     NEVER_CHANGED,
     Change,
     Delete,
@@ -41,8 +40,9 @@ from chatcore.control import (
     SetRole,
     Title,
 )
-from chatcore.identity import TAKEN, folded
+from chatcore.identity import folded
 from chatcore.memorylog import MemoryLog
+from chatcore.problems import TAKEN
 from chatcore.results import ChangeArrived, Changed, Expired, LoggedChange, Refused
 from sqlite_batches import check_in_batches
 from transports.storage.sqlcontrol import first_kept
@@ -153,7 +153,7 @@ def test_a_change_in_a_batch_judges_the_talks_placed_before_it(database: Databas
     edited = LoggedTalk("a", 2, 2, 2.0, "two, edited", "Bob", "m1", 3.0)
     assert results[2:] == [
         changed(5, "a", 1, 2, 2, 3.0, Edit(2, "two, edited"), edited),
-        Refused(6, "you can only delete your own messages"),
+        Refused(6, problems.DELETE_OWN_ONLY),
         Appended(7, edited, duplicate=True),
         Appended(8, LoggedTalk("a", 3, 1, 5.0, "three")),
         changed(9, "a", 2, 3, 1, 6.0, Delete(3), LoggedTalk("a", 3, 1, 5.0, None)),
@@ -209,7 +209,7 @@ def test_a_lock_keeps_new_users_out_and_a_ban_keeps_its_user_out(tmp_path: Path)
         ]) == [
             UserAdded(1, 1), UserAdded(2, 2), UserAdded(3, 3), UserAdded(4, 4),
             changed(5, "a", 1, 0, 1, 1.0, Lock(True)),
-            Refused(6, LOCKED), Refused(7, LOCKED), Refused(8, LOCKED),
+            Refused(6, problems.LOCKED), Refused(7, problems.LOCKED), Refused(8, problems.LOCKED),
             UserAdded(9, 2, True),
             UserAdded(10, 1),
             LogFailed(11, "storage inconsistent"),
@@ -231,7 +231,7 @@ def test_a_lock_keeps_new_users_out_and_a_ban_keeps_its_user_out(tmp_path: Path)
             AddUser(1, "a", None, resume_hash="bob"),
             AddUser(2, "a", None, resume_hash="cy"),  # removed, not banned: it may come back
             AddUser(3, "a", None),  # no user id was used up by the refusals
-        ]) == [Refused(1, BANNED), UserAdded(2, 3, True), UserAdded(3, 5)]
+        ]) == [Refused(1, problems.BANNED), UserAdded(2, 3, True), UserAdded(3, 5)]
         room = load(database, "a")
         assert room is not None
         assert room.control == RoomControl(None, False, frozenset(), frozenset({2}), 4)
@@ -278,7 +278,7 @@ def test_an_end_erases_every_row_of_the_room(tmp_path: Path) -> None:
         database.run([Moderate(1, "a", 1, 1.0, SetRole(2, True)), Moderate(2, "a", 1, 1.0, Delete(3))])
         assert database.run([Moderate(3, "a", 1, 9.0, End())]) == [changed(3, "a", 3, total, 1, 9.0, End())]
         assert load(database, "a") is None
-        assert database.run([Moderate(4, "a", 1, 9.0, Lock(True))]) == [Refused(4, "this chat was ended")]
+        assert database.run([Moderate(4, "a", 1, 9.0, Lock(True))]) == [Refused(4, problems.ENDED)]
         assert database.run([History(5, "a", 3, 3)]) == [LogFailed(5, "storage inconsistent")]
         assert page(database, "b", total + 1, total) == (list(range(1, total + 1)), False)
     finally:
@@ -380,7 +380,7 @@ def test_retention_erases_the_oldest_talks_and_ends_quiet_rooms(tmp_path: Path) 
                                    f"id{2 * total - 2}"), duplicate=True),
         ]
         assert database.run([Moderate(5, "a", 1, 2001.0, Delete(306))]) == [
-            Refused(5, "no such message in this chat")
+            Refused(5, problems.NO_SUCH_MESSAGE)
         ]
         assert database.run([Expire(3000.0)]) == [
             ChangeArrived(LoggedChange("a", 1, total + 1, 0, 3000.0, End())),
@@ -476,7 +476,7 @@ def test_a_version_4_database_keeps_its_rooms_users_and_talks_and_takes_changes(
             changed(3, "a", 3, 300, 3, 400.0, Edit(2, "p2, edited"),
                     LoggedTalk("a", 2, 3, 2.0, "p2, edited", None, None, 400.0)),
             changed(4, "a", 4, 300, 1, 400.0, Lock(True)),
-            Refused(5, LOCKED),
+            Refused(5, problems.LOCKED),
             UserAdded(6, 1, True, "Ada"),
             Appended(7, LoggedTalk("a", 299, 3, 299.0, "p299", None, "id299"), duplicate=True),
         ]
@@ -518,7 +518,7 @@ def test_sign_ins_answer_as_the_memory_log_does(tmp_path: Path) -> None:
     reference = MemoryLog(history_limit=10)
     expected = [reference.answer(action) for action in actions]
     assert sum(isinstance(r, UserAdded) and r.resumed for r in expected) > 100
-    assert {BANNED, LOCKED} <= {r.reason for r in expected if isinstance(r, Refused)}
+    assert {problems.BANNED, problems.LOCKED} <= {r.reason for r in expected if isinstance(r, Refused)}
     check_in_batches(tmp_path, actions, expected)
 
 
@@ -540,7 +540,7 @@ def test_a_version_5_database_keeps_its_users_and_signs_them_in(tmp_path: Path) 
             AddUser(4, "a", None, resume_hash="bo"),  # banned before
         ]) == [
             UserAdded(1, 1, True, "Ada"), UserAdded(2, 4, False, "Ada", verified=True),
-            UserAdded(3, 4, True, "Ada", verified=True), Refused(4, BANNED),
+            UserAdded(3, 4, True, "Ada", verified=True), Refused(4, problems.BANNED),
         ]
     finally:
         database.close()
@@ -591,7 +591,7 @@ def test_names_signed_in_users_hold_answer_as_the_memory_log_does(tmp_path: Path
     taken = [r for r in expected if isinstance(r, Refused) and r.reason == TAKEN]
     assert len(taken) > 50
     assert sum(isinstance(r, NameSaved) for r in expected) > 50
-    assert {BANNED, LOCKED} <= {r.reason for r in expected if isinstance(r, Refused)}
+    assert {problems.BANNED, problems.LOCKED} <= {r.reason for r in expected if isinstance(r, Refused)}
     check_in_batches(tmp_path, actions, expected, (1, 9, 100))
 
 

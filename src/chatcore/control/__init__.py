@@ -4,7 +4,7 @@
 `rules`: who may make which change and who may join, as every room log judges it.
 """
 
-from .rules import BANNED, LOCKED, TalkFacts, judge, refuse_join
+from .rules import TalkFacts, judge, refuse_join
 from .state import (
     MAX_TITLE_CHARS,
     NEVER_CHANGED,
@@ -22,8 +22,6 @@ from .state import (
 )
 
 __all__ = [
-    "BANNED",
-    "LOCKED",
     "MAX_TITLE_CHARS",
     "NEVER_CHANGED",
     "OWNER",

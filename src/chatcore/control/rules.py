@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import problems
+from ..problems import BANNED, LOCKED, Problem
 from .state import OWNER, Change, Delete, Edit, End, Lock, RoomControl, SetRole, Title
 
 
@@ -25,56 +27,53 @@ class TalkFacts:
 
 def judge(
     control: RoomControl, actor: int, change: Change, *, talk: TalkFacts | None = None, last_user_id: int = 0
-) -> str | None:
-    """Why ``actor`` may not make ``change`` in the room (a short text for the client), or None if it may.
+) -> Problem | None:
+    """Why ``actor`` may not make ``change`` in the room, or None if it may.
 
     ``talk``: the talk an `Edit` or `Delete` names, as the log has it (None: it has no talk at that offset).
     ``last_user_id``: the last user id the room handed out (a `Remove` or `SetRole` names one of them).
     """
     if isinstance(change, Edit | Delete):
         if talk is None:
-            return "no such message in this chat"
+            return problems.NO_SUCH_MESSAGE
         if talk.deleted:
-            return "that message was deleted"
+            return problems.MESSAGE_DELETED
         if isinstance(change, Edit):
-            return None if talk.user_id == actor else "you can only edit your own messages"
+            return None if talk.user_id == actor else problems.EDIT_OWN_ONLY
         if talk.user_id == actor or control.is_staff(actor):
             return None
-        return "you can only delete your own messages"
+        return problems.DELETE_OWN_ONLY
     if isinstance(change, Title | Lock):
-        return None if control.is_staff(actor) else f"only the chat's owner and moderators can {_doing(change)}"
+        return None if control.is_staff(actor) else problems.STAFF_ONLY.format(doing=_doing(change))
     if isinstance(change, End):
-        return None if actor == OWNER else "only the chat's owner can end it"
+        return None if actor == OWNER else problems.OWNER_ONLY.format(doing="end it")
     if not 1 <= change.user_id <= last_user_id:
-        return "no such user in this chat"
+        return problems.NO_SUCH_USER
     if isinstance(change, SetRole):
         if actor != OWNER:
-            return "only the chat's owner can change roles"
+            return problems.OWNER_ONLY.format(doing="change roles")
         if change.user_id == OWNER:
-            return "the owner's role cannot change"
+            return problems.OWNER_ROLE
         if change.user_id in control.banned:
-            return "that user is banned from this chat"
+            return problems.BANNED_ROLE
         return None
     if not control.is_staff(actor):
-        return "only the chat's owner and moderators can remove users"
+        return problems.STAFF_ONLY.format(doing="remove people")
     if change.user_id == actor:
-        return "you cannot remove yourself"
+        return problems.REMOVE_SELF
     if change.user_id == OWNER:
-        return "the owner cannot be removed"
+        return problems.REMOVE_OWNER
     if actor != OWNER and change.user_id in control.moderators:
-        return "only the owner can remove a moderator"
+        return problems.OWNER_ONLY.format(doing="remove a moderator")
     return None
 
 
-def refuse_join(control: RoomControl, user_id: int | None) -> str | None:
+def refuse_join(control: RoomControl, user_id: int | None) -> Problem | None:
     """Why a join may not go on (None: it may): ``user_id`` is the user a valid token named, None for a new user."""
     if user_id is None:
         return LOCKED if control.locked else None
     return BANNED if user_id in control.banned else None
 
-
-LOCKED = "this chat is locked: only people who were in it can come back"
-BANNED = "you were removed from this chat"
 
 
 def _doing(change: Title | Lock) -> str:

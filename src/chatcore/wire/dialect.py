@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..control.state import Change, RoomControl
+from ..problems import Problem
 
 
 class TalkFields(Protocol):
@@ -167,9 +168,9 @@ class Dialect(ABC):
         return [talk for talk in welcome.history if talk.payload is not None]
 
     @abstractmethod
-    def error_event(self, message: str, talk_id: str | None = None, request: str | None = None) -> str:
-        """An error; ``talk_id``: the id of the talk it refuses, if the client gave one; ``request``: the type of
-        the request it refuses, if it says (`ProtocolError.request`)."""
+    def error_event(self, problem: Problem, talk_id: str | None = None, request: str | None = None) -> str:
+        """An error, ``problem`` said in this dialect; ``talk_id``: the id of the talk it refuses, if the client
+        gave one; ``request``: the type of the request it refuses, if it says (`ProtocolError.request`)."""
 
     def change_event(self, entry: ChangeFields, control: RoomControl) -> str | None:
         """A change of the room, as its members are told (None: not told), ``control`` the room's state once it is

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .. import problems
 from . import seed, v2
 from .dialect import Dialect, InitRequest, Request
 from .errors import ProtocolError
@@ -41,5 +42,5 @@ def _versioned(event: dict[str, Any]) -> InitRequest:
         for number, parse_init in VERSIONS.items():
             if version == number:
                 return parse_init(event)
-    versions = " or ".join(str(number) for number in VERSIONS)
-    raise ProtocolError(f'"v" must be {versions} (or absent, for the seed protocol)')
+    versions = ", ".join(["the original", *(str(number) for number in VERSIONS)])
+    raise ProtocolError(problems.BAD_VERSION.format(versions=versions))

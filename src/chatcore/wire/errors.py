@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from ..problems import Problem
+
 
 class ProtocolError(Exception):
-    """A client event the server cannot accept; ``str(error)`` is sent back to the client as an ``error`` event.
+    """A client event the server cannot accept; its ``problem`` is sent back to the client as an ``error`` event.
 
     The core catches these itself and answers with an `error` event: a driver
     never sees one. ``talk_id``: the ``id`` of the refused ``talk``, when it carried one (a version-2
@@ -12,7 +14,8 @@ class ProtocolError(Exception):
     requests whose refusal says so (a version-2 client's changes of its room).
     """
 
-    def __init__(self, message: str, talk_id: str | None = None, request: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, problem: Problem, talk_id: str | None = None, request: str | None = None) -> None:
+        super().__init__(problem.text)
+        self.problem = problem
         self.talk_id = talk_id
         self.request = request

@@ -7,6 +7,7 @@ import math
 from json.encoder import encode_basestring
 from typing import Any
 
+from .. import problems
 from .errors import ProtocolError
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -19,7 +20,7 @@ string = encode_basestring
 def decode_text(text: str, max_depth: int) -> object:
     """Parse one text message as JSON, refusing nesting deeper than ``max_depth``."""
     if nesting_exceeds(text, max_depth):
-        raise ProtocolError(f"JSON nested deeper than {max_depth} levels")
+        raise ProtocolError(problems.TOO_DEEP.format(depth=max_depth))
     try:
         # `raw_decode` skips `json.loads`' two wrappers and its whitespace scans; text with whitespace at either
         # end (rare from clients) takes `json.loads`, which allows it.
@@ -29,7 +30,7 @@ def decode_text(text: str, max_depth: int) -> object:
                 return value
         return json.loads(text)
     except ValueError:
-        raise ProtocolError("invalid JSON") from None
+        raise ProtocolError(problems.NOT_JSON) from None
 
 
 def decode_or_none(text: str, max_depth: int) -> object:

@@ -3,7 +3,7 @@
 Every client written against the seed protocol must keep working unchanged
 and never receive an event type or field it did not ask for, so nothing here
 changes shape. Client events are untrusted JSON; every way they can be wrong
-becomes a `ProtocolError` whose message is sent back as an ``error`` event.
+becomes a `ProtocolError` whose problem is sent back as an ``error`` event.
 A later version of the protocol is a dialect in a module beside this one
 (`chatcore.wire.dialects` registers it).
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import html
 
+from .. import problems
+from ..problems import Problem
 from .dialect import Dialect, InitRequest, Request, TalkFields, TalkRequest, Welcome
 from .errors import ProtocolError
 from .jsontext import encode, is_encodable, number, string
@@ -27,18 +29,18 @@ class SeedDialect(Dialect):
 
     def parse(self, event: object, max_payload_chars: int) -> Request:
         if not isinstance(event, dict):
-            raise ProtocolError("an event must be a JSON object")
+            raise ProtocolError(problems.NOT_AN_OBJECT)
         kind = event.get("type")
         if not isinstance(kind, str):
-            raise ProtocolError('an event needs a "type" string')
+            raise ProtocolError(problems.NO_TYPE)
         if kind == "init":
             join_key = event.get("joinKey")
             if join_key is not None and not isinstance(join_key, str):
-                raise ProtocolError('"joinKey" must be a string')
+                raise ProtocolError(problems.BAD_JOIN_KEY)
             return InitRequest(join_key, TEXT if event.get("render") == "text" else MARKUP)
         if kind == "talk":
             return TalkRequest(valid_payload(event.get("payload"), max_payload_chars))
-        raise ProtocolError('unknown event type; expected "init" or "talk"')
+        raise ProtocolError(problems.UNKNOWN_REQUEST)
 
     def talk_event(self, talk: TalkFields) -> str:
         assert talk.payload is not None  # (never asked for a deleted talk: `Dialect.shows_changes`)
@@ -47,8 +49,8 @@ class SeedDialect(Dialect):
     def init_event(self, welcome: Welcome) -> str:
         return init_event(welcome.join_key, welcome.user_id)
 
-    def error_event(self, message: str, talk_id: str | None = None, request: str | None = None) -> str:
-        return error_event(message)
+    def error_event(self, problem: Problem, talk_id: str | None = None, request: str | None = None) -> str:
+        return error_event(problem.text if problem.seed_text is None else problem.seed_text)
 
 
 TEXT = SeedDialect(escape_html=False)
@@ -59,11 +61,11 @@ MARKUP = SeedDialect(escape_html=True)
 def valid_payload(payload: object, max_payload_chars: int) -> str:
     """A talk's payload, or `ProtocolError`."""
     if not isinstance(payload, str):
-        raise ProtocolError('"payload" must be a string')
+        raise ProtocolError(problems.MESSAGE_NOT_TEXT)
     if len(payload) > max_payload_chars:
-        raise ProtocolError(f'"payload" is longer than {max_payload_chars} characters')
+        raise ProtocolError(problems.TOO_LONG.format(limit=max_payload_chars))
     if not is_encodable(payload):
-        raise ProtocolError('"payload" must be valid Unicode text')
+        raise ProtocolError(problems.NOT_UNICODE)
     return payload
 
 

@@ -17,6 +17,7 @@ import unicodedata
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from .. import problems
 from ..control.state import (
     MAX_TITLE_CHARS,
     NEVER_CHANGED,
@@ -30,6 +31,7 @@ from ..control.state import (
     SetRole,
     Title,
 )
+from ..problems import Problem
 from . import seed
 from .dialect import (
     ChangeFields,
@@ -73,33 +75,28 @@ class V2Dialect(Dialect):
         if kind == "talk":
             talk_id = event.get("id")
             if talk_id is not None and not _is_talk_id(talk_id):
-                raise ProtocolError(
-                    f'"id" must be a string of 1 to {MAX_TALK_ID_CHARS} characters, no control characters'
-                )
+                raise ProtocolError(problems.BAD_TALK_ID.format(limit=MAX_TALK_ID_CHARS))
             try:
                 return TalkRequest(seed.valid_payload(event.get("payload"), max_payload_chars), talk_id)
             except ProtocolError as error:
-                raise ProtocolError(str(error), talk_id) from None
+                raise ProtocolError(error.problem, talk_id) from None
         if kind == "name":
             return NameRequest(valid_name(event.get("name")))
         if kind == "history":
             before = event.get("before")
             if before is not None and not _is_count(before, minimum=1):
-                raise ProtocolError('"before" must be an integer offset, 1 or more')
+                raise ProtocolError(problems.BAD_BEFORE)
             limit = event.get("limit", HISTORY_DEFAULT)
             if not _is_count(limit, minimum=1):
-                raise ProtocolError('"limit" must be an integer, 1 or more')
+                raise ProtocolError(problems.BAD_LIMIT)
             return HistoryRequest(before, min(limit, HISTORY_MAX))
         if kind in _CHANGES:
             try:
                 return ChangeRequest(_CHANGES[kind](event, max_payload_chars))
             except ProtocolError as error:
-                raise ProtocolError(str(error), request=kind) from None
+                raise ProtocolError(error.problem, request=kind) from None
         if isinstance(kind, str) and kind != "init":
-            raise ProtocolError(
-                'unknown event type; expected "init", "talk", "name", "history", "edit", "delete", "room", "lock", '
-                '"remove", "role" or "end"'
-            )
+            raise ProtocolError(problems.UNKNOWN_REQUEST)
         return seed.MARKUP.parse(event, max_payload_chars)  # an init (without "v": the seed's), or no "type" string
 
     def talk_event(self, talk: TalkFields) -> str:
@@ -131,8 +128,8 @@ class V2Dialect(Dialect):
             escape_html=self.escape_html, control=welcome.control, verified=welcome.verified,
         )
 
-    def error_event(self, message: str, talk_id: str | None = None, request: str | None = None) -> str:
-        return error_event(message, talk_id, request)
+    def error_event(self, problem: Problem, talk_id: str | None = None, request: str | None = None) -> str:
+        return error_event(problem, talk_id, request)
 
     def change_event(self, entry: ChangeFields, control: RoomControl) -> str | None:
         return change_event(entry, control, self.escape_html)
@@ -170,20 +167,20 @@ def parse_init(event: dict[str, Any]) -> InitRequest:
     """A version-2 ``init`` (``"v"`` is 2: `chatcore.wire.dialects` checked it)."""
     join_key = event.get("joinKey")
     if join_key is not None and not isinstance(join_key, str):
-        raise ProtocolError('"joinKey" must be a string')
+        raise ProtocolError(problems.BAD_JOIN_KEY)
     name = event.get("name")
     if name is not None:
         name = valid_name(name)
     token = event.get("token")
     if token is not None and not isinstance(token, str):
-        raise ProtocolError('"token" must be a string')
+        raise ProtocolError(problems.BAD_REJOIN)
     after = event.get("after")
     if after is not None and not _is_count(after, minimum=0):
-        raise ProtocolError('"after" must be an integer offset, 0 or more')
+        raise ProtocolError(problems.BAD_RESUME_POINT)
     usable_token = token if token and join_key is not None and len(token) <= MAX_TOKEN_CHARS else None
     auth = event.get("auth")
     if auth is not None and (not isinstance(auth, str) or not 1 <= len(auth) <= MAX_AUTH_CHARS):
-        raise ProtocolError(f'"auth" must be a sign-in token: a string of 1 to {MAX_AUTH_CHARS} characters')
+        raise ProtocolError(problems.BAD_SIGN_IN_FORM.format(limit=MAX_AUTH_CHARS))
     dialect = TEXT if event.get("render") == "text" else MARKUP
     return InitRequest(join_key, dialect, name, usable_token, after, auth)
 
@@ -198,17 +195,17 @@ def _delete(event: dict[str, Any], max_payload_chars: int) -> Change:
 
 def _title(event: dict[str, Any], max_payload_chars: int) -> Change:
     if "title" not in event:
-        raise ProtocolError('"title" is missing (null clears it)')
+        raise ProtocolError(problems.NO_TITLE)
     title = event["title"]
     if title is None:
         return Title(None)
     if not isinstance(title, str):
-        raise ProtocolError('"title" must be a string or null')
+        raise ProtocolError(problems.TITLE_NOT_TEXT)
     title = title.strip()
     if not 1 <= len(title) <= MAX_TITLE_CHARS:
-        raise ProtocolError(f'"title" must be 1 to {MAX_TITLE_CHARS} characters long (spaces at the ends do not count)')
+        raise ProtocolError(problems.TITLE_LENGTH.format(limit=MAX_TITLE_CHARS))
     if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in title) or not is_encodable(title):
-        raise ProtocolError('"title" must not contain control characters or line breaks')
+        raise ProtocolError(problems.TITLE_CONTROL)
     return Title(title)
 
 
@@ -220,21 +217,21 @@ by zero-width joiners, no-break spaces and the like are fine)."""
 def _lock(event: dict[str, Any], max_payload_chars: int) -> Change:
     locked = event.get("locked")
     if not isinstance(locked, bool):
-        raise ProtocolError('"locked" must be true or false')
+        raise ProtocolError(problems.BAD_LOCK)
     return Lock(locked)
 
 
 def _remove(event: dict[str, Any], max_payload_chars: int) -> Change:
     ban = event.get("ban", False)
     if not isinstance(ban, bool):
-        raise ProtocolError('"ban" must be true or false')
+        raise ProtocolError(problems.BAD_BAN)
     return Remove(_user_id(event), ban)
 
 
 def _role(event: dict[str, Any], max_payload_chars: int) -> Change:
     role = event.get("role")
     if role not in ("moderator", "member"):
-        raise ProtocolError('"role" must be "moderator" or "member"')
+        raise ProtocolError(problems.BAD_ROLE)
     return SetRole(_user_id(event), role == "moderator")
 
 
@@ -250,7 +247,7 @@ _CHANGES = {"edit": _edit, "delete": _delete, "room": _title, "lock": _lock, "re
 def _offset(event: dict[str, Any]) -> int:
     offset = event.get("offset")
     if not _is_count(offset, minimum=1):
-        raise ProtocolError('"offset" must be an integer offset, 1 or more')
+        raise ProtocolError(problems.BAD_MESSAGE_NUMBER)
     assert isinstance(offset, int)
     return offset
 
@@ -258,7 +255,7 @@ def _offset(event: dict[str, Any]) -> int:
 def _user_id(event: dict[str, Any]) -> int:
     user_id = event.get("userId")
     if not _is_count(user_id, minimum=1):
-        raise ProtocolError('"userId" must be an integer, 1 or more')
+        raise ProtocolError(problems.BAD_MEMBER_NUMBER)
     assert isinstance(user_id, int)
     return user_id
 
@@ -266,12 +263,12 @@ def _user_id(event: dict[str, Any]) -> int:
 def valid_name(name: object) -> str:
     """The name trimmed, or `ProtocolError`: 1 to 32 characters after trimming, no control characters."""
     if not isinstance(name, str):
-        raise ProtocolError('"name" must be a string')
+        raise ProtocolError(problems.NAME_NOT_TEXT)
     name = name.strip()
     if not 1 <= len(name) <= MAX_NAME_CHARS:
-        raise ProtocolError(f'"name" must be 1 to {MAX_NAME_CHARS} characters long (spaces at the ends do not count)')
+        raise ProtocolError(problems.NAME_LENGTH.format(limit=MAX_NAME_CHARS))
     if not name.isprintable() or not is_encodable(name):
-        raise ProtocolError('"name" must not contain control characters')
+        raise ProtocolError(problems.NAME_CONTROL)
     return name
 
 
@@ -397,12 +394,10 @@ def history_event(before: int, talks: Sequence[str], older: bool) -> str:
     return f'{{"type":"history","before":{before},"talks":[{",".join(talks)}],"older":{"true" if older else "false"}}}'
 
 
-def error_event(message: str, talk_id: str | None, request: str | None = None) -> str:
-    """An error for a version-2 client: the seed's fields, the ``id`` of the talk it refuses and the type of the
-    request it refuses, when it says."""
-    if talk_id is None and request is None:
-        return seed.error_event(message)
-    event: dict[str, Any] = {"type": "error", "message": message, "payload": message}
+def error_event(problem: Problem, talk_id: str | None, request: str | None = None) -> str:
+    """An error for a version-2 client: the seed's fields, the problem's ``code``, and the ``id`` of the talk it
+    refuses and the type of the request it refuses, when it says."""
+    event: dict[str, Any] = {"type": "error", "message": problem.text, "payload": problem.text, "code": problem.code}
     if talk_id is not None:
         event["id"] = talk_id
     if request is not None:

@@ -35,8 +35,7 @@ from chatcore import (
     UserAdded,
 )
 from chatcore.actions import Expire, Moderate
-from chatcore.control import BANNED, LOCKED
-from chatcore.identity import TAKEN
+from chatcore.problems import BANNED, LOCKED, TAKEN
 from chatcore.results import LoggedChange, Refused
 
 from ..config import RedisSettings

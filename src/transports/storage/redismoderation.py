@@ -17,7 +17,7 @@ import redis
 
 from chatcore.actions import Moderate
 from chatcore.control import Delete, Edit, End, TalkFacts, judge
-from chatcore.memorylog import ENDED
+from chatcore.problems import ENDED
 from chatcore.results import Changed, LogFailed, LoggedChange, LoggedTalk, Refused
 
 from .redischanges import (

@@ -38,7 +38,7 @@ from chatcore import (
 )
 from chatcore.actions import Expire, Moderate
 from chatcore.control import End
-from chatcore.memorylog import ENDED
+from chatcore.problems import ENDED
 from chatcore.results import Changed, Refused
 
 from ..config import Synchronous

@@ -12,8 +12,7 @@ import sqlite3
 from typing import Any
 
 from chatcore import AddUser, KeyTaken, NameSaved, Rename, UserAdded
-from chatcore.control import BANNED, LOCKED
-from chatcore.identity import TAKEN
+from chatcore.problems import BANNED, LOCKED, TAKEN
 from chatcore.results import Refused
 
 from ..logs import room_hash

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chat_page import HOST, ChatPage
-from chatcore.identity import TOKEN_NEEDED
+from chatcore.problems import SIGN_IN_NEEDED
 from live import LiveServer
 from transports.config import AuthMode, AuthSettings, bundled_web_dir
 
@@ -129,7 +129,7 @@ def test_a_server_that_needs_a_sign_in_says_so_to_a_page_without_a_token(
 ) -> None:
     server = signing_server(start_server, tmp_path, key, AuthMode.REQUIRED)
     page = pages().open(server.http_url, name="Ada")
-    stays_refused(page, TOKEN_NEEDED)
+    stays_refused(page, SIGN_IN_NEEDED.text)
 
 
 @contextmanager
