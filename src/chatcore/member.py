@@ -35,9 +35,9 @@ class MemberRequests:
     def _rename(self, connection: ConnectionId, session: Session, request: NameRequest) -> list[Action]:
         room = session.room
         if room is None:
-            raise ProtocolError(problems.NOT_IN_CHAT)
+            raise ProtocolError(problems.NOT_IN_CHAT, request="name")
         if session.verified:
-            raise ProtocolError(problems.NAME_FROM_SIGN_IN)
+            raise ProtocolError(problems.NAME_FROM_SIGN_IN, request="name")
         session.in_flight += 1
         session.renaming += 1
         room.in_flight += 1
@@ -48,7 +48,7 @@ class MemberRequests:
     def _history(self, connection: ConnectionId, session: Session, request: HistoryRequest) -> list[Action]:
         room = session.room
         if room is None:
-            raise ProtocolError(problems.NOT_IN_CHAT)
+            raise ProtocolError(problems.NOT_IN_CHAT, request="history")
         before_offset = room.last_offset + 1 if request.before is None else request.before
         session.in_flight += 1
         room.in_flight += 1
@@ -85,9 +85,9 @@ class MemberRequests:
             session.in_flight -= 1
             session.renaming -= 1
             if isinstance(result, Refused):
-                actions.append(Send(connection, session.dialect.error_event(result.reason)))
+                actions.append(Send(connection, session.dialect.error_event(result.reason, request="name")))
             elif isinstance(result, LogFailed):
-                actions.append(Send(connection, session.dialect.error_event(problems.NAME_NOT_SAVED)))
+                actions.append(Send(connection, session.dialect.error_event(problems.NAME_NOT_SAVED, request="name")))
             actions.extend(self._resume(connection, session))
         actions.extend(self._held.forget_if_idle(room))
         return actions
@@ -105,7 +105,7 @@ class MemberRequests:
                 talks = [logged.message(dialect) for logged in result.talks]
                 actions.append(Send(connection, dialect.history_event(pending.before, talks, result.older)))
             else:
-                actions.append(Send(connection, dialect.error_event(problems.HISTORY_NOT_READ)))
+                actions.append(Send(connection, dialect.error_event(problems.HISTORY_NOT_READ, request="history")))
             actions.extend(self._resume(connection, session))
         actions.extend(self._held.forget_if_idle(room))
         return actions

@@ -39,7 +39,7 @@ from chatcore.core import MAX_JOIN_KEY_CHARS
 from chatcore.identity import ALL, Identity, Rooms
 from chatcore.problems import Problem
 from chatcore.wire.errors import ProtocolError
-from chatcore.wire.v2 import valid_name
+from chatcore.wire.v2 import MAX_NAME_CHARS, valid_name
 
 from .config import AuthMode, AuthSettings
 from .keyfiles import read_key_file
@@ -76,6 +76,12 @@ _JWT = jwt.PyJWT()
 class AuthKeyError(Exception):
     """A key file that cannot be used; the message says which file and why, in one line."""
 
+
+NAME_CLAIM = (
+    f'"name" must be a string of 1 to {MAX_NAME_CHARS} characters (spaces at the ends do not count), '
+    "no control characters"
+)
+"""Why a token's ``name`` is refused (for the server's log)."""
 
 class AuthRefused(Exception):
     """A token that does not make an identity; the message says which check failed (for the server's log) and never
@@ -188,8 +194,8 @@ def _identity(claims: Mapping[str, object], now: float) -> Identity:
     if name is not None:
         try:
             name = valid_name(name)
-        except ProtocolError as error:
-            raise AuthRefused(str(error)) from None
+        except ProtocolError:
+            raise AuthRefused(NAME_CLAIM) from None
     create = claims.get("create", False)
     if not isinstance(create, bool):
         raise AuthRefused('"create" must be true or false')

@@ -31,8 +31,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from chat_client import V2Client
+from chatcore import problems
 from processes import ServerProcess, server_process
 from redis_server import redis_server
+from transports.identity import NAME_CLAIM
 
 TRANSPORTS = ["trio-websocket", "wsproto"]
 ISSUER = "https://sso.school.example"
@@ -161,7 +163,9 @@ def url(request: pytest.FixtureRequest, signing: Signing) -> Iterator[str]:
                         "--auth-issuer", ISSUER, "--auth-audience", AUDIENCE, *key_flags(signing)) as server, \
             stopped_cleanly(server, signing):
         assert "sign-in tokens required: RS256, ES256, EdDSA, HS256" in "".join(server.log)
-        yield f"ws://127.0.0.1:{server.ws_port}/"
+        url = f"ws://127.0.0.1:{server.ws_port}/"
+        SERVERS[url] = server
+        yield url
 
 
 def init(join_key: str | None = None, **fields: object) -> dict[str, object]:
@@ -171,17 +175,35 @@ def init(join_key: str | None = None, **fields: object) -> dict[str, object]:
     return event
 
 
+SERVERS: dict[str, ServerProcess] = {}
+"""The servers of the module's fixtures, by their URL: what they log."""
+TOLD = {"expired": problems.SIGN_IN_EXPIRED, "not valid yet": problems.SIGN_IN_EARLY}
+"""What a client is told for a refusal (the server's log says why), when it is not `problems.SIGN_IN_REFUSED`."""
+
+
 def refusal(url: str, event: dict[str, object], signing: Signing) -> str:
-    """The error event's message for ``event``: it quotes no token, and the connection is in no room after it
-    (its talk is refused too)."""
+    """Why the server refused ``event``: the error's text, or for a sign-in its log's reason. The client is told
+    only that its sign-in was refused (or expired, or not valid yet), with no part of any token, and is in no room
+    after it (its talk is refused too)."""
+    log = SERVERS[url].log if url in SERVERS else []
+    logged = len(log)
     with V2Client(url) as client:
         client.send(event)
         error = client.recv()
-        assert error["type"] == "error", error
         assert_no_part_of(signing.issued, json.dumps(error))
         client.talk("let me in anyway")
-        assert client.recv()["message"] == 'send "init" before "talk"'
+        assert client.recv()["message"] == problems.NOT_IN_CHAT.text
+    if error.get("code") != "sign-in-refused":
         return str(error["message"])
+    deadline = time.monotonic() + 5
+    while not (said := [line for line in log[logged:] if "sign-in refused: " in line]):
+        assert time.monotonic() < deadline, "the server did not log why"
+        time.sleep(0.01)
+    why = said[0].rstrip("\n").split("sign-in refused: ", 1)[1]
+    told = TOLD.get(why, problems.SIGN_IN_REFUSED)
+    assert (error["type"], error["message"], error["code"]) == ("error", told.text, "sign-in-refused"), why
+    assert_no_part_of(signing.issued, said[0])
+    return f"sign-in refused: {why}"
 
 
 @pytest.mark.parametrize("algorithm", ["RS256", "ES256", "EdDSA", "HS256"])
@@ -224,7 +246,7 @@ def attacks(signing: Signing, room: str) -> dict[str, tuple[dict[str, object], s
     hs = {"alg": "HS256", "typ": "JWT"}
     attacker = signing.stranger.key
     assert isinstance(attacker, rsa.RSAPrivateKey)
-    needed = "this chat needs you to sign in: open it from your school's site, which signs you in"
+    needed = problems.SIGN_IN_NEEDED.text
     return {
         "alg none": (init(room, auth=signing.forged({"alg": "none", "typ": "JWT"}, _claims())),
                      f"sign-in refused: algorithm not accepted: none (accepted: {accepted})"),
@@ -252,13 +274,13 @@ def attacks(signing: Signing, room: str) -> dict[str, tuple[dict[str, object], s
         "sub not a string": (init(room, auth=signing.token(sub=7)),
                              'sign-in refused: "sub" must be a string of 1 to 256 characters, no control characters'),
         "rooms without this one": (init(room, auth=signing.token(rooms=["another-room"])),
-                                   "your sign-in does not allow joining this chat"),
+                                   problems.NOT_THIS_ROOM.text),
         "rooms a string": (init(room, auth=signing.token(rooms=room)),
                            'sign-in refused: "rooms" must be "*" or a list of join keys (1 to 64 characters)'),
         "create false, starting a room": (init(auth=signing.token(create=False)),
-                                          "your sign-in does not allow starting a chat"),
+                                          problems.NO_CREATE.text),
         "create not given, starting a room": (init(auth=signing.token()),
-                                              "your sign-in does not allow starting a chat"),
+                                              problems.NO_CREATE.text),
         "no token": (init(room, name="Ada"), needed),
         "garbage": (init(room, auth="not-a-token-at-all"), "sign-in refused: not a JWT"),
         "three dots of garbage": (init(room, auth=signing.keep("e30.%%%.zzz")), "sign-in refused: not a JWT"),
@@ -276,12 +298,12 @@ def attacks(signing: Signing, room: str) -> dict[str, tuple[dict[str, object], s
                                                                      f'"iss": "{ISSUER}", "aud": "{AUDIENCE}"}}'))),
                          'sign-in refused: "exp" must be a number (seconds since 1970)'),
         "name with a line break": (init(room, auth=signing.token(name="Ada\nMs. Lovelace")),
-                                   'sign-in refused: "name" must not contain control characters'),
+                                   f"sign-in refused: {NAME_CLAIM}"),
         "a seed init with a token": ({"type": "init", "joinKey": room, "auth": signing.token()}, needed),
         "auth not a string": (init(room, auth={"sub": "t-1"}),
-                              '"auth" must be a sign-in token: a string of 1 to 8192 characters'),
+                              problems.BAD_SIGN_IN_FORM.format(limit=8192).text),
         "huge token": (init(room, auth=signing.keep(f"{header}.{'A' * 20_000}.{signature}")),
-                       '"auth" must be a sign-in token: a string of 1 to 8192 characters'),
+                       problems.BAD_SIGN_IN_FORM.format(limit=8192).text),
     }
 
 
@@ -326,7 +348,7 @@ def test_a_token_above_the_message_limit_closes_that_connection_only(
 def test_a_resume_token_does_not_stand_in_for_a_sign_in(url: str, signing: Signing, clients: Clients) -> None:
     room = clients(url).join(auth=signing.token(sub="t-1", create=True))["joinKey"]
     ada = clients(url).join(room, auth=signing.token())
-    needed = "this chat needs you to sign in: open it from your school's site, which signs you in"
+    needed = problems.SIGN_IN_NEEDED.text
     assert refusal(url, init(room, token=ada["token"]), signing) == needed
     bo = clients(url).join(room, auth=signing.token("HS256", "s-bo", "Bo"), token=ada["token"])
     assert (bo["name"], bo["resumed"]) == ("Bo", False)  # the subject wins over another user's resume token
@@ -381,11 +403,11 @@ def test_a_signed_in_user_is_one_user_on_every_device_and_process(
 
     for device in (ada_a, ada_b):
         device.send({"type": "name", "name": "Not Ada"})
-        assert device.wait_for("error")["message"] == "your name comes from your sign-in and cannot be changed here"
+        assert device.wait_for("error")["message"] == problems.NAME_FROM_SIGN_IN.text
 
     teacher.send({"type": "remove", "userId": ada, "ban": True})
     assert ada_a.closed_with()[0] == ada_b.closed_with()[0] == 4403
-    removed = "you were removed from this chat"
+    removed = problems.BANNED.text
     for algorithm in ("RS256", "HS256"):  # a fresh device on B, whatever key signed it
         assert refusal(b, init(room, auth=signing.token(algorithm)), signing) == removed
     assert refusal(b, init(room, auth=signing.token(), token=bob_in["token"]), signing) == removed
@@ -393,7 +415,7 @@ def test_a_signed_in_user_is_one_user_on_every_device_and_process(
     assert clients(b).join(room, auth=signing.token(sub="s-cy", name="Cy"))["verified"] is True
 
 
-TAKEN = "that name belongs to a signed-in member of this chat; choose another"
+TAKEN = problems.TAKEN.text
 LOOK_ALIKES = ["Ada", "ADA", " ada ", "\uff21\uff24\uff21", "\u0410da"]
 """Ada's name as an unsigned user may try it: as is, in capitals, spaced, fullwidth, with a Cyrillic capital A."""
 
@@ -425,7 +447,7 @@ def back_by_resume_token(host: str, other: str, signing: Signing, clients: Clien
 def check_no_rename_by_resume_token(host: str, other: str, signing: Signing, clients: Clients) -> None:
     back = back_by_resume_token(host, other, signing, clients, None)
     back.send({"type": "name", "name": "Mallory"})
-    assert back.wait_for("error")["message"] == "your name comes from your sign-in and cannot be changed here"
+    assert back.wait_for("error")["message"] == problems.NAME_FROM_SIGN_IN.text
 
 
 @pytest.fixture(scope="module", params=TRANSPORTS)
@@ -435,7 +457,9 @@ def optional(request: pytest.FixtureRequest, signing: Signing) -> Iterator[str]:
                         "--auth-issuer", ISSUER, "--auth-audience", AUDIENCE,
                         "--auth-key", str(signing.signers["RS256"].path)) as server, \
             stopped_cleanly(server, signing):
-        yield f"ws://127.0.0.1:{server.ws_port}/"
+        url = f"ws://127.0.0.1:{server.ws_port}/"
+        SERVERS[url] = server
+        yield url
 
 
 def test_no_unsigned_user_takes_a_signed_in_members_name(optional: str, signing: Signing, clients: Clients) -> None:

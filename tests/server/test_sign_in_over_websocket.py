@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chat_client import ChatClient, V2Client
+from chatcore import problems
 from chatcore.problems import SIGN_IN_NEEDED
 from live import wait_until
 from probes import scrape
@@ -98,14 +99,16 @@ def test_tokens_are_checked_and_never_logged_even_at_debug(
             room = teacher.join(auth=good, name="someone else")
             assert room["name"] == "Ada"
             assert refusal(url, {"type": "init", "v": 2, "joinKey": room["joinKey"], "auth": forged}) == \
-                "sign-in refused: bad signature"
+                problems.SIGN_IN_REFUSED.text
             assert refusal(url, {"type": "init", "v": 2, "joinKey": room["joinKey"], "auth": expired}) == \
-                "sign-in refused: expired"
+                problems.SIGN_IN_EXPIRED.text
         metrics, _ = scrape(server.http_port)
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=30) == 0
         log = server.whole_log()
     assert "sign-in tokens optional: RS256" in log
+    assert "sign-in refused: bad signature" in log  # (why it was refused: for the operator, not the client)
+    assert "sign-in refused: expired" in log
     assert "chat_" in metrics  # (the scrape is the server's)
     for text in (good, forged, expired):
         _header, claims, signature = text.split(".")
@@ -127,14 +130,14 @@ def rotate(server: ServerProcess, tmp_path: Path, key_a: rsa.RSAPrivateKey, key_
     url = f"ws://127.0.0.1:{server.ws_port}/"
     with V2Client(url) as client:
         assert client.join(auth=token(key_a))["name"] == "Ada"
-    assert refusal(url, {"type": "init", "v": 2, "auth": token(key_b)}) == "sign-in refused: bad signature"
+    assert refusal(url, {"type": "init", "v": 2, "auth": token(key_b)}) == problems.SIGN_IN_REFUSED.text
 
     write_key(tmp_path / "auth.pem", key_b)
     server.process.send_signal(signal.SIGHUP)
     wait_until(lambda: any("sign-in keys reloaded" in line for line in server.log))
     with V2Client(url) as client:
         assert client.join(auth=token(key_b, name="Bo"))["name"] == "Bo"
-    assert refusal(url, {"type": "init", "v": 2, "auth": token(key_a)}) == "sign-in refused: bad signature"
+    assert refusal(url, {"type": "init", "v": 2, "auth": token(key_a)}) == problems.SIGN_IN_REFUSED.text
     assert not any("nothing to reload" in line for line in server.log)
 
     (tmp_path / "auth.pem").write_text("short")  # a broken renewal: one warning, and key B stays

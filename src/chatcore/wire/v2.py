@@ -81,14 +81,17 @@ class V2Dialect(Dialect):
             except ProtocolError as error:
                 raise ProtocolError(error.problem, talk_id) from None
         if kind == "name":
-            return NameRequest(valid_name(event.get("name")))
+            try:
+                return NameRequest(valid_name(event.get("name")))
+            except ProtocolError as error:
+                raise ProtocolError(error.problem, request=kind) from None
         if kind == "history":
             before = event.get("before")
             if before is not None and not _is_count(before, minimum=1):
-                raise ProtocolError(problems.BAD_BEFORE)
+                raise ProtocolError(problems.BAD_BEFORE, request=kind)
             limit = event.get("limit", HISTORY_DEFAULT)
             if not _is_count(limit, minimum=1):
-                raise ProtocolError(problems.BAD_LIMIT)
+                raise ProtocolError(problems.BAD_LIMIT, request=kind)
             return HistoryRequest(before, min(limit, HISTORY_MAX))
         if kind in _CHANGES:
             try:
@@ -144,7 +147,7 @@ class V2Dialect(Dialect):
     def refused_request(self, event: object) -> str | None:
         if isinstance(event, dict):
             kind = event.get("type")
-            if isinstance(kind, str) and kind in _CHANGES:
+            if isinstance(kind, str) and kind in _NAMED_REQUESTS:
                 return kind
         return None
 
@@ -242,6 +245,8 @@ def _end(event: dict[str, Any], max_payload_chars: int) -> Change:
 _CHANGES = {"edit": _edit, "delete": _delete, "room": _title, "lock": _lock, "remove": _remove, "role": _role,
             "end": _end}
 """How each change of a room is read from its event (the key: its ``type``)."""
+_NAMED_REQUESTS = frozenset({*_CHANGES, "name", "history"})
+"""The requests whose refusals say which request they refuse (``request``); a talk's say its ``id``."""
 
 
 def _offset(event: dict[str, Any]) -> int:
