@@ -158,6 +158,7 @@ STAFF_ONLY = Problem("not-allowed", "Only the chat's owner and moderators can {d
 OWNER_ONLY = Problem("not-allowed", "Only the chat's owner can {doing}. Ask the owner.")
 NO_SUCH_USER = Problem("no-such-user", "There is no such member in this chat. Nothing was changed.")
 OWNER_ROLE = Problem("not-allowed", "The owner's role cannot change. Nothing was changed.")
-BANNED_ROLE = Problem("not-allowed", "That member was removed from this chat for good, so their role cannot change.")
+BANNED_ROLE = Problem("not-allowed", "That member was removed from this chat for good, so their role cannot change. "
+                                     "Nothing was changed.")
 REMOVE_SELF = Problem("not-allowed", "You cannot remove yourself. To go, leave the chat.")
-REMOVE_OWNER = Problem("not-allowed", "The owner cannot be removed from their own chat.")
+REMOVE_OWNER = Problem("not-allowed", "The owner cannot be removed from their own chat. Nothing was changed.")

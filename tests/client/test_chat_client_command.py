@@ -13,6 +13,7 @@ import pytest
 
 import chatclient
 from chat_client import V2Client
+from chatcore import problems
 from live import ROOT, TEST_LIMITS, live_server
 from transports.config import ServerConfig, Transport
 
@@ -63,7 +64,7 @@ def test_a_room_that_does_not_exist_is_said_in_one_line_and_exit_code_1(config: 
     with live_server(config) as live:
         done = command(live.ws_url, "--join", "nosuchroom", stdin="")
         assert done.returncode == 1
-        assert done.stderr.strip() == "chat-client: chat not found."
+        assert done.stderr.strip() == f"chat-client: {problems.NOT_FOUND.text}"
 
 
 def test_the_client_state_machine_imports_no_io_loop_or_clock() -> None:

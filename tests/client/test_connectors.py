@@ -95,7 +95,7 @@ def test_an_unknown_room_ends_the_session_at_once(config: ServerConfig, loop: tu
     backend, connect = loop
     with running(config) as live:
         async def main() -> None:
-            with anyio.fail_after(TIMEOUT), pytest.raises(SessionEnded, match="chat not found"):
+            with anyio.fail_after(TIMEOUT), pytest.raises(SessionEnded, match="There is no chat at this link"):
                 async with connect(live.ws_url, "no-such-room"):
                     raise AssertionError("joined a room that does not exist")
 

@@ -11,17 +11,19 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from chat_client import ChatClient
+from chatcore import problems
+from chatcore.problems import Problem
 from live import LiveServer, wait_until
 
 BAD_INPUTS = [
-    ("not json", "invalid JSON"),
-    ("[" * 50_000, "nested deeper than 32 levels"),
-    ("[1, 2]", "JSON object"),
-    ("{}", '"type"'),
-    ('{"type": 7}', '"type"'),
-    ('{"type": "shout"}', "unknown event type"),
-    ('{"type": "init", "joinKey": 12}', '"joinKey" must be a string'),
-    ('{"type": "talk", "payload": "too early"}', 'send "init" before "talk"'),
+    ("not json", problems.NOT_JSON),
+    ("[" * 50_000, problems.TOO_DEEP.format(depth=32)),
+    ("[1, 2]", problems.NOT_AN_OBJECT),
+    ("{}", problems.NO_TYPE),
+    ('{"type": 7}', problems.NO_TYPE),
+    ('{"type": "shout"}', problems.UNKNOWN_REQUEST),
+    ('{"type": "init", "joinKey": 12}', problems.BAD_JOIN_KEY),
+    ('{"type": "talk", "payload": "too early"}', problems.NOT_IN_CHAT),
 ]
 
 
@@ -95,14 +97,13 @@ def test_ids_are_unique_and_never_reused_and_the_room_outlives_its_creator(serve
 
 @pytest.mark.parametrize(("message", "error"), BAD_INPUTS)
 def test_bad_input_gets_an_error_event_and_the_connection_stays_usable(
-    server: LiveServer, message: str, error: str
+    server: LiveServer, message: str, error: Problem
 ) -> None:
     with ChatClient(server.ws_url) as client:
         client.send_raw(message)
         reply = client.recv()
         assert reply["type"] == "error"
-        assert error in reply["message"]
-        assert reply["payload"] == reply["message"]
+        assert reply == {"type": "error", "message": error.text, "payload": error.text}  # (the seed's fields alone)
         client.init()
         client.talk("still works")
         assert client.recv()["payload"] == "still works"
@@ -112,14 +113,14 @@ def test_bad_input_inside_a_room(server: LiveServer) -> None:
     with ChatClient(server.ws_url) as client:
         client.init()
         for message, error in [
-            ('{"type": "init"}', "already in a chat"),
-            ('{"type": "talk", "payload": 42}', '"payload" must be a string'),
-            ('{"type": "talk"}', '"payload" must be a string'),
+            ('{"type": "init"}', problems.ALREADY_IN_CHAT),
+            ('{"type": "talk", "payload": 42}', problems.MESSAGE_NOT_TEXT),
+            ('{"type": "talk"}', problems.MESSAGE_NOT_TEXT),
         ]:
             client.send_raw(message)
-            assert error in client.recv()["payload"]
+            assert client.recv()["payload"] == error.text
         client.send_raw(b"\x00binary")
-        assert "binary" in client.recv()["payload"]
+        assert client.recv()["payload"] == problems.BINARY.text
         client.talk("fine")
         assert client.recv()["payload"] == "fine"
 

@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chat_client import ChatClient
-from chatcore import CoreLimits
+from chatcore import CoreLimits, problems
 from live import TEST_LIMITS, LiveServer, wait_until
 from raw_websocket import client_frame, close_code, handshake_request, open_raw, read_until_closed
 
@@ -219,7 +219,7 @@ def test_a_flood_gets_error_events_then_close_1008(start_server: Callable[..., L
             receive_until_closed(flooder, payloads)
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1008
-        assert payloads == ["spam 0", "spam 1", "spam 2", "spam 3"] + ["too many messages: slow down"] * 3
+        assert payloads == ["spam 0", "spam 1", "spam 2", "spam 3"] + [problems.RATE_LIMITED.text] * 3
         # The room saw exactly what was accepted, and goes on.
         assert [bystander.recv()["payload"] for _ in range(4)] == payloads[:4]
         with ChatClient(live.ws_url) as newcomer:
@@ -237,7 +237,7 @@ def test_a_long_payload_gets_an_error_event(server: LiveServer) -> None:
     with ChatClient(server.ws_url) as client:
         client.init()
         client.talk("x" * (limit + 1))
-        assert f"longer than {limit} characters" in client.recv()["payload"]
+        assert client.recv()["payload"] == problems.TOO_LONG.format(limit=limit).text
         client.talk("x" * limit)
         assert client.recv()["payload"] == "x" * limit
 

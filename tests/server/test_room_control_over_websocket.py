@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from chat_client import ChatClient, V2Client
+from chatcore import problems
 from processes import ServerProcess, server_process
 from redis_server import redis_server
 
@@ -103,8 +104,8 @@ def test_a_class_the_teacher_controls(deployment: Deployment, clients: Callable[
     bob.send({"type": "edit", "offset": wrong["offset"], "payload": "2 + 2 = 4"})
     edited = teacher.wait_for("edited")
     assert (edited["offset"], edited["payload"]) == (wrong["offset"], "2 + 2 = 4")
-    assert refusal(ada, type="edit", offset=wrong["offset"], payload="x") == "you can only edit your own messages"
-    assert refusal(ada, type="delete", offset=wrong["offset"]) == "you can only delete your own messages"
+    assert refusal(ada, type="edit", offset=wrong["offset"], payload="x") == problems.EDIT_OWN_ONLY.text
+    assert refusal(ada, type="delete", offset=wrong["offset"]) == problems.DELETE_OWN_ONLY.text
 
     teacher.send({"type": "role", "userId": ada_in["userId"], "role": "moderator"})
     assert bob.wait_for("role") == {"type": "role", "userId": 2, "role": "moderator", "by": 1}
@@ -127,29 +128,29 @@ def test_a_class_the_teacher_controls(deployment: Deployment, clients: Callable[
     assert teacher.wait_for("room")["locked"] is True
     stranger = clients(deployment.url(1))
     stranger.send({"type": "init", "v": 2, "joinKey": room, "name": "Eve"})
-    assert "locked" in stranger.wait_for("error")["message"]
+    assert stranger.wait_for("error")["message"] == problems.LOCKED.text
     seed_stranger = ChatClient(deployment.url(0))
     seed_stranger.send({"type": "init", "joinKey": room})
     assert seed_stranger.recv()["type"] == "error"
     back = clients(deployment.url(0))
     assert back.join(room, token=bob_in["token"])["userId"] == bob_in["userId"]  # a valid token comes back
 
-    assert refusal(ada, type="remove", userId=1) == "the owner cannot be removed"
+    assert refusal(ada, type="remove", userId=1) == problems.REMOVE_OWNER.text
     teacher.send({"type": "remove", "userId": bob_in["userId"], "ban": True})
     assert bob.closed_with() == (4403, "removed from this chat")
     assert back.closed_with() == (4403, "removed from this chat")
     assert ada.wait_for("removed") == {"type": "removed", "userId": bob_in["userId"], "ban": True, "by": 1}
     banned = clients(deployment.url(1))
     banned.send({"type": "init", "v": 2, "joinKey": room, "token": bob_in["token"]})
-    assert banned.wait_for("error")["message"] == "you were removed from this chat"
+    assert banned.wait_for("error")["message"] == problems.BANNED.text
 
-    assert refusal(ada, type="end") == "only the chat's owner can end it"
+    assert refusal(ada, type="end") == problems.OWNER_ONLY.format(doing="end it").text
     teacher.send({"type": "end"})
     for member in (teacher, ada, late, seed, seed_again):
         assert member.closed_with() == (4410, "this chat was ended")
     gone = clients(deployment.url(1))
     gone.send({"type": "init", "v": 2, "joinKey": room})
-    assert gone.wait_for("error")["message"] == "chat not found."
+    assert gone.wait_for("error")["message"] == problems.NOT_FOUND.text
     assert SECRET not in deployment.logs()
 
 
@@ -175,5 +176,5 @@ def test_retention_erases_old_talks_and_ends_quiet_rooms_while_serving(
         assert [t["payload"] for t in joiner.until_quiet() if t["type"] == "talk"] == ["still here"]
         again = clients(deployment.url(0))
         again.send({"type": "init", "v": 2, "joinKey": quiet_room})
-        assert again.wait_for("error")["message"] == "chat not found."
+        assert again.wait_for("error")["message"] == problems.NOT_FOUND.text
         assert SECRET not in deployment.logs()

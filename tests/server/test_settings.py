@@ -17,6 +17,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from chat_client import ChatClient
+from chatcore import problems
 from live import wait_until
 from processes import CHAT_SERVER, children, server_process
 from redis_server import RedisServer, free_port, redis_server
@@ -305,7 +306,7 @@ def check_workers_settings(environ: pytest.MonkeyPatch, redis: RedisServer) -> N
             with ChatClient(url) as client:
                 client.init()
                 client.talk("sixsix")  # one more than CHAT_SERVER_MAX_PAYLOAD_CHARS
-                assert "longer than 5 characters" in client.recv()["message"]
+                assert client.recv()["message"] == problems.TOO_LONG.format(limit=5).text
             for line in list(server.log):
                 entry = json.loads(line)
                 if entry.get("event") == "opened":

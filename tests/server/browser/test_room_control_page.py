@@ -14,7 +14,7 @@ from pathlib import Path
 from playwright.sync_api import Locator, WebSocketRoute
 
 from chat_page import DELIVERED, HOST, ChatPage
-from chatcore import CoreLimits
+from chatcore import CoreLimits, problems
 from live import LiveServer
 from processes import ServerProcess
 from transports.config import Transport
@@ -428,10 +428,10 @@ def test_the_owner_ends_the_chat_after_a_confirmation(
     student.page.reload()
     error = student.page.locator("#message-wrapper p.error")
     error.wait_for()
-    assert error.inner_text() == "chat not found."
+    assert error.inner_text() == problems.NOT_FOUND.text
     late = pages().open(link, name="Late")
     late.page.locator("#message-wrapper p.error").wait_for()
-    assert late.page.locator("#message-wrapper p.error").inner_text() == "chat not found."
+    assert late.page.locator("#message-wrapper p.error").inner_text() == problems.NOT_FOUND.text
 
 
 def test_two_processes_sharing_redis_apply_room_control_alike(

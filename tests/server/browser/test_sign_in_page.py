@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chat_page import HOST, ChatPage
+from chatcore import problems
 from chatcore.problems import SIGN_IN_NEEDED
 from live import LiveServer
 from transports.config import AuthMode, AuthSettings, bundled_web_dir
@@ -119,7 +120,7 @@ def test_a_forged_token_is_refused_plainly_and_the_page_stays_away(
     server = signing_server(start_server, tmp_path, key)
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     page = pages().open(f"{server.http_url}#auth={sign(forger, 't-1', 'Ms. Lovelace', create=True)}")
-    stays_refused(page, "sign-in refused: bad signature")
+    stays_refused(page, problems.SIGN_IN_REFUSED.text)
     assert "#" not in page.page.url
     assert not page.asks_for_name()
 
