@@ -103,8 +103,8 @@ class Client:
         """The highest offset delivered to the application: no talk at or below it is delivered again."""
         self._auth = auth
         self._max_chars = max_message_chars
-        self._earlier_user: int | None = None
-        """Our user id before a resume the room did not accept: its talks in the replay may be our pending ones."""
+        self._earlier_users: set[int] = set()
+        """Our user ids before resumes the room did not accept: their talks in a replay may be our pending ones."""
         self._prefix = id_prefix or secrets.token_urlsafe(6)
         self._sent = 0
         self._pending: dict[str, str] = {}
@@ -223,7 +223,7 @@ class Client:
     def _joined(self, event: dict[str, Any]) -> Joined:
         user_id = int(event["userId"])
         if self.user_id is not None and user_id != self.user_id:
-            self._earlier_user = self.user_id  # (our token did not resume us: a new user)
+            self._earlier_users.add(self.user_id)  # (our token did not resume us: a new user)
         self.state = State.JOINED
         self.join_key = str(event["joinKey"])
         self.user_id = user_id
@@ -243,7 +243,7 @@ class Client:
     def _talk(self, event: dict[str, Any]) -> list[Event | Stored | Retry]:
         talk = _talk(event)
         out: list[Event | Stored | Retry] = []
-        mine = talk.user_id in (self.user_id, self._earlier_user)
+        mine = talk.user_id == self.user_id or talk.user_id in self._earlier_users
         if mine and talk.id is not None and self._pending.pop(talk.id, None) is not None:
             out.append(Stored(talk.id, talk))
         if talk.offset > self.last_offset:
