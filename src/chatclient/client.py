@@ -11,8 +11,11 @@ On every new connection the caller sends `hello`'s event first; after the
 first join it is a resume: the room's join key, our token, and ``after``, the
 last offset delivered, so the room replays only what we have not seen. Then
 it feeds each event it receives to `receive` and hands the application what
-comes back, and sends what `resend` returns (talks the room has not stored
-yet, each with its id: the room stores a talk once per user and id).
+comes back, and once the join's replay is in (`last_offset` reaches
+`Joined.offset`) sends what `resend` returns (talks the room has not stored
+yet, each with its id: the room stores a talk once per user and id). Not
+before: when the room did not take our token back we are a new user, and a
+talk it stored before the drop is recognised as ours only in the replay.
 """
 
 from __future__ import annotations
@@ -148,7 +151,8 @@ class Client:
         return None if payload is None else {"type": "talk", "payload": payload, "id": talk_id}
 
     def resend(self) -> list[dict[str, Any]]:
-        """The talks not stored yet, oldest first: send them right after a (re)join's `Joined`."""
+        """The talks not stored yet, oldest first: send them once a (re)join's replay is in (`last_offset` reaches
+        `Joined.offset`), before any new talk."""
         return [{"type": "talk", "payload": text, "id": talk_id} for talk_id, text in self._pending.items()]
 
     @property
