@@ -11,8 +11,11 @@ On every new connection the caller sends `hello`'s event first; after the
 first join it is a resume: the room's join key, our token, and ``after``, the
 last offset delivered, so the room replays only what we have not seen. Then
 it feeds each event it receives to `receive` and hands the application what
-comes back, and sends what `resend` returns (talks the room has not stored
-yet, each with its id: the room stores a talk once per user and id).
+comes back, and once the join's replay is in (`last_offset` reaches
+`Joined.offset`) sends what `resend` returns (talks the room has not stored
+yet, each with its id: the room stores a talk once per user and id). Not
+before: when the room did not take our token back we are a new user, and a
+talk it stored before the drop is recognised as ours only in the replay.
 """
 
 from __future__ import annotations
@@ -100,8 +103,8 @@ class Client:
         """The highest offset delivered to the application: no talk at or below it is delivered again."""
         self._auth = auth
         self._max_chars = max_message_chars
-        self._earlier_user: int | None = None
-        """Our user id before a resume the room did not accept: its talks in the replay may be our pending ones."""
+        self._earlier_users: set[int] = set()
+        """Our user ids before resumes the room did not accept: their talks in a replay may be our pending ones."""
         self._prefix = id_prefix or secrets.token_urlsafe(6)
         self._sent = 0
         self._pending: dict[str, str] = {}
@@ -145,7 +148,8 @@ class Client:
         return None if payload is None else {"type": "talk", "payload": payload, "id": talk_id}
 
     def resend(self) -> list[dict[str, Any]]:
-        """The talks not stored yet, oldest first: send them right after a (re)join's `Joined`."""
+        """The talks not stored yet, oldest first: send them once a (re)join's replay is in (`last_offset` reaches
+        `Joined.offset`), before any new talk."""
         return [{"type": "talk", "payload": text, "id": talk_id} for talk_id, text in self._pending.items()]
 
     @property
@@ -220,7 +224,7 @@ class Client:
     def _joined(self, event: dict[str, Any]) -> Joined:
         user_id = int(event["userId"])
         if self.user_id is not None and user_id != self.user_id:
-            self._earlier_user = self.user_id  # (our token did not resume us: a new user)
+            self._earlier_users.add(self.user_id)  # (our token did not resume us: a new user)
         self.state = State.JOINED
         self.join_key = str(event["joinKey"])
         self.user_id = user_id
@@ -240,7 +244,7 @@ class Client:
     def _talk(self, event: dict[str, Any]) -> list[Event | Stored | Retry]:
         talk = _talk(event)
         out: list[Event | Stored | Retry] = []
-        mine = talk.user_id in (self.user_id, self._earlier_user)
+        mine = talk.user_id == self.user_id or talk.user_id in self._earlier_users
         if mine and talk.id is not None and self._pending.pop(talk.id, None) is not None:
             out.append(Stored(talk.id, talk))
         if talk.offset > self.last_offset:

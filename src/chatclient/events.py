@@ -28,7 +28,7 @@ class Joined:
     offset: int
     """The room's newest offset when we joined (0: no talk yet)."""
     older: bool
-    """Older talks than the ones we are sent exist: `Client.history` asks for them."""
+    """Older talks than the ones we are sent exist: a ``history`` request asks for them (`Chat.history`)."""
     title: str | None
     locked: bool
 
@@ -107,7 +107,7 @@ class RoleChanged:
 
 @dataclass(frozen=True, slots=True)
 class History:
-    """Older talks, oldest first, as asked for with `Client.history` (not part of the live stream's order)."""
+    """Older talks, oldest first, as a ``history`` request asked for (not part of the live stream's order)."""
 
     before: int | None
     talks: tuple[Talk, ...]

@@ -224,6 +224,23 @@ def test_a_resume_the_room_did_not_accept_still_settles_our_earlier_users_talks(
     assert client.pending == 0
 
 
+def test_a_talk_of_any_earlier_user_is_ours_after_resumes_the_room_did_not_accept_twice() -> None:
+    """Cut off before the replay of a join as a new user, then a new user again: the replay then still holds our
+    talk under our first user, and it is stored (not sent again, to be stored a second time)."""
+    client = Client("K", id_prefix="p")
+    joined(client)
+    talk_id, _ = client.talk("sent just before the drop")
+    client.connection_lost()
+    client.hello()
+    client.receive(reply(userId=9, resumed=False, offset=3))
+    client.connection_lost()  # (before the replay)
+    client.hello()
+    client.receive(reply(userId=10, resumed=False, offset=3))
+    news = client.receive(talk(3, user=3, id=talk_id, payload="sent just before the drop"))
+    assert [type(n).__name__ for n in news] == ["Stored", "Talk"]
+    assert client.pending == 0
+
+
 def test_malformed_events_are_left() -> None:
     client = Client("K")
     joined(client)
