@@ -32,7 +32,9 @@ def connect(path: Path, busy_timeout: float, synchronous: Synchronous) -> tuple[
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DatabaseError(f"cannot create the folder for {path}: {error.strerror}") from None
+        raise DatabaseError(
+            f"cannot create the folder for {path}: {error.strerror} (--db: choose a folder this user may write in)"
+        ) from None
     lock_fd = _lock(path)
     try:
         connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
@@ -83,7 +85,9 @@ def _lock(path: Path) -> int:
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
-        raise DatabaseError(f"cannot create {lock_path}: {error.strerror}") from None
+        raise DatabaseError(
+            f"cannot create {lock_path}: {error.strerror} (--db: choose a folder this user may write in)"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
