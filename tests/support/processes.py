@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -103,3 +104,41 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(status.parent.name))
     return sorted(found)
+
+
+class RestartableServer:
+    """``chat-server`` on a port it keeps across restarts (its rooms in whatever file ``args`` names)."""
+
+    def __init__(self, host: str, *args: str) -> None:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            self.port: int = probe.getsockname()[1]
+        self.args = ("--host", host, "--http-port", str(self.port), "--ws-port", "0", *args)
+        self.host = host
+        self.process: ServerProcess | None = None
+        self._running = ExitStack()
+
+    @property
+    def url(self) -> str:
+        """The page."""
+        return f"http://{self.host}:{self.port}/"
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket on the page's port, where the page reaches it."""
+        return f"ws://{self.host}:{self.port}/ws"
+
+    def start(self) -> None:
+        self.process = self._running.enter_context(server_process(*self.args))
+
+    def stop(self) -> None:
+        """SIGTERM, as a service manager stops it: it drains (its clients told to reconnect, 1012) and exits 0."""
+        assert self.process is not None
+        self.process.process.send_signal(signal.SIGTERM)
+        assert self.process.process.wait(timeout=10) == 0, self.process.whole_log()
+        self.close()
+
+    def close(self) -> None:
+        """Stop it (killed, if still running)."""
+        self._running.close()
+        self.process = None
