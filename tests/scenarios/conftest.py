@@ -1,5 +1,6 @@
-"""Fixtures of the scenarios: a ``chat-server`` process that can restart on its port and SQLite file, the member
-under test (our page, or a chatclient session: each scenario runs with both) and the other members (chatclient)."""
+"""Fixtures of the scenarios: a ``chat-server`` process that can restart on its ports and SQLite file, the member
+under test (our page, or a chatclient session: each scenario runs with both) on a network the test can hold, and
+the other members (chatclient sessions)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,30 @@ from chat_page import HOST
 from live import ROOT
 from members import ClientMember, Member, PageMember
 from processes import RestartableServer
+from tcp_proxy import TcpProxy
 
 HISTORY_LIMIT = 5
 """The server's ``--history-limit``: a joiner is sent the room's latest 5 talks."""
 
 
 @pytest.fixture
-def chat_server(tmp_path: Path) -> Iterator[RestartableServer]:
+def network() -> Iterator[TcpProxy]:
+    """The member under test's way to the server (a TCP forwarder), which a test can hold or cut."""
+    proxy = TcpProxy(HOST)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+@pytest.fixture
+def chat_server(tmp_path: Path, network: TcpProxy) -> Iterator[RestartableServer]:
+    """The server; its page tells pages to reach the chat through `network`."""
     server = RestartableServer(
         HOST, "--db", str(tmp_path / "chat.db"), "--history-limit", str(HISTORY_LIMIT), "--web", str(ROOT / "web"),
-        "--drain-timeout", "5",
+        "--public-ws-port", str(network.port), "--drain-timeout", "5",
     )
+    network.target = (HOST, server.ws_port)
     try:
         server.start()
         yield server
@@ -38,14 +52,15 @@ def history_limit() -> int:
 
 
 @pytest.fixture(params=["page", "chatclient"])
-def member(request: pytest.FixtureRequest, chat_server: RestartableServer) -> Iterator[Member]:
-    """The member under test: our page in Chromium, or a chatclient session."""
+def member(request: pytest.FixtureRequest, chat_server: RestartableServer, network: TcpProxy) -> Iterator[Member]:
+    """The member under test: our page in Chromium, or a chatclient session; either reaches the chat through
+    `network`."""
     driven: Member
     if request.param == "page":
         browser: Browser = request.getfixturevalue("browser")
         driven = PageMember(browser, chat_server.url)
     else:
-        driven = ClientMember(chat_server.ws_url)
+        driven = ClientMember(f"ws://{HOST}:{network.port}/")
     try:
         yield driven
     finally:
@@ -54,7 +69,7 @@ def member(request: pytest.FixtureRequest, chat_server: RestartableServer) -> It
 
 @pytest.fixture
 def others(chat_server: RestartableServer) -> Iterator[Callable[[], ClientMember]]:
-    """``others()``: another member (a chatclient session), closed after the test."""
+    """``others()``: another member (a chatclient session, straight to the server), closed after the test."""
     with ExitStack() as stack:
 
         def other() -> ClientMember:

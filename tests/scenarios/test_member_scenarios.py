@@ -5,11 +5,13 @@ other members being chatclient sessions, against a ``chat-server`` process on lo
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
+
+import pytest
 
 from members import ClientMember, Member, Outcome, Said, room_log
 from processes import RestartableServer
+from tcp_proxy import TcpProxy
 
 SETTLE = 0.5
 """Seconds to let anything late (a duplicate, a reconnection) arrive before saying it did not."""
@@ -52,21 +54,17 @@ def test_names_are_seen_by_the_others_on_talks_and_in_who_is_online(
     assert member.wait_for_talks(2) == [Said("Ada", "Ada here"), Said("Bob", "hello Ada")]
 
 
-def test_joining_a_room_that_does_not_exist_ends_for_good(
-    member: Member, others: Callable[[], ClientMember]
-) -> None:
+def test_joining_a_room_that_does_not_exist_ends_for_good(member: Member, network: TcpProxy) -> None:
     member.join("no-such-chat", "Ada")
     assert member.wait_until_out() is Outcome.CANNOT_JOIN
-    assert member.joins() == 0
     assert not member.can_talk()
-    # (Not a server out of reach: it serves whoever starts a room.)
-    someone = others()
-    someone.start("Someone")
-    assert someone.user_id == 1
+    time.sleep(3 * SETTLE)  # longer than either client's first pause before reconnecting
+    assert network.accepted == 1  # it asked once, and did not try again
+    assert member.joins() == 0
 
 
 def test_a_server_restart_shows_every_talk_once_in_order_and_stores_every_talk_once(
-    member: Member, others: Callable[[], ClientMember], chat_server: RestartableServer
+    member: Member, others: Callable[[], ClientMember], chat_server: RestartableServer, network: TcpProxy
 ) -> None:
     member.start("Ada")
     bob = others()
@@ -77,31 +75,63 @@ def test_a_server_restart_shows_every_talk_once_in_order_and_stores_every_talk_o
     bob.say("before 2")
     for anyone in (member, bob):
         assert anyone.wait_for_talks(2) == before
+    bob.close()
 
+    network.hold(links=True)  # Ada's way back waits until Cy has said what he says while she is away
     chat_server.stop()
-    bob.say("while Ada was away 1")  # (sent once Bob is back: the room stores them then)
-    bob.say("while Ada was away 2")
     chat_server.start()
-    member.say("right after the restart")
+    cy = others()
+    cy.join(member.join_key, "Cy")
+    away = [Said("Cy", f"while Ada was away {number}") for number in (1, 2, 3)]
+    for said in away:
+        cy.say(said.text)
+    cy.wait_until_sent()
+    member.say("right after the restart")  # (she is not back yet: it goes once she is)
+    assert member.joins() == 1
+    network.release()
 
+    expected = [*before, *away, Said("Ada", "right after the restart")]
+    for anyone in (member, cy):
+        assert anyone.wait_for_talks(len(expected)) == expected
     member.wait_until_sent()
-    bob.wait_until_sent()
-    for anyone in (member, bob):
-        anyone.wait_for_talks(5)
     time.sleep(SETTLE)
-    stored = room_log(chat_server.ws_url, member.join_key)
-    assert member.talks() == bob.talks() == stored
-    assert stored[:2] == before
-    assert Counter(said.text for said in stored) == Counter(
-        ["before 1", "before 2", "while Ada was away 1", "while Ada was away 2", "right after the restart"]
-    )
-    assert stored.index(Said("Bob", "while Ada was away 1")) < stored.index(Said("Bob", "while Ada was away 2"))
+    assert member.talks() == cy.talks() == room_log(chat_server.ws_url, member.join_key) == expected
     assert member.joins() == 2  # back once,
     assert member.user_id == 1  # as the same user
 
 
+def test_a_member_away_for_more_talks_than_the_replay_holds_is_shown_every_one(
+    member: Member, others: Callable[[], ClientMember], network: TcpProxy, history_limit: int,
+    request: pytest.FixtureRequest,
+) -> None:
+    if isinstance(member, ClientMember):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "chatclient delivers the replay's latest talks and Joined.older; fetching the ones between is left to "
+            "the application (docs/python-client.md, what it does not do)"
+        )))
+    member.start("Ada")
+    bob = others()
+    bob.join(member.join_key, "Bob")
+    member.say("before")
+    bob.wait_for_talks(1)
+
+    network.hold(links=True)
+    network.sever(refuse_new=False)  # (its way back is held, not refused: no growing pause to wait out)
+    away = [Said("Bob", f"while Ada was away {number}") for number in range(1, 2 * history_limit + 1)]
+    for said in away:
+        bob.say(said.text)
+    bob.wait_until_sent()
+    network.release()
+
+    expected = [Said("Ada", "before"), *away]
+    assert member.wait_for_talks(len(expected)) == expected
+    time.sleep(SETTLE)
+    assert member.talks() == expected
+    assert member.joins() == 2
+
+
 def test_a_member_the_owner_removes_is_out_and_stays_out(
-    member: Member, others: Callable[[], ClientMember]
+    member: Member, others: Callable[[], ClientMember], network: TcpProxy
 ) -> None:
     owner = others()
     owner.start("Owner")
@@ -113,8 +143,9 @@ def test_a_member_the_owner_removes_is_out_and_stays_out(
     assert not member.can_talk()
     owner.wait_for_members(["Owner"])
     time.sleep(3 * SETTLE)  # longer than either client's first pause before reconnecting
+    assert network.accepted == 1  # no new connection (not banned: one would have been let back in)
     assert member.joins() == 1
-    assert owner.members() == ["Owner"]  # (not banned: had it come back, it would be listed again)
+    assert owner.members() == ["Owner"]
 
 
 def test_talks_older_than_the_replay_are_paged_in(

@@ -107,13 +107,15 @@ def children(pid: int) -> list[int]:
 
 
 class RestartableServer:
-    """``chat-server`` on a port it keeps across restarts (its rooms in whatever file ``args`` names)."""
+    """``chat-server`` on ports it keeps across restarts (its rooms in whatever file ``args`` names)."""
 
     def __init__(self, host: str, *args: str) -> None:
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            self.port: int = probe.getsockname()[1]
-        self.args = ("--host", host, "--http-port", str(self.port), "--ws-port", "0", *args)
+        with socket.socket() as page, socket.socket() as chat:
+            page.bind((host, 0))
+            chat.bind((host, 0))
+            self.http_port: int = page.getsockname()[1]
+            self.ws_port: int = chat.getsockname()[1]
+        self.args = ("--host", host, "--http-port", str(self.http_port), "--ws-port", str(self.ws_port), *args)
         self.host = host
         self.process: ServerProcess | None = None
         self._running = ExitStack()
@@ -121,12 +123,11 @@ class RestartableServer:
     @property
     def url(self) -> str:
         """The page."""
-        return f"http://{self.host}:{self.port}/"
+        return f"http://{self.host}:{self.http_port}/"
 
     @property
     def ws_url(self) -> str:
-        """The WebSocket on the page's port, where the page reaches it."""
-        return f"ws://{self.host}:{self.port}/ws"
+        return f"ws://{self.host}:{self.ws_port}/"
 
     def start(self) -> None:
         self.process = self._running.enter_context(server_process(*self.args))
