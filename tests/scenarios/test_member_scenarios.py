@@ -7,8 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import pytest
-
 from members import ClientMember, Member, Outcome, Said, room_log
 from processes import RestartableServer
 from tcp_proxy import TcpProxy
@@ -101,14 +99,8 @@ def test_a_server_restart_shows_every_talk_once_in_order_and_stores_every_talk_o
 
 
 def test_a_member_away_for_more_talks_than_the_replay_holds_is_shown_every_one(
-    member: Member, others: Callable[[], ClientMember], network: TcpProxy, history_limit: int,
-    request: pytest.FixtureRequest,
+    member: Member, others: Callable[[], ClientMember], network: TcpProxy, history_limit: int
 ) -> None:
-    if isinstance(member, ClientMember):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "chatclient delivers the replay's latest talks and Joined.older; fetching the ones between is left to "
-            "the application (docs/python-client.md, what it does not do)"
-        )))
     member.start("Ada")
     bob = others()
     bob.join(member.join_key, "Bob")
