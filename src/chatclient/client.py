@@ -303,11 +303,12 @@ class Client:
 
     def _filling(self, gap: _Gap, event: dict[str, Any]) -> list[Event | Stored | Retry | Send]:
         kind = event.get("type")
-        if kind == "history" and event.get("before") == gap.before:
+        # Nothing else of ours is in flight that a history answer, or an error naming neither a talk nor a change,
+        # could answer (`filling`): these are the page's.
+        if kind == "history":
             return self._page(gap, event)
         if kind == "error" and event.get("id") is None and event.get("request") in (None, "history"):
-            # The page's refusal: nothing else in flight is answered by an error naming neither a talk nor a
-            # change (`filling`). Resume on a new connection, after the last talk delivered.
+            # Refused: resume on a new connection, after the last talk delivered.
             self.connection_lost()
             return [Refused(str(event.get("message", "")), None, "history")]
         gap.held.append(event)
