@@ -23,8 +23,8 @@
 // delete anyone's; for staff, a panel to set the title, lock the room, make
 // moderators (the owner), remove or ban members and end the chat (the owner,
 // after a confirmation). A page removed (close 4403), whose chat was ended
-// (4410) or whose init is refused (a locked room, a ban) says so and stays
-// away.
+// (4410), whose init is refused (a locked room, a ban) or whose link names no
+// chat says so and stays away.
 //
 // Signing in (docs/sign-in.md): the
 // embedding site hands the page a sign-in token (a JWT), as a URL fragment
@@ -109,9 +109,8 @@
   var replayEnd = 0; // the room's offset in the init reply: the replay ends with it
   var replayTimer = null;
   var firstReplay = true; // the page's first replay: its talks are not "unread"
-  var deadLink = false; // the join key is unknown: reconnecting cannot help
   var reconnectDelay = RECONNECT_FIRST_DELAY_MS;
-  var stopped = null; // {state, text}: removed, the chat ended, or the init refused: the page stays away
+  var stopped = null; // {state, text}: removed, the chat ended, the init refused, no such chat: the page stays away
   var authToken = takeFragmentToken(); // the sign-in token (JWT): in memory only
   var authOrigins = (body.dataset.authOrigins || "").split(/\s+/).filter(function (origin) {
     return origin !== "" && origin !== "*" && origin !== "null";
@@ -1618,13 +1617,10 @@
     }
     var code = typeof event.code === "string" ? event.code : "";
     if (code === "not-found") {
-      deadLink = true;
+      // The link's chat does not exist (or no longer): another init would be answered alike.
       awaitingInit = false;
       showError(text);
-      var a = document.createElement("a");
-      a.href = window.location.pathname;
-      a.textContent = "start a new chat";
-      addNotice("info", ["this join link is not valid: ", a]);
+      stop("not-found", text);
       return;
     }
     showError(text);
@@ -1659,7 +1655,9 @@
     var a = document.createElement("a");
     a.href = window.location.pathname;
     a.textContent = "start a new chat";
-    addNotice("info stopped", state === "refused" ? ["you cannot join this chat: ", a] : [text + " ", a]);
+    addNotice("info stopped", state === "refused" ? ["you cannot join this chat: ", a]
+      : state === "not-found" ? ["this join link is not valid: ", a]
+      : [text + " ", a]);
     setState(state);
     showStatus(text, true);
   }
@@ -1787,10 +1785,6 @@
       (close.reason ? ": " + close.reason : "") + ")";
     if (stopped !== null) {
       showStatus(stopped.text, true);
-      return;
-    }
-    if (deadLink) {
-      showStatus(why, true);
       return;
     }
     // Jitter keeps a crowd of pages from reconnecting in lockstep.

@@ -28,7 +28,8 @@ class Joined:
     offset: int
     """The room's newest offset when we joined (0: no talk yet)."""
     older: bool
-    """Older talks than the ones we are sent exist: a ``history`` request asks for them (`Chat.history`)."""
+    """Older talks than the replay exist: `Chat.history` asks for them. Always false on a resume: the talks a long
+    absence left out of the replay are fetched and delivered first (see `Client.filling`)."""
     title: str | None
     locked: bool
 

@@ -3,7 +3,8 @@
 The connectors (``chatclient.trio``, ``chatclient.asyncio``) give it only a
 WebSocket (`Opener`); everything else is here. One task (`Chat.run`) owns
 the connection: it sends the client's hello, feeds what comes to the
-`Client`, resends what the room has not stored after each join, and
+`Client`, sends what the client asks for (the pages of a resume's gap),
+resends what the room has not stored after each join, and
 reconnects after a drop with a growing pause (0.5 s doubling to 10 s, with
 jitter) until the session ends (`Ended`: removed, the room ended) or the
 application leaves. `leave` interrupts only what that task waits on, so the
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.abc
 
-from .client import Client, Retry, State, Stored, encode
+from .client import Client, Retry, Send, State, Stored, encode
 from .events import Ended, Event, History, Joined, Refused, Talk
 
 FIRST_PAUSE, LONGEST_PAUSE = 0.5, 10.0
@@ -122,6 +123,9 @@ class Chat:
         self._socket: Socket | None = None
         self._ready = False
         """The socket takes new talks: what was pending at the join has been sent again, after the replay."""
+        self._filled = anyio.Event()
+        """Unset only while a connection's client fills a resume's gap (`Client.filling`)."""
+        self._filled.set()
         self._joined_here = False
         self._leaving = False
         self._started = False
@@ -165,6 +169,7 @@ class Chat:
         ``end``), with its fields as the protocol names them; what it changes comes as news (a refusal as
         `Refused`). `NotConnected` while the connection is down."""
         self._check()
+        await self._after_gap()
         await self._send(kind, fields)
 
     async def history(self, before: int | None = None, limit: int = 50) -> History:
@@ -173,6 +178,7 @@ class Chat:
         self._check()
         fields: dict[str, Any] = {"limit": limit} if before is None else {"before": before, "limit": limit}
         async with self._history_lock:
+            await self._after_gap()
             waiter = self._history = _Waiter()
             try:
                 await self._send("history", fields)
@@ -239,6 +245,7 @@ class Chat:
                 raise SessionEnded(f"could not connect to {self._url}: {error}") from error
         finally:
             self._socket, self._ready = None, False
+            self._filled.set()
             if self._history is not None:
                 self._history.settle(failure=NotConnected("the connection dropped before the answer"))
         return self._joined_here
@@ -249,22 +256,38 @@ class Chat:
         """The room's events, until the session ends or a join is refused for now (the client IDLE again)."""
         while self.ended is None and self.client.state is not State.IDLE:
             for news in self.client.receive(_parse(await socket.receive())):
+                if isinstance(news, Send):
+                    await socket.send(encode(news.event))
+                    continue
                 if isinstance(news, Retry):
                     retries.start_soon(self._send_again, socket, news.id)
                     continue
                 if isinstance(news, Joined):
                     self._joined_here = True
                     self.joined = news
+                    if self.client.filling:
+                        self._filled = anyio.Event()
                     if not self._started:
                         self._started = True
                         task_status.started()
                 self._take(news)
+            if not self.client.filling:
+                self._filled.set()
             if self._joined_here and not self._ready and self._replayed():
                 await self._resend(socket)
 
     def _replayed(self) -> bool:
-        """Whether the join's replay has been read (our talks stored before a drop are in it, not to send again)."""
+        """Whether the join's replay, and the gap before it, have been read (our talks stored before a drop are in
+        them, not to send again)."""
+        if self.client.state is not State.JOINED or self.client.filling:
+            return False
         return self.joined is None or self.client.last_offset >= self.joined.offset
+
+    async def _after_gap(self) -> None:
+        """Wait while the client fills a resume's gap: its pages go alone (see `Client.filling`)."""
+        while self.client.filling and self._socket is not None:
+            await self._filled.wait()
+        self._check()
 
     async def _resend(self, socket: Socket) -> None:
         """Send again what the room had not stored at the join, then take new talks (they go after, in order)."""

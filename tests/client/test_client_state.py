@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from chatclient import Client, Deleted, Edited, Ended, Joined, MemberJoined, Refused, State, Talk
-from chatclient.client import Stored
+from chatclient.client import Send, Stored
 
 
 def reply(**fields: Any) -> dict[str, Any]:
@@ -247,3 +247,159 @@ def test_malformed_events_are_left() -> None:
     assert client.receive({"type": "talk", "offset": 4}) == []  # (no userId, no time)
     assert client.receive({"type": "deleted", "offset": "x"}) == []
     assert client.last_offset == 0
+
+
+# A resume after more talks than the replay holds: the gap is filled by history pages ------------------------------
+
+
+def page(request: Send, first: int = 1) -> dict[str, Any]:
+    """The server's answer to a ``history`` request, its log holding offsets from ``first`` on."""
+    before, limit = request.event["before"], request.event["limit"]
+    offsets = range(max(first, before - limit), before)
+    return {"type": "history", "before": before, "talks": [talk(offset) for offset in offsets],
+            "older": before - limit > first}
+
+
+def away(client: Client, offset: int, *replay: dict[str, Any]) -> Send:
+    """Back after a drop: the room is at ``offset`` and replays ``replay``, which starts later than the last talk
+    delivered; the client asks for a page of what is between."""
+    client.connection_lost()
+    assert client.hello()["after"] == client.last_offset
+    news = client.receive(reply(resumed=True, offset=offset, older=True))
+    assert isinstance(news[0], Joined)
+    assert not news[0].older  # (nothing is left to page back for: the gap comes first)
+    assert client.filling
+    for event in replay:
+        assert client.receive(event) == []  # (held)
+    (request,) = news[1:]
+    assert isinstance(request, Send)
+    return request
+
+
+def delivered(news: list[Any]) -> list[int]:
+    return [n.offset for n in news if isinstance(n, Talk)]
+
+
+def fill(client: Client, request: Send, first: int = 1) -> tuple[list[Any], list[Send]]:
+    """Answer each page the client asks for, until it asks for none: what came back, and what it asked."""
+    news: list[Any] = []
+    asked = [request]
+    while True:
+        out = client.receive(page(asked[-1], first))
+        news += [n for n in out if not isinstance(n, Send)]
+        requests = [n for n in out if isinstance(n, Send)]
+        if not requests:
+            return news, asked
+        asked += requests
+
+
+def in_room_at(offset: int) -> Client:
+    client = Client("K", token="T" * 32, id_prefix="p")
+    joined(client)
+    for number in range(1, offset + 1):
+        client.receive(talk(number))
+    return client
+
+
+def test_a_gap_of_one_page_is_delivered_before_the_replay() -> None:
+    client = in_room_at(1)
+    request = away(client, 11, talk(1, payload="new", edited=9.5), *(talk(o) for o in range(7, 12)))
+    assert request.event == {"type": "history", "before": 12, "limit": 10}  # (the replay is not known yet)
+    news = client.receive({**page(request), "talks": [talk(2), talk(3, deleted=True, payload=None),
+                                                      *(talk(o) for o in range(4, 12))]})
+    assert delivered(news) == list(range(2, 12))  # (7-11 once: from the replay, after the gap)
+    assert news[1] == Talk(3, 1, None, None, 1.5, deleted=True)  # (a deleted talk keeps its place, as replayed)
+    assert news[5] == Edited(1, "new", 9.5)  # (the replay's change below ``after``, where the replay was)
+    assert not client.filling
+    assert client.last_offset == 11
+
+
+def test_a_gap_of_several_pages_is_asked_for_a_page_at_a_time_oldest_first() -> None:
+    client = in_room_at(1)
+    request = away(client, 500, *(talk(o) for o in range(496, 501)))
+    news, asked = fill(client, request)
+    assert [r.event for r in asked] == [
+        {"type": "history", "before": 202, "limit": 200},
+        {"type": "history", "before": 402, "limit": 200},
+        {"type": "history", "before": 496, "limit": 94},  # (up to the replay, which the first answer came after)
+    ]
+    assert delivered(news) == list(range(2, 501))
+    assert client.last_offset == 500
+    assert not client.filling
+
+
+def test_talks_and_news_arriving_live_during_the_fill_wait_for_it_and_come_in_their_order() -> None:
+    client = in_room_at(1)
+    request = away(client, 500, *(talk(o) for o in range(496, 501)))
+    first = client.receive(page(request))
+    assert delivered(first) == list(range(2, 202))
+    (second,) = [n for n in first if isinstance(n, Send)]
+    for live in (talk(501), {"type": "joined", "userId": 4, "name": "Cy"},
+                 {"type": "edited", "offset": 300, "payload": "fixed", "edited": 9.5}, talk(502)):
+        assert client.receive(live) == []
+    assert client.filling
+    news, _ = fill(client, second)
+    assert delivered(news) == list(range(202, 503))
+    after_gap = news[news.index(next(n for n in news if isinstance(n, Talk) and n.offset == 500)) + 1:]
+    assert after_gap == [Talk(501, 1, None, "t501", 1.5), MemberJoined(4, "Cy"), Edited(300, "fixed", 9.5),
+                         Talk(502, 1, None, "t502", 1.5)]
+
+
+def test_a_drop_during_the_fill_resumes_after_the_last_talk_delivered() -> None:
+    client = in_room_at(1)
+    talk_id, _ = client.talk("sent just before the drop")
+    request = away(client, 500, *(talk(o) for o in range(496, 501)))
+    got = client.receive(page(request))
+    client.connection_lost()  # (what it held is dropped: the next replay brings it again)
+    assert not client.filling
+    assert client.last_offset == 201
+    request = away(client, 505, *(talk(o) for o in range(501, 506)))
+    assert request.event == {"type": "history", "before": 402, "limit": 200}
+    ours = {**page(request), "talks": [talk(o, user=3, id=talk_id) if o == 300 else talk(o) for o in range(202, 402)]}
+    news = client.receive(ours)
+    assert [n.id for n in news if isinstance(n, Stored)] == [talk_id]  # (stored before the drop: not sent again)
+    assert client.resend() == []
+    rest, _ = fill(client, next(n for n in news if isinstance(n, Send)))
+    assert delivered(got + news + rest) == list(range(2, 506))
+
+
+def test_a_refused_page_ends_the_connection_and_the_next_resume_starts_after_the_last_talk_delivered() -> None:
+    client = in_room_at(1)
+    request = away(client, 500, *(talk(o) for o in range(496, 501)))
+    got = client.receive(page(request))
+    client.receive(talk(501))
+    refusal = {"type": "error", "code": "unavailable", "message": "…", "payload": "…"}
+    assert client.receive(refusal) == [Refused("…", None, "history")]
+    assert client.state is State.IDLE  # (the caller closes this connection, and resumes on a new one)
+    assert not client.filling
+    assert client.last_offset == 201
+    request = away(client, 501, *(talk(o) for o in range(497, 502)))
+    news, _ = fill(client, request)
+    assert delivered(got + news) == list(range(2, 502))
+
+
+def test_what_the_log_no_longer_has_is_passed_over_and_what_it_has_is_delivered() -> None:
+    # the room's log keeps only its replay (a room in memory): an empty page, then the gap's last page says so
+    client = in_room_at(1)
+    request = away(client, 1005, *(talk(o) for o in range(1001, 1006)))
+    news, asked = fill(client, request, first=1001)
+    assert [r.event for r in asked] == [{"type": "history", "before": 202, "limit": 200},
+                                        {"type": "history", "before": 1001, "limit": 200}]
+    assert delivered(news) == list(range(1001, 1006))
+    assert client.last_offset == 1005
+    # the log begins in the gap, further back than its last page: on a page at a time from there
+    client = in_room_at(1)
+    request = away(client, 1005, *(talk(o) for o in range(1001, 1006)))
+    news, asked = fill(client, request, first=700)
+    assert [r.event["before"] for r in asked] == [202, 1001, 402, 602, 802, 1001]
+    assert delivered(news) == list(range(700, 1006))
+
+
+def test_a_first_join_does_not_fill_older_talks_it_says_they_exist() -> None:
+    client = Client("K")
+    client.hello()
+    news = client.receive(reply(offset=11, older=True))
+    assert [type(n) for n in news] == [Joined]
+    assert isinstance(news[0], Joined)
+    assert news[0].older
+    assert not client.filling

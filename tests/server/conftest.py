@@ -1,4 +1,5 @@
-"""Fixtures of the tests that run a real server: one per transport, its rooms in a fresh SQLite file."""
+"""Fixtures of the tests that run a real server: one per transport, its rooms in a fresh SQLite file (the browser is
+in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
 
 from chat_client import V2Client
-from chat_page import CHROMIUM, CHROMIUM_ARGS
 from live import TEST_LIMITS, LiveServer, live_server
 from transports.config import ServerConfig, Transport
 
@@ -46,18 +45,6 @@ def start_server(server_config: ServerConfig) -> Iterator[Callable[..., LiveServ
             return stack.enter_context(live_server(replace(server_config, **changes)))
 
         yield start
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium, driven by Playwright (whose own browser download does not work here).
-
-    One for the whole session: Playwright's sync API cannot run twice at once in one thread.
-    """
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -103,3 +104,42 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(status.parent.name))
     return sorted(found)
+
+
+class RestartableServer:
+    """``chat-server`` on ports it keeps across restarts (its rooms in whatever file ``args`` names)."""
+
+    def __init__(self, host: str, *args: str) -> None:
+        with socket.socket() as page, socket.socket() as chat:
+            page.bind((host, 0))
+            chat.bind((host, 0))
+            self.http_port: int = page.getsockname()[1]
+            self.ws_port: int = chat.getsockname()[1]
+        self.args = ("--host", host, "--http-port", str(self.http_port), "--ws-port", str(self.ws_port), *args)
+        self.host = host
+        self.process: ServerProcess | None = None
+        self._running = ExitStack()
+
+    @property
+    def url(self) -> str:
+        """The page."""
+        return f"http://{self.host}:{self.http_port}/"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.ws_port}/"
+
+    def start(self) -> None:
+        self.process = self._running.enter_context(server_process(*self.args))
+
+    def stop(self) -> None:
+        """SIGTERM, as a service manager stops it: it drains (its clients told to reconnect, 1012) and exits 0."""
+        assert self.process is not None
+        self.process.process.send_signal(signal.SIGTERM)
+        assert self.process.process.wait(timeout=10) == 0, self.process.whole_log()
+        self.close()
+
+    def close(self) -> None:
+        """Stop it (killed, if still running)."""
+        self._running.close()
+        self.process = None

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 class TcpProxy:
     """Forwards ``listen_host:port`` to ``target``; `sever` drops every link without a close frame; `hold` stalls
-    what goes one way or the other on every link."""
+    what goes one way or the other on every link, or new links."""
 
     def __init__(self, listen_host: str) -> None:
         self.target: tuple[str, int] | None = None
@@ -19,10 +19,14 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._links: list[socket.socket] = []
         self._refusing = False
+        self.accepted = 0
+        """Connections clients opened to it, refused ones included."""
         self.refused = 0
         self._requests_flow = threading.Event()
         self._requests_flow.set()
         self._dropping_replies = False
+        self._links_flow = threading.Event()
+        self._links_flow.set()
         self.held = 0
         """Chunks from clients kept back by `hold` and not forwarded yet."""
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -40,17 +44,21 @@ class TcpProxy:
         with self._lock:
             self._refusing = False
 
-    def hold(self, *, requests: bool = False, replies: bool = False) -> None:
+    def hold(self, *, requests: bool = False, replies: bool = False, links: bool = False) -> None:
         """Stop forwarding what clients send (``requests``: kept, and forwarded on `release`, even on links the
-        client closed meanwhile) or what the target answers (``replies``: dropped)."""
+        client closed meanwhile) or what the target answers (``replies``: dropped); or stop linking new clients
+        (``links``: each waits, connected, and is linked to the target on `release`, the target's state then)."""
         if requests:
             self._requests_flow.clear()
+        if links:
+            self._links_flow.clear()
         self._dropping_replies = replies
 
     def release(self) -> None:
-        """Forward both ways again, what was held first."""
+        """Forward both ways again, what was held first, and link the clients that wait."""
         self._dropping_replies = False
         self._requests_flow.set()
+        self._links_flow.set()
 
     def close(self) -> None:
         self.sever(refuse_new=True)
@@ -64,7 +72,9 @@ class TcpProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            self._links_flow.wait()  # (later clients wait in the listener's backlog)
             with self._lock:
+                self.accepted += 1
                 refusing = self._refusing
                 if refusing:
                     self.refused += 1

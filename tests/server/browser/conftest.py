@@ -1,5 +1,5 @@
 """Fixtures of the browser tests: a server and pages for it, and a folder for screenshots (the browser itself is in
-``tests/server/conftest.py``)."""
+``tests/conftest.py``)."""
 
 from __future__ import annotations
 

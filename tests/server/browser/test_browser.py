@@ -423,6 +423,11 @@ def test_server_errors_are_shown_readably(e2e_server: LiveServer, pages: Callabl
     error = lost.page.locator("#message-wrapper p.error")
     error.wait_for()
     assert error.inner_text() == problems.NOT_FOUND.text
+    # It stays away, and says so: not "connecting", and nothing typed waits for a room that is not there.
+    lost.page.wait_for_function("document.body.dataset.state === 'not-found'")
+    assert lost.status() == problems.NOT_FOUND.text
+    assert lost.page.locator("#message-input").is_disabled()
+    assert lost.page.locator("#send-button").is_disabled()
     start_over = lost.page.locator("#message-wrapper a", has_text="start a new chat")
     start_over.click()
     assert lost.join_link().startswith(e2e_server.http_url + "?join=")
