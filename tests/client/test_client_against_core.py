@@ -58,8 +58,8 @@ def as_talk(logged: LoggedTalk) -> Talk:
 
 def check_stream(member: Member, server: Server, *, settled: bool) -> None:
     """The member's talks: the log's, in offset order, each once; gaps only after a `Joined`, exactly what the
-    room's window had left behind (the first join says so with ``older``); once settled, up to the room's newest. Every join after the
-    first a resume, unless the log forgot the token (a new user then)."""
+    room's window had left behind (the first join says so with ``older``); once settled, up to the room's newest.
+    Every join after the first a resume, unless the log forgot the token (a new user then)."""
     limit = server.limits.history_limit
     join_key = member.client.join_key
     assert join_key is not None
