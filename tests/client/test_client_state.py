@@ -369,7 +369,7 @@ def test_a_refused_page_ends_the_connection_and_the_next_resume_starts_after_the
     got = client.receive(page(request))
     client.receive(talk(501))
     refusal = {"type": "error", "code": "unavailable", "message": "…", "payload": "…"}
-    assert client.receive(refusal) == [Refused("…", None, "history")]
+    assert client.receive(refusal) == [Refused("…", None, "history", "unavailable")]
     assert client.state is State.IDLE  # (the caller closes this connection, and resumes on a new one)
     assert not client.filling
     assert client.last_offset == 201

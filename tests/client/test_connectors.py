@@ -17,6 +17,7 @@ import chatclient.trio
 from certificates import make_certificate
 from chatclient import Ended, MemberJoined, Talk
 from chatclient.session import Chat, SessionEnded
+from event_loops import run
 from live import TEST_LIMITS, LiveServer, live_server
 from transports.config import ServerConfig, Transport
 
@@ -81,7 +82,7 @@ def test_start_join_send_and_hear(config: ServerConfig, loop: tuple[str, Connect
                         assert MemberJoined(2, "Bob") in news
                         assert news[-1] == sent
 
-        anyio.run(main, backend=backend)
+        run(main, backend)
 
 
 async def _until_talk(chat: Chat) -> AsyncIterator[object]:
@@ -99,7 +100,7 @@ def test_an_unknown_room_ends_the_session_at_once(config: ServerConfig, loop: tu
                 async with connect(live.ws_url, "no-such-room"):
                     raise AssertionError("joined a room that does not exist")
 
-        anyio.run(main, backend=backend)
+        run(main, backend)
 
 
 def test_every_talk_once_in_order_across_a_server_restart(config: ServerConfig, loop: tuple[str, Connect]) -> None:
@@ -131,7 +132,7 @@ def test_every_talk_once_in_order_across_a_server_restart(config: ServerConfig, 
                         replay = await talks(bob, 4)
                         assert [t.payload for t in replay] == [t.payload for t in heard]
 
-        anyio.run(main, backend=backend)
+        run(main, backend)
 
 
 def test_a_removed_member_is_told_and_its_session_ends(config: ServerConfig, loop: tuple[str, Connect]) -> None:
@@ -150,7 +151,7 @@ def test_a_removed_member_is_told_and_its_session_ends(config: ServerConfig, loo
                     with pytest.raises(SessionEnded):
                         await guest.send("still here?")
 
-        anyio.run(main, backend=backend)
+        run(main, backend)
 
 
 
@@ -169,7 +170,7 @@ def test_over_tls_with_the_servers_own_certificate(config: ServerConfig, loop: t
                     assert talk.payload == "over TLS"
                     assert talk.offset == 1
 
-        anyio.run(main, backend=backend)
+        run(main, backend)
 
 
 def test_history_pages_back_and_leaving_ends_the_session(config: ServerConfig, loop: tuple[str, Connect]) -> None:
@@ -192,4 +193,4 @@ def test_history_pages_back_and_leaving_ends_the_session(config: ServerConfig, l
                     heard = [n.offset async for n in ada if isinstance(n, Talk)]  # (ends: it does not hang)
                     assert heard == [1, 2, 3, 4, 5]
 
-        anyio.run(main, backend=backend)
+        run(main, backend)

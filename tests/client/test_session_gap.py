@@ -16,6 +16,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from chatclient import Joined, Talk
 from chatclient.session import Closed, Socket, session
+from event_loops import run
 
 TIMEOUT = 10.0
 
@@ -128,7 +129,7 @@ def test_the_gap_goes_first_and_the_applications_requests_wait_for_it(backend: s
                     assert not news[0].older
                     assert [t.offset for t in news if isinstance(t, Talk)] == list(range(2, 13))
 
-    anyio.run(main, backend=backend)
+    run(main, backend)
 
 
 @pytest.mark.parametrize("backend", ["trio", "asyncio"])
@@ -168,4 +169,4 @@ def test_a_refused_page_closes_the_connection_and_the_next_resumes_after_the_las
                     assert offsets == list(range(2, 501))
                     assert chat.client.last_offset == 500
 
-    anyio.run(main, backend=backend)
+    run(main, backend)
