@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -137,6 +138,44 @@ def start_failure(*args: str, code: str | None = None) -> str:
     assert len(errors) == 1, result.stderr
     assert errors[0].startswith("chat-server: error: ")
     return errors[0]
+
+
+STARTUP_REFUSALS = {
+    "--ws-port abc": "argument --ws-port: invalid value: 'abc': must be a whole number",
+    "--ws-port 99999": "argument --ws-port: must be 0-65535 (0: any free port)",
+    "--max-connections 0": "argument --max-connections: must be at least 1",
+    "--rate 0": "argument --rate: must be at least 0.001",
+    "--retention -1": "argument --retention: must be more than 0, at most 100000",
+    "--transport foo": "argument --transport: invalid choice: 'foo' (choose from 'trio-websocket', 'wsproto')",
+    "--log-level LOUD": "argument --log-level: invalid choice: 'LOUD' (choose from 'DEBUG', 'INFO', 'WARNING', "
+                        "'ERROR')",
+    "--web /nonexistent": "argument --web: /nonexistent is not a folder",
+    "--allow-origin example.com": "argument --allow-origin: must be an origin as browsers send it: http://host:port or "
+                                  "https://host, no path, no wildcard",
+    "--trusted-proxy nope": "argument --trusted-proxy: must be an IP address (10.0.0.5, ::1) or a network (10.0.0.0/8)",
+    "--workers 2": "--workers needs --redis: separate processes share rooms only through Redis",
+    "--redis redis://127.0.0.1:1 --db a.db": "--redis and --db are two places to keep rooms: choose one",
+    "--event-loop asyncio": "--event-loop asyncio and uvloop need --transport wsproto",
+    "--tls-key k.pem": "--tls-key needs --tls-cert: the certificate it belongs to",
+    "--tls-cert /nonexistent": "cannot use the TLS certificate (--tls-cert, --tls-key): no such file: /nonexistent",
+    "--auth required": "--auth required needs --auth-key: the key that verifies the sign-in tokens",
+    "--auth-issuer me": "--auth-issuer needs --auth-key: the key that verifies the sign-in tokens",
+    "--auth-key /nonexistent": "cannot use the sign-in key (--auth-key): no such file: /nonexistent",
+    "--host 192.0.2.1 --ws-port 0 --http-port 0": "cannot listen on 192.0.2.1: not an address of this machine (--host; "
+                                                  "0.0.0.0 means every interface)",
+    "--db /proc/chat.db --ws-port 0 --http-port 0": "cannot create /proc/chat.db.lock: No such file or directory "
+                                                    "(--db: choose a folder this user may write in)",
+}
+"""Every way the server refuses to start, and the one line it says: which flag, what is wrong, what it takes (a
+port in use and settings from the environment have tests of their own below and in test_settings.py)."""
+
+
+@pytest.mark.parametrize("args", list(STARTUP_REFUSALS))
+def test_every_refusal_to_start_is_one_line_naming_the_flag_and_what_it_takes(args: str) -> None:
+    said = start_failure(*args.split()).removeprefix("chat-server: error: ")
+    assert said == STARTUP_REFUSALS[args]
+    assert "--" in said
+    assert not re.search(r"Traceback|Error\b|\b(int|float|str|None|_[a-z]+)\b", said), said
 
 
 @pytest.mark.parametrize("flag", ["--ws-port", "--http-port"])
