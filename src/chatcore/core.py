@@ -291,7 +291,8 @@ class ChatCore(MemberRequests):
                 event = decode_text(text, self.limits.max_json_depth)
             return dialects.parse(dialect, event, self.limits.max_payload_chars)
         except ProtocolError as error:
-            return [Send(connection, dialect.error_event(error.problem, error.talk_id, error.request))]
+            answer_in = dialect if error.dialect is None else error.dialect
+            return [Send(connection, answer_in.error_event(error.problem, error.talk_id, error.request))]
 
     def _dispatch(self, connection: ConnectionId, session: Session, request: Request) -> list[Action]:
         try:

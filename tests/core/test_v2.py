@@ -95,7 +95,7 @@ def test_a_bad_init_field_is_an_error_and_the_connection_may_try_again(
     net.send(1, {"type": "init", **init})
     (error,) = net.take(1)
     assert error["type"] == "error"
-    assert error["message"] == complaint.text
+    assert (error["message"], error["code"]) == (complaint.text, complaint.code)  # (in the version asked for)
     net.send(1, {"type": "init", "v": 2, "name": "Ada"})
     (reply,) = net.take(1)
     assert (reply["type"], reply["userId"]) == ("init", 1)

@@ -23,17 +23,28 @@ DIALECTS: tuple[Dialect, ...] = (seed.TEXT, seed.MARKUP, v2.TEXT, v2.MARKUP)
 
 LOBBY = seed.MARKUP
 """What a connection speaks before its first ``init``."""
+LATEST = v2.TEXT
+"""What an ``init`` asking for a version is refused in when it cannot be read (an unknown version too: the client
+asked for one)."""
 
 for _slot, _dialect in enumerate(DIALECTS):
     _dialect.slot = _slot
 
 
 def parse(dialect: Dialect, event: object, max_payload_chars: int) -> Request:
-    """The request a decoded event makes on a connection speaking ``dialect``; an ``init`` may choose another."""
-    request = dialect.parse(event, max_payload_chars)
-    if isinstance(request, InitRequest) and isinstance(event, dict) and "v" in event:
-        return _versioned(event)
-    return request
+    """The request a decoded event makes on a connection speaking ``dialect``; an ``init`` may choose another (and
+    is refused in it: `ProtocolError.dialect`)."""
+    versioned = isinstance(event, dict) and event.get("type") == "init" and "v" in event
+    try:
+        request = dialect.parse(event, max_payload_chars)
+        if versioned and isinstance(request, InitRequest):
+            assert isinstance(event, dict)
+            return _versioned(event)
+        return request
+    except ProtocolError as error:
+        if versioned:
+            error.dialect = LATEST
+        raise
 
 
 def _versioned(event: dict[str, Any]) -> InitRequest:
