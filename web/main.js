@@ -45,6 +45,7 @@
   var REPLAY_WAIT_MS = 3000; // longest wait for the end of a replay before sending the outbox anyway
   var HISTORY_PAGE = 50;
   var HISTORY_MAX = 200;
+  var HISTORY_RETRY_MS = 3000; // a refused history request that may succeed later is asked again after this
   var NAME_MAX_CHARS = 32;
   var TITLE_MAX_CHARS = 64;
   var NEAR_TOP_PX = 40;
@@ -1347,6 +1348,20 @@
     fetchHistory();
   }
 
+  // A history request was refused: it may be asked again, after a pause, if the refusal says so (the server
+  // could not read it just now, or too many requests); else nothing more is asked until the next connection.
+  function onHistoryRefused(code) {
+    historyInFlight = null;
+    showOlderLine();
+    if (code === "unavailable" || code === "rate-limited") {
+      window.setTimeout(fetchHistory, HISTORY_RETRY_MS);
+    } else {
+      gaps = [];
+      olderAvailable = false;
+      showOlderLine();
+    }
+  }
+
   wrapper.addEventListener("scroll", function () {
     clearUnreadIfSeen();
     if (wrapper.scrollTop < NEAR_TOP_PX) {
@@ -1613,6 +1628,10 @@
     }
     if (MODERATION.indexOf(event.request) >= 0) {
       onRequestRefused(event.request, text, event.offset);
+      return;
+    }
+    if (event.request === "history") {
+      onHistoryRefused(event.code);
       return;
     }
     var code = typeof event.code === "string" ? event.code : "";

@@ -524,6 +524,23 @@ def test_a_member_away_longer_than_the_window_fills_the_gap_with_what_the_log_st
     check_all(server, [ada, bob])
 
 
+def test_a_member_away_longer_than_the_replay_gets_every_talk_the_log_keeps_once_in_order() -> None:
+    server = Server(2, log_memory=1000)
+    ada, bob = Member(Client(id_prefix="a")), Member(Client(id_prefix="b"))
+    room_of(server, ada, bob)
+    bob.talk(server, "seen")
+    settle(server, [ada, bob])
+    ada.lost(server)
+    for n in range(450):  # (more than two pages of 200)
+        bob.talk(server, f"missed {n}")
+    ada.talk(server, "back")
+    settle(server, [ada, bob])
+    assert [talk.offset for talk in ada.talks()] == list(range(1, 453))
+    assert [talk.payload for talk in ada.talks()][-1] == "back"
+    assert [talk.payload for talk in bob.talks()] == [talk.payload for talk in ada.talks()]
+    assert len(ada.stored) == 1
+
+
 def test_a_talk_whose_echo_was_lost_is_stored_again_once_it_left_the_window() -> None:
     """Ids are remembered as long as the log keeps their talk (docs/protocol-v2-decisions.md): a talk stored
     while its sender was cut off, and gone from the window by the time it resends, is stored a second time."""

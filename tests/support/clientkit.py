@@ -43,16 +43,19 @@ class Server(Net):
     ``stream`` is every talk the log appended, per room, from the first: the `MemoryLog` keeps only the
     latest ``history_limit``, the rooms' whole sequences are for the tests to check against. The log is told
     who leaves, and forgets users beyond ``remembered_users`` as a server without a store does: their tokens
-    no longer resume.
+    no longer resume. ``log_memory``: how many talks per room the log keeps, when more than the replay holds (a
+    store's log keeps them all: a gap after a long absence then has talks to fetch).
     """
 
-    def __init__(self, history_limit: int, remembered_users: int = CoreLimits().remembered_users) -> None:
+    def __init__(
+        self, history_limit: int, remembered_users: int = CoreLimits().remembered_users, log_memory: int = 0
+    ) -> None:
         self.clock = FakeClock()
         self.limits = CoreLimits(
             history_limit=history_limit, remembered_users=remembered_users, messages_per_second=1e9,
             message_burst=10**9,
         )
-        self.memory = MemoryLog(history_limit, remembered_users)
+        self.memory = MemoryLog(max(history_limit, log_memory), remembered_users)
         self._keys = keys()  # (one sequence across restarts: a key or token is never drawn twice)
         super().__init__(self._new_core())
         self.log = self.memory
@@ -192,8 +195,9 @@ class Member:
         return talk_id
 
     def request(self, server: Server, kind: str, **fields: Any) -> None:
-        """A request of version 2, if in the room now (`Chat.request` raises `NotConnected` otherwise)."""
-        if self.connection is not None and self.client.state is State.JOINED:
+        """A request of version 2, if in the room now and not filling a gap (`Chat.request` raises `NotConnected`,
+        or waits for the gap)."""
+        if self.connection is not None and self.client.state is State.JOINED and not self.client.filling:
             server.write(self.connection, self.client.request(kind, **fields))
 
     def read(self, server: Server, count: int | None = None) -> None:
@@ -233,7 +237,9 @@ class Member:
             self.resend(server)
 
     def _replayed(self) -> bool:
-        """As `Chat._replayed`: the join's replay has been read."""
+        """As `Chat._replayed`: the join's replay, and the gap before it, have been read."""
+        if self.client.state is not State.JOINED or self.client.filling:
+            return False
         return self.joined is None or self.client.last_offset >= self.joined.offset
 
     def resend(self, server: Server) -> None:
