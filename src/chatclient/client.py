@@ -80,6 +80,8 @@ class Stored:
     id: str
     talk: Talk | None
     refusal: str | None = None
+    code: str | None = None
+    """The refusal's code (``too-long``, ``not-allowed`` …)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +252,7 @@ class Client:
                 if _retryable(refused) and refused.code != "rate-limited":
                     return [Retry(talk_id)]
                 del self._pending[talk_id]
-                return [Stored(talk_id, None, refused.message), refused]
+                return [Stored(talk_id, None, refused.message, refused.code), refused]
             return [refused]
         if kind == "renamed" and event.get("userId") == self.user_id:
             self.name = event.get("name")

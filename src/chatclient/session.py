@@ -35,7 +35,13 @@ LEAVE_TIMEOUT = 5.0
 
 
 class SendRefused(Exception):
-    """The room refused a talk or a request (too long, too fast, not allowed, ...): the message says why."""
+    """The room refused a talk or a request (too long, too fast, not allowed, ...): the message says why, for a
+    person; ``code`` says what kind of refusal, for a program (``too-long``, ``rate-limited``, ``not-allowed`` …; None:
+    refused before it was sent)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class SessionEnded(Exception):
@@ -161,7 +167,7 @@ class Chat:
         if stored is None:
             raise SessionEnded(self._end_reason())
         if stored.talk is None:
-            raise SendRefused(stored.refusal or "refused")
+            raise SendRefused(stored.refusal or "refused", stored.code)
         return stored.talk
 
     async def request(self, kind: str, **fields: Any) -> None:
@@ -339,7 +345,7 @@ class Chat:
             self._history.settle(answer=news)
             return
         if isinstance(news, Refused) and news.request == "history" and self._history is not None:
-            self._history.settle(failure=SendRefused(news.message))
+            self._history.settle(failure=SendRefused(news.message, news.code))
         self._news_in.send_nowait(news)
         if isinstance(news, Ended):
             self.ended = news

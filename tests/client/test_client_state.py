@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from chatclient import Client, Deleted, Edited, Ended, Joined, MemberJoined, Refused, State, Talk
-from chatclient.client import Send, Stored
+from chatclient.client import RETRYABLE, Send, Stored
+from chatcore import problems
 
 
 def reply(**fields: Any) -> dict[str, Any]:
@@ -403,3 +404,12 @@ def test_a_first_join_does_not_fill_older_talks_it_says_they_exist() -> None:
     assert isinstance(news[0], Joined)
     assert news[0].older
     assert not client.filling
+
+
+def test_the_client_retries_what_the_server_says_may_succeed_later_and_nothing_else() -> None:
+    assert RETRYABLE == problems.RETRYABLE
+    client = Client("K")
+    joined(client)
+    talk_id, _ = client.talk("x" * 20)
+    news = client.receive({"type": "error", "message": "Too long.", "code": "too-long", "id": talk_id})
+    assert news == [Stored(talk_id, None, "Too long.", "too-long"), Refused("Too long.", talk_id, None, "too-long")]
