@@ -37,6 +37,7 @@ from .control import OWNER, Delete, Edit, End, RoomControl, TalkFacts, judge, re
 from .limits import CoreLimits
 from .problems import ENDED, TAKEN
 from .results import (
+    INCONSISTENT,
     Appended,
     ChangeArrived,
     Changed,
@@ -232,7 +233,7 @@ class MemoryLog:
         """Do ``request`` and return its result."""
         if isinstance(request, Append):
             if request.join_key not in self._rooms:
-                return LogFailed(request.ticket, "storage inconsistent")
+                return LogFailed(request.ticket, INCONSISTENT)
             talk, duplicate = self.append(
                 request.join_key, request.user_id, request.time, request.payload, request.name, request.talk_id,
                 request.verified,
@@ -245,7 +246,7 @@ class MemoryLog:
                     return KeyTaken(request.ticket)
                 room = self._rooms[request.join_key] = _Room(deque(maxlen=self._history_limit), request.created)
             elif room is None:
-                return LogFailed(request.ticket, "storage inconsistent")
+                return LogFailed(request.ticket, INCONSISTENT)
             user_id = room.user_of(request.subject, request.resume_hash)
             refusal = None if request.created is not None else refuse_join(room.control, user_id)
             if refusal is None and request.subject is None and room.holds(user_id, request.name_key):
@@ -286,7 +287,7 @@ class MemoryLog:
         if isinstance(request, Rename):
             room = self._rooms.get(request.join_key)
             if room is None:
-                return LogFailed(request.ticket, "storage inconsistent")
+                return LogFailed(request.ticket, INCONSISTENT)
             user_id = request.user_id
             if room.holds(user_id, request.name_key):
                 return Refused(request.ticket, TAKEN)
@@ -298,7 +299,7 @@ class MemoryLog:
         if isinstance(request, History):
             room = self._rooms.get(request.join_key)
             if room is None:
-                return LogFailed(request.ticket, "storage inconsistent")
+                return LogFailed(request.ticket, INCONSISTENT)
             earlier = [talk for talk in room.talks if talk.offset < request.before]
             chosen = earlier[-request.limit:]
             older = len(earlier) > len(chosen)

@@ -242,6 +242,10 @@ class Refused:
     reason: Problem
 
 
+INCONSISTENT = "storage inconsistent"
+"""`LogFailed.reason` when what the log holds contradicts the request (a bug, or a store changed behind it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LogFailed:
     """The log could not do it, and did none of it; ``reason``: short, for the server's log (the client is told that

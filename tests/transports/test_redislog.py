@@ -42,14 +42,14 @@ from chatcore import (
 from chatcore.identity import folded
 from chatcore.memorylog import MemoryLog
 from chatcore.problems import TAKEN
-from chatcore.results import Refused
+from chatcore.results import INCONSISTENT, Refused
 from redis_model import RedisModel
 from redis_model import Refresh as ModelRefresh
 from redis_server import STALLS, RedisServer, redis_proxy, stalled
 from tcp_proxy import TcpProxy
 from transports.config import RedisSettings
 from transports.storage.redisconnection import redacted
-from transports.storage.redislog import INCONSISTENT, RETRY_AFTER_FAILURE, UNREACHABLE, AskAgain, RedisLog, Refresh
+from transports.storage.redislog import RETRY_AFTER_FAILURE, UNREACHABLE, AskAgain, RedisLog, Refresh
 from transports.storage.redisscheme import (
     SCRIPTS,
     SENT_TTL_MS,

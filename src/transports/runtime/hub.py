@@ -16,7 +16,8 @@ from typing import Protocol, assert_never
 
 import anyio
 
-from chatcore import Action, Append, Broadcast, Close, ConnectionId, LogAction, LogResult, Send, closecodes
+from chatcore import Action, Append, Broadcast, Close, ConnectionId, LogAction, LogFailed, LogResult, Send, closecodes
+from chatcore.results import INCONSISTENT
 
 from ..config import Limits
 from ..http.admission import ConnectionSlots
@@ -147,6 +148,9 @@ class Hub:
         self.perform(self.app.receive_binary(connection, data))
 
     def log_result(self, result: LogResult) -> None:
+        if isinstance(result, LogFailed):  # (the client is told only to try again; why is for the log)
+            level = logging.WARNING if result.reason == INCONSISTENT else logging.DEBUG  # (else the store said why)
+            logger.log(level, "storage could not do a request (%s); its client was told to try again", result.reason)
         self.perform(self.app.log_result(result))
 
     def closed(self, connection: ConnectionId) -> None:

@@ -36,7 +36,7 @@ from chatcore import (
 )
 from chatcore.actions import Expire, Moderate
 from chatcore.problems import BANNED, LOCKED, TAKEN
-from chatcore.results import LoggedChange, Refused
+from chatcore.results import INCONSISTENT, LoggedChange, Refused
 
 from ..config import RedisSettings
 from .redischanges import control_of, moved_talk, published_change, stored_change, stream_talk, talks_now
@@ -59,7 +59,6 @@ from .redisscheme import (
 
 logger = logging.getLogger(__name__)
 
-INCONSISTENT = "storage inconsistent"
 _REFUSALS = {-2: BANNED, -3: LOCKED, -4: TAKEN}
 """`redisscheme.ADD_USER`'s refusals."""
 

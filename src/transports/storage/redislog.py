@@ -51,12 +51,11 @@ from redis.exceptions import InvalidResponse, NoScriptError, RedisError, Respons
 
 from chatcore import AddUser, Append, Forget, Load, LogFailed, Subscribe
 from chatcore.actions import Expire, Moderate
-from chatcore.results import Changed, Refused
+from chatcore.results import INCONSISTENT, Changed, Refused
 
 from ..config import RedisSettings
 from .redischanges import EVICT_WINDOW
 from .rediscommands import (
-    INCONSISTENT,
     Answer,
     AskAgain,
     Command,
@@ -78,7 +77,7 @@ from .redisscheme import EPOCH_KEY, SCRIPTS
 from .redissubscriber import Subscriber
 
 __all__ = [
-    "INCONSISTENT", "RETRY_AFTER_FAILURE", "UNREACHABLE", "Answer", "AskAgain", "EpochChanged", "FillFailed",
+    "RETRY_AFTER_FAILURE", "UNREACHABLE", "Answer", "AskAgain", "EpochChanged", "FillFailed",
     "FilledFrom", "RedisLog", "Refresh", "SweepDue", "Work",
 ]
 

@@ -9,6 +9,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from chatcore.results import INCONSISTENT
+
 from ..config import Synchronous
 from .sqlschema import MIGRATIONS, SCHEMA_VERSION
 
@@ -64,7 +66,7 @@ def describe(error: BaseException) -> str:
     """A short reason for a client: what kind of fault, not where."""
     code = getattr(error, "sqlite_errorcode", None)
     if code is None:
-        return "storage inconsistent" if isinstance(error, Inconsistent) else "storage error"
+        return INCONSISTENT if isinstance(error, Inconsistent) else "storage error"
     reasons = {
         sqlite3.SQLITE_FULL: "storage full",
         sqlite3.SQLITE_BUSY: "storage busy",

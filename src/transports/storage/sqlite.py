@@ -39,7 +39,7 @@ from chatcore import (
 from chatcore.actions import Expire, Moderate
 from chatcore.control import End
 from chatcore.problems import ENDED
-from chatcore.results import Changed, Refused
+from chatcore.results import INCONSISTENT, Changed, Refused
 
 from ..config import Synchronous
 from ..logs import room_hash
@@ -410,7 +410,7 @@ class Database:
         try:
             room = execute(ROOM_CHAIN, (history.join_key,)).fetchone()
             if room is None:
-                return LogFailed(history.ticket, "storage inconsistent")
+                return LogFailed(history.ticket, INCONSISTENT)
             room_id, last_talk, last_offset = room
             before = min(history.before, last_offset + 1)  # (also keeps a client's huge number out of SQLite)
             if last_talk is None or before <= 1 or history.limit <= 0:
