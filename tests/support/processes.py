@@ -66,6 +66,7 @@ def _follow(process: subprocess.Popen[str]) -> Iterator[ServerProcess]:
             log.append(line)
             if match := re.search(r" on (ws|http)s?://[^ ]+:(\d+)/", line):
                 ports[match.group(1)] = int(match.group(2))
+        watchdog.cancel()  # (it guards the start; once serving, the server lives as long as its test needs it)
         # Keep reading, so that a chatty server never blocks on a full pipe, and tests can see its later lines.
         reader = threading.Thread(target=_read_rest, args=(process.stderr, log), daemon=True)
         reader.start()
