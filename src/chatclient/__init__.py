@@ -9,7 +9,7 @@ token, the last offset delivered to the application, and the talks we sent
 that the room has not stored yet. `session.Chat` keeps it connected, on
 anyio: on every connection it sends `Client.hello` (a join; after the first
 join, a resume with the token and ``after``), feeds every event it reads to
-`Client.receive`, sends what it asks for (`client.Send`: the pages of a
+`Client.receive`, sends what it asks for (`client.Ask`: the pages of a
 resume's gap), resends what `Client.resend` returns, and reconnects after
 a drop with a growing pause. The connectors (``chatclient.trio``,
 ``chatclient.asyncio``) give it only the WebSocket.

@@ -11,7 +11,7 @@ On every new connection the caller sends `hello`'s event first; after the
 first join it is a resume: the room's join key, our token, and ``after``, the
 last offset delivered, so the room replays only what we have not seen. Then
 it feeds each event it receives to `receive` and hands the application what
-comes back, sends every `Send` that comes back with it, and once the join's
+comes back, sends every `Ask` that comes back with it, and once the join's
 replay is in (`last_offset` reaches `Joined.offset`) sends what `resend`
 returns (talks the room has not stored yet, each with its id: the room stores
 a talk once per user and id). Not before: when the room did not take our
@@ -21,7 +21,7 @@ recognised as ours only in the replay.
 A resume after more talks than the room replays (``--history-limit``) leaves
 a gap: the replay starts after ``after + 1`` (the init reply says ``older``).
 The client then fills it while `filling`: it asks for the missing talks with
-``history`` requests (`Send`), a page at a time, oldest first, delivers each
+``history`` requests (`Ask`), a page at a time, oldest first, delivers each
 page's talks as it comes, and holds everything else it receives (the replay,
 live news) until the gap is filled, then handles that as if it came then.
 What the room's log no longer has (erased by retention, or never kept: a
@@ -92,7 +92,7 @@ class Retry:
 
 
 @dataclass(frozen=True, slots=True)
-class Send:
+class Ask:
     """Internal news for the caller: send this event now (a ``history`` request for talks a resume missed)."""
 
     event: dict[str, Any]
@@ -203,9 +203,10 @@ class Client:
 
     @property
     def filling(self) -> bool:
-        """Whether a resume's gap is being filled. Meanwhile send no request of your own (`request`): a refusal
-        of one could not be told from the refusal of a page (neither names what it refuses), and `resend` only
-        once it is over (our talks stored before a drop may be in the gap)."""
+        """Whether a resume's gap is being filled. Meanwhile send no request of your own (`request`): an answer to
+        a ``history`` of yours could not be told from a page's (nor, from a server older than ``request`` on
+        refusals, a refusal of one), and `resend` only once it is over (our talks stored before a drop may be in
+        the gap)."""
         return self._gap is not None
 
     def request(self, kind: str, **fields: Any) -> dict[str, Any]:
@@ -217,16 +218,16 @@ class Client:
 
     # What comes back ------------------------------------------------------------------------------------------
 
-    def receive(self, event: dict[str, Any]) -> list[Event | Stored | Retry | Send]:
+    def receive(self, event: dict[str, Any]) -> list[Event | Stored | Retry | Ask]:
         """What ``event`` means: news for the application, and for the caller `Stored` (a talk of ours stored or
-        refused), `Retry` (one to send again later) and `Send` (an event to send now: a page of a gap). An event
+        refused), `Retry` (one to send again later) and `Ask` (an event to send now: a page of a gap). An event
         it cannot read is left (nothing)."""
         try:
             return self._receive(event)
         except (KeyError, TypeError, ValueError):  # (a malformed event: not one our server sends)
             return []
 
-    def _receive(self, event: dict[str, Any]) -> list[Event | Stored | Retry | Send]:
+    def _receive(self, event: dict[str, Any]) -> list[Event | Stored | Retry | Ask]:
         kind = event.get("type")
         if self.state is State.JOINING:
             if kind == "init":
@@ -276,7 +277,7 @@ class Client:
         if self.state is not State.ENDED:
             self.state = State.IDLE
 
-    def _joined(self, event: dict[str, Any]) -> list[Event | Stored | Retry | Send]:
+    def _joined(self, event: dict[str, Any]) -> list[Event | Stored | Retry | Ask]:
         user_id = int(event["userId"])
         offset = int(event.get("offset", 0))
         older = bool(event.get("older"))
@@ -304,7 +305,7 @@ class Client:
 
     # Filling a resume's gap -----------------------------------------------------------------------------------
 
-    def _filling(self, gap: _Gap, event: dict[str, Any]) -> list[Event | Stored | Retry | Send]:
+    def _filling(self, gap: _Gap, event: dict[str, Any]) -> list[Event | Stored | Retry | Ask]:
         kind = event.get("type")
         # Nothing else of ours is in flight that a history answer, or an error naming neither a talk nor a change,
         # could answer (`filling`): these are the page's.
@@ -317,7 +318,7 @@ class Client:
         gap.held.append(event)
         return []
 
-    def _ask(self, gap: _Gap) -> Send:
+    def _ask(self, gap: _Gap) -> Ask:
         """The next page: from the last offset delivered on (or, probing, the gap's last talks)."""
         start = self.last_offset
         if gap.probe:
@@ -325,9 +326,9 @@ class Client:
         else:
             gap.before = min(start + 1 + HISTORY_PAGE, gap.end + 1)
             limit = gap.before - 1 - start
-        return Send({"type": "history", "before": gap.before, "limit": limit})
+        return Ask({"type": "history", "before": gap.before, "limit": limit})
 
-    def _page(self, gap: _Gap, event: dict[str, Any]) -> list[Event | Stored | Retry | Send]:
+    def _page(self, gap: _Gap, event: dict[str, Any]) -> list[Event | Stored | Retry | Ask]:
         """A page's answer: its talks in the gap delivered, then the next page asked for, or what was held let go.
 
         A page holds every talk the log has between its bounds (its limit is their distance), so what it lacks
@@ -346,7 +347,7 @@ class Client:
         reach = gap.end if gap.probe else min(gap.before - 1, gap.end)
         if gap.probe and talks and event.get("older") is True:
             talks, reach = [], start  # (the log begins before this page, in the gap: fetch from the start on)
-        out: list[Event | Stored | Retry | Send] = []
+        out: list[Event | Stored | Retry | Ask] = []
         for talk in talks:
             try:
                 out += self._talk(talk)
@@ -365,9 +366,9 @@ class Client:
         out.append(self._ask(gap))
         return out
 
-    def _talk(self, event: dict[str, Any]) -> list[Event | Stored | Retry | Send]:
+    def _talk(self, event: dict[str, Any]) -> list[Event | Stored | Retry | Ask]:
         talk = _talk(event)
-        out: list[Event | Stored | Retry | Send] = []
+        out: list[Event | Stored | Retry | Ask] = []
         mine = talk.user_id == self.user_id or talk.user_id in self._earlier_users
         if mine and talk.id is not None and self._pending.pop(talk.id, None) is not None:
             out.append(Stored(talk.id, talk))

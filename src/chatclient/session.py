@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.abc
 
-from .client import Client, Retry, Send, State, Stored, encode
+from .client import Ask, Client, Retry, State, Stored, encode
 from .events import Ended, Event, History, Joined, Refused, Talk
 
 FIRST_PAUSE, LONGEST_PAUSE = 0.5, 10.0
@@ -262,7 +262,7 @@ class Chat:
         """The room's events, until the session ends or a join is refused for now (the client IDLE again)."""
         while self.ended is None and self.client.state is not State.IDLE:
             for news in self.client.receive(_parse(await socket.receive())):
-                if isinstance(news, Send):
+                if isinstance(news, Ask):
                     await socket.send(encode(news.event))
                     continue
                 if isinstance(news, Retry):

@@ -83,6 +83,7 @@ NAME_CLAIM = (
 )
 """Why a token's ``name`` is refused (for the server's log)."""
 
+
 class AuthRefused(Exception):
     """A token that does not make an identity; the message says which check failed (for the server's log) and never
     quotes the token; ``problem`` is what the client is told."""

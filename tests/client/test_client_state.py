@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from chatclient import Client, Deleted, Edited, Ended, Joined, MemberJoined, Refused, State, Talk
-from chatclient.client import RETRYABLE, Send, Stored
+from chatclient.client import RETRYABLE, Ask, Stored
 from chatcore import problems
 
 
@@ -253,7 +253,7 @@ def test_malformed_events_are_left() -> None:
 # A resume after more talks than the replay holds: the gap is filled by history pages ------------------------------
 
 
-def page(request: Send, first: int = 1) -> dict[str, Any]:
+def page(request: Ask, first: int = 1) -> dict[str, Any]:
     """The server's answer to a ``history`` request, its log holding offsets from ``first`` on."""
     before, limit = request.event["before"], request.event["limit"]
     offsets = range(max(first, before - limit), before)
@@ -261,7 +261,7 @@ def page(request: Send, first: int = 1) -> dict[str, Any]:
             "older": before - limit > first}
 
 
-def away(client: Client, offset: int, *replay: dict[str, Any]) -> Send:
+def away(client: Client, offset: int, *replay: dict[str, Any]) -> Ask:
     """Back after a drop: the room is at ``offset`` and replays ``replay``, which starts later than the last talk
     delivered; the client asks for a page of what is between."""
     client.connection_lost()
@@ -273,7 +273,7 @@ def away(client: Client, offset: int, *replay: dict[str, Any]) -> Send:
     for event in replay:
         assert client.receive(event) == []  # (held)
     (request,) = news[1:]
-    assert isinstance(request, Send)
+    assert isinstance(request, Ask)
     return request
 
 
@@ -281,14 +281,14 @@ def delivered(news: list[Any]) -> list[int]:
     return [n.offset for n in news if isinstance(n, Talk)]
 
 
-def fill(client: Client, request: Send, first: int = 1) -> tuple[list[Any], list[Send]]:
+def fill(client: Client, request: Ask, first: int = 1) -> tuple[list[Any], list[Ask]]:
     """Answer each page the client asks for, until it asks for none: what came back, and what it asked."""
     news: list[Any] = []
     asked = [request]
     while True:
         out = client.receive(page(asked[-1], first))
-        news += [n for n in out if not isinstance(n, Send)]
-        requests = [n for n in out if isinstance(n, Send)]
+        news += [n for n in out if not isinstance(n, Ask)]
+        requests = [n for n in out if isinstance(n, Ask)]
         if not requests:
             return news, asked
         asked += requests
@@ -334,7 +334,7 @@ def test_talks_and_news_arriving_live_during_the_fill_wait_for_it_and_come_in_th
     request = away(client, 500, *(talk(o) for o in range(496, 501)))
     first = client.receive(page(request))
     assert delivered(first) == list(range(2, 202))
-    (second,) = [n for n in first if isinstance(n, Send)]
+    (second,) = [n for n in first if isinstance(n, Ask)]
     for live in (talk(501), {"type": "joined", "userId": 4, "name": "Cy"},
                  {"type": "edited", "offset": 300, "payload": "fixed", "edited": 9.5}, talk(502)):
         assert client.receive(live) == []
@@ -360,7 +360,7 @@ def test_a_drop_during_the_fill_resumes_after_the_last_talk_delivered() -> None:
     news = client.receive(ours)
     assert [n.id for n in news if isinstance(n, Stored)] == [talk_id]  # (stored before the drop: not sent again)
     assert client.resend() == []
-    rest, _ = fill(client, next(n for n in news if isinstance(n, Send)))
+    rest, _ = fill(client, next(n for n in news if isinstance(n, Ask)))
     assert delivered(got + news + rest) == list(range(2, 506))
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatclient import Event, History, Joined, MemberJoined, MemberLeft, Renamed, State, Talk
-from chatclient.client import Client, Retry, Send, Stored, encode
+from chatclient.client import Ask, Client, Retry, Stored, encode
 from chatcore import (
     Action,
     Append,
@@ -218,7 +218,7 @@ class Member:
             elif isinstance(news, Retry):
                 self.retried = True
                 self.retries.append((self.connection, news.id))
-            elif isinstance(news, Send):
+            elif isinstance(news, Ask):
                 server.write(self.connection, news.event)
             else:
                 self.news.append(news)

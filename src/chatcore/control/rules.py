@@ -75,6 +75,5 @@ def refuse_join(control: RoomControl, user_id: int | None) -> Problem | None:
     return BANNED if user_id in control.banned else None
 
 
-
 def _doing(change: Title | Lock) -> str:
     return "set its title" if isinstance(change, Title) else "lock or unlock it"

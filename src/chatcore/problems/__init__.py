@@ -38,8 +38,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["RETRYABLE", "Problem"]
-
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -127,7 +125,8 @@ SIGN_IN_REFUSED = Problem("sign-in-refused", "Your sign-in was not accepted. Ope
 SIGN_IN_EXPIRED = Problem("sign-in-refused", "Your sign-in has expired. Open the chat again from the site that "
                                              "signed you in.")
 SIGN_IN_EARLY = Problem("sign-in-refused", "Your sign-in is not valid yet: a clock is wrong, here or on the site "
-                                           "that signed you in. Try again in a minute.")
+                                           "that signed you in. Wait a minute, then open the chat again from that "
+                                           "site.")
 NO_CREATE = Problem("not-allowed", "Your sign-in does not allow starting a chat. Ask your teacher for a link to one.")
 NOT_THIS_ROOM = Problem("not-allowed", "Your sign-in does not allow joining this chat. Check the link, or open the "
                                        "chat from your school's site.")

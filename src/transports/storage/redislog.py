@@ -26,8 +26,8 @@ Three parts, each on its own thread of control:
   processes left and answers with who is in the room: a `PresenceSnapshot`).
 
 While Redis is unreachable every request fails within the timeout (then at
-once, for a second, before the next try) with "storage unreachable", which
-the core turns into an error event for the client; connections stay open.
+once, for a second, before the next try) with "storage unreachable" (for the
+log: the client gets an error event saying to try again); connections stay open.
 But a talk is reported not stored only when it certainly was not and never
 will be: one whose request may have reached Redis (sent, no answer read) is
 asked again, under the same request number, at the head of every later
