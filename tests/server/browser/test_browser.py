@@ -280,6 +280,22 @@ def test_the_name_is_asked_once_and_remembered(e2e_server: LiveServer, pages: Ca
     assert third.locator("#my-name").inner_text() == "Ada"
 
 
+def test_a_name_the_server_refuses_is_asked_again_with_its_reason(
+    e2e_server: LiveServer, pages: Callable[..., ChatPage]
+) -> None:
+    alice = pages().open(e2e_server.http_url)
+    alice.page.fill("#name-input", "Ada\u00a0L")  # (a no-break space: refused by the server's rule, not the page's)
+    alice.page.press("#name-input", "Enter")
+    alice.page.wait_for_function("t => document.getElementById('name-error').textContent === t",
+                                 arg=problems.NAME_CONTROL.text)
+    assert alice.asks_for_name()
+    assert alice.received_events("error")[0]["code"] == "bad-name"
+    alice.give_name("Ada L")
+    alice.wait_until_in_room()
+    assert alice.my_name() == "Ada L"
+    assert alice.script_errors == []
+
+
 def test_names_are_shown_and_my_own_messages_are_marked(
     e2e_server: LiveServer, pages: Callable[..., ChatPage]
 ) -> None:
