@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from playwright.sync_api import WebSocketRoute
 
+from chat_client import ChatClient
 from chat_page import HOST, ChatPage
 from chatcore import CoreLimits, problems
 from live import ROOT, SEED_CLIENT, LiveServer, wait_until
@@ -620,6 +621,38 @@ def test_a_long_disconnection_fetches_what_the_replay_left_out(
     assert histories
     assert histories[0]["before"] == 7
     assert alice.script_errors == []
+
+
+def test_older_messages_refused_for_the_rate_are_asked_again_later(
+    start_server: Callable[..., LiveServer], pages: Callable[..., ChatPage]
+) -> None:
+    # A connection's init and one more message fit the burst; then one every 4 s. The page's init and its first page
+    # of older messages (50) go through; its second page is refused for the rate, and asked again until it is not.
+    limits = CoreLimits(history_limit=3, message_burst=2, messages_per_second=0.25)
+    server = start_server(host=HOST, core_limits=limits)
+    with ChatClient(server.ws_url) as starter:
+        join_key = starter.init()["joinKey"]
+        starter.talk("talk 1")
+        assert starter.recv()["payload"] == "talk 1"
+    for n in range(2, 61):  # (a connection each: its init and its talk within the burst)
+        with ChatClient(server.ws_url) as other:
+            other.init(join_key)
+            other.talk(f"talk {n}")
+            while other.recv()["payload"] != f"talk {n}":
+                pass
+    reader = pages().open(f"{server.http_url}?join={join_key}", name="Reader")
+    reader.wait_until_in_room()
+    for _ in range(100):  # (older messages load as the reader scrolls up)
+        if len(reader.messages()) >= 60:
+            break
+        reader.page.evaluate("document.getElementById('message-wrapper').scrollTop = 0")
+        reader.page.wait_for_timeout(200)
+    assert [text.split(": ", 1)[1] for text in reader.messages()] == [f"talk {n}" for n in range(1, 61)]
+    refusals = reader.received_events("error")
+    assert refusals
+    assert {(event["request"], event["code"]) for event in refusals} == {("history", "rate-limited")}
+    assert len(reader.sent_events("history")) == len(refusals) + 2
+    assert reader.script_errors == []
 
 
 def test_a_refused_message_stays_with_its_reason_and_can_be_retried(
