@@ -449,6 +449,64 @@
     return element;
   }
 
+  // A message's text: text nodes, and a link for each http:// or https:// URL in it. Nothing else becomes a
+  // link (javascript:, data:, look-alike letters stay text); a link's href is what URL() parsed, its text the
+  // message's own characters, and it opens in a new tab that cannot reach this one.
+  var URL_IN_TEXT = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+
+  function messageText(payload) {
+    var element = document.createElement("span");
+    element.className = "text";
+    var text = String(payload);
+    var done = 0;
+    URL_IN_TEXT.lastIndex = 0;
+    var match;
+    while ((match = URL_IN_TEXT.exec(text)) !== null) {
+      var raw = urlWithoutTrailer(match[0]);
+      var url = linkable(raw);
+      if (url === null) {
+        continue;
+      }
+      element.appendChild(document.createTextNode(text.slice(done, match.index)));
+      var a = document.createElement("a");
+      a.href = url;
+      a.textContent = raw;
+      a.rel = "noopener noreferrer";
+      a.target = "_blank";
+      element.appendChild(a);
+      done = match.index + raw.length;
+      URL_IN_TEXT.lastIndex = done;
+    }
+    element.appendChild(document.createTextNode(text.slice(done)));
+    return element;
+  }
+
+  // Punctuation that ends a sentence is not part of the URL before it; a closing bracket is, if it closes one
+  // the URL opened (https://en.wikipedia.org/wiki/Set_(mathematics)).
+  function urlWithoutTrailer(raw) {
+    for (;;) {
+      var last = raw.charAt(raw.length - 1);
+      var opening = { ")": "(", "]": "[", "}": "{" }[last];
+      if (".,;:!?*".indexOf(last) >= 0) {
+        raw = raw.slice(0, -1);
+      } else if (opening && raw.split(opening).length < raw.split(last).length) {
+        raw = raw.slice(0, -1);
+      } else {
+        return raw;
+      }
+    }
+  }
+
+  function linkable(raw) {
+    var url;
+    try {
+      url = new URL(raw);
+    } catch (error) {
+      return null;
+    }
+    return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "" ? url.href : null;
+  }
+
   function isOutgoing(element) {
     return element.classList.contains("pending");
   }
@@ -545,7 +603,7 @@
     return line(className, [
       time, time ? " " : null,
       span("sender", senderText), ": ",
-      span("text", payload),
+      messageText(payload),
     ]);
   }
 
@@ -944,7 +1002,7 @@
     } else {
       element.appendChild(span("sender", displayName(talk.userId, talk.name)));
       element.appendChild(document.createTextNode(": "));
-      element.appendChild(span("text", talk.payload));
+      element.appendChild(messageText(talk.payload));
       if (talk.edited !== null) {
         var mark = span("edited", " (edited)");
         var when = typeof talk.edited === "number" ? new Date(talk.edited * 1000) : null;

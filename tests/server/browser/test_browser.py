@@ -623,6 +623,60 @@ def test_a_long_disconnection_fetches_what_the_replay_left_out(
     assert alice.script_errors == []
 
 
+LINKS = {
+    "see https://example.com/a?b=1&c=2.": ["https://example.com/a?b=1&c=2"],
+    "two: http://a.example and HTTPS://B.EXAMPLE/x, then": ["http://a.example/", "https://b.example/x"],
+    "(https://en.wikipedia.org/wiki/Set_(mathematics))": ["https://en.wikipedia.org/wiki/Set_(mathematics)"],
+    'https://example.com/"onmouseover="window.__pwned=3': ["https://example.com/"],
+    "https://例え.jp/パス": ["https://xn--r8jz45g.jp/%E3%83%91%E3%82%B9"],
+    "javascript:alert(1)": [],
+    "JaVaScRiPt:window.__pwned=4": [],
+    "javascript://example.com/%0Awindow.__pwned=5": [],
+    "data:text/html,<script>window.__pwned=6</script>": [],
+    "vbscript:msgbox(1)": [],
+    "\uff48\uff54\uff54\uff50\uff53://example.com (fullwidth letters)": [],
+    "xhttps://example.com": [],
+    "http:// and https:/// and http://?": [],
+    '<a href="javascript:window.__pwned=7">click</a>': [],
+}
+"""Messages, and the links the page makes of them: http and https URLs only, as URL() reads them."""
+
+
+def test_http_and_https_urls_are_links_and_nothing_else_is(
+    e2e_server: LiveServer, pages: Callable[..., ChatPage]
+) -> None:
+    alice = pages().open(e2e_server.http_url, name="Alice")
+    alice.wait_until_in_room()
+    for text in LINKS:
+        alice.send_with_enter(text)
+    alice.wait_for_messages(len(LINKS))
+    lines = alice.page.eval_on_selector_all(
+        "#message-wrapper p.message:not(.pending) .text",
+        """spans => spans.map(span => ({
+            text: span.textContent,
+            links: [...span.querySelectorAll("a")].map(a => ({
+                href: a.href, text: a.textContent, rel: a.rel, target: a.target, attributes: a.attributes.length,
+            })),
+            elements: [...span.querySelectorAll("*")].map(e => e.tagName),
+        }))""",
+    )
+    assert [line["text"] for line in lines] == list(LINKS)  # (every character shown, as text)
+    for line, hrefs in zip(lines, LINKS.values(), strict=True):
+        assert [link["href"] for link in line["links"]] == hrefs, line
+        assert set(line["elements"]) <= {"A"}, line
+        for link in line["links"]:
+            assert (link["rel"], link["target"], link["attributes"]) == ("noopener noreferrer", "_blank", 3), link
+            assert link["text"] in line["text"]
+    link = alice.page.locator("#message-wrapper .text a").first
+    link.hover()
+    with alice.context.expect_page() as opened:
+        link.click()
+    opened.value.close()
+    assert alice.page.url.startswith(e2e_server.http_url)  # (the link opened a tab of its own)
+    assert alice.page.evaluate("window.__pwned") is None
+    assert alice.script_errors == []
+
+
 def test_older_messages_refused_for_the_rate_are_asked_again_later(
     start_server: Callable[..., LiveServer], pages: Callable[..., ChatPage]
 ) -> None:
