@@ -1410,14 +1410,13 @@
   // could not read it just now, or too many requests); else nothing more is asked until the next connection.
   function onHistoryRefused(code) {
     historyInFlight = null;
-    showOlderLine();
     if (code === "unavailable" || code === "rate-limited") {
       window.setTimeout(fetchHistory, HISTORY_RETRY_MS);
     } else {
       gaps = [];
       olderAvailable = false;
-      showOlderLine();
     }
+    showOlderLine();
   }
 
   wrapper.addEventListener("scroll", function () {

@@ -34,15 +34,13 @@ for _slot, _dialect in enumerate(DIALECTS):
 def parse(dialect: Dialect, event: object, max_payload_chars: int) -> Request:
     """The request a decoded event makes on a connection speaking ``dialect``; an ``init`` may choose another (and
     is refused in it: `ProtocolError.dialect`)."""
-    versioned = isinstance(event, dict) and event.get("type") == "init" and "v" in event
     try:
         request = dialect.parse(event, max_payload_chars)
-        if versioned and isinstance(request, InitRequest):
-            assert isinstance(event, dict)
+        if isinstance(request, InitRequest) and isinstance(event, dict) and "v" in event:
             return _versioned(event)
         return request
     except ProtocolError as error:
-        if versioned:
+        if isinstance(event, dict) and event.get("type") == "init" and "v" in event:
             error.dialect = LATEST
         raise
 
