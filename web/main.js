@@ -51,6 +51,7 @@
   var NEAR_TOP_PX = 40;
   var NEAR_BOTTOM_PX = 40;
   var INPUT_MAX_HEIGHT_PX = 160;
+  var GROUP_MS = 5 * 60 * 1000; // a sender's next message within this time of its last one joins its group
   var BASE_TITLE = document.title || "Chat";
   var NAME_KEY = "chat.name";
   var TOKEN_KEY_PREFIX = "chat.token:"; // + the room's joinKey
@@ -94,6 +95,7 @@
   var endModal = document.getElementById("end-modal");
   var endConfirm = document.getElementById("end-confirm");
   var endCancel = document.getElementById("end-cancel");
+  var newMessagesButton = document.getElementById("new-messages");
 
   // ---- state -------------------------------------------------------------
 
@@ -144,6 +146,8 @@
   var idPrefix = randomId();
   var idCounter = 0;
   var unread = 0;
+  var newBelow = 0; // messages of others that came below while the reader was further up
+  var atBottom = true; // the list was scrolled to its bottom when last looked at (a resize keeps it there)
   var requests = []; // my moderation requests not answered yet, in order: {type, offset, refused(text)}
   var refusal = null; // the refusal of a request the status line shows
 
@@ -415,7 +419,7 @@
       for (var i = 0; i < children.length; i++) {
         var child = children[i];
         // Not the "load older" line: it stays on top, and what it loads goes below it.
-        if (child !== olderLine && child.offsetTop + child.offsetHeight > wrapper.scrollTop) {
+        if (child !== olderLine && !isSeparator(child) && child.offsetTop + child.offsetHeight > wrapper.scrollTop) {
           anchor = child;
           anchorTop = child.offsetTop - wrapper.scrollTop;
           break;
@@ -423,6 +427,7 @@
       }
     }
     var result = change();
+    arrange();
     if (stick) {
       scrollToBottom();
     } else if (anchor && anchor.parentNode === wrapper) {
@@ -522,7 +527,7 @@
   function place(element, pos) {
     element.dataset.pos = String(pos);
     var after = wrapper.lastElementChild;
-    while (after && (isOutgoing(after) || positionOf(after) > pos)) {
+    while (after && (isOutgoing(after) || isSeparator(after) || positionOf(after) > pos)) {
       after = after.previousElementSibling;
     }
     wrapper.insertBefore(element, after ? after.nextSibling : wrapper.firstChild);
@@ -599,12 +604,189 @@
   }
 
   function messageLine(className, senderText, payload, seconds) {
-    var time = timeElement(seconds);
     return line(className, [
-      time, time ? " " : null,
-      span("sender", senderText), ": ",
+      metaLine(span("sender", senderText), timeElement(seconds)),
       messageText(payload),
     ]);
+  }
+
+  // A message's first line: its sender's name and its time (either may be null).
+  function metaLine(sender, time) {
+    var element = document.createElement("span");
+    element.className = "meta";
+    if (sender !== null) {
+      element.appendChild(sender);
+    }
+    if (sender !== null && time !== null) {
+      element.appendChild(document.createTextNode(" "));
+    }
+    if (time !== null) {
+      element.appendChild(time);
+    }
+    return element;
+  }
+
+  // ---- groups and days: a sender's messages in a row, under one name; a line at each new day --------
+
+  function isSeparator(element) {
+    return element.classList.contains("day-separator");
+  }
+
+  // When a message line was written, in ms: its time; my unsent ones are now; null if it has none.
+  function lineTime(element) {
+    var time = element.querySelector(".meta time");
+    var ms = time !== null ? Date.parse(time.dateTime) : NaN;
+    if (!isNaN(ms)) {
+      return ms;
+    }
+    return isOutgoing(element) ? Date.now() : null;
+  }
+
+  function dayOf(ms) {
+    var date = new Date(ms);
+    return date.getFullYear() + "-" + (date.getMonth() + 1) + "-" + date.getDate(); // the reader's own day
+  }
+
+  function dayLabel(ms) {
+    var now = new Date();
+    var day = dayOf(ms);
+    if (day === dayOf(now.getTime())) {
+      return "Today";
+    }
+    if (day === dayOf(new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1, 12).getTime())) {
+      return "Yesterday";
+    }
+    var date = new Date(ms);
+    var options = { weekday: "long", month: "long", day: "numeric" };
+    if (date.getFullYear() !== now.getFullYear()) {
+      options.year = "numeric";
+    }
+    return date.toLocaleDateString([], options);
+  }
+
+  function sameSender(a, b) {
+    var mine = a.classList.contains("mine");
+    return mine === b.classList.contains("mine") && (mine || a.dataset.userId === b.dataset.userId);
+  }
+
+  // The separator of the day ms falls in, just before element: the one there, or a new one.
+  function separatorBefore(element, ms) {
+    var day = dayOf(ms);
+    var before = element.previousElementSibling;
+    var separator = before !== null && isSeparator(before) && before.dataset.day === day ? before : null;
+    if (separator === null) {
+      separator = document.createElement("h2");
+      separator.className = "day-separator";
+      separator.dataset.day = day;
+      wrapper.insertBefore(separator, element);
+    }
+    var label = dayLabel(ms);
+    if (separator.textContent !== label) {
+      separator.textContent = label;
+    }
+    return separator;
+  }
+
+  // Marks each message line that continues its sender's group ("continued": no name of its own), and puts a
+  // day separator before the first message of each day. Runs after every change of the list (keepingView).
+  function arrange() {
+    var keep = new Set();
+    var day = null;
+    var before = null; // the message line just before, and its time
+    var beforeMs = null;
+    Array.prototype.forEach.call(wrapper.children, function (child) {
+      if (isSeparator(child)) {
+        return;
+      }
+      if (!child.classList.contains("message")) {
+        before = null; // a notice between two messages ends the group
+        return;
+      }
+      var ms = lineTime(child);
+      if (ms !== null && dayOf(ms) !== day) {
+        day = dayOf(ms);
+        keep.add(separatorBefore(child, ms));
+        before = null; // a new day, a new group
+      }
+      var continued = before !== null && ms !== null && beforeMs !== null && sameSender(before, child) &&
+        !before.classList.contains("deleted") && Math.abs(ms - beforeMs) <= GROUP_MS;
+      if (child.classList.contains("continued") !== continued) {
+        child.classList.toggle("continued", continued);
+      }
+      before = child;
+      beforeMs = ms;
+    });
+    Array.prototype.forEach.call(wrapper.querySelectorAll(".day-separator"), function (separator) {
+      if (!keep.has(separator)) {
+        separator.remove();
+      }
+    });
+  }
+
+  // "Today" becomes "Yesterday" at midnight.
+  function arrangeAtMidnight() {
+    var now = new Date();
+    var midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1, 0, 0, 1);
+    setTimeout(function () {
+      keepingView(function () {}, false);
+      arrangeAtMidnight();
+    }, midnight.getTime() - now.getTime());
+  }
+
+  arrangeAtMidnight();
+
+  // ---- the "new messages" button: messages came below while the reader is further up ----------------
+
+  function showNewBelow() {
+    if (isScrolledToBottom()) {
+      newBelow = 0;
+    }
+    newMessagesButton.hidden = newBelow === 0;
+    newMessagesButton.firstElementChild.textContent = newBelow === 1 ? "1 new message" : newBelow + " new messages";
+  }
+
+  newMessagesButton.addEventListener("click", function () {
+    scrollToBottom();
+    newBelow = 0;
+    showNewBelow();
+    (input.disabled ? wrapper : input).focus(); // (the button is gone: the keyboard goes on where one writes)
+  });
+
+  wrapper.addEventListener("scroll", function () {
+    atBottom = isScrolledToBottom();
+    if (newBelow > 0) {
+      showNewBelow();
+    }
+  });
+
+  // The list's height changes (the window, a phone's keyboard, the composer's lines): the bottom stays in view.
+  if (window.ResizeObserver) {
+    new ResizeObserver(function () {
+      if (atBottom && !isScrolledToBottom()) {
+        scrollToBottom();
+      }
+    }).observe(wrapper);
+  }
+
+  // The visual viewport (what is not under a phone's on-screen keyboard) is the page's height; the style
+  // sheet's 100dvh otherwise. Zoomed in, the layout viewport's height stays.
+  function fitViewport() {
+    var viewport = window.visualViewport;
+    var root = document.documentElement;
+    if (viewport.scale > 1.01) {
+      delete root.dataset.viewport;
+    } else {
+      root.style.setProperty("--viewport-height", viewport.height + "px");
+      root.dataset.viewport = "visual";
+    }
+    if (window.scrollY !== 0 && viewport.scale <= 1.01) {
+      window.scrollTo(0, 0); // (a browser may scroll the page up under its keyboard)
+    }
+  }
+
+  if (window.visualViewport) {
+    fitViewport();
+    window.visualViewport.addEventListener("resize", fitViewport);
   }
 
   // ---- unread count in the title ------------------------------------------
@@ -966,6 +1148,10 @@
       unread += 1;
       showUnread();
     }
+    if (newest && !fromHistory && !mine && !firstReplay && !isScrolledToBottom()) {
+      newBelow += 1;
+      showNewBelow();
+    }
     return true;
   }
 
@@ -993,15 +1179,11 @@
     element.classList.toggle("deleted", talk.deleted);
     element.classList.remove("editing");
     var time = timeElement(talk.time);
-    if (time) {
-      element.appendChild(time);
-      element.appendChild(document.createTextNode(" "));
-    }
     if (talk.deleted) {
+      element.appendChild(metaLine(null, time));
       element.appendChild(span("text", "message deleted"));
     } else {
-      element.appendChild(span("sender", displayName(talk.userId, talk.name)));
-      element.appendChild(document.createTextNode(": "));
+      element.appendChild(metaLine(span("sender", displayName(talk.userId, talk.name)), time));
       element.appendChild(messageText(talk.payload));
       if (talk.edited !== null) {
         var mark = span("edited", " (edited)");
@@ -1297,7 +1479,7 @@
       if (at >= 0) {
         outbox.splice(at, 1);
       }
-      element.remove();
+      keepingView(function () { element.remove(); }, false);
     });
     problem.appendChild(retry);
     problem.appendChild(discard);
