@@ -16,15 +16,14 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, ViewportSize, WebSocketRoute, expect
 
 from chat_client import V2Client
 from chat_page import DELIVERED, ChatPage
 from live import LiveServer, live_server
-from test_room_control_page import Cutter, open_controls, teacher_and_student
 from transports.config import ServerConfig, Transport
 
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+SIZES: dict[str, ViewportSize] = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 DAY = 86400.0
 AXE = Axe()
 SERIOUS = ("serious", "critical")
@@ -168,12 +167,12 @@ def test_a_room_fills_the_window_groups_by_sender_and_day_and_passes_axe(
 
     # The theme: the system's, and really dark (or light).
     background = luminance(alice.page, "getComputedStyle(document.documentElement).backgroundColor")
-    text = luminance(alice.page, "getComputedStyle(document.body).color")
+    foreground = luminance(alice.page, "getComputedStyle(document.body).color")
     assert alice.page.evaluate("document.documentElement.dataset.theme") == theme
     if theme == "dark":
-        assert background < 0.02 < 0.6 < text
+        assert background < 0.02 < 0.6 < foreground
     else:
-        assert text < 0.05 < 0.8 < background
+        assert foreground < 0.05 < 0.8 < background
     assert_accessible(alice)  # in a room: own and others' messages, grouped, separators, a link
 
     # The menu of a grouped message of mine works and is accessible.
@@ -186,4 +185,250 @@ def test_a_room_fills_the_window_groups_by_sender_and_day_and_passes_axe(
     expect(menu).to_have_count(0)
 
     alice.page.screenshot(path=artifacts / f"page-{size}-{theme}.png")
-    assert alice.script_errors == [] and bob.script_errors == []
+    assert alice.script_errors == []
+    assert bob.script_errors == []
+
+
+def at_bottom(page: ChatPage) -> bool:
+    return bool(page.page.evaluate(
+        "() => { const w = document.getElementById('message-wrapper');"
+        " return w.scrollHeight - w.scrollTop - w.clientHeight < 2; }"
+    ))
+
+
+def fill_the_list(page: ChatPage, count: int) -> None:
+    for i in range(count):  # within the default burst of the rate limit
+        page.send_with_enter(f"line {i}\n.")
+    page.wait_for_messages(count)
+    page.wait_until_nothing_pending()
+
+
+def test_the_composer_stays_above_a_phone_keyboard(e2e_server: LiveServer, pages: Callable[..., ChatPage]) -> None:
+    alice = pages(**options("phone", "light")).open(e2e_server.http_url, name="Alice")
+    alice.wait_until_in_room()
+    fill_the_list(alice, 15)
+    assert alice.page.evaluate("() => { const w = document.getElementById('message-wrapper');"
+                               " return w.scrollHeight > w.clientHeight; }")
+    alice.page.focus("#message-input")
+    # The on-screen keyboard takes the lower 330 pixels: the visible viewport shrinks, the composer stays in it, the
+    # newest message above it.
+    alice.page.set_viewport_size({"width": 390, "height": 844 - 330})
+    alice.page.wait_for_function("""() => {
+        const form = document.getElementById('form').getBoundingClientRect();
+        const list = document.getElementById('message-wrapper').getBoundingClientRect();
+        const last = [...document.querySelectorAll('#message-wrapper p.message')].pop().getBoundingClientRect();
+        const height = window.visualViewport.height;
+        return height === 514 && form.bottom <= height && form.bottom > height - 40
+            && last.bottom <= list.bottom + 1 && last.top >= list.top;
+    }""")
+    where = layout(alice.page)
+    assert where["scrollHeight"] <= where["viewportHeight"] == 514
+    assert alice.page.evaluate("window.scrollY") == 0
+    assert alice.page.evaluate("document.activeElement.id") == "message-input"
+    alice.send_with_enter("typed with the keyboard up")
+    alice.wait_for_messages(16)
+    alice.page.wait_for_function("() => { const w = document.getElementById('message-wrapper');"
+                                 " return w.scrollHeight - w.scrollTop - w.clientHeight < 2; }")
+    # The keyboard goes away: the composer goes back to the bottom, the list still shows the newest.
+    alice.page.set_viewport_size(SIZES["phone"])
+    alice.page.wait_for_function("() => document.getElementById('form').getBoundingClientRect().bottom > 800")
+    alice.page.wait_for_function("() => { const w = document.getElementById('message-wrapper');"
+                                 " return w.scrollHeight - w.scrollTop - w.clientHeight < 2; }")
+    assert layout(alice.page)["formBottom"] <= 844
+
+
+def test_messages_that_come_below_the_readers_view_offer_a_way_down(
+    e2e_server: LiveServer, pages: Callable[..., ChatPage]
+) -> None:
+    alice = pages(**options("desktop", "light")).open(e2e_server.http_url, name="Alice")
+    link = alice.join_link()
+    bob = pages(**options("desktop", "dark")).open(link, name="Bob")
+    bob.wait_until_in_room()
+    alice.wait_until_in_room()
+    fill_the_list(alice, 20)
+    bob.wait_for_messages(20)
+    button = bob.page.locator("#new-messages")
+    expect(button).to_be_hidden()  # at the bottom, nothing is below
+    bob.page.locator("#message-wrapper").evaluate("w => { w.scrollTop = 0; }")
+    bob.page.wait_for_function("document.getElementById('message-wrapper').scrollTop === 0")
+
+    alice.send_with_enter("while bob reads up there")
+    bob.wait_for_messages(21)
+    expect(button).to_be_visible()
+    expect(button).to_have_text("1 new message\u00a0\u2193")
+    assert not at_bottom(bob)  # the reader's place is kept
+    assert_accessible(bob)  # (dark, with the button)
+    # By the keyboard: it is the control just before the composer.
+    bob.page.focus("#message-input")
+    bob.page.keyboard.press("Shift+Tab")
+    expect(button).to_be_focused()
+    assert button.evaluate("b => getComputedStyle(b).outlineStyle") == "solid"  # the focus shows
+    bob.page.keyboard.press("Enter")
+    expect(button).to_be_hidden()
+    bob.page.wait_for_function("() => { const w = document.getElementById('message-wrapper');"
+                               " return w.scrollHeight - w.scrollTop - w.clientHeight < 2; }")
+    expect(bob.page.locator("#message-input")).to_be_focused()
+
+    # Scrolling down by oneself takes it away too; and it counts.
+    bob.page.locator("#message-wrapper").evaluate("w => { w.scrollTop = 0; }")
+    bob.page.wait_for_function("document.getElementById('message-wrapper').scrollTop === 0")
+    alice.send_with_enter("one")
+    alice.send_with_enter("two")
+    bob.wait_for_messages(23)
+    expect(button).to_have_text("2 new messages\u00a0\u2193")
+    bob.page.locator("#message-wrapper").evaluate("w => { w.scrollTop = w.scrollHeight; }")
+    expect(button).to_be_hidden()
+    # A message while at the bottom keeps the view there, with no button.
+    alice.send_with_enter("three")
+    bob.wait_for_messages(24)
+    bob.page.wait_for_function("() => { const w = document.getElementById('message-wrapper');"
+                               " return w.scrollHeight - w.scrollTop - w.clientHeight < 2; }")
+    expect(button).to_be_hidden()
+
+
+def test_the_theme_follows_the_system_until_the_toggle_chooses_and_is_remembered(
+    e2e_server: LiveServer, pages: Callable[..., ChatPage]
+) -> None:
+    alice = pages(**options("desktop", "dark")).open(e2e_server.http_url, name="Alice")
+    alice.wait_until_in_room()
+    page = alice.page
+    toggle = page.locator("#theme-toggle")
+    theme = "document.documentElement.dataset.theme"
+    background = "getComputedStyle(document.documentElement).backgroundColor"
+    assert page.evaluate(theme) == "dark"
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    expect(toggle).to_have_accessible_name("Dark theme")
+    dark_background = luminance(page, background)
+
+    # By the keyboard: the toggle is reached with Tab, shows its focus, and Space flips it.
+    page.focus("#my-name")
+    page.keyboard.press("Tab")
+    expect(toggle).to_be_focused()
+    assert toggle.evaluate("b => getComputedStyle(b).outlineStyle") == "solid"
+    page.keyboard.press("Space")
+    page.wait_for_function(f"{theme} === 'light'")
+    expect(toggle).to_have_attribute("aria-pressed", "false")
+    assert luminance(page, background) > 0.8 > 0.02 > dark_background
+    assert toggle.evaluate("b => getComputedStyle(b).outlineStyle") == "solid"
+    assert page.evaluate("localStorage.getItem('chat.theme')") == "light"
+    assert_accessible(alice)  # light, on a system that prefers dark
+
+    # Remembered: a reload (and the system changing its mind) keeps light.
+    page.reload()
+    alice.wait_until_in_room()
+    assert page.evaluate(theme) == "light"
+    page.emulate_media(color_scheme="light")
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate(theme) == "light"
+
+    # Choosing the system's own theme forgets the choice: the page follows the system again.
+    toggle.click()
+    page.wait_for_function(f"{theme} === 'dark'")
+    assert page.evaluate("localStorage.getItem('chat.theme')") is None
+    page.emulate_media(color_scheme="light")
+    page.wait_for_function(f"{theme} === 'light'")
+    expect(toggle).to_have_attribute("aria-pressed", "false")
+
+
+class Cutter:
+    """Routes a page's sockets through the test, to cut them (and refuse new ones) until `restore`. Install it first."""
+
+    def __init__(self, page: ChatPage) -> None:
+        self._refusing = False
+        self._current: tuple[WebSocketRoute, WebSocketRoute] | None = None
+        page.page.route_web_socket(re.compile(r"^wss?://"), self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        if self._refusing:
+            ws.close(code=4000, reason="cut by the test")
+            return
+        server = ws.connect_to_server()
+        self._current = (ws, server)
+        ws.on_message(server.send)
+        server.on_message(ws.send)
+
+    def cut(self) -> None:
+        self._refusing = True
+        if self._current is not None:
+            page_side, server_side = self._current
+            self._current = None
+            page_side.close(code=4000, reason="cut by the test")
+            server_side.close()
+
+    def restore(self) -> None:
+        self._refusing = False
+
+
+def open_controls(page: ChatPage) -> None:
+    page.page.locator("#room-controls").wait_for()
+    if page.page.locator("#room-controls[open]").count() == 0:
+        page.page.click("#room-controls summary")
+
+
+FOCUSABLE_BY_TAB = {
+    "my-name", "theme-toggle", "room-controls summary", "title-input", "title-clear", "lock-button", "role-button",
+    "remove-button", "ban-button", "end-button", "message-wrapper", "join-link", "copy-link", "menu-button",
+    "message-input", "send-button",
+}
+
+
+def tab_through(page: Page, steps: int) -> list[list[str]]:
+    """Press Tab ``steps`` times from the top: what each press focused (its id or class) and its outline's style."""
+    page.evaluate("document.activeElement && document.activeElement.blur(); window.getSelection().removeAllRanges()")
+    page.focus("#room-title")  # (not focusable: Tab starts from there)
+    reached: list[list[str]] = []
+    for _ in range(steps):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("""() => {
+            const e = document.activeElement;
+            const known = ['room-controls', 'title-input', 'title-clear', 'lock-button', 'end-button', 'my-name',
+                'theme-toggle', 'message-wrapper', 'message-input', 'send-button'];
+            const name = e.tagName === 'SUMMARY' ? 'room-controls summary'
+                : known.includes(e.id) ? e.id
+                : [...e.classList].find(c => /-(button|link)$/.test(c)) || e.id || e.tagName;
+            return [name, getComputedStyle(e).outlineStyle];
+        }"""))
+    return reached
+
+
+def test_every_state_passes_axe_and_every_control_takes_the_keyboard(
+    e2e_server: LiveServer, pages: Callable[..., ChatPage]
+) -> None:
+    teacher = pages(**options("desktop", "light")).open(e2e_server.http_url, name="Teacher")
+    link = teacher.join_link()
+    student = pages(**options("phone", "dark"))
+    cutter = Cutter(student)
+    student.open(link, name="Student")
+    student.wait_until_in_room()
+    teacher.wait_until_in_room()
+    teacher.wait_for_members(["Teacher (you)", "Student"])
+    teacher.send_with_enter("welcome")
+    student.send_with_enter("hello")
+    teacher.wait_for_messages(2)
+
+    # The staff's panel open: everything is reached by Tab, each with its focus ring.
+    open_controls(teacher)
+    assert_accessible(teacher)
+    reached = tab_through(teacher.page, 24)
+    assert {name for name, _ in reached} >= FOCUSABLE_BY_TAB, reached
+    assert [name for name, outline in reached if outline == "none" and name != "BODY"] == []  # (BODY: Tab went round)
+    teacher.page.keyboard.press("Escape")
+
+    # Cut off: the status says so, a message waits for the connection.
+    cutter.cut()
+    student.page.wait_for_function("document.getElementById('status').textContent.includes('reconnecting')")
+    student.send_with_enter("are you there?")
+    student.page.locator("#message-wrapper p.message.pending .state", has_text="waiting").wait_for()
+    assert_accessible(student)
+    cutter.restore()
+    teacher.wait_for_messages(3)
+
+    # The end: a dialog asks first; then both pages say the chat is over.
+    open_controls(teacher)
+    teacher.page.click("#end-button")
+    expect(teacher.page.locator("#end-modal")).to_have_class(re.compile("is-active"))
+    assert_accessible(teacher)
+    teacher.page.click("#end-confirm")
+    for page in (teacher, student):
+        page.page.locator("#message-wrapper p.stopped").wait_for()
+        assert_accessible(page)
