@@ -148,6 +148,7 @@
   var unread = 0;
   var newBelow = 0; // messages of others that came below while the reader was further up
   var atBottom = true; // the list was scrolled to its bottom when last looked at (a resize keeps it there)
+  var changing = 0; // keepingView calls under way (a history reply's holds one per talk)
   var requests = []; // my moderation requests not answered yet, in order: {type, offset, refused(text)}
   var refusal = null; // the refusal of a request the status line shows
 
@@ -426,8 +427,16 @@
         }
       }
     }
-    var result = change();
-    arrange();
+    var result;
+    changing += 1;
+    try {
+      result = change();
+    } finally {
+      changing -= 1;
+    }
+    if (changing === 0) {
+      arrange(); // (once, after a whole history page)
+    }
     if (stick) {
       scrollToBottom();
     } else if (anchor && anchor.parentNode === wrapper) {

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, ViewportSize, WebSocketRoute, expect
 
 from chat_client import V2Client
-from chat_page import DELIVERED, ChatPage
+from chat_page import DELIVERED, HOST, ChatPage
 from live import LiveServer, live_server
 from transports.config import ServerConfig, Transport
 
@@ -38,7 +41,7 @@ def transport() -> Transport:
 
 def options(size: str, theme: str) -> dict[str, Any]:
     """A browser context's options: the size, the system's theme, and the reader's zone (UTC: days of 24 hours)."""
-    chosen: dict[str, Any] = {"viewport": SIZES[size], "color_scheme": theme, "timezone_id": "UTC"}
+    chosen: dict[str, Any] = {"viewport": SIZES[size], "color_scheme": theme, "timezone_id": "UTC", "locale": "en-US"}
     if size == "phone":
         chosen.update(is_mobile=True, has_touch=True, device_scale_factor=2)
     return chosen
@@ -61,13 +64,15 @@ def assert_accessible(page: ChatPage) -> None:
 def room_since_yesterday(server_config: ServerConfig) -> Iterator[tuple[LiveServer, str]]:
     """A room where Carol talked yesterday: she talks, the server stops, her talks' stored times are moved back a
     day in its SQLite file, and the server starts again on it; and the room's join key."""
-    assert server_config.database is not None
+    database_file = server_config.database
+    assert database_file is not None
+    server_config = replace(server_config, host=HOST)
     with live_server(server_config) as first, V2Client(first.ws_url) as carol:
         join_key = carol.join(name="Carol")["joinKey"]
         for text in YESTERDAY:
             carol.talk(text)
             carol.wait_for("talk", payload=text)
-    with sqlite3.connect(server_config.database) as database:
+    with sqlite3.connect(database_file) as database:
         assert database.execute("UPDATE talks SET time = time - ?", (DAY,)).rowcount == len(YESTERDAY)
     database.close()
     with live_server(server_config) as second:
@@ -184,7 +189,26 @@ def test_a_room_fills_the_window_groups_by_sender_and_day_and_passes_axe(
     alice.page.keyboard.press("Escape")
     expect(menu).to_have_count(0)
 
-    alice.page.screenshot(path=artifacts / f"page-{size}-{theme}.png")
+    alice.page.evaluate("document.activeElement.blur()")  # (the pictures in the docs show no focus ring)
+    alice.page.mouse.move(0, 0)
+    alice.page.screenshot(path=artifacts / f"page-{size}-{theme}.png")  # scripts/screenshots.sh: the docs' pictures
+
+    # Three days later (the reader's clock), older days are named by their dates, once the list changes.
+    later = time.time() + 3 * DAY
+    bob.page.clock.set_fixed_time(later)
+    alice.send_with_enter("Still there?")
+    bob.wait_for_messages(len(expected) + 1)
+
+    def date(seconds: float) -> str:
+        day, today = datetime.fromtimestamp(seconds, UTC), datetime.fromtimestamp(later, UTC)
+        return f"{day:%A}, {day:%B} {day.day}" + (f", {day.year}" if day.year != today.year else "")
+
+    stamps = bob.page.eval_on_selector_all(f"{DELIVERED} time", "ts => ts.map(t => Date.parse(t.dateTime) / 1000)")
+    bob.page.wait_for_function(
+        "want => JSON.stringify([...document.querySelectorAll('#message-wrapper .day-separator')]"
+        ".map(s => s.textContent)) === JSON.stringify(want)",
+        arg=[date(stamps[0]), date(stamps[-1])],
+    )
     assert alice.script_errors == []
     assert bob.script_errors == []
 
@@ -392,7 +416,7 @@ def tab_through(page: Page, steps: int) -> list[list[str]]:
 
 
 def test_every_state_passes_axe_and_every_control_takes_the_keyboard(
-    e2e_server: LiveServer, pages: Callable[..., ChatPage]
+    e2e_server: LiveServer, pages: Callable[..., ChatPage], artifacts: Path
 ) -> None:
     teacher = pages(**options("desktop", "light")).open(e2e_server.http_url, name="Teacher")
     link = teacher.join_link()
@@ -412,6 +436,7 @@ def test_every_state_passes_axe_and_every_control_takes_the_keyboard(
     reached = tab_through(teacher.page, 24)
     assert {name for name, _ in reached} >= FOCUSABLE_BY_TAB, reached
     assert [name for name, outline in reached if outline == "none" and name != "BODY"] == []  # (BODY: Tab went round)
+    teacher.page.screenshot(path=artifacts / "page-controls-desktop-light.png")
     teacher.page.keyboard.press("Escape")
 
     # Cut off: the status says so, a message waits for the connection.
@@ -420,6 +445,7 @@ def test_every_state_passes_axe_and_every_control_takes_the_keyboard(
     student.send_with_enter("are you there?")
     student.page.locator("#message-wrapper p.message.pending .state", has_text="waiting").wait_for()
     assert_accessible(student)
+    student.page.screenshot(path=artifacts / "page-disconnected-phone-dark.png")
     cutter.restore()
     teacher.wait_for_messages(3)
 
@@ -432,3 +458,4 @@ def test_every_state_passes_axe_and_every_control_takes_the_keyboard(
     for page in (teacher, student):
         page.page.locator("#message-wrapper p.stopped").wait_for()
         assert_accessible(page)
+    student.page.screenshot(path=artifacts / "page-ended-phone-dark.png")
