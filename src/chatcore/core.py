@@ -430,7 +430,7 @@ class ChatCore(MemberRequests):
                 session.join_failed()  # (banned while the log answered: the ban reached this process first)
                 actions = [Send(connection, session.dialect.error_event(problems.BANNED))]
             elif isinstance(result, UserAdded):
-                actions = enter(connection, session, room, result, pending.intro)
+                actions = enter(connection, session, room, result, pending.intro, self.limits.max_payload_chars)
             else:
                 session.join_failed()
                 problem = result.reason if isinstance(result, Refused) else problems.JOIN_NOT_SAVED

@@ -127,6 +127,8 @@ class Welcome:
     """The room's title, lock and roles."""
     verified: Collection[int] = ()
     """The members who are signed in (the joiner too, if it is)."""
+    max_payload_chars: int | None = None
+    """The longest talk the server takes (``--max-payload-chars``), for clients to say so before sending."""
 
 
 class Dialect(ABC):

@@ -129,6 +129,7 @@ class V2Dialect(Dialect):
             welcome.join_key, welcome.user_id, token=welcome.token, name=welcome.name, members=welcome.members,
             resumed=welcome.resumed, offset=welcome.last_offset, older=first > after + 1,
             escape_html=self.escape_html, control=welcome.control, verified=welcome.verified,
+            max_payload_chars=welcome.max_payload_chars,
         )
 
     def error_event(self, problem: Problem, talk_id: str | None = None, request: str | None = None) -> str:
@@ -298,10 +299,10 @@ def shown(text: str | None, escape_html: bool) -> str | None:
 def init_event(
     join_key: str, user_id: int, *, token: str, name: str | None, members: Sequence[tuple[int, str | None]],
     resumed: bool, offset: int, older: bool, escape_html: bool, control: RoomControl = NEVER_CHANGED,
-    verified: Collection[int] = (),
+    verified: Collection[int] = (), max_payload_chars: int | None = None,
 ) -> str:
     """The reply to a version-2 ``init``; ``verified``: the signed-in users among the joiner and the members (they
-    are marked ``"verified": true``)."""
+    are marked ``"verified": true``); ``max_payload_chars``: the longest talk the server takes, if it says."""
     event: dict[str, Any] = {
         "type": "init", "joinKey": join_key, "userId": user_id, "v": VERSION, "token": token,
         "name": shown(name, escape_html),
@@ -312,6 +313,8 @@ def init_event(
         "resumed": resumed, "offset": offset, "older": older, "role": control.role(user_id),
         "room": {"title": shown(control.title, escape_html), "locked": control.locked},
     }
+    if max_payload_chars is not None:
+        event["maxPayloadChars"] = max_payload_chars
     if user_id in verified:
         event["verified"] = True
     return encode(event)
