@@ -35,6 +35,10 @@
 // name (it is the token's) and its name, like every member's the server marks
 // "verified", shows a mark. A refused sign-in is said plainly and the page
 // stays away until the site sends another token.
+//
+// Behaviour people expect of a chat: a counter near the server's length limit (the init reply's
+// "maxPayloadChars", counted in code points as the server counts) and no sending above it; refusals that
+// cannot succeed again offer no Retry; a page in no room offers a new chat.
 // Plain ES2017, no build step, no dependencies.
 (function () {
   "use strict";
@@ -59,6 +63,7 @@
   var SIGNED_IN_KEY_PREFIX = "chat.signedIn:"; // + joinKey: "1" once a signed-in init succeeded (no token kept)
   var AUTH_WAIT_MS = 2000; // embedded with sign-in origins: how long to wait for the parent's token before asking a name
   var MODERATION = ["edit", "delete", "room", "lock", "remove", "role", "end"]; // requests answered by broadcasts
+  var RETRYABLE = ["rate-limited", "unavailable"]; // refusals the same request may get past later (docs/protocol.md)
 
   var body = document.body;
   var wrapper = document.getElementById("message-wrapper");
@@ -94,6 +99,9 @@
   var endModal = document.getElementById("end-modal");
   var endConfirm = document.getElementById("end-confirm");
   var endCancel = document.getElementById("end-cancel");
+  var charCounter = document.getElementById("char-count");
+  var startOver = document.getElementById("start-over");
+  var newChatButton = document.getElementById("new-chat");
 
   // ---- state -------------------------------------------------------------
 
@@ -146,6 +154,7 @@
   var unread = 0;
   var requests = []; // my moderation requests not answered yet, in order: {type, offset, refused(text)}
   var refusal = null; // the refusal of a request the status line shows
+  var maxPayloadChars = null; // the longest talk the server takes (its init reply says), in code points
 
   // ---- storage: localStorage, or memory when the browser refuses it -------
 
@@ -210,7 +219,8 @@
     if (stopped !== null) {
       stopped = null;
       input.disabled = false;
-      sendButton.disabled = false;
+      startOver.hidden = true;
+      showComposer();
     }
     if (socket !== null) {
       rejoining = true;
@@ -627,6 +637,7 @@
 
   document.addEventListener("visibilitychange", clearUnreadIfSeen);
   window.addEventListener("focus", clearUnreadIfSeen);
+
 
   // ---- members -------------------------------------------------------------
 
@@ -1261,6 +1272,8 @@
       state.textContent = "";
       problem.hidden = false;
       problem.querySelector(".reason").textContent = entry.reason; // (a sentence: what happened, what to do)
+      // Retry only where sending again may succeed (too fast, the server could not store it just now).
+      problem.querySelector(".retry").hidden = !entry.retryable || stopped !== null;
     } else {
       state.textContent = outgoingLabel(entry);
       problem.hidden = true;
@@ -1272,7 +1285,7 @@
   }
 
   function queueTalk(payload) {
-    var entry = { id: nextTalkId(), payload: payload, state: "queued", reason: "" };
+    var entry = { id: nextTalkId(), payload: payload, state: "queued", reason: "", retryable: true };
     var element = messageLine("message mine pending", displayName(myUserId, myName), payload, null);
     element.dataset.id = entry.id;
     element.appendChild(span("state", ""));
@@ -1325,11 +1338,14 @@
     showOutboxStatus();
   }
 
-  function failOutgoing(id, reason) {
+  // A refusal of my talk: its reason on its line; Retry only if its code says the same talk may succeed later
+  // (a refusal without a code, from an older server, keeps Retry).
+  function failOutgoing(id, reason, code) {
     for (var i = 0; i < outbox.length; i++) {
       if (outbox[i].id === id) {
         outbox[i].state = "failed";
         outbox[i].reason = reason;
+        outbox[i].retryable = typeof code !== "string" || RETRYABLE.indexOf(code) >= 0;
         keepingView(renderOutgoing.bind(null, outbox[i]), false);
         return true;
       }
@@ -1410,7 +1426,7 @@
   // could not read it just now, or too many requests); else nothing more is asked until the next connection.
   function onHistoryRefused(code) {
     historyInFlight = null;
-    if (code === "unavailable" || code === "rate-limited") {
+    if (RETRYABLE.indexOf(code) >= 0) {
       window.setTimeout(fetchHistory, HISTORY_RETRY_MS);
     } else {
       gaps = [];
@@ -1502,6 +1518,9 @@
     members = fresh;
     var state = event.room && typeof event.room === "object" ? event.room : {};
     setRoom(state.title, state.locked);
+    maxPayloadChars = Number.isInteger(event.maxPayloadChars) && event.maxPayloadChars > 0 ? event.maxPayloadChars
+      : null;
+    showComposer();
     if (event.v === 2) {
       renderMembers();
     }
@@ -1680,7 +1699,7 @@
 
   function onError(event) {
     var text = asText(event.payload !== undefined ? event.payload : event.message) || "error";
-    if (typeof event.id === "string" && failOutgoing(event.id, text)) {
+    if (typeof event.id === "string" && failOutgoing(event.id, text, event.code)) {
       return;
     }
     if (MODERATION.indexOf(event.request) >= 0) {
@@ -1722,8 +1741,14 @@
     stopped = { state: state, text: text };
     closeMenu(false);
     closeEndModal(false);
+    var hadFocus = document.activeElement === input || document.activeElement === sendButton ||
+      document.activeElement === body || document.activeElement === null;
     input.disabled = true;
-    sendButton.disabled = true;
+    showComposer();
+    startOver.hidden = false;
+    if (hadFocus) {
+      newChatButton.focus(); // (the composer's focus is gone with it: the keyboard lands on what can be done)
+    }
     presence.hidden = true; // who is online is no longer known
     renderControls();
     refreshMenus();
@@ -1873,8 +1898,8 @@
   // ---- sending -----------------------------------------------------------
 
   function sendFromInput() {
-    if (stopped !== null) {
-      return;
+    if (stopped !== null || charsOver() > 0) {
+      return; // (too long: the counter says by how much, and nothing is sent)
     }
     var text = input.value.trim();
     input.focus();
@@ -1883,8 +1908,38 @@
     }
     input.value = "";
     fitInput();
+    showComposer();
     queueTalk(text);
   }
+
+  // What the server counts: code points (an emoji is one, though two UTF-16 units), of the trimmed text sent.
+  function charCount(text) {
+    return Array.from(text.trim()).length;
+  }
+
+  // How far the input is above the server's limit (0: within it, or the limit is not known).
+  function charsOver() {
+    return maxPayloadChars === null ? 0 : Math.max(0, charCount(input.value) - maxPayloadChars);
+  }
+
+  // The counter (shown near the limit: in its last tenth, or last 10 characters) and the Send button.
+  function showComposer() {
+    var over = charsOver();
+    sendButton.disabled = stopped !== null || over > 0;
+    if (over > 0) {
+      input.setAttribute("aria-invalid", "true");
+    } else {
+      input.removeAttribute("aria-invalid");
+    }
+    var left = maxPayloadChars === null ? null : maxPayloadChars - charCount(input.value);
+    charCounter.hidden = left === null || stopped !== null || left > Math.max(10, Math.floor(maxPayloadChars / 10));
+    charCounter.classList.toggle("is-danger", over > 0);
+    charCounter.textContent = left === null ? ""
+      : over > 0 ? over + (over === 1 ? " character" : " characters") + " too long: the limit is " +
+        maxPayloadChars + "; shorten it to send"
+      : left + (left === 1 ? " character left" : " characters left");
+  }
+
 
   // A textarea grows with its lines, up to a limit; empty, it is one line high.
   function fitTextarea(area) {
@@ -1912,7 +1967,14 @@
     }
   });
 
-  input.addEventListener("input", fitInput);
+  input.addEventListener("input", function () {
+    fitInput();
+    showComposer();
+  });
+
+  newChatButton.addEventListener("click", function () {
+    window.location.assign(window.location.pathname); // no join key: a new chat
+  });
 
   function start() {
     started = true;
