@@ -218,9 +218,13 @@
     }
     if (stopped !== null) {
       stopped = null;
+      var onButton = document.activeElement === newChatButton;
       input.disabled = false;
       startOver.hidden = true;
       showComposer();
+      if (onButton) {
+        input.focus(); // (the button the keyboard was on is gone)
+      }
     }
     if (socket !== null) {
       rejoining = true;
