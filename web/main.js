@@ -38,7 +38,9 @@
 //
 // Behaviour people expect of a chat: a counter near the server's length limit (the init reply's
 // "maxPayloadChars", counted in code points as the server counts) and no sending above it; refusals that
-// cannot succeed again offer no Retry; a page in no room offers a new chat.
+// cannot succeed again offer no Retry; a page in no room offers a new chat. "Ada is typing…" (the "typing"
+// event, sent at most every 2 s while typing, shown 5 s). While reconnecting, the online list is greyed as out
+// of date.
 // Plain ES2017, no build step, no dependencies.
 (function () {
   "use strict";
@@ -64,6 +66,8 @@
   var AUTH_WAIT_MS = 2000; // embedded with sign-in origins: how long to wait for the parent's token before asking a name
   var MODERATION = ["edit", "delete", "room", "lock", "remove", "role", "end"]; // requests answered by broadcasts
   var RETRYABLE = ["rate-limited", "unavailable"]; // refusals the same request may get past later (docs/protocol.md)
+  var TYPING_EVERY_MS = 2000; // at most one "typing" sent per this long (the server drops more)
+  var TYPING_SHOWN_MS = 5000; // "Ada is typing…" for this long after Ada's last "typing"
 
   var body = document.body;
   var wrapper = document.getElementById("message-wrapper");
@@ -99,6 +103,8 @@
   var endModal = document.getElementById("end-modal");
   var endConfirm = document.getElementById("end-confirm");
   var endCancel = document.getElementById("end-cancel");
+  var presenceNote = document.getElementById("presence-note");
+  var typingLine = document.getElementById("typing");
   var charCounter = document.getElementById("char-count");
   var startOver = document.getElementById("start-over");
   var newChatButton = document.getElementById("new-chat");
@@ -155,6 +161,8 @@
   var requests = []; // my moderation requests not answered yet, in order: {type, offset, refused(text)}
   var refusal = null; // the refusal of a request the status line shows
   var maxPayloadChars = null; // the longest talk the server takes (its init reply says), in code points
+  var typingSentAt = -Infinity; // when this page last sent "typing" (Date.now())
+  var typers = new Map(); // userId -> the timer that ends its "is typing…"
 
   // ---- storage: localStorage, or memory when the browser refuses it -------
 
@@ -1525,6 +1533,7 @@
     maxPayloadChars = Number.isInteger(event.maxPayloadChars) && event.maxPayloadChars > 0 ? event.maxPayloadChars
       : null;
     showComposer();
+    showPresenceStale(false); // (the members list is the server's again)
     if (event.v === 2) {
       renderMembers();
     }
@@ -1570,6 +1579,7 @@
   }
 
   function onTalk(event) {
+    stopTyping(asText(event.userId)); // (its message came: no longer typing it)
     addTalk(event, false);
     if (!replayDone && inRoom && isOffset(event.offset) && event.offset >= replayEnd) {
       endReplay();
@@ -1599,6 +1609,7 @@
     }
     var name = members.get(userId);
     members.delete(userId);
+    stopTyping(userId);
     renderMembers();
     addNotice("info notice left", [displayName(userId, name) + " left"]);
   }
@@ -1615,6 +1626,52 @@
     if (before !== name) {
       addNotice("info notice renamed", [displayName(userId, before) + " is now " + displayName(userId, name)]);
     }
+  }
+
+  // ---- who is typing -------------------------------------------------------
+
+  // Another member is typing: said for TYPING_SHOWN_MS after its last "typing", until its message or its leaving.
+  function onTyping(event) {
+    var userId = asText(event.userId);
+    if (myUserIds.has(userId) || event.userId === undefined || event.userId === null) {
+      return;
+    }
+    clearTimeout(typers.get(userId));
+    typers.set(userId, setTimeout(function () { stopTyping(userId); }, TYPING_SHOWN_MS));
+    showTypers();
+  }
+
+  function stopTyping(userId) {
+    if (typers.has(userId)) {
+      clearTimeout(typers.get(userId));
+      typers.delete(userId);
+      showTypers();
+    }
+  }
+
+  function clearTypers() {
+    typers.forEach(function (timer) { clearTimeout(timer); });
+    typers.clear();
+    showTypers();
+  }
+
+  function showTypers() {
+    var names = Array.from(typers.keys(), function (userId) {
+      return displayName(userId, members.has(userId) ? members.get(userId) : null);
+    });
+    var text = names.length === 0 ? ""
+      : names.length === 1 ? names[0] + " is typing\u2026"
+      : names.length === 2 ? names[0] + " and " + names[1] + " are typing\u2026"
+      : "Several people are typing\u2026";
+    if (typingLine.textContent !== text) {
+      typingLine.textContent = text; // (a polite live region: said when it changes)
+    }
+  }
+
+  // While this page is not connected, the online list is what it was: greyed, and said to be out of date.
+  function showPresenceStale(stale) {
+    presence.classList.toggle("stale", stale);
+    presenceNote.hidden = !stale;
   }
 
   function setRoom(title, locked) {
@@ -1676,6 +1733,7 @@
       roles.set(userId, "member"); // removal takes a moderator's role away
     }
     members.delete(userId); // (its "left", if one comes, is not told again)
+    stopTyping(userId);
     renderMembers();
     addNotice("info notice removed", [name + (event.ban === true ? " was removed and banned" : " was removed")]);
   }
@@ -1753,6 +1811,7 @@
     if (hadFocus) {
       newChatButton.focus(); // (the composer's focus is gone with it: the keyboard lands on what can be done)
     }
+    clearTypers();
     presence.hidden = true; // who is online is no longer known
     renderControls();
     refreshMenus();
@@ -1780,6 +1839,7 @@
     room: onRoom,
     removed: onRemoved,
     role: onRole,
+    typing: onTyping,
   };
 
   function handleMessage(data) {
@@ -1871,6 +1931,8 @@
       } else {
         unanswered.forEach(function (pending) { pending.refused("the connection was lost"); });
       }
+      clearTypers(); // (their ends would not reach this page)
+      showPresenceStale(stopped === null);
       showOutboxStatus();
       showOlderLine();
       setState(stopped !== null ? stopped.state : "offline");
@@ -1944,6 +2006,14 @@
       : left + (left === 1 ? " character left" : " characters left");
   }
 
+  // Others see "… is typing": one "typing" when the text changes, at most every TYPING_EVERY_MS.
+  function sendTyping() {
+    if (input.value.trim() === "" || !canSend() || Date.now() - typingSentAt < TYPING_EVERY_MS) {
+      return;
+    }
+    typingSentAt = Date.now();
+    send({ type: "typing" });
+  }
 
   // A textarea grows with its lines, up to a limit; empty, it is one line high.
   function fitTextarea(area) {
@@ -1974,6 +2044,7 @@
   input.addEventListener("input", function () {
     fitInput();
     showComposer();
+    sendTyping();
   });
 
   newChatButton.addEventListener("click", function () {

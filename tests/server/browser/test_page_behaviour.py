@@ -9,13 +9,15 @@ tests/server/browser run on both). The key ones run at a desktop's size and at a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 
 import pytest
 
 from chat_page import HOST, ChatPage
 from chatcore import CoreLimits
 from live import LiveServer
+from tcp_proxy import TcpProxy
 from transports.config import Transport
 
 pytestmark = pytest.mark.parametrize("transport", [Transport.WSPROTO])
@@ -141,3 +143,94 @@ def test_a_page_in_no_room_disables_the_composer_and_offers_a_new_chat(
     assert bob.user_id() == "1"  # a new room, of which Bob is the first user
     assert bob.script_errors == []
     assert lost.script_errors == []
+
+
+# ---- who is typing -----------------------------------------------------------------------------------------------
+
+
+def test_typing_is_sent_sparingly_and_shown_to_the_others_for_a_while(
+    e2e_server: LiveServer, pages: Callable[..., ChatPage]
+) -> None:
+    alice, bob, carol, dan = in_a_room(pages, e2e_server.http_url, "Alice", "Bob", "Carol", "Dan")
+    typing = bob.page.locator("#typing")
+    assert typing.get_attribute("aria-live") == "polite"
+
+    def shows(text: str) -> None:
+        bob.page.wait_for_function("t => document.getElementById('typing').textContent === t", arg=text)
+
+    # Bob's timers are the test's: "is typing" lasts 5 s of his clock. Alice's clock stands still while she types.
+    later = datetime.now() + timedelta(minutes=1)
+    for page in (alice, bob):
+        page.page.clock.install()
+        page.page.clock.pause_at(later)
+
+    alice.page.locator("#message-input").press_sequentially("hel")
+    shows(f"Alice is typing{ELLIPSIS}")
+    assert alice.sent_events("typing") == [{"type": "typing"}]  # three keys within 2 s: one event
+    assert alice.page.locator("#typing").inner_text() == ""  # never for oneself
+    bob.page.clock.run_for(4000)
+    assert typing.inner_text() == f"Alice is typing{ELLIPSIS}"
+    carol.page.locator("#message-input").press_sequentially("x")
+    shows(f"Alice and Carol are typing{ELLIPSIS}")
+    dan.page.locator("#message-input").press_sequentially("y")
+    shows(f"Several people are typing{ELLIPSIS}")
+    alice.page.press("#message-input", "Enter")  # her message comes: she is no longer typing it
+    shows(f"Carol and Dan are typing{ELLIPSIS}")
+    dan.close()  # Dan leaves
+    shows(f"Carol is typing{ELLIPSIS}")
+    bob.page.clock.run_for(4800)
+    assert typing.inner_text() == f"Carol is typing{ELLIPSIS}"
+    bob.page.clock.run_for(300)
+    shows("")  # 5 s after her last one
+
+    # Alice's page: only spaces are not typing; another "typing" once 2 s have passed, and one only.
+    alice.page.clock.fast_forward(2100)
+    alice.page.locator("#message-input").press_sequentially("  ")
+    alice.page.evaluate("0")  # (a round trip: what the keys sent is recorded by now)
+    assert len(alice.sent_events("typing")) == 1
+    alice.page.locator("#message-input").press_sequentially("ok")
+    alice.page.evaluate("0")
+    assert len(alice.sent_events("typing")) == 2
+    assert bob.sent_events("typing") == []
+    assert bob.script_errors == []
+    assert alice.script_errors == []
+
+
+# ---- who is online, while reconnecting ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def behind_a_proxy(start_server: Callable[..., LiveServer]) -> Iterator[tuple[TcpProxy, LiveServer]]:
+    proxy = TcpProxy(HOST)
+    try:
+        server = start_server(host=HOST, public_ws_port=proxy.port)
+        proxy.target = (HOST, server.running.ws_port)
+        yield proxy, server
+    finally:
+        proxy.close()
+
+
+@SIZES
+def test_the_online_list_is_greyed_and_said_out_of_date_while_reconnecting(
+    behind_a_proxy: tuple[TcpProxy, LiveServer], pages: Callable[..., ChatPage], viewport: dict[str, int]
+) -> None:
+    proxy, server = behind_a_proxy
+    alice, _ = in_a_room(pages, server.http_url, "Alice", "Bob", viewport=viewport)
+    note = alice.page.locator("#presence-note")
+    assert note.is_hidden()
+    assert alice.page.locator("#presence.stale").count() == 0
+
+    proxy.sever(refuse_new=True)
+    alice.page.locator("#presence.stale").wait_for()
+    assert note.is_visible()
+    assert note.inner_text() == f"Reconnecting{ELLIPSIS} the list of who is online may be out of date"
+    assert alice.members() == ["Alice (you)", "Bob"]  # still shown, as it was
+    assert alice.page.locator("#members").evaluate("m => Number(getComputedStyle(m).opacity)") < 1
+    assert alice.page.locator("#members").get_attribute("aria-describedby") == "presence-note"
+
+    proxy.restore()
+    alice.page.wait_for_function("document.getElementById('status').textContent === 'reconnected'")
+    assert alice.page.locator("#presence.stale").count() == 0
+    assert note.is_hidden()
+    assert alice.page.locator("#members").evaluate("m => Number(getComputedStyle(m).opacity)") == 1
+    assert alice.script_errors == []
