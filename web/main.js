@@ -40,7 +40,8 @@
 // "maxPayloadChars", counted in code points as the server counts) and no sending above it; refusals that
 // cannot succeed again offer no Retry; a page in no room offers a new chat. "Ada is typing…" (the "typing"
 // event, sent at most every 2 s while typing, shown 5 s). While reconnecting, the online list is greyed as out
-// of date.
+// of date. Opt-in desktop notifications of others' messages while the tab is hidden, and a mention of my name
+// ("@" and my whole name) highlighted.
 // Plain ES2017, no build step, no dependencies.
 (function () {
   "use strict";
@@ -68,6 +69,8 @@
   var RETRYABLE = ["rate-limited", "unavailable"]; // refusals the same request may get past later (docs/protocol.md)
   var TYPING_EVERY_MS = 2000; // at most one "typing" sent per this long (the server drops more)
   var TYPING_SHOWN_MS = 5000; // "Ada is typing…" for this long after Ada's last "typing"
+  var NOTIFY_KEY = "chat.notify"; // "1": the user switched desktop notifications on
+  var NOTIFICATION_MAX_CHARS = 200;
 
   var body = document.body;
   var wrapper = document.getElementById("message-wrapper");
@@ -108,6 +111,8 @@
   var charCounter = document.getElementById("char-count");
   var startOver = document.getElementById("start-over");
   var newChatButton = document.getElementById("new-chat");
+  var notifySwitch = document.getElementById("notify-switch");
+  var notifyProblem = document.getElementById("notify-problem");
 
   // ---- state -------------------------------------------------------------
 
@@ -474,13 +479,15 @@
   // A message's text: text nodes, and a link for each http:// or https:// URL in it. Nothing else becomes a
   // link (javascript:, data:, look-alike letters stay text); a link's href is what URL() parsed, its text the
   // message's own characters, and it opens in a new tab that cannot reach this one.
+  // With mentions (another's message), each mention of my name is highlighted: see appendText.
   var URL_IN_TEXT = /\bhttps?:\/\/[^\s<>"'`]+/gi;
 
-  function messageText(payload) {
+  function messageText(payload, mentions) {
     var element = document.createElement("span");
     element.className = "text";
     var text = String(payload);
     var done = 0;
+    var name = mentions ? myCurrentName() : null;
     URL_IN_TEXT.lastIndex = 0;
     var match;
     while ((match = URL_IN_TEXT.exec(text)) !== null) {
@@ -489,7 +496,7 @@
       if (url === null) {
         continue;
       }
-      element.appendChild(document.createTextNode(text.slice(done, match.index)));
+      appendText(element, text.slice(done, match.index), name);
       var a = document.createElement("a");
       a.href = url;
       a.textContent = raw;
@@ -499,7 +506,50 @@
       done = match.index + raw.length;
       URL_IN_TEXT.lastIndex = done;
     }
+    appendText(element, text.slice(done), name);
+    return element;
+  }
+
+  // Text nodes; with a name, each mention of it ("@" and the whole name, in any case, not inside a word: "@Ada"
+  // and "@ada," are, "@Adam" and "bob@ada" are not; a name may have spaces) in a <mark class="mention">.
+  var WORD_CHAR = /[\p{L}\p{M}\p{N}_]/u;
+
+  function appendText(element, text, name) {
+    if (!name) {
+      element.appendChild(document.createTextNode(text));
+      return;
+    }
+    var mention = new RegExp("@" + name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "giu");
+    var done = 0;
+    var match;
+    while ((match = mention.exec(text)) !== null) {
+      var end = match.index + match[0].length;
+      var before = Array.from(text.slice(0, match.index)).pop();
+      var after = text.codePointAt(end);
+      if ((before !== undefined && WORD_CHAR.test(before)) ||
+          (after !== undefined && WORD_CHAR.test(String.fromCodePoint(after)))) {
+        mention.lastIndex = match.index + 1;
+        continue;
+      }
+      element.appendChild(document.createTextNode(text.slice(done, match.index)));
+      var mark = document.createElement("mark");
+      mark.className = "mention";
+      mark.textContent = match[0];
+      element.appendChild(mark);
+      done = end;
+    }
     element.appendChild(document.createTextNode(text.slice(done)));
+  }
+
+  // My name as the others see it (the server's), for mentions; null before I have one.
+  function myCurrentName() {
+    var name = myUserId !== null && members.has(myUserId) ? members.get(myUserId) : myName;
+    return typeof name === "string" && name.trim() !== "" ? name.trim() : null;
+  }
+
+  // Marks a message line that mentions me (its text has a mention).
+  function markMention(element) {
+    element.classList.toggle("mentions-me", element.querySelector(".text mark.mention") !== null);
     return element;
   }
 
@@ -620,13 +670,13 @@
     return copied ? Promise.resolve() : Promise.reject(new Error("copy refused"));
   }
 
-  function messageLine(className, senderText, payload, seconds) {
+  function messageLine(className, senderText, payload, seconds, mentions) {
     var time = timeElement(seconds);
-    return line(className, [
+    return markMention(line(className, [
       time, time ? " " : null,
       span("sender", senderText), ": ",
-      messageText(payload),
-    ]);
+      messageText(payload, mentions),
+    ]));
   }
 
   // ---- unread count in the title ------------------------------------------
@@ -650,6 +700,92 @@
   document.addEventListener("visibilitychange", clearUnreadIfSeen);
   window.addEventListener("focus", clearUnreadIfSeen);
 
+  // ---- desktop notifications: opt-in, of others' messages while the tab is hidden --------
+
+  var BLOCKED = "Notifications are blocked for this site: to have them, allow them in the browser's site settings.";
+
+  function canNotify() {
+    return typeof window.Notification === "function";
+  }
+
+  // The switch shows whether notifications come: on only when chosen and the browser allows them.
+  function showNotifySwitch() {
+    if (!canNotify()) {
+      notifySwitch.closest(".notify-line").hidden = true; // (no Notification API: nothing to offer)
+      return;
+    }
+    var permission = window.Notification.permission;
+    notifySwitch.checked = load(NOTIFY_KEY) === "1" && permission === "granted";
+    if (load(NOTIFY_KEY) === "1" && permission === "denied") {
+      notifyProblem.textContent = BLOCKED;
+    }
+  }
+
+  function notifyChosen(on, problem) {
+    save(NOTIFY_KEY, on ? "1" : "0");
+    notifyProblem.textContent = problem || "";
+    showNotifySwitch();
+  }
+
+  // Switched on: the browser is asked for permission now (only now, as the user asked); denied, it stays off.
+  notifySwitch.addEventListener("change", function () {
+    if (!notifySwitch.checked) {
+      notifyChosen(false, "");
+      return;
+    }
+    var permission = window.Notification.permission;
+    if (permission === "granted") {
+      notifyChosen(true, "");
+      return;
+    }
+    if (permission === "denied") {
+      notifyChosen(false, BLOCKED);
+      return;
+    }
+    var answered = function (result) {
+      if (result === "granted") {
+        notifyChosen(true, "");
+      } else {
+        notifyChosen(false, result === "denied" ? BLOCKED : "Notifications were not allowed, so they stay off.");
+      }
+    };
+    var asked = window.Notification.requestPermission(answered); // (older browsers: a callback, no promise)
+    if (asked && typeof asked.then === "function") {
+      asked.then(answered, function () { answered("default"); });
+    }
+  });
+
+  // A checkbox toggles with Space; a switch takes Enter too.
+  notifySwitch.addEventListener("keydown", function (key) {
+    if (key.key === "Enter") {
+      key.preventDefault();
+      notifySwitch.click();
+    }
+  });
+
+  // Another's new message, while the tab is hidden: a notification (title: who, body: the text); clicking it
+  // shows the chat.
+  function notify(sender, text) {
+    if (!notifySwitch.checked || document.visibilityState !== "hidden" || !canNotify() ||
+        window.Notification.permission !== "granted") {
+      return;
+    }
+    var chars = Array.from(text);
+    var body = chars.length > NOTIFICATION_MAX_CHARS
+      ? chars.slice(0, NOTIFICATION_MAX_CHARS).join("") + "\u2026"
+      : text;
+    try {
+      var notification = new window.Notification(sender, { body: body });
+      notification.onclick = function () {
+        window.focus();
+        notification.close();
+      };
+    } catch (error) {
+      // (Chrome on Android has the API but takes notifications only from a service worker)
+    }
+  }
+
+  showNotifySwitch();
 
   // ---- members -------------------------------------------------------------
 
@@ -963,7 +1099,7 @@
       fillTalk(element, offset);
     } else {
       element = messageLine(mine ? "message mine" : "message", displayName(userId, event.name),
-        asText(event.payload), event.time);
+        asText(event.payload), event.time, !mine);
     }
     element.dataset.userId = userId;
     if (typeof event.id === "string") {
@@ -988,6 +1124,9 @@
     if (newest && !fromHistory && !mine && !firstReplay && !wasSeen) {
       unread += 1;
       showUnread();
+    }
+    if (newest && !fromHistory && !mine && replayDone && event.deleted !== true) {
+      notify(displayName(userId, event.name), asText(event.payload)); // (live only: not a replay, not history)
     }
     return true;
   }
@@ -1015,6 +1154,7 @@
     element.textContent = "";
     element.classList.toggle("deleted", talk.deleted);
     element.classList.remove("editing");
+    element.classList.remove("mentions-me");
     var time = timeElement(talk.time);
     if (time) {
       element.appendChild(time);
@@ -1025,7 +1165,7 @@
     } else {
       element.appendChild(span("sender", displayName(talk.userId, talk.name)));
       element.appendChild(document.createTextNode(": "));
-      element.appendChild(messageText(talk.payload));
+      element.appendChild(messageText(talk.payload, !myUserIds.has(talk.userId)));
       if (talk.edited !== null) {
         var mark = span("edited", " (edited)");
         var when = typeof talk.edited === "number" ? new Date(talk.edited * 1000) : null;
@@ -1046,6 +1186,7 @@
     button.hidden = menuActions(offset).length === 0;
     button.addEventListener("click", function () { toggleMenu(offset, button); });
     element.appendChild(button);
+    markMention(element);
   }
 
   // Shows a stored talk's new state in place, keeping the keyboard's place on it.
@@ -1298,7 +1439,7 @@
 
   function queueTalk(payload) {
     var entry = { id: nextTalkId(), payload: payload, state: "queued", reason: "", retryable: true };
-    var element = messageLine("message mine pending", displayName(myUserId, myName), payload, null);
+    var element = messageLine("message mine pending", displayName(myUserId, myName), payload, null, false);
     element.dataset.id = entry.id;
     element.appendChild(span("state", ""));
     var problem = document.createElement("span");

@@ -9,10 +9,12 @@ tests/server/browser run on both). The key ones run at a desktop's size and at a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import pytest
+from playwright.sync_api import Page
 
 from chat_page import HOST, ChatPage
 from chatcore import CoreLimits
@@ -26,6 +28,37 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SIZES = pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 ELLIPSIS = "\u2026"
+
+RECORD_NOTIFICATIONS = """(() => {
+  // Headless Chromium shows no notification: the page's calls are recorded instead. The permission is the
+  // browser's (the context's grant), except that before the page first asks, it is "default", as in a browser
+  // that has never asked this site.
+  const Real = window.Notification;
+  window.__notifications = [];
+  window.__asked = () => Number(localStorage.getItem("test.asked") || "0");
+  class Recorded {
+    constructor(title, options) { window.__notifications.push({title: title, body: options && options.body}); }
+    close() {}
+    static get permission() { return window.__asked() > 0 ? Real.permission : "default"; }
+    static requestPermission(callback) {
+      localStorage.setItem("test.asked", String(window.__asked() + 1));
+      return Real.requestPermission(callback);
+    }
+  }
+  window.Notification = Recorded;
+})();"""
+
+VISIBILITY = """(() => {
+  // The tab's visibility, set by the test (kept across a reload, like a tab left in the background).
+  const hidden = () => sessionStorage.getItem("test.hidden") === "1";
+  Object.defineProperty(document, "visibilityState", {configurable: true, get: () => hidden() ? "hidden" : "visible"});
+  Object.defineProperty(document, "hidden", {configurable: true, get: hidden});
+  window.__setHidden = h => {
+    sessionStorage.setItem("test.hidden", h ? "1" : "0");
+    document.dispatchEvent(new Event("visibilitychange"));
+  };
+})();"""
+
 
 def in_a_room(pages: Callable[..., ChatPage], url: str, *names: str, **options: object) -> list[ChatPage]:
     """The first name starts a room at ``url``, the others join by its link; each page opened with ``options``."""
@@ -47,6 +80,14 @@ def fill(page: ChatPage, text: str) -> None:
     page.page.fill("#message-input", text)
 
 
+def set_hidden(page: ChatPage, hidden: bool) -> None:
+    page.page.evaluate("h => window.__setHidden(h)", hidden)
+
+
+def notifications(page: ChatPage) -> list[dict[str, str]]:
+    return list(page.page.evaluate("window.__notifications"))
+
+
 def tab_to(page: ChatPage, selector: str, start: str = "#message-input") -> None:
     """Reach ``selector`` with the Tab key from ``start``: it is in the keyboard's order."""
     page.page.focus(start)
@@ -55,6 +96,23 @@ def tab_to(page: ChatPage, selector: str, start: str = "#message-input") -> None
             return
         page.page.keyboard.press("Tab")
     raise AssertionError(f"Tab never reached {selector}")
+
+
+def relative_luminance(rgb: str) -> float:
+    channels = [int(c) / 255 for c in re.findall(r"\d+", rgb)[:3]]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(page: Page, selector: str) -> tuple[float, float]:
+    """The contrast ratio of an element's text on its own background, and the background's luminance."""
+    colors = page.locator(selector).first.evaluate(
+        "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]"
+    )
+    text, background = (relative_luminance(c) for c in colors)
+    assert "rgba" not in colors[1] or colors[1].endswith(", 1)"), colors  # a background of its own, opaque
+    lighter, darker = max(text, background), min(text, background)
+    return (lighter + 0.05) / (darker + 0.05), background
 
 
 # ---- the length limit ----------------------------------------------------------------------------------------
@@ -234,3 +292,114 @@ def test_the_online_list_is_greyed_and_said_out_of_date_while_reconnecting(
     assert note.is_hidden()
     assert alice.page.locator("#members").evaluate("m => Number(getComputedStyle(m).opacity)") == 1
     assert alice.script_errors == []
+
+
+# ---- notifications, the unread count, mentions -------------------------------------------------------------
+
+
+def test_desktop_notifications_are_opt_in_and_only_for_others_live_messages_while_hidden(
+    e2e_server: LiveServer, pages: Callable[..., ChatPage]
+) -> None:
+    alice = pages().open(e2e_server.http_url, name="Alice")
+    link = alice.join_link()
+    bob = pages(permissions=["notifications"])
+    for script in (RECORD_NOTIFICATIONS, VISIBILITY):
+        bob.page.add_init_script(script)
+    bob.open(link, name="Bob").wait_until_in_room()
+    switch = bob.page.get_by_role("switch", name="Desktop notifications of new messages")
+    assert not switch.is_checked()  # off by default, and the browser not asked
+    assert bob.page.evaluate("window.__asked()") == 0
+
+    tab_to(bob, "#notify-switch")
+    bob.page.keyboard.press(" ")
+    bob.page.wait_for_function("localStorage.getItem('chat.notify') === '1'")  # once the browser allowed them
+    assert switch.is_checked()
+    assert bob.page.evaluate("window.__asked()") == 1  # asked when switched on
+
+    alice.send_with_enter("while Bob looks")
+    bob.wait_for_messages(1)
+    set_hidden(bob, True)
+    alice.send_with_enter("while Bob is away")
+    bob.wait_for_messages(2)
+    bob.page.wait_for_function("document.title === '(1) Chat'")
+    bob.send_with_enter("my own")
+    bob.wait_until_nothing_pending()
+    alice.send_with_enter("and again")
+    bob.wait_for_messages(4)
+    bob.page.wait_for_function("document.title === '(2) Chat'")
+    assert notifications(bob) == [
+        {"title": "Alice", "body": "while Bob is away"}, {"title": "Alice", "body": "and again"}
+    ]
+    set_hidden(bob, False)
+    bob.page.wait_for_function("document.title === 'Chat'")
+
+    # Reloaded in the background: the choice is remembered; what the replay brings back is not notified.
+    set_hidden(bob, True)
+    bob.page.reload()
+    bob.wait_until_in_room()
+    assert bob.wait_for_messages(4)
+    assert switch.is_checked()
+    alice.send_with_enter("after the reload")
+    bob.wait_for_messages(5)
+    assert notifications(bob) == [{"title": "Alice", "body": "after the reload"}]
+    assert bob.page.evaluate("window.__asked()") == 1  # not asked again
+
+    switch.press("Enter")  # off (Enter works as well as Space)
+    bob.page.wait_for_function("!document.getElementById('notify-switch').checked")
+    assert bob.page.evaluate("localStorage.getItem('chat.notify')") == "0"
+    alice.send_with_enter("switched off")
+    bob.wait_for_messages(6)
+    assert len(notifications(bob)) == 1
+    assert bob.script_errors == []
+
+    # A browser that denies them: said so, and the switch stays off.
+    carol = pages(viewport=PHONE)
+    carol.page.add_init_script(RECORD_NOTIFICATIONS)
+    carol.open(link, name="Carol").wait_until_in_room()
+    carol.page.get_by_role("switch", name="Desktop notifications of new messages").click()
+    problem = carol.page.locator("#notify-problem")
+    problem.filter(has_text="blocked").wait_for()
+    assert problem.get_attribute("role") == "status"
+    assert not carol.page.locator("#notify-switch").is_checked()
+    assert carol.page.evaluate("localStorage.getItem('chat.notify')") == "0"
+    assert carol.page.evaluate("window.__asked()") == 1
+
+
+def test_a_mention_of_my_name_is_highlighted_in_light_and_dark(
+    e2e_server: LiveServer, pages: Callable[..., ChatPage]
+) -> None:
+    alice = pages().open(e2e_server.http_url, name="Alice")
+    link = alice.join_link()
+    bob = pages(color_scheme="light").open(link, name="Bob Stone")
+    carol = pages(color_scheme="dark", viewport=PHONE).open(link, name="Carol")
+    for page in (alice, bob, carol):
+        page.wait_until_in_room()
+    texts = [
+        "@bob stone, @Carol: see https://example.com/@Carol",
+        "not @Bob Stoner nor mail@Bob Stone nor @carolyn",
+        "@BOB STONE!",
+    ]
+    for text in texts:
+        alice.send_with_enter(text)
+    for page in (bob, carol):
+        assert page.wait_for_messages(3) == [f"Alice: {text}" for text in texts]  # the text unchanged
+
+    def marks(page: ChatPage) -> list[list[str]]:
+        return list(page.page.eval_on_selector_all(
+            "#message-wrapper p.message[data-offset]",
+            "ps => ps.map(p => Array.from(p.querySelectorAll('.text mark.mention'), m => m.textContent))",
+        ))
+
+    assert marks(bob) == [["@bob stone"], [], ["@BOB STONE"]]
+    assert marks(carol) == [["@Carol"], [], []]  # (not the one inside the link: links stay whole)
+    assert carol.page.locator("#message-wrapper .text a").first.inner_text() == "https://example.com/@Carol"
+    assert marks(alice) == [[], [], []]  # her own messages
+    mentioned = "#message-wrapper p.message.mentions-me"
+    assert bob.page.locator(mentioned).count() == 2
+    assert carol.page.locator(mentioned).count() == 1
+
+    light, light_background = contrast(bob.page, "mark.mention")
+    dark, dark_background = contrast(carol.page, "mark.mention")
+    assert light >= 4.5
+    assert dark >= 4.5
+    assert light_background > 0.4 > dark_background  # a light mark on the light theme, a dark one on the dark
