@@ -35,6 +35,13 @@
 // name (it is the token's) and its name, like every member's the server marks
 // "verified", shows a mark. A refused sign-in is said plainly and the page
 // stays away until the site sends another token.
+//
+// Behaviour people expect of a chat: a counter near the server's length limit (the init reply's
+// "maxPayloadChars", counted in code points as the server counts) and no sending above it; refusals that
+// cannot succeed again offer no Retry; a page in no room offers a new chat. "Ada is typing…" (the "typing"
+// event, sent at most every 2 s while typing, shown 5 s). While reconnecting, the online list is greyed as out
+// of date. Opt-in desktop notifications of others' messages while the tab is hidden, and a mention of my name
+// ("@" and my whole name) highlighted.
 // Plain ES2017, no build step, no dependencies.
 (function () {
   "use strict";
@@ -60,6 +67,11 @@
   var SIGNED_IN_KEY_PREFIX = "chat.signedIn:"; // + joinKey: "1" once a signed-in init succeeded (no token kept)
   var AUTH_WAIT_MS = 2000; // embedded with sign-in origins: how long to wait for the parent's token before asking a name
   var MODERATION = ["edit", "delete", "room", "lock", "remove", "role", "end"]; // requests answered by broadcasts
+  var RETRYABLE = ["rate-limited", "unavailable"]; // refusals the same request may get past later (docs/protocol.md)
+  var TYPING_EVERY_MS = 2000; // at most one "typing" sent per this long (the server drops more)
+  var TYPING_SHOWN_MS = 5000; // "Ada is typing…" for this long after Ada's last "typing"
+  var NOTIFY_KEY = "chat.notify"; // "1": the user switched desktop notifications on
+  var NOTIFICATION_MAX_CHARS = 200;
 
   var body = document.body;
   var wrapper = document.getElementById("message-wrapper");
@@ -96,6 +108,13 @@
   var endConfirm = document.getElementById("end-confirm");
   var endCancel = document.getElementById("end-cancel");
   var newMessagesButton = document.getElementById("new-messages");
+  var presenceNote = document.getElementById("presence-note");
+  var typingLine = document.getElementById("typing");
+  var charCounter = document.getElementById("char-count");
+  var startOver = document.getElementById("start-over");
+  var newChatButton = document.getElementById("new-chat");
+  var notifySwitch = document.getElementById("notify-switch");
+  var notifyProblem = document.getElementById("notify-problem");
 
   // ---- state -------------------------------------------------------------
 
@@ -151,6 +170,9 @@
   var changing = 0; // keepingView calls under way (a history reply's holds one per talk)
   var requests = []; // my moderation requests not answered yet, in order: {type, offset, refused(text)}
   var refusal = null; // the refusal of a request the status line shows
+  var maxPayloadChars = null; // the longest talk the server takes (its init reply says), in code points
+  var typingSentAt = -Infinity; // when this page last sent "typing" (Date.now())
+  var typers = new Map(); // userId -> the timer that ends its "is typing…"
 
   // ---- storage: localStorage, or memory when the browser refuses it -------
 
@@ -214,8 +236,13 @@
     }
     if (stopped !== null) {
       stopped = null;
+      var onButton = document.activeElement === newChatButton;
       input.disabled = false;
-      sendButton.disabled = false;
+      startOver.hidden = true;
+      showComposer();
+      if (onButton) {
+        input.focus(); // (the button the keyboard was on is gone)
+      }
     }
     if (socket !== null) {
       rejoining = true;
@@ -466,13 +493,15 @@
   // A message's text: text nodes, and a link for each http:// or https:// URL in it. Nothing else becomes a
   // link (javascript:, data:, look-alike letters stay text); a link's href is what URL() parsed, its text the
   // message's own characters, and it opens in a new tab that cannot reach this one.
+  // With mentions (another's message), each mention of my name is highlighted: see appendText.
   var URL_IN_TEXT = /\bhttps?:\/\/[^\s<>"'`]+/gi;
 
-  function messageText(payload) {
+  function messageText(payload, mentions) {
     var element = document.createElement("span");
     element.className = "text";
     var text = String(payload);
     var done = 0;
+    var name = mentions ? myCurrentName() : null;
     URL_IN_TEXT.lastIndex = 0;
     var match;
     while ((match = URL_IN_TEXT.exec(text)) !== null) {
@@ -481,7 +510,7 @@
       if (url === null) {
         continue;
       }
-      element.appendChild(document.createTextNode(text.slice(done, match.index)));
+      appendText(element, text.slice(done, match.index), name);
       var a = document.createElement("a");
       a.href = url;
       a.textContent = raw;
@@ -491,7 +520,50 @@
       done = match.index + raw.length;
       URL_IN_TEXT.lastIndex = done;
     }
+    appendText(element, text.slice(done), name);
+    return element;
+  }
+
+  // Text nodes; with a name, each mention of it ("@" and the whole name, in any case, not inside a word: "@Ada"
+  // and "@ada," are, "@Adam" and "bob@ada" are not; a name may have spaces) in a <mark class="mention">.
+  var WORD_CHAR = /[\p{L}\p{M}\p{N}_]/u;
+
+  function appendText(element, text, name) {
+    if (!name) {
+      element.appendChild(document.createTextNode(text));
+      return;
+    }
+    var mention = new RegExp("@" + name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "giu");
+    var done = 0;
+    var match;
+    while ((match = mention.exec(text)) !== null) {
+      var end = match.index + match[0].length;
+      var before = Array.from(text.slice(0, match.index)).pop();
+      var after = text.codePointAt(end);
+      if ((before !== undefined && WORD_CHAR.test(before)) ||
+          (after !== undefined && WORD_CHAR.test(String.fromCodePoint(after)))) {
+        mention.lastIndex = match.index + 1;
+        continue;
+      }
+      element.appendChild(document.createTextNode(text.slice(done, match.index)));
+      var mark = document.createElement("mark");
+      mark.className = "mention";
+      mark.textContent = match[0];
+      element.appendChild(mark);
+      done = end;
+    }
     element.appendChild(document.createTextNode(text.slice(done)));
+  }
+
+  // My name as the others see it (the server's), for mentions; null before I have one.
+  function myCurrentName() {
+    var name = myUserId !== null && members.has(myUserId) ? members.get(myUserId) : myName;
+    return typeof name === "string" && name.trim() !== "" ? name.trim() : null;
+  }
+
+  // Marks a message line that mentions me (its text has a mention).
+  function markMention(element) {
+    element.classList.toggle("mentions-me", element.querySelector(".text mark.mention") !== null);
     return element;
   }
 
@@ -612,11 +684,11 @@
     return copied ? Promise.resolve() : Promise.reject(new Error("copy refused"));
   }
 
-  function messageLine(className, senderText, payload, seconds) {
-    return line(className, [
+  function messageLine(className, senderText, payload, seconds, mentions) {
+    return markMention(line(className, [
       metaLine(span("sender", senderText), timeElement(seconds)),
-      messageText(payload),
-    ]);
+      messageText(payload, mentions),
+    ]));
   }
 
   // A message's first line: its sender's name and its time (either may be null).
@@ -818,6 +890,93 @@
 
   document.addEventListener("visibilitychange", clearUnreadIfSeen);
   window.addEventListener("focus", clearUnreadIfSeen);
+
+  // ---- desktop notifications: opt-in, of others' messages while the tab is hidden --------
+
+  var BLOCKED = "Notifications are blocked for this site: to have them, allow them in the browser's site settings.";
+
+  function canNotify() {
+    return typeof window.Notification === "function";
+  }
+
+  // The switch shows whether notifications come: on only when chosen and the browser allows them.
+  function showNotifySwitch() {
+    if (!canNotify()) {
+      notifySwitch.closest(".notify-line").hidden = true; // (no Notification API: nothing to offer)
+      return;
+    }
+    var permission = window.Notification.permission;
+    notifySwitch.checked = load(NOTIFY_KEY) === "1" && permission === "granted";
+    if (load(NOTIFY_KEY) === "1" && permission === "denied") {
+      notifyProblem.textContent = BLOCKED;
+    }
+  }
+
+  function notifyChosen(on, problem) {
+    save(NOTIFY_KEY, on ? "1" : "0");
+    notifyProblem.textContent = problem || "";
+    showNotifySwitch();
+  }
+
+  // Switched on: the browser is asked for permission now (only now, as the user asked); denied, it stays off.
+  notifySwitch.addEventListener("change", function () {
+    if (!notifySwitch.checked) {
+      notifyChosen(false, "");
+      return;
+    }
+    var permission = window.Notification.permission;
+    if (permission === "granted") {
+      notifyChosen(true, "");
+      return;
+    }
+    if (permission === "denied") {
+      notifyChosen(false, BLOCKED);
+      return;
+    }
+    var answered = function (result) {
+      if (result === "granted") {
+        notifyChosen(true, "");
+      } else {
+        notifyChosen(false, result === "denied" ? BLOCKED : "Notifications were not allowed, so they stay off.");
+      }
+    };
+    var asked = window.Notification.requestPermission(answered); // (older browsers: a callback, no promise)
+    if (asked && typeof asked.then === "function") {
+      asked.then(answered, function () { answered("default"); });
+    }
+  });
+
+  // A checkbox toggles with Space; a switch takes Enter too.
+  notifySwitch.addEventListener("keydown", function (key) {
+    if (key.key === "Enter") {
+      key.preventDefault();
+      notifySwitch.click();
+    }
+  });
+
+  // Another's new message, while the tab is hidden: a notification (title: who, body: the text); clicking it
+  // shows the chat.
+  function notify(sender, text) {
+    if (!notifySwitch.checked || document.visibilityState !== "hidden" || !canNotify() ||
+        window.Notification.permission !== "granted") {
+      return;
+    }
+    var chars = Array.from(text);
+    var body = chars.length > NOTIFICATION_MAX_CHARS
+      ? chars.slice(0, NOTIFICATION_MAX_CHARS).join("") + "\u2026"
+      : text;
+    try {
+      var notification = new window.Notification(sender, { body: body });
+      notification.onclick = function () {
+        window.focus();
+        notification.close();
+      };
+    } catch (error) {
+      // (Chrome on Android has the API but takes notifications only from a service worker)
+    }
+  }
+
+  showNotifySwitch();
 
   // ---- members -------------------------------------------------------------
 
@@ -1131,7 +1290,7 @@
       fillTalk(element, offset);
     } else {
       element = messageLine(mine ? "message mine" : "message", displayName(userId, event.name),
-        asText(event.payload), event.time);
+        asText(event.payload), event.time, !mine);
     }
     element.dataset.userId = userId;
     if (typeof event.id === "string") {
@@ -1161,6 +1320,9 @@
       newBelow += 1;
       showNewBelow();
     }
+    if (newest && !fromHistory && !mine && replayDone && event.deleted !== true) {
+      notify(displayName(userId, event.name), asText(event.payload)); // (live only: not a replay, not history)
+    }
     return true;
   }
 
@@ -1187,13 +1349,14 @@
     element.textContent = "";
     element.classList.toggle("deleted", talk.deleted);
     element.classList.remove("editing");
+    element.classList.remove("mentions-me");
     var time = timeElement(talk.time);
     if (talk.deleted) {
       element.appendChild(metaLine(null, time));
       element.appendChild(span("text", "message deleted"));
     } else {
       element.appendChild(metaLine(span("sender", displayName(talk.userId, talk.name)), time));
-      element.appendChild(messageText(talk.payload));
+      element.appendChild(messageText(talk.payload, !myUserIds.has(talk.userId)));
       if (talk.edited !== null) {
         var mark = span("edited", " (edited)");
         var when = typeof talk.edited === "number" ? new Date(talk.edited * 1000) : null;
@@ -1214,6 +1377,7 @@
     button.hidden = menuActions(offset).length === 0;
     button.addEventListener("click", function () { toggleMenu(offset, button); });
     element.appendChild(button);
+    markMention(element);
   }
 
   // Shows a stored talk's new state in place, keeping the keyboard's place on it.
@@ -1452,6 +1616,8 @@
       state.textContent = "";
       problem.hidden = false;
       problem.querySelector(".reason").textContent = entry.reason; // (a sentence: what happened, what to do)
+      // Retry only where sending again may succeed (too fast, the server could not store it just now).
+      problem.querySelector(".retry").hidden = !entry.retryable || stopped !== null;
     } else {
       state.textContent = outgoingLabel(entry);
       problem.hidden = true;
@@ -1463,8 +1629,8 @@
   }
 
   function queueTalk(payload) {
-    var entry = { id: nextTalkId(), payload: payload, state: "queued", reason: "" };
-    var element = messageLine("message mine pending", displayName(myUserId, myName), payload, null);
+    var entry = { id: nextTalkId(), payload: payload, state: "queued", reason: "", retryable: true };
+    var element = messageLine("message mine pending", displayName(myUserId, myName), payload, null, false);
     element.dataset.id = entry.id;
     element.appendChild(span("state", ""));
     var problem = document.createElement("span");
@@ -1516,11 +1682,14 @@
     showOutboxStatus();
   }
 
-  function failOutgoing(id, reason) {
+  // A refusal of my talk: its reason on its line; Retry only if its code says the same talk may succeed later
+  // (a refusal without a code, from an older server, keeps Retry).
+  function failOutgoing(id, reason, code) {
     for (var i = 0; i < outbox.length; i++) {
       if (outbox[i].id === id) {
         outbox[i].state = "failed";
         outbox[i].reason = reason;
+        outbox[i].retryable = typeof code !== "string" || RETRYABLE.indexOf(code) >= 0;
         keepingView(renderOutgoing.bind(null, outbox[i]), false);
         return true;
       }
@@ -1601,7 +1770,7 @@
   // could not read it just now, or too many requests); else nothing more is asked until the next connection.
   function onHistoryRefused(code) {
     historyInFlight = null;
-    if (code === "unavailable" || code === "rate-limited") {
+    if (RETRYABLE.indexOf(code) >= 0) {
       window.setTimeout(fetchHistory, HISTORY_RETRY_MS);
     } else {
       gaps = [];
@@ -1693,6 +1862,10 @@
     members = fresh;
     var state = event.room && typeof event.room === "object" ? event.room : {};
     setRoom(state.title, state.locked);
+    maxPayloadChars = Number.isInteger(event.maxPayloadChars) && event.maxPayloadChars > 0 ? event.maxPayloadChars
+      : null;
+    showComposer();
+    showPresenceStale(false); // (the members list is the server's again)
     if (event.v === 2) {
       renderMembers();
     }
@@ -1738,6 +1911,7 @@
   }
 
   function onTalk(event) {
+    stopTyping(asText(event.userId)); // (its message came: no longer typing it)
     addTalk(event, false);
     if (!replayDone && inRoom && isOffset(event.offset) && event.offset >= replayEnd) {
       endReplay();
@@ -1767,6 +1941,7 @@
     }
     var name = members.get(userId);
     members.delete(userId);
+    stopTyping(userId);
     renderMembers();
     addNotice("info notice left", [displayName(userId, name) + " left"]);
   }
@@ -1783,6 +1958,52 @@
     if (before !== name) {
       addNotice("info notice renamed", [displayName(userId, before) + " is now " + displayName(userId, name)]);
     }
+  }
+
+  // ---- who is typing -------------------------------------------------------
+
+  // Another member is typing: said for TYPING_SHOWN_MS after its last "typing", until its message or its leaving.
+  function onTyping(event) {
+    var userId = asText(event.userId);
+    if (myUserIds.has(userId) || event.userId === undefined || event.userId === null) {
+      return;
+    }
+    clearTimeout(typers.get(userId));
+    typers.set(userId, setTimeout(function () { stopTyping(userId); }, TYPING_SHOWN_MS));
+    showTypers();
+  }
+
+  function stopTyping(userId) {
+    if (typers.has(userId)) {
+      clearTimeout(typers.get(userId));
+      typers.delete(userId);
+      showTypers();
+    }
+  }
+
+  function clearTypers() {
+    typers.forEach(function (timer) { clearTimeout(timer); });
+    typers.clear();
+    showTypers();
+  }
+
+  function showTypers() {
+    var names = Array.from(typers.keys(), function (userId) {
+      return displayName(userId, members.has(userId) ? members.get(userId) : null);
+    });
+    var text = names.length === 0 ? ""
+      : names.length === 1 ? names[0] + " is typing\u2026"
+      : names.length === 2 ? names[0] + " and " + names[1] + " are typing\u2026"
+      : "Several people are typing\u2026";
+    if (typingLine.textContent !== text) {
+      typingLine.textContent = text; // (a polite live region: said when it changes)
+    }
+  }
+
+  // While this page is not connected, the online list is what it was: greyed, and said to be out of date.
+  function showPresenceStale(stale) {
+    presence.classList.toggle("stale", stale);
+    presenceNote.hidden = !stale;
   }
 
   function setRoom(title, locked) {
@@ -1844,6 +2065,7 @@
       roles.set(userId, "member"); // removal takes a moderator's role away
     }
     members.delete(userId); // (its "left", if one comes, is not told again)
+    stopTyping(userId);
     renderMembers();
     addNotice("info notice removed", [name + (event.ban === true ? " was removed and banned" : " was removed")]);
   }
@@ -1871,7 +2093,7 @@
 
   function onError(event) {
     var text = asText(event.payload !== undefined ? event.payload : event.message) || "error";
-    if (typeof event.id === "string" && failOutgoing(event.id, text)) {
+    if (typeof event.id === "string" && failOutgoing(event.id, text, event.code)) {
       return;
     }
     if (MODERATION.indexOf(event.request) >= 0) {
@@ -1913,8 +2135,15 @@
     stopped = { state: state, text: text };
     closeMenu(false);
     closeEndModal(false);
+    var hadFocus = document.activeElement === input || document.activeElement === sendButton ||
+      document.activeElement === body || document.activeElement === null;
     input.disabled = true;
-    sendButton.disabled = true;
+    showComposer();
+    startOver.hidden = false;
+    if (hadFocus) {
+      newChatButton.focus(); // (the composer's focus is gone with it: the keyboard lands on what can be done)
+    }
+    clearTypers();
     presence.hidden = true; // who is online is no longer known
     renderControls();
     refreshMenus();
@@ -1942,6 +2171,7 @@
     room: onRoom,
     removed: onRemoved,
     role: onRole,
+    typing: onTyping,
   };
 
   function handleMessage(data) {
@@ -2033,6 +2263,8 @@
       } else {
         unanswered.forEach(function (pending) { pending.refused("the connection was lost"); });
       }
+      clearTypers(); // (their ends would not reach this page)
+      showPresenceStale(stopped === null);
       showOutboxStatus();
       showOlderLine();
       setState(stopped !== null ? stopped.state : "offline");
@@ -2064,8 +2296,8 @@
   // ---- sending -----------------------------------------------------------
 
   function sendFromInput() {
-    if (stopped !== null) {
-      return;
+    if (stopped !== null || charsOver() > 0) {
+      return; // (too long: the counter says by how much, and nothing is sent)
     }
     var text = input.value.trim();
     input.focus();
@@ -2074,7 +2306,45 @@
     }
     input.value = "";
     fitInput();
+    showComposer();
     queueTalk(text);
+  }
+
+  // What the server counts: code points (an emoji is one, though two UTF-16 units), of the trimmed text sent.
+  function charCount(text) {
+    return Array.from(text.trim()).length;
+  }
+
+  // How far the input is above the server's limit (0: within it, or the limit is not known).
+  function charsOver() {
+    return maxPayloadChars === null ? 0 : Math.max(0, charCount(input.value) - maxPayloadChars);
+  }
+
+  // The counter (shown near the limit: in its last tenth, or last 10 characters) and the Send button.
+  function showComposer() {
+    var over = charsOver();
+    sendButton.disabled = stopped !== null || over > 0;
+    if (over > 0) {
+      input.setAttribute("aria-invalid", "true");
+    } else {
+      input.removeAttribute("aria-invalid");
+    }
+    var left = maxPayloadChars === null ? null : maxPayloadChars - charCount(input.value);
+    charCounter.hidden = left === null || stopped !== null || left > Math.max(10, Math.floor(maxPayloadChars / 10));
+    charCounter.classList.toggle("is-danger", over > 0);
+    charCounter.textContent = left === null ? ""
+      : over > 0 ? over + (over === 1 ? " character" : " characters") + " too long: the limit is " +
+        maxPayloadChars + "; shorten it to send"
+      : left + (left === 1 ? " character left" : " characters left");
+  }
+
+  // Others see "… is typing": one "typing" when the text changes, at most every TYPING_EVERY_MS.
+  function sendTyping() {
+    if (input.value.trim() === "" || !canSend() || Date.now() - typingSentAt < TYPING_EVERY_MS) {
+      return;
+    }
+    typingSentAt = Date.now();
+    send({ type: "typing" });
   }
 
   // A textarea grows with its lines, up to a limit; empty, it is one line high.
@@ -2103,7 +2373,15 @@
     }
   });
 
-  input.addEventListener("input", fitInput);
+  input.addEventListener("input", function () {
+    fitInput();
+    showComposer();
+    sendTyping();
+  });
+
+  newChatButton.addEventListener("click", function () {
+    window.location.assign(window.location.pathname); // no join key: a new chat
+  });
 
   function start() {
     started = true;

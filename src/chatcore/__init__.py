@@ -99,6 +99,7 @@ from .actions import (
     Send,
     Subscribe,
     Ticket,
+    Typing,
 )
 from .core import ChatCore
 from .errors import DriverError, ProtocolError, TransitionError
@@ -122,6 +123,7 @@ from .results import (
     SavedRoom,
     Subscribed,
     TalkArrived,
+    TypingHeard,
     UserAdded,
 )
 from .session import SessionState
@@ -169,6 +171,8 @@ __all__ = [
     "TalkArrived",
     "Ticket",
     "TransitionError",
+    "Typing",
+    "TypingHeard",
     "UserAdded",
     "closecodes",
 ]

@@ -6,7 +6,7 @@ Two kinds, whatever keeps the room log (memory, SQLite, Redis):
 - for the room log (`LogAction`): the requests `AddUser`, `Append`, `Load`,
   `Rename`, `History`, `Moderate` (`LogRequest`: each answered by one result with its
   ``ticket``, in `chatcore.results`), `Fill` (answered by `Filled`) and `Expire`; and
-  the notices `Subscribe`, `Forget` and `Presence`, which have no answer. Every
+  the notices `Subscribe`, `Forget`, `Presence` and `Typing`, which have no answer. Every
   backend accepts every one of them: a backend with no other process to tell
   (memory, SQLite) has nothing to do for a `Subscribe`, for instance.
 
@@ -197,6 +197,16 @@ class Presence:
 
 
 @dataclass(frozen=True, slots=True)
+class Typing:
+    """A user is typing in the room (its members here were told): a shared log tells the other processes, at once
+    and at most once (never stored; lost if it cannot be told now: the next one follows within seconds). No result.
+    """
+
+    join_key: str
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Forget:
     """The core no longer holds the room (nobody in it, nothing in flight): a shared log may stop listening to it.
 
@@ -208,7 +218,7 @@ class Forget:
 
 LogRequest: TypeAlias = AddUser | Append | Load | Rename | History | Moderate
 """The log actions answered by a result with their ``ticket``."""
-LogNotice: TypeAlias = Subscribe | Forget | Presence
+LogNotice: TypeAlias = Subscribe | Forget | Presence | Typing
 """The log actions with no answer."""
 LogAction: TypeAlias = LogRequest | Fill | Expire | LogNotice
 Action: TypeAlias = Send | Broadcast | Close | LogAction

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 from . import closecodes, problems
 from .actions import (
@@ -55,19 +55,21 @@ from .results import (
     KeyTaken,
     Loaded,
     LogFailed,
-    LogLost,
+    LogNews,
     LogResult,
     PresenceHeard,
     PresenceSnapshot,
     Refused,
     Subscribed,
     TalkArrived,
+    TypingHeard,
     UserAdded,
 )
 from .rooms import Room
 from .session import Session, SessionState
+from .typers import is_typing, member_typing
 from .wire import dialects
-from .wire.dialect import ChangeRequest, InitRequest, NameRequest, Request, TalkRequest
+from .wire.dialect import ChangeRequest, InitRequest, NameRequest, Request, TalkRequest, TypingRequest
 from .wire.jsontext import decode_or_none, decode_text
 
 MAX_JOIN_KEY_CHARS = 64
@@ -78,7 +80,7 @@ LOST_REASON = "this chat lost messages on the server; reconnect to see it as it 
 BACKLOG_CLOSE_REASON = "too many messages waiting for the previous one"
 
 _CLOSING = SessionState.CLOSING
-_NEWS = frozenset({TalkArrived, Filled, ChangeArrived, Expired, Subscribed, PresenceHeard, PresenceSnapshot, LogLost})
+_NEWS = frozenset({*get_args(LogNews), Filled})
 
 
 class ChatCore(MemberRequests):
@@ -212,6 +214,8 @@ class ChatCore(MemberRequests):
             return self._held.presence_heard(result)
         if isinstance(result, PresenceSnapshot):
             return self._held.presence_snapshot(result)
+        if isinstance(result, TypingHeard):
+            return self._held.typing_heard(result, self._clock())
         if isinstance(result, ChangeArrived):
             return self._held.changed(result.entry)
         if isinstance(result, Expired):
@@ -256,6 +260,8 @@ class ChatCore(MemberRequests):
             raise DriverError(f"connection {connection} is not open")
         if session.state is _CLOSING:
             return []
+        if session.room is not None and session.dialect.tells_typing and is_typing(text, event, self.limits):
+            return member_typing(session.room, session.user_id, self._clock())  # (outside the rate, and the backlog)
         outcome = self._admit(connection, session, text, event, binary)
         backlog = session.backlog
         if backlog is None:
@@ -304,6 +310,8 @@ class ChatCore(MemberRequests):
                 return self._rename(connection, session, request)
             if isinstance(request, ChangeRequest):
                 return self._moderate(connection, session, request)
+            if isinstance(request, TypingRequest):  # (sent before the join was answered, or from no room)
+                return member_typing(session.room, session.user_id, self._clock())
             return self._history(connection, session, request)
         except ProtocolError as error:
             return [Send(connection, session.dialect.error_event(error.problem, error.talk_id, error.request))]
@@ -430,7 +438,7 @@ class ChatCore(MemberRequests):
                 session.join_failed()  # (banned while the log answered: the ban reached this process first)
                 actions = [Send(connection, session.dialect.error_event(problems.BANNED))]
             elif isinstance(result, UserAdded):
-                actions = enter(connection, session, room, result, pending.intro)
+                actions = enter(connection, session, room, result, pending.intro, self.limits.max_payload_chars)
             else:
                 session.join_failed()
                 problem = result.reason if isinstance(result, Refused) else problems.JOIN_NOT_SAVED

@@ -12,7 +12,7 @@ from .wire.dialect import Welcome
 
 
 def enter(
-    connection: ConnectionId, session: Session, room: Room, added: UserAdded, intro: Intro
+    connection: ConnectionId, session: Session, room: Room, added: UserAdded, intro: Intro, max_payload_chars: int
 ) -> list[Action]:
     """The user joined (or came back): the members are told, the log too if its first connection here, and the
     joiner gets the reply to its ``init`` and the replay, in its dialect."""
@@ -30,7 +30,7 @@ def enter(
     token = intro.resume if added.resumed and intro.resume is not None else intro.token
     welcome = Welcome(
         room.join_key, user_id, added.name, token, added.resumed, room.members(), room.last_offset,
-        room.history, intro.after, room.control, frozenset(room.verified),
+        room.history, intro.after, room.control, frozenset(room.verified), max_payload_chars,
     )
     actions.append(Send(connection, dialect.init_event(welcome)))
     actions.extend(Send(connection, talk.message(dialect)) for talk in dialect.replayed(welcome))

@@ -30,9 +30,11 @@ from .results import (
     LoggedTalk,
     PresenceHeard,
     PresenceSnapshot,
+    TypingHeard,
     UserAdded,
 )
 from .rooms import Room
+from .typers import heard
 
 MAX_JOIN_KEY_ATTEMPTS = 16
 
@@ -152,6 +154,10 @@ class Holdings:
         if loading is not None:
             loading.presence.append(heard)  # (the load may have read presence before this news)
         return []
+
+    def typing_heard(self, typing: TypingHeard, now: float) -> list[Action]:
+        room = self.rooms.get(typing.join_key)
+        return [] if room is None else heard(room, typing.user_id, now)  # (a room loading: it is too late by then)
 
     def presence_snapshot(self, snapshot: PresenceSnapshot) -> list[Action]:
         room = self.rooms.get(snapshot.join_key)

@@ -4,7 +4,7 @@
 its results at once: the same results a durable log gives after its commit,
 so that a talk takes one way through the core whether rooms are kept in
 memory, in SQLite or in Redis. There is no other process to hear from: a
-`Subscribe` or a `Forget` has nothing to do.
+`Subscribe`, a `Forget` or a `Typing` has nothing to do.
 
 Being the only store of names and resume tokens, it bounds them: a user is
 remembered from its `AddUser` until it has left (a `Presence` that says so)
@@ -32,6 +32,7 @@ from .actions import (
     Presence,
     Rename,
     Subscribe,
+    Typing,
 )
 from .control import OWNER, Delete, Edit, End, RoomControl, TalkFacts, judge, refuse_join
 from .limits import CoreLimits
@@ -157,7 +158,7 @@ class MemoryLog:
             if not action.here:
                 self.left(action.join_key, action.user_id)
             return []
-        if isinstance(action, Subscribe | Forget):
+        if isinstance(action, Subscribe | Forget | Typing):
             return []
         if isinstance(action, Fill):
             room = self._rooms.get(action.join_key)

@@ -6,7 +6,7 @@ made (a shared log may answer an `Append` late: it is never reported failed
 if it may have been stored); a `Fill` by `Filled`. A log shared with other
 processes also tells, unasked (`LogNews`): talks they appended (`TalkArrived`), changes they made
 (`ChangeArrived`; retention's too, on every backend, with `Expired`),
-who is in a room there (`PresenceHeard`, `PresenceSnapshot`), that a
+who is in a room there (`PresenceHeard`, `PresenceSnapshot`), who types there (`TypingHeard`), that a
 subscription is in place (`Subscribed`), or that the log lost its data
 (`LogLost`). The core accepts every result whatever the backend.
 """
@@ -150,6 +150,15 @@ class PresenceHeard:
     name: str | None
     verified: bool = False
     """The user is signed in (`UserAdded.verified`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TypingHeard:
+    """A user is typing in the room on another process (``origin``): its `chatcore.actions.Typing`, unnumbered."""
+
+    join_key: str
+    origin: str
+    user_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,5 +313,7 @@ LogAnswer: TypeAlias = (
     UserAdded | KeyTaken | Appended | Loaded | NameSaved | HistoryRead | Changed | Refused | LogFailed
 )
 """The results that answer a `chatcore.actions.LogRequest`, by its ticket."""
-LogNews: TypeAlias = TalkArrived | ChangeArrived | Expired | Subscribed | PresenceHeard | PresenceSnapshot | LogLost
+LogNews: TypeAlias = (
+    TalkArrived | ChangeArrived | Expired | Subscribed | PresenceHeard | PresenceSnapshot | TypingHeard | LogLost
+)
 LogResult: TypeAlias = LogAnswer | Filled | LogNews

@@ -45,6 +45,7 @@ class Room:
         "presence_seq",
         "remote",
         "remote_users",
+        "typed",
         "verified",
     )
 
@@ -76,6 +77,8 @@ class Room:
         self.control = RoomControl()
         """Title, lock, roles and bans, as of the latest change applied (``control.seq``)."""
         self._early_changes: dict[int, LoggedChange] | None = None
+        self.typed: dict[int, float] = {}
+        """When each user in the room was last told typing (`chatcore.typers`)."""
         self.ended = False
         """The room was ended (its members closed): whatever is still in flight for it finds it so."""
 
@@ -93,6 +96,7 @@ class Room:
             self.names.pop(user_id, None)
             self.name_seq.pop(user_id, None)
             self.verified.discard(user_id)
+            self.typed.pop(user_id, None)
 
     @classmethod
     def restore(cls, saved: SavedRoom, history_limit: int) -> Room:
@@ -227,6 +231,10 @@ class Room:
     def connections(self) -> list[ConnectionId]:
         """Every member connection."""
         return [connection for members in self._members for connection in members]
+
+    def members_but(self, dialect: Dialect, user_id: int) -> tuple[ConnectionId, ...]:
+        """The member connections speaking ``dialect``, but for the user's own."""
+        return tuple(connection for connection, user in self._members[dialect.slot].items() if user != user_id)
 
     def connections_of(self, user_id: int) -> list[ConnectionId]:
         """The user's member connections."""

@@ -56,6 +56,7 @@ def sent_to_version_2() -> dict[str, set[str]]:
     fields["init"] |= ada.keys()
     steps: list[tuple[int, dict[str, Any]]] = [
         (2, {"type": "talk", "payload": "hello", "id": "m-1"}),
+        (2, {"type": "typing"}),
         (2, {"type": "name", "name": "Ada L."}),
         (2, {"type": "edit", "offset": 1, "payload": "hello!"}),
         (1, {"type": "room", "title": "Math 7B"}),
@@ -107,7 +108,7 @@ def test_every_type_and_field_a_version_2_client_is_sent_is_on_the_page() -> Non
 REQUESTS = {
     "init": {"v", "joinKey", "name", "token", "after", "render", "auth"}, "talk": {"payload", "id"}, "name": {"name"},
     "history": {"before", "limit"}, "edit": {"offset", "payload"}, "delete": {"offset"}, "room": {"title"},
-    "lock": {"locked"}, "remove": {"userId", "ban"}, "role": {"userId", "role"}, "end": set(),
+    "lock": {"locked"}, "remove": {"userId", "ban"}, "role": {"userId", "role"}, "end": set(), "typing": set(),
 }
 """The fields of each request a client sends (the rest of an event: the server's)."""
 

@@ -52,7 +52,8 @@ def say(net: Net, connection: int, *payloads: str, ids: bool = False) -> None:
 def test_the_init_reply_has_every_version_2_field(net: Net) -> None:
     reply = net.join(1, name="  Ada  ")
     assert reply.keys() == {
-        "type", "joinKey", "userId", "v", "token", "name", "members", "resumed", "offset", "older", "role", "room"
+        "type", "joinKey", "userId", "v", "token", "name", "members", "resumed", "offset", "older", "role", "room",
+        "maxPayloadChars",
     }
     assert reply["v"] == 2
     assert reply["userId"] == 1
@@ -62,6 +63,7 @@ def test_the_init_reply_has_every_version_2_field(net: Net) -> None:
     assert reply["members"] == [{"userId": 1, "name": "Ada", "role": "owner"}]
     assert (reply["role"], reply["room"]) == ("owner", {"title": None, "locked": False})
     assert (reply["resumed"], reply["offset"], reply["older"]) == (False, 0, False)
+    assert reply["maxPayloadChars"] == 10_000  # (the core's default limit)
 
 
 def test_tokens_differ_for_every_user(net: Net) -> None:

@@ -101,6 +101,42 @@ def test_names_presence_and_talks_across_hosts(
     assert ada.wait_for("left") == {"type": "left", "userId": 2}
 
 
+def test_typing_reaches_the_other_version_2_members_on_every_host_and_nobody_else(
+    transport: str, hosts: Callable[[int], str], clients: Callable[[str], V2Client]
+) -> None:
+    ada = clients(hosts(0))
+    first = ada.join(name="Ada")
+    room = first["joinKey"]
+    ada_tab = clients(hosts(1))
+    assert ada_tab.join(room, token=first["token"])["userId"] == 1  # (the same user, on the other host)
+    bob = clients(hosts(1))
+    bob.join(room, name="Bob")
+    cy = clients(hosts(0))
+    cy.join(room, name="Cy")
+    seed = ChatClient(hosts(1))
+    seed.init(room)
+    for _ in range(5):  # (as from keystrokes: all but the first within 2 s are dropped)
+        ada.send({"type": "typing"})
+    ada.send({"type": "talk", "payload": "done typing"})
+    for member in (bob, cy):
+        until_the_talk = _until_talk(member)
+        typing = [event for event in until_the_talk if event["type"] == "typing"]
+        assert typing[:1] == [{"type": "typing", "userId": 1}]
+        assert len(typing) < 5
+    for own in (ada, ada_tab):
+        assert [event["type"] for event in _until_talk(own) if event["type"] == "typing"] == []
+    seed_events = seed.talks_until_quiet(0.4)
+    assert [(event["type"], event["payload"]) for event in seed_events] == [("talk", "done typing")]
+
+
+def _until_talk(client: V2Client) -> list[dict[str, Any]]:
+    """The events up to and with the next talk (what came before it: a typing sent before it comes first)."""
+    events = [client.recv()]
+    while events[-1]["type"] != "talk":
+        events.append(client.recv())
+    return events
+
+
 def test_a_token_resumes_on_the_other_host_with_exactly_the_missed_talks(
     transport: str, hosts: Callable[[int], str], clients: Callable[[str], V2Client]
 ) -> None:

@@ -19,6 +19,7 @@ from chatcore import (
     Presence,
     Send,
     Subscribe,
+    Typing,
 )
 from chatcore.identity import NameKey, SignIn, folded
 from chatcore.problems import Problem
@@ -86,11 +87,11 @@ class LocalChat(_Driven):
 
 
 class StoredChat(_Driven):
-    """A core whose calls leave out the log's notices (`Subscribe`, `Forget`, `Presence`): what a driver whose log
-    is a store alone (SQLite) needs of it, for tests that play that log by hand."""
+    """A core whose calls leave out the log's notices (`Subscribe`, `Forget`, `Presence`, `Typing`): what a driver
+    whose log is a store alone (SQLite) needs of it, for tests that play that log by hand."""
 
     def _out(self, actions: list[Action]) -> list[Action]:
-        return [action for action in actions if not isinstance(action, Subscribe | Forget | Presence)]
+        return [action for action in actions if not isinstance(action, Subscribe | Forget | Presence | Typing)]
 
 
 class FakeClock:

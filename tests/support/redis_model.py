@@ -46,7 +46,7 @@ from chatcore import (
     Subscribe,
     UserAdded,
 )
-from chatcore.actions import Expire, Moderate
+from chatcore.actions import Expire, Moderate, Typing
 from chatcore.control import Delete, Edit, End, RoomControl, refuse_join
 from chatcore.memorylog import decide
 from chatcore.problems import ENDED, TAKEN
@@ -419,6 +419,8 @@ class ModelBroker:
             self.presence(action)
         elif isinstance(action, Expire):
             self.queue.append(("expire", action))
+        elif isinstance(action, Typing):
+            pass  # (told by no script, kept nowhere: the model loses it, as Redis may)
         else:
             self.request(action)
 

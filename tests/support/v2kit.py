@@ -6,7 +6,19 @@ import json
 from collections import defaultdict, deque
 from typing import Any
 
-from chatcore import Action, Broadcast, ChatCore, Close, Forget, LogRequest, MemoryLog, Presence, Send, Subscribe
+from chatcore import (
+    Action,
+    Broadcast,
+    ChatCore,
+    Close,
+    Forget,
+    LogRequest,
+    MemoryLog,
+    Presence,
+    Send,
+    Subscribe,
+    Typing,
+)
 from corekit import LocalChat
 
 
@@ -18,7 +30,7 @@ class Net:
         self.inbox: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.closed: dict[int, int] = {}
         self.reasons: dict[int, str] = {}
-        self.shared: list[Forget | Presence] = []
+        self.shared: list[Forget | Presence | Typing] = []
         """What the core said for a shared log's other processes."""
         self.waiting: deque[LogRequest] = deque()
         self.log = None if isinstance(core, LocalChat) else MemoryLog(core.limits.history_limit)
@@ -35,7 +47,7 @@ class Net:
                 self.reasons[action.connection] = action.reason
             elif isinstance(action, LogRequest):
                 self.waiting.append(action)
-            elif isinstance(action, Forget | Presence):
+            elif isinstance(action, Forget | Presence | Typing):
                 self.shared.append(action)
             elif isinstance(action, Subscribe):
                 pass

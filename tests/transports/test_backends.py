@@ -42,6 +42,7 @@ from chatcore import (
     Presence,
     Rename,
     Subscribe,
+    Typing,
     UserAdded,
     problems,
 )
@@ -61,6 +62,7 @@ SCRIPT: list[LogAction] = [
     Subscribe("k"),
     AddUser(1, "k", 5.0, token_hash="h" * 64, name="Ada"),
     Presence("k", 1, True, "Ada"),
+    Typing("k", 1),
     Append(2, "k", 1, 6.0, "hello", "Ada", "t1"),
     Append(3, "k", 1, 7.0, "hello again", "Ada", "t1"),
     Append(4, "k", 1, 8.0, "second", "Ada", None),

@@ -40,7 +40,7 @@ from chatcore.actions import Expire, Moderate
 from chatcore.control import Change, Delete, Edit, End, Lock, Remove, SetRole, Title
 from chatcore.memorylog import MemoryLog
 from chatcore.problems import BANNED, ENDED, LOCKED
-from chatcore.results import ChangeArrived, Changed, Expired, LoggedChange, Refused
+from chatcore.results import ChangeArrived, Changed, Expired, LoggedChange, Refused, TypingHeard
 from redis_model import RedisModel
 from redis_server import RedisServer
 from transports.config import RedisSettings
@@ -48,7 +48,7 @@ from transports.storage.redisbroker import RedisBroker
 from transports.storage.redischanges import message_tail, published_change, version, versioned_talk
 from transports.storage.redislog import FilledFrom, RedisLog
 from transports.storage.redismoderation import SWEEP_LOCK_MS
-from transports.storage.redisscheme import SWEEP_KEY, channel, join_key_of, published
+from transports.storage.redisscheme import SWEEP_KEY, channel, join_key_of, published, typing_news
 
 # What the formats carry
 
@@ -77,6 +77,16 @@ def test_a_change_on_the_channel_reads_back_as_it_was_made(change: Change, talk:
     message = f"C\n6\n11\n{message_tail(2, 9.0, change, talk)}".encode()
     assert published("k", message) == entry
     assert published("k", b"X\n42") == Expired("k", 42)
+
+
+def test_typing_on_the_channel_reads_back_as_it_was_published() -> None:
+    assert published("k", typing_news("host-1:7", 12)) == TypingHeard("k", "host-1:7", 12)
+
+
+@pytest.mark.parametrize("junk", [b"T\nhost", b"T\nhost\nx"])
+def test_typing_that_is_not_ours_is_refused(junk: bytes) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 (any ValueError: the subscriber logs and skips it)
+        published("k", junk)
 
 
 @pytest.mark.parametrize("junk", [

@@ -103,7 +103,12 @@ class ChangeRequest:
     change: Change
 
 
-Request = InitRequest | TalkRequest | NameRequest | HistoryRequest | ChangeRequest
+@dataclass(frozen=True, slots=True)
+class TypingRequest:
+    """``typing``: the sender is typing in its room (told to the others, never stored)."""
+
+
+Request = InitRequest | TalkRequest | NameRequest | HistoryRequest | ChangeRequest | TypingRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,8 @@ class Welcome:
     """The room's title, lock and roles."""
     verified: Collection[int] = ()
     """The members who are signed in (the joiner too, if it is)."""
+    max_payload_chars: int | None = None
+    """The longest talk the server takes (``--max-payload-chars``), for clients to say so before sending."""
 
 
 class Dialect(ABC):
@@ -143,6 +150,8 @@ class Dialect(ABC):
     shows_changes = False
     """Its clients are shown deleted talks as such, and told of changes (`change_event`); others never see a
     deleted talk."""
+    tells_typing = False
+    """Its clients send ``typing`` (`TypingRequest`) and are told who is typing (`typing_event`)."""
 
     def __init__(self, *, escape_html: bool) -> None:
         self.escape_html = escape_html
@@ -192,4 +201,8 @@ class Dialect(ABC):
 
     def history_event(self, before: int, talks: Sequence[str], older: bool) -> str:
         """The answer to ``history``, ``talks`` written already; only asked of dialects that parse it."""
+        raise NotImplementedError
+
+    def typing_event(self, user_id: int) -> str:
+        """User ``user_id`` is typing; only asked of dialects that tell typing."""
         raise NotImplementedError

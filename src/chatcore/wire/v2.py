@@ -3,9 +3,9 @@
 A client opts in with ``"v": 2`` in its ``init``; every other client sees
 only the seed's events and fields (`chatcore.wire.seed`, frozen). What
 version 2 adds, client → server: fields on ``init`` (``name``, ``token``,
-``after``), an ``id`` on ``talk``, and the ``name`` and ``history`` events;
+``after``), an ``id`` on ``talk``, and the ``name``, ``history`` and ``typing`` events;
 server → client: fields on ``init``, ``talk`` and ``error``, and the
-``joined``, ``left``, ``renamed`` and ``history`` events. Nothing here
+``joined``, ``left``, ``renamed``, ``history`` and ``typing`` events. Nothing here
 holds state; `chatcore.core` decides who gets what, and `V2Dialect` is how a
 version-2 connection reads and writes.
 """
@@ -43,6 +43,7 @@ from .dialect import (
     Request,
     TalkFields,
     TalkRequest,
+    TypingRequest,
     Welcome,
 )
 from .errors import ProtocolError
@@ -67,6 +68,7 @@ class V2Dialect(Dialect):
     announces_presence = True
     has_talk_ids = True
     shows_changes = True
+    tells_typing = True
 
     def parse(self, event: object, max_payload_chars: int) -> Request:
         if not isinstance(event, dict):
@@ -93,6 +95,8 @@ class V2Dialect(Dialect):
             if not _is_count(limit, minimum=1):
                 raise ProtocolError(problems.BAD_LIMIT, request=kind)
             return HistoryRequest(before, min(limit, HISTORY_MAX))
+        if kind == "typing":
+            return TYPING
         if kind in _CHANGES:
             try:
                 return ChangeRequest(_CHANGES[kind](event, max_payload_chars))
@@ -129,6 +133,7 @@ class V2Dialect(Dialect):
             welcome.join_key, welcome.user_id, token=welcome.token, name=welcome.name, members=welcome.members,
             resumed=welcome.resumed, offset=welcome.last_offset, older=first > after + 1,
             escape_html=self.escape_html, control=welcome.control, verified=welcome.verified,
+            max_payload_chars=welcome.max_payload_chars,
         )
 
     def error_event(self, problem: Problem, talk_id: str | None = None, request: str | None = None) -> str:
@@ -161,7 +166,11 @@ class V2Dialect(Dialect):
     def history_event(self, before: int, talks: Sequence[str], older: bool) -> str:
         return history_event(before, talks, older)
 
+    def typing_event(self, user_id: int) -> str:
+        return typing_event(user_id)
 
+
+TYPING = TypingRequest()
 TEXT = V2Dialect(escape_html=False)
 MARKUP = V2Dialect(escape_html=True)
 
@@ -245,7 +254,7 @@ def _end(event: dict[str, Any], max_payload_chars: int) -> Change:
 _CHANGES = {"edit": _edit, "delete": _delete, "room": _title, "lock": _lock, "remove": _remove, "role": _role,
             "end": _end}
 """How each change of a room is read from its event (the key: its ``type``)."""
-_NAMED_REQUESTS = frozenset({*_CHANGES, "name", "history"})
+_NAMED_REQUESTS = frozenset({*_CHANGES, "name", "history", "typing"})
 """The requests whose refusals say which request they refuse (``request``); a talk's say its ``id``."""
 
 
@@ -298,10 +307,10 @@ def shown(text: str | None, escape_html: bool) -> str | None:
 def init_event(
     join_key: str, user_id: int, *, token: str, name: str | None, members: Sequence[tuple[int, str | None]],
     resumed: bool, offset: int, older: bool, escape_html: bool, control: RoomControl = NEVER_CHANGED,
-    verified: Collection[int] = (),
+    verified: Collection[int] = (), max_payload_chars: int | None = None,
 ) -> str:
     """The reply to a version-2 ``init``; ``verified``: the signed-in users among the joiner and the members (they
-    are marked ``"verified": true``)."""
+    are marked ``"verified": true``); ``max_payload_chars``: the longest talk the server takes, if it says."""
     event: dict[str, Any] = {
         "type": "init", "joinKey": join_key, "userId": user_id, "v": VERSION, "token": token,
         "name": shown(name, escape_html),
@@ -312,6 +321,8 @@ def init_event(
         "resumed": resumed, "offset": offset, "older": older, "role": control.role(user_id),
         "room": {"title": shown(control.title, escape_html), "locked": control.locked},
     }
+    if max_payload_chars is not None:
+        event["maxPayloadChars"] = max_payload_chars
     if user_id in verified:
         event["verified"] = True
     return encode(event)
@@ -382,6 +393,10 @@ def joined_event(user_id: int, name: str | None, *, escape_html: bool, verified:
     if verified:
         return encode({"type": "joined", "userId": user_id, "name": shown(name, escape_html), "verified": True})
     return encode({"type": "joined", "userId": user_id, "name": shown(name, escape_html)})
+
+
+def typing_event(user_id: int) -> str:
+    return encode({"type": "typing", "userId": user_id})
 
 
 def left_event(user_id: int) -> str:

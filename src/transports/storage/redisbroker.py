@@ -19,6 +19,7 @@ from chatcore import (
     PresenceHeard,
     Subscribed,
     TalkArrived,
+    TypingHeard,
 )
 from chatcore.results import ChangeArrived, Expired, LoggedChange
 
@@ -174,7 +175,7 @@ class RedisBroker:
                     self._deliver(TalkArrived(item))
                 elif isinstance(item, LoggedChange):
                     self._deliver(ChangeArrived(item))
-                elif isinstance(item, PresenceHeard | Expired):
+                elif isinstance(item, PresenceHeard | TypingHeard | Expired):
                     self._deliver(item)
                 elif isinstance(item, _Subscribed):
                     self._deliver(Subscribed(item.join_key))

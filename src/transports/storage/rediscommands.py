@@ -32,6 +32,7 @@ from chatcore import (
     Rename,
     SavedRoom,
     Subscribe,
+    Typing,
     UserAdded,
 )
 from chatcore.actions import Expire, Moderate
@@ -53,6 +54,7 @@ from .redisscheme import (
     room_key,
     sent_key,
     talks_key,
+    typing_news,
     users_key,
     who_key,
 )
@@ -106,10 +108,11 @@ class EpochChanged:
     """Redis came back without the data it had: every room held in memory is gone from it."""
 
 
-Work: TypeAlias = LogRequest | Fill | Expire | Subscribe | Forget | Presence | Refresh | AskAgain
+Work: TypeAlias = LogRequest | Fill | Expire | Subscribe | Forget | Presence | Typing | Refresh | AskAgain
 Answer: TypeAlias = LogResult | FillFailed | FilledFrom | EpochChanged | SweepDue
-"""(A `Fill` has its `Filled`; a `Presence` no answer; a `Refresh` its `PresenceSnapshot`, or none if it failed.)"""
-Command: TypeAlias = LogRequest | Fill | Presence | Refresh
+"""(A `Fill` has its `Filled`; a `Presence` or a `Typing` no answer; a `Refresh` its `PresenceSnapshot`, or none if it
+failed.)"""
+Command: TypeAlias = LogRequest | Fill | Presence | Typing | Refresh
 """Work done by a command in the batch's pipeline."""
 
 
@@ -147,6 +150,8 @@ def command(item: Sent, floor: int, settings: RedisSettings, origin: str, ttl: s
     if isinstance(item, Presence):
         return ("EVALSHA", SCRIPTS["presence"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
                 origin, item.user_id, "1" if item.here else "0", ttl)
+    if isinstance(item, Typing):
+        return ("PUBLISH", channel(key), typing_news(origin, item.user_id))
     if isinstance(item, Refresh):
         return ("EVALSHA", SCRIPTS["refresh"][1], 3, room_key(key), who_key(key), users_key(key), channel(key),
                 origin, ttl, *item.user_ids)
@@ -169,6 +174,8 @@ def answer(item: Command, reply: Any, origin: str) -> Answer | None:
         if isinstance(reply, Exception):
             return FillFailed(item)
         return _filled(item, reply)
+    if isinstance(item, Typing):
+        return None  # (told or not: nobody waits for it)
     if isinstance(item, Presence | Refresh):
         if isinstance(reply, Exception):
             logger.error("Redis: %s", reply)

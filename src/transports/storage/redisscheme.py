@@ -46,6 +46,8 @@ Keys (each room's carry its join key as a hash tag, so a Redis Cluster keeps a r
                                  (1: came, 0: left, r: renamed, followed by v for a signed-in user;
                                  an empty name or talk id is none)
                       a change   "C\\n<seq>\\n..." and retention's "X\\n<first offset kept>" (`redischanges`)
+                      typing     "T\\n<origin>\\n<user id>" (published as is, by no script: kept
+                                 nowhere, numbered in no order, lost if nobody listens)
     chat:epoch        a random value, set once: a Redis that comes back without its data has another
     chat:sweep        retention's lock: one process at a time sweeps the rooms
 
@@ -57,7 +59,7 @@ from __future__ import annotations
 
 import hashlib
 
-from chatcore import LoggedTalk, PresenceHeard
+from chatcore import LoggedTalk, PresenceHeard, TypingHeard
 from chatcore.results import Expired, LoggedChange
 
 from .redischanges import AGE, CHANGE, CONTROL, END_QUIET, FILL, FIRST, TRIM, published_change
@@ -367,10 +369,18 @@ def join_key_of(channel_name: bytes) -> str:
     return channel_name[6:-6].decode()  # chat:{ ... }:live
 
 
-def published(join_key: str, data: bytes) -> LoggedTalk | PresenceHeard | LoggedChange | Expired:
+def typing_news(origin: str, user_id: int) -> bytes:
+    """What a `chatcore.actions.Typing` publishes on its room's channel."""
+    return f"T\n{origin}\n{user_id}".encode()
+
+
+def published(join_key: str, data: bytes) -> LoggedTalk | PresenceHeard | TypingHeard | LoggedChange | Expired:
     """What a message on a room's channel says (`ValueError` if it is not one of ours)."""
     if data.startswith((b"C\n", b"X\n")):
         return published_change(join_key, data)
+    if data.startswith(b"T\n"):
+        _, origin, user_id = data.split(b"\n", 2)
+        return TypingHeard(join_key, origin.decode(), int(user_id))
     if data.startswith(b"P\n"):
         _, seq, origin, user_id, kind, name = data.split(b"\n", 5)
         signed = kind.endswith(b"v")

@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 import hiredis
 from redis.exceptions import InvalidResponse, RedisError, ResponseError
 
-from chatcore import LoggedTalk, PresenceHeard
+from chatcore import LoggedTalk, PresenceHeard, TypingHeard
 from chatcore.results import Expired, LoggedChange
 
 from ..config import RedisSettings
@@ -49,14 +49,15 @@ class _Connection:
     why: str = ""
 
 
-Heard: TypeAlias = LoggedTalk | PresenceHeard | LoggedChange | Expired | _Subscribed | _Connection
+Heard: TypeAlias = LoggedTalk | PresenceHeard | TypingHeard | LoggedChange | Expired | _Subscribed | _Connection
 
 
 class Subscriber:
     """The channels of the rooms this process holds, on one connection of their own, on a thread of their own.
 
-    What it hears goes to the event loop, but for this process's own presence news (``origin``): the core
-    counts its own connections itself. (Its own changes come back as well: the core takes each change once.)
+    What it hears goes to the event loop, but for this process's own presence and typing news (``origin``): the
+    core counts its own connections itself, and told its own members who types. (Its own changes come back as
+    well: the core takes each change once.)
     """
 
     def __init__(self, settings: RedisSettings, origin: str) -> None:
@@ -202,7 +203,7 @@ class Subscriber:
                 logger.warning("Redis %s: ignored a message on the channel of room %s that is not ours", self._name,
                                room_hash(join_key_of(name)))
                 return
-            if isinstance(heard, PresenceHeard) and heard.origin == self._origin:
+            if isinstance(heard, PresenceHeard | TypingHeard) and heard.origin == self._origin:
                 return  # this process's own news
             burst.append(heard)
         elif kind == b"subscribe":

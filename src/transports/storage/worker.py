@@ -12,7 +12,7 @@ from typing import Generic, Protocol, TypeVar
 
 import anyio
 
-from chatcore import Fill, Forget, LogAction, LogRequest, LogResult, Presence, Subscribe
+from chatcore import Fill, Forget, LogAction, LogRequest, LogResult, Presence, Subscribe, Typing
 from chatcore.actions import Expire
 
 from .loopcall import LoopCall, loop_call
@@ -178,13 +178,13 @@ class _Probe:
 class LogWorker(StorageWorker[LogRequest | Fill | Expire, LogResult]):
     """The worker of a store that is the room log alone (SQLite): no other process to tell of anything.
 
-    It takes every log action: the notices (`Subscribe`, `Forget`, `Presence`) have nothing to do there,
+    It takes every log action: the notices (`Subscribe`, `Forget`, `Presence`, `Typing`) have nothing to do there,
     and are dropped before they reach the thread; an `Expire` goes there like a request (its results are
     news, in its place among the batch's answers).
     """
 
     def submit(self, action: LogAction) -> None:
-        if not isinstance(action, Subscribe | Forget | Presence):
+        if not isinstance(action, Subscribe | Forget | Presence | Typing):
             super().submit(action)
 
 

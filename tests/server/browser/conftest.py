@@ -36,7 +36,8 @@ def pages(browser: Browser) -> Iterator[Callable[..., ChatPage]]:
     opened: list[ChatPage] = []
 
     def new_page(**options: Any) -> ChatPage:
-        page = ChatPage(browser, permissions=["clipboard-read", "clipboard-write"], **options)
+        permissions = ["clipboard-read", "clipboard-write", *options.pop("permissions", [])]
+        page = ChatPage(browser, permissions=permissions, **options)
         opened.append(page)
         return page
 

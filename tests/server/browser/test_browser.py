@@ -709,15 +709,32 @@ def test_older_messages_refused_for_the_rate_are_asked_again_later(
     assert reader.script_errors == []
 
 
+def without_the_limit(ws: WebSocketRoute) -> None:
+    """Routes a page's socket without the init reply's limit on a talk's length."""
+    server = ws.connect_to_server()
+
+    def to_page(message: str | bytes) -> None:
+        event = json.loads(message)
+        event.pop("maxPayloadChars", None)
+        ws.send(json.dumps(event))
+
+    server.on_message(to_page)
+
+
 def test_a_refused_message_stays_with_its_reason_and_can_be_retried(
     start_server: Callable[..., LiveServer], pages: Callable[..., ChatPage]
 ) -> None:
-    # The init takes one message of the burst, the too long talk another, "a" the third; "b" is one too many.
+    # The init takes one message of the burst, the too long talk another, "a" the third; "b" is one too many
+    # (Alice joins last, and sends at once: the burst has not refilled).
     limits = CoreLimits(max_payload_chars=20, message_burst=3, messages_per_second=0.4)
     server = start_server(host=HOST, core_limits=limits)
-    alice = pages().open(server.http_url, name="Alice")
-    link = alice.join_link()
-    bob = pages().open(link, name="Bob")
+    bob = pages().open(server.http_url, name="Bob")
+    link = bob.join_link()
+    alice = pages()
+    # The page knows the limit from the init reply and sends nothing longer: that is taken off on the way, for
+    # the server to refuse one.
+    alice.page.route_web_socket(re.compile(r"^wss?://"), without_the_limit)
+    alice.open(link, name="Alice")
     alice.wait_until_in_room()
     bob.wait_until_in_room()
 
@@ -727,12 +744,15 @@ def test_a_refused_message_stays_with_its_reason_and_can_be_retried(
     assert failed.locator(".reason").inner_text() == problems.TOO_LONG.format(limit=20).text
     assert failed.locator(".sender").inner_text() == "Alice"
     assert failed.locator(".text").inner_text() == "x" * 21
+    assert failed.locator("button.retry").is_hidden()  # it would be refused again: no Retry
+    assert failed.locator("button.discard").is_visible()
 
     alice.send_with_enter("a")
     alice.send_with_enter("b")  # refused: too many
     too_many = alice.page.locator("#message-wrapper p.message.failed", has_text="b")
     too_many.locator(".reason").wait_for()
     assert too_many.locator(".reason").inner_text() == problems.RATE_LIMITED.text
+    assert too_many.locator("button.retry").is_visible()  # it may go through after a pause
     assert bob.wait_for_messages(1) == ["Alice: a"]
 
     alice.page.wait_for_timeout(3000)  # the rate limit refills: one message every 2.5 seconds

@@ -1,0 +1,256 @@
+"""``typing`` in the pure core: told to the room's other version-2 members at most once every 2 s per user, never
+stored, outside the talk rate; seed clients never see it; other processes hear of it through the log's notice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chatcore import ChatCore, CoreLimits, Typing, TypingHeard, problems
+from chatcore.typers import TYPING_INTERVAL
+from corekit import FakeClock, LocalChat, keys, v2_error
+from v2kit import Net
+
+TYPING = {"type": "typing"}
+
+
+@pytest.fixture
+def net(core: ChatCore) -> Net:
+    return Net(core)
+
+
+@pytest.fixture
+def shared(clock: FakeClock) -> Net:
+    """A core whose log the test answers (`Net.answer`), every notice kept (`Net.shared`)."""
+    return Net(ChatCore(clock=clock, new_join_key=keys().__next__))
+
+
+def told(net: Net) -> list[Typing]:
+    return [action for action in net.shared if isinstance(action, Typing)]
+
+
+def typings(events: list[dict[str, Any]]) -> list[int]:
+    return [event["userId"] for event in events if event["type"] == "typing"]
+
+
+def room_of_three(net: Net) -> str:
+    """Ada (1), Bob (2) and Cy (3), each on one connection, their inboxes emptied."""
+    room = net.join(1, name="Ada")["joinKey"]
+    net.join(2, joinKey=room, name="Bob")
+    net.join(3, joinKey=room, name="Cy", render="text")
+    for connection in (1, 2, 3):
+        net.take(connection)
+    assert isinstance(room, str)
+    return room
+
+
+def test_the_other_version_2_members_are_told_and_the_typer_is_not(net: Net) -> None:
+    room_of_three(net)
+    net.send(2, TYPING)
+    assert net.take(1) == [{"type": "typing", "userId": 2}]
+    assert net.take(3) == [{"type": "typing", "userId": 2}]  # (a text client: the same event)
+    assert net.take(2) == []
+
+
+def test_the_typers_other_connections_are_not_told(net: Net) -> None:
+    first = net.join(1, name="Ada")
+    room = first["joinKey"]
+    again = net.join(2, joinKey=room, token=first["token"])
+    assert again["userId"] == first["userId"]  # (two tabs of one user)
+    net.join(3, joinKey=room, name="Bob")
+    for connection in (1, 2, 3):
+        net.take(connection)
+    net.send(2, TYPING)
+    assert typings(net.take(3)) == [first["userId"]]
+    assert net.take(1) == []
+    assert net.take(2) == []
+
+
+def test_seed_members_are_never_told(net: Net) -> None:
+    room = net.join(1)["joinKey"]
+    net.connect(2)
+    net.send(2, {"type": "init", "joinKey": room})
+    net.join(3, joinKey=room)
+    for connection in (1, 2, 3):
+        net.take(connection)
+    net.send(1, TYPING)
+    assert net.take(2) == []
+    assert typings(net.take(3)) == [1]
+
+
+def test_a_seed_connection_that_sends_typing_gets_what_the_seed_says_of_any_unknown_request(net: Net) -> None:
+    room = net.join(1)["joinKey"]
+    net.connect(2)
+    net.send(2, {"type": "init", "joinKey": room})
+    net.take(1)
+    net.take(2)
+    net.send(2, {"type": "whatever"})
+    unknown = net.take(2)
+    net.send(2, TYPING)
+    assert net.take(2) == unknown
+    assert unknown[0]["type"] == "error"
+    assert unknown[0].keys() == {"type", "message", "payload"}  # (the seed's error, no more)
+    assert net.take(1) == []
+
+
+def test_at_most_one_every_2_seconds_per_user_whatever_its_connections(shared: Net, clock: FakeClock) -> None:
+    net = shared
+    first = net.join(1, name="Ada")
+    room = first["joinKey"]
+    net.join(2, joinKey=room, token=first["token"])
+    net.join(3, joinKey=room, name="Bob")
+    for connection in (1, 2, 3):
+        net.take(connection)
+    net.send(1, TYPING)
+    clock.now += 0.5
+    net.send(1, TYPING)
+    net.send(2, TYPING)  # (the same user's other tab)
+    clock.now += 1.25
+    net.send(2, TYPING)
+    assert typings(net.take(3)) == [1]
+    assert told(net) == [Typing(room, 1)]
+    clock.now += 0.25  # 2 s after the first: the next goes through
+    assert clock.now == 1000.0 + TYPING_INTERVAL
+    net.send(2, TYPING)
+    assert typings(net.take(3)) == [1]
+    assert told(net) == [Typing(room, 1)] * 2
+    assert net.take(1) == net.take(2) == []
+
+
+def test_each_user_has_an_interval_of_its_own(net: Net, clock: FakeClock) -> None:
+    room_of_three(net)
+    net.send(1, TYPING)
+    net.send(2, TYPING)
+    assert typings(net.take(3)) == [1, 2]
+
+
+def test_a_clock_that_steps_back_lets_the_next_one_through(net: Net, clock: FakeClock) -> None:
+    room_of_three(net)
+    net.send(1, TYPING)
+    clock.now -= 3600
+    net.send(1, TYPING)
+    assert typings(net.take(2)) == [1, 1]
+
+
+def test_typing_is_not_stored(net: Net, clock: FakeClock) -> None:
+    room = room_of_three(net)
+    net.send(1, TYPING)
+    net.send(1, {"type": "talk", "payload": "hi"})
+    joiner = net.join(4, joinKey=room)
+    assert joiner["offset"] == 1
+    assert [event["type"] for event in net.take(4)] == ["talk"]
+    net.send(4, {"type": "history"})
+    (history,) = net.take(4)
+    assert [talk["type"] for talk in history["talks"]] == ["talk"]
+
+
+def test_typing_is_outside_the_talk_rate(clock: FakeClock) -> None:
+    limits = CoreLimits(messages_per_second=0.001, message_burst=3, max_rate_strikes=1)
+    net = Net(LocalChat(clock=clock, new_join_key=keys().__next__, limits=limits))
+    room = net.join(1)["joinKey"]  # (the init takes one of the 3)
+    net.join(2, joinKey=room)
+    net.take(1)
+    for _ in range(50):
+        net.send(1, TYPING)
+        clock.now += TYPING_INTERVAL
+    assert typings(net.take(2)) == [1] * 50
+    net.send(1, {"type": "talk", "payload": "one"})
+    net.send(1, {"type": "talk", "payload": "two"})
+    assert [event.get("payload") for event in net.take(1)] == ["one", "two"]
+    assert 1 not in net.closed
+
+
+def test_typing_while_the_talks_before_it_are_with_the_log_is_told_at_once(shared: Net) -> None:
+    net = shared
+    room = net.join(1)["joinKey"]
+    net.join(2, joinKey=room)
+    net.send(1, {"type": "talk", "payload": "waiting for the log"})
+    net.send(1, TYPING)
+    assert typings(net.take(2)) == [1]
+    net.answer()
+    assert [event["type"] for event in net.take(2)] == ["talk"]
+
+
+def test_a_version_2_connection_in_no_room_is_told_it_is_not_in_a_chat(shared: Net) -> None:
+    net = shared
+    net.connect(1)
+    net.send(1, {"type": "init", "v": 2, "joinKey": "nowhere"})
+    net.answer()
+    (refused,) = net.take(1)
+    assert refused["code"] == "not-found"
+    net.send(1, TYPING)
+    assert net.take(1) == [v2_error(problems.NOT_IN_CHAT, request="typing")]
+    assert told(net) == []
+
+
+def test_typing_sent_while_joining_is_told_once_joined(shared: Net) -> None:
+    net = shared
+    room = net.join(1)["joinKey"]
+    net.take(1)
+    net.connect(2)
+    net.send(2, {"type": "init", "v": 2, "joinKey": room})
+    net.send(2, TYPING)
+    assert net.take(1) == []
+    net.answer()
+    assert [event["type"] for event in net.take(1)] == ["joined", "typing"]
+    assert [event["type"] for event in net.take(2)] == ["init"]
+
+
+def test_a_closing_connections_typing_is_dropped(clock: FakeClock) -> None:
+    limits = CoreLimits(messages_per_second=0.001, message_burst=1, max_rate_strikes=1)
+    net = Net(LocalChat(clock=clock, new_join_key=keys().__next__, limits=limits))
+    room = net.join(1)["joinKey"]
+    net.join(2, joinKey=room)
+    net.take(1)
+    net.take(2)
+    for _ in range(3):
+        net.send(2, {"type": "talk", "payload": "too fast"})
+    assert 2 in net.closed
+    net.send(2, TYPING)
+    assert net.take(1) == []
+
+
+# Other processes (a shared log)
+
+
+def test_the_shared_log_is_told_once_per_typing_told(shared: Net) -> None:
+    room = room_of_three(shared)
+    shared.send(1, TYPING)
+    shared.send(1, TYPING)
+    assert told(shared) == [Typing(room, 1)]
+
+
+def test_the_typing_of_a_lone_member_still_goes_to_the_other_processes(shared: Net) -> None:
+    room = shared.join(1)["joinKey"]
+    shared.send(1, TYPING)
+    assert shared.take(1) == []
+    assert told(shared) == [Typing(room, 1)]
+
+
+def test_typing_heard_from_another_process_is_told_to_the_members_here_but_the_users_own(
+    net: Net, clock: FakeClock
+) -> None:
+    first = net.join(1, name="Ada")
+    room = first["joinKey"]
+    net.join(2, joinKey=room, name="Bob")
+    net.connect(3)
+    net.send(3, {"type": "init", "joinKey": room})  # a seed member
+    for connection in (1, 2, 3):
+        net.take(connection)
+    net.do(net.core.log_result(TypingHeard(room, "elsewhere", 1)))
+    assert net.take(2) == [{"type": "typing", "userId": 1}]
+    assert net.take(1) == net.take(3) == []
+    net.do(net.core.log_result(TypingHeard("not-held", "elsewhere", 1)))  # (a room not held here: nothing)
+    assert net.take(2) == []
+
+
+def test_typing_heard_starts_the_users_interval_here_and_is_never_dropped(shared: Net, clock: FakeClock) -> None:
+    net = shared
+    room = room_of_three(net)
+    net.do(net.core.log_result(TypingHeard(room, "elsewhere", 1)))
+    clock.now += 1
+    net.send(1, TYPING)  # (the same user, here: within the interval of what was heard)
+    net.do(net.core.log_result(TypingHeard(room, "elsewhere", 1)))  # (the other process kept to its interval)
+    assert typings(net.take(2)) == [1, 1]
+    assert told(net) == []
