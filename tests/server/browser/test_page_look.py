@@ -30,6 +30,8 @@ SIZES: dict[str, ViewportSize] = {"desktop": {"width": 1280, "height": 800}, "ph
 DAY = 86400.0
 AXE = Axe()
 SERIOUS = ("serious", "critical")
+TITLE = "Math 7B"
+
 YESTERDAY = ["Did everyone read chapter 3?", "We talk about it tomorrow."]
 TODAY_ALICE = ["Good morning!", "The plan for today: https://example.org/plan", "Questions welcome."]
 
@@ -62,13 +64,15 @@ def assert_accessible(page: ChatPage) -> None:
 
 @pytest.fixture
 def room_since_yesterday(server_config: ServerConfig) -> Iterator[tuple[LiveServer, str]]:
-    """A room where Carol talked yesterday: she talks, the server stops, her talks' stored times are moved back a
+    """A room titled `TITLE` where Carol talked yesterday: she talks, the server stops, her talks' stored times are moved back a
     day in its SQLite file, and the server starts again on it; and the room's join key."""
     database_file = server_config.database
     assert database_file is not None
     server_config = replace(server_config, host=HOST)
     with live_server(server_config) as first, V2Client(first.ws_url) as carol:
         join_key = carol.join(name="Carol")["joinKey"]
+        carol.send({"type": "room", "title": TITLE})
+        carol.wait_for("room", title=TITLE)
         for text in YESTERDAY:
             carol.talk(text)
             carol.wait_for("talk", payload=text)
@@ -136,6 +140,11 @@ def test_a_room_fills_the_window_groups_by_sender_and_day_and_passes_axe(
     bob.send_with_enter("Thanks, Alice!")
     alice.wait_for_messages(len(YESTERDAY) + len(TODAY_ALICE) + 1)
     alice.wait_until_nothing_pending()
+
+    # The header and the document say the room's title; the bare user number is no longer shown once named.
+    assert alice.page.locator("#room-title").inner_text() == TITLE
+    assert alice.title() == f"{TITLE} \u2013 Chat"
+    assert alice.page.locator("#name-span").evaluate("e => e.getBoundingClientRect().width") <= 1
 
     # Grouped by sender (a name line each), and a separator at each day.
     expected = [
