@@ -100,6 +100,7 @@ from .actions import (
     Subscribe,
     Ticket,
     Typing,
+    Wake,
 )
 from .core import ChatCore
 from .errors import DriverError, ProtocolError, TransitionError
@@ -174,5 +175,6 @@ __all__ = [
     "Typing",
     "TypingHeard",
     "UserAdded",
+    "Wake",
     "closecodes",
 ]

@@ -50,6 +50,7 @@ from chatcore import (
     Send,
     Subscribed,
     TalkArrived,
+    Wake,
     closecodes,
 )
 from chatcore.results import ChangeArrived
@@ -223,6 +224,8 @@ class Process:
                 client.closed_with = action.code
                 client.gone = True
                 self.perform(self.chat.disconnect(action.connection))
+            elif isinstance(action, Wake):
+                raise AssertionError(f"a grace in a core with none: {action}")
             else:
                 self.broker.perform(action)
 
