@@ -10,7 +10,8 @@ below says what a driver must feed and perform; the modules:
   `changes`: changes applied to a room held here in the log's order, and told to its members.
 - `session`: one connection's `SessionState` and its transitions.
 - `holdings`: the rooms held in memory, those loading, and the talks other processes append to them.
-- `rooms`: a room's members, recent talks and offset order; `presence`: who is in it; `entering`: a joiner.
+- `rooms`: a room's members, recent talks and offset order; `presence`: who is in it; `entering`: a joiner;
+  `graces`: a user whose last connection closed, kept for a while; `typers`: who is typing.
 - `pending`: the core's requests with the room log, by ticket.
 - `feed`: gaps in the talks heard from a log shared by several processes.
 - `actions`: what the core asks the driver to do (`Send` … and the room log's actions).
@@ -34,6 +35,8 @@ it feeds the core anything else that could depend on them:
 
 - `Send`, `Broadcast`, `Close`: write to clients. A write that fails is the
   driver's business; it reports the connection's end with `disconnect`.
+- `Wake`: call `ChatCore.settle` that many seconds later (the core has no
+  timers: a user's grace ends then, `chatcore.graces`); keep the soonest.
 - Every other action is for the room log (`chatcore.actions.LogAction`): the
   driver hands it to its backend and feeds each result back through
   `ChatCore.log_result`; requests are answered one result each, in the order
@@ -64,16 +67,17 @@ names, presence, ids on talks, resume and history on the same way: a name is
 kept by the log (`AddUser`, `Rename`), a talk id is checked by the log (one
 talk per user and id), a resume token is checked by the log (only its hash
 goes there), and older talks come from it (`History`). Presence is the
-core's: a user is in a room while it has a connection to it
-(`chatcore.presence`); the core tells the log when a user comes and goes here
-(`Presence`) and is told what other processes say (`PresenceHeard`,
-`PresenceSnapshot`). Changes of a room (edit, delete, title, lock, remove,
+core's: a user is in a room while it has a connection to it, or for a
+grace after its last one closed (`chatcore.presence`, `chatcore.graces`);
+the core tells the log when a user comes and goes here (`Presence`) and is
+told what other processes say (`PresenceHeard`, `PresenceSnapshot`); typing
+is told at once and never stored (`Typing`, `TypingHeard`). Changes of a room (edit, delete, title, lock, remove,
 role, end: `chatcore.control`) take the same way too: the log judges and
 numbers each (`Moderate`, `Changed`), other processes' arrive as news
 (`ChangeArrived`), and every process applies them in the log's order.
 
 What the driver may assume: the core keeps in memory only rooms with members
-or requests in flight (the log has the rest; `Forget` says when it lets one
+(users in their grace too) or requests in flight (the log has the rest; `Forget` says when it lets one
 go); a client's mistake never raises (it is answered with an ``error`` event
 or a `Close`); `DriverError` means the driver broke this contract, and leaves
 the core unchanged.
@@ -100,6 +104,7 @@ from .actions import (
     Subscribe,
     Ticket,
     Typing,
+    Wake,
 )
 from .core import ChatCore
 from .errors import DriverError, ProtocolError, TransitionError
@@ -174,5 +179,6 @@ __all__ = [
     "Typing",
     "TypingHeard",
     "UserAdded",
+    "Wake",
     "closecodes",
 ]

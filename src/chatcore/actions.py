@@ -3,6 +3,7 @@
 Two kinds, whatever keeps the room log (memory, SQLite, Redis):
 
 - for clients: `Send`, `Broadcast`, `Close`;
+- for the driver itself: `Wake` (call `ChatCore.settle` later);
 - for the room log (`LogAction`): the requests `AddUser`, `Append`, `Load`,
   `Rename`, `History`, `Moderate` (`LogRequest`: each answered by one result with its
   ``ticket``, in `chatcore.results`), `Fill` (answered by `Filled`) and `Expire`; and
@@ -56,6 +57,17 @@ class Close:
     connection: ConnectionId
     code: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """Call `chatcore.ChatCore.settle` in ``delay`` seconds: a user's grace ends then (`chatcore.graces`).
+
+    Calling it earlier does nothing wrong (it asks again), later delays ``left`` as much; the latest `Wake` need
+    not be the soonest: keep the soonest one asked for that `settle` has not answered yet.
+    """
+
+    delay: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,4 +233,4 @@ LogRequest: TypeAlias = AddUser | Append | Load | Rename | History | Moderate
 LogNotice: TypeAlias = Subscribe | Forget | Presence | Typing
 """The log actions with no answer."""
 LogAction: TypeAlias = LogRequest | Fill | Expire | LogNotice
-Action: TypeAlias = Send | Broadcast | Close | LogAction
+Action: TypeAlias = Send | Broadcast | Close | Wake | LogAction

@@ -5,8 +5,8 @@ A change comes back from the log numbered (``seq``) and placed after a talk
 talk it follows has been delivered (`Room.next_change` holds back the others),
 so every process shows the same talks and changes in the same order. An edit
 or a delete replaces the talk the room holds; a removal closes the user's
-connections (4403); an end closes every connection (4410), and the caller lets
-the room go.
+connections (4403), and ends its grace if it is in one (`chatcore.graces`); an end
+closes every connection (4410), and the caller lets the room go.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from . import closecodes
 from .actions import Action, Broadcast, Close, ConnectionId
 from .control import End, Remove
+from .graces import gone
 from .results import LoggedChange
 from .rooms import Room
 
@@ -75,4 +76,6 @@ def apply(room: Room, entry: LoggedChange, close: Closer) -> list[Action]:
         closed = close(connection, closecodes.REMOVED, REMOVED_REASON)
         if closed is not None:
             actions.append(closed)
+    if isinstance(change, Remove) and room.leaving.pop(change.user_id, None) is not None:
+        actions.extend(gone(room, change.user_id, held=True))  # (no connection here to close: gone now)
     return actions

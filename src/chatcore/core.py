@@ -20,7 +20,6 @@ from .actions import (
     ConnectionId,
     Expire,
     Load,
-    Presence,
     Send,
     Subscribe,
 )
@@ -78,6 +77,8 @@ MIN_TOKEN_CHARS = 16
 ROOM_LOST_REASON = "this chat changed on the server; reconnect to see it as it is now"
 LOST_REASON = "this chat lost messages on the server; reconnect to see it as it is now"
 BACKLOG_CLOSE_REASON = "too many messages waiting for the previous one"
+SETTLE_LIMIT = 1000
+"""Most graces one `ChatCore.settle` ends (the driver checkpoints between calls)."""
 
 _CLOSING = SessionState.CLOSING
 _NEWS = frozenset({*get_args(LogNews), Filled})
@@ -106,7 +107,7 @@ class ChatCore(MemberRequests):
         self.limits = limits or CoreLimits()
         self._sessions: dict[ConnectionId, Session] = {}
         self._tickets = Tickets()
-        self._held = Holdings(self.limits.history_limit, self._close)
+        self._held = Holdings(self.limits.history_limit, self._close, self.limits.presence_grace)
         self._rooms = self._held.rooms
         self._loading = self._held.loading
         self._answered: dict[type[Pending], Callable[[Any, Any], list[Action]]] = {
@@ -154,7 +155,11 @@ class ChatCore(MemberRequests):
         return []
 
     def disconnect(self, connection: ConnectionId) -> list[Action]:
-        """A connection ended; its room stays for later joiners, and its requests with the log still count."""
+        """A connection ended; its room stays for later joiners, and its requests with the log still count.
+
+        If it was its user's last connection to the room, the user stays in the room for its grace
+        (`CoreLimits.presence_grace`, `chatcore.graces`): the actions then hold a `Wake`, saying when to `settle`.
+        """
         session = self._session(connection)
         del self._sessions[connection]
         room = session.room
@@ -163,11 +168,17 @@ class ChatCore(MemberRequests):
         user_id = room.remove_member(connection)
         actions: list[Action] = []
         if user_id not in room.local:
-            actions.append(Presence(room.join_key, user_id, False, None))
-            if self._rooms.get(room.join_key) is room:
-                actions.extend(announce(room, {user_id: (True, room.names.get(user_id))}))
+            actions = self._held.last_left(room, user_id, self._clock(), removed=session.removed)
         actions.extend(self._held.forget_if_idle(room))
         return actions
+
+    def settle(self, limit: int = SETTLE_LIMIT) -> list[Action]:
+        """End the graces that are over: their users are announced ``left`` and the log told (`chatcore.graces`).
+
+        Call it when a `Wake` says. It ends at most ``limit`` graces; while others are under way, what it returns
+        ends with a `Wake` for the next (``Wake(0)``: some are over already, call again after a checkpoint).
+        """
+        return self._held.settle(self._clock(), limit)
 
     def receive_text(self, connection: ConnectionId, text: str) -> list[Action]:
         """A text message arrived: JSON, one event."""
@@ -231,18 +242,7 @@ class ChatCore(MemberRequests):
         see; the room is dropped from memory (and the log told: `Forget`).
         ``reason`` is the close reason (at most 123 bytes of UTF-8).
         """
-        room = self._rooms.get(join_key)
-        if room is None:
-            return []
-        del self._rooms[join_key]
-        actions: list[Action] = []
-        for connection in room.connections():
-            session = self._sessions[connection]
-            if session.state is not _CLOSING:
-                session.close_asked()
-                actions.append(Close(connection, closecodes.SERVICE_RESTART, reason))
-        actions.append(self._held.forget(join_key))
-        return actions
+        return self._held.lost(join_key, reason)
 
     # Requests from clients
 

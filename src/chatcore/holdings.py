@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from . import changes
+from . import changes, closecodes
 from .actions import Action, Broadcast, Fill, Forget, Ticket
 from .changes import Closer
 from .feed import Lost, RoomFeed
+from .graces import Graces, ended, gone
 from .pending import RoomLoad
 from .presence import apply_heard, apply_snapshot
 from .results import (
@@ -42,9 +43,10 @@ MAX_JOIN_KEY_ATTEMPTS = 16
 class Holdings:
     """Rooms held (``rooms``), rooms being loaded (``loading``), and the feed of talks from other processes."""
 
-    def __init__(self, history_limit: int, close: Closer) -> None:
+    def __init__(self, history_limit: int, close: Closer, grace: float = 0.0) -> None:
         self.history_limit = history_limit
         self._close = close
+        self.graces = Graces(grace)
         self.rooms: dict[str, Room] = {}
         self.loading: dict[str, RoomLoad] = {}
         self._feed = RoomFeed()
@@ -119,8 +121,8 @@ class Holdings:
         """A change from the log (this process's, or made elsewhere): applied in order if the room is held."""
         room = self.rooms.get(entry.join_key)
         if room is not None:
-            actions, ended = changes.take(room, entry, self._close)
-            return [*actions, self.let_go(room)] if ended else actions
+            actions, over = changes.take(room, entry, self._close)
+            return [*actions, *self.let_go(room)] if over else actions
         loading = self.loading.get(entry.join_key)
         if loading is not None:
             loading.changes.append(entry)  # (the load may have read the room before it)
@@ -128,8 +130,8 @@ class Holdings:
 
     def due(self, room: Room) -> list[Action]:
         """After talks were delivered to a room: the changes held back for them."""
-        actions, ended = changes.due(room, self._close)
-        return [*actions, self.let_go(room)] if ended else actions
+        actions, over = changes.due(room, self._close)
+        return [*actions, *self.let_go(room)] if over else actions
 
     def expired(self, expired: Expired) -> None:
         room = self.rooms.get(expired.join_key)
@@ -140,11 +142,42 @@ class Holdings:
         if loading is not None:  # (the load may have read the room before retention erased talks of it)
             loading.expired = max(loading.expired, expired.first)
 
-    def let_go(self, room: Room) -> Forget:
+    def let_go(self, room: Room) -> list[Action]:
         """The room ended (its members are closed): no longer held, whatever is still in flight for it."""
         if self.rooms.get(room.join_key) is room:
             del self.rooms[room.join_key]
-        return self.forget(room.join_key)
+        return [*ended(room), self.forget(room.join_key)]
+
+    def lost(self, join_key: str, reason: str) -> list[Action]:
+        """The room is dropped from memory, its members here closed with 1012 (``reason``): `ChatCore.room_lost`."""
+        room = self.rooms.pop(join_key, None)
+        if room is None:
+            return []
+        actions: list[Action] = []
+        for connection in room.connections():
+            closed = self._close(connection, closecodes.SERVICE_RESTART, reason)
+            if closed is not None:
+                actions.append(closed)
+        return [*actions, *ended(room), self.forget(join_key)]
+
+    def last_left(self, room: Room, user_id: int, now: float, *, removed: bool) -> list[Action]:
+        """The user's last connection to the room here closed: its grace begins (a `Wake` says when it ends), or,
+        with no grace, for a ``removed`` user or in a room no longer held, it is gone at once."""
+        held = self.rooms.get(room.join_key) is room
+        if held and self.graces.grace and not removed and not room.ended:
+            return [self.graces.start(room, user_id, now)]
+        return gone(room, user_id, held=held)
+
+    def settle(self, now: float, limit: int) -> list[Action]:
+        """The users whose grace is over are gone (`ChatCore.settle`), at most ``limit`` of them."""
+        over, wake = self.graces.over(now, limit)
+        actions: list[Action] = []
+        for room, user_id in over:
+            actions.extend(gone(room, user_id, held=self.rooms.get(room.join_key) is room))
+            actions.extend(self.forget_if_idle(room))
+        if wake is not None:
+            actions.append(wake)
+        return actions
 
     def presence_heard(self, heard: PresenceHeard) -> list[Action]:
         room = self.rooms.get(heard.join_key)

@@ -24,6 +24,10 @@ class CoreLimits:
     remembered_users: int = 10_000
     """Without a store (the core's memory log): users with no connection whose name and resume token a room
     keeps. Beyond it, the one that left longest ago is forgotten: its token no longer resumes, it joins anew."""
+    presence_grace: float = 0.0
+    """Seconds a user whose last connection to a room here closed stays in the room before it is announced ``left``
+    (`chatcore.graces`): one that comes back meanwhile, here or on another process, is never announced gone.
+    0: at once. (The server's default is 10 s: ``--presence-grace``.)"""
 
     def __post_init__(self) -> None:
         for name in ("history_limit", "remembered_users"):
@@ -34,3 +38,5 @@ class CoreLimits:
                 raise ValueError(f"{name} must be >= 1")
         if self.messages_per_second <= 0:
             raise ValueError("messages_per_second must be > 0")
+        if not self.presence_grace >= 0:  # (nan too)
+            raise ValueError("presence_grace must be >= 0")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import problems
+from . import closecodes, problems
 from .actions import Action, Close, ConnectionId, History, Moderate, Rename, Send
 from .errors import ProtocolError
 from .holdings import Holdings
@@ -67,7 +67,11 @@ class MemberRequests:
     def _close(self, connection: ConnectionId, code: int, reason: str) -> Close | None:
         """Close a connection for a change of its room (None: it is closing already)."""
         session = self._sessions.get(connection)
-        if session is None or session.state is SessionState.CLOSING:
+        if session is None:
+            return None
+        if code == closecodes.REMOVED:
+            session.removed = True
+        if session.state is SessionState.CLOSING:
             return None
         session.close_asked()
         return Close(connection, code, reason)

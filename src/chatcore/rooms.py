@@ -21,8 +21,8 @@ class Room:
     room: the core forgets an idle room only once it is zero.
 
     Presence: a user is in the room while it has a connection to it here
-    (``local``) or, with a shared log, on another process (``remote``, as the
-    other processes say, in the order of their news, ``presence_seq``).
+    (``local``; or, its last one closed, for its grace: ``leaving``) or, with a shared log, on another process
+    (``remote``, as the other processes say, in the order of their news, ``presence_seq``).
     """
 
     __slots__ = (
@@ -39,6 +39,7 @@ class Room:
         "in_flight",
         "join_key",
         "last_offset",
+        "leaving",
         "local",
         "name_seq",
         "names",
@@ -62,6 +63,9 @@ class Room:
         self._audiences: tuple[tuple[Dialect, tuple[ConnectionId, ...]], ...] | None = None
         self.local: dict[int, int] = {}
         """Users with connections to the room on this process, and how many."""
+        self.leaving: dict[int, float] = {}
+        """Users whose last connection here closed, in their grace (`chatcore.graces`), and when it ends: still in
+        the room."""
         self.names: dict[int, str | None] = {}
         """The names of the users in the room (`ChatCore` drops those of users who left: `forget_if_absent`)."""
         self.remote: set[tuple[str, int]] = set()
@@ -162,8 +166,8 @@ class Room:
 
     @property
     def idle(self) -> bool:
-        """Nobody in it and nothing in flight for it."""
-        return not self.local and not self.in_flight
+        """Nobody in it (in a grace neither) and nothing in flight for it."""
+        return not self.local and not self.in_flight and not self.leaving
 
     def accept(self, talk: LoggedTalk) -> LoggedTalk | None:
         """Take a talk from the log: the talk to deliver now if it is the next one, else None.
@@ -210,6 +214,8 @@ class Room:
         """Admit a connection speaking ``dialect`` under a user id the log handed out."""
         self._members[dialect.slot][connection] = user_id
         self.local[user_id] = self.local.get(user_id, 0) + 1
+        if self.leaving:
+            self.leaving.pop(user_id, None)  # (back within its grace)
         self._audiences = None
 
     def remove_member(self, connection: ConnectionId) -> int:
@@ -249,12 +255,12 @@ class Room:
         return self._audiences
 
     def present(self, user_id: int) -> bool:
-        """Whether the user has a connection to the room, here or on another process."""
-        return user_id in self.local or user_id in self.remote_users
+        """Whether the user has a connection to the room, here or on another process, or is in its grace here."""
+        return user_id in self.local or user_id in self.remote_users or user_id in self.leaving
 
     def members(self) -> list[tuple[int, str | None]]:
         """Everyone in the room, by user id, with their names."""
-        users = sorted(self.local.keys() | self.remote_users.keys())
+        users = sorted(self.local.keys() | self.remote_users.keys() | self.leaving.keys())
         return [(user_id, self.names.get(user_id)) for user_id in users]
 
     def set_remote(self, entry: tuple[str, int], here: bool) -> None:

@@ -75,7 +75,9 @@ _TRANSITIONS: dict[tuple[SessionState, _Step], SessionState] = {
 class Session:
     """One open connection: its state, its room once a member, its rate and its queued answers."""
 
-    __slots__ = ("backlog", "bucket", "dialect", "in_flight", "renaming", "room", "state", "user_id", "verified")
+    __slots__ = (
+        "backlog", "bucket", "dialect", "in_flight", "removed", "renaming", "room", "state", "user_id", "verified"
+    )
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.state = SessionState.LOBBY
@@ -89,6 +91,8 @@ class Session:
         """Requests of this connection with the log."""
         self.renaming = 0
         """Renames among them: what it sends after one waits for it (a talk carries the name it was sent under)."""
+        self.removed = False
+        """A moderator removed its user: once closed, the user is announced gone at once, with no grace."""
         self.verified = False
         """Its user is signed in, as the log says (`UserAdded.verified`), whether this connection presented a token or
         only its resume token: its talks say so, and its name is set by signed-in joins only."""

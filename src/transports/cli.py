@@ -23,6 +23,7 @@ from chatcore import CoreLimits
 
 from . import logs, settings
 from .config import (
+    PRESENCE_GRACE,
     AppKind,
     AuthMode,
     AuthSettings,
@@ -212,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--presence-ttl", type=_seconds, default=redis_defaults.presence_ttl, metavar="SECONDS",
         help="how long a process that dies keeps its users listed in its rooms on the other processes; "
         "their left is sent within ttl + ttl/3 (each process renews its users every ttl/3)")
+    add("--presence-grace", type=_non_negative_seconds, default=PRESENCE_GRACE, metavar="SECONDS",
+        help="how long a user whose last connection to a room closed stays listed before the others are told it "
+        "left (0: at once); one that comes back meanwhile, on any process, shows nothing (a reconnect, a drain)")
 
     group = parser.add_argument_group("limits")
     add = group.add_argument
@@ -297,6 +301,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             message_burst=args.burst,
             max_rate_strikes=args.rate_strikes,
             remembered_users=args.remembered_users,
+            presence_grace=args.presence_grace,
         ),
     )
 

@@ -103,6 +103,11 @@ def default_database() -> Path:
     return platformdirs.user_data_path("chat-server") / "chat.db"
 
 
+PRESENCE_GRACE = 10.0
+"""``--presence-grace``'s default: seconds a user whose last connection to a room closed stays in it before the others
+are told it left (`chatcore.graces`); a `ServerConfig` made in code has its ``core_limits``' (0 unless set)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     """Where the shared room log is, and how long to wait for it."""

@@ -259,6 +259,7 @@ async def _serve(
         if backend is not None:
             tasks.start_soon(backend.run, hub.log_result)
         tasks.start_soon(hub.keepalive)
+        tasks.start_soon(hub.settling)
         tasks.start_soon(health.run)
         if config.retention is not None and isinstance(app, ChatCore):
             tasks.start_soon(_retaining, hub, app, config.retention)

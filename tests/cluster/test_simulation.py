@@ -8,8 +8,10 @@ back with their token, send talks again and read history), when each
 process's requests reach Redis and their answers come back, when each
 subscriber hears what was published, which messages its connection loses,
 when Redis's clock moves on and each process renews its presence, when Redis
-restarts (with its data or without) and when a process crashes. After every
-step, and once everything has settled:
+restarts (with its data or without) and when a process crashes; and, in the graceful clusters, where a user
+whose last connection to a room on a process closed stays for a grace (``--presence-grace``), when each process
+ends the graces that are over (`ChatCore.settle`). After every step, and once everything has settled (every
+grace over):
 
 - user ids are unique in each room;
 - every client saw its room's talks as one gap-free run of the room's log
@@ -50,6 +52,7 @@ from chatcore import (
     Send,
     Subscribed,
     TalkArrived,
+    Wake,
     closecodes,
 )
 from chatcore.results import ChangeArrived
@@ -57,6 +60,10 @@ from chatcore.wire.v2 import TEXT
 from redis_model import TTL, ModelBroker, RedisModel
 
 PROCESSES = 3
+GRACE = 5
+"""A user's grace (`CoreLimits.presence_grace`) in the graceful clusters: each process's clock counts its core's
+reads of it, so a grace ends after that many more calls on the process (and a process settles when hypothesis
+says: `a_process_settles`)."""
 
 
 @dataclass
@@ -196,14 +203,15 @@ class Process:
     """One chat server process: a core, its glue to the shared log, and its broker connection."""
 
     def __init__(
-        self, index: int, redis: RedisModel, clients: dict[tuple[int, int], Client], keys: Iterator[str]
+        self, index: int, redis: RedisModel, clients: dict[tuple[int, int], Client], keys: Iterator[str],
+        grace: float = 0.0,
     ) -> None:
         self.index = index
         self.clients = clients
         self.clock = itertools.count(1)
         core = ChatCore(
             clock=lambda: float(next(self.clock)), new_join_key=keys.__next__,
-            limits=CoreLimits(history_limit=1000, messages_per_second=1e9, message_burst=10**9)
+            limits=CoreLimits(history_limit=1000, messages_per_second=1e9, message_burst=10**9, presence_grace=grace)
         )
         self.broker = ModelBroker(redis)
         self.chat = core
@@ -223,11 +231,16 @@ class Process:
                 client.closed_with = action.code
                 client.gone = True
                 self.perform(self.chat.disconnect(action.connection))
+            elif isinstance(action, Wake):
+                assert self.chat.limits.presence_grace, action  # (settled when hypothesis says, or at the end)
             else:
                 self.broker.perform(action)
 
 
 class Cluster(RuleBasedStateMachine):
+    grace = 0.0
+    """Each core's `CoreLimits.presence_grace`."""
+
     def __init__(self) -> None:
         super().__init__()
         self.redis = RedisModel()
@@ -238,7 +251,7 @@ class Cluster(RuleBasedStateMachine):
         self.lost_keys = 0
         """Rooms up to this number were drawn when a process learnt that Redis lost its data: the presence checks
         leave them be."""
-        self.processes = [Process(n, self.redis, self.clients, self.keys) for n in range(PROCESSES)]
+        self.processes = [Process(n, self.redis, self.clients, self.keys, self.grace) for n in range(PROCESSES)]
         self.payloads = itertools.count(1)
         self.names = itertools.count(1)
         self.data_lost = False
@@ -363,6 +376,23 @@ class Cluster(RuleBasedStateMachine):
         client.gone = True
         process = self.processes[client.process]
         process.perform(process.chat.disconnect(client.connection))
+
+    @rule(process=st.integers(0, PROCESSES - 1))
+    def a_process_settles(self, process: int) -> None:
+        """The graces over on a process end (its driver was woken)."""
+        chosen = self.processes[process]
+        chosen.perform(chosen.chat.settle())
+
+    def _end_graces(self) -> None:
+        """Every process settles until no grace is under way (each call moves its clock on)."""
+        for process in self.processes:
+            for _ in range(GRACE + 2):
+                actions = process.chat.settle()
+                process.perform(actions)
+                if not any(isinstance(action, Wake) for action in actions):
+                    break
+            else:
+                raise AssertionError(f"process {process.index}: graces that do not end")
 
     # The shared log
 
@@ -547,7 +577,7 @@ class Cluster(RuleBasedStateMachine):
                 client.gone = True
         old = self.processes[process]
         self.redis.subscribers.remove(old.broker)
-        fresh = Process(process, self.redis, self.clients, self.keys)
+        fresh = Process(process, self.redis, self.clients, self.keys, self.grace)
         fresh.connections = old.connections  # connection ids stay unique in the test's books
         self.processes[process] = fresh
 
@@ -639,6 +669,7 @@ class Cluster(RuleBasedStateMachine):
         moves on past the presence ttl, every process renewing its presence on the way (what a process that
         crashed left expires, and is removed)."""
         self.redis.up = True
+        self._end_graces()  # (every user whose connections closed has left by now)
         self._run_until_quiet()
         for _ in range(4):
             self.redis.now += TTL // 3
@@ -710,6 +741,16 @@ Cluster.TestCase.settings = settings(max_examples=300, stateful_step_count=80, d
 test_cluster = Cluster.TestCase
 
 
+class GracefulCluster(Cluster):
+    """The same, every process keeping a user whose last connection closed for a grace."""
+
+    grace = float(GRACE)
+
+
+GracefulCluster.TestCase.settings = settings(max_examples=150, stateful_step_count=80, deadline=None)
+test_graceful_cluster = GracefulCluster.TestCase
+
+
 # Long runs: hypothesis's rule-based runs are short, so the same cluster is also driven by a seeded random
 # schedule, thousands of steps long, with faults weighted to be rare enough for talk to build up between them.
 
@@ -720,16 +761,16 @@ SCHEDULE: list[tuple[int, str]] = [
     (1, "a_subscriber_is_cut"),
     (2, "a_process_renews_its_presence"),
     (20, "redis_runs_requests"), (20, "answers_come_back"), (20, "a_subscriber_hears"), (4, "a_message_is_lost"),
-    (3, "a_subscriber_reconnects"), (2, "everything_settles"),
+    (3, "a_subscriber_reconnects"), (2, "everything_settles"), (3, "a_process_settles"),
     (1, "redis_restarts"), (1, "redis_goes_down"), (2, "redis_comes_back"), (1, "a_process_crashes"),
 ]
 
 
 @settings(max_examples=25, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking
-@given(st.integers(0, 2**64), st.booleans())
-def test_long_runs_of_the_cluster(seed: int, lose_data: bool) -> None:
+@given(st.integers(0, 2**64), st.booleans(), st.booleans())
+def test_long_runs_of_the_cluster(seed: int, lose_data: bool, graceful: bool) -> None:
     random = Random(seed)  # (not st.randoms(): its first examples draw the smallest choice every time)
-    cluster = Cluster()
+    cluster = GracefulCluster() if graceful else Cluster()
     weights, names = zip(*SCHEDULE, strict=True)
     for _ in range(1500):
         name = random.choices(names, weights)[0]
@@ -768,7 +809,7 @@ def test_long_runs_of_the_cluster(seed: int, lose_data: bool) -> None:
             cluster.leave(random.randrange(10**6))
         elif name in ("redis_runs_requests", "answers_come_back", "a_subscriber_hears"):
             getattr(cluster, name)(process, random.randint(1, 8))
-        elif name in ("a_message_is_lost", "a_subscriber_reconnects"):
+        elif name in ("a_message_is_lost", "a_subscriber_reconnects", "a_process_settles"):
             getattr(cluster, name)(process)
         elif name == "everything_settles":
             cluster.everything_settles()

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from chat_client import ChatClient
 from live import SEED_CLIENT, LiveServer
 from processes import CHAT_SERVER, server_process
-from transports.cli import COLLECTOR_THRESHOLDS
+from transports.cli import COLLECTOR_THRESHOLDS, build_parser, config_from_args
 from transports.config import AppKind, Transport
 
 
@@ -146,6 +146,8 @@ STARTUP_REFUSALS = {
     "--max-connections 0": "argument --max-connections: must be at least 1",
     "--rate 0": "argument --rate: must be at least 0.001",
     "--retention -1": "argument --retention: must be more than 0, at most 100000",
+    "--presence-grace -1": "argument --presence-grace: must be 0 to 1000000",
+    "--presence-grace soon": "argument --presence-grace: invalid value: 'soon': must be a number",
     "--transport foo": "argument --transport: invalid choice: 'foo' (choose from 'trio-websocket', 'wsproto')",
     "--log-level LOUD": "argument --log-level: invalid choice: 'LOUD' (choose from 'DEBUG', 'INFO', 'WARNING', "
                         "'ERROR')",
@@ -176,6 +178,14 @@ def test_every_refusal_to_start_is_one_line_naming_the_flag_and_what_it_takes(ar
     assert said == STARTUP_REFUSALS[args]
     assert "--" in said
     assert not re.search(r"Traceback|Error\b|\b(int|float|str|None|_[a-z]+)\b", said), said
+
+
+def test_the_presence_grace_is_10_s_unless_given() -> None:
+    parser = build_parser()
+    assert config_from_args(parser.parse_args([])).core_limits.presence_grace == 10.0
+    for given in ("0", "2.5"):
+        config = config_from_args(parser.parse_args(["--presence-grace", given]))
+        assert config.core_limits.presence_grace == float(given)
 
 
 @pytest.mark.parametrize("flag", ["--ws-port", "--http-port"])

@@ -20,6 +20,7 @@ from chatcore import (
     Send,
     Subscribe,
     Typing,
+    Wake,
 )
 from chatcore.identity import NameKey, SignIn, folded
 from chatcore.problems import Problem
@@ -78,7 +79,7 @@ class LocalChat(_Driven):
     def _out(self, actions: list[Action]) -> list[Action]:
         shown: list[Action] = []
         for action in actions:
-            if isinstance(action, Send | Broadcast | Close):
+            if isinstance(action, Send | Broadcast | Close | Wake):
                 shown.append(action)
                 continue
             for result in self.memory_log.perform(action):

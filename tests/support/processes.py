@@ -40,12 +40,16 @@ class ServerProcess:
 def server_process(
     *args: str, command: list[str] | None = None, data_home: Path | None = None, **options: Any
 ) -> Iterator[ServerProcess]:
-    """``chat-server`` in a process of its own; its default database goes under ``data_home`` (or a temp folder)."""
+    """``chat-server`` in a process of its own; its default database goes under ``data_home`` (or a temp folder);
+    ``--presence-grace`` 0 unless given."""
     argv = (command or [sys.executable, "-m", "transports"]) + list(args)
     with ExitStack() as stack:
         if data_home is None:
             data_home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         env = {**os.environ, "XDG_DATA_HOME": str(data_home)}
+        # A user who leaves is announced at once, as before there was a grace: the tests about the grace give
+        # --presence-grace (the command line wins over the variable).
+        env.setdefault("CHAT_SERVER_PRESENCE_GRACE", "0")
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, **options
         )

@@ -18,6 +18,7 @@ from chatcore import (
     Send,
     Subscribe,
     Typing,
+    Wake,
 )
 from corekit import LocalChat
 
@@ -32,6 +33,8 @@ class Net:
         self.reasons: dict[int, str] = {}
         self.shared: list[Forget | Presence | Typing] = []
         """What the core said for a shared log's other processes."""
+        self.wakes: list[Wake] = []
+        """When the core asked to be settled (`ChatCore.settle`), in order."""
         self.waiting: deque[LogRequest] = deque()
         self.log = None if isinstance(core, LocalChat) else MemoryLog(core.limits.history_limit)
 
@@ -51,6 +54,8 @@ class Net:
                 self.shared.append(action)
             elif isinstance(action, Subscribe):
                 pass
+            elif isinstance(action, Wake):
+                self.wakes.append(action)
             else:
                 raise AssertionError(f"unexpected {action}")
 

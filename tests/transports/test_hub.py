@@ -8,7 +8,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from chatcore import AddUser, Append, Broadcast, Close, ConnectionId, Load, LogResult, Send
+from chatcore import AddUser, Append, Broadcast, Close, ConnectionId, Load, LogResult, Send, Wake
 from transports.config import Limits
 from transports.http.answers import Refusal
 from transports.http.origin import OriginPolicy
@@ -38,6 +38,9 @@ class ScriptedApp:
 
     def log_result(self, result: LogResult) -> Iterable[HubAction]:
         return self.actions
+
+    def settle(self) -> Iterable[HubAction]:
+        return []
 
 
 class RecordingPeer(Peer):
@@ -175,4 +178,36 @@ async def test_keepalive_judges_a_client_by_what_it_sent_not_by_when_we_read_it(
         assert talking.ping_sent_at is None  # answered
         await trio.sleep(10)
         assert talking.pings == 2  # pinged again an interval later
+        nursery.cancel_scope.cancel()
+
+
+class SettledApp(ScriptedApp):
+    """Records when it is settled, and answers each time with the next actions of ``answers``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settled: list[float] = []
+        self.answers: list[list[HubAction]] = []
+
+    def settle(self) -> Iterable[HubAction]:
+        self.settled.append(trio.current_time())
+        return self.answers.pop(0) if self.answers else []
+
+
+@pytest.mark.trio
+async def test_the_app_is_settled_when_the_soonest_wake_says_and_again_as_it_asks(autojump_clock: MockClock) -> None:
+    hub, _ = make_hub()
+    app = hub.app = SettledApp()
+    app.answers = [[Wake(0.0)], [Wake(3.0)], []]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hub.settling)
+        await trio.sleep(1)
+        start = trio.current_time()
+        hub.perform([Wake(10.0)])
+        hub.perform([Wake(4.0)])  # sooner: this one counts (a later one is asked again by the settle it waits for)
+        await trio.sleep(30)
+        assert [when - start for when in app.settled] == [4.0, 4.0, 7.0]
+        hub.perform([Wake(2.0)])  # (once idle, a new one still wakes it)
+        await trio.sleep(5)
+        assert len(app.settled) == 4
         nursery.cancel_scope.cancel()

@@ -24,3 +24,6 @@ class EchoApp:
 
     def log_result(self, result: LogResult) -> list[HubAction]:
         raise DriverError("the echo application keeps no log")
+
+    def settle(self) -> list[HubAction]:
+        return []  # (it never asks: no presence)

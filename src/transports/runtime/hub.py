@@ -15,8 +15,21 @@ from dataclasses import dataclass
 from typing import Protocol, assert_never
 
 import anyio
+import anyio.lowlevel
 
-from chatcore import Action, Append, Broadcast, Close, ConnectionId, LogAction, LogFailed, LogResult, Send, closecodes
+from chatcore import (
+    Action,
+    Append,
+    Broadcast,
+    Close,
+    ConnectionId,
+    LogAction,
+    LogFailed,
+    LogResult,
+    Send,
+    Wake,
+    closecodes,
+)
 from chatcore.results import INCONSISTENT
 
 from ..config import Limits
@@ -53,6 +66,7 @@ class App(Protocol):
     def receive_text(self, connection: ConnectionId, text: str) -> Iterable[HubAction]: ...
     def receive_binary(self, connection: ConnectionId, data: bytes) -> Iterable[HubAction]: ...
     def log_result(self, result: LogResult) -> Iterable[HubAction]: ...
+    def settle(self) -> Iterable[HubAction]: ...
 
 
 class Hub:
@@ -76,6 +90,9 @@ class Hub:
         self._shutting_down = False
         self._shutdown_close = (closecodes.GOING_AWAY, "server shutting down")
         self._all_closed = anyio.Event()
+        self._wake_at: float | None = None
+        """When the application asked to be settled (`chatcore.actions.Wake`), the soonest; on the loop's clock."""
+        self._woken = anyio.Event()
         self.counts = Counts()
         """What the metrics count: plain integers, an increment per action."""
 
@@ -182,8 +199,33 @@ class Hub:
                 peer.close(action.code, action.reason)
             elif isinstance(action, LogAction):
                 self._submit(action)
+            elif isinstance(action, Wake):
+                self._wake(action.delay)
             else:
                 assert_never(action)
+
+    def _wake(self, delay: float) -> None:
+        at = anyio.current_time() + delay
+        if self._wake_at is None or at < self._wake_at:
+            self._wake_at = at
+            self._woken.set()
+
+    async def settling(self) -> None:
+        """Call the application's ``settle`` whenever a `Wake` it returned says, until cancelled (graces of users
+        who left: `chatcore.graces`). One call per turn, each ending a bounded number of them, with a checkpoint
+        between two."""
+        while True:
+            self._woken = anyio.Event()
+            at = self._wake_at
+            if at is None:
+                await self._woken.wait()
+                continue
+            with anyio.move_on_after(at - anyio.current_time()):
+                await self._woken.wait()
+                continue  # (asked for sooner)
+            self._wake_at = None
+            self.perform(self.app.settle())
+            await anyio.lowlevel.checkpoint()
 
     async def keepalive(self) -> None:
         """Ping every peer now and then; drop those that do not answer (`runtime.keepalive`)."""
