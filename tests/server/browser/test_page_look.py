@@ -64,8 +64,8 @@ def assert_accessible(page: ChatPage) -> None:
 
 @pytest.fixture
 def room_since_yesterday(server_config: ServerConfig) -> Iterator[tuple[LiveServer, str]]:
-    """A room titled `TITLE` where Carol talked yesterday: she talks, the server stops, her talks' stored times are moved back a
-    day in its SQLite file, and the server starts again on it; and the room's join key."""
+    """A room titled `TITLE` where Carol talked yesterday: she talks, the server stops, her talks' stored times
+    are moved back a day in its SQLite file, and the server starts again on it; and the room's join key."""
     database_file = server_config.database
     assert database_file is not None
     server_config = replace(server_config, host=HOST)
