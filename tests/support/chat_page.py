@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, WebSocket
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, WebSocket, WebSocketRoute
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -196,3 +197,32 @@ def two_in_a_room(browser: Browser, url: str, **context_options: Any) -> Iterato
     finally:
         for page in pages:
             page.close()
+
+
+class Cutter:
+    """Routes a page's sockets through the test, to cut them (and refuse new ones) until `restore`. Install it first."""
+
+    def __init__(self, page: ChatPage) -> None:
+        self._refusing = False
+        self._current: tuple[WebSocketRoute, WebSocketRoute] | None = None
+        page.page.route_web_socket(re.compile(r"^wss?://"), self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        if self._refusing:
+            ws.close(code=4000, reason="cut by the test")
+            return
+        server = ws.connect_to_server()
+        self._current = (ws, server)
+        ws.on_message(server.send)
+        server.on_message(ws.send)
+
+    def cut(self) -> None:
+        self._refusing = True
+        if self._current is not None:
+            page_side, server_side = self._current
+            self._current = None
+            page_side.close(code=4000, reason="cut by the test")
+            server_side.close()
+
+    def restore(self) -> None:
+        self._refusing = False

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Page, ViewportSize, WebSocketRoute, expect
+from playwright.sync_api import Page, ViewportSize, expect
 
 from chat_client import V2Client
-from chat_page import DELIVERED, HOST, ChatPage
+from chat_page import DELIVERED, HOST, ChatPage, Cutter
 from live import LiveServer, live_server
 from transports.config import ServerConfig, Transport
 
@@ -361,35 +361,6 @@ def test_the_theme_follows_the_system_until_the_toggle_chooses_and_is_remembered
     page.emulate_media(color_scheme="light")
     page.wait_for_function(f"{theme} === 'light'")
     expect(toggle).to_have_attribute("aria-pressed", "false")
-
-
-class Cutter:
-    """Routes a page's sockets through the test, to cut them (and refuse new ones) until `restore`. Install it first."""
-
-    def __init__(self, page: ChatPage) -> None:
-        self._refusing = False
-        self._current: tuple[WebSocketRoute, WebSocketRoute] | None = None
-        page.page.route_web_socket(re.compile(r"^wss?://"), self._route)
-
-    def _route(self, ws: WebSocketRoute) -> None:
-        if self._refusing:
-            ws.close(code=4000, reason="cut by the test")
-            return
-        server = ws.connect_to_server()
-        self._current = (ws, server)
-        ws.on_message(server.send)
-        server.on_message(ws.send)
-
-    def cut(self) -> None:
-        self._refusing = True
-        if self._current is not None:
-            page_side, server_side = self._current
-            self._current = None
-            page_side.close(code=4000, reason="cut by the test")
-            server_side.close()
-
-    def restore(self) -> None:
-        self._refusing = False
 
 
 def open_controls(page: ChatPage) -> None:

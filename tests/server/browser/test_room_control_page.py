@@ -7,13 +7,12 @@ transports; the last one on two processes sharing Redis.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Locator, WebSocketRoute
+from playwright.sync_api import Locator
 
-from chat_page import DELIVERED, HOST, ChatPage
+from chat_page import DELIVERED, HOST, ChatPage, Cutter
 from chatcore import CoreLimits, problems
 from live import LiveServer
 from processes import ServerProcess
@@ -84,35 +83,6 @@ def teacher_and_student(pages: Callable[..., ChatPage], url: str) -> tuple[ChatP
     teacher.wait_until_in_room()
     teacher.wait_for_members(["Teacher (you)", "Student"])
     return teacher, student, link
-
-
-class Cutter:
-    """Routes a page's sockets through the test, to cut them (and refuse new ones) until `restore`. Install it first."""
-
-    def __init__(self, page: ChatPage) -> None:
-        self._refusing = False
-        self._current: tuple[WebSocketRoute, WebSocketRoute] | None = None
-        page.page.route_web_socket(re.compile(r"^wss?://"), self._route)
-
-    def _route(self, ws: WebSocketRoute) -> None:
-        if self._refusing:
-            ws.close(code=4000, reason="cut by the test")
-            return
-        server = ws.connect_to_server()
-        self._current = (ws, server)
-        ws.on_message(server.send)
-        server.on_message(ws.send)
-
-    def cut(self) -> None:
-        self._refusing = True
-        if self._current is not None:
-            page_side, server_side = self._current
-            self._current = None
-            page_side.close(code=4000, reason="cut by the test")
-            server_side.close()
-
-    def restore(self) -> None:
-        self._refusing = False
 
 
 def stays_away(page: ChatPage, state: str) -> None:
