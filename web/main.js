@@ -42,7 +42,7 @@
 // event, sent at most every 2 s while typing, shown 5 s). While reconnecting, the online list is greyed as out
 // of date. Opt-in desktop notifications of others' messages while the tab is hidden, and a mention of my name
 // ("@" and my whole name) highlighted.
-// Plain ES2017, no build step, no dependencies.
+// Plain ES2018 (Unicode property escapes in regular expressions), no build step, no dependencies.
 (function () {
   "use strict";
 
@@ -68,7 +68,8 @@
   var AUTH_WAIT_MS = 2000; // embedded with sign-in origins: how long to wait for the parent's token before asking a name
   var MODERATION = ["edit", "delete", "room", "lock", "remove", "role", "end"]; // requests answered by broadcasts
   var RETRYABLE = ["rate-limited", "unavailable"]; // refusals the same request may get past later (docs/protocol.md)
-  var TYPING_EVERY_MS = 2000; // at most one "typing" sent per this long (the server drops more)
+  var TYPING_EVERY_MS = 2500; // at most one "typing" sent per this long (the server drops one within 2 s of the last,
+  // so a margin for the network's jitter: every one sent is told, and TYPING_SHOWN_MS covers the gaps)
   var TYPING_SHOWN_MS = 5000; // "Ada is typing…" for this long after Ada's last "typing"
   var NOTIFY_KEY = "chat.notify"; // "1": the user switched desktop notifications on
   var NOTIFICATION_MAX_CHARS = 200;
@@ -826,11 +827,13 @@
     newMessagesButton.firstElementChild.textContent = newBelow === 1 ? "1 new message" : newBelow + " new messages";
   }
 
-  newMessagesButton.addEventListener("click", function () {
+  newMessagesButton.addEventListener("click", function (event) {
     scrollToBottom();
     newBelow = 0;
     showNewBelow();
-    (input.disabled ? wrapper : input).focus(); // (the button is gone: the keyboard goes on where one writes)
+    if (event.detail === 0) { // (by the keyboard: the button is gone, the keyboard goes on where one writes;
+      (input.disabled ? wrapper : input).focus(); // a tap leaves the focus, not to open a phone's keyboard)
+    }
   });
 
   wrapper.addEventListener("scroll", function () {

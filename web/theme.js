@@ -4,7 +4,7 @@
 // header flips what is shown; the choice is kept in localStorage ("chat.theme": "light" or "dark"), except that
 // choosing the system's own theme forgets the choice: the page follows the system again. So two states are kept
 // (a choice, or none) and the button is a plain two-state toggle (pressed: dark), never a click that changes nothing.
-// <html data-theme="light|dark"> tells the style sheet; without this script, its media query does the same.
+// <html data-theme="light|dark"> tells the style sheet, before the first paint (the page needs scripts anyway).
 // Plain ES2017, no build step, no dependencies.
 (function () {
   "use strict";
