@@ -241,8 +241,14 @@ def test_typing_is_sent_sparingly_and_shown_to_the_others_for_a_while(
     bob.page.clock.run_for(300)
     shows("")  # 5 s after her last one
 
-    # Alice's page: only spaces are not typing; another "typing" once 2 s have passed, and one only.
-    alice.page.clock.fast_forward(2100)
+    # Alice's page: only spaces are not typing; another "typing" once 2.5 s have passed (the server's 2 s, with a
+    # margin for the network), and one only.
+    alice.page.clock.fast_forward(2000)
+    alice.page.locator("#message-input").press_sequentially("z")
+    alice.page.evaluate("0")
+    assert len(alice.sent_events("typing")) == 1  # 2 s is not enough
+    alice.page.locator("#message-input").press("Backspace")
+    alice.page.clock.fast_forward(600)
     alice.page.locator("#message-input").press_sequentially("  ")
     alice.page.evaluate("0")  # (a round trip: what the keys sent is recorded by now)
     assert len(alice.sent_events("typing")) == 1

@@ -311,9 +311,20 @@ def test_messages_that_come_below_the_readers_view_offer_a_way_down(
     expect(button).to_have_text("2 new messages\u00a0\u2193")
     bob.page.locator("#message-wrapper").evaluate("w => { w.scrollTop = w.scrollHeight; }")
     expect(button).to_be_hidden()
+    # A click (or a tap) takes the reader down too, and leaves the focus where it was: no phone keyboard pops up.
+    bob.page.locator("#message-wrapper").evaluate("w => { w.scrollTop = 0; }")
+    bob.page.wait_for_function("document.getElementById('message-wrapper').scrollTop === 0")
+    alice.send_with_enter("four")
+    bob.wait_for_messages(24)
+    bob.page.locator("#message-wrapper").focus()
+    button.click()
+    expect(button).to_be_hidden()
+    bob.page.wait_for_function("() => { const w = document.getElementById('message-wrapper');"
+                               " return w.scrollHeight - w.scrollTop - w.clientHeight < 2; }")
+    expect(bob.page.locator("#message-input")).not_to_be_focused()
     # A message while at the bottom keeps the view there, with no button.
     alice.send_with_enter("three")
-    bob.wait_for_messages(24)
+    bob.wait_for_messages(25)
     bob.page.wait_for_function("() => { const w = document.getElementById('message-wrapper');"
                                " return w.scrollHeight - w.scrollTop - w.clientHeight < 2; }")
     expect(button).to_be_hidden()
