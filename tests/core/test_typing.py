@@ -1,18 +1,21 @@
 """``typing`` in the pure core: told to the room's other version-2 members at most once every 2 s per user, never
-stored, outside the talk rate; seed clients never see it; other processes hear of it through the log's notice."""
+stored; a small one told is outside the talk rate, one dropped by the interval or a big one counted (a flood is
+closed as any flood); seed clients never see it; other processes hear of it through the log's notice."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from chatcore import ChatCore, CoreLimits, Typing, TypingHeard, problems
-from chatcore.typers import TYPING_INTERVAL
+from chatcore import ChatCore, CoreLimits, Typing, TypingHeard, closecodes, problems
+from chatcore.typers import TYPING_INTERVAL, TYPING_MAX_CHARS
 from corekit import FakeClock, LocalChat, keys, v2_error
 from v2kit import Net
 
 TYPING = {"type": "typing"}
+BIG_TYPING = {"type": "typing", "pad": "x" * 10_000}
 
 
 @pytest.fixture
@@ -159,6 +162,54 @@ def test_typing_is_outside_the_talk_rate(clock: FakeClock) -> None:
     net.send(1, {"type": "talk", "payload": "two"})
     assert [event.get("payload") for event in net.take(1)] == ["one", "two"]
     assert 1 not in net.closed
+
+
+def test_a_flood_of_typing_is_refused_for_rate_and_closed_like_any_flood(clock: FakeClock) -> None:
+    limits = CoreLimits(messages_per_second=1.0, message_burst=5, max_rate_strikes=3)
+    net = Net(LocalChat(clock=clock, new_join_key=keys().__next__, limits=limits))
+    room = net.join(1)["joinKey"]  # (the init takes one of the 5)
+    net.join(2, joinKey=room)
+    net.take(1)
+    for _ in range(50):  # the clock stands still: one is told, the rest dropped by the interval, and charged
+        net.send(1, TYPING)
+    assert typings(net.take(2)) == [1]
+    assert net.take(1) == [v2_error(problems.RATE_LIMITED, request="typing")] * 3
+    assert net.closed[1] == closecodes.POLICY_VIOLATION
+    assert net.reasons[1] == "message rate limit exceeded"
+
+
+@pytest.mark.parametrize("decoded", [False, True], ids=["text", "decoded-by-the-driver"])
+def test_a_big_typing_is_charged_to_the_rate_as_any_request(clock: FakeClock, decoded: bool) -> None:
+    limits = CoreLimits(messages_per_second=0.001, message_burst=2, max_rate_strikes=5)
+    net = Net(LocalChat(clock=clock, new_join_key=keys().__next__, limits=limits))
+    room = net.join(1)["joinKey"]  # (the init takes one of the 2)
+    net.join(2, joinKey=room)
+    net.take(1)
+    assert len(json.dumps(TYPING)) <= TYPING_MAX_CHARS < len(json.dumps(BIG_TYPING))
+    if decoded:
+        net.do(net.core.receive(1, BIG_TYPING))
+    else:
+        net.send(1, BIG_TYPING)
+    assert typings(net.take(2)) == [1]  # (told all the same: the first in its interval)
+    net.send(1, {"type": "talk", "payload": "the bucket is empty"})
+    assert net.take(1) == [v2_error(problems.RATE_LIMITED)]
+
+
+def test_only_the_typings_told_leave_the_bucket_as_it_was(clock: FakeClock) -> None:
+    limits = CoreLimits(messages_per_second=0.001, message_burst=3, max_rate_strikes=5)
+    net = Net(LocalChat(clock=clock, new_join_key=keys().__next__, limits=limits))
+    room = net.join(1)["joinKey"]  # (the init takes one of the 3)
+    net.join(2, joinKey=room)
+    net.take(1)
+    net.send(1, TYPING)  # told: not charged
+    net.do(net.core.receive(1, TYPING))  # (decoded by the driver) dropped by the interval: charged
+    clock.now += TYPING_INTERVAL
+    net.do(net.core.receive(1, TYPING))  # told: not charged
+    assert typings(net.take(2)) == [1, 1]
+    assert net.take(1) == []
+    net.send(1, {"type": "talk", "payload": "the last one in the bucket"})
+    net.send(1, {"type": "talk", "payload": "none left"})
+    assert [event.get("payload") for event in net.take(1)] == ["the last one in the bucket", problems.RATE_LIMITED.text]
 
 
 def test_typing_while_the_talks_before_it_are_with_the_log_is_told_at_once(shared: Net) -> None:
