@@ -69,7 +69,13 @@ def member_typing(room: Room | None, user_id: int, now: float) -> list[Action]:
 
 def heard(room: Room, user_id: int, now: float) -> list[Action]:
     """Another process told that a user is typing (it kept to the interval): the members here are told, and the
-    user's own connections here, if any, wait the interval from now before they are told again."""
+    user's own connections here, if any, wait the interval from now before they are told again.
+
+    Only of a user in the room (its presence news comes first, on the same channel): news of one that is not
+    (news lost, or it left since) is dropped, so that ``Room.typed`` holds members only (a user's entry goes
+    with its name when it is gone: `chatcore.rooms.Room.forget_if_absent`)."""
+    if not room.present(user_id):
+        return []
     room.typed[user_id] = now
     return _tell(room, user_id)
 

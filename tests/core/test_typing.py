@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chatcore import ChatCore, CoreLimits, Typing, TypingHeard, closecodes, problems
+from chatcore import ChatCore, CoreLimits, PresenceHeard, Typing, TypingHeard, closecodes, problems
 from chatcore.typers import TYPING_INTERVAL, TYPING_MAX_CHARS
 from corekit import FakeClock, LocalChat, keys, v2_error
 from v2kit import Net
@@ -35,6 +35,10 @@ def told(net: Net) -> list[Typing]:
 
 def typings(events: list[dict[str, Any]]) -> list[int]:
     return [event["userId"] for event in events if event["type"] == "typing"]
+
+
+def presence_kinds(events: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(event["type"], event["userId"]) for event in events if event["type"] in {"joined", "left"}]
 
 
 def room_of_three(net: Net) -> str:
@@ -305,3 +309,24 @@ def test_typing_heard_starts_the_users_interval_here_and_is_never_dropped(shared
     net.do(net.core.log_result(TypingHeard(room, "elsewhere", 1)))  # (the other process kept to its interval)
     assert typings(net.take(2)) == [1, 1]
     assert told(net) == []
+
+
+def test_typing_heard_of_a_user_not_in_the_room_is_dropped_and_kept_nowhere(net: Net) -> None:
+    room = room_of_three(net)
+    net.do(net.core.log_result(TypingHeard(room, "elsewhere", 9)))  # (its presence news lost, or it left since)
+    assert net.take(1) == net.take(2) == []
+    assert 9 not in net.core._rooms[room].typed
+
+
+def test_a_users_typing_time_goes_with_the_user(net: Net) -> None:
+    room = room_of_three(net)
+    net.do(net.core.log_result(PresenceHeard(room, 1, "elsewhere", 9, True, "Di")))
+    net.send(2, TYPING)
+    net.do(net.core.log_result(TypingHeard(room, "elsewhere", 9)))
+    assert typings(net.take(1)) == [2, 9]
+    held = net.core._rooms[room]
+    assert set(held.typed) == {2, 9}
+    net.disconnect(2)
+    net.do(net.core.log_result(PresenceHeard(room, 2, "elsewhere", 9, False, None)))
+    assert presence_kinds(net.take(1)) == [("left", 2), ("left", 9)]
+    assert held.typed == {}
