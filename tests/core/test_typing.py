@@ -101,6 +101,19 @@ def test_a_seed_connection_that_sends_typing_gets_what_the_seed_says_of_any_unkn
     assert net.take(1) == []
 
 
+def test_a_connection_with_no_init_read_gets_the_seeds_error_for_an_unknown_kind(net: Net) -> None:
+    net.connect(1)
+    net.send(1, {"type": "whatever"})
+    unknown = net.take(1)
+    assert unknown[0].keys() == {"type", "message", "payload"}
+    net.send(1, TYPING)
+    assert net.take(1) == unknown
+    net.send(1, {"type": "init", "v": 2, "name": 5})  # (malformed: not read)
+    assert net.take(1)[0]["code"] == "bad-request"
+    net.send(1, TYPING)
+    assert net.take(1) == unknown
+
+
 def test_at_most_one_every_2_seconds_per_user_whatever_its_connections(shared: Net, clock: FakeClock) -> None:
     net = shared
     first = net.join(1, name="Ada")
@@ -250,6 +263,20 @@ def test_typing_sent_while_joining_is_told_once_joined(shared: Net) -> None:
     net.answer()
     assert [event["type"] for event in net.take(1)] == ["joined", "typing"]
     assert [event["type"] for event in net.take(2)] == ["init"]
+
+
+def test_typing_sent_while_joining_counts_against_the_rate(clock: FakeClock) -> None:
+    limits = CoreLimits(messages_per_second=0.001, message_burst=2, max_rate_strikes=5)
+    net = Net(ChatCore(clock=clock, new_join_key=keys().__next__, limits=limits))
+    room = net.join(1)["joinKey"]
+    net.connect(2)
+    net.send(2, {"type": "init", "v": 2, "joinKey": room})  # (one of the 2)
+    net.send(2, TYPING)  # (the other: in no room yet, it is taken as any request)
+    net.answer()
+    assert typings(net.take(1)) == [2]
+    net.take(2)
+    net.send(2, {"type": "talk", "payload": "none left"})
+    assert net.take(2) == [v2_error(problems.RATE_LIMITED)]
 
 
 def test_a_closing_connections_typing_is_dropped(clock: FakeClock) -> None:
