@@ -66,7 +66,7 @@ from .results import (
 )
 from .rooms import Room
 from .session import Session, SessionState
-from .typers import is_typing, member_typing
+from .typers import member_typing, passed_on
 from .wire import dialects
 from .wire.dialect import ChangeRequest, InitRequest, NameRequest, Request, TalkRequest, TypingRequest
 from .wire.jsontext import decode_or_none, decode_text
@@ -260,8 +260,8 @@ class ChatCore(MemberRequests):
             raise DriverError(f"connection {connection} is not open")
         if session.state is _CLOSING:
             return []
-        if session.room is not None and session.dialect.tells_typing and is_typing(text, event, self.limits):
-            return member_typing(session.room, session.user_id, self._clock())  # (outside the rate, and the backlog)
+        if session.dialect.tells_typing and (told := passed_on(session, text, event, self._clock, self.limits)):
+            return told  # (outside the rate and the backlog; one dropped by the interval is counted, as any request)
         outcome = self._admit(connection, session, text, event, binary)
         backlog = session.backlog
         if backlog is None:

@@ -121,8 +121,9 @@ class Holdings:
         """A change from the log (this process's, or made elsewhere): applied in order if the room is held."""
         room = self.rooms.get(entry.join_key)
         if room is not None:
+            graces = len(room.leaving)
             actions, over = changes.take(room, entry, self._close)
-            return [*actions, *self.let_go(room)] if over else actions
+            return self._applied(room, actions, over, graces)
         loading = self.loading.get(entry.join_key)
         if loading is not None:
             loading.changes.append(entry)  # (the load may have read the room before it)
@@ -130,8 +131,18 @@ class Holdings:
 
     def due(self, room: Room) -> list[Action]:
         """After talks were delivered to a room: the changes held back for them."""
+        graces = len(room.leaving)
         actions, over = changes.due(room, self._close)
-        return [*actions, *self.let_go(room)] if over else actions
+        return self._applied(room, actions, over, graces)
+
+    def _applied(self, room: Room, actions: list[Action], over: bool, graces: int) -> list[Action]:
+        """After changes were applied to a room that had ``graces`` users in their grace: an end lets it go; a
+        removal that ended a grace may leave it idle (a removal made elsewhere: nothing else here lets it go)."""
+        if over:
+            return [*actions, *self.let_go(room)]
+        if len(room.leaving) < graces:
+            return [*actions, *self.forget_if_idle(room)]
+        return actions
 
     def expired(self, expired: Expired) -> None:
         room = self.rooms.get(expired.join_key)

@@ -82,7 +82,7 @@ class Room:
         """Title, lock, roles and bans, as of the latest change applied (``control.seq``)."""
         self._early_changes: dict[int, LoggedChange] | None = None
         self.typed: dict[int, float] = {}
-        """When each user in the room was last told typing (`chatcore.typers`)."""
+        """When each user in the room was last told typing (`chatcore.typers`): users in the room only."""
         self.ended = False
         """The room was ended (its members closed): whatever is still in flight for it finds it so."""
 

@@ -617,7 +617,8 @@ class Cluster(RuleBasedStateMachine):
             assert len(ids) == len(set(ids)), room.stream
 
     def everyone_agrees_on_who_is_here(self) -> None:
-        """Once settled: the users with a connection open, and their names as the log keeps them, everywhere.
+        """Once settled: the users with a connection open, and their names as the log keeps them, everywhere; a
+        process holds a room only while it has a member in it.
 
         Not in rooms that were there when a process learnt that Redis lost its data: a join in flight then
         may end in a room the core dropped (`ChatCore.room_lost`), which nobody else hears of. The names of
@@ -644,6 +645,7 @@ class Cluster(RuleBasedStateMachine):
             for join_key, room in process.chat._rooms.items():
                 if self._lost(join_key):
                     continue
+                assert room.local, (process.index, join_key, "held, with nobody in it here")
                 members = named(join_key, room.members())
                 assert members.keys() == expected.get(join_key, set()), (process.index, join_key, members, expected)
                 held.setdefault(join_key, []).append((process.index, members))
@@ -749,6 +751,26 @@ class GracefulCluster(Cluster):
 
 GracefulCluster.TestCase.settings = settings(max_examples=150, stateful_step_count=80, deadline=None)
 test_graceful_cluster = GracefulCluster.TestCase
+
+
+def test_a_removal_elsewhere_of_the_last_user_in_its_grace_here_lets_the_room_go() -> None:
+    """A case the runs above rarely reach: the owner, on process 0, removes Bob, whose only connection, on process 1,
+    closed; process 1 then holds the room with nobody in it unless the removal lets it go."""
+    cluster = GracefulCluster()
+    cluster.open_room(0, v2=True)
+    cluster._run_until_quiet()
+    cluster.join_room(1, 0, v2=True)
+    cluster._run_until_quiet()
+    owner, bob = cluster.live()
+    assert (owner.process, bob.process) == (0, 1)
+    assert bob.init is not None
+    cluster.leave(1)
+    cluster._run_until_quiet()
+    assert cluster.processes[1].chat.room_count == 1  # (Bob in its grace)
+    cluster._send(owner, {"type": "remove", "userId": bob.init["userId"]})
+    cluster._run_until_quiet()  # (before Bob's grace is over: nobody settles)
+    assert cluster.processes[1].chat.room_count == 0
+    cluster.teardown()
 
 
 # Long runs: hypothesis's rule-based runs are short, so the same cluster is also driven by a seeded random

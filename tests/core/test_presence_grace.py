@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from chatcore import ChatCore, CoreLimits, Forget, Presence, PresenceHeard, Wake, closecodes
-from chatcore.control import End
-from chatcore.results import ChangeArrived, LoggedChange
+from chatcore.control import End, Remove
+from chatcore.results import ChangeArrived, LoggedChange, LoggedTalk, TalkArrived
 from corekit import FakeClock, keys
 from v2kit import Net
 
@@ -155,6 +155,24 @@ def test_removing_a_user_in_its_grace_ends_the_grace_at_once(net: Net, clock: Fa
     settle(net)
     assert net.take(1) == []
     assert notices(net) == []
+
+
+@pytest.mark.parametrize("after_a_talk", [False, True], ids=["at-once", "due-after-a-talk-heard-later"])
+def test_a_removal_from_another_process_that_ends_the_last_grace_lets_the_room_go(
+    net: Net, clock: FakeClock, after_a_talk: bool
+) -> None:
+    room = net.join(1, name="Bob")["joinKey"]  # Bob, the only user here; Ada is on another process
+    net.do(net.core.log_result(PresenceHeard(room, 1, "elsewhere", 2, True, "Ada")))
+    net.take(1)
+    net.disconnect(1)
+    net.shared.clear()
+    net.do(net.core.log_result(ChangeArrived(LoggedChange(room, 1, int(after_a_talk), 2, clock.now, Remove(1)))))
+    if after_a_talk:  # (the removal waits for the talk it follows)
+        assert net.shared == []
+        assert net.core.room_count == 1
+        net.do(net.core.log_result(TalkArrived(LoggedTalk(room, 1, 2, clock.now, "hi"))))
+    assert net.shared == [Presence(room, 1, False, None), Forget(room)]
+    assert net.core.room_count == 0
 
 
 def test_an_end_tells_the_log_of_the_users_in_their_grace_at_once(net: Net, clock: FakeClock) -> None:
