@@ -18,9 +18,12 @@ import trio
 from .events import Deleted, Edited, Ended, Event, Joined, MemberJoined, MemberLeft, Refused, Renamed, Talk
 from .trio import Chat, SendRefused, SessionEnded, connect
 
+VALUED = ("--join", "--name")
+"""The options that take a value: it may begin with "-" (a join key often does), so it is glued to its option."""
 
-def main(argv: list[str] | None = None) -> int:
-    """Run ``chat-client``; the exit code (1: the room could not be joined, or the session ended)."""
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line read (``sys.argv`` by default); exits with the usage on a mistake, as argparse does."""
     parser = argparse.ArgumentParser(prog="chat-client", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("url", help="the chat server's WebSocket address, e.g. ws://127.0.0.1:8001/ or "
                         "wss://chat.example.org/ws")
@@ -29,7 +32,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="your name in the room")
     parser.add_argument("--json", action="store_true", help="print each event as one JSON object per line")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    args = parser.parse_args(argv)
+    return parser.parse_args(_glued(sys.argv[1:] if argv is None else argv))
+
+
+def _glued(argv: list[str]) -> list[str]:
+    # argparse takes "--join -Gd4..." for an option without its value; "--join=-Gd4..." is read as meant.
+    glued: list[str] = []
+    words = iter(argv)
+    for word in words:
+        value = next(words, None) if word in VALUED else None
+        glued.append(word if value is None else f"{word}={value}")
+    return glued
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``chat-client``; the exit code (1: the room could not be joined, or the session ended)."""
+    args = arguments(argv)
     try:
         trio.run(_session, args.url, args.join, args.name, args.json)
     except SessionEnded as ended:

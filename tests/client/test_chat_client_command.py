@@ -13,6 +13,7 @@ import pytest
 
 import chatclient
 from chat_client import V2Client
+from chatclient import cli
 from chatcore import problems
 from live import ROOT, TEST_LIMITS, live_server
 from transports.config import ServerConfig, Transport
@@ -62,9 +63,18 @@ def test_json_mode_prints_one_event_per_line_and_joins_by_key(config: ServerConf
 
 def test_a_room_that_does_not_exist_is_said_in_one_line_and_exit_code_1(config: ServerConfig) -> None:
     with live_server(config) as live:
-        done = command(live.ws_url, "--join", "nosuchroom", stdin="")
-        assert done.returncode == 1
-        assert done.stderr.strip() == f"chat-client: {problems.NOT_FOUND.text}"
+        for key in ("nosuchroom", "-Gd-KmcZaU"):  # (a join key may begin with "-", as the server's often do)
+            done = command(live.ws_url, "--join", key, stdin="")
+            assert done.returncode == 1, done.stderr
+            assert done.stderr.strip() == f"chat-client: {problems.NOT_FOUND.text}"
+
+
+def test_a_join_key_or_a_name_beginning_with_a_dash_is_the_option_s_value() -> None:
+    read = cli.arguments(["--join", "-Gd-Km", "ws://127.0.0.1:8001/", "--name", "-Ada-", "--json"])
+    assert (read.url, read.join, read.name, read.json) == ("ws://127.0.0.1:8001/", "-Gd-Km", "-Ada-", True)
+    assert cli.arguments(["ws://h/", "--join=-x"]).join == "-x"
+    with pytest.raises(SystemExit):
+        cli.arguments(["ws://h/", "--join"])  # (no value: the usage, as before)
 
 
 def test_the_client_state_machine_imports_no_io_loop_or_clock() -> None:
